@@ -1,0 +1,123 @@
+//! Certificates and keys on disk and on the wire.
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use tether_protocol::identity::Identity;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum PkiError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0}: no certificate found in PEM")]
+    NoCert(String),
+    #[error("{0}: no private key found in PEM")]
+    NoKey(String),
+    #[error("certificate cannot be parsed: {0}")]
+    BadCert(String),
+    #[error("certificate is not a Tether identity: {0}")]
+    NotTether(String),
+}
+
+/// SHA-256 of a DER certificate.
+pub fn fingerprint(der: &[u8]) -> [u8; 32] {
+    let digest = ring::digest::digest(&ring::digest::SHA256, der);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
+}
+
+/// SHA-256 of arbitrary bytes (token secrets are stored only as this).
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    fingerprint(bytes)
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, PkiError> {
+    std::fs::read(path).map_err(|source| PkiError::Io {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+pub fn certs_from_pem(pem: &[u8], what: &str) -> Result<Vec<CertificateDer<'static>>, PkiError> {
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(pem)
+        .filter_map(Result::ok)
+        .collect();
+    if certs.is_empty() {
+        return Err(PkiError::NoCert(what.to_string()));
+    }
+    Ok(certs)
+}
+
+pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, PkiError> {
+    certs_from_pem(&read(path)?, &path.display().to_string())
+}
+
+pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, PkiError> {
+    PrivateKeyDer::from_pem_slice(&read(path)?).map_err(|_| PkiError::NoKey(path.display().to_string()))
+}
+
+/// Writes a file readable by its owner only (keys, databases, tokens). The mode is set when the
+/// file is created, so there is no window in which another user could open it.
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), PkiError> {
+    let io = |source| PkiError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io)?;
+    f.write_all(bytes).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
+/// Writes a public file (certificates) atomically.
+pub fn write_public(path: &Path, bytes: &[u8]) -> Result<(), PkiError> {
+    let io = |source| PkiError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
+/// What the relay needs to know about a peer certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertInfo {
+    pub identity: Identity,
+    /// Serial number, lower-case hex.
+    pub serial: String,
+    pub fingerprint: [u8; 32],
+}
+
+/// Reads the Tether identity out of a certificate's subject.
+pub fn cert_info(der: &[u8]) -> Result<CertInfo, PkiError> {
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(der).map_err(|e| PkiError::BadCert(e.to_string()))?;
+    let subject = cert.subject();
+    let first = |mut it: Box<dyn Iterator<Item = &x509_parser::x509::AttributeTypeAndValue> + '_>| {
+        it.next().and_then(|a| a.as_str().ok()).unwrap_or("").to_string()
+    };
+    let cn = first(Box::new(subject.iter_common_name()));
+    let ou = first(Box::new(subject.iter_organizational_unit()));
+    let identity = Identity::from_subject(&cn, &ou).map_err(|e| PkiError::NotTether(e.to_string()))?;
+    Ok(CertInfo {
+        identity,
+        serial: cert.raw_serial_as_string().replace(':', "").to_lowercase(),
+        fingerprint: fingerprint(der),
+    })
+}

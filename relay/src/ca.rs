@@ -1,0 +1,215 @@
+//! The organisation's certificate authority: created at `init`, it issues the relay's own
+//! server certificate and, at enrollment, one certificate per device and technician.
+//!
+//! The identity is written into the subject by the CA, never taken from the CSR: the CSR only
+//! contributes its public key (and proves possession of the private key by its signature).
+
+use crate::config::DataDir;
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SerialNumber,
+};
+use rustls_pki_types::CertificateDer;
+use tether_net::pki::{self, PkiError, write_private, write_public};
+use tether_protocol::identity::Identity;
+use thiserror::Error;
+use time::{Duration, OffsetDateTime};
+
+#[derive(Debug, Error)]
+pub enum CaError {
+    #[error("certificate generation: {0}")]
+    Rcgen(#[from] rcgen::Error),
+    #[error(transparent)]
+    Pki(#[from] PkiError),
+    #[error("certificate request is invalid: {0}")]
+    BadCsr(String),
+}
+
+const CA_DAYS: i64 = 3650;
+const SERVER_DAYS: i64 = 825;
+const CLIENT_DAYS: i64 = 825;
+/// Renew the relay's server certificate at start-up when it has less than this left.
+const RENEW_BEFORE_DAYS: i64 = 30;
+
+fn serial() -> SerialNumber {
+    let mut bytes: [u8; 16] = rand::random();
+    bytes[0] &= 0x7f; // positive
+    bytes[0] |= 0x01; // no leading zero byte
+    SerialNumber::from_slice(&bytes)
+}
+
+fn validity(params: &mut CertificateParams, days: i64) {
+    let now = OffsetDateTime::now_utc();
+    // Tolerate clocks a little behind ours.
+    params.not_before = now - Duration::hours(1);
+    params.not_after = now + Duration::days(days);
+}
+
+/// The loaded CA, able to sign.
+pub struct Ca {
+    issuer: Issuer<'static, KeyPair>,
+    pub cert_pem: String,
+    pub cert_der: CertificateDer<'static>,
+}
+
+impl Ca {
+    /// Creates a new ECDSA P-256 CA and writes it (key 0600) into the data directory.
+    pub fn create(dir: &DataDir, org: &str) -> Result<Self, CaError> {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, format!("Tether CA ({org})"));
+        dn.push(DnType::OrganizationName, "Tether");
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        params.serial_number = Some(serial());
+        validity(&mut params, CA_DAYS);
+        let cert = params.self_signed(&key)?;
+        write_private(&dir.ca_key(), key.serialize_pem().as_bytes())?;
+        write_public(&dir.ca_cert(), cert.pem().as_bytes())?;
+        Ok(Self {
+            cert_pem: cert.pem(),
+            cert_der: cert.der().clone(),
+            issuer: Issuer::new(params, key),
+        })
+    }
+
+    pub fn load(dir: &DataDir) -> Result<Self, CaError> {
+        let read = |p: std::path::PathBuf| {
+            std::fs::read_to_string(&p).map_err(|source| PkiError::Io {
+                path: p.display().to_string(),
+                source,
+            })
+        };
+        let cert_pem = read(dir.ca_cert())?;
+        let key = KeyPair::from_pem(&read(dir.ca_key())?)?;
+        let cert_der = pki::certs_from_pem(cert_pem.as_bytes(), "ca.pem")?.remove(0);
+        let issuer = Issuer::from_ca_cert_der(&cert_der, key)?;
+        Ok(Self {
+            issuer,
+            cert_pem,
+            cert_der,
+        })
+    }
+
+    pub fn fingerprint(&self) -> [u8; 32] {
+        pki::fingerprint(&self.cert_der)
+    }
+
+    /// Issues the relay's TLS server certificate for `name` and writes it with its key.
+    pub fn issue_server(&self, dir: &DataDir, name: &str) -> Result<(), CaError> {
+        let key = KeyPair::generate()?;
+        let mut sans = vec![name.to_string()];
+        for extra in ["localhost", "127.0.0.1", "::1"] {
+            if !sans.iter().any(|s| s == extra) {
+                sans.push(extra.to_string());
+            }
+        }
+        let mut params = CertificateParams::new(sans)?;
+        params
+            .distinguished_name
+            .push(DnType::CommonName, format!("relay:{name}"));
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.serial_number = Some(serial());
+        validity(&mut params, SERVER_DAYS);
+        let cert = params.signed_by(&key, &self.issuer)?;
+        write_private(&dir.server_key(), key.serialize_pem().as_bytes())?;
+        // The chain includes the CA so enrolling clients can pin it by fingerprint.
+        write_public(
+            &dir.server_cert(),
+            format!("{}{}", cert.pem(), self.cert_pem).as_bytes(),
+        )?;
+        Ok(())
+    }
+
+    /// Re-issues the server certificate if it is missing or close to expiry. Returns true if it did.
+    pub fn renew_server_if_needed(&self, dir: &DataDir, name: &str) -> Result<bool, CaError> {
+        let needs = match pki::load_certs(&dir.server_cert()) {
+            Ok(chain) => match x509_not_after(&chain[0]) {
+                Some(t) => t - OffsetDateTime::now_utc() < Duration::days(RENEW_BEFORE_DAYS),
+                None => true,
+            },
+            Err(_) => true,
+        };
+        if needs {
+            self.issue_server(dir, name)?;
+        }
+        Ok(needs)
+    }
+
+    /// Signs a CSR for `identity`. Returns the PEM certificate and its serial (hex).
+    pub fn issue_client(&self, csr_pem: &str, identity: &Identity) -> Result<(String, String), CaError> {
+        let csr = CertificateSigningRequestParams::from_pem(csr_pem)
+            .map_err(|e| CaError::BadCsr(e.to_string()))?;
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, identity.common_name());
+        dn.push(DnType::OrganizationalUnitName, identity.org_unit());
+        dn.push(DnType::OrganizationName, "Tether");
+        params.distinguished_name = dn;
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        let serial_number = serial();
+        let serial_hex = tether_protocol::token::hex(serial_number.as_ref());
+        params.serial_number = Some(serial_number);
+        validity(&mut params, CLIENT_DAYS);
+        let cert = params.signed_by(&csr.public_key, &self.issuer)?;
+        Ok((cert.pem(), serial_hex))
+    }
+}
+
+fn x509_not_after(der: &CertificateDer<'_>) -> Option<OffsetDateTime> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    Some(cert.validity().not_after.to_datetime())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tether_protocol::identity::Role;
+
+    #[test]
+    fn issues_client_cert_with_identity_from_ca_not_csr() {
+        let dir = std::env::temp_dir().join(format!("tether-ca-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let dd = DataDir::new(&dir);
+        let ca = Ca::create(&dd, "test").unwrap();
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(dd.ca_key()).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600);
+
+        // The CSR claims to be an admin; the CA writes what the token says.
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name
+            .push(DnType::CommonName, "tech:mallory");
+        p.distinguished_name
+            .push(DnType::OrganizationalUnitName, "admin");
+        let csr = p.serialize_request(&key).unwrap().pem().unwrap();
+        let id = Identity::Technician {
+            name: "ana".into(),
+            role: Role::Viewer,
+        };
+        let (pem, serial) = ca.issue_client(&csr, &id).unwrap();
+        let der = pki::certs_from_pem(pem.as_bytes(), "t").unwrap();
+        let info = pki::cert_info(&der[0]).unwrap();
+        assert_eq!(info.identity, id);
+        assert_eq!(info.serial, serial);
+
+        assert!(matches!(
+            ca.issue_client("-----BEGIN CERTIFICATE REQUEST-----\ngarbage\n", &id),
+            Err(CaError::BadCsr(_))
+        ));
+        // A reloaded CA signs certificates with the same issuer.
+        let again = Ca::load(&dd).unwrap();
+        assert_eq!(again.fingerprint(), ca.fingerprint());
+    }
+}

@@ -1,0 +1,122 @@
+//! Enrollment: a token and a CSR in, a certificate out.
+
+use crate::server::State;
+use crate::store::{DeviceRow, RedeemError, TokenKind, now_ms};
+use quinn::{RecvStream, SendStream};
+use std::time::Duration;
+use tether_net::framed::{read_msg, write_msg};
+use tether_net::pki::sha256;
+use tether_protocol::identity::Identity;
+use tether_protocol::limits;
+use tether_protocol::message::{EnrollRefusal, EnrollReply, EnrollRequest};
+use tether_protocol::text;
+use tracing::{info, warn};
+
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub async fn handle(state: &State, mut send: SendStream, mut recv: RecvStream) {
+    let req: EnrollRequest =
+        match tokio::time::timeout(REQUEST_TIMEOUT, read_msg(&mut recv, limits::ENROLL)).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                warn!("enrollment request unreadable: {e}");
+                return;
+            }
+            Err(_) => {
+                warn!("enrollment request not sent within {REQUEST_TIMEOUT:?}");
+                return;
+            }
+        };
+    let reply = decide(state, &req).await;
+    if let EnrollReply::Refused { message, .. } = &reply {
+        warn!("enrollment refused: {message}");
+    }
+    if write_msg(&mut send, &reply, limits::ENROLL).await.is_ok() {
+        let _ = send.finish();
+        let _ = tokio::time::timeout(Duration::from_secs(2), send.stopped()).await;
+    }
+}
+
+fn refuse(reason: EnrollRefusal, message: impl Into<String>) -> EnrollReply {
+    EnrollReply::Refused {
+        reason,
+        message: message.into(),
+    }
+}
+
+async fn decide(state: &State, req: &EnrollRequest) -> EnrollReply {
+    let hostname = text::clean(&req.hostname, 255);
+    // Check the CSR before spending the token on it.
+    if let Err(e) = rcgen::CertificateSigningRequestParams::from_pem(&req.csr_pem) {
+        return refuse(
+            EnrollRefusal::BadCsr,
+            format!("certificate request is invalid: {e}"),
+        );
+    }
+    let now = now_ms();
+    let kind = match state
+        .store
+        .redeem_token(&sha256(&req.token_secret), now, &hostname)
+        .await
+    {
+        Ok(Ok(kind)) => kind,
+        Ok(Err(e)) => {
+            let reason = match e {
+                RedeemError::Unknown => EnrollRefusal::UnknownToken,
+                RedeemError::AlreadyUsed => EnrollRefusal::AlreadyUsed,
+                RedeemError::Expired => EnrollRefusal::Expired,
+            };
+            return refuse(reason, e.to_string());
+        }
+        Err(e) => {
+            warn!("store error while redeeming a token: {e}");
+            return refuse(EnrollRefusal::Busy, "relay store unavailable; try again");
+        }
+    };
+    let identity = match kind {
+        TokenKind::Agent { group } => Identity::Device {
+            id: uuid::Uuid::new_v4().to_string(),
+            group,
+        },
+        TokenKind::Technician { name, role } => Identity::Technician { name, role },
+    };
+    let (cert_pem, serial) = match state.ca.issue_client(&req.csr_pem, &identity) {
+        Ok(x) => x,
+        Err(e) => return refuse(EnrollRefusal::BadCsr, e.to_string()),
+    };
+    let stored = match &identity {
+        Identity::Device { id, group } => {
+            state
+                .store
+                .add_device(
+                    &DeviceRow {
+                        id: id.clone(),
+                        hostname: hostname.clone(),
+                        group: group.clone(),
+                        os: String::new(),
+                        agent_version: String::new(),
+                        first_seen: now,
+                        last_seen: now,
+                    },
+                    &serial,
+                )
+                .await
+        }
+        Identity::Technician { name, role } => {
+            state
+                .store
+                .upsert_technician(name, *role, &serial, now)
+                .await
+        }
+    };
+    if let Err(e) = stored {
+        warn!("store error while enrolling: {e}");
+        return refuse(EnrollRefusal::Busy, "relay store unavailable; try again");
+    }
+    info!(%identity, host = %hostname, "enrolled");
+    EnrollReply::Issued {
+        identity,
+        cert_pem,
+        ca_pem: state.ca.cert_pem.clone(),
+    }
+}

@@ -1,0 +1,12 @@
+//! The Tether relay: the organisation's CA, enrollment, presence of agents, requests from
+//! technicians, and the store behind them. `main.rs` is thin CLI glue over this library.
+#![forbid(unsafe_code)]
+
+pub mod ca;
+pub mod config;
+mod enroll;
+mod presence;
+pub mod server;
+pub mod store;
+mod tech;
+pub mod tokens;

@@ -1,0 +1,226 @@
+//! `tether-relay`: thin CLI over the relay library.
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use tether_protocol::conn::Timeouts;
+use tether_protocol::identity::{Role, validate_name};
+use tether_relay::ca::Ca;
+use tether_relay::config::{DataDir, RelaySettings, ensure_dir};
+use tether_relay::server::{Relay, ServeOptions};
+use tether_relay::store::{Store, TokenKind};
+
+#[derive(Parser)]
+#[command(name = "tether-relay", version, about = "Tether relay: enrollment, presence and session broker")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Create the organisation CA and the relay's certificate in a new data directory.
+    Init {
+        #[arg(long, env = "TETHER_RELAY_DATA", default_value = "/var/lib/tether-relay")]
+        data: PathBuf,
+        /// DNS name clients use to reach the relay (checked against its certificate).
+        #[arg(long, default_value = "localhost")]
+        name: String,
+        /// host:port written into enrollment tokens [default: NAME:4433].
+        #[arg(long)]
+        public_addr: Option<String>,
+    },
+    /// Create a one-time enrollment token for an agent or a technician.
+    Token {
+        #[arg(long, env = "TETHER_RELAY_DATA", default_value = "/var/lib/tether-relay")]
+        data: PathBuf,
+        /// Enroll a workstation agent.
+        #[arg(long, conflicts_with = "technician", required_unless_present = "technician")]
+        agent: bool,
+        /// Device group for an agent token.
+        #[arg(long, default_value = "default", requires = "agent")]
+        group: String,
+        /// Enroll a technician with this name.
+        #[arg(long, value_name = "NAME")]
+        technician: Option<String>,
+        /// The technician's role.
+        #[arg(long, value_parser = parse_role, requires = "technician")]
+        role: Option<Role>,
+        /// How long the token stays valid (e.g. 24h, 30m, 7d).
+        #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+        ttl: Duration,
+        /// Relay address to put in the token [default: public_addr from init].
+        #[arg(long)]
+        relay: Option<String>,
+        /// Print JSON ({"token":…,"expires_unix_ms":…}).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the relay.
+    Serve {
+        #[arg(long, env = "TETHER_RELAY_DATA", default_value = "/var/lib/tether-relay")]
+        data: PathBuf,
+        #[arg(long, default_value = "0.0.0.0:4433")]
+        listen: SocketAddr,
+        /// Close connections that have not said hello within this time.
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        hello_timeout: Duration,
+    },
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    s.parse().map_err(|e: tether_protocol::identity::IdentityError| e.to_string())
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,quinn=warn,sqlx=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match cli.cmd {
+        Cmd::Init {
+            data,
+            name,
+            public_addr,
+        } => {
+            let dd = DataDir::new(&data);
+            if dd.is_initialized() {
+                bail!(tether_relay::config::ConfigError::AlreadyInitialized(
+                    data.display().to_string()
+                ));
+            }
+            ensure_dir(&data)?;
+            let settings = RelaySettings {
+                public_addr: public_addr.unwrap_or_else(|| format!("{name}:4433")),
+                name,
+            };
+            let ca = Ca::create(&dd, &settings.name)?;
+            ca.issue_server(&dd, &settings.name)?;
+            dd.save_settings(&settings)?;
+            Store::open_sqlite(&dd.database()).await?.close().await;
+            println!("initialized relay {} in {}", settings.name, data.display());
+            println!(
+                "CA fingerprint (sha256): {}",
+                tether_protocol::token::hex(&ca.fingerprint())
+            );
+            println!("next: tether-relay serve --data {}", data.display());
+        }
+        Cmd::Token {
+            data,
+            agent,
+            group,
+            technician,
+            role,
+            ttl,
+            relay,
+            json,
+        } => {
+            let dd = DataDir::new(&data);
+            let settings = dd.load_settings()?;
+            let kind = if agent {
+                validate_name("group", &group)?;
+                TokenKind::Agent { group }
+            } else {
+                let name = technician.context("--technician NAME or --agent is required")?;
+                validate_name("technician name", &name)?;
+                TokenKind::Technician {
+                    name,
+                    role: role.context("--role viewer|support|admin is required with --technician")?,
+                }
+            };
+            let store = Store::open_sqlite(&dd.database()).await?;
+            let relay_addr = relay.unwrap_or(settings.public_addr.clone());
+            let (token, expires) = tether_relay::tokens::create(
+                &store,
+                &dd,
+                &relay_addr,
+                &settings.name,
+                kind,
+                ttl,
+            )
+            .await?;
+            store.close().await;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"token": token.encode(), "relay": relay_addr, "expires_unix_ms": expires})
+                );
+            } else {
+                println!("{}", token.encode());
+                eprintln!(
+                    "single-use token for {relay_addr}, valid for {}",
+                    humantime::format_duration(ttl)
+                );
+            }
+        }
+        Cmd::Serve {
+            data,
+            listen,
+            hello_timeout,
+        } => {
+            let dd = DataDir::new(&data);
+            let relay = Relay::start(
+                &dd,
+                ServeOptions {
+                    listen,
+                    timeouts: Timeouts {
+                        hello: hello_timeout,
+                        ..Timeouts::default()
+                    },
+                },
+            )
+            .await?;
+            let addr = relay.local_addr()?;
+            // Scripts and tests read this line to learn the port (port 0 is allowed).
+            println!("tether-relay listening on {addr}");
+            use std::io::Write;
+            let _ = std::io::stdout().flush();
+            relay.run(shutdown_signal()).await;
+            println!("tether-relay stopped");
+        }
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

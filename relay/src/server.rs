@@ -1,0 +1,369 @@
+//! The relay's QUIC endpoint: accepts connections, authenticates them by certificate, runs the
+//! hello through [`RelayConn`], and hands each connection to the enrollment, agent or technician
+//! handler. One task per connection: a misbehaving peer is closed without touching the others.
+
+use crate::ca::{Ca, CaError};
+use crate::config::{ConfigError, DataDir};
+use crate::presence::Presence;
+use crate::store::{Store, StoreError, now_ms};
+use crate::{enroll, tech};
+use quinn::{Connection, Endpoint, RecvStream, SendStream};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tether_net::framed::{read_payload, write_msg};
+use tether_net::pki::{self, CertInfo};
+use tether_net::tls::{self, TransportOptions};
+use tether_protocol::conn::{Close, RelayConn, RelayConnState, Timeouts};
+use tether_protocol::identity::Identity;
+use tether_protocol::message::{AgentToRelay, Intent, RelayToAgent, close_code};
+use tether_protocol::{codec, limits, text};
+use thiserror::Error;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+
+#[derive(Debug, Error)]
+pub enum RelayError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Ca(#[from] CaError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Pki(#[from] pki::PkiError),
+    #[error(transparent)]
+    Net(#[from] tether_net::NetError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub listen: SocketAddr,
+    pub timeouts: Timeouts,
+}
+
+/// Shared by every connection task.
+pub struct State {
+    pub(crate) store: Store,
+    pub(crate) ca: Ca,
+    pub(crate) presence: Presence,
+    timeouts: Timeouts,
+    next_conn_id: AtomicU64,
+}
+
+pub struct Relay {
+    state: Arc<State>,
+    endpoint: Endpoint,
+}
+
+impl Relay {
+    /// Loads the data directory, opens the store and binds the endpoint.
+    pub async fn start(data: &DataDir, opts: ServeOptions) -> Result<Self, RelayError> {
+        let settings = data.load_settings()?;
+        let ca = Ca::load(data)?;
+        if ca.renew_server_if_needed(data, &settings.name)? {
+            info!("issued a new server certificate for {}", settings.name);
+        }
+        let chain = pki::load_certs(&data.server_cert())?;
+        let key = pki::load_key(&data.server_key())?;
+        let store = Store::open_sqlite(&data.database()).await?;
+        let server_cfg = tls::server_config(
+            chain,
+            key,
+            &ca.cert_der,
+            TransportOptions {
+                keep_alive: None,
+                idle_timeout: Duration::from_secs(15),
+            },
+        )?;
+        let endpoint = Endpoint::server(server_cfg, opts.listen).map_err(|source| RelayError::Bind {
+            addr: opts.listen,
+            source,
+        })?;
+        Ok(Self {
+            state: Arc::new(State {
+                store,
+                ca,
+                presence: Presence::default(),
+                timeouts: opts.timeouts,
+                next_conn_id: AtomicU64::new(1),
+            }),
+            endpoint,
+        })
+    }
+
+    pub fn local_addr(&self) -> Result<SocketAddr, RelayError> {
+        self.endpoint.local_addr().map_err(|source| RelayError::Bind {
+            addr: ([0, 0, 0, 0], 0).into(),
+            source,
+        })
+    }
+
+    /// Serves until `shutdown` completes, then closes every connection and the store.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                incoming = self.endpoint.accept() => {
+                    let Some(incoming) = incoming else { break };
+                    let state = self.state.clone();
+                    let span = info_span!("conn", remote = %incoming.remote_address());
+                    tokio::spawn(handle_incoming(state, incoming).instrument(span));
+                }
+                () = &mut shutdown => break,
+            }
+        }
+        info!("shutting down: closing {} agent connections", self.state.presence.count());
+        self.endpoint
+            .close(close_code::SHUTDOWN.into(), b"relay shutting down");
+        let _ = tokio::time::timeout(Duration::from_secs(3), self.endpoint.wait_idle()).await;
+        self.state.store.close().await;
+    }
+}
+
+fn close(conn: &Connection, c: &Close) {
+    conn.close(c.code.into(), c.reason.as_bytes());
+}
+
+async fn handle_incoming(state: Arc<State>, incoming: quinn::Incoming) {
+    let conn = match tokio::time::timeout(state.timeouts.hello, incoming).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            // Most often a client certificate our CA did not issue.
+            info!("handshake failed: {}", tether_net::NetError::from_connection(&e));
+            return;
+        }
+        Err(_) => {
+            info!("handshake did not complete in time");
+            return;
+        }
+    };
+    let cert = match pki_identity(&state, &conn).await {
+        Ok(c) => c,
+        Err(close_with) => {
+            warn!("refused: {}", close_with.reason);
+            close(&conn, &close_with);
+            return;
+        }
+    };
+    let identity = cert.as_ref().map(|c| c.identity.clone());
+    let mut machine = RelayConn::new(Instant::now().into_std(), state.timeouts, identity.clone());
+
+    // The hello must arrive before the machine's deadline.
+    let deadline = machine
+        .poll_timeout()
+        .map(Instant::from_std)
+        .unwrap_or_else(Instant::now);
+    let first = tokio::time::timeout_at(deadline, async {
+        let (send, mut recv) = conn.accept_bi().await?;
+        let payload = read_payload(&mut recv, limits::HELLO).await?;
+        Ok::<_, tether_net::NetError>((send, recv, payload))
+    })
+    .await;
+    let (mut send, recv, payload) = match first {
+        Err(_) => {
+            machine.handle_timeout(Instant::now().into_std());
+            if let Some(c) = machine.poll_close() {
+                info!("closed: {}", c.reason);
+                close(&conn, c);
+            }
+            return;
+        }
+        Ok(Err(e)) => {
+            info!("closed before hello: {e}");
+            conn.close(close_code::PROTOCOL_ERROR.into(), e.to_string().as_bytes());
+            return;
+        }
+        Ok(Ok((_, _, None))) => {
+            conn.close(close_code::PROTOCOL_ERROR.into(), b"stream ended without hello");
+            return;
+        }
+        Ok(Ok((send, recv, Some(payload)))) => (send, recv, payload),
+    };
+    let reply = machine.handle_hello(Instant::now().into_std(), &payload);
+    let written = write_msg(&mut send, &reply, limits::HELLO).await;
+    if let Some(c) = machine.poll_close() {
+        info!("refused: {}", c.reason);
+        // Let the refusal reach the peer before the connection goes.
+        let _ = send.finish();
+        let _ = tokio::time::timeout(Duration::from_secs(2), send.stopped()).await;
+        close(&conn, c);
+        return;
+    }
+    if let Err(e) = written {
+        debug!("hello reply not delivered: {e}");
+        return;
+    }
+    let RelayConnState::Established { intent, .. } = machine.state().clone() else {
+        return;
+    };
+    match (intent, identity) {
+        (Intent::Enroll, _) => {
+            enroll::handle(&state, send, recv).await;
+            conn.close(close_code::NORMAL.into(), b"done");
+        }
+        (Intent::Agent, Some(Identity::Device { id, .. })) => {
+            run_agent(&state, &conn, machine, &id, send, recv)
+                .instrument(info_span!("agent", device = %id))
+                .await;
+        }
+        (Intent::Technician, Some(Identity::Technician { name, role })) => {
+            run_technician(&state, &conn, &name, role)
+                .instrument(info_span!("technician", %name))
+                .await;
+        }
+        // RelayConn only establishes intents that match the certificate.
+        _ => conn.close(close_code::PROTOCOL_ERROR.into(), b"internal error"),
+    }
+}
+
+/// Reads the peer's certificate, if any, and checks it is a Tether identity and not revoked.
+async fn pki_identity(state: &State, conn: &Connection) -> Result<Option<CertInfo>, Close> {
+    let Some(chain) = tls::peer_certs(conn) else {
+        return Ok(None);
+    };
+    let Some(leaf) = chain.first() else {
+        return Ok(None);
+    };
+    let info = pki::cert_info(leaf).map_err(|e| Close {
+        code: close_code::REFUSED,
+        reason: e.to_string(),
+    })?;
+    match state.store.is_revoked(&info.serial).await {
+        Ok(false) => Ok(Some(info)),
+        Ok(true) => Err(Close {
+            code: close_code::REVOKED,
+            reason: format!("certificate of {} was revoked", info.identity),
+        }),
+        Err(e) => {
+            warn!("store error checking revocation: {e}");
+            Err(Close {
+                code: close_code::SHUTDOWN,
+                reason: "relay store unavailable".into(),
+            })
+        }
+    }
+}
+
+/// How often an online agent's `last_seen` is written through to the store.
+const TOUCH_EVERY: Duration = Duration::from_secs(60);
+
+async fn run_agent(
+    state: &State,
+    conn: &Connection,
+    mut machine: RelayConn,
+    device: &str,
+    mut send: SendStream,
+    mut recv: RecvStream,
+) {
+    let conn_id = state.next_conn_id.fetch_add(1, Ordering::Relaxed);
+    state.presence.register(device, conn_id, conn.clone());
+    let _ = state.store.touch_device(device, now_ms()).await;
+    info!("online");
+
+    // Reads are not cancel-safe, so one task reads frames and the loop below selects on them.
+    let (tx, mut rx) = mpsc::channel(4);
+    let reader = tokio::spawn(async move {
+        loop {
+            let r = read_payload(&mut recv, limits::CONTROL).await;
+            let end = !matches!(r, Ok(Some(_)));
+            if tx.send(r).await.is_err() || end {
+                break;
+            }
+        }
+    });
+
+    let mut last_touch = Instant::now();
+    let why = loop {
+        let wake = machine
+            .poll_timeout()
+            .map(Instant::from_std)
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        tokio::select! {
+            frame = rx.recv() => {
+                let now = Instant::now();
+                match frame {
+                    Some(Ok(Some(payload))) => {
+                        machine.handle_frame(now.into_std());
+                        match codec::from_payload::<AgentToRelay>(&payload) {
+                            Ok(AgentToRelay::Heartbeat { seq }) => {
+                                if let Err(e) = write_msg(&mut send, &RelayToAgent::HeartbeatAck { seq }, limits::CONTROL).await {
+                                    break format!("lost: {e}");
+                                }
+                            }
+                            Ok(AgentToRelay::Status(s)) => {
+                                let hostname = text::clean(&s.hostname, 255);
+                                let os = text::clean(&s.os, 255);
+                                let version = text::clean(&s.agent_version, 64);
+                                if let Err(e) = state.store.update_device_status(device, &hostname, &os, &version, now_ms()).await {
+                                    warn!("store error: {e}");
+                                }
+                            }
+                            Err(e) => machine.handle_protocol_error(format!("bad message from agent: {e}")),
+                        }
+                        if now.duration_since(last_touch) >= TOUCH_EVERY {
+                            last_touch = now;
+                            let _ = state.store.touch_device(device, now_ms()).await;
+                        }
+                    }
+                    Some(Ok(None)) => break "agent closed its control stream".to_string(),
+                    Some(Err(e)) => {
+                        if matches!(e, tether_net::NetError::Protocol(_)) {
+                            machine.handle_protocol_error(e.to_string());
+                        } else {
+                            break e.to_string();
+                        }
+                    }
+                    None => break "reader ended".to_string(),
+                }
+            }
+            () = tokio::time::sleep_until(wake) => machine.handle_timeout(Instant::now().into_std()),
+        }
+        if let Some(c) = machine.poll_close() {
+            close(conn, c);
+            break c.reason.clone();
+        }
+    };
+    reader.abort();
+    if state.presence.unregister(device, conn_id) {
+        let _ = state.store.touch_device(device, now_ms()).await;
+        info!("offline: {why}");
+    } else {
+        debug!("superseded connection ended: {why}");
+    }
+}
+
+async fn run_technician(
+    state: &Arc<State>,
+    conn: &Connection,
+    name: &str,
+    role: tether_protocol::identity::Role,
+) {
+    debug!(%role, "connected");
+    loop {
+        match conn.accept_bi().await {
+            Ok((send, recv)) => {
+                // One task per request stream; quinn bounds how many streams a peer may open.
+                let state = state.clone();
+                let name = name.to_string();
+                tokio::spawn(
+                    async move { tech::handle_stream(&state, &name, role, send, recv).await }
+                        .in_current_span(),
+                );
+            }
+            Err(e) => {
+                debug!("disconnected: {}", tether_net::NetError::from_connection(&e));
+                break;
+            }
+        }
+    }
+}

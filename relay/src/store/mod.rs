@@ -1,0 +1,161 @@
+//! The relay's persistent state behind one interface.
+//!
+//! Callers use [`Store`] only. Today it has one backend, an embedded SQLite file (WAL, one
+//! transaction per change); a PostgreSQL backend for scale-out adds a variant to `Backend` and a
+//! module beside `sqlite`, without touching any caller.
+
+mod sqlite;
+
+use std::path::Path;
+use tether_protocol::identity::Role;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("database migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("database holds an invalid value: {0}")]
+    Corrupt(String),
+}
+
+/// What a token enrolls.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenKind {
+    Agent { group: String },
+    Technician { name: String, role: Role },
+}
+
+#[derive(Debug, Clone)]
+pub struct NewToken {
+    pub secret_hash: [u8; 32],
+    pub kind: TokenKind,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum RedeemError {
+    #[error("unknown enrollment token (never issued, or mistyped)")]
+    Unknown,
+    #[error("enrollment token was already used")]
+    AlreadyUsed,
+    #[error("enrollment token has expired; ask your IT admin for a new one")]
+    Expired,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceRow {
+    pub id: String,
+    pub hostname: String,
+    pub group: String,
+    pub os: String,
+    pub agent_version: String,
+    pub first_seen: i64,
+    pub last_seen: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    backend: Backend,
+}
+
+#[derive(Debug, Clone)]
+enum Backend {
+    Sqlite(sqlite::Sqlite),
+}
+
+impl Store {
+    /// Opens (creating if needed) the SQLite store and brings its schema up to date.
+    pub async fn open_sqlite(path: &Path) -> Result<Self, StoreError> {
+        Ok(Self {
+            backend: Backend::Sqlite(sqlite::Sqlite::open(path).await?),
+        })
+    }
+
+    pub async fn close(&self) {
+        match &self.backend {
+            Backend::Sqlite(s) => s.close().await,
+        }
+    }
+
+    pub async fn insert_token(&self, t: &NewToken) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.insert_token(t).await,
+        }
+    }
+
+    /// Marks the token used, atomically: of two concurrent redemptions exactly one succeeds.
+    pub async fn redeem_token(
+        &self,
+        secret_hash: &[u8; 32],
+        now: i64,
+        used_by: &str,
+    ) -> Result<Result<TokenKind, RedeemError>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.redeem_token(secret_hash, now, used_by).await,
+        }
+    }
+
+    pub async fn add_device(&self, d: &DeviceRow, cert_serial: &str) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.add_device(d, cert_serial).await,
+        }
+    }
+
+    pub async fn upsert_technician(
+        &self,
+        name: &str,
+        role: Role,
+        cert_serial: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.upsert_technician(name, role, cert_serial, now).await,
+        }
+    }
+
+    /// Records what an online agent reported about itself.
+    pub async fn update_device_status(
+        &self,
+        id: &str,
+        hostname: &str,
+        os: &str,
+        agent_version: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => {
+                s.update_device_status(id, hostname, os, agent_version, now)
+                    .await
+            }
+        }
+    }
+
+    pub async fn touch_device(&self, id: &str, now: i64) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.touch_device(id, now).await,
+        }
+    }
+
+    pub async fn list_devices(&self) -> Result<Vec<DeviceRow>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.list_devices().await,
+        }
+    }
+
+    pub async fn is_revoked(&self, serial: &str) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.is_revoked(serial).await,
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,48 @@
+//! Creating enrollment tokens (the admin side of `tether-relay token`).
+
+use crate::ca::Ca;
+use crate::config::DataDir;
+use crate::store::{NewToken, Store, StoreError, TokenKind, now_ms};
+use std::time::Duration;
+use tether_net::pki::sha256;
+use tether_protocol::token::EnrollToken;
+
+/// Creates a single-use token valid for `ttl` and stores the hash of its secret.
+pub async fn create(
+    store: &Store,
+    data: &DataDir,
+    relay_addr: &str,
+    server_name: &str,
+    kind: TokenKind,
+    ttl: Duration,
+) -> Result<(EnrollToken, i64), TokenCreateError> {
+    let ca = Ca::load(data)?;
+    let secret: [u8; 32] = rand::random();
+    let now = now_ms();
+    let expires_at = now.saturating_add(ttl.as_millis().min(i64::MAX as u128) as i64);
+    store
+        .insert_token(&NewToken {
+            secret_hash: sha256(&secret),
+            kind,
+            created_at: now,
+            expires_at,
+        })
+        .await?;
+    Ok((
+        EnrollToken {
+            relay_addr: relay_addr.to_string(),
+            server_name: server_name.to_string(),
+            ca_fingerprint: ca.fingerprint(),
+            secret,
+        },
+        expires_at,
+    ))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenCreateError {
+    #[error(transparent)]
+    Ca(#[from] crate::ca::CaError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
