@@ -1,1 +1,118 @@
-fn main() {}
+//! `tether-agent`: thin CLI over the agent library.
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use tether_agent::service::{self, AgentOptions};
+use tether_agent::{SOFTWARE, default_state_dir, host};
+use tether_net::client::{self, Credentials};
+use tether_protocol::identity::Identity;
+use tether_protocol::token::EnrollToken;
+
+#[derive(Parser)]
+#[command(name = "tether-agent", version, about = "Tether workstation agent")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Enroll this machine with a one-time token from the IT admin.
+    Enroll {
+        /// The token printed by `tether-relay token --agent`.
+        #[arg(long, env = "TETHER_TOKEN")]
+        token: String,
+        /// Where the agent keeps its key and certificate [default: /var/lib/tether-agent as root].
+        #[arg(long, env = "TETHER_AGENT_STATE")]
+        state: Option<PathBuf>,
+        /// Enroll again even if this machine already has credentials.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Connect to the relay and stay connected (the service).
+    Run {
+        #[arg(long, env = "TETHER_AGENT_STATE")]
+        state: Option<PathBuf>,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,quinn=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match cli.cmd {
+        Cmd::Enroll {
+            token,
+            state,
+            force,
+        } => {
+            let dir = state.unwrap_or_else(default_state_dir);
+            if Credentials::exists(&dir) && !force {
+                anyhow::bail!(
+                    "{} already holds this machine's credentials; pass --force to enroll again",
+                    dir.display()
+                );
+            }
+            let token = EnrollToken::decode(&token)?;
+            let identity = client::enroll(&token, &dir, &host::hostname(), SOFTWARE)
+                .await
+                .with_context(|| format!("enrolling with relay {}", token.relay_addr))?;
+            match identity {
+                Identity::Device { id, group } => {
+                    println!("enrolled as device {id} in group {group}");
+                    println!("credentials saved in {}", dir.display());
+                    println!("next: tether-agent run --state {}", dir.display());
+                }
+                other => anyhow::bail!("relay issued a certificate for {other}, not a device"),
+            }
+        }
+        Cmd::Run { state } => {
+            let dir = state.unwrap_or_else(default_state_dir);
+            let creds = Credentials::load(&dir)?;
+            service::run(creds, AgentOptions::default(), shutdown_signal()).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
+    }
+}

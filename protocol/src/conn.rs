@@ -335,9 +335,10 @@ impl AgentConn {
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.state {
             AgentConnState::AwaitingWelcome => Some(self.hello_deadline),
-            AgentConnState::Established => {
-                Some(self.next_heartbeat.min(self.last_rx + self.timeouts.dead_after))
-            }
+            AgentConnState::Established => Some(
+                self.next_heartbeat
+                    .min(self.last_rx + self.timeouts.dead_after),
+            ),
             AgentConnState::Closed(_) => None,
         }
     }
@@ -469,10 +470,22 @@ mod tests {
         };
         let cases = [
             (None, Intent::Agent, Some(RefusalReason::NotAuthenticated)),
-            (None, Intent::Technician, Some(RefusalReason::NotAuthenticated)),
+            (
+                None,
+                Intent::Technician,
+                Some(RefusalReason::NotAuthenticated),
+            ),
             (None, Intent::Enroll, None),
-            (Some(tech.clone()), Intent::Agent, Some(RefusalReason::WrongIdentity)),
-            (Some(device()), Intent::Technician, Some(RefusalReason::WrongIdentity)),
+            (
+                Some(tech.clone()),
+                Intent::Agent,
+                Some(RefusalReason::WrongIdentity),
+            ),
+            (
+                Some(device()),
+                Intent::Technician,
+                Some(RefusalReason::WrongIdentity),
+            ),
             (Some(tech), Intent::Technician, None),
             (Some(device()), Intent::Agent, None),
         ];
@@ -525,10 +538,7 @@ mod tests {
         assert_eq!(a.poll_transmit(t0 + Duration::from_secs(1)), None);
         let hb = a.poll_transmit(t0 + t.heartbeat);
         assert_eq!(hb, Some(AgentToRelay::Heartbeat { seq: 1 }));
-        a.handle_message(
-            t0 + t.heartbeat,
-            RelayToAgent::HeartbeatAck { seq: 1 },
-        );
+        a.handle_message(t0 + t.heartbeat, RelayToAgent::HeartbeatAck { seq: 1 });
         assert_eq!(a.unacked(), 0);
         // The relay goes silent: heartbeats continue, then the agent gives up.
         let mut now = t0 + t.heartbeat;
@@ -538,7 +548,11 @@ mod tests {
             let _ = a.poll_transmit(now);
         }
         assert_eq!(now, t0 + t.heartbeat + t.dead_after);
-        assert_eq!(a.unacked(), 2, "heartbeats at +4 s and +6 s went unanswered");
+        assert_eq!(
+            a.unacked(),
+            2,
+            "heartbeats at +4 s and +6 s went unanswered"
+        );
         assert_eq!(a.poll_close().unwrap().code, close_code::IDLE);
     }
 

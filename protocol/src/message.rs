@@ -81,7 +81,10 @@ pub struct Refusal {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RefusalReason {
-    UnsupportedVersion { min: u16, max: u16 },
+    UnsupportedVersion {
+        min: u16,
+        max: u16,
+    },
     /// The intent needs a client certificate and none was presented.
     NotAuthenticated,
     /// The certificate is for another kind of peer (a device certificate used as technician…).
@@ -132,7 +135,9 @@ pub enum EnrollRefusal {
 pub enum AgentToRelay {
     /// Sent once after the welcome and whenever it changes. Untrusted: the relay cleans it.
     Status(AgentStatus),
-    Heartbeat { seq: u64 },
+    Heartbeat {
+        seq: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

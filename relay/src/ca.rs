@@ -144,7 +144,11 @@ impl Ca {
     }
 
     /// Signs a CSR for `identity`. Returns the PEM certificate and its serial (hex).
-    pub fn issue_client(&self, csr_pem: &str, identity: &Identity) -> Result<(String, String), CaError> {
+    pub fn issue_client(
+        &self,
+        csr_pem: &str,
+        identity: &Identity,
+    ) -> Result<(String, String), CaError> {
         let csr = CertificateSigningRequestParams::from_pem(csr_pem)
             .map_err(|e| CaError::BadCsr(e.to_string()))?;
         let mut params = CertificateParams::new(Vec::<String>::new())?;

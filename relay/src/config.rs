@@ -6,7 +6,9 @@ use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
-    #[error("{0} is not an initialized relay data directory (run `tether-relay init --data {0}` first)")]
+    #[error(
+        "{0} is not an initialized relay data directory (run `tether-relay init --data {0}` first)"
+    )]
     NotInitialized(String),
     #[error("{0} already holds a relay (its CA would be overwritten); use another directory")]
     AlreadyInitialized(String),

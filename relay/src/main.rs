@@ -13,7 +13,11 @@ use tether_relay::server::{Relay, ServeOptions};
 use tether_relay::store::{Store, TokenKind};
 
 #[derive(Parser)]
-#[command(name = "tether-relay", version, about = "Tether relay: enrollment, presence and session broker")]
+#[command(
+    name = "tether-relay",
+    version,
+    about = "Tether relay: enrollment, presence and session broker"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -23,7 +27,11 @@ struct Cli {
 enum Cmd {
     /// Create the organisation CA and the relay's certificate in a new data directory.
     Init {
-        #[arg(long, env = "TETHER_RELAY_DATA", default_value = "/var/lib/tether-relay")]
+        #[arg(
+            long,
+            env = "TETHER_RELAY_DATA",
+            default_value = "/var/lib/tether-relay"
+        )]
         data: PathBuf,
         /// DNS name clients use to reach the relay (checked against its certificate).
         #[arg(long, default_value = "localhost")]
@@ -34,10 +42,18 @@ enum Cmd {
     },
     /// Create a one-time enrollment token for an agent or a technician.
     Token {
-        #[arg(long, env = "TETHER_RELAY_DATA", default_value = "/var/lib/tether-relay")]
+        #[arg(
+            long,
+            env = "TETHER_RELAY_DATA",
+            default_value = "/var/lib/tether-relay"
+        )]
         data: PathBuf,
         /// Enroll a workstation agent.
-        #[arg(long, conflicts_with = "technician", required_unless_present = "technician")]
+        #[arg(
+            long,
+            conflicts_with = "technician",
+            required_unless_present = "technician"
+        )]
         agent: bool,
         /// Device group for an agent token.
         #[arg(long, default_value = "default", requires = "agent")]
@@ -60,7 +76,11 @@ enum Cmd {
     },
     /// Run the relay.
     Serve {
-        #[arg(long, env = "TETHER_RELAY_DATA", default_value = "/var/lib/tether-relay")]
+        #[arg(
+            long,
+            env = "TETHER_RELAY_DATA",
+            default_value = "/var/lib/tether-relay"
+        )]
         data: PathBuf,
         #[arg(long, default_value = "0.0.0.0:4433")]
         listen: SocketAddr,
@@ -71,7 +91,8 @@ enum Cmd {
 }
 
 fn parse_role(s: &str) -> Result<Role, String> {
-    s.parse().map_err(|e: tether_protocol::identity::IdentityError| e.to_string())
+    s.parse()
+        .map_err(|e: tether_protocol::identity::IdentityError| e.to_string())
 }
 
 fn main() -> std::process::ExitCode {
@@ -81,6 +102,7 @@ fn main() -> std::process::ExitCode {
                 .unwrap_or_else(|_| "info,quinn=warn,sqlx=warn".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let rt = match tokio::runtime::Runtime::new() {
@@ -148,20 +170,15 @@ async fn run(cli: Cli) -> Result<()> {
                 validate_name("technician name", &name)?;
                 TokenKind::Technician {
                     name,
-                    role: role.context("--role viewer|support|admin is required with --technician")?,
+                    role: role
+                        .context("--role viewer|support|admin is required with --technician")?,
                 }
             };
             let store = Store::open_sqlite(&dd.database()).await?;
             let relay_addr = relay.unwrap_or(settings.public_addr.clone());
-            let (token, expires) = tether_relay::tokens::create(
-                &store,
-                &dd,
-                &relay_addr,
-                &settings.name,
-                kind,
-                ttl,
-            )
-            .await?;
+            let (token, expires) =
+                tether_relay::tokens::create(&store, &dd, &relay_addr, &settings.name, kind, ttl)
+                    .await?;
             store.close().await;
             if json {
                 println!(
@@ -209,13 +226,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},

@@ -25,7 +25,6 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-
 #[derive(Debug, Error)]
 pub enum RelayError {
     #[error(transparent)]
@@ -85,10 +84,11 @@ impl Relay {
                 idle_timeout: Duration::from_secs(15),
             },
         )?;
-        let endpoint = Endpoint::server(server_cfg, opts.listen).map_err(|source| RelayError::Bind {
-            addr: opts.listen,
-            source,
-        })?;
+        let endpoint =
+            Endpoint::server(server_cfg, opts.listen).map_err(|source| RelayError::Bind {
+                addr: opts.listen,
+                source,
+            })?;
         Ok(Self {
             state: Arc::new(State {
                 store,
@@ -102,10 +102,12 @@ impl Relay {
     }
 
     pub fn local_addr(&self) -> Result<SocketAddr, RelayError> {
-        self.endpoint.local_addr().map_err(|source| RelayError::Bind {
-            addr: ([0, 0, 0, 0], 0).into(),
-            source,
-        })
+        self.endpoint
+            .local_addr()
+            .map_err(|source| RelayError::Bind {
+                addr: ([0, 0, 0, 0], 0).into(),
+                source,
+            })
     }
 
     /// Serves until `shutdown` completes, then closes every connection and the store.
@@ -122,7 +124,10 @@ impl Relay {
                 () = &mut shutdown => break,
             }
         }
-        info!("shutting down: closing {} agent connections", self.state.presence.count());
+        info!(
+            "shutting down: closing {} agent connections",
+            self.state.presence.count()
+        );
         self.endpoint
             .close(close_code::SHUTDOWN.into(), b"relay shutting down");
         let _ = tokio::time::timeout(Duration::from_secs(3), self.endpoint.wait_idle()).await;
@@ -139,7 +144,10 @@ async fn handle_incoming(state: Arc<State>, incoming: quinn::Incoming) {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => {
             // Most often a client certificate our CA did not issue.
-            info!("handshake failed: {}", tether_net::NetError::from_connection(&e));
+            info!(
+                "handshake failed: {}",
+                tether_net::NetError::from_connection(&e)
+            );
             return;
         }
         Err(_) => {
@@ -184,7 +192,10 @@ async fn handle_incoming(state: Arc<State>, incoming: quinn::Incoming) {
             return;
         }
         Ok(Ok((_, _, None))) => {
-            conn.close(close_code::PROTOCOL_ERROR.into(), b"stream ended without hello");
+            conn.close(
+                close_code::PROTOCOL_ERROR.into(),
+                b"stream ended without hello",
+            );
             return;
         }
         Ok(Ok((send, recv, Some(payload)))) => (send, recv, payload),
@@ -361,7 +372,10 @@ async fn run_technician(
                 );
             }
             Err(e) => {
-                debug!("disconnected: {}", tether_net::NetError::from_connection(&e));
+                debug!(
+                    "disconnected: {}",
+                    tether_net::NetError::from_connection(&e)
+                );
                 break;
             }
         }

@@ -7,12 +7,20 @@ use std::time::Duration;
 use tether_net::framed::{read_msg, write_msg};
 use tether_protocol::identity::Role;
 use tether_protocol::limits;
-use tether_protocol::message::{DeviceSummary, ErrorCode, TechRequest, TechResponse, may_list_devices};
+use tether_protocol::message::{
+    DeviceSummary, ErrorCode, TechRequest, TechResponse, may_list_devices,
+};
 use tracing::{debug, warn};
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub async fn handle_stream(state: &State, name: &str, role: Role, mut send: SendStream, mut recv: RecvStream) {
+pub async fn handle_stream(
+    state: &State,
+    name: &str,
+    role: Role,
+    mut send: SendStream,
+    mut recv: RecvStream,
+) {
     let req: TechRequest =
         match tokio::time::timeout(REQUEST_TIMEOUT, read_msg(&mut recv, limits::CONTROL)).await {
             Ok(Ok(r)) => r,

@@ -1,10 +1,10 @@
 //! The client side of a relay connection, shared by the agent and the technician client:
 //! enrollment with a token, the credentials it leaves on disk, and the hello handshake.
 
+use crate::NetError;
 use crate::framed::{read_msg, write_msg};
 use crate::pki::{self, PkiError, load_certs, load_key, write_private, write_public};
 use crate::tls::{self, TransportOptions};
-use crate::NetError;
 use quinn::{Connection, Endpoint, RecvStream, SendStream};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tether_protocol::conn::{HandshakeError, check_hello_reply};
 use tether_protocol::identity::Identity;
+use tether_protocol::limits;
 use tether_protocol::message::{EnrollReply, EnrollRequest, Hello, HelloReply, Intent, Welcome};
 use tether_protocol::token::EnrollToken;
-use tether_protocol::limits;
 use thiserror::Error;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -72,7 +72,9 @@ impl Credentials {
         };
         let relay: RelayInfo = std::fs::read(dir.join(RELAY_FILE))
             .map_err(|e| bad(format!("{RELAY_FILE}: {e}")))
-            .and_then(|b| serde_json::from_slice(&b).map_err(|e| bad(format!("{RELAY_FILE}: {e}"))))?;
+            .and_then(|b| {
+                serde_json::from_slice(&b).map_err(|e| bad(format!("{RELAY_FILE}: {e}")))
+            })?;
         let cert = load_certs(&dir.join(CERT_FILE))?;
         let info = pki::cert_info(&cert[0]).map_err(|e| bad(e.to_string()))?;
         Ok(Self {
@@ -89,7 +91,13 @@ impl Credentials {
         Ok(tls::client_config(&ca[0], chain, key, opts)?)
     }
 
-    fn save(dir: &Path, relay: &RelayInfo, key_pem: &str, cert_pem: &str, ca_pem: &str) -> Result<(), ClientError> {
+    fn save(
+        dir: &Path,
+        relay: &RelayInfo,
+        key_pem: &str,
+        cert_pem: &str,
+        ca_pem: &str,
+    ) -> Result<(), ClientError> {
         std::fs::create_dir_all(dir).map_err(|source| PkiError::Io {
             path: dir.display().to_string(),
             source,
@@ -178,7 +186,13 @@ pub async fn connect_with_credentials(
 ) -> Result<(Endpoint, Connection, Welcome, SendStream, RecvStream), ClientError> {
     let addr = resolve(&creds.relay.addr).await?;
     let endpoint = tls::client_endpoint(addr)?;
-    let conn = connect(&endpoint, addr, &creds.relay.server_name, creds.quic_config(opts)?).await?;
+    let conn = connect(
+        &endpoint,
+        addr,
+        &creds.relay.server_name,
+        creds.quic_config(opts)?,
+    )
+    .await?;
     let (welcome, send, recv) = handshake(&conn, &Hello::new(intent, software)).await?;
     Ok((endpoint, conn, welcome, send, recv))
 }
@@ -201,7 +215,8 @@ pub async fn enroll(
     let endpoint = tls::client_endpoint(addr)?;
     let config = tls::enroll_client_config(token.ca_fingerprint, TransportOptions::default())?;
     let conn = connect(&endpoint, addr, &token.server_name, config).await?;
-    let (_welcome, mut send, mut recv) = handshake(&conn, &Hello::new(Intent::Enroll, software)).await?;
+    let (_welcome, mut send, mut recv) =
+        handshake(&conn, &Hello::new(Intent::Enroll, software)).await?;
     write_msg(
         &mut send,
         &EnrollRequest {

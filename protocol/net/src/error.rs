@@ -86,7 +86,9 @@ impl NetError {
                     Ok(close_code::SHUTDOWN) => {
                         NetError::Closed(format!("relay is shutting down: {reason}"))
                     }
-                    _ if reason.is_empty() => NetError::Closed(format!("code {}", close.error_code)),
+                    _ if reason.is_empty() => {
+                        NetError::Closed(format!("code {}", close.error_code))
+                    }
                     _ => NetError::Closed(reason),
                 }
             }
@@ -113,7 +115,10 @@ impl NetError {
 
     /// True if retrying cannot help until an administrator acts (re-enroll, unrevoke…).
     pub fn is_auth(&self) -> bool {
-        matches!(self, NetError::AuthRejected(_) | NetError::ServerUntrusted(_))
+        matches!(
+            self,
+            NetError::AuthRejected(_) | NetError::ServerUntrusted(_)
+        )
     }
 }
 

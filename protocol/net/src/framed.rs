@@ -31,9 +31,14 @@ pub async fn read_payload(recv: &mut RecvStream, max: usize) -> Result<Option<Ve
 }
 
 /// Reads and decodes one message; a finished stream is an error here.
-pub async fn read_msg<T: DeserializeOwned>(recv: &mut RecvStream, max: usize) -> Result<T, NetError> {
+pub async fn read_msg<T: DeserializeOwned>(
+    recv: &mut RecvStream,
+    max: usize,
+) -> Result<T, NetError> {
     match read_payload(recv, max).await? {
         Some(p) => Ok(codec::from_payload(&p)?),
-        None => Err(NetError::Protocol("stream ended before the expected message".into())),
+        None => Err(NetError::Protocol(
+            "stream ended before the expected message".into(),
+        )),
     }
 }

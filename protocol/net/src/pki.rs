@@ -61,7 +61,8 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, PkiError>
 }
 
 pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, PkiError> {
-    PrivateKeyDer::from_pem_slice(&read(path)?).map_err(|_| PkiError::NoKey(path.display().to_string()))
+    PrivateKeyDer::from_pem_slice(&read(path)?)
+        .map_err(|_| PkiError::NoKey(path.display().to_string()))
 }
 
 /// Writes a file readable by its owner only (keys, databases, tokens). The mode is set when the
@@ -109,12 +110,17 @@ pub fn cert_info(der: &[u8]) -> Result<CertInfo, PkiError> {
     let (_, cert) =
         x509_parser::parse_x509_certificate(der).map_err(|e| PkiError::BadCert(e.to_string()))?;
     let subject = cert.subject();
-    let first = |mut it: Box<dyn Iterator<Item = &x509_parser::x509::AttributeTypeAndValue> + '_>| {
-        it.next().and_then(|a| a.as_str().ok()).unwrap_or("").to_string()
-    };
+    let first =
+        |mut it: Box<dyn Iterator<Item = &x509_parser::x509::AttributeTypeAndValue> + '_>| {
+            it.next()
+                .and_then(|a| a.as_str().ok())
+                .unwrap_or("")
+                .to_string()
+        };
     let cn = first(Box::new(subject.iter_common_name()));
     let ou = first(Box::new(subject.iter_organizational_unit()));
-    let identity = Identity::from_subject(&cn, &ou).map_err(|e| PkiError::NotTether(e.to_string()))?;
+    let identity =
+        Identity::from_subject(&cn, &ou).map_err(|e| PkiError::NotTether(e.to_string()))?;
     Ok(CertInfo {
         identity,
         serial: cert.raw_serial_as_string().replace(':', "").to_lowercase(),

@@ -100,18 +100,21 @@ impl Sqlite {
             let kind: String = row.try_get("kind")?;
             return Ok(Ok(match kind.as_str() {
                 "agent" => TokenKind::Agent {
-                    group: row.try_get::<Option<String>, _>("group_name")?.unwrap_or_default(),
+                    group: row
+                        .try_get::<Option<String>, _>("group_name")?
+                        .unwrap_or_default(),
                 },
                 _ => {
                     let role: Option<String> = row.try_get("role")?;
                     TokenKind::Technician {
-                        name: row.try_get::<Option<String>, _>("tech_name")?.unwrap_or_default(),
-                        role: role
-                            .unwrap_or_default()
-                            .parse()
-                            .map_err(|e: tether_protocol::identity::IdentityError| {
+                        name: row
+                            .try_get::<Option<String>, _>("tech_name")?
+                            .unwrap_or_default(),
+                        role: role.unwrap_or_default().parse().map_err(
+                            |e: tether_protocol::identity::IdentityError| {
                                 StoreError::Corrupt(e.to_string())
-                            })?,
+                            },
+                        )?,
                     }
                 }
             }));
@@ -123,7 +126,9 @@ impl Sqlite {
             .await?;
         Ok(Err(match row {
             None => RedeemError::Unknown,
-            Some(r) if r.try_get::<Option<i64>, _>("used_at")?.is_some() => RedeemError::AlreadyUsed,
+            Some(r) if r.try_get::<Option<i64>, _>("used_at")?.is_some() => {
+                RedeemError::AlreadyUsed
+            }
             Some(_) => RedeemError::Expired,
         }))
     }

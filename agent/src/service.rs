@@ -1,0 +1,163 @@
+//! The agent's connection to the relay: connect, hello, status, heartbeats through
+//! [`AgentConn`], and reconnect with jittered exponential backoff (0.5 s up to 30 s) forever.
+
+use crate::{SOFTWARE, host};
+use std::future::Future;
+use std::time::Duration;
+use tether_net::NetError;
+use tether_net::client::{ClientError, Credentials, connect_with_credentials};
+use tether_net::framed::{read_payload, write_msg};
+use tether_net::tls::TransportOptions;
+use tether_protocol::backoff::Backoff;
+use tether_protocol::conn::{AgentConn, Timeouts};
+use tether_protocol::message::{
+    AgentStatus, AgentToRelay, HelloReply, Intent, RelayToAgent, close_code,
+};
+use tether_protocol::{codec, limits};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::{error, info, warn};
+
+#[derive(Debug, Clone)]
+pub struct AgentOptions {
+    pub timeouts: Timeouts,
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+}
+
+impl Default for AgentOptions {
+    fn default() -> Self {
+        Self {
+            timeouts: Timeouts::default(),
+            backoff_min: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(30),
+        }
+    }
+}
+
+enum Ended {
+    Shutdown,
+    Lost(ClientError),
+}
+
+/// Runs until `shutdown` completes. Returns an error only if the credentials cannot be loaded.
+pub async fn run(
+    creds: Credentials,
+    opts: AgentOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ClientError> {
+    tokio::pin!(shutdown);
+    let mut backoff = Backoff::new(opts.backoff_min, opts.backoff_max);
+    info!(identity = %creds.identity, relay = %creds.relay.addr, "agent starting");
+    loop {
+        match session(&creds, &opts, &mut backoff, &mut shutdown).await {
+            Ended::Shutdown => return Ok(()),
+            Ended::Lost(e) => {
+                if matches!(&e, ClientError::Net(n) if n.is_auth()) {
+                    error!("{e}; an administrator must re-enroll or un-revoke this machine");
+                } else {
+                    warn!("{e}");
+                }
+            }
+        }
+        let delay = backoff.next_delay(rand::random());
+        info!("reconnecting in {:.1} s", delay.as_secs_f32());
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = &mut shutdown => return Ok(()),
+        }
+    }
+}
+
+async fn session<F: Future<Output = ()>>(
+    creds: &Credentials,
+    opts: &AgentOptions,
+    backoff: &mut Backoff,
+    shutdown: &mut std::pin::Pin<&mut F>,
+) -> Ended {
+    let transport = TransportOptions {
+        keep_alive: None, // the heartbeat keeps the path alive
+        idle_timeout: opts.timeouts.dead_after * 2,
+    };
+    let connected = tokio::select! {
+        r = connect_with_credentials(creds, Intent::Agent, SOFTWARE, transport) => r,
+        () = shutdown.as_mut() => return Ended::Shutdown,
+    };
+    let (endpoint, conn, welcome, mut send, mut recv) = match connected {
+        Ok(c) => c,
+        Err(e) => return Ended::Lost(e),
+    };
+    let mut machine = AgentConn::new(Instant::now().into_std(), opts.timeouts);
+    if let Err(e) =
+        machine.handle_hello_reply(Instant::now().into_std(), HelloReply::Welcome(welcome))
+    {
+        return Ended::Lost(ClientError::Net(NetError::Protocol(e.to_string())));
+    }
+    backoff.reset();
+    info!("connected to relay {}", creds.relay.addr);
+
+    let status = AgentToRelay::Status(AgentStatus {
+        hostname: host::hostname(),
+        os: host::os_pretty_name(),
+        agent_version: env!("CARGO_PKG_VERSION").to_string(),
+    });
+    if let Err(e) = write_msg(&mut send, &status, limits::CONTROL).await {
+        return Ended::Lost(e.into());
+    }
+
+    // Reads are not cancel-safe: a task owns the receive side and forwards whole frames.
+    let (tx, mut rx) = mpsc::channel(4);
+    let reader = tokio::spawn(async move {
+        loop {
+            let r = read_payload(&mut recv, limits::CONTROL).await;
+            let end = !matches!(r, Ok(Some(_)));
+            if tx.send(r).await.is_err() || end {
+                break;
+            }
+        }
+    });
+
+    let ended = loop {
+        let now = Instant::now().into_std();
+        let mut write_err = None;
+        while let Some(msg) = machine.poll_transmit(now) {
+            if let Err(e) = write_msg(&mut send, &msg, limits::CONTROL).await {
+                write_err = Some(e);
+                break;
+            }
+        }
+        if let Some(e) = write_err {
+            break Ended::Lost(e.into());
+        }
+        let wake = machine
+            .poll_timeout()
+            .map(Instant::from_std)
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+        tokio::select! {
+            frame = rx.recv() => match frame {
+                Some(Ok(Some(payload))) => match codec::from_payload::<RelayToAgent>(&payload) {
+                    Ok(msg) => machine.handle_message(Instant::now().into_std(), msg),
+                    Err(e) => {
+                        conn.close(close_code::PROTOCOL_ERROR.into(), b"bad message");
+                        break Ended::Lost(ClientError::Net(e.into()));
+                    }
+                },
+                Some(Ok(None)) => break Ended::Lost(ClientError::Net(NetError::Closed("relay ended the control stream".into()))),
+                Some(Err(e)) => break Ended::Lost(e.into()),
+                None => break Ended::Lost(ClientError::Net(NetError::Lost("reader ended".into()))),
+            },
+            () = tokio::time::sleep_until(wake) => machine.handle_timeout(Instant::now().into_std()),
+            () = shutdown.as_mut() => {
+                conn.close(close_code::NORMAL.into(), b"agent stopping");
+                break Ended::Shutdown;
+            }
+        }
+        if let Some(c) = machine.poll_close() {
+            conn.close(c.code.into(), c.reason.as_bytes());
+            break Ended::Lost(ClientError::Net(NetError::Lost(c.reason.clone())));
+        }
+    };
+    reader.abort();
+    let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
+    ended
+}

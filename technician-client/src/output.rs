@@ -1,0 +1,149 @@
+//! Rendering for people (tables) and scripts (JSON with stable field names).
+//!
+//! Everything shown here came from agents through the relay, so it is cleaned again before it
+//! reaches the terminal: an escape sequence in a hostname must not drive the technician's terminal.
+
+use serde_json::{Value, json};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tether_protocol::message::DeviceSummary;
+use tether_protocol::text::clean;
+
+fn time_of(ms: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)
+}
+
+pub fn rfc3339(ms: i64) -> String {
+    humantime::format_rfc3339_seconds(time_of(ms)).to_string()
+}
+
+/// "now", "42 s ago", "5 min ago", "3 h ago", "12 d ago".
+pub fn ago(ms: i64, now: SystemTime) -> String {
+    let secs = now
+        .duration_since(time_of(ms))
+        .unwrap_or(Duration::ZERO)
+        .as_secs();
+    match secs {
+        0..=4 => "now".into(),
+        5..=119 => format!("{secs} s ago"),
+        120..=7199 => format!("{} min ago", secs / 60),
+        7200..=172_799 => format!("{} h ago", secs / 3600),
+        _ => format!("{} d ago", secs / 86_400),
+    }
+}
+
+pub fn devices_json(devices: &[DeviceSummary]) -> Value {
+    Value::Array(
+        devices
+            .iter()
+            .map(|d| {
+                json!({
+                    "id": d.id,
+                    "hostname": d.hostname,
+                    "group": d.group,
+                    "online": d.online,
+                    "os": d.os,
+                    "agent_version": d.agent_version,
+                    "last_seen": rfc3339(d.last_seen_unix_ms),
+                    "last_seen_unix_ms": d.last_seen_unix_ms,
+                    "first_seen_unix_ms": d.first_seen_unix_ms,
+                })
+            })
+            .collect(),
+    )
+}
+
+pub fn devices_table(devices: &[DeviceSummary], now: SystemTime) -> String {
+    let rows: Vec<[String; 6]> = devices
+        .iter()
+        .map(|d| {
+            [
+                clean(&d.id, 64),
+                clean(&d.hostname, 64),
+                clean(&d.group, 64),
+                if d.online { "online" } else { "offline" }.to_string(),
+                if d.online {
+                    "now".into()
+                } else {
+                    ago(d.last_seen_unix_ms, now)
+                },
+                clean(&d.os, 48),
+            ]
+        })
+        .collect();
+    table(
+        &["ID", "HOSTNAME", "GROUP", "STATUS", "LAST SEEN", "OS"],
+        &rows,
+    )
+}
+
+/// Left-aligned columns separated by two spaces.
+pub fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String {
+    let mut widths = header.map(|h| h.chars().count());
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: Vec<&str>| {
+        let mut l = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == N {
+                l.push_str(c);
+            } else {
+                l.push_str(&format!("{c:<w$}  ", w = widths[i]));
+            }
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(header.to_vec());
+    for r in rows {
+        line(r.iter().map(String::as_str).collect());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dev(host: &str, online: bool, last: i64) -> DeviceSummary {
+        DeviceSummary {
+            id: "0b7c".into(),
+            hostname: host.into(),
+            group: "default".into(),
+            online,
+            os: "Debian".into(),
+            agent_version: "0.1.0".into(),
+            first_seen_unix_ms: 0,
+            last_seen_unix_ms: last,
+        }
+    }
+
+    #[test]
+    fn table_escapes_and_aligns() {
+        let now = SystemTime::now();
+        let now_ms = now.duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
+        let t = devices_table(
+            &[
+                dev("ws-01\u{1b}]0;pwned\u{7}", true, now_ms),
+                dev("laptop-ana", false, now_ms - 600_000),
+            ],
+            now,
+        );
+        assert!(!t.contains('\u{1b}'));
+        assert!(t.contains("10 min ago"), "{t}");
+        let lines: Vec<_> = t.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[0].find("STATUS"), lines[1].find("online"));
+    }
+
+    #[test]
+    fn json_has_stable_fields() {
+        let v = devices_json(&[dev("a", true, 0)]);
+        assert_eq!(v[0]["hostname"], "a");
+        assert_eq!(v[0]["online"], true);
+        assert_eq!(v[0]["last_seen"], "1970-01-01T00:00:00Z");
+    }
+}

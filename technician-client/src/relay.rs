@@ -1,0 +1,67 @@
+//! Requests to the relay: one connection per command, one stream per request.
+
+use crate::SOFTWARE;
+use quinn::{Connection, Endpoint};
+use tether_net::NetError;
+use tether_net::client::{ClientError, Credentials, connect_with_credentials};
+use tether_net::framed::{read_msg, write_msg};
+use tether_net::tls::TransportOptions;
+use tether_protocol::limits;
+use tether_protocol::message::{DeviceSummary, Intent, TechRequest, TechResponse, close_code};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum RequestError {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("relay refused the request: {0}")]
+    Denied(String),
+    #[error("unexpected answer from relay")]
+    Unexpected,
+}
+
+impl From<NetError> for RequestError {
+    fn from(e: NetError) -> Self {
+        RequestError::Client(ClientError::Net(e))
+    }
+}
+
+pub struct Session {
+    endpoint: Endpoint,
+    conn: Connection,
+}
+
+impl Session {
+    pub async fn open(creds: &Credentials) -> Result<Self, RequestError> {
+        let (endpoint, conn, _welcome, mut send, _recv) = connect_with_credentials(
+            creds,
+            Intent::Technician,
+            SOFTWARE,
+            TransportOptions::default(),
+        )
+        .await?;
+        // The control stream stays open for the life of the connection; nothing more is sent on it.
+        let _ = send.finish();
+        Ok(Self { endpoint, conn })
+    }
+
+    pub async fn request(&self, req: &TechRequest) -> Result<TechResponse, RequestError> {
+        let (mut send, mut recv) = self.conn.open_bi().await.map_err(NetError::from)?;
+        write_msg(&mut send, req, limits::CONTROL).await?;
+        let _ = send.finish();
+        Ok(read_msg(&mut recv, limits::BULK).await?)
+    }
+
+    pub async fn devices(&self) -> Result<Vec<DeviceSummary>, RequestError> {
+        match self.request(&TechRequest::ListDevices).await? {
+            TechResponse::Devices(d) => Ok(d),
+            TechResponse::Error { message, .. } => Err(RequestError::Denied(message)),
+        }
+    }
+
+    pub async fn close(self) {
+        self.conn.close(close_code::NORMAL.into(), b"bye");
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), self.endpoint.wait_idle())
+            .await;
+    }
+}
