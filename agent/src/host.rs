@@ -13,10 +13,10 @@ pub fn hostname() -> String {
 /// `PRETTY_NAME` from os-release, e.g. "Debian GNU/Linux 12 (bookworm)".
 pub fn os_pretty_name() -> String {
     for path in ["/etc/os-release", "/usr/lib/os-release"] {
-        if let Ok(text) = std::fs::read_to_string(path) {
-            if let Some(v) = parse_os_release(&text, "PRETTY_NAME") {
-                return v;
-            }
+        if let Ok(text) = std::fs::read_to_string(path)
+            && let Some(v) = parse_os_release(&text, "PRETTY_NAME")
+        {
+            return v;
         }
     }
     std::env::consts::OS.to_string()

@@ -58,7 +58,12 @@ impl Ca {
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::new(Vec::<String>::new())?;
         let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, format!("Tether CA ({org})"));
+        // A random suffix keeps two organisations' CAs apart even when their relays share a name.
+        let tag: [u8; 4] = rand::random();
+        dn.push(
+            DnType::CommonName,
+            format!("Tether CA ({org}) {}", tether_protocol::token::hex(&tag)),
+        );
         dn.push(DnType::OrganizationName, "Tether");
         params.distinguished_name = dn;
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));

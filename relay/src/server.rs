@@ -144,10 +144,7 @@ async fn handle_incoming(state: Arc<State>, incoming: quinn::Incoming) {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => {
             // Most often a client certificate our CA did not issue.
-            info!(
-                "handshake failed: {}",
-                tether_net::NetError::from_connection(&e)
-            );
+            info!("handshake failed: {e}");
             return;
         }
         Err(_) => {

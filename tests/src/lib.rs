@@ -1,1 +1,316 @@
-//! placeholder
+//! Helpers for the end-to-end tests: start real relays, agents and technician commands (the
+//! built binaries) on 127.0.0.1 in temporary directories, and tear them down on drop.
+//!
+//! The binaries are built once (`cargo build --workspace --bins`, done by `tests/run.sh`) and
+//! found next to the test executable, so the tests never rebuild the world.
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+
+/// Path of a workspace binary in the same target directory as the running test.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> → target/<profile>/<name>
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target directory");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the binaries first with `cargo build --workspace --bins` (tests/run.sh does)",
+        path.display()
+    );
+    path
+}
+
+/// Log filter for spawned relays and agents: quiet unless `TETHER_TEST_LOG` asks for more.
+pub fn log_filter() -> String {
+    std::env::var("TETHER_TEST_LOG").unwrap_or_else(|_| "warn".into())
+}
+
+/// Runs a command to completion and returns its output.
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts success and returns stdout.
+pub fn ok(o: Output) -> String {
+    assert!(
+        o.status.success(),
+        "command failed ({}): {}",
+        o.status,
+        stderr(&o)
+    );
+    stdout(&o)
+}
+
+/// Polls `cond` until it holds or `timeout` passes; returns how long it took.
+///
+/// Used where the event is observable only by asking (a device list): the loop asks, it does
+/// not sleep in place of an event.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    loop {
+        if cond() {
+            return Some(start.elapsed());
+        }
+        if start.elapsed() > timeout {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Kills a child on drop.
+pub struct Proc {
+    pub child: Child,
+}
+
+impl Proc {
+    /// SIGKILL: the process vanishes without saying goodbye (like a crash or power loss).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait for a graceful exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        self.child.wait().expect("wait for child")
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A relay with its own data directory (and so its own CA).
+pub struct Relay {
+    pub dir: TempDir,
+    pub addr: Option<SocketAddr>,
+    pub proc: Option<Proc>,
+    hello_timeout: String,
+}
+
+impl Relay {
+    /// `tether-relay init` in a fresh temporary directory.
+    pub fn init() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        ok(run(Command::new(bin("tether-relay"))
+            .args(["init", "--name", "localhost", "--data"])
+            .arg(dir.path().join("data"))));
+        Relay {
+            dir,
+            addr: None,
+            proc: None,
+            hello_timeout: "10s".into(),
+        }
+    }
+
+    pub fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn with_hello_timeout(mut self, t: &str) -> Self {
+        self.hello_timeout = t.into();
+        self
+    }
+
+    /// Initializes and starts a relay on an ephemeral loopback port.
+    pub fn start() -> Self {
+        let mut r = Self::init();
+        r.serve("127.0.0.1:0".parse().expect("addr"));
+        r
+    }
+
+    /// Starts `serve` and waits for its "listening on" line.
+    pub fn serve(&mut self, listen: SocketAddr) {
+        let mut child = Command::new(bin("tether-relay"))
+            .args(["serve", "--hello-timeout", &self.hello_timeout, "--listen"])
+            .arg(listen.to_string())
+            .arg("--data")
+            .arg(self.data())
+            .env("RUST_LOG", log_filter())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn relay");
+        let stdout = child.stdout.take().expect("relay stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(a) = line.strip_prefix("tether-relay listening on ") {
+                    let _ = tx.send(a.trim().to_string());
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("relay did not report its address");
+        self.addr = Some(addr.parse().expect("relay address"));
+        self.proc = Some(Proc { child });
+    }
+
+    /// Graceful stop (SIGTERM); the data directory stays.
+    pub fn stop(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            let status = p.terminate();
+            assert!(status.success(), "relay exited with {status}");
+        }
+    }
+
+    /// Stops and starts again on the same address.
+    pub fn restart(&mut self) {
+        let addr = self.addr.expect("relay was started");
+        self.stop();
+        self.serve(addr);
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr.expect("relay was started")
+    }
+
+    fn token(&self, extra: &[&str]) -> String {
+        let out = ok(run(Command::new(bin("tether-relay"))
+            .arg("token")
+            .arg("--data")
+            .arg(self.data())
+            .args(["--relay", &self.addr().to_string()])
+            .args(extra)));
+        out.trim().to_string()
+    }
+
+    pub fn agent_token(&self) -> String {
+        self.token(&["--agent"])
+    }
+
+    pub fn agent_token_with(&self, extra: &[&str]) -> String {
+        let mut args = vec!["--agent"];
+        args.extend_from_slice(extra);
+        self.token(&args)
+    }
+
+    pub fn tech_token(&self, name: &str, role: &str) -> String {
+        self.token(&["--technician", name, "--role", role])
+    }
+
+    pub fn ca_pem(&self) -> PathBuf {
+        self.data().join("ca.pem")
+    }
+}
+
+/// An enrolled agent (its state directory) and, when running, its process.
+pub struct Agent {
+    pub dir: TempDir,
+    pub proc: Option<Proc>,
+    pub id: String,
+}
+
+impl Agent {
+    pub fn enroll(token: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = ok(run(Command::new(bin("tether-agent"))
+            .args(["enroll", "--token", token, "--state"])
+            .arg(dir.path().join("state"))));
+        let id = out
+            .lines()
+            .find_map(|l| l.strip_prefix("enrolled as device "))
+            .and_then(|l| l.split_whitespace().next())
+            .expect("device id in enroll output")
+            .to_string();
+        Agent {
+            dir,
+            proc: None,
+            id,
+        }
+    }
+
+    pub fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    pub fn start(&mut self) {
+        let child = Command::new(bin("tether-agent"))
+            .arg("run")
+            .arg("--state")
+            .arg(self.state())
+            .env("RUST_LOG", log_filter())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn agent");
+        self.proc = Some(Proc { child });
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            p.kill();
+        }
+    }
+}
+
+/// An enrolled technician: its config directory and the `tether` command.
+pub struct Tech {
+    pub dir: TempDir,
+}
+
+impl Tech {
+    pub fn enroll(token: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let t = Tech { dir };
+        ok(t.tether(&["enroll", "--token", token]));
+        t
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.dir.path().join("config")
+    }
+
+    pub fn tether(&self, args: &[&str]) -> Output {
+        run(Command::new(bin("tether"))
+            .arg("--config")
+            .arg(self.config())
+            .args(args))
+    }
+
+    /// `tether devices --json`, parsed.
+    pub fn devices(&self) -> Vec<Value> {
+        let out = ok(self.tether(&["devices", "--json"]));
+        match serde_json::from_str(&out) {
+            Ok(Value::Array(a)) => a,
+            other => panic!("devices --json is not an array: {other:?}\n{out}"),
+        }
+    }
+
+    pub fn is_online(&self, id: &str) -> Option<bool> {
+        self.devices()
+            .iter()
+            .find(|d| d["id"] == id)
+            .and_then(|d| d["online"].as_bool())
+    }
+}

@@ -47,8 +47,11 @@ fn alert_name(code: u8) -> &'static str {
 }
 
 /// Alerts the server sends when it does not like the client's certificate.
+///
+/// `decrypt_error` is among them: a client certificate whose issuer has the same name as the
+/// relay's CA but another key fails its signature check, and the relay answers with it.
 fn is_client_cert_alert(code: u8) -> bool {
-    matches!(code, 42 | 43 | 44 | 45 | 46 | 48 | 49 | 116)
+    matches!(code, 42 | 43 | 44 | 45 | 46 | 48 | 49 | 51 | 116)
 }
 
 impl NetError {
