@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Tether needs to build and test, quietly and only if missing.
+# Usage: deploy/install-deps.sh [build|test]   (default: test, which includes build)
+set -euo pipefail
+
+what=${1:-test}
+# Build: a C compiler for ring and the bundled SQLite.
+build_pkgs=(gcc libc6-dev pkg-config)
+# Tests: procps for kill/pgrep in helpers.
+test_pkgs=(procps)
+
+pkgs=("${build_pkgs[@]}")
+[ "$what" = test ] && pkgs+=("${test_pkgs[@]}")
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null; then SUDO=sudo; else
+    echo "error: missing packages ${missing[*]}; install them as root: apt-get install ${missing[*]}" >&2
+    exit 1
+  fi
+else SUDO=; fi
+echo "installing ${missing[*]} ..." >&2
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq >/dev/null
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Runs every test: unit tests of each crate and the end-to-end tests in tests/ (real relays,
+# agents and technicians on 127.0.0.1). Installs what the tests need first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash deploy/install-deps.sh test
+# The end-to-end tests run the built binaries; build them once, up front.
+cargo build --workspace --bins -j2
+cargo test --workspace -j2 -- --test-threads=4
