@@ -17,6 +17,8 @@ pub mod backoff;
 pub mod codec;
 pub mod conn;
 pub mod frame;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod identity;
 pub mod message;
 pub mod text;

@@ -1,0 +1,118 @@
+//! The body of the `decode` fuzz target (`protocol/fuzz`), kept here so that ordinary tests run
+//! the same code on many pseudo-random and mutated inputs in CI.
+
+use crate::codec::from_payload;
+use crate::conn::{RelayConn, Timeouts};
+use crate::frame::FrameDecoder;
+use crate::identity::{Identity, Role};
+use crate::message::*;
+use crate::token::EnrollToken;
+use std::time::Instant;
+
+/// Decodes `data` every way the protocol can. Must never panic.
+pub fn decode_everything(data: &[u8]) {
+    // As a stream of frames, fed in two pieces.
+    let mut dec = FrameDecoder::new(crate::limits::CONTROL);
+    let (a, b) = data.split_at(data.len() / 2);
+    dec.push(a);
+    dec.push(b);
+    while let Ok(Some(frame)) = dec.next_frame() {
+        decode_payload(&frame);
+    }
+    // As one payload.
+    decode_payload(data);
+    // As a token.
+    if let Ok(s) = std::str::from_utf8(data) {
+        let _ = EnrollToken::decode(s);
+        let _ = Identity::from_subject(s, s);
+    }
+}
+
+fn decode_payload(p: &[u8]) {
+    let _ = from_payload::<Hello>(p);
+    let _ = from_payload::<HelloReply>(p);
+    let _ = from_payload::<EnrollRequest>(p);
+    let _ = from_payload::<EnrollReply>(p);
+    let _ = from_payload::<AgentToRelay>(p);
+    let _ = from_payload::<RelayToAgent>(p);
+    let _ = from_payload::<TechRequest>(p);
+    let _ = from_payload::<TechResponse>(p);
+    let now = Instant::now();
+    for id in [
+        None,
+        Some(Identity::Technician {
+            name: "t".into(),
+            role: Role::Admin,
+        }),
+    ] {
+        let mut c = RelayConn::new(now, Timeouts::default(), id);
+        let _ = c.handle_hello(now, p);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::to_bytes;
+
+    /// xorshift64*: deterministic, so a failure reproduces.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+    }
+
+    #[test]
+    fn random_and_mutated_inputs_never_panic() {
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        let seeds: Vec<Vec<u8>> = vec![
+            to_bytes(&Hello::new(Intent::Agent, "agent")).unwrap(),
+            to_bytes(&EnrollRequest {
+                token_secret: [1; 32],
+                csr_pem: "-----BEGIN CERTIFICATE REQUEST-----".into(),
+                hostname: "ws".into(),
+            })
+            .unwrap(),
+            to_bytes(&TechResponse::Devices(vec![DeviceSummary {
+                id: "d".into(),
+                hostname: "h".into(),
+                group: "g".into(),
+                online: true,
+                os: "o".into(),
+                agent_version: "1".into(),
+                first_seen_unix_ms: 1,
+                last_seen_unix_ms: 2,
+            }]))
+            .unwrap(),
+            to_bytes(&AgentToRelay::Heartbeat { seq: 7 }).unwrap(),
+        ];
+        for i in 0..20_000 {
+            let mut input = if i % 2 == 0 {
+                let len = (rng.next() % 64) as usize;
+                (0..len).map(|_| rng.next() as u8).collect::<Vec<u8>>()
+            } else {
+                seeds[(rng.next() % seeds.len() as u64) as usize].clone()
+            };
+            // Flip, insert or truncate a few bytes.
+            for _ in 0..(rng.next() % 4) {
+                if input.is_empty() {
+                    break;
+                }
+                let at = (rng.next() % input.len() as u64) as usize;
+                match rng.next() % 3 {
+                    0 => input[at] ^= 1 << (rng.next() % 8),
+                    1 => input.insert(at, rng.next() as u8),
+                    _ => input.truncate(at),
+                }
+            }
+            let mut framed = (input.len() as u32).to_be_bytes().to_vec();
+            framed.extend_from_slice(&input);
+            decode_everything(&input);
+            decode_everything(&framed);
+        }
+    }
+}
