@@ -1,7 +1,10 @@
 //! The Tether agent: keeps one connection to the relay open for as long as the workstation runs,
 //! reconnecting with backoff when the relay or the network goes away. `main.rs` is CLI glue.
 #![forbid(unsafe_code)]
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod collect;
 pub mod host;
 pub mod service;
 

@@ -12,6 +12,8 @@
 //! * every connection opens with a [`message::Hello`] whose first field is the protocol version, so
 //!   any future version can still be refused with a clear reason.
 #![forbid(unsafe_code)]
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod backoff;
 pub mod codec;
@@ -19,10 +21,13 @@ pub mod conn;
 pub mod frame;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod history;
 pub mod identity;
+pub mod inventory;
 pub mod message;
 pub mod text;
 pub mod token;
+pub mod version;
 
 /// The protocol version this build speaks.
 pub const PROTOCOL_VERSION: u16 = 1;
