@@ -367,8 +367,10 @@ mod tests {
     }
 
     fn inv(pkgs: &[(&str, &str)]) -> Inventory {
-        let mut i = Inventory::default();
-        i.software = pkgs.iter().map(|(n, v)| pkg(n, v)).collect();
+        let mut i = Inventory {
+            software: pkgs.iter().map(|(n, v)| pkg(n, v)).collect(),
+            ..Default::default()
+        };
         i.host.kernel = "6.1.0".into();
         i.hardware.memory.total_bytes = 8 << 30;
         i
