@@ -6,6 +6,7 @@
 
 pub mod collect;
 pub mod host;
+pub mod reporter;
 pub mod service;
 
 use std::path::PathBuf;

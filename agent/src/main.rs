@@ -3,11 +3,16 @@
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tether_agent::collect::{CollectOptions, collect};
+use tether_agent::reporter;
 use tether_agent::service::{self, AgentOptions};
 use tether_agent::{SOFTWARE, default_state_dir, host};
 use tether_net::client::{self, Credentials};
 use tether_protocol::identity::Identity;
 use tether_protocol::token::EnrollToken;
+use tokio::sync::Notify;
 
 #[derive(Parser)]
 #[command(name = "tether-agent", version, about = "Tether workstation agent")]
@@ -30,10 +35,28 @@ enum Cmd {
         #[arg(long)]
         force: bool,
     },
-    /// Connect to the relay and stay connected (the service).
+    /// Connect to the relay and stay connected (the service). SIGHUP re-collects the inventory.
     Run {
         #[arg(long, env = "TETHER_AGENT_STATE")]
         state: Option<PathBuf>,
+        /// How often the inventory is collected again (e.g. 1h, 15m).
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        inventory_interval: Duration,
+        /// Read the inventory from this root instead of / (for tests and diagnostics).
+        #[arg(long, default_value = "/", hide = true)]
+        inventory_root: PathBuf,
+    },
+    /// Print this machine's hardware and software inventory (no relay needed).
+    Inventory {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// List every installed package.
+        #[arg(long)]
+        packages: bool,
+        /// Read /proc, /sys and package databases under this root instead of /.
+        #[arg(long, default_value = "/")]
+        root: PathBuf,
     },
 }
 
@@ -94,13 +117,58 @@ async fn run(cli: Cli) -> Result<()> {
                 other => anyhow::bail!("relay issued a certificate for {other}, not a device"),
             }
         }
-        Cmd::Run { state } => {
+        Cmd::Run {
+            state,
+            inventory_interval,
+            inventory_root,
+        } => {
             let dir = state.unwrap_or_else(default_state_dir);
             let creds = Credentials::load(&dir)?;
-            service::run(creds, AgentOptions::default(), shutdown_signal()).await?;
+            let refresh = Arc::new(Notify::new());
+            spawn_sighup(refresh.clone());
+            let inventory = reporter::spawn(
+                CollectOptions {
+                    root: inventory_root,
+                    ..CollectOptions::default()
+                },
+                inventory_interval,
+                refresh,
+            );
+            service::run(creds, AgentOptions::default(), inventory, shutdown_signal()).await?;
+        }
+        Cmd::Inventory {
+            json,
+            packages,
+            root,
+        } => {
+            let started = std::time::Instant::now();
+            let inv = tokio::task::spawn_blocking(move || {
+                collect(&CollectOptions {
+                    root,
+                    ..CollectOptions::default()
+                })
+            })
+            .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&inv)?);
+            } else {
+                print!("{}", tether_protocol::report::text(&inv, packages));
+                eprintln!("collected in {} ms", started.elapsed().as_millis());
+            }
         }
     }
     Ok(())
+}
+
+/// SIGHUP asks for a fresh inventory now.
+fn spawn_sighup(refresh: Arc<Notify>) {
+    if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                refresh.notify_one();
+            }
+        });
+    }
 }
 
 async fn shutdown_signal() {

@@ -1,17 +1,20 @@
 //! The agent's connection to the relay: connect, hello, status, heartbeats through
 //! [`AgentConn`], and reconnect with jittered exponential backoff (0.5 s up to 30 s) forever.
 
+use crate::reporter::{Latest, LatestRx};
 use crate::{SOFTWARE, host};
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 use tether_net::NetError;
 use tether_net::client::{ClientError, Credentials, connect_with_credentials};
-use tether_net::framed::{read_payload, write_msg};
+use tether_net::framed::{read_msg, read_payload, write_msg};
 use tether_net::tls::TransportOptions;
 use tether_protocol::backoff::Backoff;
-use tether_protocol::conn::{AgentConn, Timeouts};
+use tether_protocol::conn::{AgentConn, AgentEvent, Timeouts};
 use tether_protocol::message::{
-    AgentStatus, AgentToRelay, HelloReply, Intent, RelayToAgent, close_code,
+    AgentStatus, AgentStream, AgentToRelay, HelloReply, Intent, RelayToAgent, UploadReply,
+    close_code,
 };
 use tether_protocol::{codec, limits};
 use tokio::sync::mpsc;
@@ -41,16 +44,18 @@ enum Ended {
 }
 
 /// Runs until `shutdown` completes. Returns an error only if the credentials cannot be loaded.
+/// `inventory` publishes the current inventory (see [`crate::reporter`]).
 pub async fn run(
     creds: Credentials,
     opts: AgentOptions,
+    mut inventory: LatestRx,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ClientError> {
     tokio::pin!(shutdown);
     let mut backoff = Backoff::new(opts.backoff_min, opts.backoff_max);
     info!(identity = %creds.identity, relay = %creds.relay.addr, "agent starting");
     loop {
-        match session(&creds, &opts, &mut backoff, &mut shutdown).await {
+        match session(&creds, &opts, &mut backoff, &mut inventory, &mut shutdown).await {
             Ended::Shutdown => return Ok(()),
             Ended::Lost(e) => {
                 if matches!(&e, ClientError::Net(n) if n.is_auth()) {
@@ -73,6 +78,7 @@ async fn session<F: Future<Output = ()>>(
     creds: &Credentials,
     opts: &AgentOptions,
     backoff: &mut Backoff,
+    inventory: &mut LatestRx,
     shutdown: &mut std::pin::Pin<&mut F>,
 ) -> Ended {
     let transport = TransportOptions {
@@ -104,6 +110,13 @@ async fn session<F: Future<Output = ()>>(
     if let Err(e) = write_msg(&mut send, &status, limits::CONTROL).await {
         return Ended::Lost(e.into());
     }
+    // Tell the relay which inventory we have; it asks for an upload if it lacks it. This is how
+    // an inventory not acknowledged before a disconnect is sent again after the reconnect.
+    inventory.mark_changed();
+    let mut acked: Option<u64> = None;
+    let (upload_tx, mut upload_rx) = mpsc::channel::<Result<u64, String>>(1);
+    let mut uploading = false;
+    let mut inventory_closed = false;
 
     // Reads are not cancel-safe: a task owns the receive side and forwards whole frames.
     let (tx, mut rx) = mpsc::channel(4);
@@ -134,9 +147,43 @@ async fn session<F: Future<Output = ()>>(
             .map(Instant::from_std)
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
         tokio::select! {
+            changed = inventory.changed(), if !inventory_closed => {
+                if changed.is_err() {
+                    warn!("inventory collection stopped; presence continues");
+                    inventory_closed = true;
+                    continue;
+                }
+                let hash = inventory.borrow_and_update().as_ref().map(|l| l.hash);
+                if let Some(hash) = hash.filter(|h| Some(*h) != acked) {
+                    if let Err(e) = write_msg(&mut send, &AgentToRelay::InventoryHash { hash }, limits::CONTROL).await {
+                        break Ended::Lost(e.into());
+                    }
+                }
+            }
+            done = upload_rx.recv() => {
+                uploading = false;
+                match done {
+                    Some(Ok(hash)) => acked = Some(hash),
+                    Some(Err(e)) => warn!("inventory upload failed: {e}"),
+                    None => {}
+                }
+                // The inventory may have changed while uploading.
+                if inventory.borrow().as_ref().map(|l| l.hash) != acked {
+                    inventory.mark_changed();
+                }
+            }
             frame = rx.recv() => match frame {
                 Some(Ok(Some(payload))) => match codec::from_payload::<RelayToAgent>(&payload) {
-                    Ok(msg) => machine.handle_message(Instant::now().into_std(), msg),
+                    Ok(msg) => match machine.handle_message(Instant::now().into_std(), msg) {
+                        Some(AgentEvent::InventoryCurrent { hash }) => acked = Some(hash),
+                        Some(AgentEvent::InventoryWanted) if !uploading => {
+                            if let Some(latest) = inventory.borrow().clone() {
+                                uploading = true;
+                                tokio::spawn(upload(conn.clone(), latest, upload_tx.clone()));
+                            }
+                        }
+                        _ => {}
+                    },
                     Err(e) => {
                         conn.close(close_code::PROTOCOL_ERROR.into(), b"bad message");
                         break Ended::Lost(ClientError::Net(e.into()));
@@ -160,4 +207,39 @@ async fn session<F: Future<Output = ()>>(
     reader.abort();
     let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
     ended
+}
+
+/// Uploads one inventory on its own stream, so heartbeats go on meanwhile.
+async fn upload(
+    conn: quinn::Connection,
+    latest: Arc<Latest>,
+    done: mpsc::Sender<Result<u64, String>>,
+) {
+    let result = async {
+        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
+        let msg = AgentStream::InventoryUpload {
+            hash: latest.hash,
+            inventory: Box::new(latest.inventory.clone()),
+        };
+        write_msg(&mut send, &msg, limits::BULK)
+            .await
+            .map_err(|e| e.to_string())?;
+        let _ = send.finish();
+        let reply = tokio::time::timeout(
+            Duration::from_secs(120),
+            read_msg::<UploadReply>(&mut recv, limits::CONTROL),
+        )
+        .await
+        .map_err(|_| "no acknowledgement within 120 s".to_string())?
+        .map_err(|e| e.to_string())?;
+        match reply {
+            UploadReply::Ack { hash, changes } => {
+                info!(changes, "inventory acknowledged by relay");
+                Ok(hash)
+            }
+            UploadReply::Rejected { message } => Err(message),
+        }
+    }
+    .await;
+    let _ = done.send(result).await;
 }

@@ -243,6 +243,15 @@ pub fn check_hello_reply(reply: HelloReply) -> Result<Welcome, HandshakeError> {
     }
 }
 
+/// Something the agent's glue must do in answer to the relay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentEvent {
+    /// The relay already has the inventory with this fingerprint.
+    InventoryCurrent { hash: u64 },
+    /// The relay wants the current inventory uploaded.
+    InventoryWanted,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AgentConnState {
     AwaitingWelcome,
@@ -303,15 +312,27 @@ impl AgentConn {
         }
     }
 
-    pub fn handle_message(&mut self, now: Instant, msg: RelayToAgent) {
+    /// Handles a message from the relay; some ask the glue to act.
+    pub fn handle_message(&mut self, now: Instant, msg: RelayToAgent) -> Option<AgentEvent> {
         self.last_rx = now;
         match msg {
-            RelayToAgent::HeartbeatAck { seq } if seq <= self.seq => self.unacked = 0,
+            RelayToAgent::HeartbeatAck { seq } if seq <= self.seq => {
+                self.unacked = 0;
+                None
+            }
             RelayToAgent::HeartbeatAck { .. } => {
                 self.state = AgentConnState::Closed(Close::new(
                     close_code::PROTOCOL_ERROR,
                     "relay acknowledged a heartbeat that was never sent",
                 ));
+                None
+            }
+            RelayToAgent::InventoryKnown {
+                hash,
+                current: true,
+            } => Some(AgentEvent::InventoryCurrent { hash }),
+            RelayToAgent::InventoryKnown { current: false, .. } => {
+                Some(AgentEvent::InventoryWanted)
             }
         }
     }

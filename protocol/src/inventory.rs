@@ -525,6 +525,79 @@ pub fn csv_cell(s: &str) -> String {
     out
 }
 
+/// The key facts of an inventory: one row of `tether inventory --all`.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+pub struct Summary {
+    pub os: String,
+    pub kernel: String,
+    pub arch: String,
+    pub cpu_model: String,
+    pub cpu_cores: u32,
+    pub cpu_threads: u32,
+    pub memory_bytes: u64,
+    pub disk_bytes: u64,
+    pub vendor: String,
+    pub product: String,
+    pub serial: String,
+    pub bios_version: String,
+    pub ipv4: String,
+    pub mac: String,
+    pub monitors: u32,
+    pub gpus: u32,
+    pub packages: u32,
+    pub collected_at_unix_ms: u64,
+}
+
+impl Inventory {
+    /// Key facts for fleet-wide listings.
+    pub fn summary(&self) -> Summary {
+        let h = &self.hardware;
+        let opt = |s: &Option<String>| s.clone().unwrap_or_default();
+        // The first interface with a hardware address and an IPv4 address: the one people mean.
+        let nic = h
+            .network
+            .iter()
+            .find(|n| n.mac.is_some() && !n.ipv4.is_empty() && !n.is_virtual)
+            .or_else(|| {
+                h.network
+                    .iter()
+                    .find(|n| !n.ipv4.is_empty() && n.name != "lo")
+            });
+        Summary {
+            os: format!(
+                "{} {}",
+                self.host.os_name,
+                self.host.os_version.clone().unwrap_or_default()
+            )
+            .trim()
+            .to_string(),
+            kernel: self.host.kernel.clone(),
+            arch: self.host.arch.clone(),
+            cpu_model: h.cpu.model.clone(),
+            cpu_cores: h.cpu.cores,
+            cpu_threads: h.cpu.threads,
+            memory_bytes: h.memory.total_bytes,
+            disk_bytes: h
+                .block_devices
+                .iter()
+                .filter(|d| !d.removable)
+                .fold(0u64, |a, d| a.saturating_add(d.size_bytes)),
+            vendor: opt(&h.system.sys_vendor),
+            product: opt(&h.system.product_name),
+            serial: opt(&h.system.product_serial),
+            bios_version: opt(&h.system.bios_version),
+            ipv4: nic
+                .and_then(|n| n.ipv4.first().cloned())
+                .unwrap_or_default(),
+            mac: nic.and_then(|n| n.mac.clone()).unwrap_or_default(),
+            monitors: h.monitors.len() as u32,
+            gpus: h.gpus.len() as u32,
+            packages: self.software.len() as u32,
+            collected_at_unix_ms: self.collected_at_unix_ms,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,6 +25,7 @@ pub mod history;
 pub mod identity;
 pub mod inventory;
 pub mod message;
+pub mod report;
 pub mod text;
 pub mod token;
 pub mod version;

@@ -12,7 +12,9 @@
 //! Compatibility rules: `Hello` keeps `version` as its first field and `HelloReply` keeps its two
 //! variants in this order, so peers of any version can always tell each other "unsupported".
 
+use crate::history::Change;
 use crate::identity::{Identity, Role};
+use crate::inventory::Inventory;
 use serde::{Deserialize, Serialize};
 
 /// Capability names this build advertises.
@@ -138,6 +140,33 @@ pub enum AgentToRelay {
     Heartbeat {
         seq: u64,
     },
+    /// Fingerprint of the agent's current inventory ([`crate::history::fingerprint`]), sent after
+    /// each connect; the relay answers whether it already has that inventory.
+    InventoryHash {
+        hash: u64,
+    },
+}
+
+/// First frame of a stream the agent opens on its connection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum AgentStream {
+    /// A full inventory (bulk limit). Answered by one [`UploadReply`] on the same stream.
+    InventoryUpload {
+        hash: u64,
+        inventory: Box<Inventory>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UploadReply {
+    /// Stored durably; `changes` history entries were recorded.
+    Ack {
+        hash: u64,
+        changes: u32,
+    },
+    Rejected {
+        message: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -150,19 +179,86 @@ pub struct AgentStatus {
 /// Relay → agent, on the agent's control stream.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RelayToAgent {
-    HeartbeatAck { seq: u64 },
+    HeartbeatAck {
+        seq: u64,
+    },
+    /// Answer to [`AgentToRelay::InventoryHash`]: `current` is false when the relay's stored
+    /// inventory differs (or there is none) and the agent should upload.
+    InventoryKnown {
+        hash: u64,
+        current: bool,
+    },
 }
 
 /// Technician → relay: the first and only frame a technician sends on a request stream.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TechRequest {
     ListDevices,
+    /// The latest inventory of one device (id, unique id prefix, or hostname).
+    Inventory {
+        device: String,
+    },
+    /// One summary row per device.
+    InventoryAll,
+    /// Which devices have a package. `name` may end in `*`; `version_below` keeps only versions
+    /// that sort below it (dpkg order).
+    Software {
+        name: String,
+        version_below: Option<String>,
+    },
+    /// What changed on a device since a time.
+    History {
+        device: String,
+        since_unix_ms: i64,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum TechResponse {
+    Devices(Vec<DeviceSummary>),
+    Inventory(Box<DeviceInventory>),
+    InventoryRows(Vec<InventoryRow>),
+    Software(Vec<SoftwareRow>),
+    History(Box<DeviceHistory>),
+    Error { code: ErrorCode, message: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceInventory {
+    pub device: DeviceSummary,
+    pub received_unix_ms: i64,
+    pub inventory: Inventory,
+}
+
+/// Key facts of one device, for spreadsheets and asset registers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InventoryRow {
+    pub device: DeviceSummary,
+    pub summary: Option<crate::inventory::Summary>,
+    pub received_unix_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum TechResponse {
-    Devices(Vec<DeviceSummary>),
-    Error { code: ErrorCode, message: String },
+pub struct SoftwareRow {
+    pub device_id: String,
+    pub hostname: String,
+    pub online: bool,
+    pub name: String,
+    pub version: String,
+    pub arch: String,
+    pub source: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceHistory {
+    pub device: DeviceSummary,
+    pub changes: Vec<ChangeRow>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeRow {
+    pub at_unix_ms: i64,
+    pub change: Change,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -197,7 +293,7 @@ pub mod close_code {
     pub const IDLE: u32 = 7;
 }
 
-/// Technician roles allowed to list devices.
-pub fn may_list_devices(role: Role) -> bool {
+/// Technician roles allowed to list devices and read inventory.
+pub fn may_read_inventory(role: Role) -> bool {
     matches!(role, Role::Viewer | Role::Support | Role::Admin)
 }

@@ -18,7 +18,10 @@ use tether_net::pki::{self, CertInfo};
 use tether_net::tls::{self, TransportOptions};
 use tether_protocol::conn::{Close, RelayConn, RelayConnState, Timeouts};
 use tether_protocol::identity::Identity;
-use tether_protocol::message::{AgentToRelay, Intent, RelayToAgent, close_code};
+use tether_protocol::inventory::Limits;
+use tether_protocol::message::{
+    AgentStream, AgentToRelay, Intent, RelayToAgent, UploadReply, close_code,
+};
 use tether_protocol::{codec, limits, text};
 use thiserror::Error;
 use tokio::sync::mpsc;
@@ -57,7 +60,12 @@ pub struct State {
     pub(crate) presence: Presence,
     timeouts: Timeouts,
     next_conn_id: AtomicU64,
+    /// Bounds how many bulk uploads are read at once (each may be up to `limits::BULK`).
+    uploads: tokio::sync::Semaphore,
 }
+
+/// Concurrent inventory uploads the relay reads; the rest wait (the agents' uploads are patient).
+const MAX_CONCURRENT_UPLOADS: usize = 16;
 
 pub struct Relay {
     state: Arc<State>,
@@ -96,6 +104,7 @@ impl Relay {
                 presence: Presence::default(),
                 timeouts: opts.timeouts,
                 next_conn_id: AtomicU64::new(1),
+                uploads: tokio::sync::Semaphore::new(MAX_CONCURRENT_UPLOADS),
             }),
             endpoint,
         })
@@ -266,7 +275,7 @@ async fn pki_identity(state: &State, conn: &Connection) -> Result<Option<CertInf
 const TOUCH_EVERY: Duration = Duration::from_secs(60);
 
 async fn run_agent(
-    state: &State,
+    state: &Arc<State>,
     conn: &Connection,
     mut machine: RelayConn,
     device: &str,
@@ -308,6 +317,18 @@ async fn run_agent(
                                     break format!("lost: {e}");
                                 }
                             }
+                            Ok(AgentToRelay::InventoryHash { hash }) => {
+                                let current = match state.store.inventory_hash(device).await {
+                                    Ok(h) => h == Some(hash),
+                                    Err(e) => {
+                                        warn!("store error: {e}");
+                                        true // ask again on the next connect rather than now
+                                    }
+                                };
+                                if let Err(e) = write_msg(&mut send, &RelayToAgent::InventoryKnown { hash, current }, limits::CONTROL).await {
+                                    break format!("lost: {e}");
+                                }
+                            }
                             Ok(AgentToRelay::Status(s)) => {
                                 let hostname = text::clean(&s.hostname, 255);
                                 let os = text::clean(&s.os, 255);
@@ -334,6 +355,14 @@ async fn run_agent(
                     None => break "reader ended".to_string(),
                 }
             }
+            stream = conn.accept_bi() => match stream {
+                Ok((send, recv)) => {
+                    let state = state.clone();
+                    let device = device.to_string();
+                    tokio::spawn(async move { agent_stream(&state, &device, send, recv).await }.in_current_span());
+                }
+                Err(e) => break tether_net::NetError::from_connection(&e).to_string(),
+            },
             () = tokio::time::sleep_until(wake) => machine.handle_timeout(Instant::now().into_std()),
         }
         if let Some(c) = machine.poll_close() {
@@ -347,6 +376,64 @@ async fn run_agent(
         info!("offline: {why}");
     } else {
         debug!("superseded connection ended: {why}");
+    }
+}
+
+/// A stream the agent opened: an inventory upload.
+async fn agent_stream(state: &State, device: &str, mut send: SendStream, mut recv: RecvStream) {
+    let Ok(_permit) = state.uploads.acquire().await else {
+        return;
+    };
+    let msg = tokio::time::timeout(
+        Duration::from_secs(60),
+        tether_net::framed::read_msg::<AgentStream>(&mut recv, limits::BULK),
+    )
+    .await;
+    let reply = match msg {
+        Ok(Ok(AgentStream::InventoryUpload {
+            hash,
+            mut inventory,
+        })) => {
+            // Untrusted: bound and clean every string and list before storing anything.
+            let cleaned = inventory.sanitize(&Limits::default());
+            if !cleaned.is_empty() {
+                info!("inventory cleaned: {}", cleaned.join("; "));
+            }
+            match state
+                .store
+                .ingest_inventory(device, hash, &inventory, now_ms())
+                .await
+            {
+                Ok(changes) => {
+                    info!(
+                        changes,
+                        packages = inventory.software.len(),
+                        "inventory stored"
+                    );
+                    UploadReply::Ack { hash, changes }
+                }
+                Err(e) => {
+                    warn!("store error: {e}");
+                    UploadReply::Rejected {
+                        message: "relay store unavailable; will retry".into(),
+                    }
+                }
+            }
+        }
+        Ok(Err(e)) => {
+            warn!("bad upload: {e}");
+            UploadReply::Rejected {
+                message: e.to_string(),
+            }
+        }
+        Err(_) => {
+            warn!("upload not received within 60 s");
+            let _ = send.reset(1u32.into());
+            return;
+        }
+    };
+    if write_msg(&mut send, &reply, limits::CONTROL).await.is_ok() {
+        let _ = send.finish();
     }
 }
 

@@ -1,15 +1,18 @@
 //! Requests from technicians: one bidirectional stream per request.
 
 use crate::server::State;
-use crate::store::now_ms;
+use crate::store::{DeviceRow, StoreError, now_ms};
 use quinn::{RecvStream, SendStream};
+use std::cmp::Ordering;
 use std::time::Duration;
 use tether_net::framed::{read_msg, write_msg};
 use tether_protocol::identity::Role;
 use tether_protocol::limits;
 use tether_protocol::message::{
-    DeviceSummary, ErrorCode, TechRequest, TechResponse, may_list_devices,
+    ChangeRow, DeviceHistory, DeviceInventory, DeviceSummary, ErrorCode, InventoryRow, SoftwareRow,
+    TechRequest, TechResponse, may_read_inventory,
 };
+use tether_protocol::{text, version};
 use tracing::{debug, warn};
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -35,12 +38,19 @@ pub async fn handle_stream(
             }
         };
     debug!(technician = name, ?req, "request");
-    let resp = match req {
-        TechRequest::ListDevices if may_list_devices(role) => list_devices(state).await,
-        TechRequest::ListDevices => TechResponse::Error {
-            code: ErrorCode::Forbidden,
-            message: format!("role {role} may not list devices"),
-        },
+    let resp = if !may_read_inventory(role) {
+        err(
+            ErrorCode::Forbidden,
+            format!("role {role} may not read devices"),
+        )
+    } else {
+        match answer(state, req).await {
+            Ok(r) => r,
+            Err(e) => {
+                warn!("store error: {e}");
+                err(ErrorCode::Internal, "relay store unavailable".into())
+            }
+        }
     };
     if let Err(e) = write_msg(&mut send, &resp, limits::BULK).await {
         debug!(technician = name, "reply not delivered: {e}");
@@ -49,34 +59,174 @@ pub async fn handle_stream(
     let _ = send.finish();
 }
 
-async fn list_devices(state: &State) -> TechResponse {
-    match state.store.list_devices().await {
-        Ok(rows) => {
-            let now = now_ms();
-            TechResponse::Devices(
-                rows.into_iter()
+fn err(code: ErrorCode, message: String) -> TechResponse {
+    TechResponse::Error { code, message }
+}
+
+async fn answer(state: &State, req: TechRequest) -> Result<TechResponse, StoreError> {
+    Ok(match req {
+        TechRequest::ListDevices => TechResponse::Devices(
+            state
+                .store
+                .list_devices()
+                .await?
+                .into_iter()
+                .map(|d| summary(state, d))
+                .collect(),
+        ),
+        TechRequest::Inventory { device } => {
+            let d = match resolve(state, &device).await? {
+                Ok(d) => d,
+                Err(e) => return Ok(e),
+            };
+            match state.store.inventory(&d.id).await? {
+                Some((received, inventory)) => TechResponse::Inventory(Box::new(DeviceInventory {
+                    device: summary(state, d),
+                    received_unix_ms: received,
+                    inventory,
+                })),
+                None => err(
+                    ErrorCode::NotFound,
+                    format!(
+                        "device {} has not reported an inventory yet (is its agent running?)",
+                        d.hostname
+                    ),
+                ),
+            }
+        }
+        TechRequest::InventoryAll => {
+            let mut by_id: std::collections::HashMap<_, _> = state
+                .store
+                .inventory_summaries()
+                .await?
+                .into_iter()
+                .map(|(id, s, at)| (id, (s, at)))
+                .collect();
+            TechResponse::InventoryRows(
+                state
+                    .store
+                    .list_devices()
+                    .await?
+                    .into_iter()
                     .map(|d| {
-                        let online = state.presence.is_online(&d.id);
-                        DeviceSummary {
-                            online,
-                            last_seen_unix_ms: if online { now } else { d.last_seen },
-                            id: d.id,
-                            hostname: d.hostname,
-                            group: d.group,
-                            os: d.os,
-                            agent_version: d.agent_version,
-                            first_seen_unix_ms: d.first_seen,
+                        let inv = by_id.remove(&d.id);
+                        InventoryRow {
+                            device: summary(state, d),
+                            received_unix_ms: inv.as_ref().map(|(_, at)| *at),
+                            summary: inv.map(|(s, _)| s),
                         }
                     })
                     .collect(),
             )
         }
-        Err(e) => {
-            warn!("store error listing devices: {e}");
-            TechResponse::Error {
-                code: ErrorCode::Internal,
-                message: "relay store unavailable".into(),
+        TechRequest::Software {
+            name,
+            version_below,
+        } => {
+            let name = text::clean(&name, 256);
+            if name.is_empty() {
+                return Ok(err(ErrorCode::BadRequest, "package name is empty".into()));
             }
+            let hits = state.store.software(&name).await?;
+            TechResponse::Software(
+                hits.into_iter()
+                    .filter(|h| match &version_below {
+                        Some(v) => version::compare(&h.version, v) == Ordering::Less,
+                        None => true,
+                    })
+                    .map(|h| SoftwareRow {
+                        online: state.presence.is_online(&h.device_id),
+                        device_id: h.device_id,
+                        hostname: h.hostname,
+                        name: h.name,
+                        version: h.version,
+                        arch: h.arch,
+                        source: h.source,
+                    })
+                    .collect(),
+            )
         }
+        TechRequest::History {
+            device,
+            since_unix_ms,
+        } => {
+            let d = match resolve(state, &device).await? {
+                Ok(d) => d,
+                Err(e) => return Ok(e),
+            };
+            let changes = state
+                .store
+                .history(&d.id, since_unix_ms)
+                .await?
+                .into_iter()
+                .map(|(at, change)| ChangeRow {
+                    at_unix_ms: at,
+                    change,
+                })
+                .collect();
+            TechResponse::History(Box::new(DeviceHistory {
+                device: summary(state, d),
+                changes,
+            }))
+        }
+    })
+}
+
+fn summary(state: &State, d: DeviceRow) -> DeviceSummary {
+    let online = state.presence.is_online(&d.id);
+    DeviceSummary {
+        online,
+        last_seen_unix_ms: if online { now_ms() } else { d.last_seen },
+        id: d.id,
+        hostname: d.hostname,
+        group: d.group,
+        os: d.os,
+        agent_version: d.agent_version,
+        first_seen_unix_ms: d.first_seen,
     }
+}
+
+/// Finds a device by exact id, exact hostname, or unique id prefix (4+ characters).
+async fn resolve(
+    state: &State,
+    query: &str,
+) -> Result<Result<DeviceRow, TechResponse>, StoreError> {
+    let q = text::clean(query, 256);
+    let devices = state.store.list_devices().await?;
+    if let Some(d) = devices.iter().find(|d| d.id == q) {
+        return Ok(Ok(d.clone()));
+    }
+    let by_host: Vec<_> = devices
+        .iter()
+        .filter(|d| d.hostname.eq_ignore_ascii_case(&q))
+        .collect();
+    let by_prefix: Vec<_> = if q.len() >= 4 {
+        devices.iter().filter(|d| d.id.starts_with(&q)).collect()
+    } else {
+        Vec::new()
+    };
+    let matches = if by_host.is_empty() {
+        by_prefix
+    } else {
+        by_host
+    };
+    Ok(match matches.as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => Err(err(
+            ErrorCode::NotFound,
+            format!("no device matches {q:?} (see tether devices)"),
+        )),
+        many => Err(err(
+            ErrorCode::BadRequest,
+            format!(
+                "{q:?} matches {} devices ({}); use the device id",
+                many.len(),
+                many.iter()
+                    .take(5)
+                    .map(|d| d.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )),
+    })
 }

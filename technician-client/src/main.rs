@@ -37,6 +37,41 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Hardware and software inventory of one machine, or of all (--all).
+    Inventory {
+        /// Device id, unique id prefix, or hostname.
+        #[arg(required_unless_present = "all")]
+        device: Option<String>,
+        /// One row per device with the key fields.
+        #[arg(long, conflicts_with = "device")]
+        all: bool,
+        /// With --all: CSV for spreadsheets and asset registers.
+        #[arg(long, requires = "all", conflicts_with = "json")]
+        csv: bool,
+        #[arg(long)]
+        json: bool,
+        /// List every installed package.
+        #[arg(long, conflicts_with = "all")]
+        packages: bool,
+    },
+    /// Which machines have a package, and which version (NAME may end in *).
+    Software {
+        name: String,
+        /// Only versions below this one (dpkg ordering), e.g. to find unpatched machines.
+        #[arg(long, value_name = "V")]
+        version_below: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// What changed on a machine: software installed/removed/upgraded, hardware, OS.
+    History {
+        device: String,
+        /// How far back (e.g. 30d, 12h).
+        #[arg(long, default_value = "30d", value_parser = humantime::parse_duration)]
+        since: std::time::Duration,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Exit codes scripts can rely on.
@@ -139,6 +174,109 @@ async fn run(cli: Cli) -> Result<()> {
                     "{}",
                     output::devices_table(&devices, std::time::SystemTime::now())
                 );
+            }
+        }
+        Cmd::Inventory {
+            device,
+            all,
+            csv,
+            json,
+            packages,
+        } => {
+            let creds = Credentials::load(&dir)?;
+            let session = Session::open(&creds).await?;
+            if all {
+                let rows = session.inventory_all().await;
+                session.close().await;
+                let rows = rows?;
+                if json && !csv {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&output::inventory_rows_json(&rows))?
+                    );
+                } else {
+                    print!("{}", output::inventory_rows_csv(&rows));
+                }
+            } else {
+                let device = device.context("name a device, or use --all")?;
+                let inv = session.inventory(&device).await;
+                session.close().await;
+                let inv = inv?;
+                if json {
+                    let v = serde_json::json!({
+                        "device": output::device_json(&inv.device),
+                        "received_at": output::rfc3339(inv.received_unix_ms),
+                        "inventory": inv.inventory,
+                    });
+                    println!("{}", serde_json::to_string_pretty(&v)?);
+                } else {
+                    println!(
+                        "{} ({}) {}, inventory received {}\n",
+                        tether_protocol::text::clean(&inv.device.hostname, 64),
+                        inv.device.id,
+                        if inv.device.online {
+                            "online"
+                        } else {
+                            "offline"
+                        },
+                        output::rfc3339(inv.received_unix_ms)
+                    );
+                    print!(
+                        "{}",
+                        tether_protocol::report::text(&inv.inventory, packages)
+                    );
+                }
+            }
+        }
+        Cmd::Software {
+            name,
+            version_below,
+            json,
+        } => {
+            let creds = Credentials::load(&dir)?;
+            let session = Session::open(&creds).await?;
+            let rows = session.software(&name, version_below).await;
+            session.close().await;
+            let rows = rows?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&output::software_json(&rows))?
+                );
+            } else if rows.is_empty() {
+                println!("no device has {}", tether_protocol::text::clean(&name, 64));
+            } else {
+                print!("{}", output::software_table(&rows));
+            }
+        }
+        Cmd::History {
+            device,
+            since,
+            json,
+        } => {
+            let creds = Credentials::load(&dir)?;
+            let session = Session::open(&creds).await?;
+            let since_ms = std::time::SystemTime::now()
+                .checked_sub(since)
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0);
+            let h = session.history(&device, since_ms).await;
+            session.close().await;
+            let h = h?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&output::history_json(&h))?
+                );
+            } else if h.changes.is_empty() {
+                println!(
+                    "no changes on {} in the last {}",
+                    tether_protocol::text::clean(&h.device.hostname, 64),
+                    humantime::format_duration(since)
+                );
+            } else {
+                print!("{}", output::history_table(&h));
             }
         }
     }

@@ -5,7 +5,8 @@
 
 use serde_json::{Value, json};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tether_protocol::message::DeviceSummary;
+use tether_protocol::message::{DeviceHistory, DeviceSummary, InventoryRow, SoftwareRow};
+use tether_protocol::report;
 use tether_protocol::text::clean;
 
 fn time_of(ms: i64) -> SystemTime {
@@ -32,24 +33,7 @@ pub fn ago(ms: i64, now: SystemTime) -> String {
 }
 
 pub fn devices_json(devices: &[DeviceSummary]) -> Value {
-    Value::Array(
-        devices
-            .iter()
-            .map(|d| {
-                json!({
-                    "id": d.id,
-                    "hostname": d.hostname,
-                    "group": d.group,
-                    "online": d.online,
-                    "os": d.os,
-                    "agent_version": d.agent_version,
-                    "last_seen": rfc3339(d.last_seen_unix_ms),
-                    "last_seen_unix_ms": d.last_seen_unix_ms,
-                    "first_seen_unix_ms": d.first_seen_unix_ms,
-                })
-            })
-            .collect(),
-    )
+    Value::Array(devices.iter().map(device_json).collect())
 }
 
 pub fn devices_table(devices: &[DeviceSummary], now: SystemTime) -> String {
@@ -102,6 +86,138 @@ pub fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String
         line(r.iter().map(String::as_str).collect());
     }
     out
+}
+
+pub fn device_json(d: &DeviceSummary) -> Value {
+    json!({
+        "id": d.id,
+        "hostname": d.hostname,
+        "group": d.group,
+        "online": d.online,
+        "os": d.os,
+        "agent_version": d.agent_version,
+        "last_seen": rfc3339(d.last_seen_unix_ms),
+        "last_seen_unix_ms": d.last_seen_unix_ms,
+        "first_seen_unix_ms": d.first_seen_unix_ms,
+    })
+}
+
+pub fn inventory_rows_json(rows: &[InventoryRow]) -> Value {
+    Value::Array(
+        rows.iter()
+            .map(|r| {
+                let mut v = device_json(&r.device);
+                v["inventory"] = match &r.summary {
+                    Some(s) => serde_json::to_value(s).unwrap_or(Value::Null),
+                    None => Value::Null,
+                };
+                v["inventory_received_unix_ms"] = json!(r.received_unix_ms);
+                v
+            })
+            .collect(),
+    )
+}
+
+pub fn inventory_rows_csv(rows: &[InventoryRow]) -> String {
+    let mut out = String::from(report::CSV_HEADER);
+    out.push('\n');
+    for r in rows {
+        let d = &r.device;
+        let collected = r
+            .summary
+            .as_ref()
+            .map(|s| rfc3339(s.collected_at_unix_ms.min(i64::MAX as u64) as i64))
+            .unwrap_or_default();
+        out.push_str(&report::csv_row(
+            &d.id,
+            &d.hostname,
+            &d.group,
+            d.online,
+            r.summary.as_ref(),
+            &collected,
+            &rfc3339(d.last_seen_unix_ms),
+        ));
+        out.push('\n');
+    }
+    out
+}
+
+pub fn software_table(rows: &[SoftwareRow]) -> String {
+    let rows: Vec<[String; 6]> = rows
+        .iter()
+        .map(|r| {
+            [
+                clean(&r.hostname, 64),
+                clean(&r.device_id, 64),
+                clean(&r.name, 64),
+                clean(&r.version, 64),
+                clean(&r.arch, 16),
+                if r.online { "online" } else { "offline" }.to_string(),
+            ]
+        })
+        .collect();
+    table(
+        &["HOSTNAME", "DEVICE", "PACKAGE", "VERSION", "ARCH", "STATUS"],
+        &rows,
+    )
+}
+
+pub fn software_json(rows: &[SoftwareRow]) -> Value {
+    Value::Array(
+        rows.iter()
+            .map(|r| {
+                json!({
+                    "device_id": r.device_id,
+                    "hostname": r.hostname,
+                    "online": r.online,
+                    "name": r.name,
+                    "version": r.version,
+                    "arch": r.arch,
+                    "source": r.source,
+                })
+            })
+            .collect(),
+    )
+}
+
+pub fn history_json(h: &DeviceHistory) -> Value {
+    Value::Array(
+        h.changes
+            .iter()
+            .map(|c| {
+                json!({
+                    "at": rfc3339(c.at_unix_ms),
+                    "at_unix_ms": c.at_unix_ms,
+                    "kind": c.change.kind.as_str(),
+                    "subject": c.change.subject,
+                    "old": c.change.old,
+                    "new": c.change.new,
+                })
+            })
+            .collect(),
+    )
+}
+
+pub fn history_table(h: &DeviceHistory) -> String {
+    let rows: Vec<[String; 4]> = h
+        .changes
+        .iter()
+        .map(|c| {
+            let what = match (&c.change.old, &c.change.new) {
+                (Some(o), Some(n)) => format!("{} -> {}", clean(o, 128), clean(n, 128)),
+                (None, Some(n)) => clean(n, 128),
+                (Some(o), None) => format!("(was {})", clean(o, 128)),
+                (None, None) => String::new(),
+            };
+            [
+                rfc3339(c.at_unix_ms),
+                c.change.kind.as_str().to_string(),
+                clean(&c.change.subject, 96),
+                what,
+            ]
+        })
+        .collect();
+    table(&["WHEN", "CHANGE", "WHAT", "VALUE"], &rows)
 }
 
 #[cfg(test)]

@@ -7,14 +7,17 @@ use tether_net::client::{ClientError, Credentials, connect_with_credentials};
 use tether_net::framed::{read_msg, write_msg};
 use tether_net::tls::TransportOptions;
 use tether_protocol::limits;
-use tether_protocol::message::{DeviceSummary, Intent, TechRequest, TechResponse, close_code};
+use tether_protocol::message::{
+    DeviceHistory, DeviceInventory, DeviceSummary, Intent, InventoryRow, SoftwareRow, TechRequest,
+    TechResponse, close_code,
+};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum RequestError {
     #[error(transparent)]
     Client(#[from] ClientError),
-    #[error("relay refused the request: {0}")]
+    #[error("{0}")]
     Denied(String),
     #[error("unexpected answer from relay")]
     Unexpected,
@@ -23,6 +26,13 @@ pub enum RequestError {
 impl From<NetError> for RequestError {
     fn from(e: NetError) -> Self {
         RequestError::Client(ClientError::Net(e))
+    }
+}
+
+fn unexpected(r: TechResponse) -> RequestError {
+    match r {
+        TechResponse::Error { message, .. } => RequestError::Denied(message),
+        _ => RequestError::Unexpected,
     }
 }
 
@@ -55,7 +65,60 @@ impl Session {
     pub async fn devices(&self) -> Result<Vec<DeviceSummary>, RequestError> {
         match self.request(&TechRequest::ListDevices).await? {
             TechResponse::Devices(d) => Ok(d),
-            TechResponse::Error { message, .. } => Err(RequestError::Denied(message)),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn inventory(&self, device: &str) -> Result<DeviceInventory, RequestError> {
+        match self
+            .request(&TechRequest::Inventory {
+                device: device.to_string(),
+            })
+            .await?
+        {
+            TechResponse::Inventory(d) => Ok(*d),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn inventory_all(&self) -> Result<Vec<InventoryRow>, RequestError> {
+        match self.request(&TechRequest::InventoryAll).await? {
+            TechResponse::InventoryRows(r) => Ok(r),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn software(
+        &self,
+        name: &str,
+        version_below: Option<String>,
+    ) -> Result<Vec<SoftwareRow>, RequestError> {
+        match self
+            .request(&TechRequest::Software {
+                name: name.to_string(),
+                version_below,
+            })
+            .await?
+        {
+            TechResponse::Software(r) => Ok(r),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn history(
+        &self,
+        device: &str,
+        since_unix_ms: i64,
+    ) -> Result<DeviceHistory, RequestError> {
+        match self
+            .request(&TechRequest::History {
+                device: device.to_string(),
+                since_unix_ms,
+            })
+            .await?
+        {
+            TechResponse::History(h) => Ok(*h),
+            other => Err(unexpected(other)),
         }
     }
 

@@ -7,7 +7,9 @@
 mod sqlite;
 
 use std::path::Path;
+use tether_protocol::history::Change;
 use tether_protocol::identity::Role;
+use tether_protocol::inventory::{Inventory, PackageSource, Summary};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -149,6 +151,78 @@ impl Store {
         match &self.backend {
             Backend::Sqlite(s) => s.is_revoked(serial).await,
         }
+    }
+
+    /// Fingerprint of the stored inventory of a device, if any.
+    pub async fn inventory_hash(&self, device_id: &str) -> Result<Option<u64>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.inventory_hash(device_id).await,
+        }
+    }
+
+    /// Stores an inventory (already cleaned) with the history of changes; returns how many
+    /// changes were recorded. Atomic: on error nothing of it is stored.
+    pub async fn ingest_inventory(
+        &self,
+        device_id: &str,
+        hash: u64,
+        inv: &Inventory,
+        now: i64,
+    ) -> Result<u32, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.ingest_inventory(device_id, hash, inv, now).await,
+        }
+    }
+
+    /// The latest inventory of a device and when it was received.
+    pub async fn inventory(&self, device_id: &str) -> Result<Option<(i64, Inventory)>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.inventory(device_id).await,
+        }
+    }
+
+    /// `(device id, summary, received at)` for every device with an inventory.
+    pub async fn inventory_summaries(&self) -> Result<Vec<(String, Summary, i64)>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.inventory_summaries().await,
+        }
+    }
+
+    pub async fn software(&self, name: &str) -> Result<Vec<SoftwareHit>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.software(name).await,
+        }
+    }
+
+    pub async fn history(
+        &self,
+        device_id: &str,
+        since: i64,
+    ) -> Result<Vec<(i64, Change)>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.history(device_id, since).await,
+        }
+    }
+}
+
+/// One device that has a package.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SoftwareHit {
+    pub device_id: String,
+    pub hostname: String,
+    pub name: String,
+    pub version: String,
+    pub arch: String,
+    pub source: String,
+}
+
+pub fn source_name(s: PackageSource) -> &'static str {
+    match s {
+        PackageSource::Dpkg => "dpkg",
+        PackageSource::Rpm => "rpm",
+        PackageSource::Flatpak => "flatpak",
+        PackageSource::Snap => "snap",
+        PackageSource::Other => "other",
     }
 }
 

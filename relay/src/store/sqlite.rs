@@ -1,22 +1,70 @@
 //! SQLite backend: one file in the data directory, WAL journal, owner-only permissions.
 
-use super::{DeviceRow, NewToken, RedeemError, StoreError, TokenKind};
+use super::{DeviceRow, NewToken, RedeemError, SoftwareHit, StoreError, TokenKind};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlSafeStr, SqlitePool};
+use sqlx::{AssertSqlSafe, Row, SqlSafeStr, Sqlite as Db, SqlitePool, Transaction};
+use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
+use tether_protocol::history::{self, Change, ChangeKind};
 use tether_protocol::identity::Role;
+use tether_protocol::inventory::{Inventory, Summary};
 
 fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "init".into(),
-        MigrationType::Simple,
-        include_str!("../../migrations/sqlite/0001_init.sql").into_sql_str(),
-        false,
-    )])
+    let m = |version, name: &'static str, sql: &'static str| {
+        Migration::new(
+            version,
+            name.into(),
+            MigrationType::Simple,
+            sql.into_sql_str(),
+            false,
+        )
+    };
+    Migrator::with_migrations(vec![
+        m(
+            1,
+            "init",
+            include_str!("../../migrations/sqlite/0001_init.sql"),
+        ),
+        m(
+            2,
+            "inventory",
+            include_str!("../../migrations/sqlite/0002_inventory.sql"),
+        ),
+    ])
+}
+
+/// Rows per multi-row statement (4 bound values each, far below SQLite's variable limit).
+const CHUNK: usize = 200;
+
+type PkgTuple = (String, String, String, String);
+
+fn pkg_tuples(inv: &Inventory) -> BTreeSet<PkgTuple> {
+    inv.software
+        .iter()
+        .map(|p| {
+            (
+                p.name.clone(),
+                p.version.clone(),
+                p.arch.clone(),
+                super::source_name(p.source).to_string(),
+            )
+        })
+        .collect()
+}
+
+/// `(?,?,?,?),(?,?,?,?),…` for `n` tuples.
+fn tuple_placeholders(n: usize) -> String {
+    let mut s = String::with_capacity(n * 10);
+    for i in 0..n {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str("(?,?,?,?)");
+    }
+    s
 }
 
 #[derive(Debug, Clone)]
@@ -231,6 +279,228 @@ impl Sqlite {
             .await?;
         Ok(row.is_some())
     }
+}
+
+impl Sqlite {
+    pub async fn inventory_hash(&self, device_id: &str) -> Result<Option<u64>, StoreError> {
+        let row = sqlx::query("SELECT hash FROM inventory WHERE device_id = ?")
+            .bind(device_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(r) => Some(r.try_get::<i64, _>("hash")? as u64),
+            None => None,
+        })
+    }
+
+    /// Stores a new inventory and the history of what changed, in one transaction.
+    pub async fn ingest_inventory(
+        &self,
+        device_id: &str,
+        hash: u64,
+        inv: &Inventory,
+        now: i64,
+    ) -> Result<u32, StoreError> {
+        let body = serde_json::to_string(inv).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let summary = serde_json::to_string(&inv.summary())
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut tx = self.pool.begin().await?;
+        let old = sqlx::query("SELECT body FROM inventory WHERE device_id = ?")
+            .bind(device_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        // An unreadable old body is treated as none: the new one replaces it whole.
+        let old: Option<Inventory> = match old {
+            Some(r) => serde_json::from_str(&r.try_get::<String, _>("body")?).ok(),
+            None => None,
+        };
+        let changes = match &old {
+            Some(o) => history::diff(o, inv),
+            None => vec![Change {
+                kind: ChangeKind::FirstInventory,
+                subject: "inventory".into(),
+                old: None,
+                new: Some(format!("{} packages", inv.software.len())),
+            }],
+        };
+        let collected_at = i64::try_from(inv.collected_at_unix_ms).unwrap_or(i64::MAX);
+        let device_num: i64 = sqlx::query(
+            "INSERT INTO inventory (device_id, hash, collected_at, received_at, body, summary)
+             VALUES (?, ?, ?, ?, ?, ?)
+             ON CONFLICT (device_id) DO UPDATE SET hash = excluded.hash,
+                 collected_at = excluded.collected_at, received_at = excluded.received_at,
+                 body = excluded.body, summary = excluded.summary
+             RETURNING device_num",
+        )
+        .bind(device_id)
+        .bind(hash as i64)
+        .bind(collected_at)
+        .bind(now)
+        .bind(&body)
+        .bind(&summary)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("device_num")?;
+
+        let new_set = pkg_tuples(inv);
+        let old_set = match &old {
+            Some(o) => pkg_tuples(o),
+            None => {
+                // No trustworthy old list: start from a clean slate for this device.
+                sqlx::query("DELETE FROM device_packages WHERE device_num = ?")
+                    .bind(device_num)
+                    .execute(&mut *tx)
+                    .await?;
+                BTreeSet::new()
+            }
+        };
+        let removed: Vec<_> = old_set.difference(&new_set).collect();
+        let added: Vec<_> = new_set.difference(&old_set).collect();
+        for chunk in removed.chunks(CHUNK) {
+            let sql = format!(
+                "DELETE FROM device_packages WHERE device_num = ? AND package_id IN
+                 (SELECT id FROM packages WHERE (name, version, arch, source) IN (VALUES {}))",
+                tuple_placeholders(chunk.len())
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql)).bind(device_num);
+            for (n, v, a, s) in chunk {
+                q = q.bind(n).bind(v).bind(a).bind(s);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        for chunk in added.chunks(CHUNK) {
+            insert_packages(&mut tx, device_num, chunk).await?;
+        }
+        for c in &changes {
+            sqlx::query(
+                "INSERT INTO inventory_changes (device_id, at, kind, subject, old_value, new_value)
+                 VALUES (?, ?, ?, ?, ?, ?)",
+            )
+            .bind(device_id)
+            .bind(now)
+            .bind(c.kind.as_str())
+            .bind(&c.subject)
+            .bind(&c.old)
+            .bind(&c.new)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(changes.len() as u32)
+    }
+
+    pub async fn inventory(&self, device_id: &str) -> Result<Option<(i64, Inventory)>, StoreError> {
+        let row = sqlx::query("SELECT received_at, body FROM inventory WHERE device_id = ?")
+            .bind(device_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let body: String = row.try_get("body")?;
+        let inv = serde_json::from_str(&body).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        Ok(Some((row.try_get("received_at")?, inv)))
+    }
+
+    pub async fn inventory_summaries(&self) -> Result<Vec<(String, Summary, i64)>, StoreError> {
+        let rows = sqlx::query("SELECT device_id, summary, received_at FROM inventory")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let summary: String = r.try_get("summary")?;
+            let summary =
+                serde_json::from_str(&summary).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            out.push((r.try_get("device_id")?, summary, r.try_get("received_at")?));
+        }
+        Ok(out)
+    }
+
+    /// Devices with a package named `name`, or whose name matches the glob `name` when it
+    /// contains `*`.
+    pub async fn software(&self, name: &str) -> Result<Vec<SoftwareHit>, StoreError> {
+        let op = if name.contains('*') { "GLOB" } else { "=" };
+        let sql = format!(
+            "SELECT i.device_id, d.hostname, p.name, p.version, p.arch, p.source
+             FROM packages p
+             JOIN device_packages dp ON dp.package_id = p.id
+             JOIN inventory i ON i.device_num = dp.device_num
+             JOIN devices d ON d.id = i.device_id
+             WHERE p.name {op} ?
+             ORDER BY p.name, d.hostname, i.device_id"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(name)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(SoftwareHit {
+                    device_id: r.try_get("device_id")?,
+                    hostname: r.try_get("hostname")?,
+                    name: r.try_get("name")?,
+                    version: r.try_get("version")?,
+                    arch: r.try_get("arch")?,
+                    source: r.try_get("source")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn history(
+        &self,
+        device_id: &str,
+        since: i64,
+    ) -> Result<Vec<(i64, Change)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT at, kind, subject, old_value, new_value FROM inventory_changes
+             WHERE device_id = ? AND at >= ? ORDER BY at, id",
+        )
+        .bind(device_id)
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                let kind: String = r.try_get("kind")?;
+                Ok((
+                    r.try_get("at")?,
+                    Change {
+                        kind: ChangeKind::parse(&kind)
+                            .ok_or_else(|| StoreError::Corrupt(format!("change kind {kind:?}")))?,
+                        subject: r.try_get("subject")?,
+                        old: r.try_get("old_value")?,
+                        new: r.try_get("new_value")?,
+                    },
+                ))
+            })
+            .collect()
+    }
+}
+
+async fn insert_packages(
+    tx: &mut Transaction<'static, Db>,
+    device_num: i64,
+    chunk: &[&PkgTuple],
+) -> Result<(), StoreError> {
+    let values = tuple_placeholders(chunk.len());
+    let sql = format!(
+        "INSERT INTO packages (name, version, arch, source) VALUES {values}
+         ON CONFLICT DO NOTHING"
+    );
+    let mut q = sqlx::query(AssertSqlSafe(sql));
+    for (n, v, a, s) in chunk {
+        q = q.bind(n).bind(v).bind(a).bind(s);
+    }
+    q.execute(&mut **tx).await?;
+    let sql = format!(
+        "INSERT OR IGNORE INTO device_packages (device_num, package_id)
+         SELECT ?, id FROM packages WHERE (name, version, arch, source) IN (VALUES {values})"
+    );
+    let mut q = sqlx::query(AssertSqlSafe(sql)).bind(device_num);
+    for (n, v, a, s) in chunk {
+        q = q.bind(n).bind(v).bind(a).bind(s);
+    }
+    q.execute(&mut **tx).await?;
+    Ok(())
 }
 
 #[cfg(test)]
