@@ -154,10 +154,10 @@ async fn session<F: Future<Output = ()>>(
                     continue;
                 }
                 let hash = inventory.borrow_and_update().as_ref().map(|l| l.hash);
-                if let Some(hash) = hash.filter(|h| Some(*h) != acked) {
-                    if let Err(e) = write_msg(&mut send, &AgentToRelay::InventoryHash { hash }, limits::CONTROL).await {
-                        break Ended::Lost(e.into());
-                    }
+                if let Some(hash) = hash.filter(|h| Some(*h) != acked)
+                    && let Err(e) = write_msg(&mut send, &AgentToRelay::InventoryHash { hash }, limits::CONTROL).await
+                {
+                    break Ended::Lost(e.into());
                 }
             }
             done = upload_rx.recv() => {
