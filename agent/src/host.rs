@@ -1,8 +1,15 @@
 //! Facts about this machine needed before the full inventory exists: its name and OS.
 
+use std::path::Path;
+
 /// This machine's hostname.
 pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
+    hostname_at(Path::new("/"))
+}
+
+/// The hostname as seen under `root` (the inventory root, `/` in production).
+pub fn hostname_at(root: &Path) -> String {
+    std::fs::read_to_string(root.join("proc/sys/kernel/hostname"))
         .map(|s| s.trim().to_string())
         .ok()
         .filter(|s| !s.is_empty())
@@ -10,10 +17,10 @@ pub fn hostname() -> String {
         .unwrap_or_else(|| "unknown".to_string())
 }
 
-/// `PRETTY_NAME` from os-release, e.g. "Debian GNU/Linux 12 (bookworm)".
-pub fn os_pretty_name() -> String {
-    for path in ["/etc/os-release", "/usr/lib/os-release"] {
-        if let Ok(text) = std::fs::read_to_string(path)
+/// `PRETTY_NAME` from os-release under `root`, e.g. "Debian GNU/Linux 12 (bookworm)".
+pub fn os_pretty_name(root: &Path) -> String {
+    for path in ["etc/os-release", "usr/lib/os-release"] {
+        if let Ok(text) = std::fs::read_to_string(root.join(path))
             && let Some(v) = parse_os_release(&text, "PRETTY_NAME")
         {
             return v;

@@ -126,6 +126,10 @@ async fn run(cli: Cli) -> Result<()> {
             let creds = Credentials::load(&dir)?;
             let refresh = Arc::new(Notify::new());
             spawn_sighup(refresh.clone());
+            let opts = AgentOptions {
+                root: inventory_root.clone(),
+                ..AgentOptions::default()
+            };
             let inventory = reporter::spawn(
                 CollectOptions {
                     root: inventory_root,
@@ -134,7 +138,7 @@ async fn run(cli: Cli) -> Result<()> {
                 inventory_interval,
                 refresh,
             );
-            service::run(creds, AgentOptions::default(), inventory, shutdown_signal()).await?;
+            service::run(creds, opts, inventory, shutdown_signal()).await?;
         }
         Cmd::Inventory {
             json,

@@ -26,6 +26,8 @@ pub struct AgentOptions {
     pub timeouts: Timeouts,
     pub backoff_min: Duration,
     pub backoff_max: Duration,
+    /// Root the hostname and OS are read under (the inventory root).
+    pub root: std::path::PathBuf,
 }
 
 impl Default for AgentOptions {
@@ -34,6 +36,7 @@ impl Default for AgentOptions {
             timeouts: Timeouts::default(),
             backoff_min: Duration::from_millis(500),
             backoff_max: Duration::from_secs(30),
+            root: "/".into(),
         }
     }
 }
@@ -103,8 +106,8 @@ async fn session<F: Future<Output = ()>>(
     info!("connected to relay {}", creds.relay.addr);
 
     let status = AgentToRelay::Status(AgentStatus {
-        hostname: host::hostname(),
-        os: host::os_pretty_name(),
+        hostname: host::hostname_at(&opts.root),
+        os: host::os_pretty_name(&opts.root),
         agent_version: env!("CARGO_PKG_VERSION").to_string(),
     });
     if let Err(e) = write_msg(&mut send, &status, limits::CONTROL).await {

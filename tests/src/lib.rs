@@ -254,10 +254,16 @@ impl Agent {
     }
 
     pub fn start(&mut self) {
+        self.start_with(&[]);
+    }
+
+    /// Starts `tether-agent run` with extra arguments (e.g. `--inventory-root`).
+    pub fn start_with(&mut self, extra: &[&str]) {
         let child = Command::new(bin("tether-agent"))
             .arg("run")
             .arg("--state")
             .arg(self.state())
+            .args(extra)
             .env("RUST_LOG", log_filter())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -271,6 +277,70 @@ impl Agent {
         if let Some(mut p) = self.proc.take() {
             p.kill();
         }
+    }
+
+    /// SIGHUP: collect the inventory again now.
+    pub fn refresh_inventory(&self) {
+        let pid = self.proc.as_ref().expect("agent running").child.id();
+        let ok = Command::new("kill")
+            .args(["-HUP", &pid.to_string()])
+            .status()
+            .expect("kill -HUP");
+        assert!(ok.success());
+    }
+}
+
+/// A fixture root for `--inventory-root`: a hostname, an os-release, a meminfo and a dpkg status
+/// database with the given `(name, version)` packages.
+pub struct FixtureRoot {
+    pub dir: TempDir,
+}
+
+impl FixtureRoot {
+    pub fn new(hostname: &str, packages: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        for d in ["proc/sys/kernel", "etc", "var/lib/dpkg"] {
+            std::fs::create_dir_all(root.join(d)).expect("mkdir");
+        }
+        std::fs::write(
+            root.join("proc/sys/kernel/hostname"),
+            format!("{hostname}\n"),
+        )
+        .expect("write");
+        std::fs::write(root.join("proc/sys/kernel/osrelease"), "6.1.0-test\n").expect("write");
+        std::fs::write(
+            root.join("etc/os-release"),
+            "NAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nID=debian\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\n",
+        )
+        .expect("write");
+        std::fs::write(
+            root.join("proc/meminfo"),
+            "MemTotal:        8048576 kB\nSwapTotal:       1048576 kB\n",
+        )
+        .expect("write");
+        let f = FixtureRoot { dir };
+        f.set_packages(packages);
+        f
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Rewrites the dpkg status database.
+    pub fn set_packages(&self, packages: &[(&str, &str)]) {
+        let mut status = String::new();
+        for (name, version) in packages {
+            status.push_str(&format!(
+                "Package: {name}\nStatus: install ok installed\nPriority: optional\nArchitecture: amd64\nVersion: {version}\nDescription: test package\n second line\n\n"
+            ));
+        }
+        // A removed package whose config files remain: not installed, must not be reported.
+        status.push_str("Package: leftover\nStatus: deinstall ok config-files\nArchitecture: amd64\nVersion: 0.1\n\n");
+        let tmp = self.path().join("var/lib/dpkg/status.tmp");
+        std::fs::write(&tmp, status).expect("write status");
+        std::fs::rename(&tmp, self.path().join("var/lib/dpkg/status")).expect("rename status");
     }
 }
 
@@ -305,6 +375,31 @@ impl Tech {
             Ok(Value::Array(a)) => a,
             other => panic!("devices --json is not an array: {other:?}\n{out}"),
         }
+    }
+
+    /// Runs `tether ARGS --json` and parses the output.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut a = args.to_vec();
+        a.push("--json");
+        let out = ok(self.tether(&a));
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("bad JSON from {args:?}: {e}\n{out}"))
+    }
+
+    /// History entries of a device as `(kind, subject, old, new)`.
+    pub fn history(&self, device: &str) -> Vec<(String, String, Option<String>, Option<String>)> {
+        let v = self.json(&["history", device]);
+        v.as_array()
+            .expect("history array")
+            .iter()
+            .map(|c| {
+                (
+                    c["kind"].as_str().unwrap_or("").to_string(),
+                    c["subject"].as_str().unwrap_or("").to_string(),
+                    c["old"].as_str().map(str::to_string),
+                    c["new"].as_str().map(str::to_string),
+                )
+            })
+            .collect()
     }
 
     pub fn is_online(&self, id: &str) -> Option<bool> {
