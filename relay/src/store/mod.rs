@@ -226,6 +226,16 @@ pub fn source_name(s: PackageSource) -> &'static str {
     }
 }
 
+pub fn parse_source(s: &str) -> PackageSource {
+    match s {
+        "dpkg" => PackageSource::Dpkg,
+        "rpm" => PackageSource::Rpm,
+        "flatpak" => PackageSource::Flatpak,
+        "snap" => PackageSource::Snap,
+        _ => PackageSource::Other,
+    }
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()

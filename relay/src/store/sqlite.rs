@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 use tether_protocol::history::{self, Change, ChangeKind};
 use tether_protocol::identity::Role;
-use tether_protocol::inventory::{Inventory, Summary};
+use tether_protocol::inventory::{Inventory, Package, Summary};
 
 fn migrator() -> Migrator {
     let m = |version, name: &'static str, sql: &'static str| {
@@ -91,7 +91,11 @@ impl Sqlite {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(5));
+            .busy_timeout(Duration::from_secs(5))
+            // 64 MiB of page cache per connection: the package index stays in memory for large
+            // fleets instead of being re-read from the OS on every ingest.
+            .pragma("cache_size", "-65536")
+            .pragma("temp_store", "memory");
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(opts)
@@ -301,17 +305,30 @@ impl Sqlite {
         inv: &Inventory,
         now: i64,
     ) -> Result<u32, StoreError> {
-        let body = serde_json::to_string(inv).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        // The package list lives in the normalized tables only; the body holds the rest.
+        let body = serde_json::to_string(&Inventory {
+            software: Vec::new(),
+            ..inv.clone()
+        })
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let summary = serde_json::to_string(&inv.summary())
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let mut tx = self.pool.begin().await?;
-        let old = sqlx::query("SELECT body FROM inventory WHERE device_id = ?")
+        // IMMEDIATE takes the write lock up front: two deferred transactions that both read and
+        // then write would otherwise fail with SQLITE_BUSY instead of waiting their turn.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let old = sqlx::query("SELECT device_num, body FROM inventory WHERE device_id = ?")
             .bind(device_id)
             .fetch_optional(&mut *tx)
             .await?;
         // An unreadable old body is treated as none: the new one replaces it whole.
         let old: Option<Inventory> = match old {
-            Some(r) => serde_json::from_str(&r.try_get::<String, _>("body")?).ok(),
+            Some(r) => match serde_json::from_str::<Inventory>(&r.try_get::<String, _>("body")?) {
+                Ok(mut o) => {
+                    o.software = packages_of(&mut *tx, r.try_get("device_num")?).await?;
+                    Some(o)
+                }
+                Err(_) => None,
+            },
             None => None,
         };
         let changes = match &old {
@@ -359,7 +376,9 @@ impl Sqlite {
         for chunk in removed.chunks(CHUNK) {
             let sql = format!(
                 "DELETE FROM device_packages WHERE device_num = ? AND package_id IN
-                 (SELECT id FROM packages WHERE (name, version, arch, source) IN (VALUES {}))",
+                 (SELECT p.id FROM (VALUES {}) v JOIN packages p
+                  ON p.name = v.column1 AND p.version = v.column2
+                  AND p.arch = v.column3 AND p.source = v.column4)",
                 tuple_placeholders(chunk.len())
             );
             let mut q = sqlx::query(AssertSqlSafe(sql)).bind(device_num);
@@ -390,13 +409,16 @@ impl Sqlite {
     }
 
     pub async fn inventory(&self, device_id: &str) -> Result<Option<(i64, Inventory)>, StoreError> {
-        let row = sqlx::query("SELECT received_at, body FROM inventory WHERE device_id = ?")
+        let mut conn = self.pool.acquire().await?;
+        let row = sqlx::query("SELECT device_num, received_at, body FROM inventory WHERE device_id = ?")
             .bind(device_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *conn)
             .await?;
         let Some(row) = row else { return Ok(None) };
         let body: String = row.try_get("body")?;
-        let inv = serde_json::from_str(&body).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut inv: Inventory =
+            serde_json::from_str(&body).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        inv.software = packages_of(&mut *conn, row.try_get("device_num")?).await?;
         Ok(Some((row.try_get("received_at")?, inv)))
     }
 
@@ -476,6 +498,31 @@ impl Sqlite {
     }
 }
 
+/// The packages of one device, from the normalized tables.
+async fn packages_of(
+    conn: &mut sqlx::SqliteConnection,
+    device_num: i64,
+) -> Result<Vec<Package>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT p.name, p.version, p.arch, p.source FROM device_packages dp
+         JOIN packages p ON p.id = dp.package_id WHERE dp.device_num = ? ORDER BY p.name, p.arch",
+    )
+    .bind(device_num)
+    .fetch_all(conn)
+    .await?;
+    rows.into_iter()
+        .map(|r| {
+            let source: String = r.try_get("source")?;
+            Ok(Package {
+                name: r.try_get("name")?,
+                version: r.try_get("version")?,
+                arch: r.try_get("arch")?,
+                source: super::parse_source(&source),
+            })
+        })
+        .collect()
+}
+
 async fn insert_packages(
     tx: &mut Transaction<'static, Db>,
     device_num: i64,
@@ -493,7 +540,9 @@ async fn insert_packages(
     q.execute(&mut **tx).await?;
     let sql = format!(
         "INSERT OR IGNORE INTO device_packages (device_num, package_id)
-         SELECT ?, id FROM packages WHERE (name, version, arch, source) IN (VALUES {values})"
+         SELECT ?, p.id FROM (VALUES {values}) v JOIN packages p
+         ON p.name = v.column1 AND p.version = v.column2
+         AND p.arch = v.column3 AND p.source = v.column4"
     );
     let mut q = sqlx::query(AssertSqlSafe(sql)).bind(device_num);
     for (n, v, a, s) in chunk {

@@ -1,0 +1,325 @@
+//! Tether benchmarks: `cargo run --release -p tether-tests --bin bench -- [suite…] [--json]`.
+//!
+//! Suites:
+//! * `inventory` — local collection on this machine (wall time and peak RSS of a fresh process,
+//!   median of 10), relay ingest of N simulated devices through the real protocol (mutual TLS,
+//!   one enrolled certificate per device), and fleet queries over them.
+//!
+//! Options: `--devices N` (default 10000), `--packages N` per device (default 1500), `--json`.
+//! Everything runs on 127.0.0.1; the relay runs in this process from the relay library.
+
+use anyhow::{Context, Result};
+use futures_util::stream::{self, StreamExt};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tether_net::client::{Credentials, connect_with_credentials};
+use tether_net::framed::{read_msg, write_msg};
+use tether_net::tls::TransportOptions;
+use tether_protocol::inventory::{Inventory, Package, PackageSource};
+use tether_protocol::limits;
+use tether_protocol::message::{AgentStream, Intent, UploadReply};
+use tether_relay::config::{DataDir, RelaySettings};
+use tether_relay::server::{Relay, ServeOptions};
+use tether_relay::store::{Store, TokenKind};
+
+struct Metric {
+    name: String,
+    value: f64,
+    unit: &'static str,
+    target: Option<String>,
+    peer: Option<String>,
+}
+
+struct Report {
+    metrics: Vec<Metric>,
+}
+
+impl Report {
+    fn add(&mut self, name: impl Into<String>, value: f64, unit: &'static str, target: Option<&str>) {
+        let name = name.into();
+        eprintln!("  {name:<48} {value:>12.2} {unit}{}", target.map(|t| format!("   (target {t})")).unwrap_or_default());
+        self.metrics.push(Metric {
+            name,
+            value,
+            unit,
+            target: target.map(str::to_string),
+            peer: None,
+        });
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn peak_rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    // Child mode: one collection in a fresh process, reporting its own time and peak RSS.
+    if args.first().map(String::as_str) == Some("__collect") {
+        let t = Instant::now();
+        let inv = tether_agent::collect::collect(&Default::default());
+        let ms = t.elapsed().as_secs_f64() * 1000.0;
+        println!("{ms} {} {}", peak_rss_kb(), inv.software.len());
+        return Ok(());
+    }
+    let json_out = args.iter().any(|a| a == "--json");
+    let opt = |name: &str, default: usize| -> Result<usize> {
+        match args.iter().position(|a| a == name) {
+            Some(i) => args
+                .get(i + 1)
+                .context("missing value")?
+                .parse()
+                .with_context(|| format!("{name} takes a number")),
+            None => Ok(default),
+        }
+    };
+    let devices = opt("--devices", 10_000)?;
+    let packages = opt("--packages", 1_500)?;
+    let suites: Vec<&str> = args
+        .iter()
+        .enumerate()
+        .filter(|(i, a)| {
+            !a.starts_with("--") && !(*i > 0 && args[i - 1].starts_with("--") && args[i - 1] != "--json")
+        })
+        .map(|(_, a)| a.as_str())
+        .collect();
+    let run_all = suites.is_empty();
+    let mut report = Report { metrics: vec![] };
+    if cfg!(debug_assertions) {
+        eprintln!("warning: debug build; run with --release for meaningful numbers");
+    }
+    if run_all || suites.contains(&"inventory") {
+        eprintln!("inventory: local collection");
+        collection(&mut report)?;
+        eprintln!("inventory: relay ingest of {devices} devices x {packages} packages");
+        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        rt.block_on(ingest(&mut report, devices, packages))?;
+    }
+    if json_out {
+        let arr: Vec<_> = report
+            .metrics
+            .iter()
+            .map(|m| json!({"name": m.name, "value": m.value, "unit": m.unit, "target": m.target, "peer": m.peer}))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&arr)?);
+    }
+    Ok(())
+}
+
+fn collection(report: &mut Report) -> Result<()> {
+    let me = std::env::current_exe()?;
+    let mut times = vec![];
+    let mut rss = vec![];
+    let mut pkgs = 0.0;
+    for _ in 0..10 {
+        let out = std::process::Command::new(&me).arg("__collect").output()?;
+        let s = String::from_utf8_lossy(&out.stdout);
+        let v: Vec<f64> = s.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+        anyhow::ensure!(v.len() == 3, "collector child said {s:?}");
+        times.push(v[0]);
+        rss.push(v[1] / 1024.0);
+        pkgs = v[2];
+    }
+    report.add("inventory.collect.wall_ms.median", median(times), "ms", Some("<= 150"));
+    report.add("inventory.collect.peak_rss_mb.median", median(rss), "MB", Some("<= 20"));
+    report.add("inventory.collect.packages", pkgs, "packages", None);
+    Ok(())
+}
+
+/// A realistic fleet: most machines share most packages, versions drift on a few.
+fn fleet_inventory(device: usize, packages: usize) -> Inventory {
+    let mut inv = Inventory::default();
+    inv.host.hostname = format!("ws-{device:05}");
+    inv.host.os_name = "Debian GNU/Linux".into();
+    inv.host.os_version = Some("12".into());
+    inv.host.kernel = "6.1.0-28-amd64".into();
+    inv.hardware.memory.total_bytes = 16 << 30;
+    inv.hardware.cpu.model = "Intel(R) Core(TM) i5-1245U".into();
+    inv.collected_at_unix_ms = 1;
+    inv.software = (0..packages)
+        .map(|i| {
+            // Every 7th machine is a patch behind on every 10th package.
+            let patch = if i % 10 == 0 && device % 7 == 0 { 1 } else { 2 };
+            Package {
+                name: format!("pkg-common-{i}"),
+                version: format!("1.{}.{patch}-1+deb12u1", i % 13),
+                arch: "amd64".into(),
+                source: PackageSource::Dpkg,
+            }
+        })
+        .collect();
+    inv
+}
+
+async fn ingest(report: &mut Report, devices: usize, packages: usize) -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let data = DataDir::new(tmp.path().join("relay"));
+    tether_relay::config::ensure_dir(&data.root)?;
+    let settings = RelaySettings {
+        name: "localhost".into(),
+        public_addr: "127.0.0.1:0".into(),
+    };
+    let ca = tether_relay::ca::Ca::create(&data, "bench")?;
+    ca.issue_server(&data, "localhost")?;
+    data.save_settings(&settings)?;
+    let relay = Relay::start(
+        &data,
+        ServeOptions {
+            listen: "127.0.0.1:0".parse()?,
+            timeouts: Default::default(),
+        },
+    )
+    .await?;
+    let addr = relay.local_addr()?.to_string();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let relay_task = tokio::spawn(relay.run(async {
+        let _ = stop_rx.await;
+    }));
+
+    // Tokens, minted straight into the store (as `tether-relay token` does).
+    let store = Store::open_sqlite(&data.database()).await?;
+    let mut tokens = Vec::with_capacity(devices);
+    for _ in 0..devices {
+        let (t, _) = tether_relay::tokens::create(
+            &store,
+            &data,
+            &addr,
+            "localhost",
+            TokenKind::Agent {
+                group: "bench".into(),
+            },
+            Duration::from_secs(3600),
+        )
+        .await?;
+        tokens.push(t);
+    }
+    let (tech_token, _) = tether_relay::tokens::create(
+        &store,
+        &data,
+        &addr,
+        "localhost",
+        TokenKind::Technician {
+            name: "bench".into(),
+            role: tether_protocol::identity::Role::Viewer,
+        },
+        Duration::from_secs(3600),
+    )
+    .await?;
+    store.close().await;
+
+    // Enrollment: one key pair and certificate per simulated device.
+    let t = Instant::now();
+    let dirs: Vec<PathBuf> = (0..devices).map(|i| tmp.path().join(format!("d{i}"))).collect();
+    // Each simulated client is its own task, so clients use every worker thread.
+    let results: Vec<_> = stream::iter(tokens.into_iter().zip(dirs.iter().cloned()))
+        .map(|(tok, dir)| {
+            tokio::spawn(async move {
+                tether_net::client::enroll(&tok, &dir, "bench", "bench").await?;
+                Ok::<_, anyhow::Error>(())
+            })
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    for r in results {
+        r??;
+    }
+    let enroll_s = t.elapsed().as_secs_f64();
+    report.add("inventory.enroll.devices_per_s", devices as f64 / enroll_s, "devices/s", None);
+
+    // Ingest: each device connects with its certificate and uploads its inventory.
+    let t = Instant::now();
+    let results: Vec<_> = stream::iter(dirs.iter().cloned().enumerate())
+        .map(|(i, dir)| tokio::spawn(async move { upload(&dir, fleet_inventory(i, packages)).await }))
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    for r in results {
+        r??;
+    }
+    let ingest_s = t.elapsed().as_secs_f64();
+    report.add("inventory.ingest.devices_per_s", devices as f64 / ingest_s, "devices/s", None);
+    report.add(
+        "inventory.ingest.packages_per_s",
+        (devices * packages) as f64 / ingest_s,
+        "rows/s",
+        None,
+    );
+    report.add("inventory.ingest.total_s", ingest_s, "s", None);
+
+    // Queries as a technician.
+    let tech_dir = tmp.path().join("tech");
+    tether_net::client::enroll(&tech_token, &tech_dir, "bench", "bench").await?;
+    let creds = Credentials::load(&tech_dir)?;
+    let session = tether_technician::relay::Session::open(&creds).await?;
+    let mut times = vec![];
+    let mut hits = 0;
+    for i in 0..20 {
+        let t = Instant::now();
+        let rows = session.software(&format!("pkg-common-{}", i * 10), None).await?;
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+        hits = rows.len();
+    }
+    report.add("inventory.query.software_name_ms.median", median(times), "ms", Some("<= 100"));
+    report.add("inventory.query.software_name.devices", hits as f64, "devices", None);
+    let mut times = vec![];
+    for i in 0..10 {
+        let t = Instant::now();
+        let rows = session
+            .software(&format!("pkg-common-{}", i * 10), Some(format!("1.{}.2", (i * 10) % 13)))
+            .await?;
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+        hits = rows.len();
+    }
+    report.add("inventory.query.software_version_below_ms.median", median(times), "ms", Some("<= 100"));
+    report.add("inventory.query.software_version_below.devices", hits as f64, "devices", None);
+    let t = Instant::now();
+    let rows = session.inventory_all().await?;
+    report.add("inventory.query.all_ms", t.elapsed().as_secs_f64() * 1000.0, "ms", None);
+    anyhow::ensure!(rows.len() == devices, "inventory --all returned {} rows", rows.len());
+    session.close().await;
+    let db = std::fs::metadata(data.database())?.len() as f64 / 1e6;
+    report.add("inventory.store.sqlite_mb", db, "MB", None);
+
+    let _ = stop_tx.send(());
+    let _ = relay_task.await;
+    Ok(())
+}
+
+async fn upload(dir: &Path, inv: Inventory) -> Result<u32> {
+    let creds = Credentials::load(dir)?;
+    let (ep, conn, _w, _send, _recv) =
+        connect_with_credentials(&creds, Intent::Agent, "bench", TransportOptions::default()).await?;
+    let (mut send, mut recv) = conn.open_bi().await?;
+    write_msg(
+        &mut send,
+        &AgentStream::InventoryUpload {
+            hash: 1,
+            inventory: Box::new(inv),
+        },
+        limits::BULK,
+    )
+    .await?;
+    let _ = send.finish();
+    let reply: UploadReply = read_msg(&mut recv, limits::CONTROL).await?;
+    conn.close(0u32.into(), b"done");
+    drop(ep);
+    match reply {
+        UploadReply::Ack { changes, .. } => Ok(changes),
+        UploadReply::Rejected { message } => anyhow::bail!("upload rejected: {message}"),
+    }
+}
+
