@@ -37,6 +37,13 @@ fn decode_payload(p: &[u8]) {
     let _ = from_payload::<RelayToAgent>(p);
     let _ = from_payload::<TechRequest>(p);
     let _ = from_payload::<TechResponse>(p);
+    let _ = from_payload::<UploadReply>(p);
+    if let Ok(AgentStream::InventoryUpload { mut inventory, .. }) = from_payload::<AgentStream>(p) {
+        // What the relay does with every upload: it must be total too.
+        let _ = inventory.sanitize(&crate::inventory::Limits::default());
+        let _ = crate::history::diff(&inventory, &crate::inventory::Inventory::default());
+        let _ = crate::report::text(&inventory, true);
+    }
     let now = Instant::now();
     for id in [
         None,

@@ -410,10 +410,11 @@ impl Sqlite {
 
     pub async fn inventory(&self, device_id: &str) -> Result<Option<(i64, Inventory)>, StoreError> {
         let mut conn = self.pool.acquire().await?;
-        let row = sqlx::query("SELECT device_num, received_at, body FROM inventory WHERE device_id = ?")
-            .bind(device_id)
-            .fetch_optional(&mut *conn)
-            .await?;
+        let row =
+            sqlx::query("SELECT device_num, received_at, body FROM inventory WHERE device_id = ?")
+                .bind(device_id)
+                .fetch_optional(&mut *conn)
+                .await?;
         let Some(row) = row else { return Ok(None) };
         let body: String = row.try_get("body")?;
         let mut inv: Inventory =

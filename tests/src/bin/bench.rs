@@ -36,9 +36,20 @@ struct Report {
 }
 
 impl Report {
-    fn add(&mut self, name: impl Into<String>, value: f64, unit: &'static str, target: Option<&str>) {
+    fn add(
+        &mut self,
+        name: impl Into<String>,
+        value: f64,
+        unit: &'static str,
+        target: Option<&str>,
+    ) {
         let name = name.into();
-        eprintln!("  {name:<48} {value:>12.2} {unit}{}", target.map(|t| format!("   (target {t})")).unwrap_or_default());
+        eprintln!(
+            "  {name:<48} {value:>12.2} {unit}{}",
+            target
+                .map(|t| format!("   (target {t})"))
+                .unwrap_or_default()
+        );
         self.metrics.push(Metric {
             name,
             value,
@@ -92,7 +103,8 @@ fn main() -> Result<()> {
         .iter()
         .enumerate()
         .filter(|(i, a)| {
-            !a.starts_with("--") && !(*i > 0 && args[i - 1].starts_with("--") && args[i - 1] != "--json")
+            !a.starts_with("--")
+                && !(*i > 0 && args[i - 1].starts_with("--") && args[i - 1] != "--json")
         })
         .map(|(_, a)| a.as_str())
         .collect();
@@ -105,7 +117,9 @@ fn main() -> Result<()> {
         eprintln!("inventory: local collection");
         collection(&mut report)?;
         eprintln!("inventory: relay ingest of {devices} devices x {packages} packages");
-        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
         rt.block_on(ingest(&mut report, devices, packages))?;
     }
     if json_out {
@@ -127,14 +141,27 @@ fn collection(report: &mut Report) -> Result<()> {
     for _ in 0..10 {
         let out = std::process::Command::new(&me).arg("__collect").output()?;
         let s = String::from_utf8_lossy(&out.stdout);
-        let v: Vec<f64> = s.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+        let v: Vec<f64> = s
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
         anyhow::ensure!(v.len() == 3, "collector child said {s:?}");
         times.push(v[0]);
         rss.push(v[1] / 1024.0);
         pkgs = v[2];
     }
-    report.add("inventory.collect.wall_ms.median", median(times), "ms", Some("<= 150"));
-    report.add("inventory.collect.peak_rss_mb.median", median(rss), "MB", Some("<= 20"));
+    report.add(
+        "inventory.collect.wall_ms.median",
+        median(times),
+        "ms",
+        Some("<= 150"),
+    );
+    report.add(
+        "inventory.collect.peak_rss_mb.median",
+        median(rss),
+        "MB",
+        Some("<= 20"),
+    );
     report.add("inventory.collect.packages", pkgs, "packages", None);
     Ok(())
 }
@@ -222,7 +249,9 @@ async fn ingest(report: &mut Report, devices: usize, packages: usize) -> Result<
 
     // Enrollment: one key pair and certificate per simulated device.
     let t = Instant::now();
-    let dirs: Vec<PathBuf> = (0..devices).map(|i| tmp.path().join(format!("d{i}"))).collect();
+    let dirs: Vec<PathBuf> = (0..devices)
+        .map(|i| tmp.path().join(format!("d{i}")))
+        .collect();
     // Each simulated client is its own task, so clients use every worker thread.
     let results: Vec<_> = stream::iter(tokens.into_iter().zip(dirs.iter().cloned()))
         .map(|(tok, dir)| {
@@ -238,12 +267,19 @@ async fn ingest(report: &mut Report, devices: usize, packages: usize) -> Result<
         r??;
     }
     let enroll_s = t.elapsed().as_secs_f64();
-    report.add("inventory.enroll.devices_per_s", devices as f64 / enroll_s, "devices/s", None);
+    report.add(
+        "inventory.enroll.devices_per_s",
+        devices as f64 / enroll_s,
+        "devices/s",
+        None,
+    );
 
     // Ingest: each device connects with its certificate and uploads its inventory.
     let t = Instant::now();
     let results: Vec<_> = stream::iter(dirs.iter().cloned().enumerate())
-        .map(|(i, dir)| tokio::spawn(async move { upload(&dir, fleet_inventory(i, packages)).await }))
+        .map(|(i, dir)| {
+            tokio::spawn(async move { upload(&dir, fleet_inventory(i, packages)).await })
+        })
         .buffer_unordered(32)
         .collect()
         .await;
@@ -251,7 +287,12 @@ async fn ingest(report: &mut Report, devices: usize, packages: usize) -> Result<
         r??;
     }
     let ingest_s = t.elapsed().as_secs_f64();
-    report.add("inventory.ingest.devices_per_s", devices as f64 / ingest_s, "devices/s", None);
+    report.add(
+        "inventory.ingest.devices_per_s",
+        devices as f64 / ingest_s,
+        "devices/s",
+        None,
+    );
     report.add(
         "inventory.ingest.packages_per_s",
         (devices * packages) as f64 / ingest_s,
@@ -269,27 +310,61 @@ async fn ingest(report: &mut Report, devices: usize, packages: usize) -> Result<
     let mut hits = 0;
     for i in 0..20 {
         let t = Instant::now();
-        let rows = session.software(&format!("pkg-common-{}", i * 10), None).await?;
-        times.push(t.elapsed().as_secs_f64() * 1000.0);
-        hits = rows.len();
-    }
-    report.add("inventory.query.software_name_ms.median", median(times), "ms", Some("<= 100"));
-    report.add("inventory.query.software_name.devices", hits as f64, "devices", None);
-    let mut times = vec![];
-    for i in 0..10 {
-        let t = Instant::now();
         let rows = session
-            .software(&format!("pkg-common-{}", i * 10), Some(format!("1.{}.2", (i * 10) % 13)))
+            .software(&format!("pkg-common-{}", i * 10), None)
             .await?;
         times.push(t.elapsed().as_secs_f64() * 1000.0);
         hits = rows.len();
     }
-    report.add("inventory.query.software_version_below_ms.median", median(times), "ms", Some("<= 100"));
-    report.add("inventory.query.software_version_below.devices", hits as f64, "devices", None);
+    report.add(
+        "inventory.query.software_name_ms.median",
+        median(times),
+        "ms",
+        Some("<= 100"),
+    );
+    report.add(
+        "inventory.query.software_name.devices",
+        hits as f64,
+        "devices",
+        None,
+    );
+    let mut times = vec![];
+    for i in 0..10 {
+        let t = Instant::now();
+        let rows = session
+            .software(
+                &format!("pkg-common-{}", i * 10),
+                Some(format!("1.{}.2", (i * 10) % 13)),
+            )
+            .await?;
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+        hits = rows.len();
+    }
+    report.add(
+        "inventory.query.software_version_below_ms.median",
+        median(times),
+        "ms",
+        Some("<= 100"),
+    );
+    report.add(
+        "inventory.query.software_version_below.devices",
+        hits as f64,
+        "devices",
+        None,
+    );
     let t = Instant::now();
     let rows = session.inventory_all().await?;
-    report.add("inventory.query.all_ms", t.elapsed().as_secs_f64() * 1000.0, "ms", None);
-    anyhow::ensure!(rows.len() == devices, "inventory --all returned {} rows", rows.len());
+    report.add(
+        "inventory.query.all_ms",
+        t.elapsed().as_secs_f64() * 1000.0,
+        "ms",
+        None,
+    );
+    anyhow::ensure!(
+        rows.len() == devices,
+        "inventory --all returned {} rows",
+        rows.len()
+    );
     session.close().await;
     let db = std::fs::metadata(data.database())?.len() as f64 / 1e6;
     report.add("inventory.store.sqlite_mb", db, "MB", None);
@@ -302,7 +377,8 @@ async fn ingest(report: &mut Report, devices: usize, packages: usize) -> Result<
 async fn upload(dir: &Path, inv: Inventory) -> Result<u32> {
     let creds = Credentials::load(dir)?;
     let (ep, conn, _w, _send, _recv) =
-        connect_with_credentials(&creds, Intent::Agent, "bench", TransportOptions::default()).await?;
+        connect_with_credentials(&creds, Intent::Agent, "bench", TransportOptions::default())
+            .await?;
     let (mut send, mut recv) = conn.open_bi().await?;
     write_msg(
         &mut send,
@@ -322,4 +398,3 @@ async fn upload(dir: &Path, inv: Inventory) -> Result<u32> {
         UploadReply::Rejected { message } => anyhow::bail!("upload rejected: {message}"),
     }
 }
-
