@@ -324,7 +324,7 @@ impl Sqlite {
         let old: Option<Inventory> = match old {
             Some(r) => match serde_json::from_str::<Inventory>(&r.try_get::<String, _>("body")?) {
                 Ok(mut o) => {
-                    o.software = packages_of(&mut *tx, r.try_get("device_num")?).await?;
+                    o.software = packages_of(&mut tx, r.try_get("device_num")?).await?;
                     Some(o)
                 }
                 Err(_) => None,
@@ -419,7 +419,7 @@ impl Sqlite {
         let body: String = row.try_get("body")?;
         let mut inv: Inventory =
             serde_json::from_str(&body).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        inv.software = packages_of(&mut *conn, row.try_get("device_num")?).await?;
+        inv.software = packages_of(&mut conn, row.try_get("device_num")?).await?;
         Ok(Some((row.try_get("received_at")?, inv)))
     }
 
