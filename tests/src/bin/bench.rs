@@ -99,13 +99,12 @@ fn main() -> Result<()> {
     };
     let devices = opt("--devices", 10_000)?;
     let packages = opt("--packages", 1_500)?;
+    // Suites are the words that are neither options nor option values.
+    let takes_value = |o: &str| matches!(o, "--devices" | "--packages");
     let suites: Vec<&str> = args
         .iter()
         .enumerate()
-        .filter(|(i, a)| {
-            !a.starts_with("--")
-                && !(*i > 0 && args[i - 1].starts_with("--") && args[i - 1] != "--json")
-        })
+        .filter(|&(i, a)| !a.starts_with("--") && (i == 0 || !takes_value(&args[i - 1])))
         .map(|(_, a)| a.as_str())
         .collect();
     let run_all = suites.is_empty();
@@ -179,7 +178,11 @@ fn fleet_inventory(device: usize, packages: usize) -> Inventory {
     inv.software = (0..packages)
         .map(|i| {
             // Every 7th machine is a patch behind on every 10th package.
-            let patch = if i % 10 == 0 && device % 7 == 0 { 1 } else { 2 };
+            let patch = if i % 10 == 0 && device.is_multiple_of(7) {
+                1
+            } else {
+                2
+            };
             Package {
                 name: format!("pkg-common-{i}"),
                 version: format!("1.{}.{patch}-1+deb12u1", i % 13),
