@@ -6,8 +6,11 @@
 
 pub mod collect;
 pub mod host;
+pub mod input;
 pub mod reporter;
+pub mod screen;
 pub mod service;
+pub mod session;
 
 use std::path::PathBuf;
 

@@ -196,6 +196,14 @@ async fn session<F: Future<Output = ()>>(
                 Some(Err(e)) => break Ended::Lost(e.into()),
                 None => break Ended::Lost(ClientError::Net(NetError::Lost("reader ended".into()))),
             },
+            stream = conn.accept_bi() => match stream {
+                Ok((s, r)) => {
+                    if let tether_protocol::identity::Identity::Device { id, .. } = &creds.identity {
+                        tokio::spawn(crate::session::serve(creds.clone(), id.clone(), s, r));
+                    }
+                }
+                Err(e) => break Ended::Lost(ClientError::Net(NetError::from_connection(&e))),
+            },
             () = tokio::time::sleep_until(wake) => machine.handle_timeout(Instant::now().into_std()),
             () = shutdown.as_mut() => {
                 conn.close(close_code::NORMAL.into(), b"agent stopping");

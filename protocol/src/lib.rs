@@ -26,6 +26,7 @@ pub mod identity;
 pub mod inventory;
 pub mod message;
 pub mod report;
+pub mod session;
 pub mod text;
 pub mod token;
 pub mod version;

@@ -211,6 +211,17 @@ pub enum TechRequest {
         device: String,
         since_unix_ms: i64,
     },
+    /// A screen session. On success the relay answers [`TechResponse::SessionReady`] and this
+    /// stream becomes the end-to-end channel to the agent (see [`crate::session`]).
+    OpenSession(SessionRequest),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRequest {
+    pub device: String,
+    pub permissions: crate::session::Permissions,
+    pub reason: String,
+    pub ticket: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -220,7 +231,15 @@ pub enum TechResponse {
     InventoryRows(Vec<InventoryRow>),
     Software(Vec<SoftwareRow>),
     History(Box<DeviceHistory>),
-    Error { code: ErrorCode, message: String },
+    SessionReady {
+        session_id: String,
+        device_id: String,
+        hostname: String,
+    },
+    Error {
+        code: ErrorCode,
+        message: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -267,6 +286,10 @@ pub enum ErrorCode {
     NotFound,
     BadRequest,
     Internal,
+    /// The device is enrolled but its agent is not connected.
+    Offline,
+    /// The agent refused the session.
+    Refused,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -291,6 +314,11 @@ pub mod close_code {
     pub const REPLACED: u32 = 5;
     pub const SHUTDOWN: u32 = 6;
     pub const IDLE: u32 = 7;
+}
+
+/// Technician roles allowed to start screen sessions.
+pub fn may_start_session(role: Role) -> bool {
+    matches!(role, Role::Support | Role::Admin)
 }
 
 /// Technician roles allowed to list devices and read inventory.

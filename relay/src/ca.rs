@@ -7,7 +7,8 @@
 use crate::config::DataDir;
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
-    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SerialNumber,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+    SigningKey, string::Ia5String,
 };
 use rustls_pki_types::CertificateDer;
 use tether_net::pki::{self, PkiError, write_private, write_public};
@@ -48,6 +49,8 @@ fn validity(params: &mut CertificateParams, days: i64) {
 /// The loaded CA, able to sign.
 pub struct Ca {
     issuer: Issuer<'static, KeyPair>,
+    /// The same CA key, for signing session grants.
+    grant_key: KeyPair,
     pub cert_pem: String,
     pub cert_der: CertificateDer<'static>,
 }
@@ -78,6 +81,7 @@ impl Ca {
         write_private(&dir.ca_key(), key.serialize_pem().as_bytes())?;
         write_public(&dir.ca_cert(), cert.pem().as_bytes())?;
         Ok(Self {
+            grant_key: KeyPair::from_pem(&key.serialize_pem())?,
             cert_pem: cert.pem(),
             cert_der: cert.der().clone(),
             issuer: Issuer::new(params, key),
@@ -92,14 +96,23 @@ impl Ca {
             })
         };
         let cert_pem = read(dir.ca_cert())?;
-        let key = KeyPair::from_pem(&read(dir.ca_key())?)?;
+        let key_pem = read(dir.ca_key())?;
+        let key = KeyPair::from_pem(&key_pem)?;
+        let grant_key = KeyPair::from_pem(&key_pem)?;
         let cert_der = pki::certs_from_pem(cert_pem.as_bytes(), "ca.pem")?.remove(0);
         let issuer = Issuer::from_ca_cert_der(&cert_der, key)?;
         Ok(Self {
             issuer,
+            grant_key,
             cert_pem,
             cert_der,
         })
+    }
+
+    /// Signs a session grant (ECDSA P-256 SHA-256, ASN.1); agents verify it with the CA
+    /// certificate they received at enrollment.
+    pub fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, CaError> {
+        Ok(self.grant_key.sign(msg)?)
     }
 
     pub fn fingerprint(&self) -> [u8; 32] {
@@ -163,6 +176,17 @@ impl Ca {
         dn.push(DnType::OrganizationName, "Tether");
         params.distinguished_name = dn;
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        if let Identity::Device { id, .. } = identity {
+            // A device is also the TLS server of the end-to-end session channel: technicians
+            // check it by this name.
+            params.subject_alt_names = vec![SanType::DnsName(
+                Ia5String::try_from(tether_net::tls::device_server_name(id))
+                    .map_err(|e| CaError::BadCsr(e.to_string()))?,
+            )];
+            params
+                .extended_key_usages
+                .push(ExtendedKeyUsagePurpose::ServerAuth);
+        }
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         let serial_number = serial();
         let serial_hex = tether_protocol::token::hex(serial_number.as_ref());
@@ -220,5 +244,9 @@ mod tests {
         // A reloaded CA signs certificates with the same issuer.
         let again = Ca::load(&dd).unwrap();
         assert_eq!(again.fingerprint(), ca.fingerprint());
+        // Grants signed by the CA key verify against the CA certificate, and only unchanged.
+        let sig = again.sign(b"grant").unwrap();
+        assert!(pki::verify_signature(&ca.cert_der, b"grant", &sig));
+        assert!(!pki::verify_signature(&ca.cert_der, b"grunt", &sig));
     }
 }

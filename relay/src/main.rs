@@ -202,11 +202,11 @@ async fn run(cli: Cli) -> Result<()> {
             let relay = Relay::start(
                 &dd,
                 ServeOptions {
-                    listen,
                     timeouts: Timeouts {
                         hello: hello_timeout,
                         ..Timeouts::default()
                     },
+                    ..ServeOptions::new(listen)
                 },
             )
             .await?;

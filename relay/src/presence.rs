@@ -44,6 +44,15 @@ impl Presence {
         }
     }
 
+    /// The live connection of a device's agent.
+    pub fn connection(&self, device: &str) -> Option<quinn::Connection> {
+        self.online
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(device)
+            .map(|e| e.conn.clone())
+    }
+
     pub fn is_online(&self, device: &str) -> bool {
         self.online
             .lock()

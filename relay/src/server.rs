@@ -47,10 +47,22 @@ pub enum RelayError {
     },
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServeOptions {
     pub listen: SocketAddr,
     pub timeouts: Timeouts,
+    /// Fault injection for tests only: applied to every spliced session byte.
+    pub splice_filter: Option<crate::broker::SpliceFilter>,
+}
+
+impl ServeOptions {
+    pub fn new(listen: SocketAddr) -> Self {
+        Self {
+            listen,
+            timeouts: Timeouts::default(),
+            splice_filter: None,
+        }
+    }
 }
 
 /// Shared by every connection task.
@@ -62,6 +74,7 @@ pub struct State {
     next_conn_id: AtomicU64,
     /// Bounds how many bulk uploads are read at once (each may be up to `limits::BULK`).
     uploads: tokio::sync::Semaphore,
+    pub(crate) splice_filter: Option<crate::broker::SpliceFilter>,
 }
 
 /// Concurrent inventory uploads the relay reads; the rest wait (the agents' uploads are patient).
@@ -105,6 +118,7 @@ impl Relay {
                 timeouts: opts.timeouts,
                 next_conn_id: AtomicU64::new(1),
                 uploads: tokio::sync::Semaphore::new(MAX_CONCURRENT_UPLOADS),
+                splice_filter: opts.splice_filter.clone(),
             }),
             endpoint,
         })

@@ -38,6 +38,11 @@ pub async fn handle_stream(
             }
         };
     debug!(technician = name, ?req, "request");
+    if let TechRequest::OpenSession(req) = req {
+        // This stream becomes the session channel.
+        crate::broker::open_session(state, name, role, req, send, recv).await;
+        return;
+    }
     let resp = if !may_read_inventory(role) {
         err(
             ErrorCode::Forbidden,
@@ -146,6 +151,7 @@ async fn answer(state: &State, req: TechRequest) -> Result<TechResponse, StoreEr
                     .collect(),
             )
         }
+        TechRequest::OpenSession(_) => err(ErrorCode::BadRequest, "unexpected".into()),
         TechRequest::History {
             device,
             since_unix_ms,
@@ -187,7 +193,7 @@ fn summary(state: &State, d: DeviceRow) -> DeviceSummary {
 }
 
 /// Finds a device by exact id, exact hostname, or unique id prefix (4+ characters).
-async fn resolve(
+pub(crate) async fn resolve(
     state: &State,
     query: &str,
 ) -> Result<Result<DeviceRow, TechResponse>, StoreError> {

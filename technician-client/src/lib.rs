@@ -4,6 +4,7 @@
 
 pub mod output;
 pub mod relay;
+pub mod remote;
 
 use std::path::PathBuf;
 

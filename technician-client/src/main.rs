@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use tether_net::NetError;
 use tether_net::client::{self, ClientError, Credentials};
 use tether_protocol::identity::Identity;
+use tether_protocol::session::{InputEvent, MouseButton, Permissions};
 use tether_protocol::token::EnrollToken;
 use tether_technician::relay::{RequestError, Session};
 use tether_technician::{SOFTWARE, default_config_dir, output};
@@ -63,6 +64,35 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Save a screenshot of a machine's screen (view permission, end-to-end encrypted).
+    Screenshot {
+        device: String,
+        /// PNG file to write.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Display index (see the session's display list).
+        #[arg(long, default_value_t = 0)]
+        display: u32,
+        #[command(flatten)]
+        why: Why,
+    },
+    /// Type text on a machine (control permission). Unicode is typed as is; \n presses Return.
+    Type {
+        device: String,
+        text: String,
+        #[command(flatten)]
+        why: Why,
+    },
+    /// Click at a screen position on a machine (control permission).
+    Click {
+        device: String,
+        x: i32,
+        y: i32,
+        #[arg(long, default_value = "left", value_parser = ["left", "middle", "right"])]
+        button: String,
+        #[command(flatten)]
+        why: Why,
+    },
     /// What changed on a machine: software installed/removed/upgraded, hardware, OS.
     History {
         device: String,
@@ -72,6 +102,17 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// Why a session is opened: recorded by the relay and shown to the user.
+#[derive(clap::Args, Debug)]
+struct Why {
+    /// Why you need the session (shown to the user, kept in the audit trail).
+    #[arg(long, default_value = "")]
+    reason: String,
+    /// Ticket reference, e.g. HD-1042.
+    #[arg(long, default_value = "")]
+    ticket: String,
 }
 
 /// Exit codes scripts can rely on.
@@ -128,6 +169,29 @@ fn main() -> ExitCode {
             ExitCode::from(exit_code(&e))
         }
     }
+}
+
+/// Opens a control session, sends one input event, closes.
+async fn control(dir: &std::path::Path, device: &str, why: &Why, event: InputEvent) -> Result<()> {
+    let creds = Credentials::load(dir)?;
+    let session = Session::open(&creds).await?;
+    let result = async {
+        let mut remote = session
+            .open_remote(
+                &creds,
+                device,
+                Permissions::CONTROL,
+                &why.reason,
+                &why.ticket,
+            )
+            .await?;
+        let r = remote.input(event).await;
+        remote.close().await;
+        r
+    }
+    .await;
+    session.close().await;
+    Ok(result?)
 }
 
 async fn run(cli: Cli) -> Result<()> {
@@ -248,6 +312,51 @@ async fn run(cli: Cli) -> Result<()> {
             } else {
                 print!("{}", output::software_table(&rows));
             }
+        }
+        Cmd::Screenshot {
+            device,
+            output: path,
+            display,
+            why,
+        } => {
+            let creds = Credentials::load(&dir)?;
+            let session = Session::open(&creds).await?;
+            let result = async {
+                let mut remote = session
+                    .open_remote(&creds, &device, Permissions::VIEW, &why.reason, &why.ticket)
+                    .await?;
+                let shot = remote.screenshot(display).await;
+                remote.close().await;
+                Ok::<_, RequestError>(shot?)
+            }
+            .await;
+            session.close().await;
+            let shot = result?;
+            shot.write_png(&path)
+                .with_context(|| format!("writing {}", path.display()))?;
+            println!(
+                "{}x{} screenshot saved to {}",
+                shot.width,
+                shot.height,
+                path.display()
+            );
+        }
+        Cmd::Type { device, text, why } => {
+            control(&dir, &device, &why, InputEvent::Text(text)).await?;
+        }
+        Cmd::Click {
+            device,
+            x,
+            y,
+            button,
+            why,
+        } => {
+            let button = match button.as_str() {
+                "middle" => MouseButton::Middle,
+                "right" => MouseButton::Right,
+                _ => MouseButton::Left,
+            };
+            control(&dir, &device, &why, InputEvent::Click { x, y, button }).await?;
         }
         Cmd::History {
             device,

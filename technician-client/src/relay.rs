@@ -21,6 +21,8 @@ pub enum RequestError {
     Denied(String),
     #[error("unexpected answer from relay")]
     Unexpected,
+    #[error("session: {0}")]
+    Session(String),
 }
 
 impl From<NetError> for RequestError {
@@ -53,6 +55,10 @@ impl Session {
         // The control stream stays open for the life of the connection; nothing more is sent on it.
         let _ = send.finish();
         Ok(Self { endpoint, conn })
+    }
+
+    pub(crate) fn conn(&self) -> &Connection {
+        &self.conn
     }
 
     pub async fn request(&self, req: &TechRequest) -> Result<TechResponse, RequestError> {

@@ -84,6 +84,27 @@ impl Credentials {
         })
     }
 
+    /// The org CA certificate (DER).
+    pub fn ca(&self) -> Result<rustls_pki_types::CertificateDer<'static>, ClientError> {
+        Ok(load_certs(&self.dir.join(CA_FILE))?.remove(0))
+    }
+
+    /// Our certificate chain and key, for the end-to-end session TLS.
+    pub fn identity_material(
+        &self,
+    ) -> Result<
+        (
+            Vec<rustls_pki_types::CertificateDer<'static>>,
+            rustls_pki_types::PrivateKeyDer<'static>,
+        ),
+        ClientError,
+    > {
+        Ok((
+            load_certs(&self.dir.join(CERT_FILE))?,
+            load_key(&self.dir.join(KEY_FILE))?,
+        ))
+    }
+
     pub fn quic_config(&self, opts: TransportOptions) -> Result<quinn::ClientConfig, ClientError> {
         let ca = load_certs(&self.dir.join(CA_FILE))?;
         let chain = load_certs(&self.dir.join(CERT_FILE))?;

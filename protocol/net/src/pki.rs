@@ -127,3 +127,15 @@ pub fn cert_info(der: &[u8]) -> Result<CertInfo, PkiError> {
         fingerprint: fingerprint(der),
     })
 }
+
+/// Verifies an ECDSA P-256 SHA-256 (ASN.1) signature made with the key of `signer_der`'s
+/// certificate: how agents check the session grants the relay signs with the CA key.
+pub fn verify_signature(signer_der: &[u8], msg: &[u8], signature: &[u8]) -> bool {
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(signer_der) else {
+        return false;
+    };
+    let key = cert.public_key().subject_public_key.data.as_ref();
+    ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_ASN1, key)
+        .verify(msg, signature)
+        .is_ok()
+}

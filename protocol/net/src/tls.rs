@@ -228,3 +228,45 @@ pub fn peer_certs(conn: &quinn::Connection) -> Option<Vec<CertificateDer<'static
         .ok()
         .map(|b| *b)
 }
+
+/// DNS name in a device's certificate, checked by technicians in the end-to-end session TLS.
+pub fn device_server_name(device_id: &str) -> String {
+    format!("{device_id}.device.tether")
+}
+
+/// The agent's side of the end-to-end session TLS: its device certificate as server
+/// certificate, and a technician certificate from the org CA required of the peer.
+pub fn session_server_config(
+    ca: &CertificateDer<'static>,
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<Arc<rustls::ServerConfig>, NetError> {
+    let provider = provider();
+    let verifier = WebPkiClientVerifier::builder_with_provider(roots(ca)?, provider.clone())
+        .build()
+        .map_err(cfg_err)?;
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(cfg_err)?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .map_err(cfg_err)?;
+    tls.alpn_protocols = vec![tether_protocol::session::SESSION_ALPN.to_vec()];
+    Ok(Arc::new(tls))
+}
+
+/// The technician's side of the end-to-end session TLS.
+pub fn session_client_config(
+    ca: &CertificateDer<'static>,
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<Arc<rustls::ClientConfig>, NetError> {
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(cfg_err)?
+        .with_root_certificates(roots(ca)?)
+        .with_client_auth_cert(chain, key)
+        .map_err(cfg_err)?;
+    tls.alpn_protocols = vec![tether_protocol::session::SESSION_ALPN.to_vec()];
+    Ok(Arc::new(tls))
+}

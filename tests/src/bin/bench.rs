@@ -205,14 +205,7 @@ async fn ingest(report: &mut Report, devices: usize, packages: usize) -> Result<
     let ca = tether_relay::ca::Ca::create(&data, "bench")?;
     ca.issue_server(&data, "localhost")?;
     data.save_settings(&settings)?;
-    let relay = Relay::start(
-        &data,
-        ServeOptions {
-            listen: "127.0.0.1:0".parse()?,
-            timeouts: Default::default(),
-        },
-    )
-    .await?;
+    let relay = Relay::start(&data, ServeOptions::new("127.0.0.1:0".parse()?)).await?;
     let addr = relay.local_addr()?.to_string();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let relay_task = tokio::spawn(relay.run(async {

@@ -1,0 +1,204 @@
+//! The agent's side of a screen session: check the relay-signed grant, run TLS 1.3 as server
+//! over the relay's splice (requiring the technician's org certificate), then serve screenshots
+//! and input within the grant's permissions.
+
+use crate::input;
+use crate::screen::{self, ScreenSource, X11Screen};
+use quinn::{RecvStream, SendStream};
+use tether_net::client::Credentials;
+use tether_net::framed::{read_msg, write_msg};
+use tether_net::pki;
+use tether_protocol::identity::Identity;
+use tether_protocol::session::{
+    OfferReply, RelayStream, SessionGate, SessionGrant, ToAgent, ToViewer,
+};
+use tether_protocol::{codec, frame, limits};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tracing::{info, warn};
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Handles one stream the relay opened.
+pub async fn serve(
+    creds: Credentials,
+    device_id: String,
+    mut send: SendStream,
+    mut recv: RecvStream,
+) {
+    let offer: RelayStream = match read_msg(&mut recv, limits::CONTROL).await {
+        Ok(o) => o,
+        Err(e) => {
+            warn!("bad stream from relay: {e}");
+            return;
+        }
+    };
+    let RelayStream::SessionOffer { grant, signature } = offer;
+    let gate = match check_offer(&creds, &device_id, &grant, &signature) {
+        Ok(g) => g,
+        Err(message) => {
+            warn!("session refused: {message}");
+            let _ = write_msg(&mut send, &OfferReply::Refuse { message }, limits::CONTROL).await;
+            let _ = send.finish();
+            return;
+        }
+    };
+    let g = gate.grant().clone();
+    if write_msg(&mut send, &OfferReply::Accept, limits::CONTROL)
+        .await
+        .is_err()
+    {
+        return;
+    }
+    info!(
+        session = %g.session_id, technician = %g.technician, permissions = %g.permissions.describe(),
+        reason = %g.reason, ticket = %g.ticket, "session accepted"
+    );
+    if let Err(e) = run(&creds, gate, send, recv).await {
+        warn!(session = %g.session_id, "session ended: {e}");
+    } else {
+        info!(session = %g.session_id, "session ended");
+    }
+}
+
+fn check_offer(
+    creds: &Credentials,
+    device_id: &str,
+    grant: &[u8],
+    signature: &[u8],
+) -> Result<SessionGate, String> {
+    let ca = creds.ca().map_err(|e| e.to_string())?;
+    if !pki::verify_signature(&ca, grant, signature) {
+        return Err("session grant is not signed by this organisation".into());
+    }
+    let grant: SessionGrant = codec::from_payload(grant).map_err(|e| e.to_string())?;
+    SessionGate::new(grant, device_id, now_ms()).map_err(|e| e.to_string())
+}
+
+type Tls = tokio_rustls::server::TlsStream<tokio::io::Join<RecvStream, SendStream>>;
+
+async fn run(
+    creds: &Credentials,
+    gate: SessionGate,
+    send: SendStream,
+    recv: RecvStream,
+) -> Result<(), String> {
+    let (chain, key) = creds.identity_material().map_err(|e| e.to_string())?;
+    let ca = creds.ca().map_err(|e| e.to_string())?;
+    let cfg = tether_net::tls::session_server_config(&ca, chain, key).map_err(|e| e.to_string())?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
+    let mut tls = acceptor
+        .accept(tokio::io::join(recv, send))
+        .await
+        .map_err(|e| format!("end-to-end TLS failed (relay or peer tampering?): {e}"))?;
+    // The peer must be the technician the relay granted the session to.
+    let peer = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .ok_or("technician presented no certificate")?;
+    let info = pki::cert_info(peer).map_err(|e| e.to_string())?;
+    match &info.identity {
+        Identity::Technician { name, .. } if *name == gate.grant().technician => {}
+        other => {
+            return Err(format!(
+                "session peer is {other}, not the granted technician"
+            ));
+        }
+    }
+
+    let src = X11Screen;
+    let displays = src.displays().unwrap_or_default();
+    send_msg(
+        &mut tls,
+        &ToViewer::Ready {
+            session_id: gate.grant().session_id.clone(),
+            displays,
+            permissions: gate.grant().permissions,
+        },
+    )
+    .await?;
+    loop {
+        let msg: ToAgent = match recv_msg(&mut tls, limits::CONTROL).await? {
+            Some(m) => m,
+            None => return Ok(()),
+        };
+        let reply = match gate.check(&msg) {
+            Err(denied) => ToViewer::Error {
+                message: denied.to_string(),
+            },
+            Ok(()) => match msg {
+                ToAgent::Bye => {
+                    send_msg(
+                        &mut tls,
+                        &ToViewer::Bye {
+                            reason: "ended by technician".into(),
+                        },
+                    )
+                    .await?;
+                    let _ = tls.shutdown().await;
+                    return Ok(());
+                }
+                ToAgent::Screenshot { display } => {
+                    match tokio::task::spawn_blocking(move || {
+                        screen::screenshot(&mut X11Screen, display)
+                    })
+                    .await
+                    {
+                        Ok(Ok(img)) => ToViewer::Screenshot(img),
+                        Ok(Err(e)) => ToViewer::Error {
+                            message: e.to_string(),
+                        },
+                        Err(e) => ToViewer::Error {
+                            message: e.to_string(),
+                        },
+                    }
+                }
+                ToAgent::Input(ev) => {
+                    match tokio::task::spawn_blocking(move || input::apply(&ev)).await {
+                        Ok(Ok(())) => ToViewer::Done,
+                        Ok(Err(e)) => ToViewer::Error {
+                            message: e.to_string(),
+                        },
+                        Err(e) => ToViewer::Error {
+                            message: e.to_string(),
+                        },
+                    }
+                }
+            },
+        };
+        send_msg(&mut tls, &reply).await?;
+    }
+}
+
+async fn send_msg(tls: &mut Tls, msg: &ToViewer) -> Result<(), String> {
+    let bytes = codec::to_frame(msg, limits::BULK).map_err(|e| e.to_string())?;
+    tls.write_all(&bytes).await.map_err(|e| e.to_string())?;
+    tls.flush().await.map_err(|e| e.to_string())
+}
+
+async fn recv_msg(tls: &mut Tls, max: usize) -> Result<Option<ToAgent>, String> {
+    let mut header = [0u8; frame::HEADER_LEN];
+    match tls.read_exact(&mut header).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => {
+            return Err(format!(
+                "session channel broken (relay or peer tampering?): {e}"
+            ));
+        }
+    }
+    let len = frame::payload_len(header, max).map_err(|e| e.to_string())?;
+    let mut payload = vec![0u8; len];
+    tls.read_exact(&mut payload)
+        .await
+        .map_err(|e| format!("session channel broken: {e}"))?;
+    codec::from_payload(&payload)
+        .map(Some)
+        .map_err(|e| e.to_string())
+}

@@ -1,0 +1,328 @@
+//! Screen sessions: what a technician may do on a device, the grant the relay signs for it, and
+//! the messages technician and agent exchange inside their end-to-end TLS channel.
+//!
+//! Flow: the technician asks the relay ([`crate::message::TechRequest::OpenSession`]); the relay
+//! checks the role, signs a [`SessionGrant`] with the organisation CA key and offers it to the
+//! agent on a stream it opens ([`RelayStream::SessionOffer`]). When the agent accepts, the relay
+//! splices the two streams and never parses another byte: technician (TLS client) and agent (TLS
+//! server) run TLS 1.3 end to end over the splice, each authenticating the other with its org
+//! certificate. Inside, [`ToAgent`] and [`ToViewer`] messages flow, and [`SessionGate`] on the agent
+//! enforces the permissions the grant carries.
+
+use crate::identity::Role;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// ALPN of the end-to-end session TLS inside the relay's splice.
+pub const SESSION_ALPN: &[u8] = b"tether-session/1";
+
+/// How long a grant stays valid for the agent to accept it.
+pub const GRANT_TTL_MS: i64 = 60_000;
+
+/// Largest text a single input message may type.
+pub const MAX_TEXT: usize = 4096;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Permissions {
+    pub view: bool,
+    pub control: bool,
+    pub clipboard: bool,
+}
+
+impl Permissions {
+    pub const VIEW: Self = Self {
+        view: true,
+        control: false,
+        clipboard: false,
+    };
+    pub const CONTROL: Self = Self {
+        view: true,
+        control: true,
+        clipboard: false,
+    };
+
+    pub fn describe(&self) -> String {
+        let mut parts = vec![];
+        if self.view {
+            parts.push("view");
+        }
+        if self.control {
+            parts.push("control");
+        }
+        if self.clipboard {
+            parts.push("clipboard");
+        }
+        parts.join(" + ")
+    }
+}
+
+/// Signed by the relay (with the organisation CA key) and checked by the agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionGrant {
+    pub session_id: String,
+    pub device_id: String,
+    pub technician: String,
+    pub role: Role,
+    pub permissions: Permissions,
+    pub reason: String,
+    pub ticket: String,
+    pub issued_at_unix_ms: i64,
+    pub expires_at_unix_ms: i64,
+}
+
+/// First frame of a stream the relay opens on an agent's connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RelayStream {
+    /// `grant` is the encoded [`SessionGrant`]; `signature` is ECDSA P-256 SHA-256 (ASN.1) over it.
+    SessionOffer { grant: Vec<u8>, signature: Vec<u8> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OfferReply {
+    Accept,
+    Refuse { message: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DisplayInfo {
+    pub index: u32,
+    pub width: u32,
+    pub height: u32,
+    pub primary: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PixelFormat {
+    /// 4 bytes per pixel: blue, green, red, unused (X11's native order).
+    Bgrx8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Compression {
+    None,
+    Zstd,
+}
+
+/// A whole screen image, rows packed (stride = width × 4).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Image {
+    pub width: u32,
+    pub height: u32,
+    pub format: PixelFormat,
+    pub compression: Compression,
+    pub data: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MouseButton {
+    Left,
+    Middle,
+    Right,
+}
+
+/// Keys the viewer sends by name (everything printable goes as text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Key {
+    Return,
+    Tab,
+    Backspace,
+    Escape,
+    Delete,
+    Up,
+    Down,
+    Left,
+    Right,
+    Home,
+    End,
+    PageUp,
+    PageDown,
+    Control,
+    Alt,
+    Shift,
+    Meta,
+    F(u8),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum InputEvent {
+    MouseMove {
+        x: i32,
+        y: i32,
+    },
+    Button {
+        button: MouseButton,
+        down: bool,
+    },
+    Click {
+        x: i32,
+        y: i32,
+        button: MouseButton,
+    },
+    Scroll {
+        dx: i32,
+        dy: i32,
+    },
+    Key {
+        key: Key,
+        down: bool,
+    },
+    /// Unicode text, typed as is.
+    Text(String),
+    /// Ctrl+Alt+Del, Alt+Tab and friends from the viewer's toolbar.
+    Combo(Vec<Key>),
+}
+
+/// Technician → agent, inside the session TLS.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ToAgent {
+    Screenshot { display: u32 },
+    Input(InputEvent),
+    Bye,
+}
+
+/// Agent → technician, inside the session TLS.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ToViewer {
+    Ready {
+        session_id: String,
+        displays: Vec<DisplayInfo>,
+        permissions: Permissions,
+    },
+    Screenshot(Image),
+    /// The input event was applied.
+    Done,
+    Error {
+        message: String,
+    },
+    Bye {
+        reason: String,
+    },
+}
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum GrantError {
+    #[error("session grant is for device {0}, not this one")]
+    WrongDevice(String),
+    #[error("session grant has expired")]
+    Expired,
+    #[error("role {0} may not start sessions")]
+    RoleTooLow(Role),
+    #[error("session grant asks for nothing to do")]
+    NoPermission,
+}
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum Denied {
+    #[error("view-only session: input is not allowed")]
+    ViewOnly,
+    #[error("this session may not view the screen")]
+    NoView,
+    #[error("text of {0} bytes is over the {MAX_TEXT}-byte limit")]
+    TextTooLong(usize),
+}
+
+/// The agent's check of a grant and of every message in the session it allows.
+#[derive(Debug, Clone)]
+pub struct SessionGate {
+    grant: SessionGrant,
+}
+
+impl SessionGate {
+    /// Accepts a grant whose signature the caller has verified.
+    pub fn new(grant: SessionGrant, device_id: &str, now_unix_ms: i64) -> Result<Self, GrantError> {
+        if grant.device_id != device_id {
+            return Err(GrantError::WrongDevice(grant.device_id));
+        }
+        if now_unix_ms > grant.expires_at_unix_ms {
+            return Err(GrantError::Expired);
+        }
+        if grant.role == Role::Viewer {
+            return Err(GrantError::RoleTooLow(grant.role));
+        }
+        if !grant.permissions.view && !grant.permissions.control {
+            return Err(GrantError::NoPermission);
+        }
+        Ok(Self { grant })
+    }
+
+    pub fn grant(&self) -> &SessionGrant {
+        &self.grant
+    }
+
+    /// May this message be acted on?
+    pub fn check(&self, msg: &ToAgent) -> Result<(), Denied> {
+        let p = self.grant.permissions;
+        match msg {
+            ToAgent::Screenshot { .. } if !p.view => Err(Denied::NoView),
+            ToAgent::Input(_) if !p.control => Err(Denied::ViewOnly),
+            ToAgent::Input(InputEvent::Text(t)) if t.len() > MAX_TEXT => {
+                Err(Denied::TextTooLong(t.len()))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grant(role: Role, permissions: Permissions) -> SessionGrant {
+        SessionGrant {
+            session_id: "s1".into(),
+            device_id: "d1".into(),
+            technician: "ana".into(),
+            role,
+            permissions,
+            reason: "printer offline".into(),
+            ticket: "HD-1042".into(),
+            issued_at_unix_ms: 1_000,
+            expires_at_unix_ms: 61_000,
+        }
+    }
+
+    #[test]
+    fn grant_checks() {
+        assert!(SessionGate::new(grant(Role::Support, Permissions::CONTROL), "d1", 2_000).is_ok());
+        assert_eq!(
+            SessionGate::new(grant(Role::Support, Permissions::CONTROL), "d2", 2_000).unwrap_err(),
+            GrantError::WrongDevice("d1".into())
+        );
+        assert_eq!(
+            SessionGate::new(grant(Role::Support, Permissions::CONTROL), "d1", 61_001).unwrap_err(),
+            GrantError::Expired
+        );
+        assert_eq!(
+            SessionGate::new(grant(Role::Viewer, Permissions::VIEW), "d1", 2_000).unwrap_err(),
+            GrantError::RoleTooLow(Role::Viewer)
+        );
+        assert_eq!(
+            SessionGate::new(grant(Role::Admin, Permissions::default()), "d1", 2_000).unwrap_err(),
+            GrantError::NoPermission
+        );
+    }
+
+    #[test]
+    fn view_only_sessions_refuse_input() {
+        let gate = SessionGate::new(grant(Role::Support, Permissions::VIEW), "d1", 2_000).unwrap();
+        assert_eq!(gate.check(&ToAgent::Screenshot { display: 0 }), Ok(()));
+        assert_eq!(
+            gate.check(&ToAgent::Input(InputEvent::Click {
+                x: 1,
+                y: 1,
+                button: MouseButton::Left
+            })),
+            Err(Denied::ViewOnly)
+        );
+        let gate =
+            SessionGate::new(grant(Role::Support, Permissions::CONTROL), "d1", 2_000).unwrap();
+        assert_eq!(
+            gate.check(&ToAgent::Input(InputEvent::Text("héllo".into()))),
+            Ok(())
+        );
+        assert_eq!(
+            gate.check(&ToAgent::Input(InputEvent::Text("x".repeat(MAX_TEXT + 1)))),
+            Err(Denied::TextTooLong(MAX_TEXT + 1))
+        );
+    }
+}

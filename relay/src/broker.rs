@@ -1,0 +1,217 @@
+//! Brokering screen sessions: the relay checks who may reach which device, signs a grant for the
+//! agent, and then splices the technician's stream to the agent's. After the splice starts the
+//! relay only copies bytes: the session is TLS 1.3 end to end between technician and agent, so
+//! the relay can neither read nor undetectably alter it.
+
+use crate::server::State;
+use crate::store::now_ms;
+use crate::tech::resolve;
+use quinn::{RecvStream, SendStream};
+use std::sync::Arc;
+use std::time::Duration;
+use tether_net::framed::{read_msg, write_msg};
+use tether_protocol::identity::Role;
+use tether_protocol::message::{ErrorCode, SessionRequest, TechResponse, may_start_session};
+use tether_protocol::session::{GRANT_TTL_MS, OfferReply, RelayStream, SessionGrant};
+use tether_protocol::{codec, limits, text};
+use tracing::{info, warn};
+
+/// Byte filter applied to spliced session traffic. Only fault-injection tests set one (to prove
+/// that a relay altering bytes breaks the session instead of corrupting it).
+pub type SpliceFilter = Arc<dyn Fn(&mut [u8]) + Send + Sync>;
+
+/// How long the agent has to accept or refuse (the user's consent prompt runs inside it).
+const OFFER_TIMEOUT: Duration = Duration::from_secs(45);
+
+async fn reply(send: &mut SendStream, resp: &TechResponse) -> bool {
+    write_msg(send, resp, limits::CONTROL).await.is_ok()
+}
+
+fn error(code: ErrorCode, message: impl Into<String>) -> TechResponse {
+    TechResponse::Error {
+        code,
+        message: message.into(),
+    }
+}
+
+pub async fn open_session(
+    state: &State,
+    technician: &str,
+    role: Role,
+    req: SessionRequest,
+    mut tsend: SendStream,
+    trecv: RecvStream,
+) {
+    if !may_start_session(role) {
+        reply(
+            &mut tsend,
+            &error(
+                ErrorCode::Forbidden,
+                format!("role {role} may not start sessions (support or admin needed)"),
+            ),
+        )
+        .await;
+        let _ = tsend.finish();
+        return;
+    }
+    let device = match resolve(state, &req.device).await {
+        Ok(Ok(d)) => d,
+        Ok(Err(resp)) => {
+            reply(&mut tsend, &resp).await;
+            let _ = tsend.finish();
+            return;
+        }
+        Err(e) => {
+            warn!("store error: {e}");
+            reply(
+                &mut tsend,
+                &error(ErrorCode::Internal, "relay store unavailable"),
+            )
+            .await;
+            let _ = tsend.finish();
+            return;
+        }
+    };
+    let Some(agent) = state.presence.connection(&device.id) else {
+        reply(
+            &mut tsend,
+            &error(
+                ErrorCode::Offline,
+                format!("device {} is offline", device.hostname),
+            ),
+        )
+        .await;
+        let _ = tsend.finish();
+        return;
+    };
+    let now = now_ms();
+    let grant = SessionGrant {
+        session_id: uuid::Uuid::new_v4().to_string(),
+        device_id: device.id.clone(),
+        technician: technician.to_string(),
+        role,
+        permissions: req.permissions,
+        reason: text::clean(&req.reason, 256),
+        ticket: text::clean(&req.ticket, 64),
+        issued_at_unix_ms: now,
+        expires_at_unix_ms: now + GRANT_TTL_MS,
+    };
+    let offer = codec::to_bytes(&grant)
+        .map_err(|e| e.to_string())
+        .and_then(|g| Ok((state.ca.sign(&g).map_err(|e| e.to_string())?, g)));
+    let (signature, grant_bytes) = match offer {
+        Ok(x) => x,
+        Err(e) => {
+            warn!("cannot sign grant: {e}");
+            reply(
+                &mut tsend,
+                &error(ErrorCode::Internal, "relay cannot sign the session"),
+            )
+            .await;
+            return;
+        }
+    };
+    let offered = async {
+        let (mut asend, mut arecv) = agent.open_bi().await?;
+        write_msg(
+            &mut asend,
+            &RelayStream::SessionOffer {
+                grant: grant_bytes,
+                signature,
+            },
+            limits::CONTROL,
+        )
+        .await?;
+        let answer: OfferReply = read_msg(&mut arecv, limits::CONTROL).await?;
+        Ok::<_, tether_net::NetError>((answer, asend, arecv))
+    };
+    let (asend, arecv) = match tokio::time::timeout(OFFER_TIMEOUT, offered).await {
+        Ok(Ok((OfferReply::Accept, s, r))) => (s, r),
+        Ok(Ok((OfferReply::Refuse { message }, _, _))) => {
+            info!(session = %grant.session_id, device = %device.id, technician, "refused by agent: {message}");
+            reply(
+                &mut tsend,
+                &error(
+                    ErrorCode::Refused,
+                    format!("device refused the session: {message}"),
+                ),
+            )
+            .await;
+            let _ = tsend.finish();
+            return;
+        }
+        Ok(Err(e)) => {
+            reply(
+                &mut tsend,
+                &error(ErrorCode::Offline, format!("device did not answer: {e}")),
+            )
+            .await;
+            let _ = tsend.finish();
+            return;
+        }
+        Err(_) => {
+            reply(
+                &mut tsend,
+                &error(ErrorCode::Refused, "device did not answer in time"),
+            )
+            .await;
+            let _ = tsend.finish();
+            return;
+        }
+    };
+    if !reply(
+        &mut tsend,
+        &TechResponse::SessionReady {
+            session_id: grant.session_id.clone(),
+            device_id: device.id.clone(),
+            hostname: device.hostname.clone(),
+        },
+    )
+    .await
+    {
+        return;
+    }
+    info!(
+        session = %grant.session_id,
+        device = %device.id,
+        technician,
+        permissions = %grant.permissions.describe(),
+        reason = %grant.reason,
+        ticket = %grant.ticket,
+        "session started"
+    );
+    let filter = state.splice_filter.clone();
+    let (up, down) = tokio::join!(
+        pipe(trecv, asend, filter.clone()),
+        pipe(arecv, tsend, filter)
+    );
+    info!(session = %grant.session_id, bytes_up = up, bytes_down = down, "session ended");
+}
+
+/// Copies one direction until it ends, then finishes (or resets) the other side.
+async fn pipe(mut from: RecvStream, mut to: SendStream, filter: Option<SpliceFilter>) -> u64 {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0u64;
+    loop {
+        match from.read(&mut buf).await {
+            Ok(Some(n)) => {
+                if let Some(f) = &filter {
+                    f(&mut buf[..n]);
+                }
+                if to.write_all(&buf[..n]).await.is_err() {
+                    let _ = from.stop(0u32.into());
+                    return total;
+                }
+                total += n as u64;
+            }
+            Ok(None) => {
+                let _ = to.finish();
+                return total;
+            }
+            Err(_) => {
+                let _ = to.reset(0u32.into());
+                return total;
+            }
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! The technician's side of a screen session: ask the relay, then run TLS 1.3 as client over the
+//! relay's splice, checking that the peer is the device asked for (its org certificate carries
+//! `<device id>.device.tether`). Nothing in the session is readable by the relay.
+
+use crate::relay::{RequestError, Session};
+use quinn::{RecvStream, SendStream};
+use rustls_pki_types::ServerName;
+use tether_net::NetError;
+use tether_net::client::Credentials;
+use tether_net::framed::{read_msg, write_msg};
+use tether_protocol::message::{SessionRequest, TechRequest, TechResponse};
+use tether_protocol::session::{
+    Compression, DisplayInfo, Image, InputEvent, Permissions, ToAgent, ToViewer,
+};
+use tether_protocol::{codec, frame, limits};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Largest decompressed screenshot accepted (8K UHD is 132 MB).
+const MAX_PIXELS_BYTES: usize = 256 * 1024 * 1024;
+
+type Tls = tokio_rustls::client::TlsStream<tokio::io::Join<RecvStream, SendStream>>;
+
+pub struct RemoteSession {
+    tls: Tls,
+    pub session_id: String,
+    pub device_id: String,
+    pub hostname: String,
+    pub displays: Vec<DisplayInfo>,
+    pub permissions: Permissions,
+}
+
+/// A decoded screenshot: packed BGRX rows.
+pub struct Screenshot {
+    pub width: u32,
+    pub height: u32,
+    pub bgrx: Vec<u8>,
+}
+
+fn session_err(e: impl std::fmt::Display) -> RequestError {
+    RequestError::Session(e.to_string())
+}
+
+impl Session {
+    pub async fn open_remote(
+        &self,
+        creds: &Credentials,
+        device: &str,
+        permissions: Permissions,
+        reason: &str,
+        ticket: &str,
+    ) -> Result<RemoteSession, RequestError> {
+        let (mut send, mut recv) = self.conn().open_bi().await.map_err(NetError::from)?;
+        write_msg(
+            &mut send,
+            &TechRequest::OpenSession(SessionRequest {
+                device: device.to_string(),
+                permissions,
+                reason: reason.to_string(),
+                ticket: ticket.to_string(),
+            }),
+            limits::CONTROL,
+        )
+        .await?;
+        let (session_id, device_id, hostname) = match read_msg(&mut recv, limits::CONTROL).await? {
+            TechResponse::SessionReady {
+                session_id,
+                device_id,
+                hostname,
+            } => (session_id, device_id, hostname),
+            TechResponse::Error { message, .. } => return Err(RequestError::Denied(message)),
+            _ => return Err(RequestError::Unexpected),
+        };
+        let (chain, key) = creds.identity_material()?;
+        let cfg = tether_net::tls::session_client_config(&creds.ca()?, chain, key)?;
+        let name = ServerName::try_from(tether_net::tls::device_server_name(&device_id))
+            .map_err(session_err)?;
+        let mut tls = tokio_rustls::TlsConnector::from(cfg)
+            .connect(name, tokio::io::join(recv, send))
+            .await
+            .map_err(|e| {
+                RequestError::Session(format!(
+                    "end-to-end TLS with the device failed (a relay altering the session?): {e}"
+                ))
+            })?;
+        match recv_msg(&mut tls).await? {
+            ToViewer::Ready {
+                displays,
+                permissions,
+                ..
+            } => Ok(RemoteSession {
+                tls,
+                session_id,
+                device_id,
+                hostname,
+                displays,
+                permissions,
+            }),
+            ToViewer::Error { message } | ToViewer::Bye { reason: message } => {
+                Err(RequestError::Session(message))
+            }
+            _ => Err(RequestError::Unexpected),
+        }
+    }
+}
+
+async fn recv_msg(tls: &mut Tls) -> Result<ToViewer, RequestError> {
+    let broken = |e: std::io::Error| {
+        RequestError::Session(format!(
+            "session channel broken (device disconnected, or a relay altering the session): {e}"
+        ))
+    };
+    let mut header = [0u8; frame::HEADER_LEN];
+    tls.read_exact(&mut header).await.map_err(broken)?;
+    let len = frame::payload_len(header, limits::BULK).map_err(session_err)?;
+    let mut payload = vec![0u8; len];
+    tls.read_exact(&mut payload).await.map_err(broken)?;
+    codec::from_payload(&payload).map_err(session_err)
+}
+
+impl RemoteSession {
+    async fn send(&mut self, msg: &ToAgent) -> Result<(), RequestError> {
+        let bytes = codec::to_frame(msg, limits::CONTROL).map_err(session_err)?;
+        self.tls.write_all(&bytes).await.map_err(session_err)?;
+        self.tls.flush().await.map_err(session_err)
+    }
+
+    pub async fn screenshot(&mut self, display: u32) -> Result<Screenshot, RequestError> {
+        self.send(&ToAgent::Screenshot { display }).await?;
+        match recv_msg(&mut self.tls).await? {
+            ToViewer::Screenshot(img) => decode(img),
+            ToViewer::Error { message } => Err(RequestError::Denied(message)),
+            _ => Err(RequestError::Unexpected),
+        }
+    }
+
+    pub async fn input(&mut self, event: InputEvent) -> Result<(), RequestError> {
+        self.send(&ToAgent::Input(event)).await?;
+        match recv_msg(&mut self.tls).await? {
+            ToViewer::Done => Ok(()),
+            ToViewer::Error { message } => Err(RequestError::Denied(message)),
+            _ => Err(RequestError::Unexpected),
+        }
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.send(&ToAgent::Bye).await;
+        let _ = recv_msg(&mut self.tls).await;
+        let _ = self.tls.shutdown().await;
+    }
+}
+
+fn decode(img: Image) -> Result<Screenshot, RequestError> {
+    let len = (img.width as usize)
+        .checked_mul(img.height as usize)
+        .and_then(|p| p.checked_mul(4))
+        .filter(|&n| n <= MAX_PIXELS_BYTES)
+        .ok_or_else(|| session_err("screenshot dimensions are too large"))?;
+    let bgrx = match img.compression {
+        Compression::None => img.data,
+        Compression::Zstd => zstd::bulk::decompress(&img.data, len).map_err(session_err)?,
+    };
+    if bgrx.len() != len {
+        return Err(session_err("screenshot size does not match its dimensions"));
+    }
+    Ok(Screenshot {
+        width: img.width,
+        height: img.height,
+        bgrx,
+    })
+}
+
+impl Screenshot {
+    /// RGB bytes (for PNG), dropping the unused fourth byte.
+    pub fn rgb(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.bgrx.len() / 4 * 3);
+        for px in self.bgrx.chunks_exact(4) {
+            out.extend_from_slice(&[px[2], px[1], px[0]]);
+        }
+        out
+    }
+
+    pub fn write_png(&self, path: &std::path::Path) -> Result<(), std::io::Error> {
+        let file = std::io::BufWriter::new(std::fs::File::create(path)?);
+        let mut enc = png::Encoder::new(file, self.width, self.height);
+        enc.set_color(png::ColorType::Rgb);
+        enc.set_depth(png::BitDepth::Eight);
+        let mut w = enc.write_header().map_err(std::io::Error::other)?;
+        w.write_image_data(&self.rgb())
+            .map_err(std::io::Error::other)?;
+        w.finish().map_err(std::io::Error::other)
+    }
+}
