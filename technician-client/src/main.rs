@@ -327,7 +327,7 @@ async fn run(cli: Cli) -> Result<()> {
                     .await?;
                 let shot = remote.screenshot(display).await;
                 remote.close().await;
-                Ok::<_, RequestError>(shot?)
+                shot
             }
             .await;
             session.close().await;
