@@ -4,10 +4,10 @@
 set -euo pipefail
 
 what=${1:-test}
-# Build: a C compiler for ring and the bundled SQLite.
-build_pkgs=(gcc libc6-dev pkg-config)
-# Tests: procps for kill/pgrep in helpers.
-test_pkgs=(procps)
+# Build: a C compiler for ring, zstd and the bundled SQLite; XCB headers for screen capture (scrap).
+build_pkgs=(gcc libc6-dev pkg-config libxcb1-dev libxcb-shm0-dev libxcb-randr0-dev)
+# Tests: a private X server, X clients to drive and check it, an independent screen capture.
+test_pkgs=(procps xvfb xdotool xterm imagemagick)
 
 pkgs=("${build_pkgs[@]}")
 [ "$what" = test ] && pkgs+=("${test_pkgs[@]}")

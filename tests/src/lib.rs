@@ -259,7 +259,21 @@ impl Agent {
 
     /// Starts `tether-agent run` with extra arguments (e.g. `--inventory-root`).
     pub fn start_with(&mut self, extra: &[&str]) {
-        let child = Command::new(bin("tether-agent"))
+        self.start_full(extra, None);
+    }
+
+    /// Starts the agent on an X display (for screen sessions).
+    pub fn start_on_display(&mut self, display: &str) {
+        self.start_full(&[], Some(display));
+    }
+
+    fn start_full(&mut self, extra: &[&str], display: Option<&str>) {
+        let mut cmd = Command::new(bin("tether-agent"));
+        match display {
+            Some(d) => cmd.env("DISPLAY", d),
+            None => cmd.env_remove("DISPLAY"),
+        };
+        let child = cmd
             .arg("run")
             .arg("--state")
             .arg(self.state())
@@ -408,4 +422,87 @@ impl Tech {
             .find(|d| d["id"] == id)
             .and_then(|d| d["online"].as_bool())
     }
+}
+
+/// A private X server (Xvfb) on a display number it picks itself; killed on drop.
+pub struct Xvfb {
+    pub display: String,
+    proc: Proc,
+}
+
+impl Xvfb {
+    pub fn start(width: u32, height: u32) -> Self {
+        let mut child = Command::new("Xvfb")
+            .args(["-displayfd", "1", "-nolisten", "tcp", "-screen", "0"])
+            .arg(format!("{width}x{height}x24"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("Xvfb is not installed (tests/run.sh installs it)");
+        let stdout = child.stdout.take().expect("Xvfb stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let n = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("Xvfb did not report its display");
+        let display = format!(":{}", n.trim());
+        Xvfb {
+            display,
+            proc: Proc { child },
+        }
+    }
+
+    /// Runs an X client on this display in the background; killed on drop.
+    pub fn spawn(&self, program: &str, args: &[&str]) -> Proc {
+        let child = Command::new(program)
+            .args(args)
+            .env("DISPLAY", &self.display)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
+        Proc { child }
+    }
+
+    /// Runs an X client on this display to completion.
+    pub fn run(&self, program: &str, args: &[&str]) -> Output {
+        run(Command::new(program)
+            .args(args)
+            .env("DISPLAY", &self.display))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.proc.child.id()
+    }
+}
+
+/// Decodes a PNG file into (width, height, RGB bytes).
+pub fn read_png_rgb(path: &Path) -> (u32, u32, Vec<u8>) {
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut dec = png::Decoder::new(BufReader::new(file));
+    dec.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
+    let mut reader = dec.read_info().expect("png header");
+    let mut buf = vec![0; reader.output_buffer_size().expect("png size")];
+    let info = reader.next_frame(&mut buf).expect("png frame");
+    buf.truncate(info.buffer_size());
+    let rgb = match info.color_type {
+        png::ColorType::Rgb => buf,
+        png::ColorType::Rgba => buf
+            .chunks_exact(4)
+            .flat_map(|p| [p[0], p[1], p[2]])
+            .collect(),
+        png::ColorType::Grayscale => buf.iter().flat_map(|&g| [g, g, g]).collect(),
+        png::ColorType::GrayscaleAlpha => buf
+            .chunks_exact(2)
+            .flat_map(|p| [p[0], p[0], p[0]])
+            .collect(),
+        other => panic!("unexpected PNG color type {other:?}"),
+    };
+    (info.width, info.height, rgb)
 }

@@ -1,0 +1,281 @@
+//! Screen sessions through a real relay, on a real X server (Xvfb): screenshots, typing and
+//! clicks arrive exactly; permissions are enforced; a relay that alters bytes breaks the
+//! session instead of corrupting it.
+
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use tether_net::client::Credentials;
+use tether_protocol::session::{InputEvent, MouseButton, Permissions};
+use tether_tests::{Agent, Relay, Tech, Xvfb, bin, read_png_rgb, stderr, wait_until};
+
+struct Desk {
+    x: Xvfb,
+    relay: Relay,
+    tech: Tech,
+    agent: Agent,
+}
+
+fn desk(role: &str) -> Desk {
+    let x = Xvfb::start(1280, 800);
+    let relay = Relay::start();
+    let tech = Tech::enroll(&relay.tech_token("ana", role));
+    let mut agent = Agent::enroll(&relay.agent_token());
+    agent.start_on_display(&x.display);
+    wait_until(Duration::from_secs(10), || {
+        tech.is_online(&agent.id) == Some(true)
+    })
+    .expect("agent never came online");
+    Desk {
+        x,
+        relay,
+        tech,
+        agent,
+    }
+}
+
+#[test]
+fn screenshot_through_relay_is_pixel_identical_to_local_capture() {
+    let d = desk("support");
+    // Something on screen besides the black root: a terminal with text.
+    let _term = d.x.spawn(
+        "xterm",
+        &[
+            "-geometry",
+            "60x10+40+60",
+            "-T",
+            "tether-term",
+            "-e",
+            "sh",
+            "-c",
+            "echo Tether; sleep 600",
+        ],
+    );
+    wait_until(Duration::from_secs(10), || {
+        d.x.run("xdotool", &["search", "--name", "tether-term"])
+            .status
+            .success()
+    })
+    .expect("xterm did not map");
+
+    let dir = tempfile::tempdir().unwrap();
+    let remote = dir.path().join("remote.png");
+    let local = dir.path().join("local.png");
+    // The terminal draws its text after mapping; compare until two captures agree with each
+    // other, then with the remote one taken in between.
+    let mut same = false;
+    for _ in 0..20 {
+        let out = d.tech.tether(&[
+            "screenshot",
+            &d.agent.id,
+            "-o",
+            remote.to_str().unwrap(),
+            "--reason",
+            "printer offline",
+            "--ticket",
+            "HD-1042",
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let ok =
+            d.x.run(
+                "import",
+                &["-window", "root", &format!("PNG24:{}", local.display())],
+            )
+            .status
+            .success();
+        assert!(ok, "imagemagick import failed");
+        let (rw, rh, r) = read_png_rgb(&remote);
+        let (lw, lh, l) = read_png_rgb(&local);
+        assert_eq!((rw, rh), (1280, 800));
+        assert_eq!((lw, lh), (1280, 800));
+        if r == l {
+            same = true;
+            // And it is not just a black screen.
+            assert!(r.iter().any(|&b| b > 200), "screenshot is blank");
+            break;
+        }
+    }
+    assert!(same, "remote screenshot never matched the local capture");
+}
+
+#[test]
+fn typing_and_clicks_arrive_exactly() {
+    let d = desk("support");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("typed.txt");
+    let _term = d.x.spawn(
+        "xterm",
+        &[
+            "-geometry",
+            "80x24+100+100",
+            "-T",
+            "tether-term",
+            "-e",
+            "sh",
+            "-c",
+            &format!("cat > {}", file.display()),
+        ],
+    );
+    wait_until(Duration::from_secs(10), || {
+        d.x.run("xdotool", &["search", "--name", "tether-term"])
+            .status
+            .success()
+    })
+    .expect("xterm did not map");
+
+    // A click inside the terminal gives it the keyboard (no window manager: focus follows mouse).
+    let out = d.tech.tether(&["click", &d.agent.id, "300", "200"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let loc =
+        String::from_utf8_lossy(&d.x.run("xdotool", &["getmouselocation"]).stdout).into_owned();
+    assert!(loc.starts_with("x:300 y:200 "), "{loc}");
+
+    let text = "Tether types: héllo wörld, ÆØÅ, ✓ 42\n";
+    let out = d.tech.tether(&["type", &d.agent.id, text]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    wait_until(Duration::from_secs(10), || {
+        std::fs::read_to_string(&file).is_ok_and(|s| s == text)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "typed text did not arrive exactly: {:?}",
+            std::fs::read_to_string(&file)
+        )
+    });
+}
+
+#[test]
+fn view_only_sessions_refuse_input_and_viewers_get_no_session() {
+    let d = desk("support");
+    let creds = Credentials::load(&d.tech.config()).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let session = tether_technician::relay::Session::open(&creds)
+            .await
+            .unwrap();
+        let mut remote = session
+            .open_remote(&creds, &d.agent.id, Permissions::VIEW, "look only", "HD-1")
+            .await
+            .unwrap();
+        assert_eq!(remote.permissions, Permissions::VIEW);
+        let err = remote
+            .input(InputEvent::Click {
+                x: 10,
+                y: 10,
+                button: MouseButton::Left,
+            })
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("view-only"), "{err}");
+        // Viewing still works in the same session.
+        let shot = remote.screenshot(0).await.unwrap();
+        assert_eq!((shot.width, shot.height), (1280, 800));
+        remote.close().await;
+        session.close().await;
+    });
+    // The pointer never moved to (10, 10).
+    let loc =
+        String::from_utf8_lossy(&d.x.run("xdotool", &["getmouselocation"]).stdout).into_owned();
+    assert!(!loc.starts_with("x:10 y:10 "), "{loc}");
+
+    // A viewer may not start sessions at all.
+    let viewer = Tech::enroll(&d.relay.tech_token("val", "viewer"));
+    let out = viewer.tether(&["screenshot", &d.agent.id, "-o", "/dev/null"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("may not start sessions"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn offline_device_is_refused_clearly() {
+    let relay = Relay::start();
+    let tech = Tech::enroll(&relay.tech_token("ana", "support"));
+    let agent = Agent::enroll(&relay.agent_token());
+    let out = tech.tether(&["click", &agent.id, "1", "1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("offline"), "{}", stderr(&out));
+}
+
+#[test]
+fn relay_that_alters_bytes_breaks_the_session() {
+    let x = Xvfb::start(800, 600);
+    // A relay (the real relay library, in this process) whose splice flips one bit once the
+    // session has carried 1500 bytes.
+    let relay = Relay::init();
+    let seen = Arc::new(AtomicUsize::new(0));
+    let flips = Arc::new(AtomicUsize::new(0));
+    let (s2, f2) = (seen.clone(), flips.clone());
+    let filter: tether_relay::broker::SpliceFilter = Arc::new(move |buf: &mut [u8]| {
+        let before = s2.fetch_add(buf.len(), Ordering::SeqCst);
+        if before < 1500 && before + buf.len() >= 1500 && !buf.is_empty() {
+            let i = (1500 - before).min(buf.len() - 1);
+            buf[i] ^= 0x01;
+            f2.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let data = tether_relay::config::DataDir::new(relay.data());
+    let server = rt
+        .block_on(tether_relay::server::Relay::start(
+            &data,
+            tether_relay::server::ServeOptions {
+                splice_filter: Some(filter),
+                ..tether_relay::server::ServeOptions::new("127.0.0.1:0".parse().unwrap())
+            },
+        ))
+        .unwrap();
+    let addr = server.local_addr().unwrap();
+    rt.spawn(server.run(std::future::pending()));
+    let token = |extra: &[&str]| {
+        tether_tests::ok(tether_tests::run(
+            Command::new(bin("tether-relay"))
+                .arg("token")
+                .arg("--data")
+                .arg(relay.data())
+                .args(["--relay", &addr.to_string()])
+                .args(extra),
+        ))
+        .trim()
+        .to_string()
+    };
+    let tech = Tech::enroll(&token(&["--technician", "ana", "--role", "support"]));
+    let mut agent = Agent::enroll(&token(&["--agent"]));
+    agent.start_on_display(&x.display);
+    wait_until(Duration::from_secs(10), || {
+        tech.is_online(&agent.id) == Some(true)
+    })
+    .expect("agent never came online");
+
+    let creds = Credentials::load(&tech.config()).unwrap();
+    let result = rt.block_on(async {
+        let session = tether_technician::relay::Session::open(&creds).await?;
+        let mut remote = session
+            .open_remote(&creds, &agent.id, Permissions::VIEW, "", "")
+            .await?;
+        let shot = remote.screenshot(0).await;
+        session.close().await;
+        shot
+    });
+    assert_eq!(flips.load(Ordering::SeqCst), 1, "the filter flipped a bit");
+    match result {
+        Ok(_) => panic!("a session whose bytes were altered returned a screenshot"),
+        Err(e) => {
+            let msg = e.to_string();
+            assert!(
+                msg.contains("session channel broken") || msg.contains("TLS"),
+                "unclear error: {msg}"
+            );
+        }
+    }
+}
