@@ -11,6 +11,7 @@ pub mod reporter;
 pub mod screen;
 pub mod service;
 pub mod session;
+pub mod stream;
 
 use std::path::PathBuf;
 

@@ -14,6 +14,7 @@ use tether_protocol::session::{
 };
 use tether_protocol::{codec, frame, limits};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 fn now_ms() -> i64 {
@@ -79,8 +80,6 @@ fn check_offer(
     SessionGate::new(grant, device_id, now_ms()).map_err(|e| e.to_string())
 }
 
-type Tls = tokio_rustls::server::TlsStream<tokio::io::Join<RecvStream, SendStream>>;
-
 async fn run(
     creds: &Credentials,
     gate: SessionGate,
@@ -91,7 +90,7 @@ async fn run(
     let ca = creds.ca().map_err(|e| e.to_string())?;
     let cfg = tether_net::tls::session_server_config(&ca, chain, key).map_err(|e| e.to_string())?;
     let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
-    let mut tls = acceptor
+    let tls = acceptor
         .accept(tokio::io::join(recv, send))
         .await
         .map_err(|e| format!("end-to-end TLS failed (relay or peer tampering?): {e}"))?;
@@ -114,37 +113,78 @@ async fn run(
 
     let src = X11Screen;
     let displays = src.displays().unwrap_or_default();
-    send_msg(
-        &mut tls,
-        &ToViewer::Ready {
+    let (mut rd, mut wr) = tokio::io::split(tls);
+    // One writer: replies, frames and cursor updates share the channel in order.
+    let (out, mut out_rx) = mpsc::channel::<ToViewer>(8);
+    let writer = tokio::spawn(async move {
+        while let Some(msg) = out_rx.recv().await {
+            let bye = matches!(msg, ToViewer::Bye { .. });
+            if send_msg(&mut wr, &msg).await.is_err() {
+                return;
+            }
+            if bye {
+                let _ = wr.shutdown().await;
+                return;
+            }
+        }
+    });
+    let _ = out
+        .send(ToViewer::Ready {
             session_id: gate.grant().session_id.clone(),
             displays,
             permissions: gate.grant().permissions,
-        },
-    )
-    .await?;
-    loop {
-        let msg: ToAgent = match recv_msg(&mut tls, limits::CONTROL).await? {
-            Some(m) => m,
-            None => return Ok(()),
+        })
+        .await;
+    let mut stream: Option<(mpsc::UnboundedSender<u64>, tokio::task::JoinHandle<()>)> = None;
+    let result = loop {
+        let msg: ToAgent = match recv_msg(&mut rd, limits::CONTROL).await {
+            Ok(Some(m)) => m,
+            Ok(None) => break Ok(()),
+            Err(e) => break Err(e),
         };
         let reply = match gate.check(&msg) {
-            Err(denied) => ToViewer::Error {
+            Err(denied) => Some(ToViewer::Error {
                 message: denied.to_string(),
-            },
+            }),
             Ok(()) => match msg {
                 ToAgent::Bye => {
-                    send_msg(
-                        &mut tls,
-                        &ToViewer::Bye {
+                    let _ = out
+                        .send(ToViewer::Bye {
                             reason: "ended by technician".into(),
-                        },
-                    )
-                    .await?;
-                    let _ = tls.shutdown().await;
-                    return Ok(());
+                        })
+                        .await;
+                    break Ok(());
                 }
-                ToAgent::Screenshot { display } => {
+                ToAgent::FrameAck { seq } => {
+                    if let Some((acks, _)) = &stream {
+                        let _ = acks.send(seq);
+                    }
+                    None
+                }
+                ToAgent::StartStream {
+                    display,
+                    max_in_flight,
+                } => {
+                    if let Some((_, task)) = stream.take() {
+                        task.abort();
+                    }
+                    let (acks, acks_rx) = mpsc::unbounded_channel();
+                    let task = tokio::spawn(crate::stream::run(
+                        display,
+                        max_in_flight.clamp(1, 8),
+                        acks_rx,
+                        out.clone(),
+                    ));
+                    stream = Some((acks, task));
+                    None
+                }
+                ToAgent::StopStream => {
+                    if let Some((_, task)) = stream.take() {
+                        task.abort();
+                    }
+                    None
+                }
+                ToAgent::Screenshot { display } => Some(
                     match tokio::task::spawn_blocking(move || {
                         screen::screenshot(&mut X11Screen, display)
                     })
@@ -157,9 +197,9 @@ async fn run(
                         Err(e) => ToViewer::Error {
                             message: e.to_string(),
                         },
-                    }
-                }
-                ToAgent::Input(ev) => {
+                    },
+                ),
+                ToAgent::Input(ev) => Some(
                     match tokio::task::spawn_blocking(move || input::apply(&ev)).await {
                         Ok(Ok(())) => ToViewer::Done,
                         Ok(Err(e)) => ToViewer::Error {
@@ -168,21 +208,37 @@ async fn run(
                         Err(e) => ToViewer::Error {
                             message: e.to_string(),
                         },
-                    }
-                }
+                    },
+                ),
             },
         };
-        send_msg(&mut tls, &reply).await?;
+        if let Some(reply) = reply
+            && out.send(reply).await.is_err()
+        {
+            break Err("session writer ended".to_string());
+        }
+    };
+    if let Some((_, task)) = stream.take() {
+        task.abort();
     }
+    drop(out);
+    let _ = writer.await;
+    result
 }
 
-async fn send_msg(tls: &mut Tls, msg: &ToViewer) -> Result<(), String> {
+async fn send_msg<W: tokio::io::AsyncWrite + Unpin>(
+    tls: &mut W,
+    msg: &ToViewer,
+) -> Result<(), String> {
     let bytes = codec::to_frame(msg, limits::BULK).map_err(|e| e.to_string())?;
     tls.write_all(&bytes).await.map_err(|e| e.to_string())?;
     tls.flush().await.map_err(|e| e.to_string())
 }
 
-async fn recv_msg(tls: &mut Tls, max: usize) -> Result<Option<ToAgent>, String> {
+async fn recv_msg<R: tokio::io::AsyncRead + Unpin>(
+    tls: &mut R,
+    max: usize,
+) -> Result<Option<ToAgent>, String> {
     let mut header = [0u8; frame::HEADER_LEN];
     match tls.read_exact(&mut header).await {
         Ok(_) => {}

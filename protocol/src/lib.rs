@@ -28,6 +28,7 @@ pub mod message;
 pub mod report;
 pub mod session;
 pub mod text;
+pub mod tiles;
 pub mod token;
 pub mod version;
 

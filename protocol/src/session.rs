@@ -175,9 +175,42 @@ pub enum InputEvent {
 /// Technician → agent, inside the session TLS.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ToAgent {
-    Screenshot { display: u32 },
+    Screenshot {
+        display: u32,
+    },
     Input(InputEvent),
+    /// Stream `display` (restarting with a full frame if a stream runs), keeping at most
+    /// `max_in_flight` unacknowledged frames.
+    StartStream {
+        display: u32,
+        max_in_flight: u8,
+    },
+    StopStream,
+    /// The viewer has applied every frame up to `seq`.
+    FrameAck {
+        seq: u64,
+    },
     Bye,
+}
+
+/// One encoded rectangle of a frame update.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EncodedRect {
+    pub rect: crate::tiles::Rect,
+    pub compression: Compression,
+    pub data: Vec<u8>,
+}
+
+/// The changed parts of a streamed screen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FrameUpdate {
+    pub seq: u64,
+    pub display: u32,
+    pub width: u32,
+    pub height: u32,
+    pub rects: Vec<EncodedRect>,
+    /// Time the agent spent capturing, diffing and encoding, in microseconds.
+    pub encode_us: u32,
 }
 
 /// Agent → technician, inside the session TLS.
@@ -191,6 +224,12 @@ pub enum ToViewer {
     Screenshot(Image),
     /// The input event was applied.
     Done,
+    Frame(FrameUpdate),
+    /// Pointer position, sent apart from pixels: moving the mouse resends no tiles.
+    Cursor {
+        x: i32,
+        y: i32,
+    },
     Error {
         message: String,
     },
@@ -253,7 +292,9 @@ impl SessionGate {
     pub fn check(&self, msg: &ToAgent) -> Result<(), Denied> {
         let p = self.grant.permissions;
         match msg {
-            ToAgent::Screenshot { .. } if !p.view => Err(Denied::NoView),
+            ToAgent::Screenshot { .. } | ToAgent::StartStream { .. } if !p.view => {
+                Err(Denied::NoView)
+            }
             ToAgent::Input(_) if !p.control => Err(Denied::ViewOnly),
             ToAgent::Input(InputEvent::Text(t)) if t.len() > MAX_TEXT => {
                 Err(Denied::TextTooLong(t.len()))

@@ -5,6 +5,7 @@
 pub mod output;
 pub mod relay;
 pub mod remote;
+pub mod viewer;
 
 use std::path::PathBuf;
 

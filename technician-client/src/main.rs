@@ -64,6 +64,15 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// See and control a machine's desktop in a viewer window (end-to-end encrypted).
+    Connect {
+        device: String,
+        /// Only watch: the agent refuses all input.
+        #[arg(long)]
+        view_only: bool,
+        #[command(flatten)]
+        why: Why,
+    },
     /// Save a screenshot of a machine's screen (view permission, end-to-end encrypted).
     Screenshot {
         device: String,
@@ -152,6 +161,22 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
+    // The viewer window must own the main thread; its network runs on a runtime of its own.
+    if let Cmd::Connect {
+        device,
+        view_only,
+        why,
+    } = &cli.cmd
+    {
+        let dir = cli.config.clone().unwrap_or_else(default_config_dir);
+        return match connect(&dir, device, *view_only, why) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(exit_code(&e))
+            }
+        };
+    }
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -169,6 +194,58 @@ fn main() -> ExitCode {
             ExitCode::from(exit_code(&e))
         }
     }
+}
+
+/// `tether connect`: the network on a background runtime, the window on this thread.
+fn connect(dir: &std::path::Path, device: &str, view_only: bool, why: &Why) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let creds = Credentials::load(dir)?;
+    let permissions = if view_only {
+        Permissions::VIEW
+    } else {
+        Permissions::CONTROL
+    };
+    let (session, viewer) = rt.block_on(async {
+        let session = Session::open(&creds).await?;
+        let remote = session
+            .open_remote(&creds, device, permissions, &why.reason, &why.ticket)
+            .await?;
+        let title = format!(
+            "Tether: {} ({})",
+            tether_protocol::text::clean(&remote.hostname, 64),
+            if view_only { "view only" } else { "control" }
+        );
+        let (w, h) = remote
+            .displays
+            .first()
+            .map(|d| (d.width, d.height))
+            .unwrap_or((1280, 800));
+        let displays = remote.displays.clone();
+        let perms = remote.permissions;
+        let (tx, rx) = remote.into_duplex();
+        Ok::<_, RequestError>((
+            session,
+            (
+                tether_technician::viewer::Viewer::new(tx, rx, title.clone(), displays, perms),
+                title,
+                w,
+                h,
+            ),
+        ))
+    })?;
+    let (viewer, title, w, h) = viewer;
+    let options = eframe::NativeOptions {
+        viewport: eframe::egui::ViewportBuilder::default()
+            .with_title(title.clone())
+            .with_inner_size([w as f32, h as f32 + 40.0]),
+        ..Default::default()
+    };
+    let shown = eframe::run_native(&title, options, Box::new(|_cc| Ok(Box::new(viewer))));
+    rt.block_on(session.close());
+    shown.map_err(|e| anyhow::anyhow!("viewer window: {e}"))
 }
 
 /// Opens a control session, sends one input event, closes.
@@ -341,6 +418,7 @@ async fn run(cli: Cli) -> Result<()> {
                 path.display()
             );
         }
+        Cmd::Connect { .. } => anyhow::bail!("connect runs its own window loop"),
         Cmd::Type { device, text, why } => {
             control(&dir, &device, &why, InputEvent::Text(text)).await?;
         }

@@ -14,6 +14,7 @@ use tether_protocol::session::{
 };
 use tether_protocol::{codec, frame, limits};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
 
 /// Largest decompressed screenshot accepted (8K UHD is 132 MB).
 const MAX_PIXELS_BYTES: usize = 256 * 1024 * 1024;
@@ -142,10 +143,71 @@ impl RemoteSession {
         }
     }
 
+    /// Splits the session for streaming: messages to the agent go into the returned sender,
+    /// everything the agent sends comes out of the receiver. The tasks run on the current runtime.
+    pub fn into_duplex(self) -> (mpsc::UnboundedSender<ToAgent>, mpsc::Receiver<ToViewer>) {
+        let (mut rd, mut wr) = tokio::io::split(self.tls);
+        let (to_agent, mut to_agent_rx) = mpsc::unbounded_channel::<ToAgent>();
+        let (from_agent_tx, from_agent) = mpsc::channel::<ToViewer>(4);
+        tokio::spawn(async move {
+            while let Some(msg) = to_agent_rx.recv().await {
+                let Ok(bytes) = codec::to_frame(&msg, limits::CONTROL) else {
+                    continue;
+                };
+                if wr.write_all(&bytes).await.is_err() || wr.flush().await.is_err() {
+                    return;
+                }
+            }
+            let _ = wr.shutdown().await;
+        });
+        tokio::spawn(async move {
+            loop {
+                let mut header = [0u8; frame::HEADER_LEN];
+                if rd.read_exact(&mut header).await.is_err() {
+                    let _ = from_agent_tx
+                        .send(ToViewer::Bye {
+                            reason: "connection to the device lost".into(),
+                        })
+                        .await;
+                    return;
+                }
+                let msg = frame::payload_len(header, limits::BULK)
+                    .map_err(|e| e.to_string())
+                    .map(|len| vec![0u8; len]);
+                let Ok(mut payload) = msg else { return };
+                if rd.read_exact(&mut payload).await.is_err() {
+                    return;
+                }
+                match codec::from_payload::<ToViewer>(&payload) {
+                    Ok(m) => {
+                        if from_agent_tx.send(m).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(_) => return,
+                }
+            }
+        });
+        (to_agent, from_agent)
+    }
+
     pub async fn close(mut self) {
         let _ = self.send(&ToAgent::Bye).await;
         let _ = recv_msg(&mut self.tls).await;
         let _ = self.tls.shutdown().await;
+    }
+}
+
+/// Decompresses one rectangle of a frame update, refusing sizes that do not match.
+pub fn decode_rect(r: &tether_protocol::session::EncodedRect) -> Result<Vec<u8>, RequestError> {
+    let len = (r.rect.w as usize)
+        .checked_mul(r.rect.h as usize)
+        .and_then(|p| p.checked_mul(4))
+        .filter(|&n| n <= MAX_PIXELS_BYTES)
+        .ok_or_else(|| session_err("update rectangle is too large"))?;
+    match r.compression {
+        Compression::None => Ok(r.data.clone()),
+        Compression::Zstd => zstd::bulk::decompress(&r.data, len).map_err(session_err),
     }
 }
 

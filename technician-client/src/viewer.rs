@@ -1,0 +1,324 @@
+//! The viewer window (`tether connect`): the remote screen, scaled to fit or 1:1, input
+//! forwarded, and a toolbar with display choice, special keys, live statistics and disconnect.
+//!
+//! The network runs on a tokio runtime in other threads; this window only drains the channel of
+//! agent messages each frame, patches its copy of the screen, and acknowledges frames (which is
+//! what gives the agent flow-control credit).
+
+use crate::remote::decode_rect;
+use eframe::egui;
+use std::time::{Duration, Instant};
+use tether_protocol::session::{
+    DisplayInfo, InputEvent, Key, MouseButton, Permissions, ToAgent, ToViewer,
+};
+use tether_protocol::text::clean;
+use tether_protocol::tiles::patch;
+use tokio::sync::mpsc;
+
+pub struct Viewer {
+    to_agent: mpsc::UnboundedSender<ToAgent>,
+    from_agent: mpsc::Receiver<ToViewer>,
+    title: String,
+    displays: Vec<DisplayInfo>,
+    display: u32,
+    permissions: Permissions,
+    fb: Vec<u8>,
+    width: u32,
+    height: u32,
+    texture: Option<egui::TextureHandle>,
+    dirty: bool,
+    fit: bool,
+    cursor: Option<(i32, i32)>,
+    ended: Option<String>,
+    status: String,
+    last_pointer: Option<(i32, i32)>,
+    // statistics over the last second
+    window_start: Instant,
+    window_frames: u32,
+    window_bytes: u64,
+    window_encode_us: u64,
+    fps: f32,
+    kbps: f32,
+    encode_ms: f32,
+}
+
+impl Viewer {
+    pub fn new(
+        to_agent: mpsc::UnboundedSender<ToAgent>,
+        from_agent: mpsc::Receiver<ToViewer>,
+        title: String,
+        displays: Vec<DisplayInfo>,
+        permissions: Permissions,
+    ) -> Self {
+        let _ = to_agent.send(ToAgent::StartStream {
+            display: 0,
+            max_in_flight: 2,
+        });
+        Self {
+            to_agent,
+            from_agent,
+            title,
+            displays,
+            display: 0,
+            permissions,
+            fb: Vec::new(),
+            width: 0,
+            height: 0,
+            texture: None,
+            dirty: false,
+            fit: true,
+            cursor: None,
+            ended: None,
+            status: String::new(),
+            last_pointer: None,
+            window_start: Instant::now(),
+            window_frames: 0,
+            window_bytes: 0,
+            window_encode_us: 0,
+            fps: 0.0,
+            kbps: 0.0,
+            encode_ms: 0.0,
+        }
+    }
+
+    fn send(&self, msg: ToAgent) {
+        let _ = self.to_agent.send(msg);
+    }
+
+    fn input(&self, ev: InputEvent) {
+        if self.permissions.control {
+            self.send(ToAgent::Input(ev));
+        }
+    }
+
+    fn drain(&mut self) {
+        while let Ok(msg) = self.from_agent.try_recv() {
+            match msg {
+                ToViewer::Frame(f) => {
+                    if f.width != self.width || f.height != self.height {
+                        self.width = f.width;
+                        self.height = f.height;
+                        self.fb = vec![0; f.width as usize * f.height as usize * 4];
+                    }
+                    for r in &f.rects {
+                        self.window_bytes += r.data.len() as u64;
+                        match decode_rect(r) {
+                            Ok(px) => {
+                                if let Err(e) = patch(&mut self.fb, f.width, f.height, r.rect, &px)
+                                {
+                                    self.status = e.to_string();
+                                }
+                            }
+                            Err(e) => self.status = e.to_string(),
+                        }
+                    }
+                    self.window_frames += 1;
+                    self.window_encode_us += u64::from(f.encode_us);
+                    self.dirty = true;
+                    self.send(ToAgent::FrameAck { seq: f.seq });
+                }
+                ToViewer::Cursor { x, y } => self.cursor = Some((x, y)),
+                ToViewer::Error { message } => self.status = clean(&message, 200),
+                ToViewer::Bye { reason } => self.ended = Some(clean(&reason, 200)),
+                ToViewer::Done | ToViewer::Screenshot(_) | ToViewer::Ready { .. } => {}
+            }
+        }
+        let elapsed = self.window_start.elapsed();
+        if elapsed >= Duration::from_secs(1) {
+            let s = elapsed.as_secs_f32();
+            self.fps = self.window_frames as f32 / s;
+            self.kbps = self.window_bytes as f32 / 1024.0 / s;
+            self.encode_ms = if self.window_frames > 0 {
+                self.window_encode_us as f32 / self.window_frames as f32 / 1000.0
+            } else {
+                0.0
+            };
+            self.window_start = Instant::now();
+            self.window_frames = 0;
+            self.window_bytes = 0;
+            self.window_encode_us = 0;
+        }
+    }
+
+    fn upload(&mut self, ctx: &egui::Context) {
+        if !self.dirty || self.width == 0 {
+            return;
+        }
+        self.dirty = false;
+        let mut rgba = Vec::with_capacity(self.fb.len());
+        for px in self.fb.chunks_exact(4) {
+            rgba.extend_from_slice(&[px[2], px[1], px[0], 255]);
+        }
+        let image = egui::ColorImage::from_rgba_unmultiplied(
+            [self.width as usize, self.height as usize],
+            &rgba,
+        );
+        match &mut self.texture {
+            Some(t) => t.set(image, egui::TextureOptions::LINEAR),
+            None => {
+                self.texture =
+                    Some(ctx.load_texture("remote-screen", image, egui::TextureOptions::LINEAR))
+            }
+        }
+    }
+
+    fn toolbar(&mut self, ui: &mut egui::Ui) {
+        ui.horizontal(|ui| {
+            ui.label(egui::RichText::new(&self.title).strong());
+            ui.separator();
+            if self.displays.len() > 1 {
+                let mut chosen = self.display;
+                egui::ComboBox::from_id_salt("display")
+                    .selected_text(format!("Display {}", chosen + 1))
+                    .show_ui(ui, |ui| {
+                        for d in &self.displays {
+                            ui.selectable_value(
+                                &mut chosen,
+                                d.index,
+                                format!("Display {} ({}x{})", d.index + 1, d.width, d.height),
+                            );
+                        }
+                    });
+                if chosen != self.display {
+                    self.display = chosen;
+                    self.send(ToAgent::StartStream {
+                        display: chosen,
+                        max_in_flight: 2,
+                    });
+                }
+            }
+            ui.checkbox(&mut self.fit, "Fit");
+            if self.permissions.control {
+                if ui.button("Ctrl+Alt+Del").clicked() {
+                    self.input(InputEvent::Combo(vec![Key::Control, Key::Alt, Key::Delete]));
+                }
+                if ui.button("Alt+Tab").clicked() {
+                    self.input(InputEvent::Combo(vec![Key::Alt, Key::Tab]));
+                }
+            } else {
+                ui.label("view only");
+            }
+            ui.separator();
+            ui.label(format!(
+                "{:.0} fps  {:.0} KB/s  encode {:.1} ms",
+                self.fps, self.kbps, self.encode_ms
+            ));
+            if ui.button("Disconnect").clicked() {
+                self.send(ToAgent::Bye);
+                ui.ctx().send_viewport_cmd(egui::ViewportCommand::Close);
+            }
+        });
+        if !self.status.is_empty() {
+            ui.colored_label(egui::Color32::YELLOW, &self.status);
+        }
+    }
+
+    fn screen(&mut self, ui: &mut egui::Ui) {
+        let Some(tex) = &self.texture else {
+            ui.centered_and_justified(|ui| ui.label("waiting for the first frame…"));
+            return;
+        };
+        let natural = egui::vec2(self.width as f32, self.height as f32);
+        let size = if self.fit {
+            let avail = ui.available_size();
+            let k = (avail.x / natural.x).min(avail.y / natural.y).max(0.05);
+            natural * k
+        } else {
+            natural
+        };
+        let resp = ui.add(egui::Image::new((tex.id(), size)).sense(egui::Sense::click_and_drag()));
+        let to_remote = |p: egui::Pos2| -> (i32, i32) {
+            let rel = (p - resp.rect.min) / size;
+            (
+                (rel.x * natural.x).clamp(0.0, natural.x - 1.0) as i32,
+                (rel.y * natural.y).clamp(0.0, natural.y - 1.0) as i32,
+            )
+        };
+        if !self.permissions.control {
+            return;
+        }
+        if let Some(p) = resp.hover_pos() {
+            let rp = to_remote(p);
+            if self.last_pointer != Some(rp) {
+                self.last_pointer = Some(rp);
+                self.input(InputEvent::MouseMove { x: rp.0, y: rp.1 });
+            }
+        }
+        let events = ui.input(|i| i.events.clone());
+        for ev in events {
+            match ev {
+                egui::Event::PointerButton {
+                    pos,
+                    button,
+                    pressed,
+                    ..
+                } if resp.rect.contains(pos) => {
+                    let b = match button {
+                        egui::PointerButton::Secondary => MouseButton::Right,
+                        egui::PointerButton::Middle => MouseButton::Middle,
+                        _ => MouseButton::Left,
+                    };
+                    let (x, y) = to_remote(pos);
+                    self.input(InputEvent::MouseMove { x, y });
+                    self.input(InputEvent::Button {
+                        button: b,
+                        down: pressed,
+                    });
+                }
+                egui::Event::MouseWheel { delta, .. } if resp.hovered() => {
+                    let dy = -delta.y.signum() as i32;
+                    if dy != 0 {
+                        self.input(InputEvent::Scroll { dx: 0, dy });
+                    }
+                }
+                egui::Event::Text(t) if resp.hovered() => self.input(InputEvent::Text(t)),
+                egui::Event::Key { key, pressed, .. } if resp.hovered() => {
+                    if let Some(k) = map_key(key) {
+                        self.input(InputEvent::Key {
+                            key: k,
+                            down: pressed,
+                        });
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+fn map_key(k: egui::Key) -> Option<Key> {
+    use egui::Key as E;
+    Some(match k {
+        E::Enter => Key::Return,
+        E::Tab => Key::Tab,
+        E::Backspace => Key::Backspace,
+        E::Escape => Key::Escape,
+        E::Delete => Key::Delete,
+        E::ArrowUp => Key::Up,
+        E::ArrowDown => Key::Down,
+        E::ArrowLeft => Key::Left,
+        E::ArrowRight => Key::Right,
+        E::Home => Key::Home,
+        E::End => Key::End,
+        E::PageUp => Key::PageUp,
+        E::PageDown => Key::PageDown,
+        _ => return None,
+    })
+}
+
+impl eframe::App for Viewer {
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        self.drain();
+        let ctx = ui.ctx().clone();
+        self.upload(&ctx);
+        egui::Panel::top("toolbar").show(ui, |ui| self.toolbar(ui));
+        egui::CentralPanel::default().show(ui, |ui| {
+            if let Some(reason) = &self.ended {
+                ui.centered_and_justified(|ui| ui.heading(format!("Session ended: {reason}")));
+            } else {
+                self.screen(ui);
+            }
+        });
+        ctx.request_repaint_after(Duration::from_millis(8));
+    }
+}
