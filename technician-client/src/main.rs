@@ -70,6 +70,9 @@ enum Cmd {
         /// Only watch: the agent refuses all input.
         #[arg(long)]
         view_only: bool,
+        /// Start at 1:1 instead of scaled to fit the window.
+        #[arg(long)]
+        actual_size: bool,
         #[command(flatten)]
         why: Why,
     },
@@ -165,11 +168,12 @@ fn main() -> ExitCode {
     if let Cmd::Connect {
         device,
         view_only,
+        actual_size,
         why,
     } = &cli.cmd
     {
         let dir = cli.config.clone().unwrap_or_else(default_config_dir);
-        return match connect(&dir, device, *view_only, why) {
+        return match connect(&dir, device, *view_only, *actual_size, why) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e:#}");
@@ -197,7 +201,13 @@ fn main() -> ExitCode {
 }
 
 /// `tether connect`: the network on a background runtime, the window on this thread.
-fn connect(dir: &std::path::Path, device: &str, view_only: bool, why: &Why) -> Result<()> {
+fn connect(
+    dir: &std::path::Path,
+    device: &str,
+    view_only: bool,
+    actual_size: bool,
+    why: &Why,
+) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -229,7 +239,8 @@ fn connect(dir: &std::path::Path, device: &str, view_only: bool, why: &Why) -> R
         Ok::<_, RequestError>((
             session,
             (
-                tether_technician::viewer::Viewer::new(tx, rx, title.clone(), displays, perms),
+                tether_technician::viewer::Viewer::new(tx, rx, title.clone(), displays, perms)
+                    .fit(!actual_size),
                 title,
                 w,
                 h,

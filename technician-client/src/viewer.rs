@@ -81,6 +81,12 @@ impl Viewer {
         }
     }
 
+    /// Scale the screen to the window (true, the default) or show it 1:1.
+    pub fn fit(mut self, fit: bool) -> Self {
+        self.fit = fit;
+        self
+    }
+
     fn send(&self, msg: ToAgent) {
         let _ = self.to_agent.send(msg);
     }

@@ -1,0 +1,171 @@
+//! The viewer window (`tether connect`) under Xvfb: it shows the remote screen exactly and
+//! forwards what is typed into it.
+
+use std::time::Duration;
+use tether_tests::{Agent, Relay, Tech, Xvfb, bin, read_png_rgb, wait_until};
+
+/// Finds the top-left corner of `needle` (w×h RGB) inside `hay` (W×H RGB), if present exactly.
+fn find(hay: &[u8], hw: u32, hh: u32, needle: &[u8], nw: u32, nh: u32) -> Option<(u32, u32)> {
+    let (hw, hh, nw, nh) = (hw as usize, hh as usize, nw as usize, nh as usize);
+    let first = &needle[..nw * 3];
+    for y in 0..=hh.saturating_sub(nh) {
+        for x in 0..=hw.saturating_sub(nw) {
+            let at = (y * hw + x) * 3;
+            if &hay[at..at + nw * 3] != first {
+                continue;
+            }
+            let all = (1..nh).all(|r| {
+                let h = ((y + r) * hw + x) * 3;
+                hay[h..h + nw * 3] == needle[r * nw * 3..(r + 1) * nw * 3]
+            });
+            if all {
+                return Some((x as u32, y as u32));
+            }
+        }
+    }
+    None
+}
+
+#[test]
+fn viewer_shows_the_remote_screen_and_forwards_typing() {
+    let remote = Xvfb::start(640, 400);
+    let local = Xvfb::start(1000, 700);
+    let dir = tempfile::tempdir().unwrap();
+    let typed = dir.path().join("typed.txt");
+    let _term = remote.spawn(
+        "xterm",
+        &[
+            "-geometry",
+            "40x10+30+30",
+            "-T",
+            "remote-term",
+            "-bg",
+            "yellow",
+            "-fg",
+            "black",
+            "-e",
+            "sh",
+            "-c",
+            &format!("echo Workstation screen; cat > {}", typed.display()),
+        ],
+    );
+    wait_until(Duration::from_secs(10), || {
+        remote
+            .run("xdotool", &["search", "--name", "remote-term"])
+            .status
+            .success()
+    })
+    .expect("remote xterm did not map");
+
+    let relay = Relay::start();
+    let tech = Tech::enroll(&relay.tech_token("ana", "support"));
+    let mut agent = Agent::enroll(&relay.agent_token());
+    agent.start_on_display(&remote.display);
+    wait_until(Duration::from_secs(10), || {
+        tech.is_online(&agent.id) == Some(true)
+    })
+    .unwrap();
+
+    let _viewer = tether_tests::Proc {
+        child: std::process::Command::new(bin("tether"))
+            .arg("--config")
+            .arg(tech.config())
+            .args([
+                "connect",
+                &agent.id,
+                "--actual-size",
+                "--reason",
+                "viewer test",
+            ])
+            .env("DISPLAY", &local.display)
+            .env("LIBGL_ALWAYS_SOFTWARE", "1")
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    };
+    let win = wait_until(Duration::from_secs(20), || {
+        local
+            .run("xdotool", &["search", "--name", "Tether: "])
+            .status
+            .success()
+    });
+    assert!(win.is_some(), "viewer window never appeared");
+    let win_id = String::from_utf8_lossy(
+        &local
+            .run("xdotool", &["search", "--name", "Tether: "])
+            .stdout,
+    )
+    .lines()
+    .next()
+    .unwrap_or_default()
+    .to_string();
+
+    // The remote screen, captured on the remote display…
+    let src = dir.path().join("src.png");
+    assert!(
+        remote
+            .run(
+                "import",
+                &["-window", "root", &format!("PNG24:{}", src.display())]
+            )
+            .status
+            .success()
+    );
+    let (sw, sh, spx) = read_png_rgb(&src);
+    // …appears exactly, at 1:1, somewhere in the viewer window on the local display.
+    let shot = dir.path().join("viewer.png");
+    let found = wait_until(Duration::from_secs(20), || {
+        local
+            .run(
+                "import",
+                &["-window", "root", &format!("PNG24:{}", shot.display())],
+            )
+            .status
+            .success()
+            && {
+                let (lw, lh, lpx) = read_png_rgb(&shot);
+                find(&lpx, lw, lh, &spx, sw, sh).is_some()
+            }
+    });
+    assert!(
+        found.is_some(),
+        "the viewer never showed the remote screen exactly"
+    );
+    let (lw, lh, lpx) = read_png_rgb(&shot);
+    let (ox, oy) = find(&lpx, lw, lh, &spx, sw, sh).unwrap();
+
+    // Typing into the viewer reaches the remote terminal: point at it (the viewer moves the
+    // remote pointer, and focus follows it), then type.
+    let tx = (ox + 100).to_string();
+    let ty = (oy + 60).to_string();
+    assert!(
+        local
+            .run("xdotool", &["mousemove", &tx, &ty])
+            .status
+            .success()
+    );
+    wait_until(Duration::from_secs(10), || {
+        let loc = String::from_utf8_lossy(&remote.run("xdotool", &["getmouselocation"]).stdout)
+            .into_owned();
+        loc.starts_with("x:100 y:60 ")
+    })
+    .expect("remote pointer did not follow the viewer's");
+    // No window manager here: give the viewer the keyboard as a desktop would on click.
+    assert!(
+        local
+            .run("xdotool", &["windowfocus", "--sync", &win_id])
+            .status
+            .success()
+    );
+    assert!(
+        local
+            .run("xdotool", &["type", "--delay", "20", "hello viewer"])
+            .status
+            .success()
+    );
+    assert!(local.run("xdotool", &["key", "Return"]).status.success());
+    wait_until(Duration::from_secs(10), || {
+        std::fs::read_to_string(&typed).is_ok_and(|s| s == "hello viewer\n")
+    })
+    .unwrap_or_else(|| panic!("typed: {:?}", std::fs::read_to_string(&typed)));
+}
