@@ -7,7 +7,7 @@ use enigo::{Enigo, Mouse, Settings};
 use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 use tether_protocol::session::{Compression, EncodedRect, FrameUpdate, ToViewer};
-use tether_protocol::tiles::{FlowControl, changed_rects, extract};
+use tether_protocol::tiles::{FlowControl, changed_rects, extract, xor};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 
@@ -132,15 +132,23 @@ pub async fn run(
         let pixels = grab.pixels;
         let encoded = tokio::task::spawn_blocking(move || {
             let rects = changed_rects(prev.as_deref(), &pixels, w, h);
+            // Against a previous frame of the same size, send XOR deltas (see Compression).
+            let base = prev.as_deref().filter(|p| p.len() == pixels.len());
             let enc: Vec<EncodedRect> = rects
                 .into_iter()
                 .filter_map(|r| {
                     let raw = extract(&pixels, w, r);
-                    zstd::bulk::compress(&raw, 1).ok().map(|data| EncodedRect {
-                        rect: r,
-                        compression: Compression::Zstd,
-                        data,
-                    })
+                    let (input, compression) = match base {
+                        Some(p) => (xor(&raw, &extract(p, w, r)), Compression::ZstdXor),
+                        None => (raw, Compression::Zstd),
+                    };
+                    zstd::bulk::compress(&input, 1)
+                        .ok()
+                        .map(|data| EncodedRect {
+                            rect: r,
+                            compression,
+                            data,
+                        })
                 })
                 .collect();
             (enc, pixels)

@@ -101,6 +101,10 @@ pub enum PixelFormat {
 pub enum Compression {
     None,
     Zstd,
+    /// zstd of the pixels XOR the viewer's current pixels of the same rectangle: a small change
+    /// leaves mostly zeros, which compress far better than the pixels themselves. Valid because
+    /// the stream is lossless and ordered, so both sides hold the same previous frame.
+    ZstdXor,
 }
 
 /// A whole screen image, rows packed (stride = width × 4).

@@ -126,6 +126,39 @@ pub fn patch(
     Ok(())
 }
 
+/// XORs `pixels` (rows of `r`) into `frame`: applies a [`xor`] delta.
+pub fn patch_xor(
+    frame: &mut [u8],
+    width: u32,
+    height: u32,
+    r: Rect,
+    delta: &[u8],
+) -> Result<(), PatchError> {
+    // Same checks as a plain patch.
+    let current = extract(frame, width, r);
+    if current.len() != delta.len() {
+        return Err(
+            if r.x.checked_add(r.w).is_some_and(|e| e <= width)
+                && r.y.checked_add(r.h).is_some_and(|e| e <= height)
+            {
+                PatchError::WrongSize {
+                    got: delta.len(),
+                    want: current.len(),
+                }
+            } else {
+                PatchError::OutOfBounds(r, width, height)
+            },
+        );
+    }
+    let merged: Vec<u8> = current.iter().zip(delta).map(|(a, b)| a ^ b).collect();
+    patch(frame, width, height, r, &merged)
+}
+
+/// `a` XOR `b`, byte by byte (equal lengths).
+pub fn xor(a: &[u8], b: &[u8]) -> Vec<u8> {
+    a.iter().zip(b).map(|(x, y)| x ^ y).collect()
+}
+
 /// Frames in flight between agent and viewer.
 #[derive(Debug, Clone)]
 pub struct FlowControl {
@@ -232,6 +265,28 @@ mod tests {
             patch(&mut dst, w, h, r, &extract(&src, w, r)).unwrap();
         }
         assert_eq!(dst, src);
+    }
+
+    #[test]
+    fn xor_deltas_reproduce_the_new_frame() {
+        let (w, h) = (70, 70);
+        let old: Vec<u8> = (0..w * h * 4).map(|i| (i % 7) as u8).collect();
+        let mut new = old.clone();
+        new[4 * 75] = 200;
+        let mut viewer = old.clone();
+        for r in changed_rects(Some(&old), &new, w, h) {
+            let delta = xor(&extract(&new, w, r), &extract(&old, w, r));
+            assert!(delta.iter().filter(|&&b| b != 0).count() == 1);
+            patch_xor(&mut viewer, w, h, r, &delta).unwrap();
+        }
+        assert_eq!(viewer, new);
+        let bad = Rect {
+            x: 60,
+            y: 0,
+            w: 20,
+            h: 1,
+        };
+        assert!(patch_xor(&mut viewer, w, h, bad, &[0; 80]).is_err());
     }
 
     #[test]

@@ -207,7 +207,9 @@ pub fn decode_rect(r: &tether_protocol::session::EncodedRect) -> Result<Vec<u8>,
         .ok_or_else(|| session_err("update rectangle is too large"))?;
     match r.compression {
         Compression::None => Ok(r.data.clone()),
-        Compression::Zstd => zstd::bulk::decompress(&r.data, len).map_err(session_err),
+        Compression::Zstd | Compression::ZstdXor => {
+            zstd::bulk::decompress(&r.data, len).map_err(session_err)
+        }
     }
 }
 
@@ -220,6 +222,7 @@ fn decode(img: Image) -> Result<Screenshot, RequestError> {
     let bgrx = match img.compression {
         Compression::None => img.data,
         Compression::Zstd => zstd::bulk::decompress(&img.data, len).map_err(session_err)?,
+        Compression::ZstdXor => return Err(session_err("a screenshot cannot be a delta")),
     };
     if bgrx.len() != len {
         return Err(session_err("screenshot size does not match its dimensions"));

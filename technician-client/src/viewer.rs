@@ -9,10 +9,10 @@ use crate::remote::decode_rect;
 use eframe::egui;
 use std::time::{Duration, Instant};
 use tether_protocol::session::{
-    DisplayInfo, InputEvent, Key, MouseButton, Permissions, ToAgent, ToViewer,
+    Compression, DisplayInfo, InputEvent, Key, MouseButton, Permissions, ToAgent, ToViewer,
 };
 use tether_protocol::text::clean;
-use tether_protocol::tiles::patch;
+use tether_protocol::tiles::{patch, patch_xor};
 use tokio::sync::mpsc;
 
 pub struct Viewer {
@@ -108,14 +108,16 @@ impl Viewer {
                     }
                     for r in &f.rects {
                         self.window_bytes += r.data.len() as u64;
-                        match decode_rect(r) {
-                            Ok(px) => {
-                                if let Err(e) = patch(&mut self.fb, f.width, f.height, r.rect, &px)
-                                {
-                                    self.status = e.to_string();
-                                }
+                        let (w, h) = (f.width, f.height);
+                        let applied = decode_rect(r).map_err(|e| e.to_string()).and_then(|px| {
+                            match r.compression {
+                                Compression::ZstdXor => patch_xor(&mut self.fb, w, h, r.rect, &px),
+                                _ => patch(&mut self.fb, w, h, r.rect, &px),
                             }
-                            Err(e) => self.status = e.to_string(),
+                            .map_err(|e| e.to_string())
+                        });
+                        if let Err(e) = applied {
+                            self.status = e;
                         }
                     }
                     self.window_frames += 1;

@@ -5,6 +5,10 @@
 //!   median of 10), relay ingest of N simulated devices through the real protocol (mutual TLS,
 //!   one enrolled certificate per device), and fleet queries over them.
 //!
+//! * `screen` — a session through the relay to an agent on Xvfb at 1280×800 and 1920×1080, for
+//!   idle, typing, scrolling, window dragging and full-screen animation: bytes/s, frames/s, agent
+//!   CPU, encode time, and key-to-pixels latency.
+//!
 //! Options: `--devices N` (default 10000), `--packages N` per device (default 1500), `--json`.
 //! Everything runs on 127.0.0.1; the relay runs in this process from the relay library.
 
@@ -120,6 +124,15 @@ fn main() -> Result<()> {
             .enable_all()
             .build()?;
         rt.block_on(ingest(&mut report, devices, packages))?;
+    }
+    if run_all || suites.contains(&"screen") {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        for (w, h) in [(1280, 800), (1920, 1080)] {
+            eprintln!("screen: {w}x{h} on Xvfb, through the relay");
+            rt.block_on(screen(&mut report, w, h))?;
+        }
     }
     if json_out {
         let arr: Vec<_> = report
@@ -394,3 +407,6 @@ async fn upload(dir: &Path, inv: Inventory) -> Result<u32> {
         UploadReply::Rejected { message } => anyhow::bail!("upload rejected: {message}"),
     }
 }
+
+mod screen;
+use screen::screen;

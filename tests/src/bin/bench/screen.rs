@@ -1,0 +1,342 @@
+//! The `screen` suite.
+
+use super::*;
+
+use tether_protocol::session::{Permissions, ToAgent, ToViewer};
+
+/// Path of a release binary of this workspace, (re)built so it matches this source.
+fn workspace_bin(name: &str) -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let dir = exe.parent().context("bench location")?;
+    let status = std::process::Command::new("cargo")
+        .args(["build", "--release", "-q", "--bin", name])
+        .status()?;
+    anyhow::ensure!(status.success(), "cargo build {name} failed");
+    Ok(dir.join(name))
+}
+
+/// CPU seconds (user + system) a process has used.
+fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of stat, i.e. 11 and 12 after the ')'.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+struct Xserver {
+    display: String,
+    child: std::process::Child,
+}
+
+impl Drop for Xserver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn xvfb(w: u32, h: u32) -> Result<Xserver> {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new("Xvfb")
+        .args(["-displayfd", "1", "-nolisten", "tcp", "-screen", "0"])
+        .arg(format!("{w}x{h}x24"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .context("Xvfb is needed for the screen suite (apt-get install xvfb)")?;
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().context("Xvfb stdout")?).read_line(&mut line)?;
+    Ok(Xserver {
+        display: format!(":{}", line.trim()),
+        child,
+    })
+}
+
+/// A background command in its own process group; the whole group is killed on drop.
+struct Bg(std::process::Child);
+impl Drop for Bg {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.0.id())])
+            .status();
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn x_spawn(display: &str, cmd: &str) -> Result<Bg> {
+    use std::os::unix::process::CommandExt;
+    Ok(Bg(std::process::Command::new("sh")
+        .args(["-c", cmd])
+        .process_group(0)
+        .env("DISPLAY", display)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?))
+}
+
+fn pctl(v: &mut [f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+pub async fn screen(report: &mut Report, w: u32, h: u32) -> Result<()> {
+    let x = xvfb(w, h)?;
+    let tmp = tempfile::tempdir()?;
+    let data = DataDir::new(tmp.path().join("relay"));
+    tether_relay::config::ensure_dir(&data.root)?;
+    let ca = tether_relay::ca::Ca::create(&data, "bench")?;
+    ca.issue_server(&data, "localhost")?;
+    data.save_settings(&RelaySettings {
+        name: "localhost".into(),
+        public_addr: "127.0.0.1:0".into(),
+    })?;
+    let relay = Relay::start(&data, ServeOptions::new("127.0.0.1:0".parse()?)).await?;
+    let addr = relay.local_addr()?.to_string();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let relay_task = tokio::spawn(relay.run(async {
+        let _ = stop_rx.await;
+    }));
+    let store = Store::open_sqlite(&data.database()).await?;
+    let mk = |kind| {
+        tether_relay::tokens::create(
+            &store,
+            &data,
+            &addr,
+            "localhost",
+            kind,
+            Duration::from_secs(600),
+        )
+    };
+    let (agent_token, _) = mk(TokenKind::Agent {
+        group: "bench".into(),
+    })
+    .await?;
+    let (tech_token, _) = mk(TokenKind::Technician {
+        name: "bench".into(),
+        role: tether_protocol::identity::Role::Support,
+    })
+    .await?;
+    store.close().await;
+    let agent_dir = tmp.path().join("agent");
+    tether_net::client::enroll(&agent_token, &agent_dir, "bench", "bench").await?;
+    let tech_dir = tmp.path().join("tech");
+    tether_net::client::enroll(&tech_token, &tech_dir, "bench", "bench").await?;
+    let agent_id = match Credentials::load(&agent_dir)?.identity {
+        tether_protocol::identity::Identity::Device { id, .. } => id,
+        _ => anyhow::bail!("not a device"),
+    };
+    let agent = Bg(std::process::Command::new(workspace_bin("tether-agent")?)
+        .args(["run", "--state"])
+        .arg(&agent_dir)
+        .env("DISPLAY", &x.display)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()?);
+    let agent_pid = agent.0.id();
+
+    let creds = Credentials::load(&tech_dir)?;
+    let session = tether_technician::relay::Session::open(&creds).await?;
+    // Wait for the agent to be online.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let online = session
+            .devices()
+            .await?
+            .iter()
+            .any(|d| d.id == agent_id && d.online);
+        if online {
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "agent did not come online");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let remote = session
+        .open_remote(&creds, &agent_id, Permissions::CONTROL, "benchmark", "")
+        .await?;
+    let (tx, mut rx) = remote.into_duplex();
+    tx.send(ToAgent::StartStream {
+        display: 0,
+        max_in_flight: 2,
+    })?;
+
+    // A terminal to type and scroll in, at the top left.
+    let term_file = tmp.path().join("typed.txt");
+    let _term = x_spawn(
+        &x.display,
+        &format!(
+            "xterm -geometry 100x30+20+20 -T bench-term -e sh -c 'cat > {}'",
+            term_file.display()
+        ),
+    )?;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    // Point into the terminal so it has the keyboard.
+    tx.send(ToAgent::Input(
+        tether_protocol::session::InputEvent::MouseMove { x: 200, y: 200 },
+    ))?;
+
+    let res = format!("{w}x{h}");
+    // Photo-like full-screen frames for the animation workload, made before any measuring.
+    for (name, colors) in [
+        ("a", "red-blue"),
+        ("b", "green-yellow"),
+        ("c", "navy-orange"),
+    ] {
+        let ok = std::process::Command::new("convert")
+            .args(["-size", &res, &format!("plasma:{colors}")])
+            .arg(tmp.path().join(format!("{name}.png")))
+            .status()?
+            .success();
+        anyhow::ensure!(ok, "convert (imagemagick) failed");
+    }
+    // Drains frames for `secs`, acknowledging them; returns (bytes, frames, encode times ms).
+    async fn measure(
+        rx: &mut tokio::sync::mpsc::Receiver<ToViewer>,
+        tx: &tokio::sync::mpsc::UnboundedSender<ToAgent>,
+        secs: f64,
+    ) -> (u64, u64, Vec<f64>) {
+        let end = Instant::now() + Duration::from_secs_f64(secs);
+        let (mut bytes, mut frames, mut enc) = (0u64, 0u64, vec![]);
+        while let Ok(Some(msg)) = tokio::time::timeout_at(end.into(), rx.recv()).await {
+            // Bytes as they cross the relay: the encoded message, its frame header, and the TLS
+            // record overhead (QUIC/UDP headers not counted, like TCP/IP headers for VNC).
+            bytes += tether_protocol::codec::to_bytes(&msg)
+                .map(|b| b.len() as u64)
+                .unwrap_or(0)
+                + 4
+                + 22;
+            if let ToViewer::Frame(f) = msg {
+                if std::env::var_os("BENCH_DEBUG").is_some() {
+                    for r in &f.rects {
+                        eprintln!(
+                            "    frame {} {:?} {:?} {} B",
+                            f.seq,
+                            r.rect,
+                            r.compression,
+                            r.data.len()
+                        );
+                    }
+                }
+                frames += 1;
+                enc.push(f64::from(f.encode_us) / 1000.0);
+                let _ = tx.send(ToAgent::FrameAck { seq: f.seq });
+            }
+        }
+        (bytes, frames, enc)
+    }
+    // Settle: the first full frame.
+    measure(&mut rx, &tx, 1.0).await;
+
+    let workloads: Vec<(&str, Option<String>)> = vec![
+        ("idle", None),
+        (
+            "typing_10cps",
+            Some("xdotool search --name bench-term windowfocus; xdotool type --delay 100 'the quick brown fox jumps over the lazy dog the quick brown fox'".into()),
+        ),
+        (
+            "scrolling_30lps",
+            Some("xterm -geometry 100x40+300+100 -e sh -c 'i=0; while [ $i -lt 100000 ]; do echo line $i of a long text that scrolls past; i=$((i+1)); sleep 0.033; done'".into()),
+        ),
+        (
+            "window_drag",
+            Some("xterm -geometry 60x20+0+0 -T drag-me & sleep 0.5; for i in $(seq 0 4 400); do xdotool search --name drag-me windowmove $i $((i/2)); sleep 0.016; done; wait".into()),
+        ),
+        (
+            "animation_fullscreen",
+            Some(format!(
+                "animate -geometry +0+0 -delay 3 -loop 0 {d}/a.png {d}/b.png {d}/c.png",
+                d = tmp.path().display()
+            )),
+        ),
+    ];
+    for (name, cmd) in workloads {
+        let _load = match cmd {
+            Some(c) => Some(x_spawn(&x.display, &c)?),
+            None => None,
+        };
+        let secs = 5.0;
+        let cpu0 = cpu_seconds(agent_pid);
+        let (bytes, frames, mut enc) = measure(&mut rx, &tx, secs).await;
+        let cpu = (cpu_seconds(agent_pid) - cpu0) / secs * 100.0;
+        report.add(
+            format!("screen.{res}.{name}.bytes_per_s"),
+            bytes as f64 / secs,
+            "B/s",
+            None,
+        );
+        report.add(
+            format!("screen.{res}.{name}.fps"),
+            frames as f64 / secs,
+            "fps",
+            None,
+        );
+        report.add(
+            format!("screen.{res}.{name}.agent_cpu"),
+            cpu,
+            "% of a core",
+            None,
+        );
+        report.add(
+            format!("screen.{res}.{name}.encode_ms_p50"),
+            pctl(&mut enc, 0.5),
+            "ms",
+            Some("<= 5 at 1080p"),
+        );
+        drop(_load);
+        // Let the screen settle before the next workload.
+        measure(&mut rx, &tx, 1.0).await;
+    }
+
+    // Glass-to-glass: a key sent from this side until the changed pixels arrive and decode.
+    let mut lat = vec![];
+    for i in 0..30 {
+        measure(&mut rx, &tx, 0.1).await;
+        let c = (b'a' + (i % 26) as u8) as char;
+        let t = Instant::now();
+        tx.send(ToAgent::Input(tether_protocol::session::InputEvent::Text(
+            c.to_string(),
+        )))?;
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            match tokio::time::timeout_at(deadline.into(), rx.recv()).await {
+                Ok(Some(ToViewer::Frame(f))) => {
+                    for r in &f.rects {
+                        let _ = tether_technician::remote::decode_rect(r);
+                    }
+                    let _ = tx.send(ToAgent::FrameAck { seq: f.seq });
+                    lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                    break;
+                }
+                Ok(Some(_)) => continue,
+                _ => break,
+            }
+        }
+    }
+    report.add(
+        format!("screen.{res}.key_to_pixels_ms_p50"),
+        pctl(&mut lat, 0.5),
+        "ms",
+        Some("<= 20"),
+    );
+    report.add(
+        format!("screen.{res}.key_to_pixels_ms_p95"),
+        pctl(&mut lat, 0.95),
+        "ms",
+        None,
+    );
+
+    let _ = tx.send(ToAgent::Bye);
+    drop(agent);
+    session.close().await;
+    let _ = stop_tx.send(());
+    let _ = relay_task.await;
+    Ok(())
+}
