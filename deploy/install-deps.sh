@@ -4,8 +4,9 @@
 set -euo pipefail
 
 what=${1:-test}
-# Build: a C compiler for ring, zstd and the bundled SQLite; XCB headers for screen capture (scrap).
-build_pkgs=(gcc libc6-dev pkg-config libxcb1-dev libxcb-shm0-dev libxcb-randr0-dev)
+# Build: C/C++ compilers for ring, zstd, the bundled SQLite and OpenH264 (nasm, or its encoder runs
+# ~4.5x slower without assembly); XCB headers for screen capture (scrap).
+build_pkgs=(gcc g++ libc6-dev pkg-config libxcb1-dev libxcb-shm0-dev libxcb-randr0-dev nasm)
 # Tests: a private X server, X clients to drive and check it, an independent screen capture.
 test_pkgs=(procps xvfb xdotool xterm imagemagick)
 # The viewer window at run time: Mesa (software GL under Xvfb) and the X11 libraries winit loads.

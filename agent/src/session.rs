@@ -164,6 +164,7 @@ async fn run(
                 ToAgent::StartStream {
                     display,
                     max_in_flight,
+                    h264,
                 } => {
                     if let Some((_, task)) = stream.take() {
                         task.abort();
@@ -172,6 +173,7 @@ async fn run(
                     let task = tokio::spawn(crate::stream::run(
                         display,
                         max_in_flight.clamp(1, 8),
+                        h264,
                         acks_rx,
                         out.clone(),
                     ));

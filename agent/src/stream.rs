@@ -1,30 +1,165 @@
-//! Streaming a display to the viewer: a capture thread (scrap's capturer cannot move between
-//! threads) grabs frames on request; the streamer diffs them in tiles, compresses the changed
-//! rectangles and sends them while flow-control credit lasts, and sends the pointer position
-//! separately.
+//! Streaming a display to the viewer. A capture thread owns the capturer (scrap's cannot move
+//! between threads) and the encoder; per frame it decides what to send:
+//!
+//! * nothing changed: nothing, or a lossless refresh of the whole screen if the viewer last got a
+//!   lossy H.264 frame (so text ends crisp when motion stops);
+//! * a small part changed: the changed 64×64 tile runs, each zstd of its XOR against the previous
+//!   frame (lossless, and mostly zeros for typing);
+//! * a large part changed (scrolling a page, video, animation) and the viewer decodes H.264: one
+//!   H.264 frame of the whole screen.
+//!
+//! The async side sends frames while flow-control credit lasts and the pointer position
+//! separately, so moving the mouse resends no pixels.
 
 use enigo::{Enigo, Mouse, Settings};
+use openh264::encoder::{Encoder, EncoderConfig, RateControlMode, UsageType};
+use openh264::formats::{BgraSliceU8, YUVBuffer};
 use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 use tether_protocol::session::{Compression, EncodedRect, FrameUpdate, ToViewer};
-use tether_protocol::tiles::{FlowControl, changed_rects, extract, xor};
+use tether_protocol::tiles::{FlowControl, Rect, changed_rects, extract, xor};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 
 /// How often the screen is polled for changes when nothing changed.
 const POLL: Duration = Duration::from_millis(15);
+/// Share of the screen that must change for a frame to go as H.264.
+const MOTION_SHARE: f64 = 0.3;
+/// H.264 target bit rate.
+const H264_BPS: u32 = 4_000_000;
+/// How long the screen must stay still after lossy frames before the lossless refresh.
+const SETTLE: Duration = Duration::from_millis(250);
 
+/// What one capture produced.
 struct Grab {
-    width: u32,
-    height: u32,
-    pixels: Vec<u8>,
+    update: Option<(u32, u32, Vec<EncodedRect>)>,
     cursor: Option<(i32, i32)>,
+    encode_us: u32,
 }
 
 type GrabReply = oneshot::Sender<Result<Grab, String>>;
 
-/// Owns the capturer for one display on its own thread.
-fn capture_thread(display: u32, requests: std_mpsc::Receiver<GrabReply>) {
+/// Encoder state kept on the capture thread.
+struct Coder {
+    h264: bool,
+    last: Option<Vec<u8>>,
+    /// The viewer holds `last` exactly (false after a lossy frame).
+    viewer_exact: bool,
+    /// When the screen last changed (for the refresh after motion).
+    last_change: Instant,
+    encoder: Option<(u32, u32, Encoder)>,
+}
+
+impl Coder {
+    fn full_lossless(&mut self, pixels: &[u8], w: u32, h: u32) -> Vec<EncodedRect> {
+        self.viewer_exact = true;
+        let r = Rect { x: 0, y: 0, w, h };
+        zstd::bulk::compress(pixels, 1)
+            .map(|data| {
+                vec![EncodedRect {
+                    rect: r,
+                    compression: Compression::Zstd,
+                    data,
+                }]
+            })
+            .unwrap_or_default()
+    }
+
+    fn h264(&mut self, pixels: &[u8], w: u32, h: u32) -> Result<Vec<EncodedRect>, String> {
+        if self
+            .encoder
+            .as_ref()
+            .is_none_or(|(ew, eh, _)| (*ew, *eh) != (w, h))
+        {
+            let cfg = EncoderConfig::new()
+                .usage_type(UsageType::ScreenContentRealTime)
+                .rate_control_mode(RateControlMode::Bitrate)
+                .bitrate(openh264::encoder::BitRate::from_bps(H264_BPS))
+                .skip_frames(false);
+            let enc = Encoder::with_api_config(openh264::OpenH264API::from_source(), cfg)
+                .map_err(|e| e.to_string())?;
+            self.encoder = Some((w, h, enc));
+        }
+        let Some((_, _, enc)) = self.encoder.as_mut() else {
+            return Err("no encoder".into());
+        };
+        let yuv = YUVBuffer::from_bgra8_source(BgraSliceU8::new(pixels, (w as usize, h as usize)));
+        let data = enc.encode(&yuv).map_err(|e| e.to_string())?.to_vec();
+        self.viewer_exact = false;
+        Ok(vec![EncodedRect {
+            rect: Rect { x: 0, y: 0, w, h },
+            compression: Compression::H264,
+            data,
+        }])
+    }
+
+    fn encode(
+        &mut self,
+        pixels: Vec<u8>,
+        w: u32,
+        h: u32,
+        now: Instant,
+    ) -> Option<Vec<EncodedRect>> {
+        let same_size = self.last.as_ref().is_some_and(|l| l.len() == pixels.len());
+        let rects = changed_rects(self.last.as_deref().filter(|_| same_size), &pixels, w, h);
+        let out = if rects.is_empty() {
+            if self.viewer_exact || now.duration_since(self.last_change) < SETTLE {
+                None
+            } else {
+                Some(self.full_lossless(&pixels, w, h))
+            }
+        } else if self.h264 && same_size && !self.viewer_exact {
+            // Still in motion: stay on H.264 until the screen settles.
+            self.last_change = now;
+            match self.h264(&pixels, w, h) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    warn!("H.264 encoding failed, staying lossless: {e}");
+                    self.h264 = false;
+                    Some(self.full_lossless(&pixels, w, h))
+                }
+            }
+        } else {
+            self.last_change = now;
+            let area: u64 = rects.iter().map(|r| u64::from(r.w) * u64::from(r.h)).sum();
+            let share = area as f64 / (f64::from(w) * f64::from(h)).max(1.0);
+            if self.h264 && same_size && share > MOTION_SHARE {
+                match self.h264(&pixels, w, h) {
+                    Ok(r) => Some(r),
+                    Err(e) => {
+                        warn!("H.264 encoding failed, staying lossless: {e}");
+                        self.h264 = false;
+                        Some(self.full_lossless(&pixels, w, h))
+                    }
+                }
+            } else if !same_size || !self.viewer_exact {
+                Some(self.full_lossless(&pixels, w, h))
+            } else {
+                let base = self.last.as_deref().unwrap_or(&[]);
+                Some(
+                    rects
+                        .into_iter()
+                        .filter_map(|r| {
+                            let delta = xor(&extract(&pixels, w, r), &extract(base, w, r));
+                            zstd::bulk::compress(&delta, 1)
+                                .ok()
+                                .map(|data| EncodedRect {
+                                    rect: r,
+                                    compression: Compression::ZstdXor,
+                                    data,
+                                })
+                        })
+                        .collect(),
+                )
+            }
+        };
+        self.last = Some(pixels);
+        out
+    }
+}
+
+/// Owns the capturer and encoder for one display on its own thread.
+fn capture_thread(display: u32, h264: bool, requests: std_mpsc::Receiver<GrabReply>) {
     let setup = || -> Result<scrap::Capturer, String> {
         let d = scrap::Display::all()
             .map_err(|e| format!("no X display: {e}"))?
@@ -43,7 +178,15 @@ fn capture_thread(display: u32, requests: std_mpsc::Receiver<GrabReply>) {
         }
     };
     let enigo = Enigo::new(&Settings::default()).ok();
+    let mut coder = Coder {
+        h264,
+        last: None,
+        viewer_exact: true,
+        last_change: Instant::now(),
+        encoder: None,
+    };
     for reply in requests {
+        let started = Instant::now();
         let (w, h) = (cap.width(), cap.height());
         let grabbed = loop {
             match cap.frame() {
@@ -63,12 +206,18 @@ fn capture_thread(display: u32, requests: std_mpsc::Receiver<GrabReply>) {
             }
         };
         let cursor = enigo.as_ref().and_then(|e| e.location().ok());
-        let _ = reply.send(grabbed.map(|pixels| Grab {
-            width: w as u32,
-            height: h as u32,
-            pixels,
-            cursor,
-        }));
+        let result = grabbed.map(|pixels| {
+            let (w, h) = (w as u32, h as u32);
+            let update = coder
+                .encode(pixels, w, h, Instant::now())
+                .map(|rects| (w, h, rects));
+            Grab {
+                update,
+                cursor,
+                encode_us: started.elapsed().as_micros().min(u128::from(u32::MAX)) as u32,
+            }
+        });
+        let _ = reply.send(result);
     }
 }
 
@@ -76,16 +225,16 @@ fn capture_thread(display: u32, requests: std_mpsc::Receiver<GrabReply>) {
 pub async fn run(
     display: u32,
     max_in_flight: u8,
+    h264: bool,
     mut acks: mpsc::UnboundedReceiver<u64>,
     out: mpsc::Sender<ToViewer>,
 ) {
     let (req_tx, req_rx) = std_mpsc::channel::<GrabReply>();
     std::thread::Builder::new()
         .name(format!("capture-{display}"))
-        .spawn(move || capture_thread(display, req_rx))
+        .spawn(move || capture_thread(display, h264, req_rx))
         .ok();
     let mut flow = FlowControl::new(u32::from(max_in_flight));
-    let mut prev: Option<Vec<u8>> = None;
     let mut cursor: Option<(i32, i32)> = None;
     loop {
         // Take every acknowledgement that arrived.
@@ -106,7 +255,6 @@ pub async fn run(
                 None => return,
             }
         }
-        let started = Instant::now();
         let (tx, rx) = oneshot::channel();
         if req_tx.send(tx).is_err() {
             return;
@@ -128,55 +276,160 @@ pub async fn run(
                 return;
             }
         }
-        let (w, h) = (grab.width, grab.height);
-        let pixels = grab.pixels;
-        let encoded = tokio::task::spawn_blocking(move || {
-            let rects = changed_rects(prev.as_deref(), &pixels, w, h);
-            // Against a previous frame of the same size, send XOR deltas (see Compression).
-            let base = prev.as_deref().filter(|p| p.len() == pixels.len());
-            let enc: Vec<EncodedRect> = rects
-                .into_iter()
-                .filter_map(|r| {
-                    let raw = extract(&pixels, w, r);
-                    let (input, compression) = match base {
-                        Some(p) => (xor(&raw, &extract(p, w, r)), Compression::ZstdXor),
-                        None => (raw, Compression::Zstd),
-                    };
-                    zstd::bulk::compress(&input, 1)
-                        .ok()
-                        .map(|data| EncodedRect {
-                            rect: r,
-                            compression,
-                            data,
-                        })
-                })
-                .collect();
-            (enc, pixels)
-        })
-        .await;
-        let Ok((rects, pixels)) = encoded else { return };
-        prev = Some(pixels);
-        if rects.is_empty() {
+        let Some((width, height, rects)) = grab.update else {
             tokio::time::sleep(POLL).await;
             continue;
-        }
+        };
         let seq = flow.on_send();
+        debug!(seq, rects = rects.len(), us = grab.encode_us, "frame");
         let update = FrameUpdate {
             seq,
             display,
-            width: w,
-            height: h,
-            encode_us: started.elapsed().as_micros().min(u128::from(u32::MAX)) as u32,
+            width,
+            height,
+            encode_us: grab.encode_us,
             rects,
         };
-        debug!(
-            seq,
-            rects = update.rects.len(),
-            us = update.encode_us,
-            "frame"
-        );
         if out.send(ToViewer::Frame(update)).await.is_err() {
             return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tether_protocol::tiles::{patch, patch_xor};
+
+    fn coder(h264: bool) -> Coder {
+        Coder {
+            h264,
+            last: None,
+            viewer_exact: true,
+            last_change: Instant::now(),
+            encoder: None,
+        }
+    }
+
+    /// A viewer's framebuffer, updated the way the viewer does.
+    fn apply(
+        fb: &mut Vec<u8>,
+        w: u32,
+        h: u32,
+        rects: &[EncodedRect],
+        dec: &mut openh264::decoder::Decoder,
+    ) {
+        if fb.len() != (w * h * 4) as usize {
+            *fb = vec![0; (w * h * 4) as usize];
+        }
+        for r in rects {
+            match r.compression {
+                Compression::H264 => {
+                    use openh264::formats::YUVSource;
+                    let yuv = dec.decode(&r.data).unwrap().expect("a picture");
+                    assert_eq!(yuv.dimensions(), (w as usize, h as usize));
+                    let mut rgba = vec![0; (w * h * 4) as usize];
+                    yuv.write_rgba8(&mut rgba);
+                    for (d, s) in fb.chunks_exact_mut(4).zip(rgba.chunks_exact(4)) {
+                        d.copy_from_slice(&[s[2], s[1], s[0], 0]);
+                    }
+                }
+                Compression::ZstdXor => {
+                    let px = zstd::bulk::decompress(&r.data, (r.rect.w * r.rect.h * 4) as usize)
+                        .unwrap();
+                    patch_xor(fb, w, h, r.rect, &px).unwrap();
+                }
+                _ => {
+                    let px = zstd::bulk::decompress(&r.data, (r.rect.w * r.rect.h * 4) as usize)
+                        .unwrap();
+                    patch(fb, w, h, r.rect, &px).unwrap();
+                }
+            }
+        }
+    }
+
+    fn frame(w: u32, h: u32, seed: u32) -> Vec<u8> {
+        // Smooth gradients that move with the seed: video-like, compressible by H.264.
+        let mut v = Vec::with_capacity((w * h * 4) as usize);
+        for y in 0..h {
+            for x in 0..w {
+                v.extend_from_slice(&[
+                    ((x + seed * 7) % 256) as u8,
+                    ((y + seed * 3) % 256) as u8,
+                    ((x + y + seed) % 256) as u8,
+                    0,
+                ]);
+            }
+        }
+        v
+    }
+
+    #[test]
+    fn motion_goes_h264_then_a_lossless_refresh_restores_exact_pixels() {
+        let (w, h) = (320, 192);
+        let mut c = coder(true);
+        let mut dec = openh264::decoder::Decoder::new().unwrap();
+        let mut fb = Vec::new();
+        let t0 = Instant::now();
+        // First frame: lossless and whole.
+        let r = c.encode(frame(w, h, 0), w, h, t0).unwrap();
+        assert_eq!(r[0].compression, Compression::Zstd);
+        apply(&mut fb, w, h, &r, &mut dec);
+        assert_eq!(fb, frame(w, h, 0));
+        // Whole-screen motion: H.264, close to the source but not exact.
+        for i in 1..5 {
+            let r = c
+                .encode(
+                    frame(w, h, i),
+                    w,
+                    h,
+                    t0 + Duration::from_millis(u64::from(i) * 30),
+                )
+                .unwrap();
+            assert_eq!(r.len(), 1);
+            assert_eq!(r[0].compression, Compression::H264);
+            apply(&mut fb, w, h, &r, &mut dec);
+            let src = frame(w, h, i);
+            let err: u64 = fb
+                .iter()
+                .zip(&src)
+                .map(|(a, b)| u64::from(a.abs_diff(*b)))
+                .sum();
+            let mean = err as f64 / (w * h * 3) as f64;
+            assert!(mean < 6.0, "mean abs error {mean}");
+        }
+        // Still, but not for long enough: nothing.
+        let t = t0 + Duration::from_millis(150);
+        assert!(c.encode(frame(w, h, 4), w, h, t).is_none());
+        // Settled: one lossless refresh, then exact again and back to XOR deltas.
+        let r = c
+            .encode(frame(w, h, 4), w, h, t0 + Duration::from_millis(500))
+            .unwrap();
+        assert_eq!(r[0].compression, Compression::Zstd);
+        apply(&mut fb, w, h, &r, &mut dec);
+        assert_eq!(fb, frame(w, h, 4));
+        let mut small = frame(w, h, 4);
+        small[1000] ^= 0xff;
+        let r = c
+            .encode(small.clone(), w, h, t0 + Duration::from_millis(600))
+            .unwrap();
+        assert!(r.iter().all(|x| x.compression == Compression::ZstdXor));
+        apply(&mut fb, w, h, &r, &mut dec);
+        assert_eq!(fb, small);
+    }
+
+    #[test]
+    fn without_h264_everything_stays_lossless() {
+        let (w, h) = (128, 128);
+        let mut c = coder(false);
+        let mut dec = openh264::decoder::Decoder::new().unwrap();
+        let mut fb = Vec::new();
+        let t0 = Instant::now();
+        for i in 0..4 {
+            let r = c.encode(frame(w, h, i), w, h, t0).unwrap();
+            assert!(r.iter().all(|x| x.compression != Compression::H264));
+            apply(&mut fb, w, h, &r, &mut dec);
+            assert_eq!(fb, frame(w, h, i));
         }
     }
 }

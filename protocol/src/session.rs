@@ -105,6 +105,9 @@ pub enum Compression {
     /// leaves mostly zeros, which compress far better than the pixels themselves. Valid because
     /// the stream is lossless and ordered, so both sides hold the same previous frame.
     ZstdXor,
+    /// One H.264 access unit (Annex B) covering the whole screen; lossy. Used only while large
+    /// parts of the screen move, and followed by a lossless refresh when the motion stops.
+    H264,
 }
 
 /// A whole screen image, rows packed (stride = width × 4).
@@ -188,6 +191,8 @@ pub enum ToAgent {
     StartStream {
         display: u32,
         max_in_flight: u8,
+        /// The viewer can decode [`Compression::H264`].
+        h264: bool,
     },
     StopStream,
     /// The viewer has applied every frame up to `seq`.

@@ -210,6 +210,7 @@ pub fn decode_rect(r: &tether_protocol::session::EncodedRect) -> Result<Vec<u8>,
         Compression::Zstd | Compression::ZstdXor => {
             zstd::bulk::decompress(&r.data, len).map_err(session_err)
         }
+        Compression::H264 => Err(session_err("H.264 frames are decoded by the viewer")),
     }
 }
 
@@ -222,7 +223,9 @@ fn decode(img: Image) -> Result<Screenshot, RequestError> {
     let bgrx = match img.compression {
         Compression::None => img.data,
         Compression::Zstd => zstd::bulk::decompress(&img.data, len).map_err(session_err)?,
-        Compression::ZstdXor => return Err(session_err("a screenshot cannot be a delta")),
+        Compression::ZstdXor | Compression::H264 => {
+            return Err(session_err("a screenshot must be lossless and whole"));
+        }
     };
     if bgrx.len() != len {
         return Err(session_err("screenshot size does not match its dimensions"));

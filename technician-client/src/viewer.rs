@@ -16,6 +16,8 @@ use tether_protocol::tiles::{patch, patch_xor};
 use tokio::sync::mpsc;
 
 pub struct Viewer {
+    /// H.264 decoder, made when the first H.264 frame arrives.
+    decoder: Option<openh264::decoder::Decoder>,
     to_agent: mpsc::UnboundedSender<ToAgent>,
     from_agent: mpsc::Receiver<ToViewer>,
     title: String,
@@ -53,8 +55,10 @@ impl Viewer {
         let _ = to_agent.send(ToAgent::StartStream {
             display: 0,
             max_in_flight: 2,
+            h264: true,
         });
         Self {
+            decoder: None,
             to_agent,
             from_agent,
             title,
@@ -109,6 +113,12 @@ impl Viewer {
                     for r in &f.rects {
                         self.window_bytes += r.data.len() as u64;
                         let (w, h) = (f.width, f.height);
+                        if r.compression == Compression::H264 {
+                            if let Err(e) = self.decode_h264(w, h, &r.data) {
+                                self.status = e;
+                            }
+                            continue;
+                        }
                         let applied = decode_rect(r).map_err(|e| e.to_string()).and_then(|px| {
                             match r.compression {
                                 Compression::ZstdXor => patch_xor(&mut self.fb, w, h, r.rect, &px),
@@ -146,6 +156,35 @@ impl Viewer {
             self.window_bytes = 0;
             self.window_encode_us = 0;
         }
+    }
+
+    /// Decodes one whole-screen H.264 frame into the framebuffer.
+    fn decode_h264(&mut self, w: u32, h: u32, data: &[u8]) -> Result<(), String> {
+        if self.decoder.is_none() {
+            self.decoder = Some(
+                openh264::decoder::Decoder::with_api_config(
+                    openh264::OpenH264API::from_source(),
+                    openh264::decoder::DecoderConfig::new(),
+                )
+                .map_err(|e| e.to_string())?,
+            );
+        }
+        let Some(dec) = self.decoder.as_mut() else {
+            return Ok(());
+        };
+        let Some(yuv) = dec.decode(data).map_err(|e| format!("H.264: {e}"))? else {
+            return Ok(());
+        };
+        use openh264::formats::YUVSource;
+        if yuv.dimensions() != (w as usize, h as usize) {
+            return Err("H.264 frame size does not match the screen".into());
+        }
+        let mut rgba = vec![0u8; w as usize * h as usize * 4];
+        yuv.write_rgba8(&mut rgba);
+        for (dst, src) in self.fb.chunks_exact_mut(4).zip(rgba.chunks_exact(4)) {
+            dst.copy_from_slice(&[src[2], src[1], src[0], 0]);
+        }
+        Ok(())
     }
 
     fn upload(&mut self, ctx: &egui::Context) {
@@ -192,6 +231,7 @@ impl Viewer {
                     self.send(ToAgent::StartStream {
                         display: chosen,
                         max_in_flight: 2,
+                        h264: true,
                     });
                 }
             }

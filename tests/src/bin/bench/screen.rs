@@ -166,6 +166,7 @@ pub async fn screen(report: &mut Report, w: u32, h: u32) -> Result<()> {
     tx.send(ToAgent::StartStream {
         display: 0,
         max_in_flight: 2,
+        h264: true,
     })?;
 
     // A terminal to type and scroll in, at the top left.
