@@ -180,6 +180,26 @@ async fn run(
                     stream = Some((acks, task));
                     None
                 }
+                ToAgent::GetClipboard => Some(
+                    match tokio::task::spawn_blocking(crate::clipboard::get).await {
+                        Ok(Ok(text)) => ToViewer::Clipboard {
+                            text: truncate(text, tether_protocol::session::MAX_CLIPBOARD),
+                        },
+                        Ok(Err(e)) => ToViewer::Error { message: e },
+                        Err(e) => ToViewer::Error {
+                            message: e.to_string(),
+                        },
+                    },
+                ),
+                ToAgent::SetClipboard { text } => Some(
+                    match tokio::task::spawn_blocking(move || crate::clipboard::set(text)).await {
+                        Ok(Ok(())) => ToViewer::Done,
+                        Ok(Err(e)) => ToViewer::Error { message: e },
+                        Err(e) => ToViewer::Error {
+                            message: e.to_string(),
+                        },
+                    },
+                ),
                 ToAgent::StopStream => {
                     if let Some((_, task)) = stream.take() {
                         task.abort();
@@ -259,4 +279,16 @@ async fn recv_msg<R: tokio::io::AsyncRead + Unpin>(
     codec::from_payload(&payload)
         .map(Some)
         .map_err(|e| e.to_string())
+}
+
+/// Cuts `s` to at most `max` bytes at a character boundary.
+fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+    s
 }

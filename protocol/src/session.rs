@@ -22,6 +22,9 @@ pub const GRANT_TTL_MS: i64 = 60_000;
 /// Largest text a single input message may type.
 pub const MAX_TEXT: usize = 4096;
 
+/// Largest clipboard text carried either way (it must fit a control frame).
+pub const MAX_CLIPBOARD: usize = 60 * 1024;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Permissions {
     pub view: bool,
@@ -39,6 +42,12 @@ impl Permissions {
         view: true,
         control: true,
         clipboard: false,
+    };
+    /// View, control and clipboard: what a support session asks for by default.
+    pub const FULL: Self = Self {
+        view: true,
+        control: true,
+        clipboard: true,
     };
 
     pub fn describe(&self) -> String {
@@ -199,6 +208,12 @@ pub enum ToAgent {
     FrameAck {
         seq: u64,
     },
+    /// Put text on the device's clipboard (clipboard permission).
+    SetClipboard {
+        text: String,
+    },
+    /// Ask for the device's clipboard text (clipboard permission).
+    GetClipboard,
     Bye,
 }
 
@@ -239,6 +254,10 @@ pub enum ToViewer {
         x: i32,
         y: i32,
     },
+    /// The device's clipboard text (answer to [`ToAgent::GetClipboard`]).
+    Clipboard {
+        text: String,
+    },
     Error {
         message: String,
     },
@@ -267,6 +286,10 @@ pub enum Denied {
     NoView,
     #[error("text of {0} bytes is over the {MAX_TEXT}-byte limit")]
     TextTooLong(usize),
+    #[error("this session may not use the clipboard")]
+    NoClipboard,
+    #[error("clipboard text of {0} bytes is over the {MAX_CLIPBOARD}-byte limit")]
+    ClipboardTooLong(usize),
 }
 
 /// The agent's check of a grant and of every message in the session it allows.
@@ -307,6 +330,12 @@ impl SessionGate {
             ToAgent::Input(_) if !p.control => Err(Denied::ViewOnly),
             ToAgent::Input(InputEvent::Text(t)) if t.len() > MAX_TEXT => {
                 Err(Denied::TextTooLong(t.len()))
+            }
+            ToAgent::SetClipboard { .. } | ToAgent::GetClipboard if !p.clipboard => {
+                Err(Denied::NoClipboard)
+            }
+            ToAgent::SetClipboard { text } if text.len() > MAX_CLIPBOARD => {
+                Err(Denied::ClipboardTooLong(text.len()))
             }
             _ => Ok(()),
         }
@@ -373,6 +402,19 @@ mod tests {
         assert_eq!(
             gate.check(&ToAgent::Input(InputEvent::Text("x".repeat(MAX_TEXT + 1)))),
             Err(Denied::TextTooLong(MAX_TEXT + 1))
+        );
+        assert_eq!(gate.check(&ToAgent::GetClipboard), Err(Denied::NoClipboard));
+        let with_clipboard = Permissions {
+            clipboard: true,
+            ..Permissions::VIEW
+        };
+        let gate = SessionGate::new(grant(Role::Support, with_clipboard), "d1", 2_000).unwrap();
+        assert_eq!(gate.check(&ToAgent::GetClipboard), Ok(()));
+        assert_eq!(
+            gate.check(&ToAgent::SetClipboard {
+                text: "x".repeat(MAX_CLIPBOARD + 1)
+            }),
+            Err(Denied::ClipboardTooLong(MAX_CLIPBOARD + 1))
         );
     }
 }

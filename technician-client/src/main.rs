@@ -95,6 +95,15 @@ enum Cmd {
         #[command(flatten)]
         why: Why,
     },
+    /// Read a machine's clipboard text, or set it with --set (clipboard permission).
+    Clipboard {
+        device: String,
+        /// Put this text on the machine's clipboard instead of reading it.
+        #[arg(long, value_name = "TEXT")]
+        set: Option<String>,
+        #[command(flatten)]
+        why: Why,
+    },
     /// Click at a screen position on a machine (control permission).
     Click {
         device: String,
@@ -216,7 +225,7 @@ fn connect(
     let permissions = if view_only {
         Permissions::VIEW
     } else {
-        Permissions::CONTROL
+        Permissions::FULL
     };
     let (session, viewer) = rt.block_on(async {
         let session = Session::open(&creds).await?;
@@ -430,6 +439,35 @@ async fn run(cli: Cli) -> Result<()> {
             );
         }
         Cmd::Connect { .. } => anyhow::bail!("connect runs its own window loop"),
+        Cmd::Clipboard { device, set, why } => {
+            let creds = Credentials::load(&dir)?;
+            let session = Session::open(&creds).await?;
+            let perms = Permissions {
+                clipboard: true,
+                ..Permissions::VIEW
+            };
+            let result = async {
+                let mut remote = session
+                    .open_remote(&creds, &device, perms, &why.reason, &why.ticket)
+                    .await?;
+                let r = match set {
+                    Some(text) => remote.set_clipboard(text).await.map(|()| None),
+                    None => remote.get_clipboard().await.map(Some),
+                };
+                remote.close().await;
+                r
+            }
+            .await;
+            session.close().await;
+            if let Some(text) = result? {
+                // Remote text: strip control characters except newlines and tabs.
+                let shown: String = text
+                    .chars()
+                    .filter(|c| !c.is_control() || *c == '\n' || *c == '\t')
+                    .collect();
+                println!("{shown}");
+            }
+        }
         Cmd::Type { device, text, why } => {
             control(&dir, &device, &why, InputEvent::Text(text)).await?;
         }

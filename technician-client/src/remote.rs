@@ -134,6 +134,24 @@ impl RemoteSession {
         }
     }
 
+    pub async fn get_clipboard(&mut self) -> Result<String, RequestError> {
+        self.send(&ToAgent::GetClipboard).await?;
+        match recv_msg(&mut self.tls).await? {
+            ToViewer::Clipboard { text } => Ok(text),
+            ToViewer::Error { message } => Err(RequestError::Denied(message)),
+            _ => Err(RequestError::Unexpected),
+        }
+    }
+
+    pub async fn set_clipboard(&mut self, text: String) -> Result<(), RequestError> {
+        self.send(&ToAgent::SetClipboard { text }).await?;
+        match recv_msg(&mut self.tls).await? {
+            ToViewer::Done => Ok(()),
+            ToViewer::Error { message } => Err(RequestError::Denied(message)),
+            _ => Err(RequestError::Unexpected),
+        }
+    }
+
     pub async fn input(&mut self, event: InputEvent) -> Result<(), RequestError> {
         self.send(&ToAgent::Input(event)).await?;
         match recv_msg(&mut self.tls).await? {

@@ -16,6 +16,7 @@ use tether_protocol::tiles::{patch, patch_xor};
 use tokio::sync::mpsc;
 
 pub struct Viewer {
+    local_clipboard: Option<Option<arboard::Clipboard>>,
     /// H.264 decoder, made when the first H.264 frame arrives.
     decoder: Option<openh264::decoder::Decoder>,
     to_agent: mpsc::UnboundedSender<ToAgent>,
@@ -58,6 +59,7 @@ impl Viewer {
             h264: true,
         });
         Self {
+            local_clipboard: None,
             decoder: None,
             to_agent,
             from_agent,
@@ -136,6 +138,17 @@ impl Viewer {
                     self.send(ToAgent::FrameAck { seq: f.seq });
                 }
                 ToViewer::Cursor { x, y } => self.cursor = Some((x, y)),
+                ToViewer::Clipboard { text } => {
+                    // Keep the owner alive: on X11 the text is served by this process.
+                    let clip = self
+                        .local_clipboard
+                        .get_or_insert_with(|| arboard::Clipboard::new().ok());
+                    match clip.as_mut().map(|c| c.set_text(text)) {
+                        Some(Ok(())) => self.status = "remote clipboard copied".into(),
+                        Some(Err(e)) => self.status = format!("local clipboard: {e}"),
+                        None => self.status = "no local clipboard".into(),
+                    }
+                }
                 ToViewer::Error { message } => self.status = clean(&message, 200),
                 ToViewer::Bye { reason } => self.ended = Some(clean(&reason, 200)),
                 ToViewer::Done | ToViewer::Screenshot(_) | ToViewer::Ready { .. } => {}
@@ -243,7 +256,27 @@ impl Viewer {
                 if ui.button("Alt+Tab").clicked() {
                     self.input(InputEvent::Combo(vec![Key::Alt, Key::Tab]));
                 }
-            } else {
+            }
+            if self.permissions.clipboard {
+                if ui
+                    .button("Paste to remote")
+                    .on_hover_text("Send this computer's clipboard text to the remote clipboard")
+                    .clicked()
+                {
+                    match arboard::Clipboard::new().and_then(|mut c| c.get_text()) {
+                        Ok(text) => self.send(ToAgent::SetClipboard { text }),
+                        Err(e) => self.status = format!("local clipboard: {e}"),
+                    }
+                }
+                if ui
+                    .button("Copy from remote")
+                    .on_hover_text("Fetch the remote clipboard text into this computer's clipboard")
+                    .clicked()
+                {
+                    self.send(ToAgent::GetClipboard);
+                }
+            }
+            if !self.permissions.control {
                 ui.label("view only");
             }
             ui.separator();

@@ -279,3 +279,55 @@ fn relay_that_alters_bytes_breaks_the_session() {
         }
     }
 }
+
+#[test]
+fn clipboard_text_travels_both_ways_only_when_granted() {
+    let d = desk("support");
+    // Technician → device.
+    let text = "Ticket HD-1042: café ✓";
+    let out = d.tech.tether(&["clipboard", &d.agent.id, "--set", text]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The session is over, yet the device's clipboard still serves the text.
+    let pasted = d.x.run("xclip", &["-o", "-selection", "clipboard"]);
+    assert_eq!(String::from_utf8_lossy(&pasted.stdout), text);
+
+    // Device → technician: the user copies something on the workstation.
+    let _owner = d.x.spawn(
+        "sh",
+        &[
+            "-c",
+            "printf 'from the user\\n' | xclip -i -selection clipboard -loops 5",
+        ],
+    );
+    let got = wait_until(Duration::from_secs(10), || {
+        let out = d.tech.tether(&["clipboard", &d.agent.id]);
+        out.status.success() && String::from_utf8_lossy(&out.stdout) == "from the user\n\n"
+    });
+    assert!(
+        got.is_some(),
+        "device clipboard never reached the technician"
+    );
+
+    // A session granted without clipboard permission cannot read it.
+    let creds = Credentials::load(&d.tech.config()).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let session = tether_technician::relay::Session::open(&creds)
+            .await
+            .unwrap();
+        let mut remote = session
+            .open_remote(&creds, &d.agent.id, Permissions::CONTROL, "", "")
+            .await
+            .unwrap();
+        let err = remote.get_clipboard().await.unwrap_err();
+        assert!(
+            err.to_string().contains("may not use the clipboard"),
+            "{err}"
+        );
+        remote.close().await;
+        session.close().await;
+    });
+}
