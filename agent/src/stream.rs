@@ -34,7 +34,47 @@ const SETTLE: Duration = Duration::from_millis(250);
 struct Grab {
     update: Option<(u32, u32, Vec<EncodedRect>)>,
     cursor: Option<(i32, i32)>,
+    /// A new pointer image, when it changed since the last grab.
+    shape: Option<ToViewer>,
     encode_us: u32,
+}
+
+/// The pointer's position and image through XFixes.
+struct Pointer {
+    conn: x11rb::rust_connection::RustConnection,
+    serial: Option<u32>,
+}
+
+impl Pointer {
+    fn connect() -> Option<Self> {
+        use x11rb::protocol::xfixes::ConnectionExt as _;
+        let (conn, _) = x11rb::connect(None).ok()?;
+        conn.xfixes_query_version(5, 0).ok()?.reply().ok()?;
+        Some(Self { conn, serial: None })
+    }
+
+    /// Position, and the image if it changed.
+    fn poll(&mut self) -> Option<((i32, i32), Option<ToViewer>)> {
+        use x11rb::protocol::xfixes::ConnectionExt as _;
+        let img = self.conn.xfixes_get_cursor_image().ok()?.reply().ok()?;
+        let pos = (i32::from(img.x), i32::from(img.y));
+        let changed = self.serial != Some(img.cursor_serial);
+        self.serial = Some(img.cursor_serial);
+        let shape =
+            (changed && img.width <= 256 && img.height <= 256).then(|| ToViewer::CursorShape {
+                width: img.width,
+                height: img.height,
+                hot_x: img.xhot,
+                hot_y: img.yhot,
+                // ARGB words, premultiplied, to RGBA bytes.
+                rgba: img
+                    .cursor_image
+                    .iter()
+                    .flat_map(|p| [(p >> 16) as u8, (p >> 8) as u8, *p as u8, (p >> 24) as u8])
+                    .collect(),
+            });
+        Some((pos, shape))
+    }
 }
 
 type GrabReply = oneshot::Sender<Result<Grab, String>>;
@@ -177,7 +217,12 @@ fn capture_thread(display: u32, h264: bool, requests: std_mpsc::Receiver<GrabRep
             return;
         }
     };
-    let enigo = Enigo::new(&Settings::default()).ok();
+    let mut pointer = Pointer::connect();
+    let enigo = if pointer.is_none() {
+        Enigo::new(&Settings::default()).ok()
+    } else {
+        None
+    };
     let mut coder = Coder {
         h264,
         last: None,
@@ -205,7 +250,10 @@ fn capture_thread(display: u32, h264: bool, requests: std_mpsc::Receiver<GrabRep
                 Err(e) => break Err(e.to_string()),
             }
         };
-        let cursor = enigo.as_ref().and_then(|e| e.location().ok());
+        let (cursor, shape) = match pointer.as_mut().and_then(Pointer::poll) {
+            Some((pos, shape)) => (Some(pos), shape),
+            None => (enigo.as_ref().and_then(|e| e.location().ok()), None),
+        };
         let result = grabbed.map(|pixels| {
             let (w, h) = (w as u32, h as u32);
             let update = coder
@@ -214,6 +262,7 @@ fn capture_thread(display: u32, h264: bool, requests: std_mpsc::Receiver<GrabRep
             Grab {
                 update,
                 cursor,
+                shape,
                 encode_us: started.elapsed().as_micros().min(u128::from(u32::MAX)) as u32,
             }
         });
@@ -268,6 +317,11 @@ pub async fn run(
             }
             Err(_) => return,
         };
+        if let Some(shape) = grab.shape
+            && out.send(shape).await.is_err()
+        {
+            return;
+        }
         if grab.cursor.is_some() && grab.cursor != cursor {
             cursor = grab.cursor;
             if let Some((x, y)) = cursor

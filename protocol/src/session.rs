@@ -254,6 +254,15 @@ pub enum ToViewer {
         x: i32,
         y: i32,
     },
+    /// The pointer's image, sent when it changes (an arrow, a text beam…). `rgba` is
+    /// premultiplied RGBA, `width × height × 4` bytes, at most 256×256.
+    CursorShape {
+        width: u16,
+        height: u16,
+        hot_x: u16,
+        hot_y: u16,
+        rgba: Vec<u8>,
+    },
     /// The device's clipboard text (answer to [`ToAgent::GetClipboard`]).
     Clipboard {
         text: String,

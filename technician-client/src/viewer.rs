@@ -16,6 +16,9 @@ use tether_protocol::tiles::{patch, patch_xor};
 use tokio::sync::mpsc;
 
 pub struct Viewer {
+    /// The remote pointer's image and hot spot, drawn over the screen.
+    cursor_shape: Option<(egui::ColorImage, (u16, u16))>,
+    cursor_texture: Option<egui::TextureHandle>,
     local_clipboard: Option<Option<arboard::Clipboard>>,
     /// H.264 decoder, made when the first H.264 frame arrives.
     decoder: Option<openh264::decoder::Decoder>,
@@ -59,6 +62,8 @@ impl Viewer {
             h264: true,
         });
         Self {
+            cursor_shape: None,
+            cursor_texture: None,
             local_clipboard: None,
             decoder: None,
             to_agent,
@@ -138,6 +143,20 @@ impl Viewer {
                     self.send(ToAgent::FrameAck { seq: f.seq });
                 }
                 ToViewer::Cursor { x, y } => self.cursor = Some((x, y)),
+                ToViewer::CursorShape {
+                    width,
+                    height,
+                    hot_x,
+                    hot_y,
+                    rgba,
+                } => {
+                    let (w, h) = (usize::from(width), usize::from(height));
+                    if rgba.len() == w * h * 4 && w > 0 && h > 0 {
+                        let img = egui::ColorImage::from_rgba_premultiplied([w, h], &rgba);
+                        self.cursor_shape = Some((img, (hot_x, hot_y)));
+                        self.cursor_texture = None;
+                    }
+                }
                 ToViewer::Clipboard { text } => {
                     // Keep the owner alive: on X11 the text is served by this process.
                     let clip = self
@@ -308,6 +327,26 @@ impl Viewer {
             natural
         };
         let resp = ui.add(egui::Image::new((tex.id(), size)).sense(egui::Sense::click_and_drag()));
+        // The remote pointer, drawn where the device says it is.
+        if let (Some((x, y)), Some((img, (hx, hy)))) = (self.cursor, &self.cursor_shape) {
+            let tex = self.cursor_texture.get_or_insert_with(|| {
+                ui.ctx()
+                    .load_texture("remote-cursor", img.clone(), egui::TextureOptions::NEAREST)
+            });
+            let k = size.x / natural.x;
+            let at = resp.rect.min
+                + egui::vec2(
+                    (x - i32::from(*hx)) as f32 * k,
+                    (y - i32::from(*hy)) as f32 * k,
+                );
+            let csize = egui::vec2(img.size[0] as f32, img.size[1] as f32) * k;
+            ui.painter().image(
+                tex.id(),
+                egui::Rect::from_min_size(at, csize),
+                egui::Rect::from_min_max(egui::pos2(0.0, 0.0), egui::pos2(1.0, 1.0)),
+                egui::Color32::WHITE,
+            );
+        }
         let to_remote = |p: egui::Pos2| -> (i32, i32) {
             let rel = (p - resp.rect.min) / size;
             (

@@ -331,3 +331,77 @@ fn clipboard_text_travels_both_ways_only_when_granted() {
         session.close().await;
     });
 }
+
+#[test]
+fn pointer_position_and_image_travel_apart_from_pixels() {
+    let d = desk("support");
+    let creds = Credentials::load(&d.tech.config()).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use tether_protocol::session::{ToAgent, ToViewer};
+        let session = tether_technician::relay::Session::open(&creds)
+            .await
+            .unwrap();
+        let remote = session
+            .open_remote(&creds, &d.agent.id, Permissions::VIEW, "", "")
+            .await
+            .unwrap();
+        let (tx, mut rx) = remote.into_duplex();
+        tx.send(ToAgent::StartStream {
+            display: 0,
+            max_in_flight: 2,
+            h264: true,
+        })
+        .unwrap();
+        // The first frame and the pointer's image arrive.
+        let (mut frame, mut shape) = (false, false);
+        while !(frame && shape) {
+            match recv5(&mut rx).await.expect("stream stalled") {
+                ToViewer::Frame(f) => {
+                    frame = true;
+                    tx.send(ToAgent::FrameAck { seq: f.seq }).unwrap();
+                }
+                ToViewer::CursorShape {
+                    width,
+                    height,
+                    rgba,
+                    ..
+                } => {
+                    assert_eq!(rgba.len(), usize::from(width) * usize::from(height) * 4);
+                    shape = true;
+                }
+                _ => {}
+            }
+        }
+        // Moving the pointer sends its position, and no pixels.
+        assert!(
+            d.x.run("xdotool", &["mousemove", "321", "123"])
+                .status
+                .success()
+        );
+        loop {
+            match recv5(&mut rx).await.expect("no pointer position arrived") {
+                ToViewer::Cursor { x: 321, y: 123 } => break,
+                ToViewer::Frame(f) => {
+                    panic!("moving the pointer resent pixels: {:?}", f.rects.len())
+                }
+                _ => {}
+            }
+        }
+        let _ = tx.send(ToAgent::Bye);
+        session.close().await;
+    });
+}
+
+async fn recv5(
+    rx: &mut tokio::sync::mpsc::Receiver<tether_protocol::session::ToViewer>,
+) -> Option<tether_protocol::session::ToViewer> {
+    tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .ok()
+        .flatten()
+}

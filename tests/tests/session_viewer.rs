@@ -100,18 +100,40 @@ fn viewer_shows_the_remote_screen_and_forwards_typing() {
     .unwrap_or_default()
     .to_string();
 
-    // The remote screen, captured on the remote display…
-    let src = dir.path().join("src.png");
+    // Keep both pointers away from what is compared: the viewer draws the remote pointer.
     assert!(
-        remote
-            .run(
-                "import",
-                &["-window", "root", &format!("PNG24:{}", src.display())]
-            )
+        local
+            .run("xdotool", &["mousemove", "999", "699"])
             .status
             .success()
     );
-    let (sw, sh, spx) = read_png_rgb(&src);
+    assert!(
+        remote
+            .run("xdotool", &["mousemove", "630", "390"])
+            .status
+            .success()
+    );
+    // The remote screen around the terminal, captured on the remote display…
+    let src = dir.path().join("src.png");
+    let (sw, sh, spx) = {
+        assert!(
+            remote
+                .run(
+                    "import",
+                    &["-window", "root", &format!("PNG24:{}", src.display())]
+                )
+                .status
+                .success()
+        );
+        let (w, _h, px) = read_png_rgb(&src);
+        let (x0, y0, cw, ch) = (20u32, 20u32, 400u32, 200u32);
+        let mut crop = Vec::with_capacity((cw * ch * 3) as usize);
+        for y in y0..y0 + ch {
+            let start = ((y * w + x0) * 3) as usize;
+            crop.extend_from_slice(&px[start..start + (cw * 3) as usize]);
+        }
+        (cw, ch, crop)
+    };
     // …appears exactly, at 1:1, somewhere in the viewer window on the local display.
     let shot = dir.path().join("viewer.png");
     let found = wait_until(Duration::from_secs(20), || {
@@ -132,7 +154,9 @@ fn viewer_shows_the_remote_screen_and_forwards_typing() {
         "the viewer never showed the remote screen exactly"
     );
     let (lw, lh, lpx) = read_png_rgb(&shot);
-    let (ox, oy) = find(&lpx, lw, lh, &spx, sw, sh).unwrap();
+    let (cx, cy) = find(&lpx, lw, lh, &spx, sw, sh).unwrap();
+    // Screen origin in the viewer.
+    let (ox, oy) = (cx - 20, cy - 20);
 
     // Typing into the viewer reaches the remote terminal: point at it (the viewer moves the
     // remote pointer, and focus follows it), then type.
