@@ -23,10 +23,12 @@ pub trait ScreenSource {
     fn capture(&mut self, display: u32) -> Result<(u32, u32, Vec<u8>), ScreenError>;
 }
 
-/// X11 through scrap (XShm). Each call opens its own connection: captures are per request for
-/// now, and scrap's types cannot move between threads.
-#[derive(Debug, Default)]
-pub struct X11Screen;
+/// X11 through scrap (XShm). Keeps the capturer of the last display used, so streaming reuses
+/// one shared-memory segment; scrap's types cannot move between threads, so neither can this.
+#[derive(Default)]
+pub struct X11Screen {
+    cached: Option<(u32, scrap::Capturer)>,
+}
 
 impl ScreenSource for X11Screen {
     fn displays(&self) -> Result<Vec<DisplayInfo>, ScreenError> {
@@ -44,12 +46,18 @@ impl ScreenSource for X11Screen {
     }
 
     fn capture(&mut self, display: u32) -> Result<(u32, u32, Vec<u8>), ScreenError> {
-        let d = scrap::Display::all()
-            .map_err(ScreenError::NoDisplay)?
-            .into_iter()
-            .nth(display as usize)
-            .ok_or(ScreenError::NoSuchDisplay(display))?;
-        let mut cap = scrap::Capturer::new(d).map_err(ScreenError::Capture)?;
+        if self.cached.as_ref().is_none_or(|(d, _)| *d != display) {
+            let d = scrap::Display::all()
+                .map_err(ScreenError::NoDisplay)?
+                .into_iter()
+                .nth(display as usize)
+                .ok_or(ScreenError::NoSuchDisplay(display))?;
+            let cap = scrap::Capturer::new(d).map_err(ScreenError::Capture)?;
+            self.cached = Some((display, cap));
+        }
+        let Some((_, cap)) = self.cached.as_mut() else {
+            return Err(ScreenError::NoSuchDisplay(display));
+        };
         let (w, h) = (cap.width(), cap.height());
         let frame = loop {
             match cap.frame() {

@@ -111,8 +111,7 @@ async fn run(
         }
     }
 
-    let src = X11Screen;
-    let displays = src.displays().unwrap_or_default();
+    let displays = X11Screen::default().displays().unwrap_or_default();
     let (mut rd, mut wr) = tokio::io::split(tls);
     // One writer: replies, frames and cursor updates share the channel in order.
     let (out, mut out_rx) = mpsc::channel::<ToViewer>(8);
@@ -208,7 +207,7 @@ async fn run(
                 }
                 ToAgent::Screenshot { display } => Some(
                     match tokio::task::spawn_blocking(move || {
-                        screen::screenshot(&mut X11Screen, display)
+                        screen::screenshot(&mut X11Screen::default(), display)
                     })
                     .await
                     {

@@ -1,5 +1,5 @@
-//! Streaming a display to the viewer. A capture thread owns the capturer (scrap's cannot move
-//! between threads) and the encoder; per frame it decides what to send:
+//! Streaming a display to the viewer. A capture thread owns the [`ScreenSource`] (X11's cannot
+//! move between threads) and the encoder; per frame it decides what to send:
 //!
 //! * nothing changed: nothing, or a lossless refresh of the whole screen if the viewer last got a
 //!   lossy H.264 frame (so text ends crisp when motion stops);
@@ -11,6 +11,7 @@
 //! The async side sends frames while flow-control credit lasts and the pointer position
 //! separately, so moving the mouse resends no pixels.
 
+use crate::screen::{ScreenSource, X11Screen};
 use enigo::{Enigo, Mouse, Settings};
 use openh264::encoder::{Encoder, EncoderConfig, RateControlMode, UsageType};
 use openh264::formats::{BgraSliceU8, YUVBuffer};
@@ -151,27 +152,13 @@ impl Coder {
         } else if self.h264 && same_size && !self.viewer_exact {
             // Still in motion: stay on H.264 until the screen settles.
             self.last_change = now;
-            match self.h264(&pixels, w, h) {
-                Ok(r) => Some(r),
-                Err(e) => {
-                    warn!("H.264 encoding failed, staying lossless: {e}");
-                    self.h264 = false;
-                    Some(self.full_lossless(&pixels, w, h))
-                }
-            }
+            Some(self.h264_or_lossless(&pixels, w, h))
         } else {
             self.last_change = now;
             let area: u64 = rects.iter().map(|r| u64::from(r.w) * u64::from(r.h)).sum();
             let share = area as f64 / (f64::from(w) * f64::from(h)).max(1.0);
             if self.h264 && same_size && share > MOTION_SHARE {
-                match self.h264(&pixels, w, h) {
-                    Ok(r) => Some(r),
-                    Err(e) => {
-                        warn!("H.264 encoding failed, staying lossless: {e}");
-                        self.h264 = false;
-                        Some(self.full_lossless(&pixels, w, h))
-                    }
-                }
+                Some(self.h264_or_lossless(&pixels, w, h))
             } else if !same_size || !self.viewer_exact {
                 Some(self.full_lossless(&pixels, w, h))
             } else {
@@ -200,23 +187,7 @@ impl Coder {
 
 /// Owns the capturer and encoder for one display on its own thread.
 fn capture_thread(display: u32, h264: bool, requests: std_mpsc::Receiver<GrabReply>) {
-    let setup = || -> Result<scrap::Capturer, String> {
-        let d = scrap::Display::all()
-            .map_err(|e| format!("no X display: {e}"))?
-            .into_iter()
-            .nth(display as usize)
-            .ok_or_else(|| format!("display {display} does not exist"))?;
-        scrap::Capturer::new(d).map_err(|e| e.to_string())
-    };
-    let mut cap = match setup() {
-        Ok(c) => c,
-        Err(e) => {
-            for r in requests {
-                let _ = r.send(Err(e.clone()));
-            }
-            return;
-        }
-    };
+    let mut screen = X11Screen::default();
     let mut pointer = Pointer::connect();
     let enigo = if pointer.is_none() {
         Enigo::new(&Settings::default()).ok()
@@ -232,30 +203,12 @@ fn capture_thread(display: u32, h264: bool, requests: std_mpsc::Receiver<GrabRep
     };
     for reply in requests {
         let started = Instant::now();
-        let (w, h) = (cap.width(), cap.height());
-        let grabbed = loop {
-            match cap.frame() {
-                Ok(f) => {
-                    let stride = f.len().checked_div(h).unwrap_or(0);
-                    let row = w * 4;
-                    let mut pixels = Vec::with_capacity(row * h);
-                    for y in 0..h {
-                        if let Some(r) = f.get(y * stride..y * stride + row) {
-                            pixels.extend_from_slice(r);
-                        }
-                    }
-                    break Ok(pixels);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::yield_now(),
-                Err(e) => break Err(e.to_string()),
-            }
-        };
+        let grabbed = screen.capture(display).map_err(|e| e.to_string());
         let (cursor, shape) = match pointer.as_mut().and_then(Pointer::poll) {
             Some((pos, shape)) => (Some(pos), shape),
             None => (enigo.as_ref().and_then(|e| e.location().ok()), None),
         };
-        let result = grabbed.map(|pixels| {
-            let (w, h) = (w as u32, h as u32);
+        let result = grabbed.map(|(w, h, pixels)| {
             let update = coder
                 .encode(pixels, w, h, Instant::now())
                 .map(|rects| (w, h, rects));
