@@ -134,6 +134,19 @@ impl Coder {
         }])
     }
 
+    /// An H.264 frame; if the encoder fails, H.264 is off for the session and the frame goes
+    /// lossless.
+    fn h264_or_lossless(&mut self, pixels: &[u8], w: u32, h: u32) -> Vec<EncodedRect> {
+        match self.h264(pixels, w, h) {
+            Ok(r) => r,
+            Err(e) => {
+                warn!("H.264 encoding failed, staying lossless: {e}");
+                self.h264 = false;
+                self.full_lossless(pixels, w, h)
+            }
+        }
+    }
+
     fn encode(
         &mut self,
         pixels: Vec<u8>,
