@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tether_net::NetError;
 use tether_net::client::{ClientError, Credentials, connect_with_credentials};
-use tether_net::framed::{read_msg, read_payload, write_msg};
+use tether_net::framed::{read_msg, write_msg};
 use tether_net::tls::TransportOptions;
 use tether_protocol::backoff::Backoff;
 use tether_protocol::conn::{AgentConn, AgentEvent, Timeouts};
@@ -92,7 +92,7 @@ async fn session<F: Future<Output = ()>>(
         r = connect_with_credentials(creds, Intent::Agent, SOFTWARE, transport) => r,
         () = shutdown.as_mut() => return Ended::Shutdown,
     };
-    let (endpoint, conn, welcome, mut send, mut recv) = match connected {
+    let (endpoint, conn, welcome, mut send, recv) = match connected {
         Ok(c) => c,
         Err(e) => return Ended::Lost(e),
     };
@@ -121,17 +121,7 @@ async fn session<F: Future<Output = ()>>(
     let mut uploading = false;
     let mut inventory_closed = false;
 
-    // Reads are not cancel-safe: a task owns the receive side and forwards whole frames.
-    let (tx, mut rx) = mpsc::channel(4);
-    let reader = tokio::spawn(async move {
-        loop {
-            let r = read_payload(&mut recv, limits::CONTROL).await;
-            let end = !matches!(r, Ok(Some(_)));
-            if tx.send(r).await.is_err() || end {
-                break;
-            }
-        }
-    });
+    let mut reader = tether_net::framed::FrameReader::spawn(recv, limits::CONTROL);
 
     let ended = loop {
         let now = Instant::now().into_std();
@@ -175,7 +165,7 @@ async fn session<F: Future<Output = ()>>(
                     inventory.mark_changed();
                 }
             }
-            frame = rx.recv() => match frame {
+            frame = reader.rx.recv() => match frame {
                 Some(Ok(Some(payload))) => match codec::from_payload::<RelayToAgent>(&payload) {
                     Ok(msg) => match machine.handle_message(Instant::now().into_std(), msg) {
                         Some(AgentEvent::InventoryCurrent { hash }) => acked = Some(hash),
@@ -215,7 +205,7 @@ async fn session<F: Future<Output = ()>>(
             break Ended::Lost(ClientError::Net(NetError::Lost(c.reason.clone())));
         }
     };
-    reader.abort();
+    drop(reader);
     let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
     ended
 }

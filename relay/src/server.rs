@@ -24,7 +24,6 @@ use tether_protocol::message::{
 };
 use tether_protocol::{codec, limits, text};
 use thiserror::Error;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{Instrument, debug, info, info_span, warn};
 
@@ -294,24 +293,14 @@ async fn run_agent(
     mut machine: RelayConn,
     device: &str,
     mut send: SendStream,
-    mut recv: RecvStream,
+    recv: RecvStream,
 ) {
     let conn_id = state.next_conn_id.fetch_add(1, Ordering::Relaxed);
     state.presence.register(device, conn_id, conn.clone());
     let _ = state.store.touch_device(device, now_ms()).await;
     info!("online");
 
-    // Reads are not cancel-safe, so one task reads frames and the loop below selects on them.
-    let (tx, mut rx) = mpsc::channel(4);
-    let reader = tokio::spawn(async move {
-        loop {
-            let r = read_payload(&mut recv, limits::CONTROL).await;
-            let end = !matches!(r, Ok(Some(_)));
-            if tx.send(r).await.is_err() || end {
-                break;
-            }
-        }
-    });
+    let mut reader = tether_net::framed::FrameReader::spawn(recv, limits::CONTROL);
 
     let mut last_touch = Instant::now();
     let why = loop {
@@ -320,7 +309,7 @@ async fn run_agent(
             .map(Instant::from_std)
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
         tokio::select! {
-            frame = rx.recv() => {
+            frame = reader.rx.recv() => {
                 let now = Instant::now();
                 match frame {
                     Some(Ok(Some(payload))) => {
@@ -384,7 +373,7 @@ async fn run_agent(
             break c.reason.clone();
         }
     };
-    reader.abort();
+    drop(reader);
     if state.presence.unregister(device, conn_id) {
         let _ = state.store.touch_device(device, now_ms()).await;
         info!("offline: {why}");

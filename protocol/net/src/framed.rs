@@ -42,3 +42,33 @@ pub async fn read_msg<T: DeserializeOwned>(
         )),
     }
 }
+
+/// Frames read by a background task, for `select!` loops: reading a frame is not cancel-safe,
+/// receiving from the channel is. The channel ends after a finished stream or an error (which is
+/// delivered first). Drop the reader (aborting its task) when done.
+pub struct FrameReader {
+    pub rx: tokio::sync::mpsc::Receiver<Result<Option<Vec<u8>>, NetError>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FrameReader {
+    pub fn spawn(mut recv: RecvStream, max: usize) -> Self {
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let task = tokio::spawn(async move {
+            loop {
+                let r = read_payload(&mut recv, max).await;
+                let end = !matches!(r, Ok(Some(_)));
+                if tx.send(r).await.is_err() || end {
+                    break;
+                }
+            }
+        });
+        Self { rx, task }
+    }
+}
+
+impl Drop for FrameReader {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

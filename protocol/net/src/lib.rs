@@ -12,6 +12,7 @@
 pub mod client;
 pub mod error;
 pub mod framed;
+pub mod logging;
 pub mod pki;
 pub mod tls;
 
