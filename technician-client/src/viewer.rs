@@ -16,6 +16,10 @@ use tether_protocol::tiles::{patch, patch_xor};
 use tokio::sync::mpsc;
 
 pub struct Viewer {
+    /// When the oldest input not yet followed by a frame was sent.
+    input_sent: Option<Instant>,
+    /// Smoothed input-to-frame latency.
+    latency_ms: f32,
     /// The remote pointer's image and hot spot, drawn over the screen.
     cursor_shape: Option<(egui::ColorImage, (u16, u16))>,
     cursor_texture: Option<egui::TextureHandle>,
@@ -62,6 +66,8 @@ impl Viewer {
             h264: true,
         });
         Self {
+            input_sent: None,
+            latency_ms: 0.0,
             cursor_shape: None,
             cursor_texture: None,
             local_clipboard: None,
@@ -102,8 +108,12 @@ impl Viewer {
         let _ = self.to_agent.send(msg);
     }
 
-    fn input(&self, ev: InputEvent) {
+    fn input(&mut self, ev: InputEvent) {
         if self.permissions.control {
+            // Input-to-screen latency: from this input to the next frame that arrives.
+            if self.input_sent.is_none() && !matches!(ev, InputEvent::MouseMove { .. }) {
+                self.input_sent = Some(Instant::now());
+            }
             self.send(ToAgent::Input(ev));
         }
     }
@@ -112,6 +122,14 @@ impl Viewer {
         while let Ok(msg) = self.from_agent.try_recv() {
             match msg {
                 ToViewer::Frame(f) => {
+                    if let Some(t) = self.input_sent.take() {
+                        let ms = t.elapsed().as_secs_f32() * 1000.0;
+                        self.latency_ms = if self.latency_ms == 0.0 {
+                            ms
+                        } else {
+                            0.8 * self.latency_ms + 0.2 * ms
+                        };
+                    }
                     if f.width != self.width || f.height != self.height {
                         self.width = f.width;
                         self.height = f.height;
@@ -300,8 +318,8 @@ impl Viewer {
             }
             ui.separator();
             ui.label(format!(
-                "{:.0} fps  {:.0} KB/s  encode {:.1} ms",
-                self.fps, self.kbps, self.encode_ms
+                "{:.0} fps  {:.0} KB/s  encode {:.1} ms  latency {:.0} ms",
+                self.fps, self.kbps, self.encode_ms, self.latency_ms
             ));
             if ui.button("Disconnect").clicked() {
                 self.send(ToAgent::Bye);
