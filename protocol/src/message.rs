@@ -214,6 +214,42 @@ pub enum TechRequest {
     /// A screen session. On success the relay answers [`TechResponse::SessionReady`] and this
     /// stream becomes the end-to-end channel to the agent (see [`crate::session`]).
     OpenSession(SessionRequest),
+    /// The audit trail. Admins see every session, others their own.
+    Sessions {
+        device: Option<String>,
+        technician: Option<String>,
+        since_unix_ms: i64,
+    },
+    /// Adds resolution notes to one of your sessions.
+    AddNotes {
+        session_id: String,
+        text: String,
+    },
+}
+
+/// One audited session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRow {
+    pub id: String,
+    pub technician: String,
+    pub device_id: String,
+    pub hostname: String,
+    pub reason: String,
+    pub ticket: String,
+    pub permissions_asked: String,
+    pub permissions_granted: String,
+    /// pending, approved, denied, timed_out, unattended or failed.
+    pub decision: String,
+    pub decision_detail: String,
+    pub requested_unix_ms: i64,
+    pub started_unix_ms: Option<i64>,
+    pub ended_unix_ms: Option<i64>,
+    pub ended_by: Option<String>,
+    pub bytes_up: u64,
+    pub bytes_down: u64,
+    pub notes: String,
+    pub rating: Option<u8>,
+    pub rating_comment: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -236,6 +272,9 @@ pub enum TechResponse {
         device_id: String,
         hostname: String,
     },
+    Sessions(Vec<SessionRow>),
+    /// The request was carried out.
+    Done,
     Error {
         code: ErrorCode,
         message: String,

@@ -4,7 +4,7 @@
 //! the relay can neither read nor undetectably alter it.
 
 use crate::server::State;
-use crate::store::now_ms;
+use crate::store::{SessionRecord, now_ms};
 use crate::tech::resolve;
 use quinn::{RecvStream, SendStream};
 use std::sync::Arc;
@@ -72,7 +72,47 @@ pub async fn open_session(
             return;
         }
     };
+    let now = now_ms();
+    let session_id = uuid::Uuid::new_v4().to_string();
+    let record = SessionRecord {
+        id: session_id.clone(),
+        technician: technician.to_string(),
+        device_id: device.id.clone(),
+        reason: text::clean(&req.reason, 256),
+        ticket: text::clean(&req.ticket, 64),
+        permissions_asked: req.permissions.describe(),
+        requested_at: now,
+        ..Default::default()
+    };
+    if let Err(e) = state.store.session_requested(&record).await {
+        warn!("store error recording a session request: {e}");
+        reply(
+            &mut tsend,
+            &error(ErrorCode::Internal, "relay store unavailable"),
+        )
+        .await;
+        let _ = tsend.finish();
+        return;
+    }
+    let decide = |decision: &'static str, detail: String, started: Option<i64>| {
+        let store = state.store.clone();
+        let id = session_id.clone();
+        let granted = if started.is_some() {
+            req.permissions.describe()
+        } else {
+            String::new()
+        };
+        async move {
+            if let Err(e) = store
+                .session_decided(&id, decision, &detail, &granted, started)
+                .await
+            {
+                warn!("store error recording a session decision: {e}");
+            }
+        }
+    };
     let Some(agent) = state.presence.connection(&device.id) else {
+        decide("failed", "device offline".into(), None).await;
         reply(
             &mut tsend,
             &error(
@@ -84,9 +124,8 @@ pub async fn open_session(
         let _ = tsend.finish();
         return;
     };
-    let now = now_ms();
     let grant = SessionGrant {
-        session_id: uuid::Uuid::new_v4().to_string(),
+        session_id: session_id.clone(),
         device_id: device.id.clone(),
         technician: technician.to_string(),
         role,
@@ -128,6 +167,7 @@ pub async fn open_session(
     let (asend, arecv) = match tokio::time::timeout(OFFER_TIMEOUT, offered).await {
         Ok(Ok((OfferReply::Accept, s, r))) => (s, r),
         Ok(Ok((OfferReply::Refuse { message }, _, _))) => {
+            decide("denied", message.clone(), None).await;
             info!(session = %grant.session_id, device = %device.id, technician, "refused by agent: {message}");
             reply(
                 &mut tsend,
@@ -171,6 +211,12 @@ pub async fn open_session(
     {
         return;
     }
+    decide(
+        "approved",
+        "accepted by the agent (no consent prompt yet)".into(),
+        Some(now_ms()),
+    )
+    .await;
     info!(
         session = %grant.session_id,
         device = %device.id,
@@ -181,11 +227,22 @@ pub async fn open_session(
         "session started"
     );
     let filter = state.splice_filter.clone();
-    let (up, down) = tokio::join!(
-        pipe(trecv, asend, filter.clone()),
-        pipe(arecv, tsend, filter)
-    );
-    info!(session = %grant.session_id, bytes_up = up, bytes_down = down, "session ended");
+    let up = pipe(trecv, asend, filter.clone());
+    let down = pipe(arecv, tsend, filter);
+    tokio::pin!(up, down);
+    // Whichever side finishes first ended the session.
+    let (up, down, ended_by) = tokio::select! {
+        u = &mut up => (u, down.await, "technician"),
+        d = &mut down => (up.await, d, "device"),
+    };
+    if let Err(e) = state
+        .store
+        .session_ended(&grant.session_id, now_ms(), ended_by, up, down)
+        .await
+    {
+        warn!("store error recording a session end: {e}");
+    }
+    info!(session = %grant.session_id, bytes_up = up, bytes_down = down, ended_by, "session ended");
 }
 
 /// Copies one direction until it ends, then finishes (or resets) the other side.

@@ -9,8 +9,8 @@ use tether_net::framed::{read_msg, write_msg};
 use tether_protocol::identity::Role;
 use tether_protocol::limits;
 use tether_protocol::message::{
-    ChangeRow, DeviceHistory, DeviceInventory, DeviceSummary, ErrorCode, InventoryRow, SoftwareRow,
-    TechRequest, TechResponse, may_read_inventory,
+    ChangeRow, DeviceHistory, DeviceInventory, DeviceSummary, ErrorCode, InventoryRow, SessionRow,
+    SoftwareRow, TechRequest, TechResponse, may_read_inventory,
 };
 use tether_protocol::{text, version};
 use tracing::{debug, warn};
@@ -49,7 +49,7 @@ pub async fn handle_stream(
             format!("role {role} may not read devices"),
         )
     } else {
-        match answer(state, req).await {
+        match answer(state, name, role, req).await {
             Ok(r) => r,
             Err(e) => {
                 warn!("store error: {e}");
@@ -68,8 +68,89 @@ fn err(code: ErrorCode, message: String) -> TechResponse {
     TechResponse::Error { code, message }
 }
 
-async fn answer(state: &State, req: TechRequest) -> Result<TechResponse, StoreError> {
+async fn answer(
+    state: &State,
+    name: &str,
+    role: Role,
+    req: TechRequest,
+) -> Result<TechResponse, StoreError> {
     Ok(match req {
+        TechRequest::Sessions {
+            device,
+            technician,
+            since_unix_ms,
+        } => {
+            let device_id = match device {
+                Some(d) => match resolve(state, &d).await? {
+                    Ok(d) => Some(d.id),
+                    Err(e) => return Ok(e),
+                },
+                None => None,
+            };
+            // Only admins read everyone's sessions.
+            let technician = if role == Role::Admin {
+                technician
+            } else {
+                Some(name.to_string())
+            };
+            let hostnames: std::collections::HashMap<_, _> = state
+                .store
+                .list_devices()
+                .await?
+                .into_iter()
+                .map(|d| (d.id, d.hostname))
+                .collect();
+            let rows = state
+                .store
+                .sessions(&crate::store::SessionFilter {
+                    device_id,
+                    technician,
+                    since: since_unix_ms,
+                })
+                .await?;
+            TechResponse::Sessions(
+                rows.into_iter()
+                    .map(|r| SessionRow {
+                        hostname: hostnames.get(&r.device_id).cloned().unwrap_or_default(),
+                        id: r.id,
+                        technician: r.technician,
+                        device_id: r.device_id,
+                        reason: r.reason,
+                        ticket: r.ticket,
+                        permissions_asked: r.permissions_asked,
+                        permissions_granted: r.permissions_granted,
+                        decision: r.decision,
+                        decision_detail: r.decision_detail,
+                        requested_unix_ms: r.requested_at,
+                        started_unix_ms: r.started_at,
+                        ended_unix_ms: r.ended_at,
+                        ended_by: r.ended_by,
+                        bytes_up: r.bytes_up,
+                        bytes_down: r.bytes_down,
+                        notes: r.notes,
+                        rating: r.rating,
+                        rating_comment: r.rating_comment,
+                    })
+                    .collect(),
+            )
+        }
+        TechRequest::AddNotes { session_id, text } => {
+            let text = text::clean(&text.replace('\n', " "), 4096);
+            if text.is_empty() {
+                return Ok(err(ErrorCode::BadRequest, "notes are empty".into()));
+            }
+            if state.store.add_notes(&session_id, name, &text).await? {
+                TechResponse::Done
+            } else {
+                err(
+                    ErrorCode::NotFound,
+                    format!(
+                        "you have no session {:?} (see tether sessions)",
+                        text::clean(&session_id, 64)
+                    ),
+                )
+            }
+        }
         TechRequest::ListDevices => TechResponse::Devices(
             state
                 .store

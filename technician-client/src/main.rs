@@ -114,6 +114,23 @@ enum Cmd {
         #[command(flatten)]
         why: Why,
     },
+    /// The audit trail: who asked which machine for what, the decision, times, bytes, notes.
+    Sessions {
+        #[arg(long)]
+        device: Option<String>,
+        /// Admins only: another technician's sessions.
+        #[arg(long)]
+        technician: Option<String>,
+        /// How far back (e.g. 7d, 12h).
+        #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
+        since: std::time::Duration,
+        #[arg(long, conflicts_with = "csv")]
+        json: bool,
+        #[arg(long)]
+        csv: bool,
+    },
+    /// Add resolution notes to one of your sessions.
+    Notes { session: String, text: String },
     /// What changed on a machine: software installed/removed/upgraded, hardware, OS.
     History {
         device: String,
@@ -260,6 +277,15 @@ fn connect(
     let shown = eframe::run_native(&title, options, Box::new(|_cc| Ok(Box::new(viewer))));
     rt.block_on(session.close());
     shown.map_err(|e| anyhow::anyhow!("viewer window: {e}"))
+}
+
+/// Milliseconds since the epoch, `ago` before now.
+fn since_ms(ago: std::time::Duration) -> i64 {
+    std::time::SystemTime::now()
+        .checked_sub(ago)
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// Opens a control session, sends one input event, closes.
@@ -433,6 +459,42 @@ async fn run(cli: Cli) -> Result<()> {
             );
         }
         Cmd::Connect { .. } => anyhow::bail!("connect runs its own window loop"),
+        Cmd::Sessions {
+            device,
+            technician,
+            since,
+            json,
+            csv,
+        } => {
+            let creds = Credentials::load(&dir)?;
+            let session = Session::open(&creds).await?;
+            let rows = session.sessions(device, technician, since_ms(since)).await;
+            session.close().await;
+            let rows = rows?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&output::sessions_json(&rows))?
+                );
+            } else if csv {
+                print!("{}", output::sessions_csv(&rows));
+            } else if rows.is_empty() {
+                println!(
+                    "no sessions in the last {}",
+                    humantime::format_duration(since)
+                );
+            } else {
+                print!("{}", output::sessions_table(&rows));
+            }
+        }
+        Cmd::Notes { session: id, text } => {
+            let creds = Credentials::load(&dir)?;
+            let session = Session::open(&creds).await?;
+            let r = session.add_notes(&id, &text).await;
+            session.close().await;
+            r?;
+            println!("notes added to session {id}");
+        }
         Cmd::Clipboard { device, set, why } => {
             let creds = Credentials::load(&dir)?;
             let session = Session::open(&creds).await?;
@@ -486,12 +548,7 @@ async fn run(cli: Cli) -> Result<()> {
         } => {
             let creds = Credentials::load(&dir)?;
             let session = Session::open(&creds).await?;
-            let since_ms = std::time::SystemTime::now()
-                .checked_sub(since)
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map(|d| d.as_millis() as i64)
-                .unwrap_or(0);
-            let h = session.history(&device, since_ms).await;
+            let h = session.history(&device, since_ms(since)).await;
             session.close().await;
             let h = h?;
             if json {

@@ -5,7 +5,9 @@
 
 use serde_json::{Value, json};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tether_protocol::message::{DeviceHistory, DeviceSummary, InventoryRow, SoftwareRow};
+use tether_protocol::message::{
+    DeviceHistory, DeviceSummary, InventoryRow, SessionRow, SoftwareRow,
+};
 use tether_protocol::report;
 use tether_protocol::text::clean;
 
@@ -218,6 +220,106 @@ pub fn history_table(h: &DeviceHistory) -> String {
         })
         .collect();
     table(&["WHEN", "CHANGE", "WHAT", "VALUE"], &rows)
+}
+
+fn opt_time(ms: Option<i64>) -> Value {
+    ms.map(|m| Value::String(rfc3339(m))).unwrap_or(Value::Null)
+}
+
+pub fn sessions_json(rows: &[SessionRow]) -> Value {
+    Value::Array(
+        rows.iter()
+            .map(|r| {
+                json!({
+                    "id": r.id,
+                    "technician": r.technician,
+                    "device_id": r.device_id,
+                    "hostname": r.hostname,
+                    "reason": r.reason,
+                    "ticket": r.ticket,
+                    "permissions_asked": r.permissions_asked,
+                    "permissions_granted": r.permissions_granted,
+                    "decision": r.decision,
+                    "decision_detail": r.decision_detail,
+                    "requested_at": rfc3339(r.requested_unix_ms),
+                    "started_at": opt_time(r.started_unix_ms),
+                    "ended_at": opt_time(r.ended_unix_ms),
+                    "ended_by": r.ended_by,
+                    "duration_s": match (r.started_unix_ms, r.ended_unix_ms) {
+                        (Some(s), Some(e)) => json!((e - s).max(0) as f64 / 1000.0),
+                        _ => Value::Null,
+                    },
+                    "bytes_up": r.bytes_up,
+                    "bytes_down": r.bytes_down,
+                    "notes": r.notes,
+                    "rating": r.rating,
+                    "rating_comment": r.rating_comment,
+                })
+            })
+            .collect(),
+    )
+}
+
+pub const SESSIONS_CSV_HEADER: &str = "id,technician,device_id,hostname,reason,ticket,permissions_asked,permissions_granted,decision,requested_at,started_at,ended_at,ended_by,bytes_up,bytes_down,notes,rating";
+
+pub fn sessions_csv(rows: &[SessionRow]) -> String {
+    use tether_protocol::inventory::csv_cell;
+    let t = |m: Option<i64>| m.map(rfc3339).unwrap_or_default();
+    let mut out = String::from(SESSIONS_CSV_HEADER);
+    out.push('\n');
+    for r in rows {
+        let cells = [
+            csv_cell(&r.id),
+            csv_cell(&r.technician),
+            csv_cell(&r.device_id),
+            csv_cell(&r.hostname),
+            csv_cell(&r.reason),
+            csv_cell(&r.ticket),
+            csv_cell(&r.permissions_asked),
+            csv_cell(&r.permissions_granted),
+            csv_cell(&r.decision),
+            csv_cell(&rfc3339(r.requested_unix_ms)),
+            csv_cell(&t(r.started_unix_ms)),
+            csv_cell(&t(r.ended_unix_ms)),
+            csv_cell(r.ended_by.as_deref().unwrap_or("")),
+            r.bytes_up.to_string(),
+            r.bytes_down.to_string(),
+            csv_cell(&r.notes),
+            r.rating.map(|x| x.to_string()).unwrap_or_default(),
+        ];
+        out.push_str(&cells.join(","));
+        out.push('\n');
+    }
+    out
+}
+
+pub fn sessions_table(rows: &[SessionRow]) -> String {
+    let rows: Vec<[String; 7]> = rows
+        .iter()
+        .map(|r| {
+            [
+                clean(&r.id, 36),
+                rfc3339(r.requested_unix_ms),
+                clean(&r.technician, 32),
+                clean(&r.hostname, 32),
+                clean(&r.ticket, 16),
+                clean(&r.decision, 12),
+                clean(&r.reason, 48),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "SESSION",
+            "REQUESTED",
+            "TECHNICIAN",
+            "DEVICE",
+            "TICKET",
+            "DECISION",
+            "REASON",
+        ],
+        &rows,
+    )
 }
 
 #[cfg(test)]

@@ -8,8 +8,8 @@ use tether_net::framed::{read_msg, write_msg};
 use tether_net::tls::TransportOptions;
 use tether_protocol::limits;
 use tether_protocol::message::{
-    DeviceHistory, DeviceInventory, DeviceSummary, Intent, InventoryRow, SoftwareRow, TechRequest,
-    TechResponse, close_code,
+    DeviceHistory, DeviceInventory, DeviceSummary, Intent, InventoryRow, SessionRow, SoftwareRow,
+    TechRequest, TechResponse, close_code,
 };
 use thiserror::Error;
 
@@ -124,6 +124,38 @@ impl Session {
             .await?
         {
             TechResponse::History(h) => Ok(*h),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn sessions(
+        &self,
+        device: Option<String>,
+        technician: Option<String>,
+        since_unix_ms: i64,
+    ) -> Result<Vec<SessionRow>, RequestError> {
+        match self
+            .request(&TechRequest::Sessions {
+                device,
+                technician,
+                since_unix_ms,
+            })
+            .await?
+        {
+            TechResponse::Sessions(r) => Ok(r),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn add_notes(&self, session_id: &str, text: &str) -> Result<(), RequestError> {
+        match self
+            .request(&TechRequest::AddNotes {
+                session_id: session_id.to_string(),
+                text: text.to_string(),
+            })
+            .await?
+        {
+            TechResponse::Done => Ok(()),
             other => Err(unexpected(other)),
         }
     }

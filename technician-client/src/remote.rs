@@ -209,10 +209,13 @@ impl RemoteSession {
         (to_agent, from_agent)
     }
 
+    /// Ends the session: says bye and closes our direction first (so the relay's audit records
+    /// the technician as the one who ended it), then waits briefly for the agent's goodbye.
     pub async fn close(mut self) {
         let _ = self.send(&ToAgent::Bye).await;
-        let _ = recv_msg(&mut self.tls).await;
         let _ = self.tls.shutdown().await;
+        let _ =
+            tokio::time::timeout(std::time::Duration::from_secs(2), recv_msg(&mut self.tls)).await;
     }
 }
 

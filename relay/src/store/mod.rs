@@ -153,6 +153,62 @@ impl Store {
         }
     }
 
+    pub async fn session_requested(&self, r: &SessionRecord) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.session_requested(r).await,
+        }
+    }
+
+    /// Records the decision on a session request (and when it started, if it did).
+    pub async fn session_decided(
+        &self,
+        id: &str,
+        decision: &str,
+        detail: &str,
+        granted: &str,
+        started_at: Option<i64>,
+    ) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => {
+                s.session_decided(id, decision, detail, granted, started_at)
+                    .await
+            }
+        }
+    }
+
+    pub async fn session_ended(
+        &self,
+        id: &str,
+        ended_at: i64,
+        ended_by: &str,
+        bytes_up: u64,
+        bytes_down: u64,
+    ) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => {
+                s.session_ended(id, ended_at, ended_by, bytes_up, bytes_down)
+                    .await
+            }
+        }
+    }
+
+    pub async fn add_notes(
+        &self,
+        id: &str,
+        technician: &str,
+        text: &str,
+    ) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.add_notes(id, technician, text).await,
+        }
+    }
+
+    pub async fn sessions(&self, f: &SessionFilter) -> Result<Vec<SessionRecord>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.sessions(f).await,
+        }
+    }
+
     /// Fingerprint of the stored inventory of a device, if any.
     pub async fn inventory_hash(&self, device_id: &str) -> Result<Option<u64>, StoreError> {
         match &self.backend {
@@ -203,6 +259,36 @@ impl Store {
             Backend::Sqlite(s) => s.history(device_id, since).await,
         }
     }
+}
+
+/// One row of the audit trail (see migrations/sqlite/0003_sessions.sql).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SessionRecord {
+    pub id: String,
+    pub technician: String,
+    pub device_id: String,
+    pub reason: String,
+    pub ticket: String,
+    pub permissions_asked: String,
+    pub permissions_granted: String,
+    pub decision: String,
+    pub decision_detail: String,
+    pub requested_at: i64,
+    pub started_at: Option<i64>,
+    pub ended_at: Option<i64>,
+    pub ended_by: Option<String>,
+    pub bytes_up: u64,
+    pub bytes_down: u64,
+    pub notes: String,
+    pub rating: Option<u8>,
+    pub rating_comment: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SessionFilter {
+    pub device_id: Option<String>,
+    pub technician: Option<String>,
+    pub since: i64,
 }
 
 /// One device that has a package.

@@ -1,6 +1,9 @@
 //! SQLite backend: one file in the data directory, WAL journal, owner-only permissions.
 
-use super::{DeviceRow, NewToken, RedeemError, SoftwareHit, StoreError, TokenKind};
+use super::{
+    DeviceRow, NewToken, RedeemError, SessionFilter, SessionRecord, SoftwareHit, StoreError,
+    TokenKind,
+};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, Row, SqlSafeStr, Sqlite as Db, SqlitePool, Transaction};
@@ -32,6 +35,11 @@ fn migrator() -> Migrator {
             2,
             "inventory",
             include_str!("../../migrations/sqlite/0002_inventory.sql"),
+        ),
+        m(
+            3,
+            "sessions",
+            include_str!("../../migrations/sqlite/0003_sessions.sql"),
         ),
     ])
 }
@@ -494,6 +502,129 @@ impl Sqlite {
                         new: r.try_get("new_value")?,
                     },
                 ))
+            })
+            .collect()
+    }
+}
+
+impl Sqlite {
+    pub async fn session_requested(&self, r: &SessionRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO sessions (id, technician, device_id, reason, ticket, permissions_asked, requested_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&r.id)
+        .bind(&r.technician)
+        .bind(&r.device_id)
+        .bind(&r.reason)
+        .bind(&r.ticket)
+        .bind(&r.permissions_asked)
+        .bind(r.requested_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn session_decided(
+        &self,
+        id: &str,
+        decision: &str,
+        detail: &str,
+        granted: &str,
+        started_at: Option<i64>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE sessions SET decision = ?, decision_detail = ?, permissions_granted = ?, started_at = ?
+             WHERE id = ?",
+        )
+        .bind(decision)
+        .bind(detail)
+        .bind(granted)
+        .bind(started_at)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn session_ended(
+        &self,
+        id: &str,
+        ended_at: i64,
+        ended_by: &str,
+        bytes_up: u64,
+        bytes_down: u64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE sessions SET ended_at = ?, ended_by = ?, bytes_up = ?, bytes_down = ? WHERE id = ?",
+        )
+        .bind(ended_at)
+        .bind(ended_by)
+        .bind(i64::try_from(bytes_up).unwrap_or(i64::MAX))
+        .bind(i64::try_from(bytes_down).unwrap_or(i64::MAX))
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Appends resolution notes to a session of `technician`. False if there is no such session.
+    pub async fn add_notes(
+        &self,
+        id: &str,
+        technician: &str,
+        text: &str,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "UPDATE sessions SET notes = CASE WHEN notes = '' THEN ? ELSE notes || char(10) || ? END
+             WHERE id = ? AND technician = ?",
+        )
+        .bind(text)
+        .bind(text)
+        .bind(id)
+        .bind(technician)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    pub async fn sessions(&self, f: &SessionFilter) -> Result<Vec<SessionRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM sessions
+             WHERE requested_at >= ? AND (? IS NULL OR device_id = ?) AND (? IS NULL OR technician = ?)
+             ORDER BY requested_at, id",
+        )
+        .bind(f.since)
+        .bind(&f.device_id)
+        .bind(&f.device_id)
+        .bind(&f.technician)
+        .bind(&f.technician)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(SessionRecord {
+                    id: r.try_get("id")?,
+                    technician: r.try_get("technician")?,
+                    device_id: r.try_get("device_id")?,
+                    reason: r.try_get("reason")?,
+                    ticket: r.try_get("ticket")?,
+                    permissions_asked: r.try_get("permissions_asked")?,
+                    permissions_granted: r.try_get("permissions_granted")?,
+                    decision: r.try_get("decision")?,
+                    decision_detail: r.try_get("decision_detail")?,
+                    requested_at: r.try_get("requested_at")?,
+                    started_at: r.try_get("started_at")?,
+                    ended_at: r.try_get("ended_at")?,
+                    ended_by: r.try_get("ended_by")?,
+                    bytes_up: r.try_get::<i64, _>("bytes_up")?.max(0) as u64,
+                    bytes_down: r.try_get::<i64, _>("bytes_down")?.max(0) as u64,
+                    notes: r.try_get("notes")?,
+                    rating: r
+                        .try_get::<Option<i64>, _>("rating")?
+                        .map(|v| v.clamp(0, 5) as u8),
+                    rating_comment: r.try_get("rating_comment")?,
+                })
             })
             .collect()
     }
