@@ -42,18 +42,6 @@ pub async fn open_session(
     mut tsend: SendStream,
     trecv: RecvStream,
 ) {
-    if !may_start_session(role) {
-        reply(
-            &mut tsend,
-            &error(
-                ErrorCode::Forbidden,
-                format!("role {role} may not start sessions (support or admin needed)"),
-            ),
-        )
-        .await;
-        let _ = tsend.finish();
-        return;
-    }
     let device = match resolve(state, &req.device).await {
         Ok(Ok(d)) => d,
         Ok(Err(resp)) => {
@@ -111,6 +99,13 @@ pub async fn open_session(
             }
         }
     };
+    if !may_start_session(role) {
+        let message = format!("role {role} may not start sessions (support or admin needed)");
+        decide("denied", message.clone(), None).await;
+        reply(&mut tsend, &error(ErrorCode::Forbidden, message)).await;
+        let _ = tsend.finish();
+        return;
+    }
     let Some(agent) = state.presence.connection(&device.id) else {
         decide("failed", "device offline".into(), None).await;
         reply(

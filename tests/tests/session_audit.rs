@@ -32,6 +32,17 @@ fn sessions_are_audited_with_ticket_decision_bytes_and_notes() {
     ]));
     let out = ana.tether(&["click", &offline.id, "1", "1", "--ticket", "HD-7"]);
     assert!(!out.status.success());
+    // A viewer's attempt is refused, and recorded too.
+    let val = Tech::enroll(&relay.tech_token("val", "viewer"));
+    let out = val.tether(&[
+        "screenshot",
+        &agent.id,
+        "-o",
+        "/dev/null",
+        "--ticket",
+        "HD-9",
+    ]);
+    assert!(!out.status.success());
 
     let rows = ana.json(&["sessions"]);
     let rows = rows.as_array().unwrap();
@@ -66,7 +77,16 @@ fn sessions_are_audited_with_ticket_decision_bytes_and_notes() {
 
     // Technicians see their own sessions; admins see everyone's, filterable.
     assert!(bob.json(&["sessions"]).as_array().unwrap().is_empty());
-    assert_eq!(boss.json(&["sessions"]).as_array().unwrap().len(), 2);
+    let all = boss.json(&["sessions"]);
+    assert_eq!(all.as_array().unwrap().len(), 3);
+    assert_eq!(all[2]["technician"], "val");
+    assert_eq!(all[2]["decision"], "denied");
+    assert!(
+        all[2]["decision_detail"]
+            .as_str()
+            .unwrap()
+            .contains("may not start sessions")
+    );
     assert_eq!(
         boss.json(&["sessions", "--technician", "ana", "--device", &agent.id])
             .as_array()
