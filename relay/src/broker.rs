@@ -27,6 +27,12 @@ async fn reply(send: &mut SendStream, resp: &TechResponse) -> bool {
     write_msg(send, resp, limits::CONTROL).await.is_ok()
 }
 
+/// Answers with a refusal and ends the request stream.
+async fn refuse(send: &mut SendStream, resp: &TechResponse) {
+    reply(send, resp).await;
+    let _ = send.finish();
+}
+
 fn error(code: ErrorCode, message: impl Into<String>) -> TechResponse {
     TechResponse::Error {
         code,
@@ -45,18 +51,16 @@ pub async fn open_session(
     let device = match resolve(state, &req.device).await {
         Ok(Ok(d)) => d,
         Ok(Err(resp)) => {
-            reply(&mut tsend, &resp).await;
-            let _ = tsend.finish();
+            refuse(&mut tsend, &resp).await;
             return;
         }
         Err(e) => {
             warn!("store error: {e}");
-            reply(
+            refuse(
                 &mut tsend,
                 &error(ErrorCode::Internal, "relay store unavailable"),
             )
             .await;
-            let _ = tsend.finish();
             return;
         }
     };
@@ -74,12 +78,11 @@ pub async fn open_session(
     };
     if let Err(e) = state.store.session_requested(&record).await {
         warn!("store error recording a session request: {e}");
-        reply(
+        refuse(
             &mut tsend,
             &error(ErrorCode::Internal, "relay store unavailable"),
         )
         .await;
-        let _ = tsend.finish();
         return;
     }
     let decide = |decision: &'static str, detail: String, started: Option<i64>| {
@@ -102,13 +105,12 @@ pub async fn open_session(
     if !may_start_session(role) {
         let message = format!("role {role} may not start sessions (support or admin needed)");
         decide("denied", message.clone(), None).await;
-        reply(&mut tsend, &error(ErrorCode::Forbidden, message)).await;
-        let _ = tsend.finish();
+        refuse(&mut tsend, &error(ErrorCode::Forbidden, message)).await;
         return;
     }
     let Some(agent) = state.presence.connection(&device.id) else {
         decide("failed", "device offline".into(), None).await;
-        reply(
+        refuse(
             &mut tsend,
             &error(
                 ErrorCode::Offline,
@@ -116,7 +118,6 @@ pub async fn open_session(
             ),
         )
         .await;
-        let _ = tsend.finish();
         return;
     };
     let grant = SessionGrant {
@@ -137,7 +138,7 @@ pub async fn open_session(
         Ok(x) => x,
         Err(e) => {
             warn!("cannot sign grant: {e}");
-            reply(
+            refuse(
                 &mut tsend,
                 &error(ErrorCode::Internal, "relay cannot sign the session"),
             )
@@ -172,25 +173,22 @@ pub async fn open_session(
                 ),
             )
             .await;
-            let _ = tsend.finish();
             return;
         }
         Ok(Err(e)) => {
-            reply(
+            refuse(
                 &mut tsend,
                 &error(ErrorCode::Offline, format!("device did not answer: {e}")),
             )
             .await;
-            let _ = tsend.finish();
             return;
         }
         Err(_) => {
-            reply(
+            refuse(
                 &mut tsend,
                 &error(ErrorCode::Refused, "device did not answer in time"),
             )
             .await;
-            let _ = tsend.finish();
             return;
         }
     };

@@ -209,21 +209,7 @@ fn fleet_inventory(device: usize, packages: usize) -> Inventory {
 
 async fn ingest(report: &mut Report, devices: usize, packages: usize) -> Result<()> {
     let tmp = tempfile::tempdir()?;
-    let data = DataDir::new(tmp.path().join("relay"));
-    tether_relay::config::ensure_dir(&data.root)?;
-    let settings = RelaySettings {
-        name: "localhost".into(),
-        public_addr: "127.0.0.1:0".into(),
-    };
-    let ca = tether_relay::ca::Ca::create(&data, "bench")?;
-    ca.issue_server(&data, "localhost")?;
-    data.save_settings(&settings)?;
-    let relay = Relay::start(&data, ServeOptions::new("127.0.0.1:0".parse()?)).await?;
-    let addr = relay.local_addr()?.to_string();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let relay_task = tokio::spawn(relay.run(async {
-        let _ = stop_rx.await;
-    }));
+    let (data, addr, stop_tx, relay_task) = bench_relay(tmp.path()).await?;
 
     // Tokens, minted straight into the store (as `tether-relay token` does).
     let store = Store::open_sqlite(&data.database()).await?;
@@ -381,6 +367,33 @@ async fn ingest(report: &mut Report, devices: usize, packages: usize) -> Result<
     let _ = stop_tx.send(());
     let _ = relay_task.await;
     Ok(())
+}
+
+/// A relay from the relay library on 127.0.0.1 with a fresh CA in `dir`; stop it by sending on
+/// the returned channel and awaiting the task.
+pub async fn bench_relay(
+    dir: &Path,
+) -> Result<(
+    DataDir,
+    String,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+)> {
+    let data = DataDir::new(dir.join("relay"));
+    tether_relay::config::ensure_dir(&data.root)?;
+    let ca = tether_relay::ca::Ca::create(&data, "bench")?;
+    ca.issue_server(&data, "localhost")?;
+    data.save_settings(&RelaySettings {
+        name: "localhost".into(),
+        public_addr: "127.0.0.1:0".into(),
+    })?;
+    let relay = Relay::start(&data, ServeOptions::new("127.0.0.1:0".parse()?)).await?;
+    let addr = relay.local_addr()?.to_string();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let relay_task = tokio::spawn(relay.run(async {
+        let _ = stop_rx.await;
+    }));
+    Ok((data, addr, stop_tx, relay_task))
 }
 
 async fn upload(dir: &Path, inv: Inventory) -> Result<u32> {

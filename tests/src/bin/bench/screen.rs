@@ -91,20 +91,7 @@ fn pctl(v: &mut [f64], p: f64) -> f64 {
 pub async fn screen(report: &mut Report, w: u32, h: u32) -> Result<()> {
     let x = xvfb(w, h)?;
     let tmp = tempfile::tempdir()?;
-    let data = DataDir::new(tmp.path().join("relay"));
-    tether_relay::config::ensure_dir(&data.root)?;
-    let ca = tether_relay::ca::Ca::create(&data, "bench")?;
-    ca.issue_server(&data, "localhost")?;
-    data.save_settings(&RelaySettings {
-        name: "localhost".into(),
-        public_addr: "127.0.0.1:0".into(),
-    })?;
-    let relay = Relay::start(&data, ServeOptions::new("127.0.0.1:0".parse()?)).await?;
-    let addr = relay.local_addr()?.to_string();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let relay_task = tokio::spawn(relay.run(async {
-        let _ = stop_rx.await;
-    }));
+    let (data, addr, stop_tx, relay_task) = bench_relay(tmp.path()).await?;
     let store = Store::open_sqlite(&data.database()).await?;
     let mk = |kind| {
         tether_relay::tokens::create(
