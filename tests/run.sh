@@ -6,4 +6,4 @@ cd "$(dirname "$0")/.."
 bash deploy/install-deps.sh test
 # The end-to-end tests run the built binaries; build them once, up front.
 cargo build --workspace --bins -j2
-cargo test --workspace -j2 -- --test-threads=4
+cargo test --workspace -j2 -- --test-threads=3

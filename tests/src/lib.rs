@@ -457,14 +457,15 @@ impl Xvfb {
         }
     }
 
-    /// Runs an X client on this display in the background; killed on drop.
+    /// Runs an X client on this display in the background; killed on drop. Its stderr goes to
+    /// the test's output, so a client that fails to start says why.
     pub fn spawn(&self, program: &str, args: &[&str]) -> Proc {
         let child = Command::new(program)
             .args(args)
             .env("DISPLAY", &self.display)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::inherit())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
         Proc { child }
@@ -479,6 +480,22 @@ impl Xvfb {
 
     pub fn pid(&self) -> u32 {
         self.proc.child.id()
+    }
+}
+
+impl Drop for Xvfb {
+    /// SIGTERM first, so the server removes its lock file and socket for the next test.
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.proc.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.proc.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 

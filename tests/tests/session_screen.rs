@@ -52,7 +52,7 @@ fn screenshot_through_relay_is_pixel_identical_to_local_capture() {
             "echo Tether; sleep 600",
         ],
     );
-    wait_until(Duration::from_secs(10), || {
+    wait_until(Duration::from_secs(30), || {
         d.x.run("xdotool", &["search", "--name", "tether-term"])
             .status
             .success()
@@ -117,7 +117,7 @@ fn typing_and_clicks_arrive_exactly() {
             &format!("cat > {}", file.display()),
         ],
     );
-    wait_until(Duration::from_secs(10), || {
+    wait_until(Duration::from_secs(30), || {
         d.x.run("xdotool", &["search", "--name", "tether-term"])
             .status
             .success()

@@ -49,7 +49,7 @@ fn viewer_shows_the_remote_screen_and_forwards_typing() {
             &format!("echo Workstation screen; cat > {}", typed.display()),
         ],
     );
-    wait_until(Duration::from_secs(10), || {
+    wait_until(Duration::from_secs(30), || {
         remote
             .run("xdotool", &["search", "--name", "remote-term"])
             .status
