@@ -416,6 +416,12 @@ impl Tech {
             .collect()
     }
 
+    /// Waits (up to 10 s) until this technician sees the device online.
+    pub fn wait_online(&self, id: &str) {
+        wait_until(Duration::from_secs(10), || self.is_online(id) == Some(true))
+            .unwrap_or_else(|| panic!("device {id} never came online"));
+    }
+
     pub fn is_online(&self, id: &str) -> Option<bool> {
         self.devices()
             .iter()
@@ -433,7 +439,15 @@ pub struct Xvfb {
 impl Xvfb {
     pub fn start(width: u32, height: u32) -> Self {
         let mut child = Command::new("Xvfb")
-            .args(["-displayfd", "1", "-nolisten", "tcp", "-screen", "0"])
+            .args([
+                "-displayfd",
+                "1",
+                "-nolisten",
+                "tcp",
+                "-noreset",
+                "-screen",
+                "0",
+            ])
             .arg(format!("{width}x{height}x24"))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -451,10 +465,16 @@ impl Xvfb {
             .recv_timeout(Duration::from_secs(20))
             .expect("Xvfb did not report its display");
         let display = format!(":{}", n.trim());
-        Xvfb {
+        let x = Xvfb {
             display,
             proc: Proc { child },
-        }
+        };
+        // Ready means a client can connect, not only that the server picked its number.
+        wait_until(Duration::from_secs(20), || {
+            x.run("xdotool", &["getdisplaygeometry"]).status.success()
+        })
+        .unwrap_or_else(|| panic!("Xvfb {} accepts no clients", x.display));
+        x
     }
 
     /// Runs an X client on this display in the background; killed on drop. Its stderr goes to

@@ -5,7 +5,7 @@ use tether_net::client::{Credentials, connect};
 use tether_net::tls::{self, TransportOptions};
 use tether_protocol::message::close_code;
 use tether_protocol::token::EnrollToken;
-use tether_tests::{Agent, Relay, Tech, wait_until};
+use tether_tests::{Agent, Relay, Tech};
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -53,10 +53,7 @@ fn garbage_instead_of_hello_is_closed_and_others_are_served() {
     let tech = Tech::enroll(&relay.tech_token("ana", "viewer"));
     let mut agent = Agent::enroll(&relay.agent_token());
     agent.start();
-    wait_until(Duration::from_secs(10), || {
-        tech.is_online(&agent.id) == Some(true)
-    })
-    .unwrap();
+    tech.wait_online(&agent.id);
 
     rt().block_on(async {
         for garbage in [
@@ -128,10 +125,7 @@ fn garbage_from_an_enrolled_agent_after_hello_disconnects_only_it() {
     let mut good = Agent::enroll(&relay.agent_token());
     good.start();
     let bad = Agent::enroll(&relay.agent_token());
-    wait_until(Duration::from_secs(10), || {
-        tech.is_online(&good.id) == Some(true)
-    })
-    .unwrap();
+    tech.wait_online(&good.id);
 
     rt().block_on(async {
         let creds = Credentials::load(&bad.state()).unwrap();

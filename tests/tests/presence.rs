@@ -17,10 +17,7 @@ fn enrolled_agent_shows_online_with_its_hostname() {
     assert_eq!(devices[0]["group"], "accounting");
 
     agent.start();
-    wait_until(Duration::from_secs(10), || {
-        tech.is_online(&agent.id) == Some(true)
-    })
-    .expect("agent never came online");
+    tech.wait_online(&agent.id);
     let d = tech.devices();
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
     assert_eq!(d[0]["hostname"], hostname.trim());
@@ -40,10 +37,7 @@ fn killed_agent_shows_offline_within_10s_and_restart_online_within_5s() {
     let tech = Tech::enroll(&relay.tech_token("ana", "support"));
     let mut agent = Agent::enroll(&relay.agent_token());
     agent.start();
-    wait_until(Duration::from_secs(10), || {
-        tech.is_online(&agent.id) == Some(true)
-    })
-    .expect("agent never came online");
+    tech.wait_online(&agent.id);
 
     // SIGKILL: no goodbye, so the relay must notice the silence.
     agent.kill();
@@ -67,10 +61,7 @@ fn relay_restart_brings_agent_back_by_itself() {
     let tech = Tech::enroll(&relay.tech_token("ana", "support"));
     let mut agent = Agent::enroll(&relay.agent_token());
     agent.start();
-    wait_until(Duration::from_secs(10), || {
-        tech.is_online(&agent.id) == Some(true)
-    })
-    .expect("agent never came online");
+    tech.wait_online(&agent.id);
 
     relay.restart();
     // Right after a restart nobody is online until the agent reconnects on its own.
@@ -91,10 +82,7 @@ fn agent_stopped_gracefully_goes_offline_at_once() {
     let tech = Tech::enroll(&relay.tech_token("ana", "viewer"));
     let mut agent = Agent::enroll(&relay.agent_token());
     agent.start();
-    wait_until(Duration::from_secs(10), || {
-        tech.is_online(&agent.id) == Some(true)
-    })
-    .expect("agent never came online");
+    tech.wait_online(&agent.id);
     let status = agent.proc.take().unwrap().terminate();
     assert!(status.success(), "agent exit status {status}");
     // A graceful stop closes the connection: far quicker than the heartbeat timeout.

@@ -1,8 +1,7 @@
 //! Every session request leaves an audit record: who, which device, why, the ticket, what was
 //! asked and granted, the decision, times, bytes, and the technician's resolution notes.
 
-use std::time::Duration;
-use tether_tests::{Agent, Relay, Tech, Xvfb, ok, stderr, wait_until};
+use tether_tests::{Agent, Relay, Tech, Xvfb, ok, stderr};
 
 #[test]
 fn sessions_are_audited_with_ticket_decision_bytes_and_notes() {
@@ -14,10 +13,7 @@ fn sessions_are_audited_with_ticket_decision_bytes_and_notes() {
     let mut agent = Agent::enroll(&relay.agent_token());
     let offline = Agent::enroll(&relay.agent_token());
     agent.start_on_display(&x.display);
-    wait_until(Duration::from_secs(10), || {
-        ana.is_online(&agent.id) == Some(true)
-    })
-    .unwrap();
+    ana.wait_online(&agent.id);
 
     let shot = tempfile::NamedTempFile::new().unwrap();
     ok(ana.tether(&[

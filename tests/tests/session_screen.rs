@@ -23,10 +23,7 @@ fn desk(role: &str) -> Desk {
     let tech = Tech::enroll(&relay.tech_token("ana", role));
     let mut agent = Agent::enroll(&relay.agent_token());
     agent.start_on_display(&x.display);
-    wait_until(Duration::from_secs(10), || {
-        tech.is_online(&agent.id) == Some(true)
-    })
-    .expect("agent never came online");
+    tech.wait_online(&agent.id);
     Desk {
         x,
         relay,
@@ -252,10 +249,7 @@ fn relay_that_alters_bytes_breaks_the_session() {
     let tech = Tech::enroll(&token(&["--technician", "ana", "--role", "support"]));
     let mut agent = Agent::enroll(&token(&["--agent"]));
     agent.start_on_display(&x.display);
-    wait_until(Duration::from_secs(10), || {
-        tech.is_online(&agent.id) == Some(true)
-    })
-    .expect("agent never came online");
+    tech.wait_online(&agent.id);
 
     let creds = Credentials::load(&tech.config()).unwrap();
     let result = rt.block_on(async {

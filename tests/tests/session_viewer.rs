@@ -61,10 +61,7 @@ fn viewer_shows_the_remote_screen_and_forwards_typing() {
     let tech = Tech::enroll(&relay.tech_token("ana", "support"));
     let mut agent = Agent::enroll(&relay.agent_token());
     agent.start_on_display(&remote.display);
-    wait_until(Duration::from_secs(10), || {
-        tech.is_online(&agent.id) == Some(true)
-    })
-    .unwrap();
+    tech.wait_online(&agent.id);
 
     let _viewer = tether_tests::Proc {
         child: std::process::Command::new(bin("tether"))

@@ -43,7 +43,15 @@ impl Drop for Xserver {
 fn xvfb(w: u32, h: u32) -> Result<Xserver> {
     use std::io::BufRead;
     let mut child = std::process::Command::new("Xvfb")
-        .args(["-displayfd", "1", "-nolisten", "tcp", "-screen", "0"])
+        .args([
+            "-displayfd",
+            "1",
+            "-nolisten",
+            "tcp",
+            "-noreset",
+            "-screen",
+            "0",
+        ])
         .arg(format!("{w}x{h}x24"))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
