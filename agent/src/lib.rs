@@ -6,8 +6,10 @@
 
 pub mod clipboard;
 pub mod collect;
+pub mod consent;
 pub mod host;
 pub mod input;
+pub mod ipc;
 pub mod reporter;
 pub mod screen;
 pub mod service;

@@ -6,10 +6,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tether_agent::collect::{CollectOptions, collect};
-use tether_agent::reporter;
+use tether_agent::consent::{Consent, ConsentOptions};
 use tether_agent::service::{self, AgentOptions};
 use tether_agent::{SOFTWARE, default_state_dir, host};
+use tether_agent::{ipc, reporter};
 use tether_net::client::{self, Credentials};
+use tether_net::local;
+use tether_protocol::consent::{ActiveSession, LocalEvent, LocalRequest, Prompt};
 use tether_protocol::identity::Identity;
 use tether_protocol::token::EnrollToken;
 use tokio::sync::Notify;
@@ -45,6 +48,57 @@ enum Cmd {
         /// Read the inventory from this root instead of / (for tests and diagnostics).
         #[arg(long, default_value = "/", hide = true)]
         inventory_root: PathBuf,
+        /// The local socket the tray app and `tether-agent approve` use
+        /// [default: /run/user/<desktop uid>/tether-agent.sock].
+        #[arg(long, env = "TETHER_AGENT_SOCKET")]
+        ipc_socket: Option<PathBuf>,
+        /// Whose desktop this is (name or uid): only they (or root) may answer prompts
+        /// [default: owner of the X server for $DISPLAY].
+        #[arg(long)]
+        desktop_user: Option<String>,
+        /// How long the user has to answer a session request before it is denied.
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        consent_timeout: Duration,
+        /// Headless machines: when no tray app is running, requests wait for
+        /// `tether-agent approve` instead of being denied at once.
+        #[arg(long)]
+        terminal_approval: bool,
+    },
+    /// List session requests waiting for an answer and sessions running.
+    Sessions {
+        #[command(flatten)]
+        local: Local,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve a waiting session request (ID or a unique prefix).
+    Approve {
+        #[command(flatten)]
+        local: Local,
+        id: String,
+    },
+    /// Deny a waiting session request.
+    Deny {
+        #[command(flatten)]
+        local: Local,
+        id: String,
+    },
+    /// End a running session.
+    End {
+        #[command(flatten)]
+        local: Local,
+        id: String,
+    },
+    /// Rate a session that ran on this machine (1 to 5).
+    Rate {
+        #[command(flatten)]
+        local: Local,
+        id: String,
+        #[arg(value_parser = clap::value_parser!(u8).range(1..=5))]
+        rating: u8,
+        #[arg(long, default_value = "")]
+        comment: String,
     },
     /// Print this machine's hardware and software inventory (no relay needed).
     Inventory {
@@ -58,6 +112,32 @@ enum Cmd {
         #[arg(long, default_value = "/")]
         root: PathBuf,
     },
+}
+
+#[derive(clap::Args)]
+struct Local {
+    /// The agent's local socket [default: $XDG_RUNTIME_DIR/tether-agent.sock].
+    #[arg(long, env = "TETHER_AGENT_SOCKET")]
+    socket: Option<PathBuf>,
+}
+
+impl Local {
+    fn request(&self, req: &LocalRequest) -> Result<LocalEvent> {
+        let path = self.socket.clone().unwrap_or_else(local::default_socket);
+        Ok(local::request(&path, req)?)
+    }
+
+    /// Sends an answer; an agent error becomes ours.
+    fn act(&self, req: LocalRequest) -> Result<()> {
+        match self.request(&req)? {
+            LocalEvent::Done { message } => {
+                println!("{message}");
+                Ok(())
+            }
+            LocalEvent::Error { message } => anyhow::bail!("{message}"),
+            other => anyhow::bail!("unexpected answer from the agent: {other:?}"),
+        }
+    }
 }
 
 fn main() -> std::process::ExitCode {
@@ -114,9 +194,34 @@ async fn run(cli: Cli) -> Result<()> {
             state,
             inventory_interval,
             inventory_root,
+            ipc_socket,
+            desktop_user,
+            consent_timeout,
+            terminal_approval,
         } => {
             let dir = state.unwrap_or_else(default_state_dir);
             let creds = Credentials::load(&dir)?;
+            let desktop_uid = match desktop_user {
+                Some(u) => ipc::parse_user(&u).map_err(anyhow::Error::msg)?,
+                None => ipc::desktop_owner(),
+            };
+            let socket = ipc_socket.unwrap_or_else(|| {
+                if local::current_uid() == 0 {
+                    local::runtime_socket(desktop_uid)
+                } else {
+                    local::default_socket()
+                }
+            });
+            let (report_tx, report_rx) = tokio::sync::mpsc::channel(64);
+            let consent = Consent::spawn(
+                ConsentOptions {
+                    timeout: consent_timeout,
+                    terminal_approval,
+                },
+                report_tx,
+            );
+            ipc::listen(&socket, desktop_uid, consent.clone())
+                .with_context(|| format!("opening the local socket {}", socket.display()))?;
             let refresh = Arc::new(Notify::new());
             spawn_sighup(refresh.clone());
             let opts = AgentOptions {
@@ -131,8 +236,47 @@ async fn run(cli: Cli) -> Result<()> {
                 inventory_interval,
                 refresh,
             );
-            service::run(creds, opts, inventory, shutdown_signal()).await?;
+            service::run(
+                creds,
+                opts,
+                inventory,
+                consent,
+                report_rx,
+                shutdown_signal(),
+            )
+            .await?;
+            let _ = std::fs::remove_file(&socket);
         }
+        Cmd::Sessions { local, json } => {
+            let (prompts, active) = match local.request(&LocalRequest::List)? {
+                LocalEvent::Snapshot { prompts, active } => (prompts, active),
+                LocalEvent::Error { message } => anyhow::bail!("{message}"),
+                other => anyhow::bail!("unexpected answer from the agent: {other:?}"),
+            };
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({ "requests": prompts, "active": active })
+                    )?
+                );
+            } else {
+                print_local(&prompts, &active);
+            }
+        }
+        Cmd::Approve { local, id } => local.act(LocalRequest::Approve { id })?,
+        Cmd::Deny { local, id } => local.act(LocalRequest::Deny { id })?,
+        Cmd::End { local, id } => local.act(LocalRequest::End { id })?,
+        Cmd::Rate {
+            local,
+            id,
+            rating,
+            comment,
+        } => local.act(LocalRequest::Rate {
+            id,
+            rating,
+            comment,
+        })?,
         Cmd::Inventory {
             json,
             packages,
@@ -155,6 +299,35 @@ async fn run(cli: Cli) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn print_local(prompts: &[Prompt], active: &[ActiveSession]) {
+    if prompts.is_empty() && active.is_empty() {
+        println!("no session requests and no sessions running");
+    }
+    for p in prompts {
+        println!(
+            "request {}  {} ({}) asks {} · reason: {} · ticket: {} · {} s left",
+            p.id,
+            p.technician,
+            p.role,
+            p.permissions.describe(),
+            p.reason,
+            p.ticket,
+            p.seconds_left
+        );
+    }
+    for s in active {
+        println!(
+            "running {}  {} ({}) {}{} · ticket: {}",
+            s.id,
+            s.technician,
+            s.role,
+            s.permissions.describe(),
+            if s.unattended { " · unattended" } else { "" },
+            s.ticket
+        );
+    }
 }
 
 /// SIGHUP asks for a fresh inventory now.

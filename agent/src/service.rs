@@ -1,6 +1,7 @@
 //! The agent's connection to the relay: connect, hello, status, heartbeats through
 //! [`AgentConn`], and reconnect with jittered exponential backoff (0.5 s up to 30 s) forever.
 
+use crate::consent::Consent;
 use crate::reporter::{Latest, LatestRx};
 use crate::{SOFTWARE, host};
 use std::future::Future;
@@ -48,17 +49,34 @@ enum Ended {
 
 /// Runs until `shutdown` completes. Returns an error only if the credentials cannot be loaded.
 /// `inventory` publishes the current inventory (see [`crate::reporter`]).
+/// `consent` decides session offers; `reports` are the consent service's messages for the relay
+/// (they wait in the channel while the relay is unreachable).
 pub async fn run(
     creds: Credentials,
     opts: AgentOptions,
     mut inventory: LatestRx,
+    consent: Consent,
+    mut reports: mpsc::Receiver<AgentToRelay>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ClientError> {
     tokio::pin!(shutdown);
     let mut backoff = Backoff::new(opts.backoff_min, opts.backoff_max);
     info!(identity = %creds.identity, relay = %creds.relay.addr, "agent starting");
     loop {
-        match session(&creds, &opts, &mut backoff, &mut inventory, &mut shutdown).await {
+        let link = Link {
+            consent: &consent,
+            reports: &mut reports,
+        };
+        match session(
+            &creds,
+            &opts,
+            &mut backoff,
+            &mut inventory,
+            link,
+            &mut shutdown,
+        )
+        .await
+        {
             Ended::Shutdown => return Ok(()),
             Ended::Lost(e) => {
                 if matches!(&e, ClientError::Net(n) if n.is_auth()) {
@@ -77,11 +95,18 @@ pub async fn run(
     }
 }
 
+/// What a connection shares with the consent service.
+struct Link<'a> {
+    consent: &'a Consent,
+    reports: &'a mut mpsc::Receiver<AgentToRelay>,
+}
+
 async fn session<F: Future<Output = ()>>(
     creds: &Credentials,
     opts: &AgentOptions,
     backoff: &mut Backoff,
     inventory: &mut LatestRx,
+    link: Link<'_>,
     shutdown: &mut std::pin::Pin<&mut F>,
 ) -> Ended {
     let transport = TransportOptions {
@@ -153,6 +178,11 @@ async fn session<F: Future<Output = ()>>(
                     break Ended::Lost(e.into());
                 }
             }
+            Some(report) = link.reports.recv() => {
+                if let Err(e) = write_msg(&mut send, &report, limits::CONTROL).await {
+                    break Ended::Lost(e.into());
+                }
+            }
             done = upload_rx.recv() => {
                 uploading = false;
                 match done {
@@ -189,7 +219,7 @@ async fn session<F: Future<Output = ()>>(
             stream = conn.accept_bi() => match stream {
                 Ok((s, r)) => {
                     if let tether_protocol::identity::Identity::Device { id, .. } = &creds.identity {
-                        tokio::spawn(crate::session::serve(creds.clone(), id.clone(), s, r));
+                        tokio::spawn(crate::session::serve(creds.clone(), id.clone(), link.consent.clone(), s, r));
                     }
                 }
                 Err(e) => break Ended::Lost(ClientError::Net(NetError::from_connection(&e))),

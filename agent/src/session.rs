@@ -2,15 +2,17 @@
 //! over the relay's splice (requiring the technician's org certificate), then serve screenshots
 //! and input within the grant's permissions.
 
+use crate::consent::Consent;
 use crate::input;
 use crate::screen::{self, ScreenSource, X11Screen};
 use quinn::{RecvStream, SendStream};
 use tether_net::client::Credentials;
 use tether_net::framed::{read_msg, write_msg};
 use tether_net::pki;
+use tether_protocol::consent::Outcome;
 use tether_protocol::identity::Identity;
 use tether_protocol::session::{
-    OfferReply, RelayStream, SessionGate, SessionGrant, ToAgent, ToViewer,
+    OfferReply, RefuseKind, RelayStream, SessionGate, SessionGrant, ToAgent, ToViewer,
 };
 use tether_protocol::{codec, frame, limits};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -28,6 +30,7 @@ fn now_ms() -> i64 {
 pub async fn serve(
     creds: Credentials,
     device_id: String,
+    consent: Consent,
     mut send: SendStream,
     mut recv: RecvStream,
 ) {
@@ -43,27 +46,58 @@ pub async fn serve(
         Ok(g) => g,
         Err(message) => {
             warn!("session refused: {message}");
-            let _ = write_msg(&mut send, &OfferReply::Refuse { message }, limits::CONTROL).await;
+            let reply = OfferReply::Refuse {
+                kind: RefuseKind::Invalid,
+                message,
+            };
+            let _ = write_msg(&mut send, &reply, limits::CONTROL).await;
             let _ = send.finish();
             return;
         }
     };
     let g = gate.grant().clone();
-    if write_msg(&mut send, &OfferReply::Accept, limits::CONTROL)
-        .await
-        .is_err()
+    // The user's answer (or the policy, or deny by default). The relay's request waits for it.
+    let outcome = tokio::select! {
+        o = consent.offer(g.clone()) => o,
+        // The technician gave up (or the relay went away): the prompt stays until it times out,
+        // and its answer then goes nowhere.
+        _ = send.stopped() => return,
+    };
+    if !outcome.accepted() {
+        let kind = match outcome {
+            Outcome::TimedOut => RefuseKind::TimedOut,
+            _ => RefuseKind::Denied,
+        };
+        let reply = OfferReply::Refuse {
+            kind,
+            message: outcome.message().to_string(),
+        };
+        let _ = write_msg(&mut send, &reply, limits::CONTROL).await;
+        let _ = send.finish();
+        return;
+    }
+    let unattended = outcome == Outcome::Unattended;
+    if write_msg(
+        &mut send,
+        &OfferReply::Accept { unattended },
+        limits::CONTROL,
+    )
+    .await
+    .is_err()
     {
         return;
     }
     info!(
         session = %g.session_id, technician = %g.technician, permissions = %g.permissions.describe(),
-        reason = %g.reason, ticket = %g.ticket, "session accepted"
+        reason = %g.reason, ticket = %g.ticket, unattended, "session accepted"
     );
-    if let Err(e) = run(&creds, gate, send, recv).await {
+    let ended_by_user = consent.started(g.clone(), unattended).await;
+    if let Err(e) = run(&creds, gate, send, recv, ended_by_user).await {
         warn!(session = %g.session_id, "session ended: {e}");
     } else {
         info!(session = %g.session_id, "session ended");
     }
+    consent.ended(g.session_id).await;
 }
 
 fn check_offer(
@@ -85,6 +119,7 @@ async fn run(
     gate: SessionGate,
     send: SendStream,
     recv: RecvStream,
+    mut ended_by_user: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), String> {
     let (chain, key) = creds.identity_material().map_err(|e| e.to_string())?;
     let ca = creds.ca().map_err(|e| e.to_string())?;
@@ -136,7 +171,16 @@ async fn run(
         .await;
     let mut stream: Option<(mpsc::UnboundedSender<u64>, tokio::task::JoinHandle<()>)> = None;
     let result = loop {
-        let msg: ToAgent = match recv_msg(&mut rd, limits::CONTROL).await {
+        let received = tokio::select! {
+            r = recv_msg(&mut rd, limits::CONTROL) => r,
+            // The user pressed "End session": say so and close. (Cancelling a half-read frame
+            // is fine, nothing more is read after it.)
+            () = user_ends(&mut ended_by_user) => {
+                let _ = out.send(ToViewer::Bye { reason: "ended by the user".into() }).await;
+                break Ok(());
+            }
+        };
+        let msg: ToAgent = match received {
             Ok(Some(m)) => m,
             Ok(None) => break Ok(()),
             Err(e) => break Err(e),
@@ -245,6 +289,13 @@ async fn run(
     drop(out);
     let _ = writer.await;
     result
+}
+
+/// Resolves when the user ends the session (never, if the consent service is gone).
+async fn user_ends(ended: &mut tokio::sync::watch::Receiver<bool>) {
+    if ended.wait_for(|e| *e).await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 async fn send_msg<W: tokio::io::AsyncWrite + Unpin>(

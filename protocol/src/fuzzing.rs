@@ -37,6 +37,8 @@ fn decode_payload(p: &[u8]) {
     let _ = from_payload::<RelayToAgent>(p);
     let _ = from_payload::<TechRequest>(p);
     let _ = from_payload::<TechResponse>(p);
+    let _ = from_payload::<crate::consent::LocalRequest>(p);
+    let _ = from_payload::<crate::consent::LocalEvent>(p);
     let _ = from_payload::<UploadReply>(p);
     if let Ok(AgentStream::InventoryUpload { mut inventory, .. }) = from_payload::<AgentStream>(p) {
         // What the relay does with every upload: it must be total too.

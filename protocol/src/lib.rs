@@ -18,6 +18,7 @@
 pub mod backoff;
 pub mod codec;
 pub mod conn;
+pub mod consent;
 pub mod frame;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -145,6 +145,16 @@ pub enum AgentToRelay {
     InventoryHash {
         hash: u64,
     },
+    /// The user ended this session from the tray or the terminal.
+    SessionEndedByUser {
+        session_id: String,
+    },
+    /// The user's rating of a session that ran on this device (1–5, comment cleaned).
+    Rating {
+        session_id: String,
+        rating: u8,
+        comment: String,
+    },
 }
 
 /// First frame of a stream the agent opens on its connection.
@@ -225,6 +235,27 @@ pub enum TechRequest {
         session_id: String,
         text: String,
     },
+    /// Sessions per technician since a time. Admins see every technician, others themselves.
+    Report {
+        since_unix_ms: i64,
+    },
+}
+
+/// One technician's sessions in a report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReportRow {
+    pub technician: String,
+    pub requests: u64,
+    pub approved: u64,
+    pub unattended: u64,
+    pub denied: u64,
+    pub timed_out: u64,
+    pub failed: u64,
+    /// Sum and mean over sessions that started and ended.
+    pub total_seconds: u64,
+    pub mean_seconds: Option<f64>,
+    pub ratings: u64,
+    pub mean_rating: Option<f64>,
 }
 
 /// One audited session.
@@ -273,6 +304,7 @@ pub enum TechResponse {
         hostname: String,
     },
     Sessions(Vec<SessionRow>),
+    Report(Vec<ReportRow>),
     /// The request was carried out.
     Done,
     Error {

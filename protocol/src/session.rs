@@ -77,6 +77,9 @@ pub struct SessionGrant {
     pub ticket: String,
     pub issued_at_unix_ms: i64,
     pub expires_at_unix_ms: i64,
+    /// The device's group allows unattended access and the technician is an admin: the agent
+    /// starts the session without asking (it still shows the banner).
+    pub unattended: bool,
 }
 
 /// First frame of a stream the relay opens on an agent's connection.
@@ -88,8 +91,26 @@ pub enum RelayStream {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum OfferReply {
-    Accept,
-    Refuse { message: String },
+    Accept {
+        /// Started without asking, by the unattended policy.
+        unattended: bool,
+    },
+    Refuse {
+        kind: RefuseKind,
+        /// One line for the technician.
+        message: String,
+    },
+}
+
+/// Why an agent refused an offer (the relay's audit decision).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RefuseKind {
+    /// The grant failed a check (signature, device, expiry).
+    Invalid,
+    /// The user said no, or nobody could be asked.
+    Denied,
+    /// Nobody answered the prompt in time.
+    TimedOut,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -366,6 +387,7 @@ mod tests {
             ticket: "HD-1042".into(),
             issued_at_unix_ms: 1_000,
             expires_at_unix_ms: 61_000,
+            unattended: false,
         }
     }
 

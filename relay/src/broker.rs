@@ -12,7 +12,7 @@ use std::time::Duration;
 use tether_net::framed::{read_msg, write_msg};
 use tether_protocol::identity::Role;
 use tether_protocol::message::{ErrorCode, SessionRequest, TechResponse, may_start_session};
-use tether_protocol::session::{GRANT_TTL_MS, OfferReply, RelayStream, SessionGrant};
+use tether_protocol::session::{GRANT_TTL_MS, OfferReply, RefuseKind, RelayStream, SessionGrant};
 use tether_protocol::{codec, limits, text};
 use tracing::{info, warn};
 
@@ -120,6 +120,16 @@ pub async fn open_session(
         .await;
         return;
     };
+    // Unattended access needs both the group's policy and the admin role; the agent checks the
+    // role again.
+    let unattended = role == Role::Admin
+        && match state.store.unattended(&device.group).await {
+            Ok(on) => on,
+            Err(e) => {
+                warn!("store error reading policy (treating as attended): {e}");
+                false
+            }
+        };
     let grant = SessionGrant {
         session_id: session_id.clone(),
         device_id: device.id.clone(),
@@ -130,6 +140,7 @@ pub async fn open_session(
         ticket: text::clean(&req.ticket, 64),
         issued_at_unix_ms: now,
         expires_at_unix_ms: now + GRANT_TTL_MS,
+        unattended,
     };
     let offer = codec::to_bytes(&grant)
         .map_err(|e| e.to_string())
@@ -160,22 +171,22 @@ pub async fn open_session(
         let answer: OfferReply = read_msg(&mut arecv, limits::CONTROL).await?;
         Ok::<_, tether_net::NetError>((answer, asend, arecv))
     };
-    let (asend, arecv) = match tokio::time::timeout(OFFER_TIMEOUT, offered).await {
-        Ok(Ok((OfferReply::Accept, s, r))) => (s, r),
-        Ok(Ok((OfferReply::Refuse { message }, _, _))) => {
-            decide("denied", message.clone(), None).await;
-            info!(session = %grant.session_id, device = %device.id, technician, "refused by agent: {message}");
-            reply(
-                &mut tsend,
-                &error(
-                    ErrorCode::Refused,
-                    format!("device refused the session: {message}"),
-                ),
-            )
-            .await;
+    let (asend, arecv, unattended) = match tokio::time::timeout(OFFER_TIMEOUT, offered).await {
+        Ok(Ok((OfferReply::Accept { unattended: u }, s, r))) => (s, r, u && unattended),
+        Ok(Ok((OfferReply::Refuse { kind, message }, _, _))) => {
+            let message = text::clean(&message, 256);
+            let (decision, shown) = match kind {
+                RefuseKind::Denied => ("denied", message.clone()),
+                RefuseKind::TimedOut => ("timed_out", message.clone()),
+                RefuseKind::Invalid => ("failed", format!("device refused the session: {message}")),
+            };
+            decide(decision, message.clone(), None).await;
+            info!(session = %grant.session_id, device = %device.id, technician, decision, "refused by agent: {message}");
+            refuse(&mut tsend, &error(ErrorCode::Refused, shown)).await;
             return;
         }
         Ok(Err(e)) => {
+            decide("failed", format!("device did not answer: {e}"), None).await;
             refuse(
                 &mut tsend,
                 &error(ErrorCode::Offline, format!("device did not answer: {e}")),
@@ -184,6 +195,7 @@ pub async fn open_session(
             return;
         }
         Err(_) => {
+            decide("timed_out", "device did not answer in time".into(), None).await;
             refuse(
                 &mut tsend,
                 &error(ErrorCode::Refused, "device did not answer in time"),
@@ -204,12 +216,16 @@ pub async fn open_session(
     {
         return;
     }
-    decide(
-        "approved",
-        "accepted by the agent (no consent prompt yet)".into(),
-        Some(now_ms()),
-    )
-    .await;
+    if unattended {
+        decide(
+            "unattended",
+            "unattended by policy (admin, group allows it)".into(),
+            Some(now_ms()),
+        )
+        .await;
+    } else {
+        decide("approved", "approved by the user".into(), Some(now_ms())).await;
+    }
     info!(
         session = %grant.session_id,
         device = %device.id,

@@ -74,6 +74,25 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Show or change per-group policy (who may be reached without the user's prompt).
+    /// Needs the relay's data directory, i.e. the relay's administrator.
+    Policy {
+        #[arg(
+            long,
+            env = "TETHER_RELAY_DATA",
+            default_value = "/var/lib/tether-relay"
+        )]
+        data: PathBuf,
+        /// The device group to change.
+        #[arg(long, requires = "unattended")]
+        group: Option<String>,
+        /// Allow admins to start sessions on this group's devices without the user's approval.
+        #[arg(long, value_parser = ["on", "off"], requires = "group")]
+        unattended: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the relay.
     Serve {
         #[arg(
@@ -184,6 +203,51 @@ async fn run(cli: Cli) -> Result<()> {
                     "single-use token for {relay_addr}, valid for {}",
                     humantime::format_duration(ttl)
                 );
+            }
+        }
+        Cmd::Policy {
+            data,
+            group,
+            unattended,
+            json,
+        } => {
+            let dd = DataDir::new(&data);
+            if !dd.is_initialized() {
+                bail!(
+                    "{} is not a relay data directory (run tether-relay init, or pass --data)",
+                    data.display()
+                );
+            }
+            let store = Store::open_sqlite(&dd.database()).await?;
+            if let (Some(group), Some(flag)) = (&group, &unattended) {
+                validate_name("group", group)?;
+                let on = flag == "on";
+                store.set_unattended(group, on).await?;
+                tracing::info!(group, unattended = on, "policy changed");
+                if !json {
+                    println!(
+                        "group {group}: unattended access {}",
+                        if on {
+                            "ON for admins (sessions start without the user's approval; still audited and shown)"
+                        } else {
+                            "off (the user approves every session)"
+                        }
+                    );
+                }
+            }
+            let rows = store.policies().await?;
+            store.close().await;
+            if json {
+                let rows: Vec<_> = rows
+                    .iter()
+                    .map(|(g, on, at)| serde_json::json!({"group": g, "unattended": on, "updated_unix_ms": at}))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else if group.is_none() {
+                println!("{:<24} UNATTENDED", "GROUP");
+                for (g, on, _) in rows {
+                    println!("{g:<24} {}", if on { "on" } else { "off" });
+                }
             }
         }
         Cmd::Serve {

@@ -340,6 +340,25 @@ async fn run_agent(
                                     warn!("store error: {e}");
                                 }
                             }
+                            Ok(AgentToRelay::SessionEndedByUser { session_id }) => {
+                                match state.store.session_ended_by_user(&session_id, device).await {
+                                    Ok(true) => info!(session = %session_id, device, "session ended by the user"),
+                                    Ok(false) => warn!(device, "agent reported the end of an unknown session"),
+                                    Err(e) => warn!("store error: {e}"),
+                                }
+                            }
+                            Ok(AgentToRelay::Rating { session_id, rating, comment }) => {
+                                let comment = text::clean(&comment, tether_protocol::consent::MAX_COMMENT);
+                                if !(1..=5).contains(&rating) {
+                                    machine.handle_protocol_error(format!("rating {rating} out of range"));
+                                } else {
+                                    match state.store.rate_session(&session_id, device, rating, &comment).await {
+                                        Ok(true) => info!(session = %session_id, device, rating, "session rated"),
+                                        Ok(false) => warn!(device, "agent rated an unknown session"),
+                                        Err(e) => warn!("store error: {e}"),
+                                    }
+                                }
+                            }
                             Err(e) => machine.handle_protocol_error(format!("bad message from agent: {e}")),
                         }
                         if now.duration_since(last_touch) >= TOUCH_EVERY {

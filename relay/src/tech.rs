@@ -134,6 +134,11 @@ async fn answer(
                     .collect(),
             )
         }
+        TechRequest::Report { since_unix_ms } => {
+            // Like the audit trail: admins see every technician, others themselves.
+            let only = (role != Role::Admin).then_some(name);
+            TechResponse::Report(state.store.report(since_unix_ms, only).await?)
+        }
         TechRequest::AddNotes { session_id, text } => {
             let text = text::clean(&text.replace('\n', " "), 4096);
             if text.is_empty() {

@@ -129,6 +129,14 @@ enum Cmd {
         #[arg(long)]
         csv: bool,
     },
+    /// Sessions per technician: approvals, denials, time spent, the users' ratings.
+    Report {
+        /// How far back (e.g. 30d).
+        #[arg(long, default_value = "30d", value_parser = humantime::parse_duration)]
+        since: std::time::Duration,
+        #[arg(long)]
+        json: bool,
+    },
     /// Add resolution notes to one of your sessions.
     Notes { session: String, text: String },
     /// What changed on a machine: software installed/removed/upgraded, hardware, OS.
@@ -485,6 +493,26 @@ async fn run(cli: Cli) -> Result<()> {
                 );
             } else {
                 print!("{}", output::sessions_table(&rows));
+            }
+        }
+        Cmd::Report { since, json } => {
+            let creds = Credentials::load(&dir)?;
+            let session = Session::open(&creds).await?;
+            let rows = session.report(since_ms(since)).await;
+            session.close().await;
+            let rows = rows?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&output::report_json(&rows))?
+                );
+            } else if rows.is_empty() {
+                println!(
+                    "no sessions in the last {}",
+                    humantime::format_duration(since)
+                );
+            } else {
+                print!("{}", output::report_table(&rows));
             }
         }
         Cmd::Notes { session: id, text } => {

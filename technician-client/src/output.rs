@@ -6,7 +6,7 @@
 use serde_json::{Value, json};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tether_protocol::message::{
-    DeviceHistory, DeviceSummary, InventoryRow, SessionRow, SoftwareRow,
+    DeviceHistory, DeviceSummary, InventoryRow, ReportRow, SessionRow, SoftwareRow,
 };
 use tether_protocol::report;
 use tether_protocol::text::clean;
@@ -322,6 +322,82 @@ pub fn sessions_table(rows: &[SessionRow]) -> String {
     )
 }
 
+/// `tether report`: one row per technician.
+pub fn report_table(rows: &[ReportRow]) -> String {
+    let pct = |n: u64, of: u64| {
+        if of == 0 {
+            "-".to_string()
+        } else {
+            format!("{:.0}%", n as f64 * 100.0 / of as f64)
+        }
+    };
+    let rows: Vec<[String; 8]> = rows
+        .iter()
+        .map(|r| {
+            let asked = r.approved + r.unattended + r.denied + r.timed_out;
+            [
+                clean(&r.technician, 32),
+                r.requests.to_string(),
+                pct(r.approved + r.unattended, asked),
+                pct(r.denied, asked),
+                pct(r.timed_out, asked),
+                format_secs(r.total_seconds as f64),
+                r.mean_seconds
+                    .map(format_secs)
+                    .unwrap_or_else(|| "-".into()),
+                match r.mean_rating {
+                    Some(m) => format!("{m:.1} ({})", r.ratings),
+                    None => "-".into(),
+                },
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "TECHNICIAN",
+            "REQUESTS",
+            "APPROVED",
+            "DENIED",
+            "NO ANSWER",
+            "TOTAL TIME",
+            "MEAN TIME",
+            "RATING",
+        ],
+        &rows,
+    )
+}
+
+fn format_secs(s: f64) -> String {
+    let s = s.round() as u64;
+    if s >= 3600 {
+        format!("{}h{:02}m", s / 3600, s % 3600 / 60)
+    } else {
+        format!("{}m{:02}s", s / 60, s % 60)
+    }
+}
+
+pub fn report_json(rows: &[ReportRow]) -> serde_json::Value {
+    serde_json::Value::Array(
+        rows.iter()
+            .map(|r| {
+                serde_json::json!({
+                    "technician": r.technician,
+                    "requests": r.requests,
+                    "approved": r.approved,
+                    "unattended": r.unattended,
+                    "denied": r.denied,
+                    "timed_out": r.timed_out,
+                    "failed": r.failed,
+                    "total_seconds": r.total_seconds,
+                    "mean_seconds": r.mean_seconds,
+                    "ratings": r.ratings,
+                    "mean_rating": r.mean_rating,
+                })
+            })
+            .collect(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -337,6 +413,33 @@ mod tests {
             first_seen_unix_ms: 0,
             last_seen_unix_ms: last,
         }
+    }
+
+    #[test]
+    fn report_rates_and_times() {
+        let row = ReportRow {
+            technician: "ana\u{1b}[31m".into(),
+            requests: 5,
+            approved: 2,
+            unattended: 1,
+            denied: 1,
+            timed_out: 0,
+            failed: 1,
+            total_seconds: 3725,
+            mean_seconds: Some(1241.7),
+            ratings: 2,
+            mean_rating: Some(4.5),
+        };
+        let t = report_table(&[row]);
+        assert!(t.contains("ana[31m"), "{t}");
+        assert!(
+            t.contains("75%") && t.contains("25%") && t.contains("0%"),
+            "{t}"
+        );
+        assert!(
+            t.contains("1h02m") && t.contains("20m42s") && t.contains("4.5 (2)"),
+            "{t}"
+        );
     }
 
     #[test]

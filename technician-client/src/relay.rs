@@ -8,8 +8,8 @@ use tether_net::framed::{read_msg, write_msg};
 use tether_net::tls::TransportOptions;
 use tether_protocol::limits;
 use tether_protocol::message::{
-    DeviceHistory, DeviceInventory, DeviceSummary, Intent, InventoryRow, SessionRow, SoftwareRow,
-    TechRequest, TechResponse, close_code,
+    DeviceHistory, DeviceInventory, DeviceSummary, Intent, InventoryRow, ReportRow, SessionRow,
+    SoftwareRow, TechRequest, TechResponse, close_code,
 };
 use thiserror::Error;
 
@@ -143,6 +143,13 @@ impl Session {
             .await?
         {
             TechResponse::Sessions(r) => Ok(r),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn report(&self, since_unix_ms: i64) -> Result<Vec<ReportRow>, RequestError> {
+        match self.request(&TechRequest::Report { since_unix_ms }).await? {
+            TechResponse::Report(r) => Ok(r),
             other => Err(unexpected(other)),
         }
     }

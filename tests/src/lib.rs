@@ -12,6 +12,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
+use tether_net::local::LocalClient;
+use tether_protocol::consent::{LocalEvent, LocalRequest};
 
 /// Path of a workspace binary in the same target directory as the running test.
 pub fn bin(name: &str) -> PathBuf {
@@ -88,6 +90,24 @@ impl Proc {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Waits for the process to exit and returns its output (stdout/stderr if piped).
+    pub fn output(mut self) -> Output {
+        let mut stdout = Vec::new();
+        let mut stderr = Vec::new();
+        if let Some(mut o) = self.child.stdout.take() {
+            let _ = std::io::Read::read_to_end(&mut o, &mut stdout);
+        }
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = std::io::Read::read_to_end(&mut e, &mut stderr);
+        }
+        let status = self.child.wait().expect("wait for child");
+        Output {
+            status,
+            stdout,
+            stderr,
+        }
     }
 
     /// SIGTERM and wait for a graceful exit.
@@ -267,16 +287,23 @@ impl Agent {
         self.start_full(&[], Some(display));
     }
 
-    fn start_full(&mut self, extra: &[&str], display: Option<&str>) {
+    /// Starts `tether-agent run` with extra arguments, on an X display or none.
+    pub fn start_full(&mut self, extra: &[&str], display: Option<&str>) {
         let mut cmd = Command::new(bin("tether-agent"));
         match display {
             Some(d) => cmd.env("DISPLAY", d),
             None => cmd.env_remove("DISPLAY"),
         };
+        let socket = self.socket();
+        if let Some(parent) = socket.parent() {
+            std::fs::create_dir_all(parent).expect("mkdir ipc");
+        }
         let child = cmd
             .arg("run")
             .arg("--state")
             .arg(self.state())
+            .arg("--ipc-socket")
+            .arg(&socket)
             .args(extra)
             .env("RUST_LOG", log_filter())
             .stdin(Stdio::null())
@@ -293,6 +320,31 @@ impl Agent {
         }
     }
 
+    /// The agent's local consent socket (what the tray app and `tether-agent approve` use).
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("ipc").join("agent.sock")
+    }
+
+    /// Subscribes to the agent's local socket like the tray app does, waiting until the agent
+    /// serves it.
+    pub fn subscribe(&self) -> LocalClient {
+        subscribe(&self.socket())
+    }
+
+    /// A stand-in for the user that approves every request (for tests about what happens
+    /// inside a session). Stops when dropped.
+    pub fn auto_approve(&self) -> Approver {
+        auto_approve(&self.socket())
+    }
+
+    /// `tether-agent ARGS… --socket <this agent's socket>`; returns the output.
+    pub fn local(&self, args: &[&str]) -> std::process::Output {
+        run(Command::new(bin("tether-agent"))
+            .args(args)
+            .arg("--socket")
+            .arg(self.socket()))
+    }
+
     /// SIGHUP: collect the inventory again now.
     pub fn refresh_inventory(&self) {
         let pid = self.proc.as_ref().expect("agent running").child.id();
@@ -301,6 +353,56 @@ impl Agent {
             .status()
             .expect("kill -HUP");
         assert!(ok.success());
+    }
+}
+
+/// Subscribes to an agent's local socket like the tray app does, waiting until the agent serves
+/// it.
+pub fn subscribe(socket: &Path) -> LocalClient {
+    let mut client = None;
+    wait_until(Duration::from_secs(20), || {
+        client = LocalClient::connect(socket).ok();
+        client.is_some()
+    });
+    let mut client = client.expect("agent's local socket did not open");
+    client.send(&LocalRequest::Subscribe).expect("subscribe");
+    match client.recv().expect("snapshot") {
+        LocalEvent::Snapshot { .. } => client,
+        other => panic!("expected a snapshot, got {other:?}"),
+    }
+}
+
+/// A stand-in for the user that approves every request on the agent at `socket`. Stops when
+/// dropped.
+pub fn auto_approve(socket: &Path) -> Approver {
+    let mut client = subscribe(socket);
+    let mut answer = client.try_clone().expect("clone");
+    let reader = client.try_clone().expect("clone");
+    let thread = std::thread::spawn(move || {
+        while let Ok(ev) = client.recv() {
+            if let LocalEvent::Prompt(p) = ev {
+                let _ = answer.send(&LocalRequest::Approve { id: p.id });
+            }
+        }
+    });
+    Approver {
+        client: reader,
+        thread: Some(thread),
+    }
+}
+
+/// See [`auto_approve`].
+pub struct Approver {
+    client: LocalClient,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Approver {
+    fn drop(&mut self) {
+        self.client.shutdown();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 
@@ -380,6 +482,20 @@ impl Tech {
             .arg("--config")
             .arg(self.config())
             .args(args))
+    }
+
+    /// Starts `tether ARGS…` in the background (stdout and stderr piped).
+    pub fn spawn(&self, args: &[&str]) -> Proc {
+        let child = Command::new(bin("tether"))
+            .arg("--config")
+            .arg(self.config())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn tether");
+        Proc { child }
     }
 
     /// `tether devices --json`, parsed.

@@ -14,6 +14,7 @@ fn sessions_are_audited_with_ticket_decision_bytes_and_notes() {
     let offline = Agent::enroll(&relay.agent_token());
     agent.start_on_display(&x.display);
     ana.wait_online(&agent.id);
+    let _user = agent.auto_approve();
 
     let shot = tempfile::NamedTempFile::new().unwrap();
     ok(ana.tether(&[

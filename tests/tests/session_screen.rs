@@ -8,13 +8,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tether_net::client::Credentials;
 use tether_protocol::session::{InputEvent, MouseButton, Permissions};
-use tether_tests::{Agent, Relay, Tech, Xvfb, bin, read_png_rgb, stderr, wait_until};
+use tether_tests::{Agent, Approver, Relay, Tech, Xvfb, bin, read_png_rgb, stderr, wait_until};
 
 struct Desk {
     x: Xvfb,
     relay: Relay,
     tech: Tech,
     agent: Agent,
+    _user: Approver,
 }
 
 fn desk(role: &str) -> Desk {
@@ -24,11 +25,13 @@ fn desk(role: &str) -> Desk {
     let mut agent = Agent::enroll(&relay.agent_token());
     agent.start_on_display(&x.display);
     tech.wait_online(&agent.id);
+    let _user = agent.auto_approve();
     Desk {
         x,
         relay,
         tech,
         agent,
+        _user,
     }
 }
 
@@ -250,6 +253,7 @@ fn relay_that_alters_bytes_breaks_the_session() {
     let mut agent = Agent::enroll(&token(&["--agent"]));
     agent.start_on_display(&x.display);
     tech.wait_online(&agent.id);
+    let _user = agent.auto_approve();
 
     let creds = Credentials::load(&tech.config()).unwrap();
     let result = rt.block_on(async {

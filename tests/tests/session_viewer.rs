@@ -62,6 +62,7 @@ fn viewer_shows_the_remote_screen_and_forwards_typing() {
     let mut agent = Agent::enroll(&relay.agent_token());
     agent.start_on_display(&remote.display);
     tech.wait_online(&agent.id);
+    let _user = agent.auto_approve();
 
     let _viewer = tether_tests::Proc {
         child: std::process::Command::new(bin("tether"))

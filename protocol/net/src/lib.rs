@@ -5,6 +5,7 @@
 //! * [`tls`] — quinn/rustls configurations: TLS 1.3 only, ring, our ALPN, the org CA as the only
 //!   root, and the CA-pinning verifier used during enrollment.
 //! * [`framed`] — reading and writing length-prefixed messages on QUIC streams with hard limits.
+//! * [`local`] — the agent's local socket, as the tray app and terminal commands use it.
 //! * [`error`] — turning transport failures into errors a user can act on (a refused client
 //!   certificate is reported as such, not as "connection lost").
 #![forbid(unsafe_code)]
@@ -12,6 +13,7 @@
 pub mod client;
 pub mod error;
 pub mod framed;
+pub mod local;
 pub mod logging;
 pub mod pki;
 pub mod tls;

@@ -10,6 +10,7 @@ use std::path::Path;
 use tether_protocol::history::Change;
 use tether_protocol::identity::Role;
 use tether_protocol::inventory::{Inventory, PackageSource, Summary};
+use tether_protocol::message::ReportRow;
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -189,6 +190,57 @@ impl Store {
                 s.session_ended(id, ended_at, ended_by, bytes_up, bytes_down)
                     .await
             }
+        }
+    }
+
+    pub async fn session_ended_by_user(
+        &self,
+        id: &str,
+        device_id: &str,
+    ) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.session_ended_by_user(id, device_id).await,
+        }
+    }
+
+    pub async fn rate_session(
+        &self,
+        id: &str,
+        device_id: &str,
+        rating: u8,
+        comment: &str,
+    ) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.rate_session(id, device_id, rating, comment).await,
+        }
+    }
+
+    pub async fn set_unattended(&self, group: &str, on: bool) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.set_unattended(group, on, now_ms()).await,
+        }
+    }
+
+    /// Whether the group allows unattended access (off unless an admin turned it on).
+    pub async fn unattended(&self, group: &str) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.unattended(group).await,
+        }
+    }
+
+    pub async fn policies(&self) -> Result<Vec<(String, bool, Option<i64>)>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.policies().await,
+        }
+    }
+
+    pub async fn report(
+        &self,
+        since: i64,
+        technician: Option<&str>,
+    ) -> Result<Vec<ReportRow>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.report(since, technician).await,
         }
     }
 

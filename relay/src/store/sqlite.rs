@@ -14,6 +14,7 @@ use std::time::Duration;
 use tether_protocol::history::{self, Change, ChangeKind};
 use tether_protocol::identity::Role;
 use tether_protocol::inventory::{Inventory, Package, Summary};
+use tether_protocol::message::ReportRow;
 
 fn migrator() -> Migrator {
     let m = |version, name: &'static str, sql: &'static str| {
@@ -40,6 +41,11 @@ fn migrator() -> Migrator {
             3,
             "sessions",
             include_str!("../../migrations/sqlite/0003_sessions.sql"),
+        ),
+        m(
+            4,
+            "policy",
+            include_str!("../../migrations/sqlite/0004_policy.sql"),
         ),
     ])
 }
@@ -556,7 +562,8 @@ impl Sqlite {
         bytes_down: u64,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE sessions SET ended_at = ?, ended_by = ?, bytes_up = ?, bytes_down = ? WHERE id = ?",
+            "UPDATE sessions SET ended_at = ?, ended_by = COALESCE(ended_by, ?), bytes_up = ?, bytes_down = ?
+             WHERE id = ?",
         )
         .bind(ended_at)
         .bind(ended_by)
@@ -566,6 +573,139 @@ impl Sqlite {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// The device's user ended this session. Wins over the splice's view (the relay only sees
+    /// the agent's side close), whichever is recorded first. False if no such session runs or
+    /// ran on this device.
+    pub async fn session_ended_by_user(
+        &self,
+        id: &str,
+        device_id: &str,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "UPDATE sessions SET ended_by = 'user'
+             WHERE id = ? AND device_id = ? AND started_at IS NOT NULL",
+        )
+        .bind(id)
+        .bind(device_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// The user's rating of a session that started on this device. False if there is none.
+    pub async fn rate_session(
+        &self,
+        id: &str,
+        device_id: &str,
+        rating: u8,
+        comment: &str,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "UPDATE sessions SET rating = ?, rating_comment = ?
+             WHERE id = ? AND device_id = ? AND started_at IS NOT NULL",
+        )
+        .bind(i64::from(rating))
+        .bind(comment)
+        .bind(id)
+        .bind(device_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    pub async fn set_unattended(&self, group: &str, on: bool, now: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO group_policy (group_name, unattended, updated_at) VALUES (?, ?, ?)
+             ON CONFLICT (group_name) DO UPDATE SET unattended = excluded.unattended,
+             updated_at = excluded.updated_at",
+        )
+        .bind(group)
+        .bind(on)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn unattended(&self, group: &str) -> Result<bool, StoreError> {
+        let on: Option<bool> =
+            sqlx::query_scalar("SELECT unattended FROM group_policy WHERE group_name = ?")
+                .bind(group)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(on.unwrap_or(false))
+    }
+
+    /// Every group with a policy row, or a device: (group, unattended, updated_at).
+    pub async fn policies(&self) -> Result<Vec<(String, bool, Option<i64>)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT g AS group_name, COALESCE(p.unattended, 0) AS unattended, p.updated_at
+             FROM (SELECT group_name AS g FROM group_policy UNION SELECT group_name FROM devices) AS all_groups
+             LEFT JOIN group_policy p ON p.group_name = all_groups.g ORDER BY g",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("group_name")?,
+                    r.try_get("unattended")?,
+                    r.try_get("updated_at")?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Per-technician figures over sessions requested since `since` (all technicians, or one).
+    pub async fn report(
+        &self,
+        since: i64,
+        technician: Option<&str>,
+    ) -> Result<Vec<ReportRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT technician,
+                    COUNT(*) AS requests,
+                    SUM(decision = 'approved') AS approved,
+                    SUM(decision = 'unattended') AS unattended,
+                    SUM(decision = 'denied') AS denied,
+                    SUM(decision = 'timed_out') AS timed_out,
+                    SUM(decision = 'failed') AS failed,
+                    SUM(CASE WHEN started_at IS NOT NULL AND ended_at IS NOT NULL
+                        THEN ended_at - started_at END) AS total_ms,
+                    AVG(CASE WHEN started_at IS NOT NULL AND ended_at IS NOT NULL
+                        THEN ended_at - started_at END) AS mean_ms,
+                    COUNT(rating) AS ratings,
+                    AVG(rating) AS mean_rating
+             FROM sessions WHERE requested_at >= ? AND (? IS NULL OR technician = ?)
+             GROUP BY technician ORDER BY technician",
+        )
+        .bind(since)
+        .bind(technician)
+        .bind(technician)
+        .fetch_all(&self.pool)
+        .await?;
+        let count = |r: &sqlx::sqlite::SqliteRow, c: &str| -> Result<u64, StoreError> {
+            Ok(r.try_get::<Option<i64>, _>(c)?.unwrap_or(0).max(0) as u64)
+        };
+        rows.iter()
+            .map(|r| {
+                Ok(ReportRow {
+                    technician: r.try_get("technician")?,
+                    requests: count(r, "requests")?,
+                    approved: count(r, "approved")?,
+                    unattended: count(r, "unattended")?,
+                    denied: count(r, "denied")?,
+                    timed_out: count(r, "timed_out")?,
+                    failed: count(r, "failed")?,
+                    total_seconds: count(r, "total_ms")? / 1000,
+                    mean_seconds: r.try_get::<Option<f64>, _>("mean_ms")?.map(|v| v / 1000.0),
+                    ratings: count(r, "ratings")?,
+                    mean_rating: r.try_get("mean_rating")?,
+                })
+            })
+            .collect()
     }
 
     /// Appends resolution notes to a session of `technician`. False if there is no such session.

@@ -129,9 +129,12 @@ pub async fn screen(report: &mut Report, w: u32, h: u32) -> Result<()> {
         tether_protocol::identity::Identity::Device { id, .. } => id,
         _ => anyhow::bail!("not a device"),
     };
+    let socket = tmp.path().join("agent.sock");
     let agent = Bg(std::process::Command::new(workspace_bin("tether-agent")?)
         .args(["run", "--state"])
         .arg(&agent_dir)
+        .arg("--ipc-socket")
+        .arg(&socket)
         .env("DISPLAY", &x.display)
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::null())
@@ -154,6 +157,8 @@ pub async fn screen(report: &mut Report, w: u32, h: u32) -> Result<()> {
         anyhow::ensure!(Instant::now() < deadline, "agent did not come online");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The user at the desk approves every request.
+    let _user = tether_tests::auto_approve(&socket);
     let remote = session
         .open_remote(&creds, &agent_id, Permissions::CONTROL, "benchmark", "")
         .await?;

@@ -1,0 +1,236 @@
+//! The agent's consent service: one task owns the [`Book`] (prompts waiting for the user,
+//! sessions running) and everything else talks to it through a cloneable [`Consent`] handle:
+//! session streams ask it for a decision, the local socket ([`crate::ipc`]) brings the user's
+//! answers, and it tells the relay when the user ended or rated a session.
+
+use std::collections::HashMap;
+use std::time::Duration;
+use tether_protocol::consent::{Answer, Book, BookError, LocalEvent, Outcome};
+use tether_protocol::message::AgentToRelay;
+use tether_protocol::session::SessionGrant;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+#[derive(Debug, Clone)]
+pub struct ConsentOptions {
+    /// How long a prompt waits before the session is denied.
+    pub timeout: Duration,
+    /// Let prompts wait for `tether-agent approve` when no tray app is connected (headless
+    /// machines). Otherwise, no tray app means no one to ask, and sessions are denied at once.
+    pub terminal_approval: bool,
+}
+
+impl Default for ConsentOptions {
+    fn default() -> Self {
+        Self {
+            timeout: tether_protocol::consent::DEFAULT_TIMEOUT,
+            terminal_approval: false,
+        }
+    }
+}
+
+enum Cmd {
+    Offer(SessionGrant, oneshot::Sender<Outcome>),
+    Answer(String, Answer, oneshot::Sender<Result<String, BookError>>),
+    Started(SessionGrant, bool, oneshot::Sender<watch::Receiver<bool>>),
+    Ended(String),
+    End(String, oneshot::Sender<Result<String, BookError>>),
+    Rate(
+        String,
+        u8,
+        String,
+        oneshot::Sender<Result<String, BookError>>,
+    ),
+    Subscribe(mpsc::Sender<LocalEvent>),
+    Snapshot(oneshot::Sender<LocalEvent>),
+}
+
+/// Handle to the consent task.
+#[derive(Clone)]
+pub struct Consent {
+    tx: mpsc::Sender<Cmd>,
+}
+
+/// Returned when the consent task is gone (the agent is stopping).
+const GONE: &str = "the agent is stopping";
+
+impl Consent {
+    /// Starts the task. `to_relay` carries the user's end and rating reports to the relay.
+    pub fn spawn(opts: ConsentOptions, to_relay: mpsc::Sender<AgentToRelay>) -> Self {
+        let (tx, rx) = mpsc::channel(64);
+        tokio::spawn(run(opts, rx, to_relay));
+        Self { tx }
+    }
+
+    /// Decides a valid offer: unattended policy, the user's answer, or deny.
+    pub async fn offer(&self, grant: SessionGrant) -> Outcome {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Cmd::Offer(grant, reply)).await.is_err() {
+            return Outcome::NoApprover;
+        }
+        rx.await.unwrap_or(Outcome::NoApprover)
+    }
+
+    /// Registers a running session. The receiver turns `true` when the user ends it.
+    pub async fn started(&self, grant: SessionGrant, unattended: bool) -> watch::Receiver<bool> {
+        let (reply, rx) = oneshot::channel();
+        let _ = self.tx.send(Cmd::Started(grant, unattended, reply)).await;
+        match rx.await {
+            Ok(r) => r,
+            // No consent task: a receiver that never fires.
+            Err(_) => watch::channel(false).1,
+        }
+    }
+
+    pub async fn ended(&self, id: String) {
+        let _ = self.tx.send(Cmd::Ended(id)).await;
+    }
+
+    pub async fn answer(&self, id: String, answer: Answer) -> Result<String, String> {
+        self.ask(|r| Cmd::Answer(id, answer, r)).await
+    }
+
+    pub async fn end(&self, id: String) -> Result<String, String> {
+        self.ask(|r| Cmd::End(id, r)).await
+    }
+
+    pub async fn rate(&self, id: String, rating: u8, comment: String) -> Result<String, String> {
+        self.ask(|r| Cmd::Rate(id, rating, comment, r)).await
+    }
+
+    /// Every event from now on goes to `events` (the tray). Dropping its receiver unsubscribes.
+    pub async fn subscribe(&self, events: mpsc::Sender<LocalEvent>) {
+        let _ = self.tx.send(Cmd::Subscribe(events)).await;
+    }
+
+    pub async fn snapshot(&self) -> LocalEvent {
+        let (reply, rx) = oneshot::channel();
+        let _ = self.tx.send(Cmd::Snapshot(reply)).await;
+        rx.await.unwrap_or(LocalEvent::Error {
+            message: GONE.into(),
+        })
+    }
+
+    async fn ask(
+        &self,
+        cmd: impl FnOnce(oneshot::Sender<Result<String, BookError>>) -> Cmd,
+    ) -> Result<String, String> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(cmd(reply))
+            .await
+            .map_err(|_| GONE.to_string())?;
+        match rx.await {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(_) => Err(GONE.into()),
+        }
+    }
+}
+
+async fn run(
+    opts: ConsentOptions,
+    mut rx: mpsc::Receiver<Cmd>,
+    to_relay: mpsc::Sender<AgentToRelay>,
+) {
+    let mut book = Book::new(opts.timeout);
+    let mut waiting: HashMap<String, oneshot::Sender<Outcome>> = HashMap::new();
+    let mut enders: HashMap<String, watch::Sender<bool>> = HashMap::new();
+    let mut subscribers: Vec<mpsc::Sender<LocalEvent>> = Vec::new();
+    let report = |msg: AgentToRelay| {
+        // The relay connection may be down; a full queue means it has been down for a while,
+        // and the audit row keeps what the relay saw itself.
+        if to_relay.try_send(msg).is_err() {
+            warn!("relay report queue full; report dropped");
+        }
+    };
+    loop {
+        let wake = book.poll_timeout().map(Instant::from_std);
+        let cmd = tokio::select! {
+            c = rx.recv() => match c {
+                Some(c) => Some(c),
+                None => return,
+            },
+            () = async { if let Some(w) = wake { tokio::time::sleep_until(w).await } else { std::future::pending().await } } => None,
+        };
+        let now = Instant::now().into_std();
+        match cmd {
+            None => book.handle_timeout(now),
+            Some(Cmd::Offer(grant, reply)) => {
+                subscribers.retain(|s| !s.is_closed());
+                let can_prompt = !subscribers.is_empty() || opts.terminal_approval;
+                info!(
+                    session = %grant.session_id, technician = %grant.technician, role = %grant.role,
+                    permissions = %grant.permissions.describe(), reason = %grant.reason, ticket = %grant.ticket,
+                    trays = subscribers.len(), "session requested"
+                );
+                waiting.insert(grant.session_id.clone(), reply);
+                book.handle_offer(now, grant, can_prompt);
+            }
+            Some(Cmd::Answer(id, answer, reply)) => {
+                let _ = reply.send(book.handle_answer(&id, answer));
+            }
+            Some(Cmd::Started(grant, unattended, reply)) => {
+                let (tx, rx) = watch::channel(false);
+                enders.insert(grant.session_id.clone(), tx);
+                book.handle_started(&grant, unattended, now_ms());
+                let _ = reply.send(rx);
+            }
+            Some(Cmd::Ended(id)) => {
+                let by_user = enders.remove(&id).is_some_and(|e| *e.borrow());
+                book.handle_ended(&id, by_user);
+            }
+            Some(Cmd::End(id, reply)) => {
+                let r = book.find_active(&id);
+                if let Ok(full) = &r {
+                    if let Some(e) = enders.get(full) {
+                        let _ = e.send(true);
+                    }
+                    info!(session = %full, "session ended by the user");
+                    report(AgentToRelay::SessionEndedByUser {
+                        session_id: full.clone(),
+                    });
+                }
+                let _ = reply.send(r);
+            }
+            Some(Cmd::Rate(id, rating, comment, reply)) => {
+                let r = book.check_rating(&id, rating, &comment);
+                if let Ok((full, comment)) = &r {
+                    info!(session = %full, rating, "session rated by the user");
+                    report(AgentToRelay::Rating {
+                        session_id: full.clone(),
+                        rating,
+                        comment: comment.clone(),
+                    });
+                }
+                let _ = reply.send(r.map(|(full, _)| full));
+            }
+            Some(Cmd::Subscribe(tx)) => {
+                if tx.try_send(book.snapshot(now)).is_ok() {
+                    subscribers.push(tx);
+                }
+            }
+            Some(Cmd::Snapshot(reply)) => {
+                let _ = reply.send(book.snapshot(now));
+            }
+        }
+        while let Some((id, outcome)) = book.poll_outcome() {
+            info!(session = %id, "consent: {}", outcome.message());
+            if let Some(w) = waiting.remove(&id) {
+                let _ = w.send(outcome);
+            }
+        }
+        while let Some(ev) = book.poll_event() {
+            // A tray that cannot keep up (64 events behind) is dropped; it reconnects and
+            // gets a fresh snapshot.
+            subscribers.retain(|s| s.try_send(ev.clone()).is_ok());
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

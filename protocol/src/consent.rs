@@ -1,0 +1,480 @@
+//! The user's consent to a session, and the local channel it travels on.
+//!
+//! The agent service runs as root; the person at the desktop answers from the tray app
+//! (`tether-tray`) or from a terminal (`tether-agent approve|deny|end`), both speaking
+//! [`LocalRequest`] / [`LocalEvent`] over a Unix socket whose peer credentials the agent checks
+//! with [`may_answer`]. [`Book`] is the agent's record of prompts waiting for an answer and of
+//! sessions running, driven like the connection machines: offers, answers and the time go in,
+//! outcomes and events for the tray come out.
+//!
+//! Invariants:
+//! * deny is the default: a prompt nobody answers ends [`Outcome::TimedOut`], and with no tray
+//!   app to show it (and no terminal approval allowed) an offer is refused at once;
+//! * what the prompt shows about the technician (name, role) comes from the relay-signed grant,
+//!   which the relay fills from the technician's certificate, never from text they typed;
+//! * unattended access needs both the relay's policy flag in the grant and the `admin` role.
+
+use crate::identity::Role;
+use crate::session::{Permissions, SessionGrant};
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+use thiserror::Error;
+
+/// How long a prompt waits for the user before the session is denied.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest rating comment kept.
+pub const MAX_COMMENT: usize = 500;
+/// Ended sessions remembered for rating.
+const RECENT: usize = 32;
+/// Prompts waiting at once; more are refused (a technician cannot flood the desktop).
+pub const MAX_PENDING: usize = 4;
+
+/// What the consent dialog shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Prompt {
+    pub id: String,
+    pub technician: String,
+    pub role: Role,
+    pub reason: String,
+    pub ticket: String,
+    pub permissions: Permissions,
+    /// Seconds left when this was sent; the dialog counts down from it.
+    pub seconds_left: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActiveSession {
+    pub id: String,
+    pub technician: String,
+    pub role: Role,
+    pub reason: String,
+    pub ticket: String,
+    pub permissions: Permissions,
+    pub started_unix_ms: i64,
+    /// Started without a prompt, by the group's unattended policy.
+    pub unattended: bool,
+}
+
+/// Tray or terminal → agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LocalRequest {
+    /// Answered by a [`LocalEvent::Snapshot`], then every event until the connection closes. A
+    /// connected subscriber is what lets prompts be shown at all.
+    Subscribe,
+    /// Answered by one [`LocalEvent::Snapshot`].
+    List,
+    /// `id` may be a unique prefix.
+    Approve {
+        id: String,
+    },
+    Deny {
+        id: String,
+    },
+    End {
+        id: String,
+    },
+    /// The user's 1–5 rating of an ended session.
+    Rate {
+        id: String,
+        rating: u8,
+        comment: String,
+    },
+}
+
+/// Agent → tray or terminal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LocalEvent {
+    Snapshot {
+        prompts: Vec<Prompt>,
+        active: Vec<ActiveSession>,
+    },
+    Prompt(Prompt),
+    /// The prompt was answered (here or elsewhere) or timed out: close its dialog.
+    PromptClosed {
+        id: String,
+        outcome: Outcome,
+    },
+    Started(ActiveSession),
+    Ended {
+        id: String,
+        technician: String,
+        by_user: bool,
+    },
+    Done {
+        message: String,
+    },
+    Error {
+        message: String,
+    },
+}
+
+/// How an offer was decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    Approved,
+    Unattended,
+    Denied,
+    TimedOut,
+    /// No tray app was running to ask the user.
+    NoApprover,
+    /// Too many prompts already waiting.
+    Busy,
+}
+
+impl Outcome {
+    pub fn accepted(self) -> bool {
+        matches!(self, Outcome::Approved | Outcome::Unattended)
+    }
+
+    /// The line the technician sees.
+    pub fn message(self) -> &'static str {
+        match self {
+            Outcome::Approved => "approved by the user",
+            Outcome::Unattended => "unattended access by policy",
+            Outcome::Denied => "denied by the user",
+            Outcome::TimedOut => "denied: no answer from the user",
+            Outcome::NoApprover => "denied: nobody can approve on the device (no tray app running)",
+            Outcome::Busy => "denied: other requests are waiting for the user",
+        }
+    }
+}
+
+/// The answer to a prompt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    Approve,
+    Deny,
+}
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum BookError {
+    #[error("no request or session {0}")]
+    Unknown(String),
+    #[error("{0} matches more than one; give more of the id")]
+    Ambiguous(String),
+    #[error("rating must be 1 to 5")]
+    BadRating,
+}
+
+/// Only the user who owns the desktop (or root, who owns the machine) answers for it.
+pub fn may_answer(peer_uid: u32, desktop_uid: u32) -> bool {
+    peer_uid == desktop_uid || peer_uid == 0
+}
+
+#[derive(Debug)]
+struct Pending {
+    grant: SessionGrant,
+    deadline: Instant,
+}
+
+/// The agent's consent state. See the module docs.
+#[derive(Debug)]
+pub struct Book {
+    timeout: Duration,
+    pending: Vec<Pending>,
+    active: Vec<ActiveSession>,
+    recent: VecDeque<String>,
+    outcomes: VecDeque<(String, Outcome)>,
+    events: VecDeque<LocalEvent>,
+}
+
+impl Book {
+    pub fn new(timeout: Duration) -> Self {
+        Self {
+            timeout,
+            pending: Vec::new(),
+            active: Vec::new(),
+            recent: VecDeque::new(),
+            outcomes: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// A valid, relay-signed offer arrived. `can_prompt`: a tray app is connected, or answers
+    /// from the terminal are allowed on this machine.
+    pub fn handle_offer(&mut self, now: Instant, grant: SessionGrant, can_prompt: bool) {
+        let id = grant.session_id.clone();
+        if grant.unattended && grant.role == Role::Admin {
+            self.outcomes.push_back((id, Outcome::Unattended));
+        } else if !can_prompt {
+            self.outcomes.push_back((id, Outcome::NoApprover));
+        } else if self.pending.len() >= MAX_PENDING {
+            self.outcomes.push_back((id, Outcome::Busy));
+        } else {
+            let deadline = now + self.timeout;
+            let prompt = prompt(&grant, deadline, now);
+            self.pending.push(Pending { grant, deadline });
+            self.events.push_back(LocalEvent::Prompt(prompt));
+        }
+    }
+
+    /// The user answered. Returns the full id of the request answered.
+    pub fn handle_answer(&mut self, id: &str, answer: Answer) -> Result<String, BookError> {
+        let idx = find(self.pending.iter().map(|p| &p.grant.session_id), id)?;
+        let p = self.pending.remove(idx);
+        let outcome = match answer {
+            Answer::Approve => Outcome::Approved,
+            Answer::Deny => Outcome::Denied,
+        };
+        self.close(p.grant.session_id.clone(), outcome);
+        Ok(p.grant.session_id)
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let (expired, kept): (Vec<_>, Vec<_>) =
+            self.pending.drain(..).partition(|p| p.deadline <= now);
+        self.pending = kept;
+        for p in expired {
+            self.close(p.grant.session_id, Outcome::TimedOut);
+        }
+    }
+
+    fn close(&mut self, id: String, outcome: Outcome) {
+        self.events.push_back(LocalEvent::PromptClosed {
+            id: id.clone(),
+            outcome,
+        });
+        self.outcomes.push_back((id, outcome));
+    }
+
+    /// When [`Book::handle_timeout`] should next run.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.pending.iter().map(|p| p.deadline).min()
+    }
+
+    /// Decisions to send back to the relay, in order.
+    pub fn poll_outcome(&mut self) -> Option<(String, Outcome)> {
+        self.outcomes.pop_front()
+    }
+
+    /// Events for the connected tray apps, in order.
+    pub fn poll_event(&mut self) -> Option<LocalEvent> {
+        self.events.pop_front()
+    }
+
+    /// The session behind an accepted offer is now running.
+    pub fn handle_started(&mut self, grant: &SessionGrant, unattended: bool, now_unix_ms: i64) {
+        let s = ActiveSession {
+            id: grant.session_id.clone(),
+            technician: grant.technician.clone(),
+            role: grant.role,
+            reason: grant.reason.clone(),
+            ticket: grant.ticket.clone(),
+            permissions: grant.permissions,
+            started_unix_ms: now_unix_ms,
+            unattended,
+        };
+        self.active.push(s.clone());
+        self.events.push_back(LocalEvent::Started(s));
+    }
+
+    pub fn handle_ended(&mut self, id: &str, by_user: bool) {
+        let Some(idx) = self.active.iter().position(|s| s.id == id) else {
+            return;
+        };
+        let s = self.active.remove(idx);
+        if self.recent.len() == RECENT {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(s.id.clone());
+        self.events.push_back(LocalEvent::Ended {
+            id: s.id,
+            technician: s.technician,
+            by_user,
+        });
+    }
+
+    /// The running session `id` (or unique prefix) names.
+    pub fn find_active(&self, id: &str) -> Result<String, BookError> {
+        find(self.active.iter().map(|s| &s.id), id).map(|i| self.active[i].id.clone())
+    }
+
+    /// Checks a rating: the session must have run here recently (or still run). Returns the full
+    /// id and the cleaned comment.
+    pub fn check_rating(
+        &self,
+        id: &str,
+        rating: u8,
+        comment: &str,
+    ) -> Result<(String, String), BookError> {
+        if !(1..=5).contains(&rating) {
+            return Err(BookError::BadRating);
+        }
+        let ids = self.recent.iter().chain(self.active.iter().map(|s| &s.id));
+        let full = find(ids.clone(), id).map(|i| ids.clone().nth(i).cloned())?;
+        let full = full.ok_or_else(|| BookError::Unknown(id.to_string()))?;
+        Ok((full, crate::text::clean(comment, MAX_COMMENT)))
+    }
+
+    pub fn snapshot(&self, now: Instant) -> LocalEvent {
+        LocalEvent::Snapshot {
+            prompts: self
+                .pending
+                .iter()
+                .map(|p| prompt(&p.grant, p.deadline, now))
+                .collect(),
+            active: self.active.clone(),
+        }
+    }
+}
+
+fn prompt(grant: &SessionGrant, deadline: Instant, now: Instant) -> Prompt {
+    Prompt {
+        id: grant.session_id.clone(),
+        technician: grant.technician.clone(),
+        role: grant.role,
+        reason: grant.reason.clone(),
+        ticket: grant.ticket.clone(),
+        permissions: grant.permissions,
+        seconds_left: deadline.saturating_duration_since(now).as_secs_f64().ceil() as u32,
+    }
+}
+
+/// Index of the one id equal to `key` or starting with it.
+fn find<'a>(ids: impl Iterator<Item = &'a String> + Clone, key: &str) -> Result<usize, BookError> {
+    if key.is_empty() {
+        return Err(BookError::Unknown(String::new()));
+    }
+    if let Some(i) = ids.clone().position(|id| id == key) {
+        return Ok(i);
+    }
+    let mut hits = ids
+        .enumerate()
+        .filter(|(_, id)| id.starts_with(key))
+        .map(|(i, _)| i);
+    match (hits.next(), hits.next()) {
+        (Some(i), None) => Ok(i),
+        (Some(_), Some(_)) => Err(BookError::Ambiguous(key.to_string())),
+        _ => Err(BookError::Unknown(key.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grant(id: &str, role: Role, unattended: bool) -> SessionGrant {
+        SessionGrant {
+            session_id: id.into(),
+            device_id: "d".into(),
+            technician: "alice".into(),
+            role,
+            permissions: Permissions::FULL,
+            reason: "printer".into(),
+            ticket: "T-1".into(),
+            issued_at_unix_ms: 0,
+            expires_at_unix_ms: 1,
+            unattended,
+        }
+    }
+
+    fn events(b: &mut Book) -> Vec<LocalEvent> {
+        std::iter::from_fn(|| b.poll_event()).collect()
+    }
+
+    #[test]
+    fn unanswered_prompt_is_denied_at_the_deadline_not_before() {
+        let t0 = Instant::now();
+        let mut b = Book::new(Duration::from_secs(30));
+        b.handle_offer(t0, grant("s1", Role::Support, false), true);
+        assert!(
+            matches!(&events(&mut b)[..], [LocalEvent::Prompt(p)] if p.seconds_left == 30 && p.technician == "alice")
+        );
+        assert_eq!(b.poll_timeout(), Some(t0 + Duration::from_secs(30)));
+        b.handle_timeout(t0 + Duration::from_secs(29));
+        assert_eq!(b.poll_outcome(), None);
+        b.handle_timeout(t0 + Duration::from_secs(30));
+        assert_eq!(b.poll_outcome(), Some(("s1".into(), Outcome::TimedOut)));
+        assert_eq!(b.poll_timeout(), None);
+        assert_eq!(
+            b.handle_answer("s1", Answer::Approve),
+            Err(BookError::Unknown("s1".into()))
+        );
+    }
+
+    #[test]
+    fn answers_by_unique_prefix() {
+        let t0 = Instant::now();
+        let mut b = Book::new(DEFAULT_TIMEOUT);
+        b.handle_offer(t0, grant("abc1", Role::Support, false), true);
+        b.handle_offer(t0, grant("abd2", Role::Support, false), true);
+        assert_eq!(
+            b.handle_answer("ab", Answer::Approve),
+            Err(BookError::Ambiguous("ab".into()))
+        );
+        assert_eq!(b.handle_answer("abd", Answer::Deny), Ok("abd2".into()));
+        assert_eq!(b.handle_answer("abc1", Answer::Approve), Ok("abc1".into()));
+        assert_eq!(b.poll_outcome(), Some(("abd2".into(), Outcome::Denied)));
+        assert_eq!(b.poll_outcome(), Some(("abc1".into(), Outcome::Approved)));
+        assert!(b.handle_answer("", Answer::Approve).is_err());
+    }
+
+    #[test]
+    fn no_tray_means_no_and_unattended_needs_admin_and_policy() {
+        let t0 = Instant::now();
+        let mut b = Book::new(DEFAULT_TIMEOUT);
+        b.handle_offer(t0, grant("a", Role::Support, false), false);
+        b.handle_offer(t0, grant("b", Role::Support, true), false);
+        b.handle_offer(t0, grant("c", Role::Admin, true), false);
+        b.handle_offer(t0, grant("d", Role::Admin, false), false);
+        let got: Vec<_> = std::iter::from_fn(|| b.poll_outcome()).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("a".into(), Outcome::NoApprover),
+                ("b".into(), Outcome::NoApprover),
+                ("c".into(), Outcome::Unattended),
+                ("d".into(), Outcome::NoApprover),
+            ]
+        );
+    }
+
+    #[test]
+    fn pending_prompts_are_bounded() {
+        let t0 = Instant::now();
+        let mut b = Book::new(DEFAULT_TIMEOUT);
+        for i in 0..=MAX_PENDING {
+            b.handle_offer(t0, grant(&format!("s{i}"), Role::Support, false), true);
+        }
+        assert_eq!(
+            b.poll_outcome(),
+            Some((format!("s{MAX_PENDING}"), Outcome::Busy))
+        );
+        assert!(
+            matches!(b.snapshot(t0), LocalEvent::Snapshot { prompts, .. } if prompts.len() == MAX_PENDING)
+        );
+    }
+
+    #[test]
+    fn ratings_only_for_sessions_that_ran_here() {
+        let mut b = Book::new(DEFAULT_TIMEOUT);
+        let g = grant("sess-1", Role::Support, false);
+        assert!(b.check_rating("sess-1", 5, "").is_err());
+        b.handle_started(&g, false, 10);
+        assert_eq!(b.find_active("sess"), Ok("sess-1".into()));
+        b.handle_ended("sess-1", true);
+        assert!(b.find_active("sess").is_err());
+        assert!(matches!(
+            &events(&mut b)[..],
+            [
+                LocalEvent::Started(_),
+                LocalEvent::Ended { by_user: true, .. }
+            ]
+        ));
+        assert_eq!(b.check_rating("sess", 0, ""), Err(BookError::BadRating));
+        assert_eq!(b.check_rating("sess", 6, ""), Err(BookError::BadRating));
+        assert_eq!(
+            b.check_rating("sess", 4, "quick\u{7}fix"),
+            Ok(("sess-1".into(), "quickfix".into()))
+        );
+        assert!(b.check_rating("other", 4, "").is_err());
+    }
+
+    #[test]
+    fn only_the_desktop_owner_or_root_may_answer() {
+        assert!(may_answer(1000, 1000));
+        assert!(may_answer(0, 1000));
+        assert!(!may_answer(1001, 1000));
+    }
+}
