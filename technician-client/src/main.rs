@@ -246,8 +246,10 @@ fn connect(
     } else {
         Permissions::FULL
     };
-    let (session, viewer) = rt.block_on(async {
+    let notes = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
+    let (session, viewer, session_id) = rt.block_on(async {
         let session = Session::open(&creds).await?;
+        eprintln!("asking the user at {device} to approve the session…");
         let remote = session
             .open_remote(&creds, device, permissions, &why.reason, &why.ticket)
             .await?;
@@ -263,16 +265,20 @@ fn connect(
             .unwrap_or((1280, 800));
         let displays = remote.displays.clone();
         let perms = remote.permissions;
+        let session_id = remote.session_id.clone();
+        eprintln!("session {session_id} started");
         let (tx, rx) = remote.into_duplex();
         Ok::<_, RequestError>((
             session,
             (
                 tether_technician::viewer::Viewer::new(tx, rx, title.clone(), displays, perms)
-                    .fit(!actual_size),
+                    .fit(!actual_size)
+                    .notes_out(notes.clone()),
                 title,
                 w,
                 h,
             ),
+            session_id,
         ))
     })?;
     let (viewer, title, w, h) = viewer;
@@ -283,6 +289,15 @@ fn connect(
         ..Default::default()
     };
     let shown = eframe::run_native(&title, options, Box::new(|_cc| Ok(Box::new(viewer))));
+    let notes = notes.lock().ok().and_then(|mut n| n.take());
+    if let Some(text) = notes {
+        match rt.block_on(session.add_notes(&session_id, &text)) {
+            Ok(()) => eprintln!("notes saved on session {session_id}"),
+            Err(e) => eprintln!(
+                "warning: notes not saved ({e}); add them with: tether notes {session_id} TEXT"
+            ),
+        }
+    }
     rt.block_on(session.close());
     shown.map_err(|e| anyhow::anyhow!("viewer window: {e}"))
 }

@@ -1,5 +1,7 @@
 //! The viewer window (`tether connect`): the remote screen, scaled to fit or 1:1, input
 //! forwarded, and a toolbar with display choice, special keys, live statistics and disconnect.
+//! When the session ends (either side, or the window is closed) it asks for resolution notes
+//! (skippable), which `tether connect` files on the session's audit record.
 //!
 //! The network runs on a tokio runtime in other threads; this window only drains the channel of
 //! agent messages each frame, patches its copy of the screen, and acknowledges frames (which is
@@ -40,6 +42,11 @@ pub struct Viewer {
     fit: bool,
     cursor: Option<(i32, i32)>,
     ended: Option<String>,
+    /// The wrap-up form is showing: notes typed so far.
+    wrap_up: Option<String>,
+    wrap_up_focused: bool,
+    /// Where saved notes go (read by `tether connect` after the window closes).
+    notes_out: std::sync::Arc<std::sync::Mutex<Option<String>>>,
     status: String,
     last_pointer: Option<(i32, i32)>,
     // statistics over the last second
@@ -86,6 +93,9 @@ impl Viewer {
             fit: true,
             cursor: None,
             ended: None,
+            wrap_up: None,
+            wrap_up_focused: false,
+            notes_out: Default::default(),
             status: String::new(),
             last_pointer: None,
             window_start: Instant::now(),
@@ -102,6 +112,68 @@ impl Viewer {
     pub fn fit(mut self, fit: bool) -> Self {
         self.fit = fit;
         self
+    }
+
+    /// Resolution notes the technician saves in the wrap-up form land here.
+    pub fn notes_out(mut self, out: std::sync::Arc<std::sync::Mutex<Option<String>>>) -> Self {
+        self.notes_out = out;
+        self
+    }
+
+    /// Ends the session (if it still runs) and shows the notes form.
+    fn finish(&mut self) {
+        if self.ended.is_none() {
+            self.send(ToAgent::Bye);
+            self.ended = Some("you disconnected".into());
+        }
+        if self.wrap_up.is_none() {
+            self.wrap_up = Some(String::new());
+        }
+    }
+
+    /// The wrap-up form; returns true when the window should close.
+    fn wrap_up_form(&mut self, ui: &mut egui::Ui) -> bool {
+        let Some(notes) = self.wrap_up.as_mut() else {
+            return false;
+        };
+        let mut close = false;
+        ui.vertical_centered(|ui| {
+            ui.add_space(24.0);
+            if let Some(reason) = &self.ended {
+                ui.heading(format!("Session ended: {reason}"));
+            }
+            ui.add_space(12.0);
+            ui.label("Resolution notes for the ticket (optional; `tether notes` adds them later):");
+            let edit = ui.add(
+                egui::TextEdit::multiline(notes)
+                    .desired_rows(6)
+                    .desired_width(520.0)
+                    .hint_text("What was wrong, what you did"),
+            );
+            if !self.wrap_up_focused {
+                edit.request_focus();
+                self.wrap_up_focused = true;
+            }
+            let (save_key, skip_key) = ui.input(|i| {
+                (
+                    i.modifiers.command && i.key_pressed(egui::Key::Enter),
+                    i.key_pressed(egui::Key::Escape),
+                )
+            });
+            ui.horizontal(|ui| {
+                let save = ui.button("Save notes (Ctrl+Enter)").clicked() || save_key;
+                if save && !notes.trim().is_empty() {
+                    if let Ok(mut out) = self.notes_out.lock() {
+                        *out = Some(notes.trim().to_string());
+                    }
+                    close = true;
+                }
+                if ui.button("Skip (Esc)").clicked() || skip_key {
+                    close = true;
+                }
+            });
+        });
+        close
     }
 
     fn send(&self, msg: ToAgent) {
@@ -187,7 +259,10 @@ impl Viewer {
                     }
                 }
                 ToViewer::Error { message } => self.status = clean(&message, 200),
-                ToViewer::Bye { reason } => self.ended = Some(clean(&reason, 200)),
+                ToViewer::Bye { reason } => {
+                    self.ended = Some(clean(&reason, 200));
+                    self.finish();
+                }
                 ToViewer::Done | ToViewer::Screenshot(_) | ToViewer::Ready { .. } => {}
             }
         }
@@ -322,8 +397,7 @@ impl Viewer {
                 self.fps, self.kbps, self.encode_ms, self.latency_ms
             ));
             if ui.button("Disconnect").clicked() {
-                self.send(ToAgent::Bye);
-                ui.ctx().send_viewport_cmd(egui::ViewportCommand::Close);
+                self.finish();
             }
         });
         if !self.status.is_empty() {
@@ -449,14 +523,28 @@ impl eframe::App for Viewer {
         self.drain();
         let ctx = ui.ctx().clone();
         self.upload(&ctx);
-        egui::Panel::top("toolbar").show(ui, |ui| self.toolbar(ui));
+        // Closing the window during a session goes through the notes form first; closing it
+        // again (or Skip) closes for good.
+        if ctx.input(|i| i.viewport().close_requested()) && self.wrap_up.is_none() {
+            ctx.send_viewport_cmd(egui::ViewportCommand::CancelClose);
+            self.finish();
+        }
+        if self.wrap_up.is_none() {
+            egui::Panel::top("toolbar").show(ui, |ui| self.toolbar(ui));
+        }
+        let mut close = false;
         egui::CentralPanel::default().show(ui, |ui| {
-            if let Some(reason) = &self.ended {
+            if self.wrap_up.is_some() {
+                close = self.wrap_up_form(ui);
+            } else if let Some(reason) = &self.ended {
                 ui.centered_and_justified(|ui| ui.heading(format!("Session ended: {reason}")));
             } else {
                 self.screen(ui);
             }
         });
+        if close {
+            ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+        }
         ctx.request_repaint_after(Duration::from_millis(8));
     }
 }

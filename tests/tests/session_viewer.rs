@@ -27,7 +27,7 @@ fn find(hay: &[u8], hw: u32, hh: u32, needle: &[u8], nw: u32, nh: u32) -> Option
 }
 
 #[test]
-fn viewer_shows_the_remote_screen_and_forwards_typing() {
+fn viewer_shows_the_remote_screen_forwards_typing_and_files_notes_at_the_end() {
     let remote = Xvfb::start(640, 400);
     let local = Xvfb::start(1000, 700);
     let dir = tempfile::tempdir().unwrap();
@@ -64,7 +64,7 @@ fn viewer_shows_the_remote_screen_and_forwards_typing() {
     tech.wait_online(&agent.id);
     let _user = agent.auto_approve();
 
-    let _viewer = tether_tests::Proc {
+    let mut viewer = tether_tests::Proc {
         child: std::process::Command::new(bin("tether"))
             .arg("--config")
             .arg(tech.config())
@@ -190,4 +190,48 @@ fn viewer_shows_the_remote_screen_and_forwards_typing() {
         std::fs::read_to_string(&typed).is_ok_and(|s| s == "hello viewer\n")
     })
     .unwrap_or_else(|| panic!("typed: {:?}", std::fs::read_to_string(&typed)));
+
+    // The user ends the session; the viewer asks for resolution notes, which land on the
+    // session's audit record.
+    let id = tech.json(&["sessions"])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(agent.local(&["end", &id]).status.success());
+    // The form replaces the remote screen and takes the keyboard: wait until the screen is
+    // gone from the window (typing before would go to the remote).
+    let shot = dir.path().join("ended.png");
+    wait_until(Duration::from_secs(10), || {
+        local
+            .run(
+                "import",
+                &["-window", "root", &format!("PNG24:{}", shot.display())],
+            )
+            .status
+            .success()
+            && {
+                let (lw, lh, lpx) = read_png_rgb(&shot);
+                find(&lpx, lw, lh, &spx, sw, sh).is_none()
+            }
+    })
+    .expect("the viewer kept showing the remote screen after the user ended the session");
+    assert!(
+        local
+            .run("xdotool", &["type", "--delay", "20", "Replaced toner"])
+            .status
+            .success()
+    );
+    assert!(
+        local
+            .run("xdotool", &["key", "ctrl+Return"])
+            .status
+            .success()
+    );
+    let exited = wait_until(Duration::from_secs(10), || {
+        viewer.child.try_wait().ok().flatten().is_some()
+    });
+    assert!(exited.is_some(), "viewer did not close after saving notes");
+    let row = &tech.json(&["sessions"])[0];
+    assert_eq!(row["notes"], "Replaced toner");
+    assert_eq!(row["ended_by"], "user");
 }
