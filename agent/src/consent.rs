@@ -35,6 +35,7 @@ enum Cmd {
     Answer(String, Answer, oneshot::Sender<Result<String, BookError>>),
     Started(SessionGrant, bool, oneshot::Sender<watch::Receiver<bool>>),
     Ended(String),
+    Withdrawn(String),
     End(String, oneshot::Sender<Result<String, BookError>>),
     Rate(
         String,
@@ -81,6 +82,11 @@ impl Consent {
             // No consent task: a receiver that never fires.
             Err(_) => watch::channel(false).1,
         }
+    }
+
+    /// The technician gave up waiting: close the prompt.
+    pub async fn withdraw(&self, id: String) {
+        let _ = self.tx.send(Cmd::Withdrawn(id)).await;
     }
 
     pub async fn ended(&self, id: String) {
@@ -176,6 +182,7 @@ async fn run(
                 book.handle_started(&grant, unattended, now_ms());
                 let _ = reply.send(rx);
             }
+            Some(Cmd::Withdrawn(id)) => book.handle_withdrawn(&id),
             Some(Cmd::Ended(id)) => {
                 let by_user = enders.remove(&id).is_some_and(|e| *e.borrow());
                 book.handle_ended(&id, by_user);

@@ -212,6 +212,14 @@ async fn run(cli: Cli) -> Result<()> {
                     local::default_socket()
                 }
             });
+            use tether_protocol::consent::{MAX_TIMEOUT, MIN_TIMEOUT};
+            if !(MIN_TIMEOUT..=MAX_TIMEOUT).contains(&consent_timeout) {
+                anyhow::bail!(
+                    "--consent-timeout must be between {} and {}",
+                    humantime::format_duration(MIN_TIMEOUT),
+                    humantime::format_duration(MAX_TIMEOUT)
+                );
+            }
             let (report_tx, report_rx) = tokio::sync::mpsc::channel(64);
             let consent = Consent::spawn(
                 ConsentOptions {

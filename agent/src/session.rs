@@ -59,9 +59,12 @@ pub async fn serve(
     // The user's answer (or the policy, or deny by default). The relay's request waits for it.
     let outcome = tokio::select! {
         o = consent.offer(g.clone()) => o,
-        // The technician gave up (or the relay went away): the prompt stays until it times out,
-        // and its answer then goes nowhere.
-        _ = send.stopped() => return,
+        // The technician gave up (or the relay went away): take the prompt off the screen.
+        _ = send.stopped() => {
+            info!(session = %g.session_id, "request withdrawn before the user answered");
+            consent.withdraw(g.session_id.clone()).await;
+            return;
+        }
     };
     if !outcome.accepted() {
         let kind = match outcome {

@@ -23,6 +23,11 @@ use thiserror::Error;
 
 /// How long a prompt waits for the user before the session is denied.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest consent timeout an agent may be configured with (the relay waits this long, plus a
+/// margin, for the answer).
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(120);
+/// Shortest one (a user needs time to read the prompt).
+pub const MIN_TIMEOUT: Duration = Duration::from_secs(1);
 /// Longest rating comment kept.
 pub const MAX_COMMENT: usize = 500;
 /// Ended sessions remembered for rating.
@@ -120,6 +125,8 @@ pub enum Outcome {
     NoApprover,
     /// Too many prompts already waiting.
     Busy,
+    /// The technician gave up before the user answered.
+    Withdrawn,
 }
 
 impl Outcome {
@@ -136,6 +143,7 @@ impl Outcome {
             Outcome::TimedOut => "denied: no answer from the user",
             Outcome::NoApprover => "denied: nobody can approve on the device (no tray app running)",
             Outcome::Busy => "denied: other requests are waiting for the user",
+            Outcome::Withdrawn => "the technician cancelled the request",
         }
     }
 }
@@ -219,6 +227,14 @@ impl Book {
         };
         self.close(p.grant.session_id.clone(), outcome);
         Ok(p.grant.session_id)
+    }
+
+    /// The technician went away before the user answered: close the prompt.
+    pub fn handle_withdrawn(&mut self, id: &str) {
+        if let Some(idx) = self.pending.iter().position(|p| p.grant.session_id == id) {
+            let p = self.pending.remove(idx);
+            self.close(p.grant.session_id, Outcome::Withdrawn);
+        }
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
@@ -428,6 +444,28 @@ mod tests {
                 ("d".into(), Outcome::NoApprover),
             ]
         );
+    }
+
+    #[test]
+    fn a_withdrawn_request_closes_its_prompt() {
+        let t0 = Instant::now();
+        let mut b = Book::new(DEFAULT_TIMEOUT);
+        b.handle_offer(t0, grant("s1", Role::Support, false), true);
+        b.handle_withdrawn("s1");
+        b.handle_withdrawn("s1");
+        assert_eq!(b.poll_outcome(), Some(("s1".into(), Outcome::Withdrawn)));
+        assert_eq!(b.poll_outcome(), None);
+        assert!(matches!(
+            &events(&mut b)[..],
+            [
+                LocalEvent::Prompt(_),
+                LocalEvent::PromptClosed {
+                    outcome: Outcome::Withdrawn,
+                    ..
+                }
+            ]
+        ));
+        assert_eq!(b.poll_timeout(), None);
     }
 
     #[test]

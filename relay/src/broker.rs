@@ -20,8 +20,11 @@ use tracing::{info, warn};
 /// that a relay altering bytes breaks the session instead of corrupting it).
 pub type SpliceFilter = Arc<dyn Fn(&mut [u8]) + Send + Sync>;
 
-/// How long the agent has to accept or refuse (the user's consent prompt runs inside it).
-const OFFER_TIMEOUT: Duration = Duration::from_secs(45);
+/// How long the agent has to accept or refuse. The user's prompt runs inside it, so it must
+/// exceed the longest consent timeout an agent accepts
+/// ([`tether_protocol::consent::MAX_TIMEOUT`]); the agent refuses on its own deadline first.
+const OFFER_TIMEOUT: Duration =
+    Duration::from_secs(tether_protocol::consent::MAX_TIMEOUT.as_secs() + 15);
 
 async fn reply(send: &mut SendStream, resp: &TechResponse) -> bool {
     write_msg(send, resp, limits::CONTROL).await.is_ok()
@@ -171,7 +174,17 @@ pub async fn open_session(
         let answer: OfferReply = read_msg(&mut arecv, limits::CONTROL).await?;
         Ok::<_, tether_net::NetError>((answer, asend, arecv))
     };
-    let (asend, arecv, unattended) = match tokio::time::timeout(OFFER_TIMEOUT, offered).await {
+    // The technician may give up while the user decides; dropping the offer then stops the
+    // agent's stream, which takes the prompt off the user's screen.
+    let answered = tokio::select! {
+        a = tokio::time::timeout(OFFER_TIMEOUT, offered) => a,
+        _ = tsend.stopped() => {
+            decide("failed", "the technician cancelled the request".into(), None).await;
+            info!(session = %grant.session_id, technician, "request cancelled by the technician");
+            return;
+        }
+    };
+    let (asend, arecv, unattended) = match answered {
         Ok(Ok((OfferReply::Accept { unattended: u }, s, r))) => (s, r, u && unattended),
         Ok(Ok((OfferReply::Refuse { kind, message }, _, _))) => {
             let message = text::clean(&message, 256);

@@ -219,7 +219,18 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(run(cli)) {
+    let result = rt.block_on(async {
+        tokio::select! {
+            r = run(cli) => r,
+            _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("cancelled")),
+        }
+    });
+    if result.as_ref().is_err_and(|e| e.to_string() == "cancelled") {
+        // A cancelled request dropped its connection; let the runtime send the close so the
+        // relay (and a user looking at a prompt) learns at once, not after the idle timeout.
+        rt.block_on(async { tokio::time::sleep(std::time::Duration::from_millis(50)).await });
+    }
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -247,40 +258,17 @@ fn connect(
         Permissions::FULL
     };
     let notes = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
-    let (session, viewer, session_id) = rt.block_on(async {
-        let session = Session::open(&creds).await?;
-        eprintln!("asking the user at {device} to approve the session…");
-        let remote = session
-            .open_remote(&creds, device, permissions, &why.reason, &why.ticket)
-            .await?;
-        let title = format!(
-            "Tether: {} ({})",
-            tether_protocol::text::clean(&remote.hostname, 64),
-            if view_only { "view only" } else { "control" }
-        );
-        let (w, h) = remote
-            .displays
-            .first()
-            .map(|d| (d.width, d.height))
-            .unwrap_or((1280, 800));
-        let displays = remote.displays.clone();
-        let perms = remote.permissions;
-        let session_id = remote.session_id.clone();
-        eprintln!("session {session_id} started");
-        let (tx, rx) = remote.into_duplex();
-        Ok::<_, RequestError>((
-            session,
-            (
-                tether_technician::viewer::Viewer::new(tx, rx, title.clone(), displays, perms)
-                    .fit(!actual_size)
-                    .notes_out(notes.clone()),
-                title,
-                w,
-                h,
-            ),
-            session_id,
-        ))
-    })?;
+    let opened = rt.block_on(async {
+        tokio::select! {
+            r = open_viewer(&creds, device, permissions, view_only, actual_size, why, &notes) => r.map(Some),
+            _ = tokio::signal::ctrl_c() => Ok(None),
+        }
+    });
+    let Some((session, viewer, session_id)) = opened? else {
+        // As above: let the close reach the relay.
+        rt.block_on(async { tokio::time::sleep(std::time::Duration::from_millis(50)).await });
+        anyhow::bail!("cancelled");
+    };
     let (viewer, title, w, h) = viewer;
     let options = eframe::NativeOptions {
         viewport: eframe::egui::ViewportBuilder::default()
@@ -300,6 +288,56 @@ fn connect(
     }
     rt.block_on(session.close());
     shown.map_err(|e| anyhow::anyhow!("viewer window: {e}"))
+}
+
+type Opened = (
+    Session,
+    (tether_technician::viewer::Viewer, String, u32, u32),
+    String,
+);
+
+/// Asks for the session (the user approves it meanwhile) and prepares the viewer.
+async fn open_viewer(
+    creds: &Credentials,
+    device: &str,
+    permissions: Permissions,
+    view_only: bool,
+    actual_size: bool,
+    why: &Why,
+    notes: &std::sync::Arc<std::sync::Mutex<Option<String>>>,
+) -> Result<Opened, RequestError> {
+    let session = Session::open(creds).await?;
+    eprintln!("asking the user at {device} to approve the session…");
+    let remote = session
+        .open_remote(creds, device, permissions, &why.reason, &why.ticket)
+        .await?;
+    let title = format!(
+        "Tether: {} ({})",
+        tether_protocol::text::clean(&remote.hostname, 64),
+        if view_only { "view only" } else { "control" }
+    );
+    let (w, h) = remote
+        .displays
+        .first()
+        .map(|d| (d.width, d.height))
+        .unwrap_or((1280, 800));
+    let displays = remote.displays.clone();
+    let perms = remote.permissions;
+    let session_id = remote.session_id.clone();
+    eprintln!("session {session_id} started");
+    let (tx, rx) = remote.into_duplex();
+    Ok((
+        session,
+        (
+            tether_technician::viewer::Viewer::new(tx, rx, title.clone(), displays, perms)
+                .fit(!actual_size)
+                .notes_out(notes.clone()),
+            title,
+            w,
+            h,
+        ),
+        session_id,
+    ))
 }
 
 /// Milliseconds since the epoch, `ago` before now.

@@ -138,12 +138,32 @@ fn terminal_approve_and_deny() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("no request or session"));
 
+    // The technician gives up (Ctrl-C) before the user answers: the prompt goes away.
+    let pending = screenshot(&ana, &agent.id, "HD-5");
+    waiting_request(&agent);
+    ok(run(
+        std::process::Command::new("kill").args(["-INT", &pending.child.id().to_string()])
+    ));
+    let out = pending.output();
+    assert!(stderr(&out).contains("cancelled"), "{}", stderr(&out));
+    wait_until(Duration::from_secs(10), || {
+        let out = agent.local(&["sessions", "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        v["requests"].as_array().is_some_and(|r| r.is_empty())
+    })
+    .expect("a withdrawn request stayed on the user's screen");
+
     let rows = ana.json(&["sessions"]);
     assert_eq!(rows[0]["decision"], "approved");
     assert_eq!(rows[0]["permissions_granted"], "view");
     assert_eq!(rows[1]["decision"], "denied");
     assert_eq!(rows[1]["decision_detail"], "denied by the user");
     assert_eq!(rows[1]["permissions_granted"], "");
+    assert_eq!(rows[2]["decision"], "failed");
+    assert_eq!(
+        rows[2]["decision_detail"],
+        "the technician cancelled the request"
+    );
 }
 
 #[test]
