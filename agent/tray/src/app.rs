@@ -1,0 +1,209 @@
+//! The tray's state and the one place it changes. Agent events, menu clicks and closed dialogs
+//! all arrive as [`Msg`]s on the GTK main loop and are handled in order by [`App::handle`], so no
+//! state is shared between callbacks.
+
+use crate::icon::{self, Look};
+use crate::indicator::Indicator;
+use crate::ipc::{Ipc, Update};
+use crate::text;
+use crate::ui::{self, banner::Banner, consent::ConsentDialog, rating};
+use anyhow::{Context, anyhow};
+use gtk::glib;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+use tether_protocol::consent::{ActiveSession, LocalEvent, LocalRequest, Prompt};
+use tracing::{info, warn};
+
+pub enum Msg {
+    Agent(Update),
+    /// A consent dialog went away after answering (or being dismissed).
+    ConsentClosed(String),
+    /// "End session" in the tray menu or status window: end every active session.
+    EndAll,
+    Quit,
+}
+
+/// Posts a [`Msg`] to the main loop from any thread or callback.
+#[derive(Clone)]
+pub struct Post(async_channel::Sender<Msg>);
+
+impl Post {
+    /// False once the main loop has stopped listening.
+    pub fn send(&self, msg: Msg) -> bool {
+        self.0.try_send(msg).is_ok()
+    }
+}
+
+/// Opens the display, starts the agent connection and runs the GTK main loop until "Quit".
+pub fn run(socket: PathBuf, want_icon: bool) -> anyhow::Result<()> {
+    gtk::init().map_err(|e| {
+        anyhow!(
+            "cannot open the desktop display ({e}); run tether-tray inside the user's graphical session (DISPLAY or WAYLAND_DISPLAY set)"
+        )
+    })?;
+    gtk::Window::set_default_icon(&ui::pixbuf(Look::Idle, icon::SIZE));
+
+    let (tx, rx) = async_channel::unbounded();
+    let post = Post(tx);
+    let ipc = {
+        let post = post.clone();
+        Ipc::start(socket.clone(), move |u| post.send(Msg::Agent(u)))
+            .context("cannot start the agent connection thread")?
+    };
+    let mut app = App {
+        indicator: Indicator::new(want_icon, post.clone()),
+        banner: Banner::new(ipc.clone()),
+        ipc,
+        post,
+        connected: false,
+        refused: None,
+        active: Vec::new(),
+        consents: HashMap::new(),
+    };
+    app.refresh();
+    glib::MainContext::default().spawn_local(async move {
+        while let Ok(msg) = rx.recv().await {
+            app.handle(msg);
+        }
+    });
+    info!(socket = %socket.display(), "tether-tray started");
+    gtk::main();
+    Ok(())
+}
+
+struct App {
+    ipc: Ipc,
+    post: Post,
+    indicator: Indicator,
+    banner: Banner,
+    connected: bool,
+    /// Why the agent turned us away, while it does.
+    refused: Option<String>,
+    active: Vec<ActiveSession>,
+    consents: HashMap<String, ConsentDialog>,
+}
+
+impl App {
+    fn handle(&mut self, msg: Msg) {
+        match msg {
+            Msg::Agent(Update::Connected) => {
+                self.connected = true;
+                self.refused = None;
+                self.refresh();
+            }
+            Msg::Agent(Update::Disconnected) => {
+                self.refused = None;
+                self.disconnected();
+            }
+            Msg::Agent(Update::Refused(message)) => {
+                self.refused = Some(message);
+                self.disconnected();
+            }
+            Msg::Agent(Update::Event(e)) => self.event(e),
+            Msg::ConsentClosed(id) => {
+                self.consents.remove(&id);
+            }
+            Msg::EndAll => {
+                for s in &self.active {
+                    info!(id = %s.id, "user ended the session from the tray");
+                    self.ipc.send(LocalRequest::End { id: s.id.clone() });
+                }
+            }
+            Msg::Quit => self.quit(),
+        }
+    }
+
+    fn event(&mut self, event: LocalEvent) {
+        match event {
+            LocalEvent::Snapshot { prompts, active } => {
+                // Prompts the agent no longer has were decided while we were away.
+                let stale: Vec<String> = self
+                    .consents
+                    .keys()
+                    .filter(|id| !prompts.iter().any(|p| &p.id == *id))
+                    .cloned()
+                    .collect();
+                for id in stale {
+                    if let Some(d) = self.consents.remove(&id) {
+                        d.dismiss();
+                    }
+                }
+                for p in &prompts {
+                    self.prompt(p);
+                }
+                self.active = active;
+                self.refresh();
+            }
+            LocalEvent::Prompt(p) => self.prompt(&p),
+            LocalEvent::PromptClosed { id, outcome } => {
+                info!(id = %id, outcome = outcome.message(), "request closed by the agent");
+                if let Some(d) = self.consents.remove(&id) {
+                    d.dismiss();
+                }
+            }
+            LocalEvent::Started(s) => {
+                info!(id = %s.id, technician = %s.technician, unattended = s.unattended, "session started");
+                self.active.retain(|a| a.id != s.id);
+                self.active.push(s);
+                self.refresh();
+            }
+            LocalEvent::Ended {
+                id,
+                technician,
+                by_user,
+            } => {
+                info!(id = %id, by_user, "session ended");
+                self.active.retain(|a| a.id != id);
+                self.refresh();
+                rating::show(self.ipc.clone(), &id, &technician);
+            }
+            LocalEvent::Done { message } => info!("agent: {message}"),
+            LocalEvent::Error { message } => warn!("agent refused: {message}"),
+        }
+    }
+
+    fn prompt(&mut self, p: &Prompt) {
+        if self.consents.contains_key(&p.id) {
+            return;
+        }
+        info!(id = %p.id, technician = %p.technician, seconds = p.seconds_left, "session request");
+        let dialog = ConsentDialog::open(p, self.ipc.clone(), self.post.clone());
+        self.consents.insert(p.id.clone(), dialog);
+    }
+
+    fn disconnected(&mut self) {
+        self.connected = false;
+        // Without the agent there is nobody to answer and no session can run.
+        for (_, d) in self.consents.drain() {
+            d.dismiss();
+        }
+        self.active.clear();
+        self.refresh();
+    }
+
+    fn refresh(&mut self) {
+        let status = match &self.refused {
+            Some(message) => text::refused(message),
+            None => text::status(self.connected, &self.active),
+        };
+        let look = match (self.connected, self.active.is_empty()) {
+            (false, _) => Look::Offline,
+            (true, true) => Look::Idle,
+            (true, false) => Look::Active,
+        };
+        self.indicator
+            .update(&status, look, !self.active.is_empty());
+        self.banner.update(&self.active);
+    }
+
+    fn quit(&mut self) {
+        // Requests still waiting are denied rather than left to time out.
+        for (_, d) in self.consents.drain() {
+            d.deny();
+        }
+        self.ipc.flush(Duration::from_secs(1));
+        info!("quitting");
+        gtk::main_quit();
+    }
+}

@@ -1,0 +1,291 @@
+//! Everything the tray says to the person at the desktop, kept apart from GTK so the wording can
+//! be unit-tested. All of it is plain text: callers put it in labels without markup, so names,
+//! reasons and tickets typed by a technician can never turn into formatting.
+
+use std::time::Duration;
+use tether_protocol::consent::ActiveSession;
+use tether_protocol::identity::Role;
+use tether_protocol::session::Permissions;
+
+/// Status while the agent's socket cannot be reached.
+pub const NOT_RUNNING: &str = "Tether agent not running";
+/// Status while connected and no session runs.
+pub const IDLE: &str = "Tether: idle";
+
+/// "alice (support)".
+pub fn who(technician: &str, role: Role) -> String {
+    format!("{technician} ({role})")
+}
+
+/// The name and role come from the technician's certificate (via the relay-signed grant), which
+/// is why the dialog may say the organisation vouches for them.
+pub fn verified(technician: &str, role: Role) -> String {
+    format!("{} — verified by your organisation", who(technician, role))
+}
+
+/// The headline of the consent dialog: "wants to CONTROL this computer", naming the screen
+/// access first and any further powers after it ("…, RUN COMMANDS and COPY FILES").
+pub fn wants(p: Permissions) -> String {
+    // (in full when it comes first, short when it follows)
+    let mut acts = Vec::new();
+    if p.control {
+        acts.push(("CONTROL this computer", "CONTROL it"));
+    } else if p.view {
+        acts.push(("VIEW this computer", "VIEW it"));
+    }
+    if p.shell {
+        acts.push(("RUN COMMANDS on this computer", "RUN COMMANDS"));
+    }
+    if p.files {
+        acts.push(("COPY FILES to and from this computer", "COPY FILES"));
+    }
+    let Some(((first, _), rest)) = acts.split_first() else {
+        return "wants to connect to this computer".to_string();
+    };
+    let mut line = format!("wants to {first}");
+    for (i, (_, short)) in rest.iter().enumerate() {
+        line.push_str(if i + 1 == rest.len() { " and " } else { ", " });
+        line.push_str(short);
+    }
+    line
+}
+
+/// What a running session is doing, for the banner and the status: "is controlling this
+/// computer". Names the most intrusive permission.
+pub fn doing(p: Permissions) -> &'static str {
+    if p.control {
+        "is controlling this computer"
+    } else if p.view {
+        "is viewing this computer"
+    } else if p.shell {
+        "is running commands on this computer"
+    } else if p.files {
+        "is transferring files on this computer"
+    } else {
+        "is connected to this computer"
+    }
+}
+
+/// One line per permission asked, in words a non-technical user understands.
+pub fn permission_lines(p: Permissions) -> Vec<&'static str> {
+    let lines: Vec<&'static str> = [
+        (p.view, "See your screen"),
+        (p.control, "Use your mouse and keyboard"),
+        (p.clipboard, "Read and change your clipboard"),
+        (p.shell, "Run commands on this computer"),
+        (p.files, "Copy files to and from this computer"),
+    ]
+    .into_iter()
+    .filter_map(|(on, line)| on.then_some(line))
+    .collect();
+    if lines.is_empty() {
+        vec!["Nothing (no permissions requested)"]
+    } else {
+        lines
+    }
+}
+
+pub fn reason(reason: &str) -> String {
+    if reason.trim().is_empty() {
+        "Reason: (none given)".to_string()
+    } else {
+        format!("Reason: {reason}")
+    }
+}
+
+pub fn ticket(ticket: &str) -> String {
+    if ticket.trim().is_empty() {
+        "Ticket: (none)".to_string()
+    } else {
+        format!("Ticket: {ticket}")
+    }
+}
+
+pub fn countdown(seconds: u32) -> String {
+    format!("Denied automatically in {seconds} s")
+}
+
+/// Whole seconds left (rounded up, so the dialog shows "1 s" until the very end) of a prompt that
+/// had `total` seconds left when it arrived `elapsed` ago.
+pub fn seconds_remaining(total: u32, elapsed: Duration) -> u32 {
+    let left = Duration::from_secs(u64::from(total)).saturating_sub(elapsed);
+    let whole = left.as_secs();
+    let secs = if left.subsec_nanos() > 0 {
+        whole + 1
+    } else {
+        whole
+    };
+    u32::try_from(secs).unwrap_or(u32::MAX)
+}
+
+/// "alice (support) is controlling this computer · ticket HD-1042 (unattended access)".
+pub fn session_line(s: &ActiveSession) -> String {
+    let mut line = format!("{} {}", who(&s.technician, s.role), doing(s.permissions));
+    if !s.ticket.trim().is_empty() {
+        line.push_str(" · ticket ");
+        line.push_str(&s.ticket);
+    }
+    if s.unattended {
+        line.push_str(" (unattended access)");
+    }
+    line
+}
+
+/// The session the banner shows (the latest started) and its text; `None` when nothing runs.
+pub fn banner(active: &[ActiveSession]) -> Option<(&ActiveSession, String)> {
+    let latest = active.last()?;
+    let mut text = session_line(latest);
+    text.push_str(&more(active.len()));
+    Some((latest, text))
+}
+
+/// The one-line status for the tray menu, tooltip and fallback window.
+pub fn status(connected: bool, active: &[ActiveSession]) -> String {
+    if !connected {
+        return NOT_RUNNING.to_string();
+    }
+    match active.last() {
+        None => IDLE.to_string(),
+        Some(s) => format!(
+            "Tether: {} {}{}",
+            who(&s.technician, s.role),
+            doing(s.permissions),
+            more(active.len())
+        ),
+    }
+}
+
+/// Status while the agent answers but will not serve this app (e.g. another user's desktop).
+pub fn refused(message: &str) -> String {
+    format!("Tether agent refused this app: {message}")
+}
+
+pub fn rating_question(technician: &str) -> String {
+    format!("How did {technician} do?")
+}
+
+fn more(sessions: usize) -> String {
+    if sessions > 1 {
+        format!(" (+{} more)", sessions - 1)
+    } else {
+        String::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(
+        id: &str,
+        permissions: Permissions,
+        ticket: &str,
+        unattended: bool,
+    ) -> ActiveSession {
+        ActiveSession {
+            id: id.into(),
+            technician: "alice".into(),
+            role: Role::Support,
+            reason: "printer".into(),
+            ticket: ticket.into(),
+            permissions,
+            started_unix_ms: 0,
+            unattended,
+        }
+    }
+
+    #[test]
+    fn wording_follows_the_permissions() {
+        assert_eq!(wants(Permissions::VIEW), "wants to VIEW this computer");
+        assert_eq!(
+            wants(Permissions::CONTROL),
+            "wants to CONTROL this computer"
+        );
+        assert_eq!(wants(Permissions::FULL), "wants to CONTROL this computer");
+        assert_eq!(permission_lines(Permissions::VIEW), vec!["See your screen"]);
+        assert_eq!(permission_lines(Permissions::FULL).len(), 3);
+        assert!(permission_lines(Permissions::FULL)[2].contains("clipboard"));
+        assert_eq!(doing(Permissions::VIEW), "is viewing this computer");
+        assert_eq!(
+            doing(Permissions::SHELL),
+            "is running commands on this computer"
+        );
+        assert_eq!(
+            wants(Permissions::SHELL),
+            "wants to RUN COMMANDS on this computer"
+        );
+        let all = Permissions {
+            shell: true,
+            files: true,
+            ..Permissions::FULL
+        };
+        assert_eq!(
+            wants(all),
+            "wants to CONTROL this computer, RUN COMMANDS and COPY FILES"
+        );
+        assert_eq!(permission_lines(all).len(), 5);
+        let no_screen = Permissions {
+            files: true,
+            ..Permissions::SHELL
+        };
+        assert_eq!(
+            wants(no_screen),
+            "wants to RUN COMMANDS on this computer and COPY FILES"
+        );
+        assert_eq!(
+            wants(Permissions::default()),
+            "wants to connect to this computer"
+        );
+        assert_eq!(
+            permission_lines(Permissions::default()),
+            vec!["Nothing (no permissions requested)"]
+        );
+    }
+
+    #[test]
+    fn identity_says_where_it_comes_from() {
+        assert_eq!(
+            verified("alice", Role::Support),
+            "alice (support) — verified by your organisation"
+        );
+        assert_eq!(reason(" "), "Reason: (none given)");
+        assert_eq!(ticket("HD-1"), "Ticket: HD-1");
+    }
+
+    #[test]
+    fn countdown_rounds_up_and_stops_at_zero() {
+        assert_eq!(countdown(30), "Denied automatically in 30 s");
+        assert_eq!(seconds_remaining(30, Duration::ZERO), 30);
+        assert_eq!(seconds_remaining(30, Duration::from_millis(300)), 30);
+        assert_eq!(seconds_remaining(30, Duration::from_secs(1)), 29);
+        assert_eq!(seconds_remaining(30, Duration::from_millis(29_999)), 1);
+        assert_eq!(seconds_remaining(30, Duration::from_secs(30)), 0);
+        assert_eq!(seconds_remaining(30, Duration::from_secs(99)), 0);
+    }
+
+    #[test]
+    fn status_and_banner_name_the_latest_session() {
+        assert_eq!(status(false, &[]), NOT_RUNNING);
+        assert_eq!(status(true, &[]), IDLE);
+        let a = session("a", Permissions::FULL, "HD-1042", false);
+        assert_eq!(
+            status(true, std::slice::from_ref(&a)),
+            "Tether: alice (support) is controlling this computer"
+        );
+        assert_eq!(
+            session_line(&a),
+            "alice (support) is controlling this computer · ticket HD-1042"
+        );
+        let b = session("b", Permissions::VIEW, "", true);
+        assert_eq!(
+            session_line(&b),
+            "alice (support) is viewing this computer (unattended access)"
+        );
+        let both = [a, b];
+        let (shown, text) = banner(&both).expect("a session runs");
+        assert_eq!(shown.id, "b");
+        assert!(text.ends_with("(unattended access) (+1 more)"));
+        assert!(banner(&[]).is_none());
+        assert_eq!(rating_question("alice"), "How did alice do?");
+    }
+}
