@@ -51,6 +51,7 @@ enum Cmd {
 #[derive(Clone)]
 pub struct Consent {
     tx: mpsc::Sender<Cmd>,
+    to_relay: mpsc::Sender<AgentToRelay>,
 }
 
 /// Returned when the consent task is gone (the agent is stopping).
@@ -60,8 +61,20 @@ impl Consent {
     /// Starts the task. `to_relay` carries the user's end and rating reports to the relay.
     pub fn spawn(opts: ConsentOptions, to_relay: mpsc::Sender<AgentToRelay>) -> Self {
         let (tx, rx) = mpsc::channel(64);
-        tokio::spawn(run(opts, rx, to_relay));
-        Self { tx }
+        tokio::spawn(run(opts, rx, to_relay.clone()));
+        Self { tx, to_relay }
+    }
+
+    /// Something done in a session, for its audit record on the relay.
+    pub fn audit(&self, session_id: &str, action: String) {
+        tracing::info!(session = %session_id, "{action}");
+        let msg = AgentToRelay::SessionAction {
+            session_id: session_id.to_string(),
+            action,
+        };
+        if self.to_relay.try_send(msg).is_err() {
+            warn!("relay report queue full; audit entry dropped");
+        }
     }
 
     /// Decides a valid offer: unattended policy, the user's answer, or deny.

@@ -7,6 +7,7 @@
 pub mod clipboard;
 pub mod collect;
 pub mod consent;
+pub mod files;
 pub mod host;
 pub mod input;
 pub mod ipc;
@@ -14,6 +15,7 @@ pub mod reporter;
 pub mod screen;
 pub mod service;
 pub mod session;
+pub mod shell;
 pub mod stream;
 
 use std::path::PathBuf;

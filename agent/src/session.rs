@@ -95,7 +95,7 @@ pub async fn serve(
         reason = %g.reason, ticket = %g.ticket, unattended, "session accepted"
     );
     let ended_by_user = consent.started(g.clone(), unattended).await;
-    if let Err(e) = run(&creds, gate, send, recv, ended_by_user).await {
+    if let Err(e) = run(&creds, gate, send, recv, ended_by_user, &consent).await {
         warn!(session = %g.session_id, "session ended: {e}");
     } else {
         info!(session = %g.session_id, "session ended");
@@ -123,7 +123,9 @@ async fn run(
     send: SendStream,
     recv: RecvStream,
     mut ended_by_user: tokio::sync::watch::Receiver<bool>,
+    consent: &Consent,
 ) -> Result<(), String> {
+    let session_id = gate.grant().session_id.clone();
     let (chain, key) = creds.identity_material().map_err(|e| e.to_string())?;
     let ca = creds.ca().map_err(|e| e.to_string())?;
     let cfg = tether_net::tls::session_server_config(&ca, chain, key).map_err(|e| e.to_string())?;
@@ -173,6 +175,10 @@ async fn run(
         })
         .await;
     let mut stream: Option<(mpsc::UnboundedSender<u64>, tokio::task::JoinHandle<()>)> = None;
+    // At most one shell or command at a time; its end is reported to the audit trail.
+    let mut job: Option<Job> = None;
+    let mut put: Option<crate::files::Put> = None;
+    let mut get: Option<tokio::task::JoinHandle<()>> = None;
     let result = loop {
         let received = tokio::select! {
             r = recv_msg(&mut rd, limits::CONTROL) => r,
@@ -193,6 +199,149 @@ async fn run(
                 message: denied.to_string(),
             }),
             Ok(()) => match msg {
+                ToAgent::ShellOpen { cols, rows, user } => {
+                    if job.as_ref().is_some_and(|j| !j.finished()) {
+                        Some(busy())
+                    } else {
+                        match crate::shell::Shell::open(cols, rows, user.as_deref(), out.clone()) {
+                            Ok((shell, ended)) => {
+                                let who = user.as_deref().unwrap_or("the agent's user");
+                                consent.audit(&session_id, format!("shell opened as {who}"));
+                                job = Some(Job::Shell(
+                                    shell,
+                                    watch_end(
+                                        ended,
+                                        consent.clone(),
+                                        session_id.clone(),
+                                        "shell".into(),
+                                    ),
+                                ));
+                                None
+                            }
+                            Err(message) => Some(ToViewer::Error { message }),
+                        }
+                    }
+                }
+                ToAgent::ShellInput(bytes) => match &job {
+                    Some(Job::Shell(shell, _)) => {
+                        let input = shell.input();
+                        let _ = input.send(bytes).await;
+                        None
+                    }
+                    _ => Some(ToViewer::Error {
+                        message: "no shell is open".into(),
+                    }),
+                },
+                ToAgent::ShellResize { cols, rows } => {
+                    if let Some(Job::Shell(shell, _)) = &job {
+                        shell.resize(cols, rows);
+                    }
+                    None
+                }
+                ToAgent::Exec { argv, timeout_ms } => {
+                    if job.as_ref().is_some_and(|j| !j.finished()) {
+                        Some(busy())
+                    } else {
+                        let timeout = timeout_ms.map(std::time::Duration::from_millis);
+                        match crate::shell::exec(&argv, timeout, out.clone()) {
+                            Ok((exec, ended)) => {
+                                let line = command_line(&argv);
+                                job = Some(Job::Exec(
+                                    exec,
+                                    watch_end(
+                                        ended,
+                                        consent.clone(),
+                                        session_id.clone(),
+                                        format!("exec {line}"),
+                                    ),
+                                ));
+                                None
+                            }
+                            Err(message) => {
+                                consent.audit(
+                                    &session_id,
+                                    format!("exec {} failed: {message}", command_line(&argv)),
+                                );
+                                Some(ToViewer::Error { message })
+                            }
+                        }
+                    }
+                }
+                ToAgent::PutStart(p) => {
+                    put = None;
+                    match tokio::task::block_in_place(|| crate::files::Put::start(&p)) {
+                        Ok((mut started, offset)) => {
+                            if started.is_complete() && offset == 0 {
+                                // An empty file: nothing to send.
+                                let done = tokio::task::block_in_place(|| started.finish());
+                                match done {
+                                    Ok(d) => {
+                                        consent.audit(&session_id, started.describe());
+                                        Some(d)
+                                    }
+                                    Err(message) => Some(ToViewer::Error { message }),
+                                }
+                            } else {
+                                put = Some(started);
+                                Some(ToViewer::PutReady { offset })
+                            }
+                        }
+                        Err(message) => {
+                            consent.audit(&session_id, format!("push refused: {message}"));
+                            Some(ToViewer::Error { message })
+                        }
+                    }
+                }
+                ToAgent::FileChunk(data) => match put.as_mut() {
+                    Some(p) => match tokio::task::block_in_place(|| p.chunk(&data)) {
+                        Ok(None) => None,
+                        Ok(Some(done)) => {
+                            consent.audit(&session_id, p.describe());
+                            put = None;
+                            Some(done)
+                        }
+                        Err(message) => {
+                            consent
+                                .audit(&session_id, format!("{} failed: {message}", p.describe()));
+                            put = None;
+                            Some(ToViewer::Error { message })
+                        }
+                    },
+                    None => Some(ToViewer::Error {
+                        message: "no push in progress".into(),
+                    }),
+                },
+                ToAgent::Stat { path } => Some(
+                    match tokio::task::spawn_blocking(move || crate::files::stat(&path)).await {
+                        Ok(Ok(entry)) => ToViewer::StatReply(entry),
+                        Ok(Err(message)) => ToViewer::Error { message },
+                        Err(e) => ToViewer::Error {
+                            message: e.to_string(),
+                        },
+                    },
+                ),
+                ToAgent::GetStart { path, offset } => {
+                    if let Some(g) = get.take() {
+                        g.abort();
+                    }
+                    let out = out.clone();
+                    let consent = consent.clone();
+                    let id = session_id.clone();
+                    get = Some(tokio::spawn(async move {
+                        match crate::files::get(path.clone(), offset, out.clone()).await {
+                            Ok(ToViewer::FileEnd { size, sha256 }) => consent.audit(
+                                &id,
+                                format!("pull {path} ({size} bytes from offset {offset}, sha256 {sha256})"),
+                            ),
+                            Ok(_) => {}
+                            Err(message) => {
+                                consent.audit(&id, format!("pull {path} failed: {message}"));
+                                let _ = out.send(ToViewer::Error { message }).await;
+                            }
+                        }
+                    }));
+                    None
+                }
                 ToAgent::Bye => {
                     let _ = out
                         .send(ToViewer::Bye {
@@ -289,9 +438,81 @@ async fn run(
     if let Some((_, task)) = stream.take() {
         task.abort();
     }
+    if let Some(g) = get.take() {
+        g.abort();
+    }
+    // Ending the session ends its shell or command.
+    drop(job);
     drop(out);
     let _ = writer.await;
     result
+}
+
+/// A shell or command running in a session.
+enum Job {
+    Shell(crate::shell::Shell, tokio::task::JoinHandle<()>),
+    /// The command is held only to kill its process group when dropped.
+    Exec(
+        #[allow(dead_code)] crate::shell::Exec,
+        tokio::task::JoinHandle<()>,
+    ),
+}
+
+impl Job {
+    fn finished(&self) -> bool {
+        match self {
+            Job::Shell(_, w) | Job::Exec(_, w) => w.is_finished(),
+        }
+    }
+}
+
+fn busy() -> ToViewer {
+    ToViewer::Error {
+        message: "a shell or command is already running in this session".into(),
+    }
+}
+
+/// Records how a shell or command ended on the session's audit record.
+fn watch_end(
+    ended: crate::shell::Ended,
+    consent: Consent,
+    session_id: String,
+    what: String,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let how = match ended.await {
+            Ok(ToViewer::Exited {
+                code,
+                signal,
+                timed_out,
+                ..
+            }) => match (code, signal, timed_out) {
+                (_, _, true) => "timed out, killed".to_string(),
+                (Some(c), _, _) => format!("exit {c}"),
+                (None, Some(s), _) => format!("killed by signal {s}"),
+                _ => "ended".to_string(),
+            },
+            _ => "ended with the session".to_string(),
+        };
+        consent.audit(&session_id, format!("{what} → {how}"));
+    })
+}
+
+/// A command line as a shell would show it, for the audit record.
+fn command_line(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| {
+            if !a.is_empty()
+                && a.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,@%+".contains(&b))
+            {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Resolves when the user ends the session (never, if the consent service is gone).

@@ -26,6 +26,7 @@ pub mod history;
 pub mod identity;
 pub mod inventory;
 pub mod message;
+pub mod paths;
 pub mod report;
 pub mod session;
 pub mod text;

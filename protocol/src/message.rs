@@ -155,7 +155,16 @@ pub enum AgentToRelay {
         rating: u8,
         comment: String,
     },
+    /// Something done in a session, for its audit record: a command line and its exit code, a
+    /// file's path, size and checksum. The relay bounds and cleans it.
+    SessionAction {
+        session_id: String,
+        action: String,
+    },
 }
+
+/// Longest [`AgentToRelay::SessionAction`] text kept.
+pub const MAX_ACTION: usize = 2048;
 
 /// First frame of a stream the agent opens on its connection.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -281,6 +290,8 @@ pub struct SessionRow {
     pub notes: String,
     pub rating: Option<u8>,
     pub rating_comment: Option<String>,
+    /// What was done inside the session (commands, shells, files), oldest first.
+    pub actions: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -289,6 +300,9 @@ pub struct SessionRequest {
     pub permissions: crate::session::Permissions,
     pub reason: String,
     pub ticket: String,
+    /// One of many devices at once (`tether exec --group`): the relay refuses unless the
+    /// session would be unattended, so a batch never prompts a room full of users.
+    pub batch: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -30,36 +30,63 @@ pub struct Permissions {
     pub view: bool,
     pub control: bool,
     pub clipboard: bool,
+    /// Run commands and an interactive shell.
+    pub shell: bool,
+    /// Copy files to and from the device.
+    pub files: bool,
 }
 
 impl Permissions {
-    pub const VIEW: Self = Self {
-        view: true,
+    const NONE: Self = Self {
+        view: false,
         control: false,
         clipboard: false,
+        shell: false,
+        files: false,
+    };
+    pub const VIEW: Self = Self {
+        view: true,
+        ..Self::NONE
     };
     pub const CONTROL: Self = Self {
         view: true,
         control: true,
-        clipboard: false,
+        ..Self::NONE
     };
     /// View, control and clipboard: what a support session asks for by default.
     pub const FULL: Self = Self {
         view: true,
         control: true,
         clipboard: true,
+        ..Self::NONE
     };
+    /// A terminal or commands, no screen.
+    pub const SHELL: Self = Self {
+        shell: true,
+        ..Self::NONE
+    };
+    /// File transfer, no screen.
+    pub const FILES: Self = Self {
+        files: true,
+        ..Self::NONE
+    };
+
+    pub fn is_empty(&self) -> bool {
+        *self == Self::NONE
+    }
 
     pub fn describe(&self) -> String {
         let mut parts = vec![];
-        if self.view {
-            parts.push("view");
-        }
-        if self.control {
-            parts.push("control");
-        }
-        if self.clipboard {
-            parts.push("clipboard");
+        for (on, name) in [
+            (self.view, "view"),
+            (self.control, "control"),
+            (self.clipboard, "clipboard"),
+            (self.shell, "shell"),
+            (self.files, "files"),
+        ] {
+            if on {
+                parts.push(name);
+            }
         }
         parts.join(" + ")
     }
@@ -86,7 +113,12 @@ pub struct SessionGrant {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RelayStream {
     /// `grant` is the encoded [`SessionGrant`]; `signature` is ECDSA P-256 SHA-256 (ASN.1) over it.
-    SessionOffer { grant: Vec<u8>, signature: Vec<u8> },
+    SessionOffer {
+        #[serde(with = "serde_bytes")]
+        grant: Vec<u8>,
+        #[serde(with = "serde_bytes")]
+        signature: Vec<u8>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -147,6 +179,7 @@ pub struct Image {
     pub height: u32,
     pub format: PixelFormat,
     pub compression: Compression,
+    #[serde(with = "serde_bytes")]
     pub data: Vec<u8>,
 }
 
@@ -236,6 +269,95 @@ pub enum ToAgent {
     /// Ask for the device's clipboard text (clipboard permission).
     GetClipboard,
     Bye,
+    /// An interactive shell on a pseudo-terminal (shell permission), as `user` if given (the
+    /// agent must be root for another user). Output comes as [`ToViewer::Output`], the end as
+    /// [`ToViewer::Exited`].
+    ShellOpen {
+        cols: u16,
+        rows: u16,
+        user: Option<String>,
+    },
+    /// Keystrokes for the shell (at most [`MAX_SHELL_INPUT`] bytes; Ctrl-C is byte 3).
+    ShellInput(#[serde(with = "serde_bytes")] Vec<u8>),
+    ShellResize {
+        cols: u16,
+        rows: u16,
+    },
+    /// Run one command without a terminal (shell permission): its output streams back as
+    /// [`ToViewer::Output`] and ends with [`ToViewer::Exited`].
+    Exec {
+        argv: Vec<String>,
+        timeout_ms: Option<u64>,
+    },
+    /// Receive a file (files permission): answered by [`ToViewer::PutReady`] with the offset to
+    /// resume from, then [`ToAgent::FileChunk`]s up to `size`, then [`ToViewer::PutDone`].
+    PutStart(PutStart),
+    FileChunk(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// What is at `path` (files permission): [`ToViewer::StatReply`].
+    Stat {
+        path: String,
+    },
+    /// Send the file at `path` from `offset` (files permission): [`ToViewer::FileChunk`]s, then
+    /// [`ToViewer::FileEnd`] with the SHA-256 of the whole file.
+    GetStart {
+        path: String,
+        offset: u64,
+    },
+}
+
+/// Largest [`ToAgent::ShellInput`].
+pub const MAX_SHELL_INPUT: usize = 16 * 1024;
+/// Largest file chunk the technician sends (it must fit a control frame).
+pub const MAX_PUT_CHUNK: usize = 48 * 1024;
+/// Largest file chunk the agent sends.
+pub const MAX_GET_CHUNK: usize = 256 * 1024;
+/// Most entries one [`ToViewer::StatReply`] lists.
+pub const MAX_ENTRIES: usize = 100_000;
+/// Longest command line (all arguments) for [`ToAgent::Exec`].
+pub const MAX_ARGV_BYTES: usize = 32 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PutStart {
+    /// The destination the technician named (a directory on the device, absolute).
+    pub root: String,
+    /// Where under `root` this file goes: relative, no `..`, checked by the agent
+    /// ([`crate::paths::relative`]); nothing is written through a symlink.
+    pub rel: String,
+    pub size: u64,
+    /// Hex SHA-256 of the whole file, checked before it takes its final name.
+    pub sha256: String,
+    /// Unix permission bits (masked to 0o777).
+    pub mode: u32,
+}
+
+/// Which output stream a chunk came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OutStream {
+    Stdout,
+    Stderr,
+    /// The shell's terminal (both, interleaved as the terminal shows them).
+    Terminal,
+}
+
+/// A path on the device, for a pull.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RemoteEntry {
+    File {
+        size: u64,
+        mode: u32,
+    },
+    /// Every file below, relative to the directory (directories end with `/`).
+    Dir {
+        entries: Vec<DirEntry>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirEntry {
+    pub rel: String,
+    pub size: u64,
+    pub mode: u32,
+    pub dir: bool,
 }
 
 /// One encoded rectangle of a frame update.
@@ -243,6 +365,7 @@ pub enum ToAgent {
 pub struct EncodedRect {
     pub rect: crate::tiles::Rect,
     pub compression: Compression,
+    #[serde(with = "serde_bytes")]
     pub data: Vec<u8>,
 }
 
@@ -282,6 +405,7 @@ pub enum ToViewer {
         height: u16,
         hot_x: u16,
         hot_y: u16,
+        #[serde(with = "serde_bytes")]
         rgba: Vec<u8>,
     },
     /// The device's clipboard text (answer to [`ToAgent::GetClipboard`]).
@@ -293,6 +417,30 @@ pub enum ToViewer {
     },
     Bye {
         reason: String,
+    },
+    Output {
+        stream: OutStream,
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
+    /// The shell or command ended: its exit code, or the signal that killed it.
+    Exited {
+        code: Option<i32>,
+        signal: Option<i32>,
+        timed_out: bool,
+    },
+    PutReady {
+        offset: u64,
+    },
+    PutDone {
+        size: u64,
+        sha256: String,
+    },
+    StatReply(RemoteEntry),
+    FileChunk(#[serde(with = "serde_bytes")] Vec<u8>),
+    FileEnd {
+        size: u64,
+        sha256: String,
     },
 }
 
@@ -320,6 +468,12 @@ pub enum Denied {
     NoClipboard,
     #[error("clipboard text of {0} bytes is over the {MAX_CLIPBOARD}-byte limit")]
     ClipboardTooLong(usize),
+    #[error("this session may not run commands or a shell")]
+    NoShell,
+    #[error("this session may not transfer files")]
+    NoFiles,
+    #[error("message over its size limit")]
+    TooLarge,
 }
 
 /// The agent's check of a grant and of every message in the session it allows.
@@ -340,7 +494,7 @@ impl SessionGate {
         if grant.role == Role::Viewer {
             return Err(GrantError::RoleTooLow(grant.role));
         }
-        if !grant.permissions.view && !grant.permissions.control {
+        if grant.permissions.is_empty() {
             return Err(GrantError::NoPermission);
         }
         Ok(Self { grant })
@@ -367,6 +521,30 @@ impl SessionGate {
             ToAgent::SetClipboard { text } if text.len() > MAX_CLIPBOARD => {
                 Err(Denied::ClipboardTooLong(text.len()))
             }
+            ToAgent::ShellOpen { .. }
+            | ToAgent::ShellInput(_)
+            | ToAgent::ShellResize { .. }
+            | ToAgent::Exec { .. }
+                if !p.shell =>
+            {
+                Err(Denied::NoShell)
+            }
+            ToAgent::ShellInput(b) if b.len() > MAX_SHELL_INPUT => Err(Denied::TooLarge),
+            ToAgent::Exec { argv, .. }
+                if argv.is_empty()
+                    || argv.iter().map(String::len).sum::<usize>() > MAX_ARGV_BYTES =>
+            {
+                Err(Denied::TooLarge)
+            }
+            ToAgent::PutStart(_)
+            | ToAgent::FileChunk(_)
+            | ToAgent::Stat { .. }
+            | ToAgent::GetStart { .. }
+                if !p.files =>
+            {
+                Err(Denied::NoFiles)
+            }
+            ToAgent::FileChunk(b) if b.len() > MAX_PUT_CHUNK => Err(Denied::TooLarge),
             _ => Ok(()),
         }
     }
@@ -435,6 +613,42 @@ mod tests {
             Err(Denied::TextTooLong(MAX_TEXT + 1))
         );
         assert_eq!(gate.check(&ToAgent::GetClipboard), Err(Denied::NoClipboard));
+        assert_eq!(
+            gate.check(&ToAgent::Exec {
+                argv: vec!["id".into()],
+                timeout_ms: None
+            }),
+            Err(Denied::NoShell)
+        );
+        assert_eq!(
+            gate.check(&ToAgent::Stat { path: "/".into() }),
+            Err(Denied::NoFiles)
+        );
+        let shell =
+            SessionGate::new(grant(Role::Support, Permissions::SHELL), "d1", 2_000).unwrap();
+        assert_eq!(
+            shell.check(&ToAgent::ShellOpen {
+                cols: 80,
+                rows: 24,
+                user: None
+            }),
+            Ok(())
+        );
+        assert_eq!(
+            shell.check(&ToAgent::Screenshot { display: 0 }),
+            Err(Denied::NoView)
+        );
+        assert_eq!(
+            shell.check(&ToAgent::Exec {
+                argv: vec![],
+                timeout_ms: None
+            }),
+            Err(Denied::TooLarge)
+        );
+        assert_eq!(
+            shell.check(&ToAgent::FileChunk(vec![0; 10])),
+            Err(Denied::NoFiles)
+        );
         let with_clipboard = Permissions {
             clipboard: true,
             ..Permissions::VIEW

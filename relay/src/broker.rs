@@ -133,6 +133,15 @@ pub async fn open_session(
                 false
             }
         };
+    if req.batch && !unattended {
+        let message = format!(
+            "group runs need unattended access: device {} is in group {}, where it is off (or you are not an admin)",
+            device.hostname, device.group
+        );
+        decide("denied", message.clone(), None).await;
+        refuse(&mut tsend, &error(ErrorCode::Forbidden, message)).await;
+        return;
+    }
     let grant = SessionGrant {
         session_id: session_id.clone(),
         device_id: device.id.clone(),

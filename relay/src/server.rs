@@ -359,6 +359,14 @@ async fn run_agent(
                                     }
                                 }
                             }
+                            Ok(AgentToRelay::SessionAction { session_id, action }) => {
+                                let action = text::clean(&action, tether_protocol::message::MAX_ACTION);
+                                match state.store.session_action(&session_id, device, &action).await {
+                                    Ok(true) => {}
+                                    Ok(false) => warn!(device, "agent reported an action in an unknown session"),
+                                    Err(e) => warn!("store error: {e}"),
+                                }
+                            }
                             Err(e) => machine.handle_protocol_error(format!("bad message from agent: {e}")),
                         }
                         if now.duration_since(last_touch) >= TOUCH_EVERY {

@@ -130,6 +130,7 @@ async fn answer(
                         notes: r.notes,
                         rating: r.rating,
                         rating_comment: r.rating_comment,
+                        actions: r.actions,
                     })
                     .collect(),
             )

@@ -12,6 +12,8 @@ use tether_protocol::token::EnrollToken;
 use tether_technician::relay::{RequestError, Session};
 use tether_technician::{SOFTWARE, default_config_dir, output};
 
+mod remote_cmds;
+
 #[derive(Parser)]
 #[command(name = "tether", version, about = "Tether technician client")]
 struct Cli {
@@ -137,6 +139,57 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// An interactive terminal on the device (the user approves the shell permission).
+    Shell {
+        device: String,
+        /// Log in as this user (the agent must run as root) [default: the agent's user].
+        #[arg(long)]
+        user: Option<String>,
+        #[command(flatten)]
+        why: Why,
+    },
+    /// Run a command on a device (or every device of a group) and exit with its exit code.
+    Exec {
+        /// The device (id, prefix or hostname); or use --group.
+        #[arg(required_unless_present = "group")]
+        device: Option<String>,
+        /// Run on every device of this group (admins, where the group allows unattended access).
+        #[arg(long, conflicts_with = "device")]
+        group: Option<String>,
+        /// Kill the command after this long (exit code 124).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        timeout: Option<std::time::Duration>,
+        /// Devices at once in a group run.
+        #[arg(long, default_value_t = 8)]
+        parallel: usize,
+        /// Print JSON (exit code, stdout, stderr per device).
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        why: Why,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Copy a file or directory to a device (checksummed, resumed after a dropped connection).
+    Push {
+        device: String,
+        local: PathBuf,
+        /// Absolute destination on the device; ending in / puts LOCAL inside that directory.
+        remote: String,
+        #[command(flatten)]
+        why: Why,
+    },
+    /// Copy a file or directory from a device (checksummed, resumed after a dropped connection).
+    Pull {
+        device: String,
+        /// Absolute path on the device.
+        remote: String,
+        /// Where to put it (an existing directory keeps the remote name).
+        local: PathBuf,
+        #[command(flatten)]
+        why: Why,
+    },
     /// Add resolution notes to one of your sessions.
     Notes { session: String, text: String },
     /// What changed on a machine: software installed/removed/upgraded, hardware, OS.
@@ -232,6 +285,9 @@ fn main() -> ExitCode {
     }
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(ref e) if let Some(remote_cmds::RemoteExit(code)) = e.downcast_ref() => {
+            ExitCode::from((*code).clamp(0, 255) as u8)
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(exit_code(&e))
@@ -547,6 +603,80 @@ async fn run(cli: Cli) -> Result<()> {
             } else {
                 print!("{}", output::sessions_table(&rows));
             }
+        }
+        Cmd::Shell { device, user, why } => {
+            let creds = Credentials::load(&dir)?;
+            remote_cmds::shell(&creds, &device, user, &why.reason, &why.ticket).await?;
+        }
+        Cmd::Exec {
+            device,
+            group,
+            timeout,
+            parallel,
+            json,
+            why,
+            command,
+        } => {
+            let creds = Credentials::load(&dir)?;
+            remote_cmds::exec(
+                &creds,
+                remote_cmds::ExecArgs {
+                    device,
+                    group,
+                    command,
+                    timeout,
+                    json,
+                    parallel,
+                    reason: why.reason,
+                    ticket: why.ticket,
+                },
+            )
+            .await?;
+        }
+        Cmd::Push {
+            device,
+            local,
+            remote,
+            why,
+        } => {
+            let creds = Credentials::load(&dir)?;
+            let t = remote_cmds::transfer(
+                &creds,
+                &device,
+                remote_cmds::Transfer::Push {
+                    local,
+                    remote: remote.clone(),
+                },
+                &why.reason,
+                &why.ticket,
+                std::time::Duration::from_secs(120),
+            )
+            .await?;
+            println!("{}", remote_cmds::summary(&t, "pushed", &remote));
+        }
+        Cmd::Pull {
+            device,
+            remote,
+            local,
+            why,
+        } => {
+            let creds = Credentials::load(&dir)?;
+            let t = remote_cmds::transfer(
+                &creds,
+                &device,
+                remote_cmds::Transfer::Pull {
+                    remote,
+                    local: local.clone(),
+                },
+                &why.reason,
+                &why.ticket,
+                std::time::Duration::from_secs(120),
+            )
+            .await?;
+            println!(
+                "{}",
+                remote_cmds::summary(&t, "pulled", &local.display().to_string())
+            );
         }
         Cmd::Report { since, json } => {
             let creds = Credentials::load(&dir)?;

@@ -254,6 +254,7 @@ pub fn sessions_json(rows: &[SessionRow]) -> Value {
                     "notes": r.notes,
                     "rating": r.rating,
                     "rating_comment": r.rating_comment,
+                    "actions": r.actions,
                 })
             })
             .collect(),

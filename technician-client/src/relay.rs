@@ -19,6 +19,9 @@ pub enum RequestError {
     Client(#[from] ClientError),
     #[error("{0}")]
     Denied(String),
+    /// The device is not connected to the relay (it may come back).
+    #[error("{0}")]
+    Offline(String),
     #[error("unexpected answer from relay")]
     Unexpected,
     #[error("session: {0}")]

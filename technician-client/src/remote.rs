@@ -8,7 +8,7 @@ use rustls_pki_types::ServerName;
 use tether_net::NetError;
 use tether_net::client::Credentials;
 use tether_net::framed::{read_msg, write_msg};
-use tether_protocol::message::{SessionRequest, TechRequest, TechResponse};
+use tether_protocol::message::{ErrorCode, SessionRequest, TechRequest, TechResponse};
 use tether_protocol::session::{
     Compression, DisplayInfo, Image, InputEvent, Permissions, ToAgent, ToViewer,
 };
@@ -50,24 +50,36 @@ impl Session {
         reason: &str,
         ticket: &str,
     ) -> Result<RemoteSession, RequestError> {
-        let (mut send, mut recv) = self.conn().open_bi().await.map_err(NetError::from)?;
-        write_msg(
-            &mut send,
-            &TechRequest::OpenSession(SessionRequest {
+        self.open_remote_with(
+            creds,
+            SessionRequest {
                 device: device.to_string(),
                 permissions,
                 reason: reason.to_string(),
                 ticket: ticket.to_string(),
-            }),
-            limits::CONTROL,
+                batch: false,
+            },
         )
-        .await?;
+        .await
+    }
+
+    pub async fn open_remote_with(
+        &self,
+        creds: &Credentials,
+        req: SessionRequest,
+    ) -> Result<RemoteSession, RequestError> {
+        let (mut send, mut recv) = self.conn().open_bi().await.map_err(NetError::from)?;
+        write_msg(&mut send, &TechRequest::OpenSession(req), limits::CONTROL).await?;
         let (session_id, device_id, hostname) = match read_msg(&mut recv, limits::CONTROL).await? {
             TechResponse::SessionReady {
                 session_id,
                 device_id,
                 hostname,
             } => (session_id, device_id, hostname),
+            TechResponse::Error {
+                code: ErrorCode::Offline,
+                message,
+            } => return Err(RequestError::Offline(message)),
             TechResponse::Error { message, .. } => return Err(RequestError::Denied(message)),
             _ => return Err(RequestError::Unexpected),
         };
@@ -119,10 +131,16 @@ async fn recv_msg(tls: &mut Tls) -> Result<ToViewer, RequestError> {
 }
 
 impl RemoteSession {
-    async fn send(&mut self, msg: &ToAgent) -> Result<(), RequestError> {
+    /// Sends one message (waits while the channel is full: flow control).
+    pub async fn send(&mut self, msg: &ToAgent) -> Result<(), RequestError> {
         let bytes = codec::to_frame(msg, limits::CONTROL).map_err(session_err)?;
         self.tls.write_all(&bytes).await.map_err(session_err)?;
         self.tls.flush().await.map_err(session_err)
+    }
+
+    /// The next message from the agent.
+    pub async fn recv(&mut self) -> Result<ToViewer, RequestError> {
+        recv_msg(&mut self.tls).await
     }
 
     pub async fn screenshot(&mut self, display: u32) -> Result<Screenshot, RequestError> {

@@ -263,7 +263,8 @@ impl Viewer {
                     self.ended = Some(clean(&reason, 200));
                     self.finish();
                 }
-                ToViewer::Done | ToViewer::Screenshot(_) | ToViewer::Ready { .. } => {}
+                // Answers to requests this window never makes.
+                _ => {}
             }
         }
         let elapsed = self.window_start.elapsed();

@@ -203,6 +203,18 @@ impl Store {
         }
     }
 
+    /// Appends to the audit record of a session that started on this device. False if none.
+    pub async fn session_action(
+        &self,
+        id: &str,
+        device_id: &str,
+        action: &str,
+    ) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.session_action(id, device_id, action, now_ms()).await,
+        }
+    }
+
     pub async fn rate_session(
         &self,
         id: &str,
@@ -334,6 +346,7 @@ pub struct SessionRecord {
     pub notes: String,
     pub rating: Option<u8>,
     pub rating_comment: Option<String>,
+    pub actions: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default)]

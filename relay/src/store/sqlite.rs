@@ -47,6 +47,11 @@ fn migrator() -> Migrator {
             "policy",
             include_str!("../../migrations/sqlite/0004_policy.sql"),
         ),
+        m(
+            6,
+            "session actions",
+            include_str!("../../migrations/sqlite/0006_session_actions.sql"),
+        ),
     ])
 }
 
@@ -594,6 +599,27 @@ impl Sqlite {
         Ok(r.rows_affected() == 1)
     }
 
+    pub async fn session_action(
+        &self,
+        id: &str,
+        device_id: &str,
+        action: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "INSERT INTO session_actions (session_id, seq, at, action)
+             SELECT s.id, COALESCE((SELECT MAX(seq) + 1 FROM session_actions WHERE session_id = s.id), 0), ?, ?
+             FROM sessions s WHERE s.id = ? AND s.device_id = ? AND s.started_at IS NOT NULL",
+        )
+        .bind(now)
+        .bind(action)
+        .bind(id)
+        .bind(device_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
     /// The user's rating of a session that started on this device. False if there is none.
     pub async fn rate_session(
         &self,
@@ -741,7 +767,8 @@ impl Sqlite {
         .bind(&f.technician)
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
+        let records = rows
+            .into_iter()
             .map(|r| {
                 Ok(SessionRecord {
                     id: r.try_get("id")?,
@@ -764,9 +791,36 @@ impl Sqlite {
                         .try_get::<Option<i64>, _>("rating")?
                         .map(|v| v.clamp(0, 5) as u8),
                     rating_comment: r.try_get("rating_comment")?,
+                    actions: Vec::new(),
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let actions = sqlx::query(
+            "SELECT a.session_id, a.action FROM session_actions a JOIN sessions s ON s.id = a.session_id
+             WHERE s.requested_at >= ? AND (? IS NULL OR s.device_id = ?) AND (? IS NULL OR s.technician = ?)
+             ORDER BY a.session_id, a.seq",
+        )
+        .bind(f.since)
+        .bind(&f.device_id)
+        .bind(&f.device_id)
+        .bind(&f.technician)
+        .bind(&f.technician)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut by_session: std::collections::HashMap<String, Vec<String>> = Default::default();
+        for a in actions {
+            by_session
+                .entry(a.try_get("session_id")?)
+                .or_default()
+                .push(a.try_get("action")?);
+        }
+        Ok(records
+            .into_iter()
+            .map(|mut r| {
+                r.actions = by_session.remove(&r.id).unwrap_or_default();
+                r
+            })
+            .collect())
     }
 }
 

@@ -1,0 +1,492 @@
+//! `tether shell`, `exec`, `push` and `pull`: terminal and progress glue over
+//! `tether_technician::ops`.
+
+use anyhow::Result;
+use std::collections::HashSet;
+use std::io::{IsTerminal, Read, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tether_net::client::{ClientError, Credentials};
+use tether_protocol::message::SessionRequest;
+use tether_protocol::session::{OutStream, Permissions, ToAgent, ToViewer};
+use tether_technician::ops::{self, Transferred};
+use tether_technician::relay::{RequestError, Session};
+use tether_technician::remote::RemoteSession;
+
+/// The process should end with this code (a remote command's), after printing nothing more.
+#[derive(Debug, thiserror::Error)]
+#[error("remote exit {0}")]
+pub struct RemoteExit(pub i32);
+
+fn request(device: &str, permissions: Permissions, reason: &str, ticket: &str) -> SessionRequest {
+    SessionRequest {
+        device: device.to_string(),
+        permissions,
+        reason: reason.to_string(),
+        ticket: ticket.to_string(),
+        batch: false,
+    }
+}
+
+/// Puts the terminal in raw mode while alive (keystrokes go to the remote shell unchanged).
+struct RawMode(bool);
+
+impl RawMode {
+    fn enable() -> Self {
+        let on = std::io::stdin().is_terminal() && crossterm::terminal::enable_raw_mode().is_ok();
+        RawMode(on)
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        if self.0 {
+            let _ = crossterm::terminal::disable_raw_mode();
+        }
+    }
+}
+
+pub async fn shell(
+    creds: &Credentials,
+    device: &str,
+    user: Option<String>,
+    reason: &str,
+    ticket: &str,
+) -> Result<()> {
+    let session = Session::open(creds).await?;
+    let mut remote = match session
+        .open_remote_with(creds, request(device, Permissions::SHELL, reason, ticket))
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            session.close().await;
+            return Err(e.into());
+        }
+    };
+    let tty = std::io::stdin().is_terminal();
+    let (cols, rows) = if tty {
+        crossterm::terminal::size().unwrap_or((80, 24))
+    } else {
+        (80, 24)
+    };
+    remote
+        .send(&ToAgent::ShellOpen { cols, rows, user })
+        .await?;
+    let (tx, mut rx) = remote.into_duplex();
+    let raw = RawMode::enable();
+    let input = tx.clone();
+    std::thread::spawn(move || {
+        let mut stdin = std::io::stdin();
+        let mut buf = [0u8; 4096];
+        loop {
+            match stdin.read(&mut buf) {
+                Ok(0) | Err(_) => {
+                    // Piped input ended: end the shell's input too (Ctrl-D).
+                    let _ = input.send(ToAgent::ShellInput(vec![4]));
+                    return;
+                }
+                Ok(n) => {
+                    if input.send(ToAgent::ShellInput(buf[..n].to_vec())).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    if tty
+        && let Ok(mut winch) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())
+    {
+        let resize = tx.clone();
+        tokio::spawn(async move {
+            while winch.recv().await.is_some() {
+                if let Ok((cols, rows)) = crossterm::terminal::size()
+                    && resize.send(ToAgent::ShellResize { cols, rows }).is_err()
+                {
+                    return;
+                }
+            }
+        });
+    }
+    let mut stdout = std::io::stdout();
+    let status = loop {
+        match rx.recv().await {
+            Some(ToViewer::Output { data, .. }) => {
+                let _ = stdout.write_all(&data);
+                let _ = stdout.flush();
+            }
+            Some(ToViewer::Exited {
+                code,
+                signal,
+                timed_out,
+            }) => {
+                break Ok(ops::Exit {
+                    code,
+                    signal,
+                    timed_out,
+                }
+                .status());
+            }
+            Some(ToViewer::Error { message }) => {
+                break Err(anyhow::anyhow!(tether_protocol::text::clean(&message, 512)));
+            }
+            Some(ToViewer::Bye { reason }) => {
+                break Err(anyhow::anyhow!(
+                    "session ended: {}",
+                    tether_protocol::text::clean(&reason, 200)
+                ));
+            }
+            Some(_) => {}
+            None => break Err(anyhow::anyhow!("session ended")),
+        }
+    };
+    drop(raw);
+    let _ = tx.send(ToAgent::Bye);
+    drop(tx);
+    session.close().await;
+    match status? {
+        0 => Ok(()),
+        code => Err(RemoteExit(code).into()),
+    }
+}
+
+pub struct ExecArgs {
+    pub device: Option<String>,
+    pub group: Option<String>,
+    pub command: Vec<String>,
+    pub timeout: Option<Duration>,
+    pub json: bool,
+    pub parallel: usize,
+    pub reason: String,
+    pub ticket: String,
+}
+
+/// What one device's command produced (for `--json` and group runs).
+struct Outcome {
+    device: String,
+    hostname: String,
+    exit: Option<ops::Exit>,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    error: Option<String>,
+}
+
+/// Output kept per device in a group run or with `--json`.
+const MAX_CAPTURE: usize = 1024 * 1024;
+
+fn keep(buf: &mut Vec<u8>, data: &[u8]) {
+    let room = MAX_CAPTURE.saturating_sub(buf.len());
+    buf.extend_from_slice(&data[..data.len().min(room)]);
+}
+
+pub async fn exec(creds: &Credentials, a: ExecArgs) -> Result<()> {
+    let session = Session::open(creds).await?;
+    match (&a.device, &a.group) {
+        (Some(device), _) => {
+            let r = exec_one(&session, creds, device, &a).await;
+            session.close().await;
+            r
+        }
+        (None, Some(group)) => exec_group(session, creds, group, &a).await,
+        (None, None) => {
+            session.close().await;
+            Err(anyhow::anyhow!("name a DEVICE or --group G"))
+        }
+    }
+}
+
+async fn exec_one(
+    session: &Session,
+    creds: &Credentials,
+    device: &str,
+    a: &ExecArgs,
+) -> Result<()> {
+    let opened = session
+        .open_remote_with(
+            creds,
+            request(device, Permissions::SHELL, &a.reason, &a.ticket),
+        )
+        .await;
+    let mut remote = match opened {
+        Ok(r) => r,
+        Err(e) => return Err(e.into()),
+    };
+    let mut captured = (Vec::new(), Vec::new());
+    let json = a.json;
+    let exit = ops::exec(&mut remote, a.command.clone(), a.timeout, |stream, data| {
+        if json {
+            match stream {
+                OutStream::Stderr => keep(&mut captured.1, data),
+                _ => keep(&mut captured.0, data),
+            }
+        } else {
+            let _ = match stream {
+                OutStream::Stderr => std::io::stderr().write_all(data),
+                _ => std::io::stdout()
+                    .write_all(data)
+                    .and_then(|()| std::io::stdout().flush()),
+            };
+        }
+    })
+    .await;
+    remote.close().await;
+    let exit = exit?;
+    if json {
+        let o = Outcome {
+            device: device.to_string(),
+            hostname: String::new(),
+            exit: Some(exit),
+            stdout: captured.0,
+            stderr: captured.1,
+            error: None,
+        };
+        println!("{}", serde_json::to_string_pretty(&outcome_json(&o))?);
+    }
+    if exit.timed_out {
+        eprintln!("error: timed out; the command was killed");
+    }
+    match exit.status() {
+        0 => Ok(()),
+        code => Err(RemoteExit(code).into()),
+    }
+}
+
+fn outcome_json(o: &Outcome) -> serde_json::Value {
+    serde_json::json!({
+        "device": o.device,
+        "hostname": o.hostname,
+        "exit_code": o.exit.and_then(|e| e.code),
+        "signal": o.exit.and_then(|e| e.signal),
+        "timed_out": o.exit.is_some_and(|e| e.timed_out),
+        "stdout": String::from_utf8_lossy(&o.stdout),
+        "stderr": String::from_utf8_lossy(&o.stderr),
+        "error": o.error,
+    })
+}
+
+async fn exec_group(
+    session: Session,
+    creds: &Credentials,
+    group: &str,
+    a: &ExecArgs,
+) -> Result<()> {
+    let devices: Vec<_> = session
+        .devices()
+        .await?
+        .into_iter()
+        .filter(|d| d.group == group)
+        .collect();
+    if devices.is_empty() {
+        session.close().await;
+        anyhow::bail!("no devices in group {group}");
+    }
+    let session = Arc::new(session);
+    let creds = Arc::new(creds.clone());
+    let slots = Arc::new(tokio::sync::Semaphore::new(a.parallel.clamp(1, 64)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for d in devices {
+        let (session, creds, slots) = (session.clone(), creds.clone(), slots.clone());
+        let (command, timeout) = (a.command.clone(), a.timeout);
+        let mut req = request(&d.id, Permissions::SHELL, &a.reason, &a.ticket);
+        req.batch = true;
+        tasks.spawn(async move {
+            let _slot = slots.acquire_owned().await;
+            let mut o = Outcome {
+                device: d.id.clone(),
+                hostname: d.hostname.clone(),
+                exit: None,
+                stdout: Vec::new(),
+                stderr: Vec::new(),
+                error: None,
+            };
+            if !d.online {
+                o.error = Some("offline".into());
+                return o;
+            }
+            match session.open_remote_with(&creds, req).await {
+                Ok(mut remote) => {
+                    let (out, err) = (&mut o.stdout, &mut o.stderr);
+                    let r = ops::exec(&mut remote, command, timeout, |stream, data| match stream {
+                        OutStream::Stderr => keep(err, data),
+                        _ => keep(out, data),
+                    })
+                    .await;
+                    remote.close().await;
+                    match r {
+                        Ok(exit) => o.exit = Some(exit),
+                        Err(e) => o.error = Some(e.to_string()),
+                    }
+                }
+                Err(e) => o.error = Some(e.to_string()),
+            }
+            o
+        });
+    }
+    let mut results = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        if let Ok(o) = r {
+            results.push(o);
+        }
+    }
+    results.sort_by(|x, y| x.hostname.cmp(&y.hostname).then(x.device.cmp(&y.device)));
+    if let Ok(s) = Arc::try_unwrap(session) {
+        s.close().await;
+    }
+    let failed = results
+        .iter()
+        .filter(|o| o.error.is_some() || o.exit.is_none_or(|e| e.status() != 0))
+        .count();
+    if a.json {
+        let rows: Vec<_> = results.iter().map(outcome_json).collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        for o in &results {
+            let host = tether_protocol::text::clean(&o.hostname, 64);
+            let status = match (&o.error, o.exit) {
+                (Some(e), _) => format!("error: {}", tether_protocol::text::clean(e, 300)),
+                (None, Some(e)) if e.timed_out => "timed out".to_string(),
+                (None, Some(e)) => format!("exit {}", e.status()),
+                (None, None) => "no result".into(),
+            };
+            println!(
+                "== {host} ({}) — {status}",
+                &o.device[..o.device.len().min(8)]
+            );
+            for (stream, bytes) in [("", &o.stdout), ("stderr: ", &o.stderr)] {
+                for line in String::from_utf8_lossy(bytes).lines() {
+                    println!("   {stream}{}", tether_protocol::text::clean(line, 4096));
+                }
+            }
+        }
+        println!(
+            "{} devices, {} ok, {failed} failed",
+            results.len(),
+            results.len() - failed
+        );
+    }
+    if failed > 0 {
+        return Err(RemoteExit(1).into());
+    }
+    Ok(())
+}
+
+fn progress_bar(quiet: bool) -> indicatif::ProgressBar {
+    if quiet || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(0);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{msg:30!} {bar:30} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
+    ) {
+        bar.set_style(style);
+    }
+    bar
+}
+
+/// A push or a pull.
+pub enum Transfer {
+    Push { local: PathBuf, remote: String },
+    Pull { remote: String, local: PathBuf },
+}
+
+/// Errors worth another attempt: the connection or the session channel broke.
+fn retryable(e: &RequestError) -> bool {
+    match e {
+        // The device may be reconnecting too (after a relay restart).
+        RequestError::Session(_) | RequestError::Offline(_) => true,
+        RequestError::Client(ClientError::Net(n)) => !n.is_auth(),
+        _ => false,
+    }
+}
+
+/// Runs a transfer, reconnecting and resuming (each attempt is a new session the user
+/// approves) while the connection keeps breaking, for up to `patience`.
+pub async fn transfer(
+    creds: &Credentials,
+    device: &str,
+    op: Transfer,
+    reason: &str,
+    ticket: &str,
+    patience: Duration,
+) -> Result<Transferred> {
+    let bar = progress_bar(false);
+    let started = std::time::Instant::now();
+    let mut done = HashSet::new();
+    let mut attempt = 0u32;
+    let mut resumed_total = 0u64;
+    loop {
+        attempt += 1;
+        bar.reset();
+        let result = async {
+            let session = Session::open(creds).await?;
+            let r = async {
+                let mut remote = session
+                    .open_remote_with(creds, request(device, Permissions::FILES, reason, ticket))
+                    .await?;
+                let r = match &op {
+                    Transfer::Push { local, remote: to } => {
+                        ops::push(&mut remote, local, to, &mut done, &bar).await
+                    }
+                    Transfer::Pull {
+                        remote: from,
+                        local,
+                    } => ops::pull(&mut remote, from, local, &bar).await,
+                };
+                close_quietly(remote, r.is_ok()).await;
+                r
+            }
+            .await;
+            session.close().await;
+            r
+        }
+        .await;
+        match result {
+            Ok(mut t) => {
+                bar.finish_and_clear();
+                t.resumed += resumed_total;
+                return Ok(t);
+            }
+            Err(e) if retryable(&e) && started.elapsed() < patience => {
+                let delay = Duration::from_millis(500 * u64::from(attempt.min(10)));
+                bar.suspend(|| {
+                    eprintln!(
+                        "connection lost ({e}); resuming in {:.1} s (attempt {})…",
+                        delay.as_secs_f32(),
+                        attempt + 1
+                    )
+                });
+                resumed_total = 0;
+                tokio::time::sleep(delay).await;
+            }
+            Err(e) => {
+                bar.finish_and_clear();
+                return Err(e.into());
+            }
+        }
+    }
+}
+
+async fn close_quietly(remote: RemoteSession, ok: bool) {
+    if ok {
+        remote.close().await;
+    }
+}
+
+/// One line per transfer for the terminal.
+pub fn summary(t: &Transferred, what: &str, to: &str) -> String {
+    let mut s = format!(
+        "{what} {} file{} ({} bytes) to {to}",
+        t.files,
+        if t.files == 1 { "" } else { "s" },
+        t.bytes,
+    );
+    if t.resumed > 0 {
+        s.push_str(&format!(", {} bytes resumed", t.resumed));
+    }
+    if let [(_, sha)] = t.checksums.as_slice() {
+        s.push_str(&format!(", sha256 {sha}"));
+    }
+    s
+}
