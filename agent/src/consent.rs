@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 use tether_protocol::consent::{Answer, Book, BookError, LocalEvent, Outcome};
 use tether_protocol::message::AgentToRelay;
-use tether_protocol::session::SessionGrant;
+use tether_protocol::session::{MessageReply, SessionGrant, UserMessage};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tracing::{info, warn};
@@ -44,6 +44,8 @@ enum Cmd {
         oneshot::Sender<Result<String, BookError>>,
     ),
     Subscribe(mpsc::Sender<LocalEvent>),
+    Message(UserMessage, oneshot::Sender<MessageReply>),
+    Reply(String, String, oneshot::Sender<Result<String, BookError>>),
     Snapshot(oneshot::Sender<LocalEvent>),
 }
 
@@ -118,6 +120,19 @@ impl Consent {
         self.ask(|r| Cmd::Rate(id, rating, comment, r)).await
     }
 
+    /// Shows a technician's message on the tray and waits for the user's reply.
+    pub async fn message(&self, m: UserMessage) -> MessageReply {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Cmd::Message(m, reply)).await.is_err() {
+            return MessageReply::NoTray;
+        }
+        rx.await.unwrap_or(MessageReply::NoTray)
+    }
+
+    pub async fn reply(&self, id: String, text: String) -> Result<String, String> {
+        self.ask(|r| Cmd::Reply(id, text, r)).await
+    }
+
     /// Every event from now on goes to `events` (the tray). Dropping its receiver unsubscribes.
     pub async fn subscribe(&self, events: mpsc::Sender<LocalEvent>) {
         let _ = self.tx.send(Cmd::Subscribe(events)).await;
@@ -156,6 +171,7 @@ async fn run(
     let mut waiting: HashMap<String, oneshot::Sender<Outcome>> = HashMap::new();
     let mut enders: HashMap<String, watch::Sender<bool>> = HashMap::new();
     let mut subscribers: Vec<mpsc::Sender<LocalEvent>> = Vec::new();
+    let mut waiting_replies: HashMap<String, oneshot::Sender<MessageReply>> = HashMap::new();
     let report = |msg: AgentToRelay| {
         // The relay connection may be down; a full queue means it has been down for a while,
         // and the audit row keeps what the relay saw itself.
@@ -225,6 +241,15 @@ async fn run(
                 }
                 let _ = reply.send(r.map(|(full, _)| full));
             }
+            Some(Cmd::Message(m, reply)) => {
+                subscribers.retain(|s| !s.is_closed());
+                info!(message = %m.id, technician = %m.technician, "message for the user");
+                waiting_replies.insert(m.id.clone(), reply);
+                book.handle_message(now, &m, !subscribers.is_empty());
+            }
+            Some(Cmd::Reply(id, text, reply)) => {
+                let _ = reply.send(book.handle_reply(&id, &text));
+            }
             Some(Cmd::Subscribe(tx)) => {
                 if tx.try_send(book.snapshot(now)).is_ok() {
                     subscribers.push(tx);
@@ -238,6 +263,11 @@ async fn run(
             info!(session = %id, "consent: {}", outcome.message());
             if let Some(w) = waiting.remove(&id) {
                 let _ = w.send(outcome);
+            }
+        }
+        while let Some((id, r)) = book.poll_reply() {
+            if let Some(w) = waiting_replies.remove(&id) {
+                let _ = w.send(r);
             }
         }
         while let Some(ev) = book.poll_event() {

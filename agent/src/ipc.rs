@@ -122,6 +122,9 @@ async fn client(stream: UnixStream, desktop_uid: u32, consent: Consent) {
                 rating,
                 comment,
             } => done(consent.rate(id, rating, comment).await, "rated session"),
+            LocalRequest::Reply { id, text } => {
+                done(consent.reply(id, text).await, "replied to message")
+            }
         };
         if out.send(reply).await.is_err() {
             break;

@@ -90,6 +90,13 @@ enum Cmd {
         local: Local,
         id: String,
     },
+    /// Reply to a technician's message (see `sessions` for waiting messages).
+    Reply {
+        #[command(flatten)]
+        local: Local,
+        id: String,
+        text: String,
+    },
     /// Rate a session that ran on this machine (1 to 5).
     Rate {
         #[command(flatten)]
@@ -256,8 +263,12 @@ async fn run(cli: Cli) -> Result<()> {
             let _ = std::fs::remove_file(&socket);
         }
         Cmd::Sessions { local, json } => {
-            let (prompts, active) = match local.request(&LocalRequest::List)? {
-                LocalEvent::Snapshot { prompts, active } => (prompts, active),
+            let (prompts, active, messages) = match local.request(&LocalRequest::List)? {
+                LocalEvent::Snapshot {
+                    prompts,
+                    active,
+                    messages,
+                } => (prompts, active, messages),
                 LocalEvent::Error { message } => anyhow::bail!("{message}"),
                 other => anyhow::bail!("unexpected answer from the agent: {other:?}"),
             };
@@ -265,16 +276,23 @@ async fn run(cli: Cli) -> Result<()> {
                 println!(
                     "{}",
                     serde_json::to_string_pretty(
-                        &serde_json::json!({ "requests": prompts, "active": active })
+                        &serde_json::json!({ "requests": prompts, "active": active, "messages": messages })
                     )?
                 );
             } else {
                 print_local(&prompts, &active);
+                for m in &messages {
+                    println!(
+                        "message {}  from {} ({}): {} · {} s left to reply",
+                        m.id, m.technician, m.role, m.text, m.seconds_left
+                    );
+                }
             }
         }
         Cmd::Approve { local, id } => local.act(LocalRequest::Approve { id })?,
         Cmd::Deny { local, id } => local.act(LocalRequest::Deny { id })?,
         Cmd::End { local, id } => local.act(LocalRequest::End { id })?,
+        Cmd::Reply { local, id, text } => local.act(LocalRequest::Reply { id, text })?,
         Cmd::Rate {
             local,
             id,

@@ -41,7 +41,18 @@ pub async fn serve(
             return;
         }
     };
-    let RelayStream::SessionOffer { grant, signature } = offer;
+    let (grant, signature) = match offer {
+        RelayStream::SessionOffer { grant, signature } => (grant, signature),
+        RelayStream::Message(m) => {
+            let reply = tokio::select! {
+                r = consent.message(m) => r,
+                _ = send.stopped() => return,
+            };
+            let _ = write_msg(&mut send, &reply, limits::CONTROL).await;
+            let _ = send.finish();
+            return;
+        }
+    };
     let gate = match check_offer(&creds, &device_id, &grant, &signature) {
         Ok(g) => g,
         Err(message) => {

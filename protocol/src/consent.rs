@@ -15,7 +15,7 @@
 //! * unattended access needs both the relay's policy flag in the grant and the `admin` role.
 
 use crate::identity::Role;
-use crate::session::{Permissions, SessionGrant};
+use crate::session::{MAX_MESSAGE, MessageReply, Permissions, SessionGrant, UserMessage};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -85,6 +85,11 @@ pub enum LocalRequest {
         rating: u8,
         comment: String,
     },
+    /// The user's answer to a technician's [`LocalEvent::Message`].
+    Reply {
+        id: String,
+        text: String,
+    },
 }
 
 /// Agent → tray or terminal.
@@ -93,6 +98,8 @@ pub enum LocalEvent {
     Snapshot {
         prompts: Vec<Prompt>,
         active: Vec<ActiveSession>,
+        /// Technicians' messages waiting for a reply.
+        messages: Vec<ChatMessage>,
     },
     Prompt(Prompt),
     /// The prompt was answered (here or elsewhere) or timed out: close its dialog.
@@ -112,6 +119,22 @@ pub enum LocalEvent {
     Error {
         message: String,
     },
+    /// A technician's message to show; reply with [`LocalRequest::Reply`].
+    Message(ChatMessage),
+    /// The message was answered (here or elsewhere) or its time ran out: close its window.
+    MessageClosed {
+        id: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    pub id: String,
+    pub technician: String,
+    pub role: Role,
+    pub text: String,
+    /// Seconds left to reply.
+    pub seconds_left: u32,
 }
 
 /// How an offer was decided.
@@ -176,6 +199,15 @@ struct Pending {
     deadline: Instant,
 }
 
+#[derive(Debug)]
+struct PendingMessage {
+    msg: ChatMessage,
+    deadline: Instant,
+}
+
+/// Messages waiting for a reply at once; more get [`MessageReply::NoTray`]-like refusals.
+pub const MAX_MESSAGES: usize = 8;
+
 /// The agent's consent state. See the module docs.
 #[derive(Debug)]
 pub struct Book {
@@ -185,6 +217,8 @@ pub struct Book {
     recent: VecDeque<String>,
     outcomes: VecDeque<(String, Outcome)>,
     events: VecDeque<LocalEvent>,
+    messages: Vec<PendingMessage>,
+    replies: VecDeque<(String, MessageReply)>,
 }
 
 impl Book {
@@ -196,7 +230,52 @@ impl Book {
             recent: VecDeque::new(),
             outcomes: VecDeque::new(),
             events: VecDeque::new(),
+            messages: Vec::new(),
+            replies: VecDeque::new(),
         }
+    }
+
+    /// A technician's message arrived. `can_show`: a tray app is connected.
+    pub fn handle_message(&mut self, now: Instant, m: &UserMessage, can_show: bool) {
+        if !can_show || self.messages.len() >= MAX_MESSAGES {
+            self.replies.push_back((m.id.clone(), MessageReply::NoTray));
+            return;
+        }
+        let wait = Duration::from_millis(m.wait_ms);
+        let msg = ChatMessage {
+            id: m.id.clone(),
+            technician: m.technician.clone(),
+            role: m.role,
+            text: crate::text::clean(&m.text, MAX_MESSAGE),
+            seconds_left: wait.as_secs_f64().ceil() as u32,
+        };
+        self.events.push_back(LocalEvent::Message(msg.clone()));
+        self.messages.push(PendingMessage {
+            msg,
+            deadline: now + wait,
+        });
+    }
+
+    /// The user replied. Returns the full id.
+    pub fn handle_reply(&mut self, id: &str, text: &str) -> Result<String, BookError> {
+        let idx = find(self.messages.iter().map(|m| &m.msg.id), id)?;
+        let m = self.messages.remove(idx);
+        let text = crate::text::clean(text, MAX_MESSAGE);
+        let reply = if text.trim().is_empty() {
+            MessageReply::NoReply
+        } else {
+            MessageReply::Replied { text }
+        };
+        self.events.push_back(LocalEvent::MessageClosed {
+            id: m.msg.id.clone(),
+        });
+        self.replies.push_back((m.msg.id.clone(), reply));
+        Ok(m.msg.id)
+    }
+
+    /// Replies to send back to the relay, in order.
+    pub fn poll_reply(&mut self) -> Option<(String, MessageReply)> {
+        self.replies.pop_front()
     }
 
     /// A valid, relay-signed offer arrived. `can_prompt`: a tray app is connected, or answers
@@ -244,6 +323,15 @@ impl Book {
         for p in expired {
             self.close(p.grant.session_id, Outcome::TimedOut);
         }
+        let (expired, kept): (Vec<_>, Vec<_>) =
+            self.messages.drain(..).partition(|m| m.deadline <= now);
+        self.messages = kept;
+        for m in expired {
+            self.events.push_back(LocalEvent::MessageClosed {
+                id: m.msg.id.clone(),
+            });
+            self.replies.push_back((m.msg.id, MessageReply::NoReply));
+        }
     }
 
     fn close(&mut self, id: String, outcome: Outcome) {
@@ -256,7 +344,11 @@ impl Book {
 
     /// When [`Book::handle_timeout`] should next run.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.pending.iter().map(|p| p.deadline).min()
+        self.pending
+            .iter()
+            .map(|p| p.deadline)
+            .chain(self.messages.iter().map(|m| m.deadline))
+            .min()
     }
 
     /// Decisions to send back to the relay, in order.
@@ -331,6 +423,18 @@ impl Book {
                 .map(|p| prompt(&p.grant, p.deadline, now))
                 .collect(),
             active: self.active.clone(),
+            messages: self
+                .messages
+                .iter()
+                .map(|m| ChatMessage {
+                    seconds_left: m
+                        .deadline
+                        .saturating_duration_since(now)
+                        .as_secs_f64()
+                        .ceil() as u32,
+                    ..m.msg.clone()
+                })
+                .collect(),
         }
     }
 }
@@ -507,6 +611,42 @@ mod tests {
             Ok(("sess-1".into(), "quickfix".into()))
         );
         assert!(b.check_rating("other", 4, "").is_err());
+    }
+
+    #[test]
+    fn messages_get_a_reply_or_none_after_their_time() {
+        let t0 = Instant::now();
+        let mut b = Book::new(DEFAULT_TIMEOUT);
+        let msg = |id: &str| UserMessage {
+            id: id.into(),
+            technician: "ana".into(),
+            role: Role::Support,
+            text: "Please save your work\u{1b}[2J".into(),
+            wait_ms: 60_000,
+        };
+        b.handle_message(t0, &msg("m0"), false);
+        assert_eq!(b.poll_reply(), Some(("m0".into(), MessageReply::NoTray)));
+        b.handle_message(t0, &msg("m1"), true);
+        b.handle_message(t0, &msg("m2"), true);
+        assert!(
+            matches!(&events(&mut b)[..], [LocalEvent::Message(m), LocalEvent::Message(_)]
+            if m.text == "Please save your work[2J" && m.seconds_left == 60)
+        );
+        assert_eq!(b.handle_reply("m1", "ok, go ahead"), Ok("m1".into()));
+        assert_eq!(
+            b.poll_reply(),
+            Some((
+                "m1".into(),
+                MessageReply::Replied {
+                    text: "ok, go ahead".into()
+                }
+            ))
+        );
+        assert_eq!(b.poll_timeout(), Some(t0 + Duration::from_secs(60)));
+        b.handle_timeout(t0 + Duration::from_secs(60));
+        assert_eq!(b.poll_reply(), Some(("m2".into(), MessageReply::NoReply)));
+        assert!(b.handle_reply("m2", "late").is_err());
+        assert_eq!(b.poll_timeout(), None);
     }
 
     #[test]

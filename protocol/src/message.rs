@@ -248,6 +248,13 @@ pub enum TechRequest {
     Report {
         since_unix_ms: i64,
     },
+    /// A message for the user at a device, shown by the tray app; answered by
+    /// [`TechResponse::Said`] with their reply, after at most `wait_ms`.
+    Say {
+        device: String,
+        text: String,
+        wait_ms: u64,
+    },
 }
 
 /// One technician's sessions in a report.
@@ -319,6 +326,10 @@ pub enum TechResponse {
     },
     Sessions(Vec<SessionRow>),
     Report(Vec<ReportRow>),
+    /// The user's reply to [`TechRequest::Say`] (`None`: shown but not answered).
+    Said {
+        reply: Option<String>,
+    },
     /// The request was carried out.
     Done,
     Error {

@@ -119,6 +119,33 @@ pub enum RelayStream {
         #[serde(with = "serde_bytes")]
         signature: Vec<u8>,
     },
+    /// A technician's message for the user (`tether say`); answered by one [`MessageReply`].
+    Message(UserMessage),
+}
+
+/// Longest message or reply, in bytes.
+pub const MAX_MESSAGE: usize = 1000;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserMessage {
+    pub id: String,
+    /// From the technician's certificate (filled in by the relay).
+    pub technician: String,
+    pub role: Role,
+    pub text: String,
+    /// How long the user has to reply.
+    pub wait_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MessageReply {
+    Replied {
+        text: String,
+    },
+    /// Shown, but the user did not answer in time (or closed it).
+    NoReply,
+    /// No tray app to show it.
+    NoTray,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -12,7 +12,9 @@ use std::time::Duration;
 use tether_net::framed::{read_msg, write_msg};
 use tether_protocol::identity::Role;
 use tether_protocol::message::{ErrorCode, SessionRequest, TechResponse, may_start_session};
-use tether_protocol::session::{GRANT_TTL_MS, OfferReply, RefuseKind, RelayStream, SessionGrant};
+use tether_protocol::session::{
+    GRANT_TTL_MS, MessageReply, OfferReply, RefuseKind, RelayStream, SessionGrant, UserMessage,
+};
 use tether_protocol::{codec, limits, text};
 use tracing::{info, warn};
 
@@ -274,6 +276,112 @@ pub async fn open_session(
         warn!("store error recording a session end: {e}");
     }
     info!(session = %grant.session_id, bytes_up = up, bytes_down = down, ended_by, "session ended");
+}
+
+/// Shortest and longest time a technician may wait for the user's reply to a message.
+const MESSAGE_WAIT: (u64, u64) = (5_000, 600_000);
+
+/// `tether say`: shows a message to the user at a device (through its tray app) and returns
+/// their reply. Audited like a session request, with the reply as its detail.
+pub async fn say(
+    state: &State,
+    technician: &str,
+    role: Role,
+    device: &str,
+    text: &str,
+    wait_ms: u64,
+) -> TechResponse {
+    let device = match resolve(state, device).await {
+        Ok(Ok(d)) => d,
+        Ok(Err(resp)) => return resp,
+        Err(e) => {
+            warn!("store error: {e}");
+            return error(ErrorCode::Internal, "relay store unavailable");
+        }
+    };
+    let text = text::clean(text, tether_protocol::session::MAX_MESSAGE);
+    if text.trim().is_empty() {
+        return error(ErrorCode::BadRequest, "the message is empty");
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    let record = SessionRecord {
+        id: id.clone(),
+        technician: technician.to_string(),
+        device_id: device.id.clone(),
+        reason: text::clean(&text, 256),
+        ticket: String::new(),
+        permissions_asked: "message".into(),
+        requested_at: now_ms(),
+        ..Default::default()
+    };
+    if let Err(e) = state.store.session_requested(&record).await {
+        warn!("store error recording a message: {e}");
+        return error(ErrorCode::Internal, "relay store unavailable");
+    }
+    let decide = |decision: &'static str, detail: String| {
+        let store = state.store.clone();
+        let id = id.clone();
+        async move {
+            if let Err(e) = store
+                .session_decided(&id, decision, &detail, "", None)
+                .await
+            {
+                warn!("store error recording a message: {e}");
+            }
+        }
+    };
+    if !may_start_session(role) {
+        let message = format!("role {role} may not message users (support or admin needed)");
+        decide("denied", message.clone()).await;
+        return error(ErrorCode::Forbidden, message);
+    }
+    let Some(agent) = state.presence.connection(&device.id) else {
+        decide("failed", "device offline".into()).await;
+        return error(
+            ErrorCode::Offline,
+            format!("device {} is offline", device.hostname),
+        );
+    };
+    let wait_ms = wait_ms.clamp(MESSAGE_WAIT.0, MESSAGE_WAIT.1);
+    let msg = RelayStream::Message(UserMessage {
+        id: id.clone(),
+        technician: technician.to_string(),
+        role,
+        text,
+        wait_ms,
+    });
+    let asked = async {
+        let (mut send, mut recv) = agent.open_bi().await?;
+        write_msg(&mut send, &msg, limits::CONTROL).await?;
+        let reply: MessageReply = read_msg(&mut recv, limits::CONTROL).await?;
+        Ok::<_, tether_net::NetError>(reply)
+    };
+    // The agent closes the message at its own deadline; allow a margin for the network.
+    let waited = Duration::from_millis(wait_ms) + Duration::from_secs(10);
+    match tokio::time::timeout(waited, asked).await {
+        Ok(Ok(MessageReply::Replied { text: reply })) => {
+            let reply = text::clean(&reply, tether_protocol::session::MAX_MESSAGE);
+            decide("message", format!("reply: {reply}")).await;
+            TechResponse::Said { reply: Some(reply) }
+        }
+        Ok(Ok(MessageReply::NoReply)) => {
+            decide("message", "no reply".into()).await;
+            TechResponse::Said { reply: None }
+        }
+        Ok(Ok(MessageReply::NoTray)) => {
+            let message = "nobody can see messages on the device (no tray app running)";
+            decide("failed", message.into()).await;
+            error(ErrorCode::Refused, message)
+        }
+        Ok(Err(e)) => {
+            decide("failed", format!("device did not answer: {e}")).await;
+            error(ErrorCode::Offline, format!("device did not answer: {e}"))
+        }
+        Err(_) => {
+            decide("failed", "device did not answer in time".into()).await;
+            error(ErrorCode::Refused, "device did not answer in time")
+        }
+    }
 }
 
 /// Copies one direction until it ends, then finishes (or resets) the other side.

@@ -43,6 +43,18 @@ pub async fn handle_stream(
         crate::broker::open_session(state, name, role, req, send, recv).await;
         return;
     }
+    if let TechRequest::Say {
+        device,
+        text,
+        wait_ms,
+    } = req
+    {
+        let resp = crate::broker::say(state, name, role, &device, &text, wait_ms).await;
+        if write_msg(&mut send, &resp, limits::CONTROL).await.is_ok() {
+            let _ = send.finish();
+        }
+        return;
+    }
     let resp = if !may_read_inventory(role) {
         err(
             ErrorCode::Forbidden,
@@ -238,7 +250,9 @@ async fn answer(
                     .collect(),
             )
         }
-        TechRequest::OpenSession(_) => err(ErrorCode::BadRequest, "unexpected".into()),
+        TechRequest::OpenSession(_) | TechRequest::Say { .. } => {
+            err(ErrorCode::BadRequest, "unexpected".into())
+        }
         TechRequest::History {
             device,
             since_unix_ms,

@@ -190,6 +190,16 @@ enum Cmd {
         #[command(flatten)]
         why: Why,
     },
+    /// Show a short message to the user at a device (by their tray app) and print their reply.
+    Say {
+        device: String,
+        text: String,
+        /// How long to wait for the reply (5 s to 10 min).
+        #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
+        wait: std::time::Duration,
+        #[arg(long)]
+        json: bool,
+    },
     /// Add resolution notes to one of your sessions.
     Notes { session: String, text: String },
     /// What changed on a machine: software installed/removed/upgraded, hardware, OS.
@@ -677,6 +687,30 @@ async fn run(cli: Cli) -> Result<()> {
                 "{}",
                 remote_cmds::summary(&t, "pulled", &local.display().to_string())
             );
+        }
+        Cmd::Say {
+            device,
+            text,
+            wait,
+            json,
+        } => {
+            let creds = Credentials::load(&dir)?;
+            let session = Session::open(&creds).await?;
+            eprintln!(
+                "message shown on {device}; waiting up to {} for a reply…",
+                humantime::format_duration(wait)
+            );
+            let reply = session.say(&device, &text, wait).await;
+            session.close().await;
+            let reply = reply?;
+            if json {
+                println!("{}", serde_json::json!({ "reply": reply }));
+            } else {
+                match reply {
+                    Some(r) => println!("{}", tether_protocol::text::clean(&r, 1000)),
+                    None => eprintln!("no reply (the user closed the message or did not answer)"),
+                }
+            }
         }
         Cmd::Report { since, json } => {
             let creds = Credentials::load(&dir)?;

@@ -157,6 +157,26 @@ impl Session {
         }
     }
 
+    /// Shows `text` to the user at `device` and waits up to `wait` for their reply.
+    pub async fn say(
+        &self,
+        device: &str,
+        text: &str,
+        wait: std::time::Duration,
+    ) -> Result<Option<String>, RequestError> {
+        match self
+            .request(&TechRequest::Say {
+                device: device.to_string(),
+                text: text.to_string(),
+                wait_ms: wait.as_millis() as u64,
+            })
+            .await?
+        {
+            TechResponse::Said { reply } => Ok(reply),
+            other => Err(unexpected(other)),
+        }
+    }
+
     pub async fn add_notes(&self, session_id: &str, text: &str) -> Result<(), RequestError> {
         match self
             .request(&TechRequest::AddNotes {

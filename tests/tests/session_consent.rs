@@ -411,3 +411,56 @@ fn another_local_user_cannot_answer_for_the_desktop() {
     c.send(&LocalRequest::List).unwrap();
     assert!(matches!(c.recv().unwrap(), LocalEvent::Snapshot { .. }));
 }
+
+#[test]
+fn a_message_reaches_the_user_and_their_reply_comes_back() {
+    let relay = Relay::start();
+    let ana = Tech::enroll(&relay.tech_token("ana", "support"));
+    let mut agent = Agent::enroll(&relay.agent_token());
+    agent.start();
+    ana.wait_online(&agent.id);
+
+    // Nobody there to read it: a clear error, at once.
+    let out = ana.tether(&["say", &agent.id, "hello?"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("no tray app running"),
+        "{}",
+        stderr(&out)
+    );
+
+    let mut tray = agent.subscribe();
+    let asking = ana.spawn(&[
+        "say",
+        &agent.id,
+        "Please save your work \u{1b}[31m",
+        "--wait",
+        "30s",
+    ]);
+    let msg = loop {
+        match tray.recv().unwrap() {
+            LocalEvent::Message(m) => break m,
+            _ => continue,
+        }
+    };
+    assert_eq!(msg.technician, "ana");
+    assert_eq!(msg.text, "Please save your work [31m");
+    assert_eq!(msg.seconds_left, 30);
+    let listed = stdout(&agent.local(&["sessions"]));
+    assert!(listed.contains(&format!("message {}", msg.id)), "{listed}");
+    ok(agent.local(&["reply", &msg.id[..8], "saved, go ahead"]));
+    let out = asking.output();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "saved, go ahead\n");
+    assert!(matches!(
+        tray.recv().unwrap(),
+        LocalEvent::MessageClosed { .. }
+    ));
+
+    let rows = ana.json(&["sessions"]);
+    assert_eq!(rows[0]["permissions_asked"], "message");
+    assert_eq!(rows[0]["decision"], "failed");
+    assert_eq!(rows[1]["reason"], "Please save your work [31m");
+    assert_eq!(rows[1]["decision"], "message");
+    assert_eq!(rows[1]["decision_detail"], "reply: saved, go ahead");
+}

@@ -116,7 +116,9 @@ impl App {
 
     fn event(&mut self, event: LocalEvent) {
         match event {
-            LocalEvent::Snapshot { prompts, active } => {
+            LocalEvent::Snapshot {
+                prompts, active, ..
+            } => {
                 // Prompts the agent no longer has were decided while we were away.
                 let stale: Vec<String> = self
                     .consents
@@ -160,6 +162,9 @@ impl App {
             }
             LocalEvent::Done { message } => info!("agent: {message}"),
             LocalEvent::Error { message } => warn!("agent refused: {message}"),
+            // Technicians' messages: not shown yet (the agent answers "no reply" at its deadline).
+            LocalEvent::Message(m) => info!(id = %m.id, "message from {}", m.technician),
+            LocalEvent::MessageClosed { .. } => {}
         }
     }
 

@@ -208,5 +208,6 @@ pub fn describe(req: &LocalRequest) -> String {
         LocalRequest::Deny { id } => format!("deny {id}"),
         LocalRequest::End { id } => format!("end {id}"),
         LocalRequest::Rate { id, rating, .. } => format!("rate {id} {rating}/5"),
+        LocalRequest::Reply { id, .. } => format!("reply to message {id}"),
     }
 }
