@@ -219,7 +219,7 @@ async fn session<F: Future<Output = ()>>(
             stream = conn.accept_bi() => match stream {
                 Ok((s, r)) => {
                     if let tether_protocol::identity::Identity::Device { id, .. } = &creds.identity {
-                        tokio::spawn(crate::session::serve(creds.clone(), id.clone(), link.consent.clone(), s, r));
+                        tokio::spawn(crate::session::serve(creds.clone(), id.clone(), link.consent.clone(), conn.clone(), s, r));
                     }
                 }
                 Err(e) => break Ended::Lost(ClientError::Net(NetError::from_connection(&e))),

@@ -31,6 +31,7 @@ pub async fn serve(
     creds: Credentials,
     device_id: String,
     consent: Consent,
+    relay: quinn::Connection,
     mut send: SendStream,
     mut recv: RecvStream,
 ) {
@@ -106,7 +107,7 @@ pub async fn serve(
         reason = %g.reason, ticket = %g.ticket, unattended, "session accepted"
     );
     let ended_by_user = consent.started(g.clone(), unattended).await;
-    if let Err(e) = run(&creds, gate, send, recv, ended_by_user, &consent).await {
+    if let Err(e) = run(&creds, gate, send, recv, ended_by_user, &consent, &relay).await {
         warn!(session = %g.session_id, "session ended: {e}");
     } else {
         info!(session = %g.session_id, "session ended");
@@ -135,6 +136,7 @@ async fn run(
     recv: RecvStream,
     mut ended_by_user: tokio::sync::watch::Receiver<bool>,
     consent: &Consent,
+    relay: &quinn::Connection,
 ) -> Result<(), String> {
     let session_id = gate.grant().session_id.clone();
     let (chain, key) = creds.identity_material().map_err(|e| e.to_string())?;
@@ -214,7 +216,17 @@ async fn run(
                     if job.as_ref().is_some_and(|j| !j.finished()) {
                         Some(busy())
                     } else {
-                        match crate::shell::Shell::open(cols, rows, user.as_deref(), out.clone()) {
+                        let transcript = gate
+                            .grant()
+                            .record_shell
+                            .then(|| record(relay.clone(), session_id.clone()));
+                        match crate::shell::Shell::open(
+                            cols,
+                            rows,
+                            user.as_deref(),
+                            out.clone(),
+                            transcript,
+                        ) {
                             Ok((shell, ended)) => {
                                 let who = user.as_deref().unwrap_or("the agent's user");
                                 consent.audit(&session_id, format!("shell opened as {who}"));
@@ -457,6 +469,39 @@ async fn run(
     drop(out);
     let _ = writer.await;
     result
+}
+
+/// Sends a recorded shell's output to the relay on a stream of its own.
+fn record(relay: quinn::Connection, session_id: String) -> mpsc::Sender<Vec<u8>> {
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(64);
+    tokio::spawn(async move {
+        let sent = async {
+            let (mut send, _recv) = relay.open_bi().await?;
+            write_msg(
+                &mut send,
+                &tether_protocol::message::AgentStream::Transcript {
+                    session_id: session_id.clone(),
+                },
+                limits::CONTROL,
+            )
+            .await?;
+            while let Some(chunk) = rx.recv().await {
+                write_msg(
+                    &mut send,
+                    &tether_protocol::message::TranscriptChunk(chunk),
+                    limits::CONTROL,
+                )
+                .await?;
+            }
+            let _ = send.finish();
+            let _ = send.stopped().await;
+            Ok::<_, tether_net::NetError>(())
+        };
+        if let Err(e) = sent.await {
+            warn!(session = %session_id, "shell transcript not delivered: {e}");
+        }
+    });
+    tx
 }
 
 /// A shell or command running in a session.

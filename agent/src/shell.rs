@@ -73,11 +73,13 @@ fn own_shell() -> CommandBuilder {
 
 impl Shell {
     /// Starts the shell; its output and then its exit go to `out`.
+    /// With `transcript`, the terminal output is also copied there (a recorded shell).
     pub fn open(
         cols: u16,
         rows: u16,
         user: Option<&str>,
         out: mpsc::Sender<ToViewer>,
+        transcript: Option<mpsc::Sender<Vec<u8>>>,
     ) -> Result<(Shell, Ended), String> {
         let cmd = shell_command(user)?;
         let pair = native_pty_system()
@@ -109,6 +111,13 @@ impl Shell {
             // Linux reports EIO once the shell and everything on its terminal have exited.
             while let Ok(n) = reader.read(&mut buf) {
                 if n == 0 {
+                    break;
+                }
+                // A recorded shell waits for its transcript like for its viewer: what the
+                // technician saw is what the relay keeps.
+                if let Some(t) = &transcript
+                    && t.blocking_send(buf[..n].to_vec()).is_err()
+                {
                     break;
                 }
                 let msg = ToViewer::Output {

@@ -486,6 +486,7 @@ mod tests {
             issued_at_unix_ms: 0,
             expires_at_unix_ms: 1,
             unattended,
+            record_shell: false,
         }
     }
 

@@ -174,7 +174,17 @@ pub enum AgentStream {
         hash: u64,
         inventory: Box<Inventory>,
     },
+    /// The terminal output of a recorded shell ([`crate::session::SessionGrant::record_shell`]),
+    /// followed by [`TranscriptChunk`]s until the agent finishes the stream.
+    Transcript { session_id: String },
 }
+
+/// Part of a shell transcript (control limit).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TranscriptChunk(#[serde(with = "serde_bytes")] pub Vec<u8>);
+
+/// Largest transcript the relay keeps per session; the rest is cut (and says so).
+pub const MAX_TRANSCRIPT: u64 = 64 * 1024 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum UploadReply {

@@ -107,6 +107,9 @@ pub struct SessionGrant {
     /// The device's group allows unattended access and the technician is an admin: the agent
     /// starts the session without asking (it still shows the banner).
     pub unattended: bool,
+    /// The device's group records shells: the agent sends the terminal output of every shell
+    /// in this session to the relay, which keeps it as a transcript.
+    pub record_shell: bool,
 }
 
 /// First frame of a stream the relay opens on an agent's connection.
@@ -593,6 +596,7 @@ mod tests {
             issued_at_unix_ms: 1_000,
             expires_at_unix_ms: 61_000,
             unattended: false,
+            record_shell: false,
         }
     }
 

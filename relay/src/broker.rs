@@ -155,6 +155,21 @@ pub async fn open_session(
         issued_at_unix_ms: now,
         expires_at_unix_ms: now + GRANT_TTL_MS,
         unattended,
+        record_shell: req.permissions.shell
+            && match state.store.record_shells(&device.group).await {
+                Ok(on) => on,
+                Err(e) => {
+                    // Recording is an audit duty: without the policy, refuse rather than not record.
+                    warn!("store error reading policy: {e}");
+                    decide("failed", "relay store unavailable".into(), None).await;
+                    refuse(
+                        &mut tsend,
+                        &error(ErrorCode::Internal, "relay store unavailable"),
+                    )
+                    .await;
+                    return;
+                }
+            },
     };
     let offer = codec::to_bytes(&grant)
         .map_err(|e| e.to_string())

@@ -53,6 +53,10 @@ impl DataDir {
     pub fn database(&self) -> PathBuf {
         self.root.join("tether.db")
     }
+    /// Shell transcripts, one file per session.
+    pub fn transcripts(&self) -> PathBuf {
+        self.root.join("transcripts")
+    }
 
     pub fn is_initialized(&self) -> bool {
         self.settings().exists() && self.ca_key().exists()

@@ -84,11 +84,14 @@ enum Cmd {
         )]
         data: PathBuf,
         /// The device group to change.
-        #[arg(long, requires = "unattended")]
+        #[arg(long)]
         group: Option<String>,
         /// Allow admins to start sessions on this group's devices without the user's approval.
         #[arg(long, value_parser = ["on", "off"], requires = "group")]
         unattended: Option<String>,
+        /// Record every shell on this group's devices to a transcript in DATA/transcripts/.
+        #[arg(long, value_parser = ["on", "off"], requires = "group")]
+        record_shells: Option<String>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -209,6 +212,7 @@ async fn run(cli: Cli) -> Result<()> {
             data,
             group,
             unattended,
+            record_shells,
             json,
         } => {
             let dd = DataDir::new(&data);
@@ -219,6 +223,25 @@ async fn run(cli: Cli) -> Result<()> {
                 );
             }
             let store = Store::open_sqlite(&dd.database()).await?;
+            if group.is_some() && unattended.is_none() && record_shells.is_none() {
+                bail!("--group needs --unattended on|off or --record-shells on|off");
+            }
+            if let (Some(group), Some(flag)) = (&group, &record_shells) {
+                validate_name("group", group)?;
+                let on = flag == "on";
+                store.set_record_shells(group, on).await?;
+                tracing::info!(group, record_shells = on, "policy changed");
+                if !json {
+                    println!(
+                        "group {group}: shell transcripts {}",
+                        if on {
+                            format!("ON (kept in {})", dd.transcripts().display())
+                        } else {
+                            "off".to_string()
+                        }
+                    );
+                }
+            }
             if let (Some(group), Some(flag)) = (&group, &unattended) {
                 validate_name("group", group)?;
                 let on = flag == "on";
@@ -240,13 +263,26 @@ async fn run(cli: Cli) -> Result<()> {
             if json {
                 let rows: Vec<_> = rows
                     .iter()
-                    .map(|(g, on, at)| serde_json::json!({"group": g, "unattended": on, "updated_unix_ms": at}))
+                    .map(|p| {
+                        serde_json::json!({
+                            "group": p.group,
+                            "unattended": p.unattended,
+                            "record_shells": p.record_shells,
+                            "updated_unix_ms": p.updated_at,
+                        })
+                    })
                     .collect();
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else if group.is_none() {
-                println!("{:<24} UNATTENDED", "GROUP");
-                for (g, on, _) in rows {
-                    println!("{g:<24} {}", if on { "on" } else { "off" });
+                println!("{:<24} {:<11} RECORD SHELLS", "GROUP", "UNATTENDED");
+                let word = |on: bool| if on { "on" } else { "off" };
+                for p in rows {
+                    println!(
+                        "{:<24} {:<11} {}",
+                        p.group,
+                        word(p.unattended),
+                        word(p.record_shells)
+                    );
                 }
             }
         }

@@ -20,7 +20,8 @@ use tether_protocol::conn::{Close, RelayConn, RelayConnState, Timeouts};
 use tether_protocol::identity::Identity;
 use tether_protocol::inventory::Limits;
 use tether_protocol::message::{
-    AgentStream, AgentToRelay, Intent, RelayToAgent, UploadReply, close_code,
+    AgentStream, AgentToRelay, Intent, MAX_TRANSCRIPT, RelayToAgent, TranscriptChunk, UploadReply,
+    close_code,
 };
 use tether_protocol::{codec, limits, text};
 use thiserror::Error;
@@ -74,6 +75,8 @@ pub struct State {
     /// Bounds how many bulk uploads are read at once (each may be up to `limits::BULK`).
     uploads: tokio::sync::Semaphore,
     pub(crate) splice_filter: Option<crate::broker::SpliceFilter>,
+    /// Where shell transcripts go (`DATA/transcripts`).
+    transcripts: std::path::PathBuf,
 }
 
 /// Concurrent inventory uploads the relay reads; the rest wait (the agents' uploads are patient).
@@ -118,6 +121,7 @@ impl Relay {
                 next_conn_id: AtomicU64::new(1),
                 uploads: tokio::sync::Semaphore::new(MAX_CONCURRENT_UPLOADS),
                 splice_filter: opts.splice_filter.clone(),
+                transcripts: data.transcripts(),
             }),
             endpoint,
         })
@@ -409,9 +413,9 @@ async fn run_agent(
     }
 }
 
-/// A stream the agent opened: an inventory upload.
+/// A stream the agent opened: an inventory upload, or a shell transcript.
 async fn agent_stream(state: &State, device: &str, mut send: SendStream, mut recv: RecvStream) {
-    let Ok(_permit) = state.uploads.acquire().await else {
+    let Ok(permit) = state.uploads.acquire().await else {
         return;
     };
     let msg = tokio::time::timeout(
@@ -419,7 +423,15 @@ async fn agent_stream(state: &State, device: &str, mut send: SendStream, mut rec
         tether_net::framed::read_msg::<AgentStream>(&mut recv, limits::BULK),
     )
     .await;
+    if let Ok(Ok(AgentStream::Transcript { session_id })) = msg {
+        // Long-lived and small: it must not hold an upload slot.
+        drop(permit);
+        transcript(state, device, &session_id, recv).await;
+        let _ = send.finish();
+        return;
+    }
     let reply = match msg {
+        Ok(Ok(AgentStream::Transcript { .. })) => return,
         Ok(Ok(AgentStream::InventoryUpload {
             hash,
             mut inventory,
@@ -464,6 +476,67 @@ async fn agent_stream(state: &State, device: &str, mut send: SendStream, mut rec
     };
     if write_msg(&mut send, &reply, limits::CONTROL).await.is_ok() {
         let _ = send.finish();
+    }
+}
+
+/// Appends a recorded shell's output to `DATA/transcripts/<session>.log` (at most
+/// [`MAX_TRANSCRIPT`] bytes), for a session that runs on this device with recording asked.
+async fn transcript(state: &State, device: &str, session_id: &str, mut recv: RecvStream) {
+    let known = state
+        .store
+        .session_action(session_id, device, "shell transcript recording started")
+        .await;
+    if !matches!(known, Ok(true)) || uuid::Uuid::parse_str(session_id).is_err() {
+        warn!(device, "transcript for an unknown session refused");
+        let _ = recv.stop(1u32.into());
+        return;
+    }
+    let dir = state.transcripts.clone();
+    let path = dir.join(format!("{session_id}.log"));
+    let opened = async {
+        tokio::fs::create_dir_all(&dir).await?;
+        tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&path)
+            .await
+    }
+    .await;
+    let mut file = match opened {
+        Ok(f) => f,
+        Err(e) => {
+            warn!("cannot write transcript {}: {e}", path.display());
+            let _ = recv.stop(1u32.into());
+            return;
+        }
+    };
+    let mut written = 0u64;
+    let mut cut = false;
+    while let Ok(Some(p)) = tether_net::framed::read_payload(&mut recv, limits::CONTROL).await {
+        let Ok(TranscriptChunk(data)) = codec::from_payload(&p) else {
+            break;
+        };
+        if written + data.len() as u64 > MAX_TRANSCRIPT {
+            cut = true;
+            break;
+        }
+        if tokio::io::AsyncWriteExt::write_all(&mut file, &data)
+            .await
+            .is_err()
+        {
+            break;
+        }
+        written += data.len() as u64;
+    }
+    let _ = tokio::io::AsyncWriteExt::flush(&mut file).await;
+    let note = format!(
+        "shell transcript {} ({written} bytes{})",
+        path.display(),
+        if cut { ", cut at the size limit" } else { "" }
+    );
+    if let Err(e) = state.store.session_action(session_id, device, &note).await {
+        warn!("store error: {e}");
     }
 }
 

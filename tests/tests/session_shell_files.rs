@@ -538,3 +538,63 @@ fn a_pull_interrupted_by_a_relay_crash_resumes() {
     assert_eq!(sha256sum(&dest), sum);
     assert!(!part.exists());
 }
+
+#[test]
+fn shells_are_recorded_where_the_group_policy_asks() {
+    let d = desk("support");
+    let shell = |script: &[u8]| {
+        let mut child = Command::new(tether_tests::bin("tether"))
+            .arg("--config")
+            .arg(d.tech.config())
+            .args(["shell", &d.agent.id])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(script).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    };
+    shell(b"echo unrecorded-$((1+1))\nexit\n");
+    ok(run(Command::new(tether_tests::bin("tether-relay"))
+        .args(["policy", "--data"])
+        .arg(d.relay.data())
+        .args(["--group", "default", "--record-shells", "on"])));
+    shell(b"echo recorded-$((6*7))\nexit\n");
+
+    let rows = audited(&d.tech, 2, 2);
+    let recorded: Vec<String> = rows[1]["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    let mut note = None;
+    wait_until(Duration::from_secs(20), || {
+        let rows = d.tech.json(&["sessions"]);
+        note = rows[1]["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|a| a.as_str())
+            .find(|a| a.starts_with("shell transcript /"))
+            .map(str::to_string);
+        note.is_some()
+    })
+    .unwrap_or_else(|| panic!("no transcript on the record: {recorded:?}"));
+    let id = rows[1]["id"].as_str().unwrap();
+    let path = d.relay.data().join("transcripts").join(format!("{id}.log"));
+    assert!(note.unwrap().contains(&path.display().to_string()));
+    let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();
+    assert!(text.contains("recorded-42"), "{text}");
+    // The first shell ran before the policy: nothing kept.
+    let first = rows[0]["id"].as_str().unwrap();
+    assert!(
+        !d.relay
+            .data()
+            .join("transcripts")
+            .join(format!("{first}.log"))
+            .exists()
+    );
+}

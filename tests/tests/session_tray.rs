@@ -1,6 +1,7 @@
 //! The whole consent flow as people see it, on real X servers: `tether connect` asks, the
 //! user's tray app shows the consent dialog, a click on Allow starts the session, the banner's
-//! End session ends it, the user rates it, and the audit record holds all of it.
+//! End session ends it, the user rates it, and the audit record holds all of it; a technician's
+//! message (`tether say`) is answered from the tray.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -214,4 +215,60 @@ fn deny_in_the_dialog_refuses_the_session() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn a_message_is_answered_from_the_tray() {
+    let desktop = Xvfb::start(800, 600);
+    let relay = Relay::start();
+    let ana = Tech::enroll(&relay.tech_token("ana", "support"));
+    let mut agent = Agent::enroll(&relay.agent_token());
+    agent.start_on_display(&desktop.display);
+    ana.wait_online(&agent.id);
+    let tray = Tray::start(&desktop.display, &agent.socket(), &["--no-tray-icon"]);
+    tray.wait_for("connected to the Tether agent");
+
+    let said = ana.spawn(&["say", &agent.id, "Please save your work", "--wait", "30s"]);
+    let shown = tray.wait_for("message shown");
+    let title = "Tether: message from ana";
+    let found = desktop.run("xdotool", &["search", "--name", &format!("^{title}$")]);
+    assert!(found.status.success(), "no window titled {title:?}");
+    let wid = String::from_utf8_lossy(&found.stdout)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let entry = point(field(&shown, "entry"));
+    let out = desktop.run(
+        "xdotool",
+        &[
+            "mousemove",
+            "--window",
+            &wid,
+            &entry.0,
+            &entry.1,
+            "click",
+            "1",
+        ],
+    );
+    assert!(out.status.success(), "click in the reply box failed");
+    let out = desktop.run("xdotool", &["type", "--window", &wid, "saved"]);
+    assert!(out.status.success(), "typing the reply failed");
+    click(&desktop, title, point(field(&shown, "send_button")));
+
+    let out = said.output();
+    assert!(
+        out.status.success(),
+        "tether say failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "saved");
+    // The window is gone once answered.
+    let gone = wait_until(Duration::from_secs(10), || {
+        !desktop
+            .run("xdotool", &["search", "--name", &format!("^{title}$")])
+            .status
+            .success()
+    });
+    assert!(gone.is_some(), "the message window stayed open after Send");
 }

@@ -6,19 +6,21 @@ use crate::icon::{self, Look};
 use crate::indicator::Indicator;
 use crate::ipc::{Ipc, Update};
 use crate::text;
-use crate::ui::{self, banner::Banner, consent::ConsentDialog, rating};
+use crate::ui::{self, banner::Banner, consent::ConsentDialog, message::MessageWindow, rating};
 use anyhow::{Context, anyhow};
 use gtk::glib;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
-use tether_protocol::consent::{ActiveSession, LocalEvent, LocalRequest, Prompt};
+use tether_protocol::consent::{ActiveSession, ChatMessage, LocalEvent, LocalRequest, Prompt};
 use tracing::{info, warn};
 
 pub enum Msg {
     Agent(Update),
     /// A consent dialog went away after answering (or being dismissed).
     ConsentClosed(String),
+    /// A technician's message window went away after replying (or its time ran out).
+    MessageWindowClosed(String),
     /// "End session" in the tray menu or status window: end every active session.
     EndAll,
     Quit,
@@ -60,6 +62,7 @@ pub fn run(socket: PathBuf, want_icon: bool) -> anyhow::Result<()> {
         refused: None,
         active: Vec::new(),
         consents: HashMap::new(),
+        messages: HashMap::new(),
     };
     app.refresh();
     glib::MainContext::default().spawn_local(async move {
@@ -82,6 +85,8 @@ struct App {
     refused: Option<String>,
     active: Vec<ActiveSession>,
     consents: HashMap<String, ConsentDialog>,
+    /// Technicians' messages on screen, by message id.
+    messages: HashMap<String, MessageWindow>,
 }
 
 impl App {
@@ -104,6 +109,9 @@ impl App {
             Msg::ConsentClosed(id) => {
                 self.consents.remove(&id);
             }
+            Msg::MessageWindowClosed(id) => {
+                self.messages.remove(&id);
+            }
             Msg::EndAll => {
                 for s in &self.active {
                     info!(id = %s.id, "user ended the session from the tray");
@@ -117,7 +125,9 @@ impl App {
     fn event(&mut self, event: LocalEvent) {
         match event {
             LocalEvent::Snapshot {
-                prompts, active, ..
+                prompts,
+                active,
+                messages,
             } => {
                 // Prompts the agent no longer has were decided while we were away.
                 let stale: Vec<String> = self
@@ -133,6 +143,21 @@ impl App {
                 }
                 for p in &prompts {
                     self.prompt(p);
+                }
+                // Likewise messages answered or timed out while we were away.
+                let stale: Vec<String> = self
+                    .messages
+                    .keys()
+                    .filter(|id| !messages.iter().any(|m| &m.id == *id))
+                    .cloned()
+                    .collect();
+                for id in stale {
+                    if let Some(w) = self.messages.remove(&id) {
+                        w.dismiss();
+                    }
+                }
+                for m in &messages {
+                    self.message(m);
                 }
                 self.active = active;
                 self.refresh();
@@ -162,9 +187,13 @@ impl App {
             }
             LocalEvent::Done { message } => info!("agent: {message}"),
             LocalEvent::Error { message } => warn!("agent refused: {message}"),
-            // Technicians' messages: not shown yet (the agent answers "no reply" at its deadline).
-            LocalEvent::Message(m) => info!(id = %m.id, "message from {}", m.technician),
-            LocalEvent::MessageClosed { .. } => {}
+            LocalEvent::Message(m) => self.message(&m),
+            LocalEvent::MessageClosed { id } => {
+                if let Some(w) = self.messages.remove(&id) {
+                    info!(id = %id, "message closed by the agent");
+                    w.dismiss();
+                }
+            }
         }
     }
 
@@ -177,11 +206,24 @@ impl App {
         self.consents.insert(p.id.clone(), dialog);
     }
 
+    fn message(&mut self, m: &ChatMessage) {
+        if self.messages.contains_key(&m.id) || m.seconds_left == 0 {
+            return;
+        }
+        info!(id = %m.id, technician = %m.technician, seconds = m.seconds_left, "message from a technician");
+        let window = MessageWindow::open(m, self.ipc.clone(), self.post.clone());
+        self.messages.insert(m.id.clone(), window);
+    }
+
     fn disconnected(&mut self) {
         self.connected = false;
         // Without the agent there is nobody to answer and no session can run.
         for (_, d) in self.consents.drain() {
             d.dismiss();
+        }
+        // Replies could not be delivered; the snapshot after reconnecting shows them again.
+        for (_, w) in self.messages.drain() {
+            w.dismiss();
         }
         self.active.clear();
         self.refresh();
@@ -206,6 +248,10 @@ impl App {
         // Requests still waiting are denied rather than left to time out.
         for (_, d) in self.consents.drain() {
             d.deny();
+        }
+        // Messages get "no reply" at once instead of at their deadline.
+        for (_, w) in self.messages.drain() {
+            w.no_reply();
         }
         self.ipc.flush(Duration::from_secs(1));
         info!("quitting");

@@ -1,7 +1,8 @@
 //! `tether-tray`: the desktop user's side of Tether. It asks the person at the computer to allow
-//! or deny each remote-support request, shows a banner while a session runs, lets them end it, and
-//! asks for a rating afterwards. It talks to the agent service over its local socket
-//! (`tether_net::local`); without a running tray app the agent denies every request.
+//! or deny each remote-support request, shows a banner while a session runs, lets them end it,
+//! asks for a rating afterwards, and shows technicians' messages with a box to reply. It talks to
+//! the agent service over its local socket (`tether_net::local`); without a running tray app the
+//! agent denies every request.
 #![forbid(unsafe_code)]
 
 mod app;

@@ -5,7 +5,7 @@
 use std::time::Duration;
 use tether_protocol::consent::ActiveSession;
 use tether_protocol::identity::Role;
-use tether_protocol::session::Permissions;
+use tether_protocol::session::{MAX_MESSAGE, Permissions};
 
 /// Status while the agent's socket cannot be reached.
 pub const NOT_RUNNING: &str = "Tether agent not running";
@@ -164,6 +164,24 @@ pub fn rating_question(technician: &str) -> String {
     format!("How did {technician} do?")
 }
 
+/// Title of the window showing a technician's message: "Tether: message from ana".
+pub fn message_title(technician: &str) -> String {
+    format!("Tether: message from {technician}")
+}
+
+pub fn reply_countdown(seconds: u32) -> String {
+    format!("Reply within {seconds} s")
+}
+
+/// What is sent back for the text typed in the reply box: surrounding blanks trimmed, control
+/// characters dropped and cut (on a character boundary) to [`MAX_MESSAGE`] bytes, as the agent
+/// would. Empty means "no reply".
+pub fn reply(typed: &str) -> String {
+    tether_protocol::text::clean(typed.trim(), MAX_MESSAGE)
+        .trim()
+        .to_string()
+}
+
 fn more(sessions: usize) -> String {
     if sessions > 1 {
         format!(" (+{} more)", sessions - 1)
@@ -287,5 +305,20 @@ mod tests {
         assert!(text.ends_with("(unattended access) (+1 more)"));
         assert!(banner(&[]).is_none());
         assert_eq!(rating_question("alice"), "How did alice do?");
+    }
+
+    #[test]
+    fn message_wording_and_replies() {
+        assert_eq!(message_title("ana"), "Tether: message from ana");
+        assert_eq!(reply_countdown(30), "Reply within 30 s");
+        assert_eq!(reply("  saved \n"), "saved");
+        assert_eq!(reply("ok\u{1b}[2J go"), "ok[2J go");
+        assert_eq!(reply(" \t "), "");
+        // Cut to the protocol's limit in bytes, never inside a character.
+        let long = "é".repeat(MAX_MESSAGE);
+        let cut = reply(&long);
+        assert!(cut.len() <= MAX_MESSAGE && cut.len() >= MAX_MESSAGE - 1);
+        assert!(cut.chars().all(|c| c == 'é'));
+        assert_eq!(reply(&"a".repeat(MAX_MESSAGE + 5)).len(), MAX_MESSAGE);
     }
 }

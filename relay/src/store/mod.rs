@@ -59,6 +59,15 @@ pub struct DeviceRow {
     pub last_seen: i64,
 }
 
+/// One device group's policy (defaults for a group nobody configured).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupPolicy {
+    pub group: String,
+    pub unattended: bool,
+    pub record_shells: bool,
+    pub updated_at: Option<i64>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Store {
     backend: Backend,
@@ -240,7 +249,20 @@ impl Store {
         }
     }
 
-    pub async fn policies(&self) -> Result<Vec<(String, bool, Option<i64>)>, StoreError> {
+    pub async fn set_record_shells(&self, group: &str, on: bool) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.set_record_shells(group, on, now_ms()).await,
+        }
+    }
+
+    /// Whether shells on the group's devices are recorded (off unless an admin turned it on).
+    pub async fn record_shells(&self, group: &str) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.record_shells(group).await,
+        }
+    }
+
+    pub async fn policies(&self) -> Result<Vec<GroupPolicy>, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.policies().await,
         }

@@ -1,5 +1,6 @@
 //! SQLite backend: one file in the data directory, WAL journal, owner-only permissions.
 
+use super::GroupPolicy;
 use super::{
     DeviceRow, NewToken, RedeemError, SessionFilter, SessionRecord, SoftwareHit, StoreError,
     TokenKind,
@@ -51,6 +52,11 @@ fn migrator() -> Migrator {
             6,
             "session actions",
             include_str!("../../migrations/sqlite/0006_session_actions.sql"),
+        ),
+        m(
+            7,
+            "record shells",
+            include_str!("../../migrations/sqlite/0007_record_shells.sql"),
         ),
     ])
 }
@@ -655,6 +661,34 @@ impl Sqlite {
         Ok(())
     }
 
+    pub async fn set_record_shells(
+        &self,
+        group: &str,
+        on: bool,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO group_policy (group_name, record_shells, updated_at) VALUES (?, ?, ?)
+             ON CONFLICT (group_name) DO UPDATE SET record_shells = excluded.record_shells,
+             updated_at = excluded.updated_at",
+        )
+        .bind(group)
+        .bind(on)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn record_shells(&self, group: &str) -> Result<bool, StoreError> {
+        let on: Option<bool> =
+            sqlx::query_scalar("SELECT record_shells FROM group_policy WHERE group_name = ?")
+                .bind(group)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(on.unwrap_or(false))
+    }
+
     pub async fn unattended(&self, group: &str) -> Result<bool, StoreError> {
         let on: Option<bool> =
             sqlx::query_scalar("SELECT unattended FROM group_policy WHERE group_name = ?")
@@ -665,9 +699,10 @@ impl Sqlite {
     }
 
     /// Every group with a policy row, or a device: (group, unattended, updated_at).
-    pub async fn policies(&self) -> Result<Vec<(String, bool, Option<i64>)>, StoreError> {
+    pub async fn policies(&self) -> Result<Vec<GroupPolicy>, StoreError> {
         let rows = sqlx::query(
-            "SELECT g AS group_name, COALESCE(p.unattended, 0) AS unattended, p.updated_at
+            "SELECT g AS group_name, COALESCE(p.unattended, 0) AS unattended,
+                    COALESCE(p.record_shells, 0) AS record_shells, p.updated_at
              FROM (SELECT group_name AS g FROM group_policy UNION SELECT group_name FROM devices) AS all_groups
              LEFT JOIN group_policy p ON p.group_name = all_groups.g ORDER BY g",
         )
@@ -675,11 +710,12 @@ impl Sqlite {
         .await?;
         rows.into_iter()
             .map(|r| {
-                Ok((
-                    r.try_get("group_name")?,
-                    r.try_get("unattended")?,
-                    r.try_get("updated_at")?,
-                ))
+                Ok(GroupPolicy {
+                    group: r.try_get("group_name")?,
+                    unattended: r.try_get("unattended")?,
+                    record_shells: r.try_get("record_shells")?,
+                    updated_at: r.try_get("updated_at")?,
+                })
             })
             .collect()
     }

@@ -4,6 +4,7 @@
 
 pub mod banner;
 pub mod consent;
+pub mod message;
 pub mod rating;
 pub mod status_window;
 
@@ -32,7 +33,7 @@ pub fn emphasize(l: &gtk::Label, scale: f64) {
 
 /// Centre of `widget` in device pixels relative to `window`'s X window: what
 /// `xdotool mousemove --window WID X Y` expects.
-fn centre_in(widget: &gtk::Button, window: &gtk::Window) -> Option<(i32, i32)> {
+fn centre_in(widget: &impl IsA<gtk::Widget>, window: &gtk::Window) -> Option<(i32, i32)> {
     let a = widget.allocation();
     if a.width() <= 1 || a.height() <= 1 {
         return None;
@@ -50,12 +51,12 @@ pub fn point((x, y): (i32, i32)) -> String {
 /// What was last logged: the key and the button centres.
 type Reported = (String, Vec<(i32, i32)>);
 
-/// Calls `report(key, centres of buttons)` once `window` is mapped and laid out, so tests (and
-/// accessibility tooling) can find the buttons. It reports again only if the key (e.g. the
+/// Calls `report(key, centres of widgets)` once `window` is mapped and laid out, so tests (and
+/// accessibility tooling) can find the buttons (and entries). It reports again only if the key (e.g. the
 /// session shown) or the positions change; `key` returning `None` means "nothing to report".
-pub fn report_layout(
+pub fn report_layout<W: IsA<gtk::Widget>>(
     window: &gtk::Window,
-    buttons: &[gtk::Button],
+    buttons: &[W],
     key: impl Fn() -> Option<String> + 'static,
     report: impl Fn(&str, &[(i32, i32)]) + 'static,
 ) {
