@@ -20,6 +20,8 @@ use serde::{Deserialize, Serialize};
 /// Capability names this build advertises.
 pub mod capability {
     pub const PRESENCE: &str = "presence";
+    /// The relay accepts [`super::AgentToRelay::Health`] reports.
+    pub const HEALTH: &str = "health";
 }
 
 /// At most this many capabilities are read from a peer.
@@ -155,6 +157,9 @@ pub enum AgentToRelay {
         rating: u8,
         comment: String,
     },
+    /// A health sample, on an interval and once after each connect; only to a relay that
+    /// advertised [`capability::HEALTH`]. Untrusted: the relay sanitizes it.
+    Health(Box<crate::health::HealthReport>),
 }
 
 /// First frame of a stream the agent opens on its connection.
@@ -239,6 +244,14 @@ pub enum TechRequest {
     Report {
         since_unix_ms: i64,
     },
+    /// The latest health report of a device and its open alerts.
+    Health {
+        device: String,
+    },
+    /// Open alerts; with `all`, also those closed recently.
+    Alerts {
+        all: bool,
+    },
 }
 
 /// One technician's sessions in a report.
@@ -311,6 +324,8 @@ pub enum TechResponse {
         code: ErrorCode,
         message: String,
     },
+    Health(Box<crate::health::DeviceHealth>),
+    Alerts(Vec<crate::health::AlertRow>),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

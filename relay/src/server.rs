@@ -74,6 +74,8 @@ pub struct State {
     /// Bounds how many bulk uploads are read at once (each may be up to `limits::BULK`).
     uploads: tokio::sync::Semaphore,
     pub(crate) splice_filter: Option<crate::broker::SpliceFilter>,
+    /// Health reports and the alert engine.
+    pub(crate) alerts: crate::alerts::Alerts,
 }
 
 /// Concurrent inventory uploads the relay reads; the rest wait (the agents' uploads are patient).
@@ -95,6 +97,7 @@ impl Relay {
         let chain = pki::load_certs(&data.server_cert())?;
         let key = pki::load_key(&data.server_key())?;
         let store = Store::open_sqlite(&data.database()).await?;
+        let alerts = crate::alerts::Alerts::spawn(store.clone(), settings.name.clone());
         let server_cfg = tls::server_config(
             chain,
             key,
@@ -118,6 +121,7 @@ impl Relay {
                 next_conn_id: AtomicU64::new(1),
                 uploads: tokio::sync::Semaphore::new(MAX_CONCURRENT_UPLOADS),
                 splice_filter: opts.splice_filter.clone(),
+                alerts,
             }),
             endpoint,
         })
@@ -359,6 +363,7 @@ async fn run_agent(
                                     }
                                 }
                             }
+                            Ok(AgentToRelay::Health(report)) => state.alerts.ingest(&state.store, device, *report).await,
                             Err(e) => machine.handle_protocol_error(format!("bad message from agent: {e}")),
                         }
                         if now.duration_since(last_touch) >= TOUCH_EVERY {
