@@ -7,6 +7,7 @@
 pub mod clipboard;
 pub mod collect;
 pub mod consent;
+pub mod health;
 pub mod host;
 pub mod input;
 pub mod ipc;
