@@ -8,6 +8,7 @@ pub mod clipboard;
 pub mod collect;
 pub mod consent;
 pub mod files;
+pub mod health;
 pub mod host;
 pub mod input;
 pub mod ipc;

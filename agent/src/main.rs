@@ -63,6 +63,10 @@ enum Cmd {
         /// `tether-agent approve` instead of being denied at once.
         #[arg(long)]
         terminal_approval: bool,
+        /// How often a health report (CPU, memory, disks, processes, failed units) is sent; one
+        /// is also sent right after each connect. At least 1s.
+        #[arg(long, default_value = "60s", value_parser = parse_health_interval)]
+        health_interval: Duration,
     },
     /// List session requests waiting for an answer and sessions running.
     Sessions {
@@ -106,6 +110,12 @@ enum Cmd {
         rating: u8,
         #[arg(long, default_value = "")]
         comment: String,
+    },
+    /// Print this machine's health report, as sent to the relay (no relay needed).
+    Health {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Print this machine's hardware and software inventory (no relay needed).
     Inventory {
@@ -205,6 +215,7 @@ async fn run(cli: Cli) -> Result<()> {
             desktop_user,
             consent_timeout,
             terminal_approval,
+            health_interval,
         } => {
             let dir = state.unwrap_or_else(default_state_dir);
             let creds = Credentials::load(&dir)?;
@@ -241,6 +252,7 @@ async fn run(cli: Cli) -> Result<()> {
             spawn_sighup(refresh.clone());
             let opts = AgentOptions {
                 root: inventory_root.clone(),
+                health: Some(tether_agent::health::spawn(health_interval)),
                 ..AgentOptions::default()
             };
             let inventory = reporter::spawn(
@@ -303,6 +315,20 @@ async fn run(cli: Cli) -> Result<()> {
             rating,
             comment,
         })?,
+        Cmd::Health { json } => {
+            use tether_agent::health;
+            let started = std::time::Instant::now();
+            let busy = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let (_, report) = health::collect(health::Collector::new(), &busy).await;
+            let ms = started.elapsed().as_millis();
+            let bytes = health::frame(&report).map_or(0, |f| f.len());
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", tether_protocol::health::text(&report));
+            }
+            eprintln!("collected in {ms} ms; {bytes} bytes on the wire");
+        }
         Cmd::Inventory {
             json,
             packages,
@@ -354,6 +380,14 @@ fn print_local(prompts: &[Prompt], active: &[ActiveSession]) {
             s.ticket
         );
     }
+}
+
+fn parse_health_interval(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if d < Duration::from_secs(1) {
+        return Err("the health interval must be at least 1s".into());
+    }
+    Ok(d)
 }
 
 /// SIGHUP asks for a fresh inventory now.

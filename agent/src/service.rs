@@ -29,6 +29,8 @@ pub struct AgentOptions {
     pub backoff_max: Duration,
     /// Root the hostname and OS are read under (the inventory root).
     pub root: std::path::PathBuf,
+    /// Where health reports come from ([`crate::health::spawn`]); `None` sends none.
+    pub health: Option<crate::health::HealthFeed>,
 }
 
 impl Default for AgentOptions {
@@ -38,6 +40,7 @@ impl Default for AgentOptions {
             backoff_min: Duration::from_millis(500),
             backoff_max: Duration::from_secs(30),
             root: "/".into(),
+            health: None,
         }
     }
 }
@@ -122,6 +125,13 @@ async fn session<F: Future<Output = ()>>(
         Err(e) => return Ended::Lost(e),
     };
     let mut machine = AgentConn::new(Instant::now().into_std(), opts.timeouts);
+    // Health goes only to a relay that said it takes it (an older one would close on it).
+    let mut health = opts.health.clone().filter(|_| {
+        welcome
+            .capabilities
+            .iter()
+            .any(|c| c == tether_protocol::message::capability::HEALTH)
+    });
     if let Err(e) =
         machine.handle_hello_reply(Instant::now().into_std(), HelloReply::Welcome(welcome))
     {
@@ -145,6 +155,12 @@ async fn session<F: Future<Output = ()>>(
     let (upload_tx, mut upload_rx) = mpsc::channel::<Result<u64, String>>(1);
     let mut uploading = false;
     let mut inventory_closed = false;
+
+    // A fresh health report right after connecting, not one collected before.
+    if let Some(h) = health.as_mut() {
+        h.mark_seen();
+        h.collect_now();
+    }
 
     let mut reader = tether_net::framed::FrameReader::spawn(recv, limits::CONTROL);
 
@@ -178,6 +194,19 @@ async fn session<F: Future<Output = ()>>(
                     break Ended::Lost(e.into());
                 }
             }
+            report = crate::health::next(&mut health) => match report {
+                Some(r) => {
+                    if let Some(frame) = crate::health::frame(&r)
+                        && let Err(e) = send.write_all(&frame).await
+                    {
+                        break Ended::Lost(ClientError::Net(e.into()));
+                    }
+                }
+                None => {
+                    warn!("health collection stopped; presence continues");
+                    health = None;
+                }
+            },
             Some(report) = link.reports.recv() => {
                 if let Err(e) = write_msg(&mut send, &report, limits::CONTROL).await {
                     break Ended::Lost(e.into());

@@ -146,7 +146,10 @@ impl RelayConn {
         };
         HelloReply::Welcome(Welcome {
             version,
-            capabilities: vec![crate::message::capability::PRESENCE.to_string()],
+            capabilities: vec![
+                crate::message::capability::PRESENCE.to_string(),
+                crate::message::capability::HEALTH.to_string(),
+            ],
             identity: self.identity.clone(),
             software: String::new(),
         })

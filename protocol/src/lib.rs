@@ -22,6 +22,7 @@ pub mod consent;
 pub mod frame;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod health;
 pub mod history;
 pub mod identity;
 pub mod inventory;

@@ -20,6 +20,8 @@ use serde::{Deserialize, Serialize};
 /// Capability names this build advertises.
 pub mod capability {
     pub const PRESENCE: &str = "presence";
+    /// The relay accepts [`super::AgentToRelay::Health`] reports.
+    pub const HEALTH: &str = "health";
 }
 
 /// At most this many capabilities are read from a peer.
@@ -161,6 +163,9 @@ pub enum AgentToRelay {
         session_id: String,
         action: String,
     },
+    /// A health sample, on an interval and once after each connect; only to a relay that
+    /// advertised [`capability::HEALTH`]. Untrusted: the relay sanitizes it.
+    Health(Box<crate::health::HealthReport>),
 }
 
 /// Longest [`AgentToRelay::SessionAction`] text kept.
@@ -265,6 +270,14 @@ pub enum TechRequest {
         text: String,
         wait_ms: u64,
     },
+    /// The latest health report of a device and its open alerts.
+    Health {
+        device: String,
+    },
+    /// Open alerts; with `all`, also those closed recently.
+    Alerts {
+        all: bool,
+    },
 }
 
 /// One technician's sessions in a report.
@@ -346,6 +359,8 @@ pub enum TechResponse {
         code: ErrorCode,
         message: String,
     },
+    Health(Box<crate::health::DeviceHealth>),
+    Alerts(Vec<crate::health::AlertRow>),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -96,6 +96,46 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Show or change per-group alert thresholds and the webhook that receives alerts.
+    /// Without --group: list every group. Needs the relay's data directory.
+    AlertsPolicy {
+        #[arg(
+            long,
+            env = "TETHER_RELAY_DATA",
+            default_value = "/var/lib/tether-relay"
+        )]
+        data: PathBuf,
+        /// The device group to show or change.
+        #[arg(long)]
+        group: Option<String>,
+        /// Alert when any filesystem is at least this full [default: 90].
+        #[arg(long, requires = "group", value_parser = clap::value_parser!(u8).range(1..=100))]
+        disk_percent: Option<u8>,
+        /// Alert when memory in use stays at least this high… [default: 95]
+        #[arg(long, requires = "group", value_parser = clap::value_parser!(u8).range(1..=100))]
+        memory_percent: Option<u8>,
+        /// …for this long (e.g. 5m, 90s) [default: 5m].
+        #[arg(long, requires = "group", value_parser = humantime::parse_duration)]
+        memory_for: Option<Duration>,
+        /// The same in minutes.
+        #[arg(long, requires = "group", conflicts_with = "memory_for")]
+        memory_minutes: Option<u64>,
+        /// Alert when a device sent no health report for this long (e.g. 10m, 30s) [default: 10m].
+        #[arg(long, requires = "group", value_parser = humantime::parse_duration)]
+        silent_after: Option<Duration>,
+        /// The same in minutes.
+        #[arg(long, requires = "group", conflicts_with = "silent_after")]
+        silent_minutes: Option<u64>,
+        /// POST every alert opening and closing as JSON to this http(s) URL.
+        #[arg(long, requires = "group", conflicts_with = "no_webhook")]
+        webhook: Option<String>,
+        /// Stop sending this group's alerts to a webhook.
+        #[arg(long, requires = "group")]
+        no_webhook: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the relay.
     Serve {
         #[arg(
@@ -282,6 +322,88 @@ async fn run(cli: Cli) -> Result<()> {
                         p.group,
                         word(p.unattended),
                         word(p.record_shells)
+                    );
+                }
+            }
+        }
+        Cmd::AlertsPolicy {
+            data,
+            group,
+            disk_percent,
+            memory_percent,
+            memory_for,
+            memory_minutes,
+            silent_after,
+            silent_minutes,
+            webhook,
+            no_webhook,
+            json,
+        } => {
+            use tether_relay::alerts::{PolicyChange, change_policy, policy_json};
+            let dd = DataDir::new(&data);
+            if !dd.is_initialized() {
+                bail!(
+                    "{} is not a relay data directory (run tether-relay init, or pass --data)",
+                    data.display()
+                );
+            }
+            let minutes = |m: Option<u64>| m.map(|m| Duration::from_secs(m.saturating_mul(60)));
+            let store = Store::open_sqlite(&dd.database()).await?;
+            let result = async {
+                let mut rows = store.alert_policies().await?;
+                if let Some(group) = &group {
+                    validate_name("group", group)?;
+                    let change = PolicyChange {
+                        group: group.clone(),
+                        disk_percent,
+                        memory_percent,
+                        memory_for: memory_for.or(minutes(memory_minutes)),
+                        silent_after: silent_after.or(minutes(silent_minutes)),
+                        webhook: if no_webhook {
+                            Some(None)
+                        } else {
+                            webhook.map(Some)
+                        },
+                    };
+                    let p = if change.is_empty() {
+                        rows.into_iter()
+                            .find(|p| &p.group == group)
+                            .unwrap_or_else(|| tether_relay::store::AlertPolicy::defaults(group))
+                    } else {
+                        let p = change_policy(&store, &change).await?;
+                        tracing::info!(group, "alert policy changed");
+                        p
+                    };
+                    rows = vec![p];
+                }
+                anyhow::Ok(rows)
+            }
+            .await;
+            store.close().await;
+            let rows = result?;
+            if json {
+                let v: Vec<_> = rows.iter().map(policy_json).collect();
+                let v = if group.is_some() {
+                    v.into_iter().next().unwrap_or_default()
+                } else {
+                    serde_json::Value::Array(v)
+                };
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!(
+                    "{:<20} {:>5} {:>7} {:>10} {:>12}  WEBHOOK",
+                    "GROUP", "DISK", "MEMORY", "MEMORY FOR", "SILENT AFTER"
+                );
+                for p in rows {
+                    let t = &p.thresholds;
+                    println!(
+                        "{:<20} {:>4}% {:>6}% {:>10} {:>12}  {}",
+                        p.group,
+                        t.disk_percent,
+                        t.memory_percent,
+                        humantime::format_duration(t.memory_for).to_string(),
+                        humantime::format_duration(t.silent_after).to_string(),
+                        p.webhook.as_deref().unwrap_or("-")
                     );
                 }
             }

@@ -77,6 +77,8 @@ pub struct State {
     pub(crate) splice_filter: Option<crate::broker::SpliceFilter>,
     /// Where shell transcripts go (`DATA/transcripts`).
     transcripts: std::path::PathBuf,
+    /// Health reports and the alert engine.
+    pub(crate) alerts: crate::alerts::Alerts,
 }
 
 /// Concurrent inventory uploads the relay reads; the rest wait (the agents' uploads are patient).
@@ -98,6 +100,7 @@ impl Relay {
         let chain = pki::load_certs(&data.server_cert())?;
         let key = pki::load_key(&data.server_key())?;
         let store = Store::open_sqlite(&data.database()).await?;
+        let alerts = crate::alerts::Alerts::spawn(store.clone(), settings.name.clone());
         let server_cfg = tls::server_config(
             chain,
             key,
@@ -122,6 +125,7 @@ impl Relay {
                 uploads: tokio::sync::Semaphore::new(MAX_CONCURRENT_UPLOADS),
                 splice_filter: opts.splice_filter.clone(),
                 transcripts: data.transcripts(),
+                alerts,
             }),
             endpoint,
         })
@@ -371,6 +375,7 @@ async fn run_agent(
                                     Err(e) => warn!("store error: {e}"),
                                 }
                             }
+                            Ok(AgentToRelay::Health(report)) => state.alerts.ingest(&state.store, device, *report).await,
                             Err(e) => machine.handle_protocol_error(format!("bad message from agent: {e}")),
                         }
                         if now.duration_since(last_touch) >= TOUCH_EVERY {

@@ -253,6 +253,14 @@ async fn answer(
         TechRequest::OpenSession(_) | TechRequest::Say { .. } => {
             err(ErrorCode::BadRequest, "unexpected".into())
         }
+        TechRequest::Health { device } => {
+            let d = match resolve(state, &device).await? {
+                Ok(d) => d,
+                Err(e) => return Ok(e),
+            };
+            crate::alerts::device_health(state, summary(state, d)).await?
+        }
+        TechRequest::Alerts { all } => crate::alerts::list(state, all).await?,
         TechRequest::History {
             device,
             since_unix_ms,

@@ -2,6 +2,7 @@
 //! requests to the relay, and how results are shown (tables for people, JSON for scripts).
 #![forbid(unsafe_code)]
 
+pub mod health;
 pub mod ops;
 pub mod output;
 pub mod relay;

@@ -202,6 +202,29 @@ enum Cmd {
     },
     /// Add resolution notes to one of your sessions.
     Notes { session: String, text: String },
+    /// A machine's latest health report (CPU, memory, disks, top processes, failed units) and
+    /// open alerts.
+    Health {
+        /// Device id, unique id prefix, or hostname.
+        device: String,
+        /// Keep refreshing until Ctrl-C (redraws in place on a terminal).
+        #[arg(long)]
+        watch: bool,
+        /// With --watch: how often to ask the relay.
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration, requires = "watch")]
+        every: std::time::Duration,
+        /// Print JSON (with --watch: one line per new report).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Open alerts across all machines: full disks, memory pressure, failed units, silent agents.
+    Alerts {
+        /// Also alerts closed in the last 7 days.
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// What changed on a machine: software installed/removed/upgraded, hardware, OS.
     History {
         device: String,
@@ -282,12 +305,17 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let watching = matches!(cli.cmd, Cmd::Health { watch: true, .. });
     let result = rt.block_on(async {
         tokio::select! {
             r = run(cli) => r,
             _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("cancelled")),
         }
     });
+    if watching && result.as_ref().is_err_and(|e| e.to_string() == "cancelled") {
+        // Ctrl-C is how a watch ends.
+        return ExitCode::SUCCESS;
+    }
     if result.as_ref().is_err_and(|e| e.to_string() == "cancelled") {
         // A cancelled request dropped its connection; let the runtime send the close so the
         // relay (and a user looking at a prompt) learns at once, not after the idle timeout.
@@ -785,6 +813,23 @@ async fn run(cli: Cli) -> Result<()> {
                 _ => MouseButton::Left,
             };
             control(&dir, &device, &why, InputEvent::Click { x, y, button }).await?;
+        }
+        Cmd::Health {
+            device,
+            watch,
+            every,
+            json,
+        } => {
+            let creds = Credentials::load(&dir)?;
+            if watch {
+                tether_technician::health::watch(&creds, &device, json, every).await?;
+            } else {
+                tether_technician::health::show(&creds, &device, json).await?;
+            }
+        }
+        Cmd::Alerts { all, json } => {
+            let creds = Credentials::load(&dir)?;
+            tether_technician::health::list(&creds, all, json).await?;
         }
         Cmd::History {
             device,

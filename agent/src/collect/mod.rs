@@ -26,7 +26,7 @@ mod battery;
 mod block;
 mod cpu;
 mod dmi;
-mod filesystems;
+pub(crate) mod filesystems;
 mod gpu;
 mod host;
 mod memory;

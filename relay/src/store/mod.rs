@@ -4,7 +4,10 @@
 //! transaction per change); a PostgreSQL backend for scale-out adds a variant to `Backend` and a
 //! module beside `sqlite`, without touching any caller.
 
+mod health;
 mod sqlite;
+
+pub use health::{AlertFilter, AlertPolicy};
 
 use std::path::Path;
 use tether_protocol::history::Change;

@@ -1,5 +1,7 @@
 //! SQLite backend: one file in the data directory, WAL journal, owner-only permissions.
 
+mod health;
+
 use super::GroupPolicy;
 use super::{
     DeviceRow, NewToken, RedeemError, SessionFilter, SessionRecord, SoftwareHit, StoreError,
@@ -47,6 +49,11 @@ fn migrator() -> Migrator {
             4,
             "policy",
             include_str!("../../migrations/sqlite/0004_policy.sql"),
+        ),
+        m(
+            5,
+            "health",
+            include_str!("../../migrations/sqlite/0005_health.sql"),
         ),
         m(
             6,

@@ -1,0 +1,1275 @@
+//! Device health: what an agent reports on an interval, and the alert rules the relay applies.
+//!
+//! No I/O here. [`HealthReport`] is the wire model (plain serde types, integers only so the
+//! message stays `Eq` and a hostile agent cannot send NaN); [`HealthReport::sanitize`] bounds and
+//! cleans one from an untrusted peer. [`DeviceAlerts`] is the alert state machine of one device:
+//! thresholds, its previous state, a report or the time passed in; alerts to open and close come
+//! out. The relay stores what comes out and tells webhooks.
+
+use crate::text;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+/// Processes listed in each of the two top lists.
+pub const MAX_PROCESSES: usize = 10;
+pub const MAX_FILESYSTEMS: usize = 64;
+pub const MAX_UNITS: usize = 64;
+pub const MAX_ERRORS: usize = 8;
+/// Mount points.
+pub const MAX_PATH: usize = 256;
+/// Device names (e.g. "/dev/mapper/vg0-root", "server:/export").
+pub const MAX_DEVICE: usize = 128;
+/// Filesystem types, process and user names.
+pub const MAX_SHORT: usize = 64;
+/// Unit names.
+pub const MAX_UNIT_NAME: usize = 128;
+/// Unit descriptions and error messages.
+pub const MAX_TEXT: usize = 160;
+
+/// One sample of a machine's health.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+pub struct HealthReport {
+    /// The agent's clock (informational: the relay keeps its own time of receipt).
+    pub collected_at_unix_ms: u64,
+    pub uptime_s: u64,
+    /// Logical CPUs.
+    pub cpus: u32,
+    /// Whole-machine CPU use since the previous sample, in tenths of a percent (0–1000).
+    pub cpu_permille: u16,
+    pub load: LoadAverage,
+    pub memory: MemoryUsage,
+    pub filesystems: Vec<FilesystemUsage>,
+    /// Highest CPU use first.
+    pub top_cpu: Vec<ProcessUsage>,
+    /// Highest resident memory first.
+    pub top_memory: Vec<ProcessUsage>,
+    /// Failed systemd units; `None` when systemd is not running or could not be asked.
+    pub failed_units: Option<Vec<FailedUnit>>,
+    /// Problems met while collecting; the rest of the report is still valid.
+    pub errors: Vec<String>,
+}
+
+/// Load averages, in hundredths (`73` is 0.73).
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LoadAverage {
+    pub one: u32,
+    pub five: u32,
+    pub fifteen: u32,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MemoryUsage {
+    pub total_bytes: u64,
+    /// `MemAvailable`: what can be used without swapping.
+    pub available_bytes: u64,
+    pub swap_total_bytes: u64,
+    pub swap_free_bytes: u64,
+}
+
+impl MemoryUsage {
+    pub fn used_bytes(&self) -> u64 {
+        self.total_bytes.saturating_sub(self.available_bytes)
+    }
+
+    /// Percent of memory in use (not available), rounded down.
+    pub fn used_percent(&self) -> u8 {
+        percent_floor(self.used_bytes(), self.total_bytes)
+    }
+
+    pub fn swap_used_bytes(&self) -> u64 {
+        self.swap_total_bytes.saturating_sub(self.swap_free_bytes)
+    }
+
+    pub fn swap_used_percent(&self) -> u8 {
+        percent_floor(self.swap_used_bytes(), self.swap_total_bytes)
+    }
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+pub struct FilesystemUsage {
+    pub mount_point: String,
+    pub fs_type: String,
+    pub device: String,
+    pub size_bytes: u64,
+    /// Free blocks, including those reserved for root.
+    pub free_bytes: u64,
+    /// Free blocks available to unprivileged users.
+    pub available_bytes: u64,
+}
+
+impl FilesystemUsage {
+    pub fn used_bytes(&self) -> u64 {
+        self.size_bytes.saturating_sub(self.free_bytes)
+    }
+
+    /// Percent in use as `df` shows it: used / (used + available), rounded up.
+    pub fn used_percent(&self) -> u8 {
+        let used = self.used_bytes();
+        percent_ceil(used, used.saturating_add(self.available_bytes))
+    }
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+pub struct ProcessUsage {
+    pub pid: u32,
+    pub name: String,
+    pub user: String,
+    /// CPU use since the previous sample in tenths of a percent of one CPU (may exceed 1000 for a
+    /// process using several CPUs).
+    pub cpu_permille: u32,
+    /// Resident memory.
+    pub memory_bytes: u64,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+pub struct FailedUnit {
+    /// e.g. "nginx.service".
+    pub name: String,
+    pub description: String,
+}
+
+fn percent_floor(part: u64, whole: u64) -> u8 {
+    if whole == 0 {
+        return 0;
+    }
+    let p = u128::from(part.min(whole)) * 100 / u128::from(whole);
+    u8::try_from(p).unwrap_or(100)
+}
+
+fn percent_ceil(part: u64, whole: u64) -> u8 {
+    if whole == 0 {
+        return 0;
+    }
+    let p = (u128::from(part.min(whole)) * 100).div_ceil(u128::from(whole));
+    u8::try_from(p).unwrap_or(100)
+}
+
+impl HealthReport {
+    /// Bounds and cleans a report from an untrusted peer in place: lists truncated to their
+    /// limits, strings cleaned with [`text::clean`], numbers made consistent (available never
+    /// above total, CPU at most 100 %). Returns one line per kind of change. Total: never panics.
+    pub fn sanitize(&mut self) -> Vec<String> {
+        let mut notes = Vec::new();
+        let mut dirty_strings = 0usize;
+        let mut fix = |s: &mut String, max: usize| {
+            if !text::is_clean(s, max) {
+                *s = text::clean(s, max);
+                dirty_strings += 1;
+            }
+        };
+        let mut bound = |what: &str, len: usize, max: usize| {
+            if len > max {
+                notes.push(format!(
+                    "{what}: dropped {} items over the limit",
+                    len - max
+                ));
+            }
+        };
+        bound("filesystems", self.filesystems.len(), MAX_FILESYSTEMS);
+        self.filesystems.truncate(MAX_FILESYSTEMS);
+        bound("top_cpu", self.top_cpu.len(), MAX_PROCESSES);
+        self.top_cpu.truncate(MAX_PROCESSES);
+        bound("top_memory", self.top_memory.len(), MAX_PROCESSES);
+        self.top_memory.truncate(MAX_PROCESSES);
+        bound("errors", self.errors.len(), MAX_ERRORS);
+        self.errors.truncate(MAX_ERRORS);
+        if let Some(units) = &mut self.failed_units {
+            bound("failed_units", units.len(), MAX_UNITS);
+            units.truncate(MAX_UNITS);
+        }
+
+        for f in &mut self.filesystems {
+            fix(&mut f.mount_point, MAX_PATH);
+            fix(&mut f.fs_type, MAX_SHORT);
+            fix(&mut f.device, MAX_DEVICE);
+        }
+        for p in self.top_cpu.iter_mut().chain(self.top_memory.iter_mut()) {
+            fix(&mut p.name, MAX_SHORT);
+            fix(&mut p.user, MAX_SHORT);
+        }
+        for u in self.failed_units.iter_mut().flatten() {
+            fix(&mut u.name, MAX_UNIT_NAME);
+            fix(&mut u.description, MAX_TEXT);
+        }
+        for e in &mut self.errors {
+            fix(e, MAX_TEXT);
+        }
+        // One entry per mount point and per unit (cleaning may have made two equal).
+        let mut seen = BTreeSet::new();
+        let before = self.filesystems.len();
+        self.filesystems
+            .retain(|f| seen.insert(f.mount_point.clone()));
+        let mut dropped = before - self.filesystems.len();
+        if let Some(units) = &mut self.failed_units {
+            let mut seen = BTreeSet::new();
+            let before = units.len();
+            units.retain(|u| seen.insert(u.name.clone()));
+            dropped += before - units.len();
+        }
+        if dropped > 0 {
+            notes.push(format!("dropped {dropped} duplicate entries"));
+        }
+        if dirty_strings > 0 {
+            notes.push(format!(
+                "removed control characters from or truncated {dirty_strings} strings"
+            ));
+        }
+
+        let mut inconsistent = 0usize;
+        let mut clamp = |v: &mut u64, max: u64| {
+            if *v > max {
+                *v = max;
+                inconsistent += 1;
+            }
+        };
+        let m = &mut self.memory;
+        clamp(&mut m.available_bytes, m.total_bytes);
+        clamp(&mut m.swap_free_bytes, m.swap_total_bytes);
+        for f in &mut self.filesystems {
+            clamp(&mut f.free_bytes, f.size_bytes);
+            clamp(&mut f.available_bytes, f.free_bytes);
+        }
+        if self.cpu_permille > 1000 {
+            self.cpu_permille = 1000;
+            inconsistent += 1;
+        }
+        if inconsistent > 0 {
+            notes.push(format!(
+                "made {inconsistent} inconsistent values consistent"
+            ));
+        }
+        notes
+    }
+}
+
+/// The answer to a technician's `Health` request.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct DeviceHealth {
+    pub device: crate::message::DeviceSummary,
+    /// When the relay received the report (its clock).
+    pub received_unix_ms: i64,
+    pub report: HealthReport,
+    /// The device's open alerts.
+    pub alerts: Vec<AlertRow>,
+}
+
+/// One alert as the relay keeps it.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct AlertRow {
+    pub id: i64,
+    pub device_id: String,
+    pub hostname: String,
+    pub group: String,
+    pub kind: AlertKind,
+    /// Mount point or unit; empty for memory and silence.
+    pub subject: String,
+    /// At opening: percent for disk and memory, seconds without a report for silence.
+    pub value: i64,
+    pub threshold: i64,
+    pub detail: String,
+    pub opened_unix_ms: i64,
+    pub closed_unix_ms: Option<i64>,
+    /// What cleared it.
+    pub close_detail: Option<String>,
+}
+
+/// What an alert is about. In JSON: "disk", "memory", "failed_unit", "silent".
+#[derive(
+    Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertKind {
+    /// A filesystem at or above the disk threshold; subject: its mount point.
+    #[default]
+    Disk,
+    /// Memory at or above the threshold for the sustain time; subject empty.
+    Memory,
+    /// A failed systemd unit; subject: the unit.
+    FailedUnit,
+    /// No health report for the silence time; subject empty.
+    Silent,
+}
+
+impl AlertKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertKind::Disk => "disk",
+            AlertKind::Memory => "memory",
+            AlertKind::FailedUnit => "failed_unit",
+            AlertKind::Silent => "silent",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "disk" => AlertKind::Disk,
+            "memory" => AlertKind::Memory,
+            "failed_unit" => AlertKind::FailedUnit,
+            "silent" => AlertKind::Silent,
+            _ => return None,
+        })
+    }
+}
+
+impl std::fmt::Display for AlertKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Identifies an alert of one device: at most one of each key is open at a time.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AlertKey {
+    pub kind: AlertKind,
+    pub subject: String,
+}
+
+impl AlertKey {
+    pub fn new(kind: AlertKind, subject: impl Into<String>) -> Self {
+        Self {
+            kind,
+            subject: subject.into(),
+        }
+    }
+}
+
+/// Alert thresholds of a device group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Thresholds {
+    /// Any filesystem at or above this percentage (as `df` rounds it).
+    pub disk_percent: u8,
+    /// Memory in use at or above this percentage…
+    pub memory_percent: u8,
+    /// …in every report for at least this long.
+    pub memory_for: Duration,
+    /// No health report for this long.
+    pub silent_after: Duration,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Self {
+            disk_percent: 90,
+            memory_percent: 95,
+            memory_for: Duration::from_secs(5 * 60),
+            silent_after: Duration::from_secs(10 * 60),
+        }
+    }
+}
+
+/// Longest sustain or silence time accepted.
+pub const MAX_ALERT_TIME: Duration = Duration::from_secs(30 * 24 * 3600);
+
+impl Thresholds {
+    /// Checks the values are usable (percentages 1–100, silence at least 1 s, times at most 30 d).
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=100).contains(&self.disk_percent) {
+            return Err(format!(
+                "disk percent must be 1 to 100, not {}",
+                self.disk_percent
+            ));
+        }
+        if !(1..=100).contains(&self.memory_percent) {
+            return Err(format!(
+                "memory percent must be 1 to 100, not {}",
+                self.memory_percent
+            ));
+        }
+        if self.memory_for > MAX_ALERT_TIME || self.silent_after > MAX_ALERT_TIME {
+            return Err("alert times must be at most 30 days".into());
+        }
+        if self.silent_after < Duration::from_secs(1) {
+            return Err("the silence time must be at least 1 s".into());
+        }
+        Ok(())
+    }
+}
+
+/// The measurement behind an opening or closing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reading {
+    /// Percent for disk and memory, seconds without a report for silence, 0 for units.
+    pub value: i64,
+    pub threshold: i64,
+    /// One line for people, e.g. "/var: 93 % used (7.4 GiB of 8.0 GiB)".
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transition {
+    Open { key: AlertKey, reading: Reading },
+    Close { key: AlertKey, reading: Reading },
+}
+
+impl Transition {
+    pub fn key(&self) -> &AlertKey {
+        match self {
+            Transition::Open { key, .. } | Transition::Close { key, .. } => key,
+        }
+    }
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn secs_between(from_ms: i64, to_ms: i64) -> i64 {
+    to_ms.saturating_sub(from_ms).max(0) / 1000
+}
+
+/// The alert state of one device. Times are milliseconds since the Unix epoch on the relay's
+/// clock; the caller passes them in.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceAlerts {
+    open: BTreeSet<AlertKey>,
+    /// First of the current run of reports with memory at or above the threshold.
+    memory_high_since: Option<i64>,
+    last_report: Option<i64>,
+}
+
+impl DeviceAlerts {
+    /// State restored from the store: the alerts that are open and when the last report came.
+    pub fn restore(open: impl IntoIterator<Item = AlertKey>, last_report: Option<i64>) -> Self {
+        Self {
+            open: open.into_iter().collect(),
+            memory_high_since: None,
+            last_report,
+        }
+    }
+
+    pub fn open_alerts(&self) -> impl Iterator<Item = &AlertKey> {
+        self.open.iter()
+    }
+
+    pub fn is_open(&self, key: &AlertKey) -> bool {
+        self.open.contains(key)
+    }
+
+    pub fn last_report(&self) -> Option<i64> {
+        self.last_report
+    }
+
+    fn open(&mut self, out: &mut Vec<Transition>, key: AlertKey, reading: Reading) {
+        if self.open.insert(key.clone()) {
+            out.push(Transition::Open { key, reading });
+        }
+    }
+
+    fn close(&mut self, out: &mut Vec<Transition>, key: &AlertKey, reading: Reading) {
+        if self.open.remove(key) {
+            out.push(Transition::Close {
+                key: key.clone(),
+                reading,
+            });
+        }
+    }
+
+    /// A (sanitized) report arrived at `now`.
+    pub fn on_report(
+        &mut self,
+        th: &Thresholds,
+        report: &HealthReport,
+        now: i64,
+    ) -> Vec<Transition> {
+        let mut out = Vec::new();
+        let previous = self.last_report.replace(now);
+
+        let silent = AlertKey::new(AlertKind::Silent, "");
+        if self.is_open(&silent) {
+            let gap = previous.map_or(0, |p| secs_between(p, now));
+            self.close(
+                &mut out,
+                &silent,
+                Reading {
+                    value: gap,
+                    threshold: ms(th.silent_after) / 1000,
+                    detail: format!("reporting again after {}", human_secs(gap)),
+                },
+            );
+        }
+
+        // Disks: one alert per mount point; a mount that is gone no longer counts as full.
+        let disk_threshold = i64::from(th.disk_percent);
+        let mut full = BTreeSet::new();
+        for f in &report.filesystems {
+            let pct = i64::from(f.used_percent());
+            let key = AlertKey::new(AlertKind::Disk, f.mount_point.clone());
+            if pct >= disk_threshold {
+                full.insert(key.clone());
+                self.open(&mut out, key, disk_reading(f, disk_threshold));
+            } else if self.is_open(&key) {
+                self.close(&mut out, &key, disk_reading(f, disk_threshold));
+            }
+        }
+        let gone: Vec<AlertKey> = self
+            .open
+            .iter()
+            .filter(|k| k.kind == AlertKind::Disk && !full.contains(k))
+            .cloned()
+            .collect();
+        for key in gone {
+            let detail = format!("{}: no longer mounted", key.subject);
+            self.close(
+                &mut out,
+                &key,
+                Reading {
+                    value: 0,
+                    threshold: disk_threshold,
+                    detail,
+                },
+            );
+        }
+
+        // Memory: high in every report for `memory_for`. A gap longer than that between two
+        // reports says nothing about the time in between, so the count starts again.
+        let m = &report.memory;
+        let pct = m.used_percent();
+        let mem_key = AlertKey::new(AlertKind::Memory, "");
+        let reading = Reading {
+            value: i64::from(pct),
+            threshold: i64::from(th.memory_percent),
+            detail: format!(
+                "memory {pct} % used ({} of {})",
+                crate::report::bytes(m.used_bytes()),
+                crate::report::bytes(m.total_bytes)
+            ),
+        };
+        if m.total_bytes > 0 && pct >= th.memory_percent {
+            let gap_too_long = previous.is_some_and(|p| now.saturating_sub(p) > ms(th.memory_for));
+            if gap_too_long || self.memory_high_since.is_none() {
+                self.memory_high_since = Some(now);
+            }
+            let since = self.memory_high_since.unwrap_or(now);
+            if now.saturating_sub(since) >= ms(th.memory_for) {
+                let detail = format!(
+                    "{} for {}",
+                    reading.detail,
+                    human_secs(secs_between(since, now))
+                );
+                self.open(&mut out, mem_key, Reading { detail, ..reading });
+            }
+        } else {
+            self.memory_high_since = None;
+            self.close(&mut out, &mem_key, reading);
+        }
+
+        // Units: unknown (no systemd, or it did not answer) changes nothing.
+        if let Some(units) = &report.failed_units {
+            let failed: BTreeSet<AlertKey> = units
+                .iter()
+                .map(|u| AlertKey::new(AlertKind::FailedUnit, u.name.clone()))
+                .collect();
+            for u in units {
+                let key = AlertKey::new(AlertKind::FailedUnit, u.name.clone());
+                let detail = if u.description.is_empty() {
+                    format!("{} failed", u.name)
+                } else {
+                    format!("{} failed ({})", u.name, u.description)
+                };
+                self.open(
+                    &mut out,
+                    key,
+                    Reading {
+                        value: 0,
+                        threshold: 0,
+                        detail,
+                    },
+                );
+            }
+            let recovered: Vec<AlertKey> = self
+                .open
+                .iter()
+                .filter(|k| k.kind == AlertKind::FailedUnit && !failed.contains(k))
+                .cloned()
+                .collect();
+            for key in recovered {
+                let detail = format!("{} no longer failed", key.subject);
+                self.close(
+                    &mut out,
+                    &key,
+                    Reading {
+                        value: 0,
+                        threshold: 0,
+                        detail,
+                    },
+                );
+            }
+        }
+        out
+    }
+
+    /// Time passed: opens the silence alert when no report came for `silent_after`. Silence is
+    /// not counted before `baseline`: when the device enrolled, or when the relay started (it
+    /// could not receive reports while it was down).
+    pub fn on_tick(&mut self, th: &Thresholds, now: i64, baseline: i64) -> Vec<Transition> {
+        let mut out = Vec::new();
+        let quiet_since = self.last_report.unwrap_or(baseline).max(baseline);
+        if now.saturating_sub(quiet_since) >= ms(th.silent_after) {
+            let last = self.last_report.unwrap_or(baseline);
+            let secs = secs_between(last, now);
+            let detail = match self.last_report {
+                Some(_) => format!("no health report for {}", human_secs(secs)),
+                None => format!("no health report yet ({})", human_secs(secs)),
+            };
+            self.open(
+                &mut out,
+                AlertKey::new(AlertKind::Silent, ""),
+                Reading {
+                    value: secs,
+                    threshold: ms(th.silent_after) / 1000,
+                    detail,
+                },
+            );
+        }
+        out
+    }
+}
+
+fn disk_reading(f: &FilesystemUsage, threshold: i64) -> Reading {
+    let pct = f.used_percent();
+    Reading {
+        value: i64::from(pct),
+        threshold,
+        detail: format!(
+            "{}: {pct} % used ({} of {}, {} available)",
+            f.mount_point,
+            crate::report::bytes(f.used_bytes()),
+            crate::report::bytes(f.size_bytes),
+            crate::report::bytes(f.available_bytes)
+        ),
+    }
+}
+
+/// "42 s", "5 min 3 s", "2 h 5 min", "3 d 4 h".
+pub fn human_secs(s: i64) -> String {
+    let s = s.max(0);
+    match s {
+        0..=59 => format!("{s} s"),
+        60..=3599 if s % 60 == 0 => format!("{} min", s / 60),
+        60..=3599 => format!("{} min {} s", s / 60, s % 60),
+        3600..=86_399 => format!("{} h {} min", s / 3600, (s % 3600) / 60),
+        _ => format!("{} d {} h", s / 86_400, (s % 86_400) / 3600),
+    }
+}
+
+/// "0.73".
+fn hundredths(v: u32) -> String {
+    format!("{}.{:02}", v / 100, v % 100)
+}
+
+/// "23.4 %".
+fn permille(v: u32) -> String {
+    format!("{}.{} %", v / 10, v % 10)
+}
+
+/// Left-aligned columns separated by two spaces; cells are cleaned for the terminal.
+fn table(out: &mut String, header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| text::clean(c, MAX_PATH)).collect())
+        .collect();
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut line = |cells: Vec<&str>| {
+        let mut l = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            let w = widths.get(i).copied().unwrap_or(0);
+            l.push_str(&format!("{c:<w$}  "));
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(header.to_vec());
+    for r in &rows {
+        line(r.iter().map(String::as_str).collect());
+    }
+}
+
+fn process_rows(procs: &[ProcessUsage]) -> Vec<Vec<String>> {
+    procs
+        .iter()
+        .map(|p| {
+            vec![
+                p.pid.to_string(),
+                p.user.clone(),
+                permille(p.cpu_permille),
+                crate::report::bytes(p.memory_bytes),
+                p.name.clone(),
+            ]
+        })
+        .collect()
+}
+
+/// A report as people read it (shared by `tether-agent health` and `tether health`). Every
+/// string from the report is cleaned for the terminal.
+pub fn text(r: &HealthReport) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let m = &r.memory;
+    let _ = writeln!(
+        out,
+        "cpu     {} of {} CPUs · load {} {} {} · up {}",
+        permille(u32::from(r.cpu_permille)),
+        r.cpus,
+        hundredths(r.load.one),
+        hundredths(r.load.five),
+        hundredths(r.load.fifteen),
+        human_secs(i64::try_from(r.uptime_s).unwrap_or(i64::MAX))
+    );
+    let _ = writeln!(
+        out,
+        "memory  {} % used: {} of {} ({} available)",
+        m.used_percent(),
+        crate::report::bytes(m.used_bytes()),
+        crate::report::bytes(m.total_bytes),
+        crate::report::bytes(m.available_bytes)
+    );
+    if m.swap_total_bytes == 0 {
+        out.push_str("swap    none\n");
+    } else {
+        let _ = writeln!(
+            out,
+            "swap    {} % used: {} of {}",
+            m.swap_used_percent(),
+            crate::report::bytes(m.swap_used_bytes()),
+            crate::report::bytes(m.swap_total_bytes)
+        );
+    }
+    out.push('\n');
+    let rows: Vec<Vec<String>> = r
+        .filesystems
+        .iter()
+        .map(|f| {
+            vec![
+                f.mount_point.clone(),
+                f.fs_type.clone(),
+                crate::report::bytes(f.size_bytes),
+                crate::report::bytes(f.used_bytes()),
+                crate::report::bytes(f.available_bytes),
+                format!("{} %", f.used_percent()),
+                f.device.clone(),
+            ]
+        })
+        .collect();
+    table(
+        &mut out,
+        &[
+            "MOUNTED ON",
+            "TYPE",
+            "SIZE",
+            "USED",
+            "AVAIL",
+            "USE",
+            "DEVICE",
+        ],
+        &rows,
+    );
+    out.push_str("\ntop cpu\n");
+    table(
+        &mut out,
+        &["PID", "USER", "CPU", "MEMORY", "NAME"],
+        &process_rows(&r.top_cpu),
+    );
+    out.push_str("\ntop memory\n");
+    table(
+        &mut out,
+        &["PID", "USER", "CPU", "MEMORY", "NAME"],
+        &process_rows(&r.top_memory),
+    );
+    out.push('\n');
+    match &r.failed_units {
+        None => out.push_str("failed units: unknown (systemd not running or not answering)\n"),
+        Some(u) if u.is_empty() => out.push_str("failed units: none\n"),
+        Some(units) => {
+            let _ = writeln!(out, "failed units: {}", units.len());
+            for u in units {
+                let _ = writeln!(
+                    out,
+                    "  {}  {}",
+                    text::clean(&u.name, MAX_UNIT_NAME),
+                    text::clean(&u.description, MAX_TEXT)
+                );
+            }
+        }
+    }
+    for e in &r.errors {
+        let _ = writeln!(out, "problem: {}", text::clean(e, MAX_TEXT));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: i64 = 60_000;
+    const T0: i64 = 1_700_000_000_000;
+
+    fn fs(mp: &str, size: u64, avail: u64) -> FilesystemUsage {
+        FilesystemUsage {
+            mount_point: mp.into(),
+            fs_type: "ext4".into(),
+            device: "/dev/vda1".into(),
+            size_bytes: size,
+            free_bytes: avail,
+            available_bytes: avail,
+        }
+    }
+
+    fn report(mem_used_pct: u64, disks: Vec<FilesystemUsage>) -> HealthReport {
+        HealthReport {
+            memory: MemoryUsage {
+                total_bytes: 1000,
+                available_bytes: 1000 - mem_used_pct * 10,
+                ..Default::default()
+            },
+            filesystems: disks,
+            failed_units: Some(Vec::new()),
+            ..Default::default()
+        }
+    }
+
+    fn kinds(t: &[Transition]) -> Vec<(bool, AlertKind, String)> {
+        t.iter()
+            .map(|t| match t {
+                Transition::Open { key, .. } => (true, key.kind, key.subject.clone()),
+                Transition::Close { key, .. } => (false, key.kind, key.subject.clone()),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn percentages_match_df() {
+        // df: used 900 of (900 + 50 available) = 94.7 % → 95 %.
+        let f = FilesystemUsage {
+            size_bytes: 1000,
+            free_bytes: 100,
+            available_bytes: 50,
+            ..Default::default()
+        };
+        assert_eq!(f.used_percent(), 95);
+        assert_eq!(fs("/", 1000, 1000).used_percent(), 0);
+        assert_eq!(fs("/", 0, 0).used_percent(), 0);
+        assert_eq!(fs("/", u64::MAX, 0).used_percent(), 100);
+        let m = MemoryUsage {
+            total_bytes: 1000,
+            available_bytes: 51,
+            ..Default::default()
+        };
+        assert_eq!(m.used_percent(), 94);
+        assert_eq!(MemoryUsage::default().used_percent(), 0);
+    }
+
+    #[test]
+    fn disk_opens_at_threshold_and_closes_when_it_drains() {
+        let th = Thresholds::default();
+        let mut s = DeviceAlerts::default();
+        assert!(
+            s.on_report(&th, &report(10, vec![fs("/", 1000, 110)]), T0)
+                .is_empty()
+        );
+        let t = s.on_report(&th, &report(10, vec![fs("/", 1000, 100)]), T0 + MIN);
+        assert_eq!(kinds(&t), vec![(true, AlertKind::Disk, "/".into())]);
+        match &t[0] {
+            Transition::Open { reading, .. } => {
+                assert_eq!(reading.value, 90);
+                assert_eq!(reading.threshold, 90);
+                assert!(reading.detail.starts_with("/: 90 % used"), "{reading:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // Still full: nothing new.
+        assert!(
+            s.on_report(&th, &report(10, vec![fs("/", 1000, 0)]), T0 + 2 * MIN)
+                .is_empty()
+        );
+        let t = s.on_report(&th, &report(10, vec![fs("/", 1000, 500)]), T0 + 3 * MIN);
+        assert_eq!(kinds(&t), vec![(false, AlertKind::Disk, "/".into())]);
+        assert_eq!(s.open_alerts().count(), 0);
+
+        // Full again, then unmounted: the alert closes.
+        let t = s.on_report(
+            &th,
+            &report(10, vec![fs("/", 1000, 500), fs("/mnt", 10, 0)]),
+            T0 + 4 * MIN,
+        );
+        assert_eq!(kinds(&t), vec![(true, AlertKind::Disk, "/mnt".into())]);
+        let t = s.on_report(&th, &report(10, vec![fs("/", 1000, 500)]), T0 + 5 * MIN);
+        assert_eq!(kinds(&t), vec![(false, AlertKind::Disk, "/mnt".into())]);
+    }
+
+    #[test]
+    fn memory_must_stay_high_for_five_minutes() {
+        let th = Thresholds::default();
+        let mut s = DeviceAlerts::default();
+        // High from T0, every minute: opens at exactly five minutes.
+        for i in 0..5 {
+            assert!(
+                s.on_report(&th, &report(96, vec![]), T0 + i * MIN)
+                    .is_empty(),
+                "minute {i}"
+            );
+        }
+        let t = s.on_report(&th, &report(97, vec![]), T0 + 5 * MIN);
+        assert_eq!(kinds(&t), vec![(true, AlertKind::Memory, String::new())]);
+        match &t[0] {
+            Transition::Open { reading, .. } => {
+                assert_eq!(reading.value, 97);
+                assert!(reading.detail.ends_with("for 5 min"), "{reading:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            s.on_report(&th, &report(99, vec![]), T0 + 6 * MIN)
+                .is_empty()
+        );
+        let t = s.on_report(&th, &report(50, vec![]), T0 + 7 * MIN);
+        assert_eq!(kinds(&t), vec![(false, AlertKind::Memory, String::new())]);
+    }
+
+    #[test]
+    fn one_low_sample_restarts_the_memory_count() {
+        let th = Thresholds::default();
+        let mut s = DeviceAlerts::default();
+        for i in 0..4 {
+            s.on_report(&th, &report(96, vec![]), T0 + i * MIN);
+        }
+        assert!(
+            s.on_report(&th, &report(94, vec![]), T0 + 4 * MIN)
+                .is_empty()
+        );
+        for i in 5..10 {
+            assert!(
+                s.on_report(&th, &report(96, vec![]), T0 + i * MIN)
+                    .is_empty(),
+                "minute {i}"
+            );
+        }
+        let t = s.on_report(&th, &report(96, vec![]), T0 + 10 * MIN);
+        assert_eq!(kinds(&t), vec![(true, AlertKind::Memory, String::new())]);
+    }
+
+    #[test]
+    fn a_long_gap_between_reports_restarts_the_memory_count() {
+        let th = Thresholds::default();
+        let mut s = DeviceAlerts::default();
+        s.on_report(&th, &report(96, vec![]), T0);
+        // Offline for an hour, high again: not sustained as far as anyone saw.
+        assert!(
+            s.on_report(&th, &report(96, vec![]), T0 + 60 * MIN)
+                .is_empty()
+        );
+        let t = s.on_report(&th, &report(96, vec![]), T0 + 65 * MIN);
+        assert_eq!(kinds(&t), vec![(true, AlertKind::Memory, String::new())]);
+    }
+
+    #[test]
+    fn zero_sustain_opens_at_once() {
+        let th = Thresholds {
+            memory_for: Duration::ZERO,
+            memory_percent: 50,
+            ..Thresholds::default()
+        };
+        let mut s = DeviceAlerts::default();
+        let t = s.on_report(&th, &report(50, vec![]), T0);
+        assert_eq!(kinds(&t), vec![(true, AlertKind::Memory, String::new())]);
+    }
+
+    #[test]
+    fn silence_opens_after_ten_minutes_and_closes_on_the_next_report() {
+        let th = Thresholds::default();
+        let mut s = DeviceAlerts::default();
+        s.on_report(&th, &report(10, vec![]), T0);
+        assert!(s.on_tick(&th, T0 + 9 * MIN, 0).is_empty());
+        assert!(s.on_tick(&th, T0 + 10 * MIN - 1, 0).is_empty());
+        let t = s.on_tick(&th, T0 + 10 * MIN, 0);
+        assert_eq!(kinds(&t), vec![(true, AlertKind::Silent, String::new())]);
+        match &t[0] {
+            Transition::Open { reading, .. } => {
+                assert_eq!(reading.value, 600);
+                assert_eq!(reading.threshold, 600);
+                assert_eq!(reading.detail, "no health report for 10 min");
+            }
+            other => panic!("{other:?}"),
+        }
+        // Opened once, however many ticks follow.
+        assert!(s.on_tick(&th, T0 + 30 * MIN, 0).is_empty());
+        let t = s.on_report(&th, &report(10, vec![]), T0 + 31 * MIN);
+        assert_eq!(kinds(&t), vec![(false, AlertKind::Silent, String::new())]);
+        match &t[0] {
+            Transition::Close { reading, .. } => assert_eq!(reading.value, 31 * 60),
+            other => panic!("{other:?}"),
+        }
+        assert!(s.on_tick(&th, T0 + 40 * MIN, 0).is_empty());
+    }
+
+    #[test]
+    fn a_device_that_never_reported_counts_from_its_baseline() {
+        let th = Thresholds {
+            silent_after: Duration::from_secs(3),
+            ..Thresholds::default()
+        };
+        let mut s = DeviceAlerts::default();
+        assert!(s.on_tick(&th, T0 + 2_999, T0).is_empty());
+        let t = s.on_tick(&th, T0 + 3_000, T0);
+        assert_eq!(kinds(&t), vec![(true, AlertKind::Silent, String::new())]);
+    }
+
+    #[test]
+    fn silence_is_not_counted_while_the_relay_was_down() {
+        let th = Thresholds::default();
+        let mut s = DeviceAlerts::restore([], Some(T0));
+        // The relay comes back an hour later: the device gets ten minutes from then.
+        let started = T0 + 60 * MIN;
+        assert!(s.on_tick(&th, started, started).is_empty());
+        assert!(s.on_tick(&th, started + 9 * MIN, started).is_empty());
+        let t = s.on_tick(&th, started + 10 * MIN, started);
+        assert_eq!(kinds(&t), vec![(true, AlertKind::Silent, String::new())]);
+        match &t[0] {
+            // The detail tells the real time since the last report.
+            Transition::Open { reading, .. } => assert_eq!(reading.value, 70 * 60),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn failed_units_open_and_close_unknown_changes_nothing() {
+        let th = Thresholds::default();
+        let mut s = DeviceAlerts::default();
+        let mut r = report(10, vec![]);
+        r.failed_units = Some(vec![
+            FailedUnit {
+                name: "nginx.service".into(),
+                description: "web".into(),
+            },
+            FailedUnit {
+                name: "backup.timer".into(),
+                description: String::new(),
+            },
+        ]);
+        let t = s.on_report(&th, &r, T0);
+        assert_eq!(
+            kinds(&t),
+            vec![
+                (true, AlertKind::FailedUnit, "nginx.service".into()),
+                (true, AlertKind::FailedUnit, "backup.timer".into())
+            ]
+        );
+        // systemd did not answer this time: keep what we know.
+        r.failed_units = None;
+        assert!(s.on_report(&th, &r, T0 + MIN).is_empty());
+        r.failed_units = Some(vec![FailedUnit {
+            name: "nginx.service".into(),
+            description: "web".into(),
+        }]);
+        let t = s.on_report(&th, &r, T0 + 2 * MIN);
+        assert_eq!(
+            kinds(&t),
+            vec![(false, AlertKind::FailedUnit, "backup.timer".into())]
+        );
+    }
+
+    #[test]
+    fn restored_state_does_not_reopen() {
+        let th = Thresholds::default();
+        let mut s = DeviceAlerts::restore([AlertKey::new(AlertKind::Disk, "/")], Some(T0));
+        assert!(
+            s.on_report(&th, &report(10, vec![fs("/", 100, 1)]), T0 + MIN)
+                .is_empty()
+        );
+        let t = s.on_report(&th, &report(10, vec![fs("/", 100, 50)]), T0 + 2 * MIN);
+        assert_eq!(kinds(&t), vec![(false, AlertKind::Disk, "/".into())]);
+    }
+
+    #[test]
+    fn sanitize_bounds_and_cleans() {
+        let mut r = HealthReport {
+            cpu_permille: 5000,
+            memory: MemoryUsage {
+                total_bytes: 10,
+                available_bytes: 20,
+                swap_total_bytes: 0,
+                swap_free_bytes: 5,
+            },
+            filesystems: (0..1000)
+                .map(|i| FilesystemUsage {
+                    mount_point: format!("/m{i}\u{1b}[31m\u{202e}{}", "x".repeat(1000)),
+                    size_bytes: 10,
+                    free_bytes: 50,
+                    available_bytes: 60,
+                    ..Default::default()
+                })
+                .collect(),
+            top_cpu: vec![ProcessUsage::default(); 100],
+            top_memory: vec![ProcessUsage::default(); 100],
+            failed_units: Some(
+                (0..1000)
+                    .map(|i| FailedUnit {
+                        name: format!("\u{7}evil{i}.service"),
+                        description: "d".repeat(10_000),
+                    })
+                    .collect(),
+            ),
+            errors: vec!["e".into(); 100],
+            ..Default::default()
+        };
+        let notes = r.sanitize();
+        assert!(!notes.is_empty());
+        assert_eq!(r.filesystems.len(), MAX_FILESYSTEMS);
+        assert_eq!(r.top_cpu.len(), MAX_PROCESSES);
+        assert_eq!(r.top_memory.len(), MAX_PROCESSES);
+        assert_eq!(r.errors.len(), MAX_ERRORS);
+        let units = r.failed_units.as_ref().unwrap();
+        assert_eq!(units.len(), MAX_UNITS);
+        assert_eq!(units[0].name, "evil0.service");
+        assert!(units[0].description.len() <= MAX_TEXT);
+        let f = &r.filesystems[0];
+        assert!(f.mount_point.len() <= MAX_PATH);
+        assert!(text::is_clean(&f.mount_point, MAX_PATH));
+        assert!(f.free_bytes <= f.size_bytes && f.available_bytes <= f.free_bytes);
+        assert_eq!(r.cpu_permille, 1000);
+        assert_eq!(r.memory.available_bytes, 10);
+        assert_eq!(r.memory.swap_free_bytes, 0);
+        // Idempotent.
+        let again = r.clone();
+        assert!(r.sanitize().is_empty());
+        assert_eq!(r, again);
+    }
+
+    /// The largest report sanitize lets through still fits one control frame.
+    #[test]
+    fn largest_sanitized_report_fits_the_control_limit() {
+        let long = |n: usize| "\u{10348}".repeat(n); // 4-byte characters
+        let p = ProcessUsage {
+            pid: u32::MAX,
+            name: long(100),
+            user: long(100),
+            cpu_permille: u32::MAX,
+            memory_bytes: u64::MAX,
+        };
+        let mut r = HealthReport {
+            collected_at_unix_ms: u64::MAX,
+            uptime_s: u64::MAX,
+            cpus: u32::MAX,
+            cpu_permille: u16::MAX,
+            load: LoadAverage {
+                one: u32::MAX,
+                five: u32::MAX,
+                fifteen: u32::MAX,
+            },
+            memory: MemoryUsage {
+                total_bytes: u64::MAX,
+                available_bytes: u64::MAX,
+                swap_total_bytes: u64::MAX,
+                swap_free_bytes: u64::MAX,
+            },
+            filesystems: (0..1000)
+                .map(|i| FilesystemUsage {
+                    mount_point: format!("{i}{}", long(1000)),
+                    fs_type: long(1000),
+                    device: long(1000),
+                    size_bytes: u64::MAX,
+                    free_bytes: u64::MAX,
+                    available_bytes: u64::MAX,
+                })
+                .collect(),
+            top_cpu: vec![p.clone(); 100],
+            top_memory: vec![p; 100],
+            failed_units: Some(
+                (0..1000)
+                    .map(|i| FailedUnit {
+                        name: format!("{i}{}", long(1000)),
+                        description: long(1000),
+                    })
+                    .collect(),
+            ),
+            errors: vec![long(1000); 100],
+        };
+        r.sanitize();
+        assert_eq!(r.filesystems.len(), MAX_FILESYSTEMS);
+        assert_eq!(r.failed_units.as_ref().map(Vec::len), Some(MAX_UNITS));
+        // The message around it adds its variant index (one byte).
+        let size = crate::codec::to_bytes(&r).unwrap().len() + 1;
+        eprintln!("largest sanitized health report: {size} bytes");
+        assert!(
+            size < crate::limits::CONTROL,
+            "{size} bytes exceed the control limit"
+        );
+    }
+
+    #[test]
+    fn kinds_round_trip() {
+        for k in [
+            AlertKind::Disk,
+            AlertKind::Memory,
+            AlertKind::FailedUnit,
+            AlertKind::Silent,
+        ] {
+            assert_eq!(AlertKind::parse(k.as_str()), Some(k));
+        }
+        assert_eq!(AlertKind::parse("x"), None);
+    }
+
+    #[test]
+    fn thresholds_validate() {
+        assert!(Thresholds::default().validate().is_ok());
+        for bad in [
+            Thresholds {
+                disk_percent: 0,
+                ..Thresholds::default()
+            },
+            Thresholds {
+                memory_percent: 101,
+                ..Thresholds::default()
+            },
+            Thresholds {
+                silent_after: Duration::ZERO,
+                ..Thresholds::default()
+            },
+            Thresholds {
+                memory_for: Duration::from_secs(365 * 86_400),
+                ..Thresholds::default()
+            },
+        ] {
+            assert!(bad.validate().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn text_is_escaped() {
+        let mut r = report(50, vec![fs("/x\u{1b}[2J", 100, 10)]);
+        r.top_cpu = vec![ProcessUsage {
+            pid: 1,
+            name: "evil\u{1b}]0;t\u{7}".into(),
+            user: "root".into(),
+            cpu_permille: 1234,
+            memory_bytes: 2048,
+        }];
+        r.failed_units = Some(vec![FailedUnit {
+            name: "a\u{202e}.service".into(),
+            description: "\u{1b}[31mred".into(),
+        }]);
+        r.load.one = 73;
+        let t = text(&r);
+        assert!(!t.contains('\u{1b}') && !t.contains('\u{7}') && !t.contains('\u{202e}'));
+        assert!(t.contains("load 0.73 0.00 0.00"), "{t}");
+        assert!(t.contains("123.4 %"), "{t}");
+        assert!(t.contains("memory  50 % used"), "{t}");
+        assert!(t.contains("failed units: 1"), "{t}");
+    }
+
+    #[test]
+    fn human_durations() {
+        assert_eq!(human_secs(-3), "0 s");
+        assert_eq!(human_secs(42), "42 s");
+        assert_eq!(human_secs(300), "5 min");
+        assert_eq!(human_secs(303), "5 min 3 s");
+        assert_eq!(human_secs(7500), "2 h 5 min");
+        assert_eq!(human_secs(3 * 86_400 + 4 * 3600), "3 d 4 h");
+    }
+}

@@ -1,0 +1,236 @@
+//! SQLite side of health reports, alerts and alert policy.
+
+use super::Sqlite;
+use crate::store::{AlertFilter, AlertPolicy, StoreError};
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+use std::time::Duration;
+use tether_protocol::health::{AlertKey, AlertKind, AlertRow, HealthReport, Reading, Thresholds};
+
+const ALERT_COLUMNS: &str = "a.id, a.device_id, COALESCE(d.hostname, '') AS hostname,
+    COALESCE(d.group_name, '') AS group_name, a.kind, a.subject, a.value, a.threshold, a.detail,
+    a.opened_at, a.closed_at, a.close_detail";
+
+fn alert_row(r: &SqliteRow) -> Result<AlertRow, StoreError> {
+    let kind: String = r.try_get("kind")?;
+    Ok(AlertRow {
+        id: r.try_get("id")?,
+        device_id: r.try_get("device_id")?,
+        hostname: r.try_get("hostname")?,
+        group: r.try_get("group_name")?,
+        kind: AlertKind::parse(&kind)
+            .ok_or_else(|| StoreError::Corrupt(format!("alert kind {kind:?}")))?,
+        subject: r.try_get("subject")?,
+        value: r.try_get("value")?,
+        threshold: r.try_get("threshold")?,
+        detail: r.try_get("detail")?,
+        opened_unix_ms: r.try_get("opened_at")?,
+        closed_unix_ms: r.try_get("closed_at")?,
+        close_detail: r.try_get("close_detail")?,
+    })
+}
+
+fn to_ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn from_ms(v: i64) -> Duration {
+    Duration::from_millis(u64::try_from(v).unwrap_or(0))
+}
+
+fn percent(v: i64, what: &str) -> Result<u8, StoreError> {
+    u8::try_from(v).map_err(|_| StoreError::Corrupt(format!("{what} {v}")))
+}
+
+impl Sqlite {
+    pub async fn put_health(
+        &self,
+        device_id: &str,
+        report: &HealthReport,
+        received_at: i64,
+    ) -> Result<(), StoreError> {
+        let body = serde_json::to_string(report).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        sqlx::query(
+            "INSERT INTO health (device_id, collected_at, received_at, body) VALUES (?, ?, ?, ?)
+             ON CONFLICT (device_id) DO UPDATE SET collected_at = excluded.collected_at,
+                 received_at = excluded.received_at, body = excluded.body",
+        )
+        .bind(device_id)
+        .bind(i64::try_from(report.collected_at_unix_ms).unwrap_or(i64::MAX))
+        .bind(received_at)
+        .bind(body)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn health(&self, device_id: &str) -> Result<Option<(i64, HealthReport)>, StoreError> {
+        let row = sqlx::query("SELECT received_at, body FROM health WHERE device_id = ?")
+            .bind(device_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(r) = row else { return Ok(None) };
+        let body: String = r.try_get("body")?;
+        let report = serde_json::from_str(&body)
+            .map_err(|e| StoreError::Corrupt(format!("health report: {e}")))?;
+        Ok(Some((r.try_get("received_at")?, report)))
+    }
+
+    pub async fn health_received(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query("SELECT device_id, received_at FROM health")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("device_id")?, r.try_get("received_at")?)))
+            .collect()
+    }
+
+    pub async fn open_alert(
+        &self,
+        device_id: &str,
+        key: &AlertKey,
+        reading: &Reading,
+        at: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let id: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO alerts (device_id, kind, subject, value, threshold, detail, opened_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (device_id, kind, subject) WHERE closed_at IS NULL DO NOTHING
+             RETURNING id",
+        )
+        .bind(device_id)
+        .bind(key.kind.as_str())
+        .bind(&key.subject)
+        .bind(reading.value)
+        .bind(reading.threshold)
+        .bind(&reading.detail)
+        .bind(at)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    pub async fn close_alert(
+        &self,
+        device_id: &str,
+        key: &AlertKey,
+        detail: &str,
+        at: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let id: Option<i64> = sqlx::query_scalar(
+            "UPDATE alerts SET closed_at = ?, close_detail = ?
+             WHERE device_id = ? AND kind = ? AND subject = ? AND closed_at IS NULL
+             RETURNING id",
+        )
+        .bind(at)
+        .bind(detail)
+        .bind(device_id)
+        .bind(key.kind.as_str())
+        .bind(&key.subject)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    pub async fn alert(&self, id: i64) -> Result<Option<AlertRow>, StoreError> {
+        let sql = format!(
+            "SELECT {ALERT_COLUMNS} FROM alerts a LEFT JOIN devices d ON d.id = a.device_id
+             WHERE a.id = ?"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(alert_row).transpose()
+    }
+
+    pub async fn alerts(&self, f: &AlertFilter) -> Result<Vec<AlertRow>, StoreError> {
+        let sql = format!(
+            "SELECT {ALERT_COLUMNS} FROM alerts a LEFT JOIN devices d ON d.id = a.device_id
+             WHERE (a.closed_at IS NULL OR a.closed_at >= ?) AND (? IS NULL OR a.device_id = ?)
+             ORDER BY a.closed_at IS NOT NULL, a.opened_at DESC, a.id DESC LIMIT ?"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(f.closed_since.unwrap_or(i64::MAX))
+            .bind(&f.device_id)
+            .bind(&f.device_id)
+            .bind(i64::from(f.limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(alert_row).collect()
+    }
+
+    pub async fn open_alert_keys(&self) -> Result<Vec<(String, AlertKey)>, StoreError> {
+        let rows =
+            sqlx::query("SELECT device_id, kind, subject FROM alerts WHERE closed_at IS NULL")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|r| {
+                let kind: String = r.try_get("kind")?;
+                let kind = AlertKind::parse(&kind)
+                    .ok_or_else(|| StoreError::Corrupt(format!("alert kind {kind:?}")))?;
+                Ok((
+                    r.try_get("device_id")?,
+                    AlertKey::new(kind, r.try_get::<String, _>("subject")?),
+                ))
+            })
+            .collect()
+    }
+
+    pub async fn alert_policies(&self) -> Result<Vec<AlertPolicy>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT g AS group_name, p.disk_percent, p.memory_percent, p.memory_for_ms,
+                    p.silent_after_ms, p.webhook_url, p.updated_at
+             FROM (SELECT group_name AS g FROM alert_policy UNION SELECT group_name FROM devices)
+                  AS all_groups
+             LEFT JOIN alert_policy p ON p.group_name = all_groups.g ORDER BY g",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let group: String = r.try_get("group_name")?;
+                let Some(updated_at) = r.try_get::<Option<i64>, _>("updated_at")? else {
+                    return Ok(AlertPolicy::defaults(&group));
+                };
+                let get = |c: &str| -> Result<i64, StoreError> {
+                    Ok(r.try_get::<Option<i64>, _>(c)?.unwrap_or(0))
+                };
+                Ok(AlertPolicy {
+                    thresholds: Thresholds {
+                        disk_percent: percent(get("disk_percent")?, "disk percent")?,
+                        memory_percent: percent(get("memory_percent")?, "memory percent")?,
+                        memory_for: from_ms(get("memory_for_ms")?),
+                        silent_after: from_ms(get("silent_after_ms")?),
+                    },
+                    webhook: r.try_get("webhook_url")?,
+                    updated_at: Some(updated_at),
+                    group,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn set_alert_policy(&self, p: &AlertPolicy, now: i64) -> Result<(), StoreError> {
+        let t = &p.thresholds;
+        sqlx::query(
+            "INSERT INTO alert_policy (group_name, disk_percent, memory_percent, memory_for_ms,
+                 silent_after_ms, webhook_url, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (group_name) DO UPDATE SET disk_percent = excluded.disk_percent,
+                 memory_percent = excluded.memory_percent, memory_for_ms = excluded.memory_for_ms,
+                 silent_after_ms = excluded.silent_after_ms, webhook_url = excluded.webhook_url,
+                 updated_at = excluded.updated_at",
+        )
+        .bind(&p.group)
+        .bind(i64::from(t.disk_percent))
+        .bind(i64::from(t.memory_percent))
+        .bind(to_ms(t.memory_for))
+        .bind(to_ms(t.silent_after))
+        .bind(&p.webhook)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
