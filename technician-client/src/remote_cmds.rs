@@ -29,6 +29,13 @@ fn request(device: &str, permissions: Permissions, reason: &str, ticket: &str) -
     }
 }
 
+/// Tells a person at a terminal why nothing happens yet (the user's consent prompt is up).
+fn waiting(device: &str) {
+    if std::io::stderr().is_terminal() {
+        eprintln!("asking the user at {device} to approve…");
+    }
+}
+
 /// Puts the terminal in raw mode while alive (keystrokes go to the remote shell unchanged).
 struct RawMode(bool);
 
@@ -55,6 +62,7 @@ pub async fn shell(
     ticket: &str,
 ) -> Result<()> {
     let session = Session::open(creds).await?;
+    waiting(device);
     let mut remote = match session
         .open_remote_with(creds, request(device, Permissions::SHELL, reason, ticket))
         .await
@@ -421,6 +429,7 @@ pub async fn transfer(
         bar.reset();
         let result = async {
             let session = Session::open(creds).await?;
+            bar.suspend(|| waiting(device));
             let r = async {
                 let mut remote = session
                     .open_remote_with(creds, request(device, Permissions::FILES, reason, ticket))
