@@ -136,6 +136,29 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Revoke a device's or a technician's certificate: a running relay disconnects it within a
+    /// second and refuses it from then on (it must be enrolled again with a new token).
+    Revoke {
+        #[arg(
+            long,
+            env = "TETHER_RELAY_DATA",
+            default_value = "/var/lib/tether-relay"
+        )]
+        data: PathBuf,
+        /// Device id or hostname.
+        #[arg(
+            long,
+            conflicts_with = "technician",
+            required_unless_present = "technician"
+        )]
+        device: Option<String>,
+        /// Technician name.
+        #[arg(long)]
+        technician: Option<String>,
+        /// Why (kept with the revocation).
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
     /// Run the relay.
     Serve {
         #[arg(
@@ -406,6 +429,39 @@ async fn run(cli: Cli) -> Result<()> {
                         p.webhook.as_deref().unwrap_or("-")
                     );
                 }
+            }
+        }
+        Cmd::Revoke {
+            data,
+            device,
+            technician,
+            reason,
+        } => {
+            let dd = DataDir::new(&data);
+            if !dd.is_initialized() {
+                bail!(
+                    "{} is not a relay data directory (run tether-relay init, or pass --data)",
+                    data.display()
+                );
+            }
+            let store = Store::open_sqlite(&dd.database()).await?;
+            let revoked = store
+                .revoke(device.as_deref(), technician.as_deref(), &reason)
+                .await?;
+            store.close().await;
+            match revoked {
+                Some(subject) => {
+                    tracing::info!(subject, "certificate revoked");
+                    println!("revoked {subject}; a running relay disconnects it within a second");
+                }
+                None => bail!(
+                    "no such {} (see tether devices)",
+                    if device.is_some() {
+                        "device"
+                    } else {
+                        "technician"
+                    }
+                ),
             }
         }
         Cmd::Serve {

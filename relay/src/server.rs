@@ -75,6 +75,8 @@ pub struct State {
     /// Bounds how many bulk uploads are read at once (each may be up to `limits::BULK`).
     uploads: tokio::sync::Semaphore,
     pub(crate) splice_filter: Option<crate::broker::SpliceFilter>,
+    /// Live authenticated connections by certificate serial, so a revocation closes them.
+    live: std::sync::Mutex<std::collections::HashMap<u64, (String, Connection)>>,
     /// Where shell transcripts go (`DATA/transcripts`).
     transcripts: std::path::PathBuf,
     /// Health reports and the alert engine.
@@ -125,6 +127,7 @@ impl Relay {
                 uploads: tokio::sync::Semaphore::new(MAX_CONCURRENT_UPLOADS),
                 splice_filter: opts.splice_filter.clone(),
                 transcripts: data.transcripts(),
+                live: Default::default(),
                 alerts,
             }),
             endpoint,
@@ -143,6 +146,7 @@ impl Relay {
     /// Serves until `shutdown` completes, then closes every connection and the store.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
+        let watcher = tokio::spawn(watch_revocations(self.state.clone()));
         loop {
             tokio::select! {
                 incoming = self.endpoint.accept() => {
@@ -154,6 +158,7 @@ impl Relay {
                 () = &mut shutdown => break,
             }
         }
+        watcher.abort();
         info!(
             "shutting down: closing {} agent connections",
             self.state.presence.count()
@@ -162,6 +167,62 @@ impl Relay {
             .close(close_code::SHUTDOWN.into(), b"relay shutting down");
         let _ = tokio::time::timeout(Duration::from_secs(3), self.endpoint.wait_idle()).await;
         self.state.store.close().await;
+    }
+}
+
+/// How often the store is checked for new revocations (`tether-relay revoke` runs as another
+/// process): a revoked peer is disconnected within this time.
+const REVOCATION_POLL: Duration = Duration::from_millis(250);
+
+/// Closes the live connections of certificates revoked while they were connected.
+async fn watch_revocations(state: Arc<State>) {
+    let mut seen = match state.store.revocation_mark().await {
+        Ok(m) => m,
+        Err(e) => {
+            warn!("store error reading revocations: {e}");
+            (0, 0)
+        }
+    };
+    loop {
+        tokio::time::sleep(REVOCATION_POLL).await;
+        let mark = match state.store.revocation_mark().await {
+            Ok(m) => m,
+            Err(e) => {
+                debug!("store error reading revocations: {e}");
+                continue;
+            }
+        };
+        if mark == seen {
+            continue;
+        }
+        seen = mark;
+        let live: Vec<(u64, String, Connection)> = match state.live.lock() {
+            Ok(l) => l
+                .iter()
+                .map(|(id, (serial, c))| (*id, serial.clone(), c.clone()))
+                .collect(),
+            Err(_) => continue,
+        };
+        for (_, serial, conn) in live {
+            if matches!(state.store.is_revoked(&serial).await, Ok(true)) {
+                info!(remote = %conn.remote_address(), serial, "certificate revoked: disconnecting");
+                conn.close(close_code::REVOKED.into(), b"certificate revoked");
+            }
+        }
+    }
+}
+
+/// Keeps a connection in [`State::live`] while it exists.
+struct LiveGuard<'a> {
+    state: &'a State,
+    id: u64,
+}
+
+impl Drop for LiveGuard<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut l) = self.state.live.lock() {
+            l.remove(&self.id);
+        }
     }
 }
 
@@ -191,6 +252,15 @@ async fn handle_incoming(state: Arc<State>, incoming: quinn::Incoming) {
         }
     };
     let identity = cert.as_ref().map(|c| c.identity.clone());
+    let _live = cert.as_ref().map(|c| {
+        let id = state
+            .next_conn_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Ok(mut l) = state.live.lock() {
+            l.insert(id, (c.serial.clone(), conn.clone()));
+        }
+        LiveGuard { state: &state, id }
+    });
     let mut machine = RelayConn::new(Instant::now().into_std(), state.timeouts, identity.clone());
 
     // The hello must arrive before the machine's deadline.

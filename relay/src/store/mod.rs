@@ -160,6 +160,26 @@ impl Store {
         }
     }
 
+    /// Changes whenever a certificate is revoked: (count, latest time).
+    pub async fn revocation_mark(&self) -> Result<(i64, i64), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.revocation_mark().await,
+        }
+    }
+
+    /// Revokes the current certificate of a device (by id) or a technician (by name). Returns
+    /// the subject revoked, or `None` if there is no such peer.
+    pub async fn revoke(
+        &self,
+        device: Option<&str>,
+        technician: Option<&str>,
+        reason: &str,
+    ) -> Result<Option<String>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.revoke(device, technician, reason, now_ms()).await,
+        }
+    }
+
     pub async fn is_revoked(&self, serial: &str) -> Result<bool, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.is_revoked(serial).await,

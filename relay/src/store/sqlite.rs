@@ -308,6 +308,57 @@ impl Sqlite {
             .collect()
     }
 
+    pub async fn revocation_mark(&self) -> Result<(i64, i64), StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n, COALESCE(MAX(revoked_at), 0) AS at FROM revoked_certs",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((row.try_get("n")?, row.try_get("at")?))
+    }
+
+    pub async fn revoke(
+        &self,
+        device: Option<&str>,
+        technician: Option<&str>,
+        reason: &str,
+        now: i64,
+    ) -> Result<Option<String>, StoreError> {
+        let found: Option<(String, String)> =
+            match (device, technician) {
+                (Some(d), _) => sqlx::query_as(
+                    "SELECT cert_serial, 'device:' || id FROM devices WHERE id = ? OR hostname = ?",
+                )
+                .bind(d)
+                .bind(d)
+                .fetch_optional(&self.pool)
+                .await?,
+                (None, Some(t)) => {
+                    sqlx::query_as(
+                        "SELECT cert_serial, 'tech:' || name FROM technicians WHERE name = ?",
+                    )
+                    .bind(t)
+                    .fetch_optional(&self.pool)
+                    .await?
+                }
+                (None, None) => None,
+            };
+        let Some((serial, subject)) = found else {
+            return Ok(None);
+        };
+        sqlx::query(
+            "INSERT INTO revoked_certs (serial, subject, revoked_at, reason) VALUES (?, ?, ?, ?)
+             ON CONFLICT (serial) DO NOTHING",
+        )
+        .bind(&serial)
+        .bind(&subject)
+        .bind(now)
+        .bind(reason)
+        .execute(&self.pool)
+        .await?;
+        Ok(Some(subject))
+    }
+
     pub async fn is_revoked(&self, serial: &str) -> Result<bool, StoreError> {
         let row = sqlx::query("SELECT 1 FROM revoked_certs WHERE serial = ?")
             .bind(serial)
