@@ -5,7 +5,7 @@
 
 use crate::server::State;
 use crate::store::{SessionRecord, now_ms};
-use crate::tech::resolve;
+use crate::tech::{Scope, resolve};
 use quinn::{RecvStream, SendStream};
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,7 +53,19 @@ pub async fn open_session(
     mut tsend: SendStream,
     trecv: RecvStream,
 ) {
-    let device = match resolve(state, &req.device).await {
+    let scope = match Scope::of(state, technician, role).await {
+        Ok(s) => s,
+        Err(e) => {
+            warn!("store error: {e}");
+            refuse(
+                &mut tsend,
+                &error(ErrorCode::Internal, "relay store unavailable"),
+            )
+            .await;
+            return;
+        }
+    };
+    let device = match resolve(state, &scope, &req.device).await {
         Ok(Ok(d)) => d,
         Ok(Err(resp)) => {
             refuse(&mut tsend, &resp).await;
@@ -306,7 +318,14 @@ pub async fn say(
     text: &str,
     wait_ms: u64,
 ) -> TechResponse {
-    let device = match resolve(state, device).await {
+    let scope = match Scope::of(state, technician, role).await {
+        Ok(s) => s,
+        Err(e) => {
+            warn!("store error: {e}");
+            return error(ErrorCode::Internal, "relay store unavailable");
+        }
+    };
+    let device = match resolve(state, &scope, device).await {
         Ok(Ok(d)) => d,
         Ok(Err(resp)) => return resp,
         Err(e) => {

@@ -136,6 +136,23 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Limit which device groups a technician sees and reaches (admins always see all; a
+    /// technician without any grant sees every group). Without --group, lists the grants.
+    Grant {
+        #[arg(
+            long,
+            env = "TETHER_RELAY_DATA",
+            default_value = "/var/lib/tether-relay"
+        )]
+        data: PathBuf,
+        #[arg(long)]
+        technician: String,
+        #[arg(long)]
+        group: Option<String>,
+        /// Withdraw the group instead.
+        #[arg(long, requires = "group")]
+        remove: bool,
+    },
     /// Revoke a device's or a technician's certificate: a running relay disconnects it within a
     /// second and refuses it from then on (it must be enrolled again with a new token).
     Revoke {
@@ -429,6 +446,39 @@ async fn run(cli: Cli) -> Result<()> {
                         p.webhook.as_deref().unwrap_or("-")
                     );
                 }
+            }
+        }
+        Cmd::Grant {
+            data,
+            technician,
+            group,
+            remove,
+        } => {
+            let dd = DataDir::new(&data);
+            if !dd.is_initialized() {
+                bail!(
+                    "{} is not a relay data directory (run tether-relay init, or pass --data)",
+                    data.display()
+                );
+            }
+            validate_name("technician name", &technician)?;
+            let store = Store::open_sqlite(&dd.database()).await?;
+            if let Some(group) = &group {
+                validate_name("group", group)?;
+                store.grant_group(&technician, group, !remove).await?;
+                tracing::info!(
+                    technician,
+                    group,
+                    granted = !remove,
+                    "technician groups changed"
+                );
+            }
+            let groups = store.technician_groups(&technician).await?;
+            store.close().await;
+            if groups.is_empty() {
+                println!("{technician} sees every device group (no grants)");
+            } else {
+                println!("{technician} sees groups: {}", groups.join(", "));
             }
         }
         Cmd::Revoke {

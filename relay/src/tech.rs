@@ -86,6 +86,7 @@ async fn answer(
     role: Role,
     req: TechRequest,
 ) -> Result<TechResponse, StoreError> {
+    let scope = Scope::of(state, name, role).await?;
     Ok(match req {
         TechRequest::Sessions {
             device,
@@ -93,7 +94,7 @@ async fn answer(
             since_unix_ms,
         } => {
             let device_id = match device {
-                Some(d) => match resolve(state, &d).await? {
+                Some(d) => match resolve(state, &scope, &d).await? {
                     Ok(d) => Some(d.id),
                     Err(e) => return Ok(e),
                 },
@@ -170,16 +171,15 @@ async fn answer(
             }
         }
         TechRequest::ListDevices => TechResponse::Devices(
-            state
-                .store
-                .list_devices()
+            scope
+                .devices(state)
                 .await?
                 .into_iter()
                 .map(|d| summary(state, d))
                 .collect(),
         ),
         TechRequest::Inventory { device } => {
-            let d = match resolve(state, &device).await? {
+            let d = match resolve(state, &scope, &device).await? {
                 Ok(d) => d,
                 Err(e) => return Ok(e),
             };
@@ -207,9 +207,8 @@ async fn answer(
                 .map(|(id, s, at)| (id, (s, at)))
                 .collect();
             TechResponse::InventoryRows(
-                state
-                    .store
-                    .list_devices()
+                scope
+                    .devices(state)
                     .await?
                     .into_iter()
                     .map(|d| {
@@ -232,8 +231,15 @@ async fn answer(
                 return Ok(err(ErrorCode::BadRequest, "package name is empty".into()));
             }
             let hits = state.store.software(&name).await?;
+            let visible: std::collections::HashSet<String> = scope
+                .devices(state)
+                .await?
+                .into_iter()
+                .map(|d| d.id)
+                .collect();
             TechResponse::Software(
                 hits.into_iter()
+                    .filter(|h| visible.contains(&h.device_id))
                     .filter(|h| match &version_below {
                         Some(v) => version::compare(&h.version, v) == Ordering::Less,
                         None => true,
@@ -254,18 +260,24 @@ async fn answer(
             err(ErrorCode::BadRequest, "unexpected".into())
         }
         TechRequest::Health { device } => {
-            let d = match resolve(state, &device).await? {
+            let d = match resolve(state, &scope, &device).await? {
                 Ok(d) => d,
                 Err(e) => return Ok(e),
             };
             crate::alerts::device_health(state, summary(state, d)).await?
         }
-        TechRequest::Alerts { all } => crate::alerts::list(state, all).await?,
+        TechRequest::Alerts { all } => match crate::alerts::list(state, all).await? {
+            TechResponse::Alerts(mut rows) => {
+                rows.retain(|r| scope.allows(&r.group));
+                TechResponse::Alerts(rows)
+            }
+            other => other,
+        },
         TechRequest::History {
             device,
             since_unix_ms,
         } => {
-            let d = match resolve(state, &device).await? {
+            let d = match resolve(state, &scope, &device).await? {
                 Ok(d) => d,
                 Err(e) => return Ok(e),
             };
@@ -302,12 +314,48 @@ fn summary(state: &State, d: DeviceRow) -> DeviceSummary {
 }
 
 /// Finds a device by exact id, exact hostname, or unique id prefix (4+ characters).
+/// The device groups a technician may see: all for admins and for technicians without grants
+/// (`tether-relay grant`), else only those granted.
+pub(crate) struct Scope(Option<std::collections::HashSet<String>>);
+
+impl Scope {
+    pub(crate) async fn of(state: &State, name: &str, role: Role) -> Result<Scope, StoreError> {
+        if role == Role::Admin {
+            return Ok(Scope(None));
+        }
+        let groups = state.store.technician_groups(name).await?;
+        Ok(Scope(if groups.is_empty() {
+            None
+        } else {
+            Some(groups.into_iter().collect())
+        }))
+    }
+
+    pub(crate) fn allows(&self, group: &str) -> bool {
+        self.0.as_ref().is_none_or(|g| g.contains(group))
+    }
+
+    /// The devices in scope.
+    pub(crate) async fn devices(&self, state: &State) -> Result<Vec<DeviceRow>, StoreError> {
+        Ok(state
+            .store
+            .list_devices()
+            .await?
+            .into_iter()
+            .filter(|d| self.allows(&d.group))
+            .collect())
+    }
+}
+
+/// Finds a device by id, unique id prefix or hostname, among those in `scope` (a device out of
+/// scope does not exist for this technician).
 pub(crate) async fn resolve(
     state: &State,
+    scope: &Scope,
     query: &str,
 ) -> Result<Result<DeviceRow, TechResponse>, StoreError> {
     let q = text::clean(query, 256);
-    let devices = state.store.list_devices().await?;
+    let devices = scope.devices(state).await?;
     if let Some(d) = devices.iter().find(|d| d.id == q) {
         return Ok(Ok(d.clone()));
     }

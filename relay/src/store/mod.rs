@@ -160,6 +160,25 @@ impl Store {
         }
     }
 
+    /// Grants (or, with `on` false, withdraws) a device group to a technician.
+    pub async fn grant_group(
+        &self,
+        technician: &str,
+        group: &str,
+        on: bool,
+    ) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.grant_group(technician, group, on, now_ms()).await,
+        }
+    }
+
+    /// The groups a technician was granted (empty: no restriction).
+    pub async fn technician_groups(&self, technician: &str) -> Result<Vec<String>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.technician_groups(technician).await,
+        }
+    }
+
     /// Changes whenever a certificate is revoked: (count, latest time).
     pub async fn revocation_mark(&self) -> Result<(i64, i64), StoreError> {
         match &self.backend {

@@ -65,6 +65,11 @@ fn migrator() -> Migrator {
             "record shells",
             include_str!("../../migrations/sqlite/0007_record_shells.sql"),
         ),
+        m(
+            8,
+            "technician groups",
+            include_str!("../../migrations/sqlite/0008_technician_groups.sql"),
+        ),
     ])
 }
 
@@ -306,6 +311,37 @@ impl Sqlite {
                 })
             })
             .collect()
+    }
+
+    pub async fn grant_group(
+        &self,
+        technician: &str,
+        group: &str,
+        on: bool,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let q = if on {
+            "INSERT INTO technician_groups (technician, group_name, granted_at) VALUES (?, ?, ?)
+             ON CONFLICT DO NOTHING"
+        } else {
+            "DELETE FROM technician_groups WHERE technician = ? AND group_name = ? AND ? IS NOT NULL"
+        };
+        sqlx::query(q)
+            .bind(technician)
+            .bind(group)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn technician_groups(&self, technician: &str) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT group_name FROM technician_groups WHERE technician = ? ORDER BY group_name",
+        )
+        .bind(technician)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     pub async fn revocation_mark(&self) -> Result<(i64, i64), StoreError> {

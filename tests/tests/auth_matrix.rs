@@ -1,0 +1,147 @@
+//! Who may do what: every role against every kind of action, and device groups limiting what a
+//! technician sees and reaches (`tether-relay grant`).
+
+use std::process::Command;
+use tether_tests::{Agent, FixtureRoot, Relay, Tech, bin, ok, run, stderr};
+
+#[test]
+fn roles_against_actions() {
+    let relay = Relay::start();
+    let val = Tech::enroll(&relay.tech_token("val", "viewer"));
+    let ana = Tech::enroll(&relay.tech_token("ana", "support"));
+    let boss = Tech::enroll(&relay.tech_token("boss", "admin"));
+    let root = FixtureRoot::new("ws-matrix", &[("openssl", "3.0.11-1")]);
+    let mut agent = Agent::enroll(&relay.agent_token());
+    agent.start_with(&["--inventory-root", root.path().to_str().unwrap()]);
+    boss.wait_online(&agent.id);
+    let _user = agent.auto_approve();
+    let id = agent.id.as_str();
+
+    // Reading is for everyone.
+    for t in [&val, &ana, &boss] {
+        for args in [
+            vec!["devices"],
+            vec!["inventory", id],
+            vec!["software", "openssl"],
+            vec!["history", id],
+            vec!["alerts"],
+        ] {
+            let out = t.tether(&args);
+            assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        }
+    }
+    // Sessions, commands, messages: support and admin (with the user's consent), not viewers.
+    for args in [
+        vec!["exec", id, "--", "true"],
+        vec!["screenshot", id, "-o", "/dev/null"],
+        vec!["say", id, "hi", "--wait", "5s"],
+    ] {
+        let out = val.tether(&args);
+        assert!(!out.status.success(), "viewer ran {args:?}");
+        assert!(stderr(&out).contains("viewer may not"), "{}", stderr(&out));
+    }
+    for t in [&ana, &boss] {
+        ok(t.tether(&["exec", id, "--", "true"]));
+    }
+    // The audit trail: your own sessions, admins everyone's.
+    let mine = ana.json(&["sessions", "--technician", "boss"]);
+    assert!(
+        mine.as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["technician"] == "ana")
+    );
+    let all = boss.json(&["sessions", "--technician", "ana"]);
+    assert!(!all.as_array().unwrap().is_empty());
+    assert!(
+        all.as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["technician"] == "ana")
+    );
+    // Group runs (unattended) are for admins only.
+    ok(run(Command::new(bin("tether-relay"))
+        .args(["policy", "--data"])
+        .arg(relay.data())
+        .args(["--group", "default", "--unattended", "on"])));
+    drop(_user);
+    assert!(
+        boss.tether(&["exec", "--group", "default", "--", "true"])
+            .status
+            .success()
+    );
+    assert!(
+        !ana.tether(&["exec", "--group", "default", "--", "true"])
+            .status
+            .success()
+    );
+}
+
+#[test]
+fn device_groups_limit_what_a_technician_sees() {
+    let relay = Relay::start();
+    let ana = Tech::enroll(&relay.tech_token("ana", "support"));
+    let boss = Tech::enroll(&relay.tech_token("boss", "admin"));
+    let acc_root = FixtureRoot::new("acc-01", &[("openssl", "3.0.11-1")]);
+    let lab_root = FixtureRoot::new("lab-01", &[("openssl", "3.0.11-1")]);
+    let mut acc = Agent::enroll(&relay.agent_token_with(&["--group", "accounting"]));
+    let mut lab = Agent::enroll(&relay.agent_token_with(&["--group", "lab"]));
+    acc.start_with(&["--inventory-root", acc_root.path().to_str().unwrap()]);
+    lab.start_with(&["--inventory-root", lab_root.path().to_str().unwrap()]);
+    boss.wait_online(&acc.id);
+    boss.wait_online(&lab.id);
+    let _u1 = acc.auto_approve();
+    let _u2 = lab.auto_approve();
+    // No grant yet: everything.
+    assert_eq!(ana.devices().len(), 2);
+
+    let out = ok(run(Command::new(bin("tether-relay"))
+        .args(["grant", "--data"])
+        .arg(relay.data())
+        .args(["--technician", "ana", "--group", "accounting"])));
+    assert!(out.contains("ana sees groups: accounting"), "{out}");
+    let seen: Vec<String> = ana
+        .devices()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(seen, vec![acc.id.clone()]);
+    // The other group's device does not exist for her, by id or hostname, for any action.
+    for args in [
+        vec!["inventory", lab.id.as_str()],
+        vec!["history", "lab-01"],
+        vec!["health", lab.id.as_str()],
+        vec!["exec", lab.id.as_str(), "--", "true"],
+    ] {
+        let out = ana.tether(&args);
+        assert!(!out.status.success(), "{args:?} reached another group");
+        assert!(
+            stderr(&out).contains("no device matches"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    let hits = ana.json(&["software", "openssl"]);
+    let hosts: Vec<&str> = hits
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["hostname"].as_str().unwrap())
+        .collect();
+    assert!(!hosts.contains(&"lab-01"), "{hosts:?}");
+    ok(ana.tether(&["exec", &acc.id, "--", "true"]));
+    // Admins always see everything.
+    assert_eq!(boss.devices().len(), 2);
+    // Withdrawing the last grant lifts the restriction.
+    ok(run(Command::new(bin("tether-relay"))
+        .args(["grant", "--data"])
+        .arg(relay.data())
+        .args([
+            "--technician",
+            "ana",
+            "--group",
+            "accounting",
+            "--remove",
+        ])));
+    assert_eq!(ana.devices().len(), 2);
+}
