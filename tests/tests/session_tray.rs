@@ -252,7 +252,9 @@ fn a_message_is_answered_from_the_tray() {
         ],
     );
     assert!(out.status.success(), "click in the reply box failed");
-    let out = desktop.run("xdotool", &["type", "--window", &wid, "saved"]);
+    // Real key events (XTEST) to the window under the pointer: GTK ignores the synthetic ones
+    // `xdotool type --window` would send.
+    let out = desktop.run("xdotool", &["type", "saved"]);
     assert!(out.status.success(), "typing the reply failed");
     click(&desktop, title, point(field(&shown, "send_button")));
 
@@ -263,12 +265,53 @@ fn a_message_is_answered_from_the_tray() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "saved");
-    // The window is gone once answered.
-    let gone = wait_until(Duration::from_secs(10), || {
-        !desktop
-            .run("xdotool", &["search", "--name", &format!("^{title}$")])
-            .status
-            .success()
-    });
-    assert!(gone.is_some(), "the message window stayed open after Send");
+    let window_gone = || {
+        wait_until(Duration::from_secs(10), || {
+            !desktop
+                .run("xdotool", &["search", "--name", &format!("^{title}$")])
+                .status
+                .success()
+        })
+        .is_some()
+    };
+    assert!(window_gone(), "the message window stayed open after Send");
+
+    // Dismiss answers "no reply" at once.
+    let said = ana.spawn(&["say", &agent.id, "Reboot now?", "--wait", "30s"]);
+    let shown = tray.wait_for("message shown");
+    click(&desktop, title, point(field(&shown, "dismiss_button")));
+    let out = said.output();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no reply"));
+    assert!(
+        window_gone(),
+        "the message window stayed open after Dismiss"
+    );
+
+    // Unanswered, the window goes away when the time runs out.
+    let said = ana.spawn(&["say", &agent.id, "Still there?", "--wait", "5s"]);
+    tray.wait_for("message shown");
+    let out = said.output();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no reply"));
+    assert!(
+        window_gone(),
+        "the message window stayed open after its time ran out"
+    );
+
+    // A message still waiting when the tray (re)starts is shown from the agent's snapshot.
+    let said = ana.spawn(&["say", &agent.id, "Are you back?", "--wait", "30s"]);
+    let id = field(&tray.wait_for("message shown"), "id").to_string();
+    drop(tray);
+    assert!(window_gone(), "the message window outlived its tray");
+    let tray = Tray::start(&desktop.display, &agent.socket(), &["--no-tray-icon"]);
+    let shown = tray.wait_for("message shown");
+    assert_eq!(field(&shown, "id"), id);
+    click(&desktop, title, point(field(&shown, "entry")));
+    assert!(desktop.run("xdotool", &["type", "yes"]).status.success());
+    click(&desktop, title, point(field(&shown, "send_button")));
+    let out = said.output();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "yes");
 }

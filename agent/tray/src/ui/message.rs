@@ -115,6 +115,7 @@ impl MessageWindow {
         column.add(&buttons);
         window.add(&column);
 
+        send.style_context().add_class("suggested-action");
         send.set_can_default(true);
         window.set_default(Some(&send));
         window.set_focus(Some(&entry));
