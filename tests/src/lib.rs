@@ -133,6 +133,8 @@ pub struct Relay {
     pub addr: Option<SocketAddr>,
     pub proc: Option<Proc>,
     hello_timeout: String,
+    /// Send the relay's log here, at this `RUST_LOG` level, instead of the test's stderr.
+    pub log: Option<(PathBuf, String)>,
 }
 
 impl Relay {
@@ -147,6 +149,7 @@ impl Relay {
             addr: None,
             proc: None,
             hello_timeout: "10s".into(),
+            log: None,
         }
     }
 
@@ -168,17 +171,23 @@ impl Relay {
 
     /// Starts `serve` and waits for its "listening on" line.
     pub fn serve(&mut self, listen: SocketAddr) {
-        let mut child = Command::new(bin("tether-relay"))
-            .args(["serve", "--hello-timeout", &self.hello_timeout, "--listen"])
+        let mut cmd = Command::new(bin("tether-relay"));
+        cmd.args(["serve", "--hello-timeout", &self.hello_timeout, "--listen"])
             .arg(listen.to_string())
             .arg("--data")
             .arg(self.data())
-            .env("RUST_LOG", log_filter())
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn relay");
+            .stdout(Stdio::piped());
+        match &self.log {
+            Some((path, filter)) => {
+                let f = std::fs::File::create(path).expect("relay log file");
+                cmd.env("RUST_LOG", filter).stderr(f);
+            }
+            None => {
+                cmd.env("RUST_LOG", log_filter()).stderr(Stdio::inherit());
+            }
+        }
+        let mut child = cmd.spawn().expect("spawn relay");
         let stdout = child.stdout.take().expect("relay stdout");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -248,6 +257,8 @@ pub struct Agent {
     pub dir: TempDir,
     pub proc: Option<Proc>,
     pub id: String,
+    /// Send the agent's log here, at this `RUST_LOG` level, instead of the test's stderr.
+    pub log: Option<(PathBuf, String)>,
 }
 
 impl Agent {
@@ -266,6 +277,7 @@ impl Agent {
             dir,
             proc: None,
             id,
+            log: None,
         }
     }
 
@@ -298,6 +310,15 @@ impl Agent {
         if let Some(parent) = socket.parent() {
             std::fs::create_dir_all(parent).expect("mkdir ipc");
         }
+        match &self.log {
+            Some((path, filter)) => {
+                let f = std::fs::File::create(path).expect("agent log file");
+                cmd.env("RUST_LOG", filter).stderr(f);
+            }
+            None => {
+                cmd.env("RUST_LOG", log_filter()).stderr(Stdio::inherit());
+            }
+        }
         let child = cmd
             .arg("run")
             .arg("--state")
@@ -305,10 +326,8 @@ impl Agent {
             .arg("--ipc-socket")
             .arg(&socket)
             .args(extra)
-            .env("RUST_LOG", log_filter())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn agent");
         self.proc = Some(Proc { child });
@@ -354,6 +373,19 @@ impl Agent {
             .expect("kill -HUP");
         assert!(ok.success());
     }
+}
+
+/// The files in `dir` once there is at least one (waits up to 20 s).
+pub fn wait_for_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    wait_until(Duration::from_secs(20), || {
+        files = std::fs::read_dir(dir)
+            .map(|rd| rd.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        !files.is_empty()
+    });
+    assert!(!files.is_empty(), "nothing appeared in {}", dir.display());
+    files
 }
 
 /// Subscribes to an agent's local socket like the tray app does, waiting until the agent serves
