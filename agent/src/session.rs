@@ -169,7 +169,13 @@ async fn run(
     // One writer: replies, frames and cursor updates share the channel in order.
     let (out, mut out_rx) = mpsc::channel::<ToViewer>(8);
     let writer = tokio::spawn(async move {
-        while let Some(msg) = out_rx.recv().await {
+        let idle = std::time::Duration::from_millis(tether_protocol::session::KEEPALIVE_MS);
+        loop {
+            let msg = match tokio::time::timeout(idle, out_rx.recv()).await {
+                Ok(Some(m)) => m,
+                Ok(None) => break,
+                Err(_) => ToViewer::KeepAlive,
+            };
             let bye = matches!(msg, ToViewer::Bye { .. });
             if send_msg(&mut wr, &msg).await.is_err() {
                 return;

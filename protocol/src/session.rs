@@ -472,7 +472,16 @@ pub enum ToViewer {
         size: u64,
         sha256: String,
     },
+    /// Sent when the agent has had nothing else to send for [`KEEPALIVE_MS`]: a technician that
+    /// hears nothing for [`SILENT_MS`] knows the device is gone (the relay only learns of a
+    /// vanished agent when its heartbeats stop, seconds later).
+    KeepAlive,
 }
+
+/// How long an agent stays silent in a session before it sends [`ToViewer::KeepAlive`].
+pub const KEEPALIVE_MS: u64 = 400;
+/// How long a technician waits without hearing from the device before calling it gone.
+pub const SILENT_MS: u64 = 1_500;
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum GrantError {

@@ -10,7 +10,7 @@ use tether_net::client::Credentials;
 use tether_net::framed::{read_msg, write_msg};
 use tether_protocol::message::{ErrorCode, SessionRequest, TechRequest, TechResponse};
 use tether_protocol::session::{
-    Compression, DisplayInfo, Image, InputEvent, Permissions, ToAgent, ToViewer,
+    Compression, DisplayInfo, Image, InputEvent, Permissions, SILENT_MS, ToAgent, ToViewer,
 };
 use tether_protocol::{codec, frame, limits};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -116,14 +116,41 @@ impl Session {
     }
 }
 
-async fn recv_msg(tls: &mut Tls) -> Result<ToViewer, RequestError> {
+/// What the technician is told when the device goes quiet mid-session.
+pub const DEVICE_GONE: &str = "device disconnected (nothing heard from it for 1.5 s)";
+
+/// The next message that is not a keep-alive, or an error once the device has been silent
+/// for [`SILENT_MS`] (it sends keep-alives when idle, so silence means it is gone).
+async fn recv_msg<R: tokio::io::AsyncRead + Unpin>(tls: &mut R) -> Result<ToViewer, RequestError> {
+    loop {
+        match read_frame(tls).await? {
+            ToViewer::KeepAlive => continue,
+            other => return Ok(other),
+        }
+    }
+}
+
+/// Reads one frame. Only the wait for its start is bounded by [`SILENT_MS`]: a large frame may
+/// take longer to arrive over a slow link.
+async fn read_frame<R: tokio::io::AsyncRead + Unpin>(
+    tls: &mut R,
+) -> Result<ToViewer, RequestError> {
     let broken = |e: std::io::Error| {
         RequestError::Session(format!(
             "session channel broken (device disconnected, or a relay altering the session): {e}"
         ))
     };
     let mut header = [0u8; frame::HEADER_LEN];
-    tls.read_exact(&mut header).await.map_err(broken)?;
+    let silent = std::time::Duration::from_millis(SILENT_MS);
+    match tokio::time::timeout(silent, tls.read(&mut header[..1])).await {
+        Err(_) => return Err(RequestError::Session(DEVICE_GONE.into())),
+        Ok(Ok(0)) => {
+            return Err(broken(std::io::ErrorKind::UnexpectedEof.into()));
+        }
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => return Err(broken(e)),
+    }
+    tls.read_exact(&mut header[1..]).await.map_err(broken)?;
     let len = frame::payload_len(header, limits::BULK).map_err(session_err)?;
     let mut payload = vec![0u8; len];
     tls.read_exact(&mut payload).await.map_err(broken)?;
@@ -138,7 +165,7 @@ impl RemoteSession {
         self.tls.flush().await.map_err(session_err)
     }
 
-    /// The next message from the agent.
+    /// The next message from the agent (keep-alives are consumed here).
     pub async fn recv(&mut self) -> Result<ToViewer, RequestError> {
         recv_msg(&mut self.tls).await
     }
@@ -198,29 +225,20 @@ impl RemoteSession {
         });
         tokio::spawn(async move {
             loop {
-                let mut header = [0u8; frame::HEADER_LEN];
-                if rd.read_exact(&mut header).await.is_err() {
-                    let _ = from_agent_tx
-                        .send(ToViewer::Bye {
-                            reason: "connection to the device lost".into(),
-                        })
-                        .await;
-                    return;
-                }
-                let msg = frame::payload_len(header, limits::BULK)
-                    .map_err(|e| e.to_string())
-                    .map(|len| vec![0u8; len]);
-                let Ok(mut payload) = msg else { return };
-                if rd.read_exact(&mut payload).await.is_err() {
-                    return;
-                }
-                match codec::from_payload::<ToViewer>(&payload) {
+                match recv_msg(&mut rd).await {
                     Ok(m) => {
                         if from_agent_tx.send(m).await.is_err() {
                             return;
                         }
                     }
-                    Err(_) => return,
+                    Err(e) => {
+                        let reason = match e {
+                            RequestError::Session(m) if m == DEVICE_GONE => m,
+                            _ => "connection to the device lost".to_string(),
+                        };
+                        let _ = from_agent_tx.send(ToViewer::Bye { reason }).await;
+                        return;
+                    }
                 }
             }
         });

@@ -1,0 +1,71 @@
+//! Faults during a session: the device vanishing mid-session is reported to the technician
+//! within two seconds, and the audit record is closed.
+
+use std::time::{Duration, Instant};
+use tether_net::client::Credentials;
+use tether_protocol::session::{Permissions, ToAgent, ToViewer};
+use tether_tests::{Agent, Relay, Tech, wait_until};
+
+#[test]
+fn agent_killed_mid_session_is_reported_within_two_seconds() {
+    let relay = Relay::start();
+    let ana = Tech::enroll(&relay.tech_token("ana", "support"));
+    let mut agent = Agent::enroll(&relay.agent_token());
+    agent.start();
+    ana.wait_online(&agent.id);
+    let user = agent.auto_approve();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let creds = Credentials::load(&ana.config()).unwrap();
+    let (session, remote) = rt.block_on(async {
+        let session = tether_technician::relay::Session::open(&creds)
+            .await
+            .unwrap();
+        let remote = session
+            .open_remote(&creds, &agent.id, Permissions::SHELL, "", "HD-90")
+            .await
+            .unwrap();
+        (session, remote)
+    });
+    let (tx, mut rx) = {
+        let _rt = rt.enter();
+        remote.into_duplex()
+    };
+    tx.send(ToAgent::ShellOpen {
+        cols: 80,
+        rows: 24,
+        user: None,
+    })
+    .unwrap();
+    // The shell is up and idle: nothing flows but keep-alives.
+    rt.block_on(async {
+        loop {
+            match rx.recv().await {
+                Some(ToViewer::Output { .. }) => break,
+                Some(_) => continue,
+                None => panic!("session ended"),
+            }
+        }
+    });
+    drop(user);
+    let t0 = Instant::now();
+    agent.kill();
+    let reason = rt.block_on(async {
+        loop {
+            match tokio::time::timeout(Duration::from_secs(10), rx.recv()).await {
+                Ok(Some(ToViewer::Bye { reason })) => break reason,
+                Ok(Some(_)) => continue,
+                other => panic!("no goodbye: {other:?}"),
+            }
+        }
+    });
+    let took = t0.elapsed();
+    eprintln!("device loss reported after {took:?}: {reason}");
+    assert!(reason.contains("device disconnected"), "{reason}");
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    drop(tx);
+    rt.block_on(session.close());
+    let closed = wait_until(Duration::from_secs(10), || {
+        ana.json(&["sessions"])[0]["ended_at"].is_string()
+    });
+    assert!(closed.is_some(), "the audit record stayed open");
+}
