@@ -176,6 +176,15 @@ enum Cmd {
         #[arg(long, default_value = "")]
         reason: String,
     },
+    /// Check the store's consistency (safe while the relay runs); exit 1 if damaged.
+    Check {
+        #[arg(
+            long,
+            env = "TETHER_RELAY_DATA",
+            default_value = "/var/lib/tether-relay"
+        )]
+        data: PathBuf,
+    },
     /// Run the relay.
     Serve {
         #[arg(
@@ -513,6 +522,22 @@ async fn run(cli: Cli) -> Result<()> {
                     }
                 ),
             }
+        }
+        Cmd::Check { data } => {
+            let dd = DataDir::new(&data);
+            if !dd.is_initialized() {
+                bail!(
+                    "{} is not a relay data directory (run tether-relay init, or pass --data)",
+                    data.display()
+                );
+            }
+            let store = Store::open_sqlite(&dd.database()).await?;
+            let problems = store.integrity_problems().await?;
+            store.close().await;
+            if !problems.is_empty() {
+                bail!("store damaged: {}", problems.join("; "));
+            }
+            println!("store intact: {}", dd.database().display());
         }
         Cmd::Serve {
             data,

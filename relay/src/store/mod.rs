@@ -199,6 +199,13 @@ impl Store {
         }
     }
 
+    /// The store's consistency problems (empty: intact).
+    pub async fn integrity_problems(&self) -> Result<Vec<String>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.integrity_problems().await,
+        }
+    }
+
     pub async fn is_revoked(&self, serial: &str) -> Result<bool, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.is_revoked(serial).await,

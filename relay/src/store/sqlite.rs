@@ -145,6 +145,21 @@ impl Sqlite {
         self.pool.close().await;
     }
 
+    /// SQLite's own consistency checks; empty when all is well.
+    pub async fn integrity_problems(&self) -> Result<Vec<String>, StoreError> {
+        let mut problems: Vec<String> = sqlx::query_scalar("PRAGMA integrity_check")
+            .fetch_all(&self.pool)
+            .await?;
+        problems.retain(|p| p != "ok");
+        let fk = sqlx::query("PRAGMA foreign_key_check")
+            .fetch_all(&self.pool)
+            .await?;
+        if !fk.is_empty() {
+            problems.push(format!("{} rows break foreign keys", fk.len()));
+        }
+        Ok(problems)
+    }
+
     pub async fn insert_token(&self, t: &NewToken) -> Result<(), StoreError> {
         let (kind, group, name, role) = match &t.kind {
             TokenKind::Agent { group } => ("agent", Some(group.as_str()), None, None),
