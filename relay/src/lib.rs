@@ -2,6 +2,7 @@
 //! technicians, and the store behind them. `main.rs` is thin CLI glue over this library.
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod alerts;
 pub mod broker;
 pub mod ca;

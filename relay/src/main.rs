@@ -198,6 +198,13 @@ enum Cmd {
         /// Close connections that have not said hello within this time.
         #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
         hello_timeout: Duration,
+        /// New connections per second allowed from one address (more are refused).
+        #[arg(long, default_value_t = 50.0)]
+        conn_rate: f64,
+        /// How many new connections one address may open at once (e.g. a NATed office
+        /// reconnecting after a relay restart).
+        #[arg(long, default_value_t = 200.0)]
+        conn_burst: f64,
     },
 }
 
@@ -543,6 +550,8 @@ async fn run(cli: Cli) -> Result<()> {
             data,
             listen,
             hello_timeout,
+            conn_rate,
+            conn_burst,
         } => {
             let dd = DataDir::new(&data);
             let relay = Relay::start(
@@ -551,6 +560,10 @@ async fn run(cli: Cli) -> Result<()> {
                     timeouts: Timeouts {
                         hello: hello_timeout,
                         ..Timeouts::default()
+                    },
+                    admission: tether_relay::admission::Limits {
+                        rate: conn_rate.max(0.1),
+                        burst: conn_burst.max(1.0),
                     },
                     ..ServeOptions::new(listen)
                 },

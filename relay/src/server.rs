@@ -53,6 +53,8 @@ pub struct ServeOptions {
     pub timeouts: Timeouts,
     /// Fault injection for tests only: applied to every spliced session byte.
     pub splice_filter: Option<crate::broker::SpliceFilter>,
+    /// New connections allowed per source address.
+    pub admission: crate::admission::Limits,
 }
 
 impl ServeOptions {
@@ -61,9 +63,13 @@ impl ServeOptions {
             listen,
             timeouts: Timeouts::default(),
             splice_filter: None,
+            admission: Default::default(),
         }
     }
 }
+
+/// Handshakes in progress at once; more attempts are refused until some finish.
+const MAX_HANDSHAKES: usize = 4096;
 
 /// Shared by every connection task.
 pub struct State {
@@ -89,6 +95,8 @@ const MAX_CONCURRENT_UPLOADS: usize = 16;
 pub struct Relay {
     state: Arc<State>,
     endpoint: Endpoint,
+    admission: crate::admission::Admission,
+    handshakes: Arc<tokio::sync::Semaphore>,
 }
 
 impl Relay {
@@ -131,6 +139,8 @@ impl Relay {
                 alerts,
             }),
             endpoint,
+            admission: crate::admission::Admission::new(opts.admission),
+            handshakes: Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES)),
         })
     }
 
@@ -144,16 +154,32 @@ impl Relay {
     }
 
     /// Serves until `shutdown` completes, then closes every connection and the store.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         let watcher = tokio::spawn(watch_revocations(self.state.clone()));
         loop {
             tokio::select! {
                 incoming = self.endpoint.accept() => {
                     let Some(incoming) = incoming else { break };
+                    let remote = incoming.remote_address();
+                    let verdict = self
+                        .admission
+                        .handle_attempt(remote.ip(), Instant::now().into_std());
+                    if let crate::admission::Verdict::Refuse { log, refused } = verdict {
+                        if log {
+                            warn!(%remote, refused, "too many new connections from this address; refusing");
+                        }
+                        incoming.refuse();
+                        continue;
+                    }
+                    let Ok(slot) = self.handshakes.clone().try_acquire_owned() else {
+                        warn!(%remote, "too many handshakes in progress; refusing");
+                        incoming.refuse();
+                        continue;
+                    };
                     let state = self.state.clone();
-                    let span = info_span!("conn", remote = %incoming.remote_address());
-                    tokio::spawn(handle_incoming(state, incoming).instrument(span));
+                    let span = info_span!("conn", remote = %remote);
+                    tokio::spawn(handle_incoming(state, incoming, slot).instrument(span));
                 }
                 () = &mut shutdown => break,
             }
@@ -230,7 +256,11 @@ fn close(conn: &Connection, c: &Close) {
     conn.close(c.code.into(), c.reason.as_bytes());
 }
 
-async fn handle_incoming(state: Arc<State>, incoming: quinn::Incoming) {
+async fn handle_incoming(
+    state: Arc<State>,
+    incoming: quinn::Incoming,
+    slot: tokio::sync::OwnedSemaphorePermit,
+) {
     let conn = match tokio::time::timeout(state.timeouts.hello, incoming).await {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => {
@@ -314,6 +344,8 @@ async fn handle_incoming(state: Arc<State>, incoming: quinn::Incoming) {
     let RelayConnState::Established { intent, .. } = machine.state().clone() else {
         return;
     };
+    // Past the hello: no longer a handshake in progress.
+    drop(slot);
     match (intent, identity) {
         (Intent::Enroll, _) => {
             enroll::handle(&state, send, recv).await;

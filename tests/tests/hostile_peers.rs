@@ -149,3 +149,147 @@ fn garbage_from_an_enrolled_agent_after_hello_disconnects_only_it() {
     assert_eq!(tech.is_online(&bad.id), Some(false));
     assert_eq!(tech.is_online(&good.id), Some(true));
 }
+
+/// Frames a streaming session receives in `window`.
+async fn frames_in(
+    tx: &tokio::sync::mpsc::UnboundedSender<tether_protocol::session::ToAgent>,
+    rx: &mut tokio::sync::mpsc::Receiver<tether_protocol::session::ToViewer>,
+    window: Duration,
+) -> usize {
+    use tether_protocol::session::{ToAgent, ToViewer};
+    let end = tokio::time::Instant::now() + window;
+    let mut frames = 0;
+    loop {
+        match tokio::time::timeout_at(end, rx.recv()).await {
+            Err(_) => return frames,
+            Ok(Some(ToViewer::Frame(f))) => {
+                frames += 1;
+                let _ = tx.send(ToAgent::FrameAck { seq: f.seq });
+            }
+            Ok(Some(ToViewer::Bye { reason })) => {
+                panic!("session ended during the abuse: {reason}")
+            }
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("session ended during the abuse"),
+        }
+    }
+}
+
+#[test]
+fn floods_of_connections_and_streams_do_not_harm_a_running_session() {
+    use tether_protocol::session::{Permissions, ToAgent};
+    let x = tether_tests::Xvfb::start(640, 400);
+    // Something that keeps changing on screen, so the session streams frames.
+    let _ticker = x.spawn(
+        "xterm",
+        &[
+            "-e",
+            "sh",
+            "-c",
+            "while true; do date +%N; sleep 0.05; done",
+        ],
+    );
+    let relay = Relay::start();
+    let ana = Tech::enroll(&relay.tech_token("ana", "support"));
+    let mallory = Tech::enroll(&relay.tech_token("mallory", "viewer"));
+    let mut agent = Agent::enroll(&relay.agent_token());
+    agent.start_on_display(&x.display);
+    ana.wait_online(&agent.id);
+    let _user = agent.auto_approve();
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let creds = Credentials::load(&ana.config()).unwrap();
+    let (session, remote) = rt.block_on(async {
+        let session = tether_technician::relay::Session::open(&creds)
+            .await
+            .unwrap();
+        let remote = session
+            .open_remote(&creds, &agent.id, Permissions::VIEW, "", "")
+            .await
+            .unwrap();
+        (session, remote)
+    });
+    let (tx, mut rx) = {
+        let _rt = rt.enter();
+        remote.into_duplex()
+    };
+    tx.send(ToAgent::StartStream {
+        display: 0,
+        max_in_flight: 2,
+        h264: false,
+    })
+    .unwrap();
+    let before = rt.block_on(frames_in(&tx, &mut rx, Duration::from_secs(2)));
+    assert!(before > 0, "no frames before the abuse");
+
+    // The abuse, from another loopback address: 2,000 connection attempts as fast as they go,
+    // and an enrolled viewer opening 3,000 streams of garbage.
+    let relay_addr = relay.addr();
+    let token = EnrollToken::decode(&relay.agent_token()).unwrap();
+    let mallory_creds = Credentials::load(&mallory.config()).unwrap();
+    let abuse = rt.spawn(async move {
+        let ep = quinn::Endpoint::client("127.0.0.2:0".parse().unwrap()).unwrap();
+        let cfg =
+            tls::enroll_client_config(token.ca_fingerprint, TransportOptions::default()).unwrap();
+        let (mut admitted, mut refused) = (0u32, 0u32);
+        let flood_started = std::time::Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..2000 {
+            let (ep, cfg) = (ep.clone(), cfg.clone());
+            tasks.spawn(async move { connect(&ep, relay_addr, "localhost", cfg).await.is_ok() });
+            if tasks.len() >= 64 {
+                match tasks.join_next().await {
+                    Some(Ok(true)) => admitted += 1,
+                    _ => refused += 1,
+                }
+            }
+        }
+        while let Some(r) = tasks.join_next().await {
+            match r {
+                Ok(true) => admitted += 1,
+                _ => refused += 1,
+            }
+        }
+        let flood_secs = flood_started.elapsed().as_secs_f64();
+        // An enrolled viewer who said hello properly, then opens streams of garbage.
+        let mut streams = 0u32;
+        let hello = tether_net::client::connect_with_credentials(
+            &mallory_creds,
+            tether_protocol::message::Intent::Technician,
+            "mallory",
+            TransportOptions::default(),
+        )
+        .await;
+        if let Ok((_ep, conn, _welcome, _send, _recv)) = hello {
+            for _ in 0..3000 {
+                match conn.open_bi().await {
+                    Ok((mut s, _r)) => {
+                        let _ = s.write_all(&[0xff; 32]).await;
+                        let _ = s.finish();
+                        streams += 1;
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+        (admitted, refused, streams, flood_secs)
+    });
+    let during = rt.block_on(frames_in(&tx, &mut rx, Duration::from_secs(3)));
+    let (admitted, refused, streams, flood_secs) = rt.block_on(abuse).unwrap();
+    eprintln!(
+        "frames: {before} in 2 s before, {during} in 3 s during the abuse; connections admitted {admitted}, refused {refused} in {flood_secs:.1} s; garbage streams {streams}"
+    );
+    assert!(refused > 0, "a flood of 2,000 connections was not limited");
+    // The default limit: a burst of 200, then 50 per second.
+    let allowed = 200.0 + 50.0 * flood_secs + 5.0;
+    assert!(
+        f64::from(admitted) <= allowed,
+        "admitted {admitted} (limit {allowed:.0})"
+    );
+    assert!(streams > 0, "the stream flood never got going");
+    assert!(during > 0, "the session stopped streaming during the abuse");
+    // Others still get in while the flooding address is being refused.
+    assert!(ana.tether(&["devices"]).status.success());
+    let _ = tx.send(ToAgent::Bye);
+    rt.block_on(session.close());
+}

@@ -1,0 +1,146 @@
+//! Who may start a handshake: a token bucket per source address, so one address flooding the
+//! relay with connection attempts is refused (cheaply, before any cryptography) while everyone
+//! else connects as usual. Pure and time-driven, so it is tested in memory.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+/// Entries idle this long are forgotten when the table grows.
+const FORGET_AFTER: Duration = Duration::from_secs(60);
+/// Table size that triggers forgetting idle entries.
+const PRUNE_AT: usize = 10_000;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// New connections per second per address, sustained.
+    pub rate: f64,
+    /// How many may come at once (a NATed office reconnecting after a relay restart).
+    pub burst: f64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            rate: 50.0,
+            burst: 200.0,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+    refused: u64,
+    last_logged: Option<Instant>,
+}
+
+/// What to do with a connection attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Admit,
+    /// Refuse; `log` is true at most once a second per address (with the count so far).
+    Refuse {
+        log: bool,
+        refused: u64,
+    },
+}
+
+#[derive(Debug)]
+pub struct Admission {
+    limits: Limits,
+    buckets: HashMap<IpAddr, Bucket>,
+}
+
+impl Admission {
+    pub fn new(limits: Limits) -> Self {
+        Self {
+            limits,
+            buckets: HashMap::new(),
+        }
+    }
+
+    pub fn handle_attempt(&mut self, ip: IpAddr, now: Instant) -> Verdict {
+        if self.buckets.len() >= PRUNE_AT {
+            self.buckets
+                .retain(|_, b| now.saturating_duration_since(b.last) < FORGET_AFTER);
+        }
+        let limits = self.limits;
+        let b = self.buckets.entry(ip).or_insert(Bucket {
+            tokens: limits.burst,
+            last: now,
+            refused: 0,
+            last_logged: None,
+        });
+        let elapsed = now.saturating_duration_since(b.last).as_secs_f64();
+        b.tokens = (b.tokens + elapsed * limits.rate).min(limits.burst);
+        b.last = now;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            return Verdict::Admit;
+        }
+        b.refused += 1;
+        let log = b
+            .last_logged
+            .is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(1));
+        if log {
+            b.last_logged = Some(now);
+        }
+        Verdict::Refuse {
+            log,
+            refused: b.refused,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_then_the_rate_per_address() {
+        let t0 = Instant::now();
+        let mut a = Admission::new(Limits {
+            rate: 10.0,
+            burst: 5.0,
+        });
+        let flood: IpAddr = "192.0.2.1".parse().unwrap();
+        let other: IpAddr = "192.0.2.2".parse().unwrap();
+        for _ in 0..5 {
+            assert_eq!(a.handle_attempt(flood, t0), Verdict::Admit);
+        }
+        assert_eq!(
+            a.handle_attempt(flood, t0),
+            Verdict::Refuse {
+                log: true,
+                refused: 1
+            }
+        );
+        assert_eq!(
+            a.handle_attempt(flood, t0),
+            Verdict::Refuse {
+                log: false,
+                refused: 2
+            }
+        );
+        // Others are not affected.
+        assert_eq!(a.handle_attempt(other, t0), Verdict::Admit);
+        // 10 per second: one more after 100 ms.
+        let t1 = t0 + Duration::from_millis(100);
+        assert_eq!(a.handle_attempt(flood, t1), Verdict::Admit);
+        assert!(matches!(
+            a.handle_attempt(flood, t1),
+            Verdict::Refuse { .. }
+        ));
+        // The bucket refills to the burst, no further.
+        let t2 = t0 + Duration::from_secs(60);
+        for _ in 0..5 {
+            assert_eq!(a.handle_attempt(flood, t2), Verdict::Admit);
+        }
+        assert!(matches!(
+            a.handle_attempt(flood, t2),
+            Verdict::Refuse { log: true, .. }
+        ));
+    }
+}
