@@ -207,6 +207,54 @@ mod tests {
     use super::*;
     use tether_protocol::identity::Role;
 
+    /// The CI smoke of the `csr` fuzz target (`protocol/fuzz`): mutated CSRs, as DER and PEM,
+    /// are refused with an error, never a panic.
+    #[test]
+    fn mutated_csrs_are_refused_without_panicking() {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name.push(DnType::CommonName, "device:x");
+        let request = p.serialize_request(&key).unwrap();
+        let der = request.der().to_vec();
+        let pem = request.pem().unwrap().into_bytes();
+        let mut seed: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut accepted = 0;
+        for i in 0..5_000 {
+            let mut m = der.clone();
+            match i % 3 {
+                0 => {
+                    let at = next() as usize % m.len();
+                    m[at] ^= 1 << (next() % 8);
+                }
+                1 => m.truncate(next() as usize % m.len()),
+                _ => {
+                    let at = next() as usize % m.len();
+                    m[at] = next() as u8;
+                    m.insert(next() as usize % m.len(), next() as u8);
+                }
+            }
+            let der = rustls_pki_types::CertificateSigningRequestDer::from(m.as_slice());
+            if CertificateSigningRequestParams::from_der(&der).is_ok() {
+                accepted += 1;
+            }
+            let mut text = pem.clone();
+            let at = next() as usize % text.len();
+            let alphabet = b"ABCxyz019+/=\n-";
+            text[at] = alphabet[next() as usize % alphabet.len()];
+            if let Ok(text) = std::str::from_utf8(&text) {
+                let _ = CertificateSigningRequestParams::from_pem(text);
+            }
+        }
+        // Most mutations break the signature or the encoding.
+        assert!(accepted < 2_500, "{accepted} mutated CSRs parsed");
+    }
+
     #[test]
     fn issues_client_cert_with_identity_from_ca_not_csr() {
         let dir = std::env::temp_dir().join(format!("tether-ca-{}", std::process::id()));
