@@ -8,6 +8,7 @@ use crate::store::{SessionRecord, now_ms};
 use crate::tech::{Scope, resolve};
 use quinn::{RecvStream, SendStream};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tether_net::framed::{read_msg, write_msg};
 use tether_protocol::identity::Role;
@@ -287,14 +288,28 @@ pub async fn open_session(
         "session started"
     );
     let filter = state.splice_filter.clone();
-    let up = pipe(trecv, asend, filter.clone());
-    let down = pipe(arecv, tsend, filter);
+    let (up_bytes, down_bytes) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let up = pipe(trecv, asend, filter.clone(), up_bytes.clone());
+    let down = pipe(arecv, tsend, filter, down_bytes.clone());
     tokio::pin!(up, down);
-    // Whichever side finishes first ended the session.
-    let (up, down, ended_by) = tokio::select! {
-        u = &mut up => (u, down.await, "technician"),
-        d = &mut down => (up.await, d, "device"),
+    // Whichever side finishes first ended the session. The other side follows at once when it
+    // is alive (the agent answers a technician's goodbye, and the other way round); when it
+    // does not, it vanished: the technician saw the device go quiet, or the technician's
+    // connection died.
+    let ended_by = tokio::select! {
+        () = &mut up => match tokio::time::timeout(OTHER_SIDE, &mut down).await {
+            Ok(()) => "technician",
+            Err(_) => "device lost",
+        },
+        () = &mut down => match tokio::time::timeout(OTHER_SIDE, &mut up).await {
+            Ok(()) => "device",
+            Err(_) => "technician lost",
+        },
     };
+    let (up, down) = (
+        up_bytes.load(Ordering::Relaxed),
+        down_bytes.load(Ordering::Relaxed),
+    );
     if let Err(e) = state
         .store
         .session_ended(&grant.session_id, now_ms(), ended_by, up, down)
@@ -418,10 +433,18 @@ pub async fn say(
     }
 }
 
-/// Copies one direction until it ends, then finishes (or resets) the other side.
-async fn pipe(mut from: RecvStream, mut to: SendStream, filter: Option<SpliceFilter>) -> u64 {
+/// How long the other side of a splice gets to finish after one side ended.
+const OTHER_SIDE: Duration = Duration::from_secs(3);
+
+/// Copies one direction until it ends, then finishes (or resets) the other side. `total`
+/// counts the bytes copied so far.
+async fn pipe(
+    mut from: RecvStream,
+    mut to: SendStream,
+    filter: Option<SpliceFilter>,
+    total: Arc<AtomicU64>,
+) {
     let mut buf = vec![0u8; 64 * 1024];
-    let mut total = 0u64;
     loop {
         match from.read(&mut buf).await {
             Ok(Some(n)) => {
@@ -430,17 +453,17 @@ async fn pipe(mut from: RecvStream, mut to: SendStream, filter: Option<SpliceFil
                 }
                 if to.write_all(&buf[..n]).await.is_err() {
                     let _ = from.stop(0u32.into());
-                    return total;
+                    return;
                 }
-                total += n as u64;
+                total.fetch_add(n as u64, Ordering::Relaxed);
             }
             Ok(None) => {
                 let _ = to.finish();
-                return total;
+                return;
             }
             Err(_) => {
                 let _ = to.reset(0u32.into());
-                return total;
+                return;
             }
         }
     }

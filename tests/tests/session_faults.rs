@@ -64,8 +64,11 @@ fn agent_killed_mid_session_is_reported_within_two_seconds() {
     assert!(took < Duration::from_secs(2), "took {took:?}");
     drop(tx);
     rt.block_on(session.close());
+    let mut row = serde_json::Value::Null;
     let closed = wait_until(Duration::from_secs(10), || {
-        ana.json(&["sessions"])[0]["ended_at"].is_string()
+        row = ana.json(&["sessions"])[0].clone();
+        row["ended_at"].is_string()
     });
     assert!(closed.is_some(), "the audit record stayed open");
+    assert_eq!(row["ended_by"], "device lost");
 }
