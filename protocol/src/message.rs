@@ -278,6 +278,26 @@ pub enum TechRequest {
     Alerts {
         all: bool,
     },
+    /// Admins: a one-time enrollment token ([`TechResponse::Token`]).
+    CreateToken {
+        for_whom: TokenFor,
+        ttl_ms: u64,
+        /// `host:port` to put in the token instead of the relay's public address.
+        relay_addr: Option<String>,
+    },
+    /// Admins: change a device group's policy (`None` leaves a setting as it is).
+    SetPolicy {
+        group: String,
+        unattended: Option<bool>,
+        record_shells: Option<bool>,
+    },
+}
+
+/// Who an enrollment token enrolls.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TokenFor {
+    Agent { group: String },
+    Technician { name: String, role: Role },
 }
 
 /// One technician's sessions in a report.
@@ -352,6 +372,11 @@ pub enum TechResponse {
     /// The user's reply to [`TechRequest::Say`] (`None`: shown but not answered).
     Said {
         reply: Option<String>,
+    },
+    /// An enrollment token (`tether1_…`) and when it expires.
+    Token {
+        token: String,
+        expires_unix_ms: i64,
     },
     /// The request was carried out.
     Done,

@@ -85,6 +85,8 @@ pub struct State {
     live: std::sync::Mutex<std::collections::HashMap<u64, (String, Connection)>>,
     /// Where shell transcripts go (`DATA/transcripts`).
     transcripts: std::path::PathBuf,
+    /// Name and public address, for tokens admins create remotely.
+    pub(crate) settings: crate::config::RelaySettings,
     /// Health reports and the alert engine.
     pub(crate) alerts: crate::alerts::Alerts,
 }
@@ -135,6 +137,7 @@ impl Relay {
                 uploads: tokio::sync::Semaphore::new(MAX_CONCURRENT_UPLOADS),
                 splice_filter: opts.splice_filter.clone(),
                 transcripts: data.transcripts(),
+                settings: settings.clone(),
                 live: Default::default(),
                 alerts,
             }),

@@ -1,19 +1,21 @@
 //! Requests from technicians: one bidirectional stream per request.
 
 use crate::server::State;
+use crate::store::TokenKind;
 use crate::store::{DeviceRow, StoreError, now_ms};
 use quinn::{RecvStream, SendStream};
 use std::cmp::Ordering;
 use std::time::Duration;
 use tether_net::framed::{read_msg, write_msg};
-use tether_protocol::identity::Role;
+use tether_protocol::identity::{Role, validate_name};
 use tether_protocol::limits;
+use tether_protocol::message::TokenFor;
 use tether_protocol::message::{
     ChangeRow, DeviceHistory, DeviceInventory, DeviceSummary, ErrorCode, InventoryRow, SessionRow,
     SoftwareRow, TechRequest, TechResponse, may_read_inventory,
 };
 use tether_protocol::{text, version};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -255,6 +257,98 @@ async fn answer(
                     })
                     .collect(),
             )
+        }
+        TechRequest::CreateToken {
+            for_whom,
+            ttl_ms,
+            relay_addr,
+        } => {
+            if role != Role::Admin {
+                return Ok(err(
+                    ErrorCode::Forbidden,
+                    "only admins create enrollment tokens".into(),
+                ));
+            }
+            let kind = match for_whom {
+                TokenFor::Agent { group } => {
+                    if let Err(e) = validate_name("group", &group) {
+                        return Ok(err(ErrorCode::BadRequest, e.to_string()));
+                    }
+                    TokenKind::Agent { group }
+                }
+                TokenFor::Technician { name: tech, role } => {
+                    if let Err(e) = validate_name("technician name", &tech) {
+                        return Ok(err(ErrorCode::BadRequest, e.to_string()));
+                    }
+                    TokenKind::Technician { name: tech, role }
+                }
+            };
+            let ttl = Duration::from_millis(ttl_ms.clamp(60_000, 30 * 24 * 3_600_000));
+            let addr = match relay_addr {
+                Some(a)
+                    if text::is_clean(&a, 255)
+                        && a.contains(':')
+                        && !a.contains(char::is_whitespace) =>
+                {
+                    a
+                }
+                Some(_) => {
+                    return Ok(err(
+                        ErrorCode::BadRequest,
+                        "relay address must be host:port".into(),
+                    ));
+                }
+                None => state.settings.public_addr.clone(),
+            };
+            info!(admin = name, ?kind, "enrollment token created");
+            match crate::tokens::create_for_ca(
+                &state.store,
+                state.ca.fingerprint(),
+                &addr,
+                &state.settings.name,
+                kind,
+                ttl,
+            )
+            .await
+            {
+                Ok((token, expires_unix_ms)) => TechResponse::Token {
+                    token: token.encode(),
+                    expires_unix_ms,
+                },
+                Err(e) => {
+                    warn!("creating a token: {e}");
+                    err(ErrorCode::Internal, "relay cannot create tokens".into())
+                }
+            }
+        }
+        TechRequest::SetPolicy {
+            group,
+            unattended,
+            record_shells,
+        } => {
+            if role != Role::Admin {
+                return Ok(err(
+                    ErrorCode::Forbidden,
+                    "only admins change policy".into(),
+                ));
+            }
+            if let Err(e) = validate_name("group", &group) {
+                return Ok(err(ErrorCode::BadRequest, e.to_string()));
+            }
+            if let Some(on) = unattended {
+                state.store.set_unattended(&group, on).await?;
+            }
+            if let Some(on) = record_shells {
+                state.store.set_record_shells(&group, on).await?;
+            }
+            info!(
+                admin = name,
+                group,
+                ?unattended,
+                ?record_shells,
+                "policy changed"
+            );
+            TechResponse::Done
         }
         TechRequest::OpenSession(_) | TechRequest::Say { .. } => {
             err(ErrorCode::BadRequest, "unexpected".into())

@@ -17,6 +17,18 @@ pub async fn create(
     ttl: Duration,
 ) -> Result<(EnrollToken, i64), TokenCreateError> {
     let ca = Ca::load(data)?;
+    create_for_ca(store, ca.fingerprint(), relay_addr, server_name, kind, ttl).await
+}
+
+/// [`create`] for a relay that has its CA loaded already.
+pub async fn create_for_ca(
+    store: &Store,
+    ca_fingerprint: [u8; 32],
+    relay_addr: &str,
+    server_name: &str,
+    kind: TokenKind,
+    ttl: Duration,
+) -> Result<(EnrollToken, i64), TokenCreateError> {
     let secret: [u8; 32] = rand::random();
     let now = now_ms();
     let expires_at = now.saturating_add(ttl.as_millis().min(i64::MAX as u128) as i64);
@@ -32,7 +44,7 @@ pub async fn create(
         EnrollToken {
             relay_addr: relay_addr.to_string(),
             server_name: server_name.to_string(),
-            ca_fingerprint: ca.fingerprint(),
+            ca_fingerprint,
             secret,
         },
         expires_at,

@@ -200,6 +200,44 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Admins: create a one-time enrollment token for a machine or a technician.
+    Token {
+        /// Enroll a workstation agent.
+        #[arg(
+            long,
+            conflicts_with = "technician",
+            required_unless_present = "technician"
+        )]
+        agent: bool,
+        /// Device group for an agent token.
+        #[arg(long, default_value = "default", requires = "agent")]
+        group: String,
+        /// Enroll a technician with this name.
+        #[arg(long, value_name = "NAME", requires = "role")]
+        technician: Option<String>,
+        /// The technician's role: viewer, support or admin.
+        #[arg(long, value_parser = parse_role)]
+        role: Option<tether_protocol::identity::Role>,
+        /// How long the token stays valid (1m to 30d).
+        #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+        ttl: std::time::Duration,
+        /// host:port to put in the token [default: the relay's public address].
+        #[arg(long)]
+        relay: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Admins: change a device group's policy.
+    Policy {
+        #[arg(long)]
+        group: String,
+        /// Allow admins in without the user's approval on this group's devices.
+        #[arg(long, value_parser = ["on", "off"])]
+        unattended: Option<String>,
+        /// Keep a transcript of every shell on this group's devices on the relay.
+        #[arg(long, value_parser = ["on", "off"])]
+        record_shells: Option<String>,
+    },
     /// Add resolution notes to one of your sessions.
     Notes { session: String, text: String },
     /// A machine's latest health report (CPU, memory, disks, top processes, failed units) and
@@ -245,6 +283,11 @@ struct Why {
     /// Ticket reference, e.g. HD-1042.
     #[arg(long, default_value = "")]
     ticket: String,
+}
+
+fn parse_role(s: &str) -> Result<tether_protocol::identity::Role, String> {
+    s.parse()
+        .map_err(|e: tether_protocol::identity::IdentityError| e.to_string())
 }
 
 /// Exit codes scripts can rely on.
@@ -739,6 +782,58 @@ async fn run(cli: Cli) -> Result<()> {
                     None => eprintln!("no reply (the user closed the message or did not answer)"),
                 }
             }
+        }
+        Cmd::Token {
+            agent,
+            group,
+            technician,
+            role,
+            ttl,
+            relay,
+            json,
+        } => {
+            let for_whom = match (agent, technician, role) {
+                (true, _, _) => tether_protocol::message::TokenFor::Agent { group },
+                (false, Some(name), Some(role)) => {
+                    tether_protocol::message::TokenFor::Technician { name, role }
+                }
+                _ => anyhow::bail!("--agent, or --technician NAME --role ROLE"),
+            };
+            let creds = Credentials::load(&dir)?;
+            let session = Session::open(&creds).await?;
+            let r = session.create_token(for_whom, ttl, relay).await;
+            session.close().await;
+            let (token, expires) = r?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"token": token, "expires_unix_ms": expires})
+                );
+            } else {
+                println!("{token}");
+                eprintln!(
+                    "single-use token, valid for {}",
+                    humantime::format_duration(ttl)
+                );
+            }
+        }
+        Cmd::Policy {
+            group,
+            unattended,
+            record_shells,
+        } => {
+            if unattended.is_none() && record_shells.is_none() {
+                anyhow::bail!("give --unattended on|off and/or --record-shells on|off");
+            }
+            let creds = Credentials::load(&dir)?;
+            let session = Session::open(&creds).await?;
+            let on = |v: &Option<String>| v.as_deref().map(|v| v == "on");
+            let r = session
+                .set_policy(&group, on(&unattended), on(&record_shells))
+                .await;
+            session.close().await;
+            r?;
+            println!("policy of group {group} changed");
         }
         Cmd::Report { since, json } => {
             let creds = Credentials::load(&dir)?;

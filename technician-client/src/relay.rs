@@ -9,7 +9,7 @@ use tether_net::tls::TransportOptions;
 use tether_protocol::limits;
 use tether_protocol::message::{
     DeviceHistory, DeviceInventory, DeviceSummary, Intent, InventoryRow, ReportRow, SessionRow,
-    SoftwareRow, TechRequest, TechResponse, close_code,
+    SoftwareRow, TechRequest, TechResponse, TokenFor, close_code,
 };
 use thiserror::Error;
 
@@ -173,6 +173,49 @@ impl Session {
             .await?
         {
             TechResponse::Said { reply } => Ok(reply),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Admins: a one-time enrollment token and its expiry.
+    pub async fn create_token(
+        &self,
+        for_whom: TokenFor,
+        ttl: std::time::Duration,
+        relay_addr: Option<String>,
+    ) -> Result<(String, i64), RequestError> {
+        match self
+            .request(&TechRequest::CreateToken {
+                for_whom,
+                ttl_ms: ttl.as_millis() as u64,
+                relay_addr,
+            })
+            .await?
+        {
+            TechResponse::Token {
+                token,
+                expires_unix_ms,
+            } => Ok((token, expires_unix_ms)),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Admins: change a device group's policy.
+    pub async fn set_policy(
+        &self,
+        group: &str,
+        unattended: Option<bool>,
+        record_shells: Option<bool>,
+    ) -> Result<(), RequestError> {
+        match self
+            .request(&TechRequest::SetPolicy {
+                group: group.to_string(),
+                unattended,
+                record_shells,
+            })
+            .await?
+        {
+            TechResponse::Done => Ok(()),
             other => Err(unexpected(other)),
         }
     }

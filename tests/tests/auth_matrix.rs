@@ -145,3 +145,67 @@ fn device_groups_limit_what_a_technician_sees() {
         ])));
     assert_eq!(ana.devices().len(), 2);
 }
+
+#[test]
+fn admins_manage_tokens_and_policy_remotely_and_nobody_else_does() {
+    let relay = Relay::start();
+    let ana = Tech::enroll(&relay.tech_token("ana", "support"));
+    let boss = Tech::enroll(&relay.tech_token("boss", "admin"));
+    for t in [&ana] {
+        let out = t.tether(&["token", "--agent", "--group", "lab"]);
+        assert!(!out.status.success());
+        assert!(stderr(&out).contains("only admins"), "{}", stderr(&out));
+        let out = t.tether(&["policy", "--group", "lab", "--unattended", "on"]);
+        assert!(!out.status.success());
+        assert!(stderr(&out).contains("only admins"), "{}", stderr(&out));
+    }
+    // An admin's token enrolls a machine into the group it names, once.
+    let addr = relay.addr().to_string();
+    let token = ok(boss.tether(&[
+        "token", "--agent", "--group", "lab", "--ttl", "10m", "--relay", &addr,
+    ]));
+    let mut agent = Agent::enroll(token.trim());
+    agent.start();
+    boss.wait_online(&agent.id);
+    let dev = boss
+        .devices()
+        .into_iter()
+        .find(|d| d["id"] == agent.id.as_str())
+        .unwrap();
+    assert_eq!(dev["group"], "lab");
+    let again = run(Command::new(bin("tether-agent"))
+        .args(["enroll", "--token", token.trim(), "--state"])
+        .arg(tempfile::tempdir().unwrap().path().join("s")));
+    assert!(!again.status.success(), "a token enrolled twice");
+    // A technician token carries the role the admin chose.
+    let t = ok(boss.tether(&[
+        "token",
+        "--technician",
+        "val",
+        "--role",
+        "viewer",
+        "--json",
+        "--relay",
+        &addr,
+    ]));
+    let t: serde_json::Value = serde_json::from_str(&t).unwrap();
+    let val = Tech::enroll(t["token"].as_str().unwrap());
+    assert!(
+        !val.tether(&["exec", &agent.id, "--", "true"])
+            .status
+            .success()
+    );
+    assert!(val.tether(&["devices"]).status.success());
+    // Policy set remotely takes effect: boss gets unattended access to `lab` (no user there).
+    assert!(
+        !boss
+            .tether(&["exec", &agent.id, "--", "true"])
+            .status
+            .success()
+    );
+    ok(boss.tether(&["policy", "--group", "lab", "--unattended", "on"]));
+    ok(boss.tether(&["exec", &agent.id, "--", "true"]));
+    // Bad names are refused with a clear error.
+    let out = boss.tether(&["token", "--agent", "--group", "bad group!"]);
+    assert!(!out.status.success());
+}
