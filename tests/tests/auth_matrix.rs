@@ -151,7 +151,8 @@ fn admins_manage_tokens_and_policy_remotely_and_nobody_else_does() {
     let relay = Relay::start();
     let ana = Tech::enroll(&relay.tech_token("ana", "support"));
     let boss = Tech::enroll(&relay.tech_token("boss", "admin"));
-    for t in [&ana] {
+    let vic = Tech::enroll(&relay.tech_token("vic", "viewer"));
+    for t in [&ana, &vic] {
         let out = t.tether(&["token", "--agent", "--group", "lab"]);
         assert!(!out.status.success());
         assert!(stderr(&out).contains("only admins"), "{}", stderr(&out));
