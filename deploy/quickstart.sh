@@ -49,7 +49,9 @@ if [ ! -f "$DEMO/agent/cert.pem" ]; then
   token=$("$BIN/tether-relay" token --data "$DEMO/relay" --agent --group workstations 2>/dev/null)
   "$BIN/tether-agent" enroll --token "$token" --state "$DEMO/agent"
 fi
-"$BIN/tether-agent" run --state "$DEMO/agent" >/dev/null 2>"$DEMO/agent.log" &
+# Its own consent socket; no desktop here, so requests wait for `tether-agent approve`.
+"$BIN/tether-agent" run --state "$DEMO/agent" --ipc-socket "$DEMO/agent.sock" --terminal-approval \
+  --health-interval 10s >/dev/null 2>"$DEMO/agent.log" &
 echo $! >"$DEMO/agent.pid"
 
 if [ ! -f "$DEMO/tech/cert.pem" ]; then
@@ -58,6 +60,8 @@ if [ ! -f "$DEMO/tech/cert.pem" ]; then
 fi
 
 export TETHER_CONFIG="$DEMO/tech"
+# The demo technician is an admin; let it reach the demo group without a prompt (still audited).
+"$BIN/tether-relay" policy --data "$DEMO/relay" --group workstations --unattended on >/dev/null
 for _ in $(seq 100); do
   "$BIN/tether" devices --json 2>/dev/null | grep -q '"online": true' && break
   sleep 0.1
@@ -72,6 +76,10 @@ Tether is running: relay on 127.0.0.1:$PORT (data in $DEMO/relay), this machine'
 Try next:
   export TETHER_CONFIG=$DEMO/tech PATH=$BIN:\$PATH
   tether devices                      # the device list (add --json for scripts)
+  tether health $(hostname)    # CPU, memory, disks, top processes; tether alerts
+  tether exec $(hostname) -- uname -a    # a command on it (no prompt: the demo's policy)
+  tether shell $(hostname)     # a terminal on it; tether sessions shows the audit trail
+  export TETHER_AGENT_SOCKET=$DEMO/agent.sock; tether-agent sessions   # the user's side
   tether-relay token --data $DEMO/relay --agent      # a token to enroll another machine
   kill \$(cat $DEMO/agent.pid); tether devices        # the agent goes offline within 10 s
 Logs: $DEMO/relay.log, $DEMO/agent.log (more detail with RUST_LOG=debug)
