@@ -23,6 +23,8 @@ type Tls = tokio_rustls::client::TlsStream<tokio::io::Join<RecvStream, SendStrea
 
 pub struct RemoteSession {
     tls: Tls,
+    /// The connection to the relay the session runs over (to tell why it ended).
+    relay: quinn::Connection,
     pub session_id: String,
     pub device_id: String,
     pub hostname: String,
@@ -102,6 +104,7 @@ impl Session {
                 ..
             } => Ok(RemoteSession {
                 tls,
+                relay: self.conn().clone(),
                 session_id,
                 device_id,
                 hostname,
@@ -209,6 +212,7 @@ impl RemoteSession {
     /// Splits the session for streaming: messages to the agent go into the returned sender,
     /// everything the agent sends comes out of the receiver. The tasks run on the current runtime.
     pub fn into_duplex(self) -> (mpsc::UnboundedSender<ToAgent>, mpsc::Receiver<ToViewer>) {
+        let relay = self.relay.clone();
         let (mut rd, mut wr) = tokio::io::split(self.tls);
         let (to_agent, mut to_agent_rx) = mpsc::unbounded_channel::<ToAgent>();
         let (from_agent_tx, from_agent) = mpsc::channel::<ToViewer>(4);
@@ -232,9 +236,11 @@ impl RemoteSession {
                         }
                     }
                     Err(e) => {
-                        let reason = match e {
-                            RequestError::Session(m) if m == DEVICE_GONE => m,
-                            _ => "connection to the device lost".to_string(),
+                        let reason = match (e, relay.close_reason()) {
+                            (RequestError::Session(m), _) if m == DEVICE_GONE => m,
+                            // The relay went away (restart, network): say so, not "device".
+                            (_, Some(closed)) => NetError::from_connection(&closed).to_string(),
+                            (other, None) => format!("connection to the device lost ({other})"),
                         };
                         let _ = from_agent_tx.send(ToViewer::Bye { reason }).await;
                         return;

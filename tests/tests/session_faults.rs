@@ -72,3 +72,51 @@ fn agent_killed_mid_session_is_reported_within_two_seconds() {
     assert!(closed.is_some(), "the audit record stayed open");
     assert_eq!(row["ended_by"], "device lost");
 }
+
+#[test]
+fn relay_restart_ends_sessions_with_a_clear_error_and_technicians_reconnect() {
+    let mut relay = Relay::start();
+    let ana = Tech::enroll(&relay.tech_token("ana", "support"));
+    let mut agent = Agent::enroll(&relay.agent_token());
+    agent.start();
+    ana.wait_online(&agent.id);
+    let _user = agent.auto_approve();
+    let mut shell = std::process::Command::new(tether_tests::bin("tether"))
+        .arg("--config")
+        .arg(ana.config())
+        .args(["shell", &agent.id])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = shell.stdin.take().unwrap();
+    std::io::Write::write_all(&mut input, b"echo up-$((1+1))\n").unwrap();
+    let mut out = shell.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("up-2") {
+        let n = std::io::Read::read(&mut out, &mut buf).unwrap();
+        assert!(n > 0, "shell ended early");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    relay.restart();
+    let status = shell.wait().unwrap();
+    drop(input);
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut shell.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(!status.success());
+    assert!(
+        err.contains("relay closed the connection"),
+        "unclear error: {err}"
+    );
+    eprintln!("technician saw: {}", err.trim());
+    // The agent comes back by itself, and the technician simply runs the next command.
+    ana.wait_online(&agent.id);
+    let out = ana.tether(&["exec", &agent.id, "--", "true"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
