@@ -32,40 +32,56 @@ pub struct Enrolled {
 }
 
 pub async fn enroll_pair(data: &DataDir, addr: &str, dir: &Path) -> Result<Enrolled> {
+    let (agent_dir, agent_id) = enroll_agent(data, addr, &dir.join("agent")).await?;
     let store = Store::open_sqlite(&data.database()).await?;
-    let mk = |kind| {
-        tether_relay::tokens::create(
-            &store,
-            data,
-            addr,
-            "localhost",
-            kind,
-            Duration::from_secs(600),
-        )
-    };
-    let (agent_token, _) = mk(TokenKind::Agent {
-        group: "bench".into(),
-    })
-    .await?;
-    let (tech_token, _) = mk(TokenKind::Technician {
-        name: "bench".into(),
-        role: tether_protocol::identity::Role::Support,
-    })
+    let (tech_token, _) = tether_relay::tokens::create(
+        &store,
+        data,
+        addr,
+        "localhost",
+        TokenKind::Technician {
+            name: "bench".into(),
+            role: tether_protocol::identity::Role::Support,
+        },
+        Duration::from_secs(600),
+    )
     .await?;
     store.close().await;
-    let agent_dir = dir.join("agent");
-    tether_net::client::enroll(&agent_token, &agent_dir, "bench", "bench").await?;
     let tech_dir = dir.join("tech");
     tether_net::client::enroll(&tech_token, &tech_dir, "bench", "bench").await?;
-    let agent_id = match Credentials::load(&agent_dir)?.identity {
-        tether_protocol::identity::Identity::Device { id, .. } => id,
-        _ => anyhow::bail!("not a device"),
-    };
     Ok(Enrolled {
         agent_dir,
         tech_dir,
         agent_id,
     })
+}
+
+/// Enrolls one more agent (group `bench`) with its state in `agent_dir`; returns the directory
+/// and the device id.
+pub async fn enroll_agent(
+    data: &DataDir,
+    addr: &str,
+    agent_dir: &Path,
+) -> Result<(PathBuf, String)> {
+    let store = Store::open_sqlite(&data.database()).await?;
+    let (agent_token, _) = tether_relay::tokens::create(
+        &store,
+        data,
+        addr,
+        "localhost",
+        TokenKind::Agent {
+            group: "bench".into(),
+        },
+        Duration::from_secs(600),
+    )
+    .await?;
+    store.close().await;
+    tether_net::client::enroll(&agent_token, agent_dir, "bench", "bench").await?;
+    let agent_id = match Credentials::load(agent_dir)?.identity {
+        tether_protocol::identity::Identity::Device { id, .. } => id,
+        _ => anyhow::bail!("not a device"),
+    };
+    Ok((agent_dir.to_path_buf(), agent_id))
 }
 
 /// Starts `tether-agent run` (release build) without a display, with its local socket at

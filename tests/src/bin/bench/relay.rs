@@ -15,11 +15,13 @@
 //!   This is an upper bound of what the relay adds: the session RTT also holds the agent's and
 //!   the technician's TLS, the agent's pty, and a second QUIC hop, none of which is the relay's.
 //! * Under load: the same probe while `--sessions N` (default 100) other sessions each stream
-//!   5 Mbit/s (a paced writer run by the agent) through the same relay.
+//!   5 Mbit/s (a paced writer run by the agent) through the same relay, spread over agents and
+//!   technician connections with ten sessions each (a QUIC connection allows 100 concurrent
+//!   streams, so one agent cannot hold 100 sessions at once).
 //!
 //! Relay, agent, load and measurement all share this machine's cores.
 
-use super::agent::{enroll_pair, ensure_tool, start_agent, wait_online};
+use super::agent::{enroll_agent, enroll_pair, ensure_tool, start_agent, wait_online};
 use super::screen::{Bg, cpu_seconds, pctl, workspace_bin};
 use super::*;
 use std::sync::Arc;
@@ -335,15 +337,28 @@ pub async fn relay(report: &mut Report, bulk_mib: u64, sessions: usize) -> Resul
     let load_secs = 600;
     let me = std::env::current_exe()?.display().to_string();
     let delivered = Arc::new(AtomicU64::new(0));
+    // One QUIC connection carries at most 100 concurrent streams (quinn's default, which the
+    // agent's connection keeps), so the load is spread over agents with ten sessions each, and
+    // over technician connections with ten sessions each.
+    let mut load_agents = vec![];
+    for a in 0..sessions.div_ceil(10) {
+        let dir = tmp.path().join(format!("load-agent-{a}"));
+        let (state, id) = enroll_agent(&data, &addr, &dir.join("state")).await?;
+        let socket = dir.join("agent.sock");
+        let proc = start_agent(&state, &socket)?;
+        wait_online(&session, &id).await?;
+        let user = tether_tests::auto_approve(&socket);
+        load_agents.push((proc, user, id));
+    }
     let mut techs = vec![];
     let mut tasks = vec![];
     for i in 0..sessions {
-        // Ten sessions per technician connection, like a team of technicians.
         if i % 10 == 0 {
             techs.push(tether_technician::relay::Session::open(&creds).await?);
         }
         let tech = techs.last().context("technician session")?;
-        let mut remote = open(tech, &creds, &e.agent_id, Permissions::SHELL).await?;
+        let device = &load_agents[i / 10].2;
+        let mut remote = open(tech, &creds, device, Permissions::SHELL).await?;
         let delivered = delivered.clone();
         let argv = vec![
             me.clone(),
@@ -419,6 +434,7 @@ pub async fn relay(report: &mut Report, bulk_mib: u64, sessions: usize) -> Resul
     for t in techs {
         t.close().await;
     }
+    drop(load_agents);
     session.close().await;
     Ok(())
 }
