@@ -96,7 +96,8 @@ pub fn start_agent(state: &Path, socket: &Path) -> Result<Bg> {
     .arg("--ipc-socket")
     .arg(socket)
     .env_remove("DISPLAY")
-    .env("RUST_LOG", "warn")
+    // Errors only: load sessions the bench drops mid-stream would otherwise warn by the hundred.
+    .env("RUST_LOG", "error")
     .process_group(0)
     .stdin(std::process::Stdio::null())
     .stdout(std::process::Stdio::null())

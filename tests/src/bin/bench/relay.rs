@@ -224,6 +224,30 @@ async fn socat_splice(bytes: u64) -> Result<(f64, f64)> {
     Ok((secs, cpu))
 }
 
+/// Busy and total jiffies of the whole machine (all cores), from `/proc/stat`.
+fn machine_jiffies() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let v: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let total: u64 = v.iter().sum();
+    // idle and iowait are fields 4 and 5.
+    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+    (total - idle, total)
+}
+
+/// Share of all the machine's cores that was busy since `from` (a [`machine_jiffies`] reading).
+fn machine_busy_since(from: (u64, u64)) -> f64 {
+    let (b, t) = machine_jiffies();
+    let dt = t.saturating_sub(from.1).max(1);
+    b.saturating_sub(from.0) as f64 / dt as f64 * 100.0
+}
+
 fn gbit_per_s(bytes: u64, secs: f64) -> f64 {
     bytes as f64 * 8.0 / secs / 1e9
 }
@@ -245,6 +269,7 @@ pub async fn relay(report: &mut Report, bulk_mib: u64, sessions: usize) -> Resul
     let mut remote = open(&session, &creds, &e.agent_id, Permissions::SHELL).await?;
     let mut got = 0u64;
     let cpu0 = cpu_seconds(relay_pid);
+    let m0 = machine_jiffies();
     let t = Instant::now();
     let exit = tether_technician::ops::exec(
         &mut remote,
@@ -260,6 +285,7 @@ pub async fn relay(report: &mut Report, bulk_mib: u64, sessions: usize) -> Resul
     .await?;
     let secs = t.elapsed().as_secs_f64();
     let relay_cpu = cpu_seconds(relay_pid) - cpu0;
+    let bulk_busy = machine_busy_since(m0);
     anyhow::ensure!(exit.status() == 0, "head exited with {exit:?}");
     anyhow::ensure!(got == bytes, "received {got} of {bytes} bytes");
     remote.close().await;
@@ -298,6 +324,7 @@ pub async fn relay(report: &mut Report, bulk_mib: u64, sessions: usize) -> Resul
         "% of a core",
         None,
     );
+    report.add("relay.bulk.machine_busy", bulk_busy, "% of all cores", None);
     report.add("relay.bulk.bytes", bytes as f64, "B", None);
 
     // 2. Latency through the relay, idle.
@@ -377,11 +404,13 @@ pub async fn relay(report: &mut Report, bulk_mib: u64, sessions: usize) -> Resul
     tokio::time::sleep(Duration::from_secs(3)).await;
     let b0 = delivered.load(Ordering::Relaxed);
     let cpu0 = cpu_seconds(relay_pid);
+    let m0 = machine_jiffies();
     let t = Instant::now();
     let mut loaded = shell_rtts(&mut shell, samples).await?;
     let secs = t.elapsed().as_secs_f64();
     let load_rate = (delivered.load(Ordering::Relaxed) - b0) as f64 * 8.0 / secs / 1e6;
     let load_cpu = (cpu_seconds(relay_pid) - cpu0) / secs * 100.0;
+    let load_busy = machine_busy_since(m0);
     let failed = tasks.iter().filter(|t| t.is_finished()).count();
     for t in tasks {
         t.abort();
@@ -422,6 +451,12 @@ pub async fn relay(report: &mut Report, bulk_mib: u64, sessions: usize) -> Resul
         format!("relay.load{n}.relay_cpu"),
         load_cpu,
         "% of a core",
+        None,
+    );
+    report.add(
+        format!("relay.load{n}.machine_busy"),
+        load_busy,
+        "% of all cores",
         None,
     );
     report.add(
