@@ -248,6 +248,37 @@ fn machine_busy_since(from: (u64, u64)) -> f64 {
     b.saturating_sub(from.0) as f64 / dt as f64 * 100.0
 }
 
+/// Transfers report progress to nobody.
+struct Quiet;
+impl tether_technician::ops::Progress for Quiet {
+    fn start(&self, _: u64) {}
+    fn advance(&self, _: u64) {}
+    fn file(&self, _: &str) {}
+}
+
+/// `tether pull` of a `bytes`-long file, from tmpfs to tmpfs (no disk in the way): seconds.
+async fn pull_bulk(remote: &mut RemoteSession, bytes: u64) -> Result<f64> {
+    let shm = Path::new("/dev/shm");
+    let dir = if shm.is_dir() {
+        tempfile::tempdir_in(shm)?
+    } else {
+        tempfile::tempdir()?
+    };
+    let src = dir.path().join("source.bin");
+    std::fs::File::create(&src)?.set_len(bytes)?;
+    let dest = dir.path().join("pulled.bin");
+    let t = Instant::now();
+    let done =
+        tether_technician::ops::pull(remote, &src.display().to_string(), &dest, &Quiet).await?;
+    let secs = t.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        done.bytes == bytes,
+        "pulled {} of {bytes} bytes",
+        done.bytes
+    );
+    Ok(secs)
+}
+
 fn gbit_per_s(bytes: u64, secs: f64) -> f64 {
     bytes as f64 * 8.0 / secs / 1e9
 }
@@ -326,6 +357,25 @@ pub async fn relay(report: &mut Report, bulk_mib: u64, sessions: usize) -> Resul
     );
     report.add("relay.bulk.machine_busy", bulk_busy, "% of all cores", None);
     report.add("relay.bulk.bytes", bytes as f64, "B", None);
+
+    // The other bulk path: a file pull (256 KiB chunks, SHA-256 on both sides).
+    let mut remote = open(&session, &creds, &e.agent_id, Permissions::FILES).await?;
+    let cpu0 = cpu_seconds(relay_pid);
+    let secs = pull_bulk(&mut remote, bytes).await?;
+    let pull_cpu = cpu_seconds(relay_pid) - cpu0;
+    remote.close().await;
+    report.add(
+        "relay.bulk.pull_gbit_per_s",
+        gbit_per_s(bytes, secs),
+        "Gbit/s",
+        None,
+    );
+    report.add(
+        "relay.bulk.pull_relay_cpu_s_per_gbit",
+        pull_cpu / gbits,
+        "CPU s/Gbit",
+        None,
+    );
 
     // 2. Latency through the relay, idle.
     let samples = 1000;
