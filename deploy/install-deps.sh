@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Tether needs to build and test, quietly and only if missing.
-# Usage: deploy/install-deps.sh [build|test]   (default: test, which includes build)
+# Usage: deploy/install-deps.sh [build|test|bench]   (default: test, which includes build;
+# bench adds the peers the benchmark compares with)
 set -euo pipefail
 
 what=${1:-test}
@@ -14,8 +15,12 @@ test_pkgs+=(libgl1-mesa-dri libegl1 libgl1 libxkbcommon-x11-0 libxcursor1 libxra
 # The tray icon at run time (without it tether-tray falls back to a plain window).
 test_pkgs+=(libayatana-appindicator3-1)
 
+# Benchmark peers (optional; the bench installs them itself when run as root).
+bench_pkgs=(socat fusioninventory-agent)
+
 pkgs=("${build_pkgs[@]}")
 [ "$what" = test ] && pkgs+=("${test_pkgs[@]}")
+[ "$what" = bench ] && pkgs+=("${test_pkgs[@]}" "${bench_pkgs[@]}")
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -9,7 +9,17 @@
 //!   idle, typing, scrolling, window dragging and full-screen animation: bytes/s, frames/s, agent
 //!   CPU, encode time, and key-to-pixels latency.
 //!
-//! Options: `--devices N` (default 10000), `--packages N` per device (default 1500), `--json`.
+//! * `relay` — a `tether-relay serve` process: one session's bulk throughput (exec of
+//!   `head -c`, `--bulk-mib N`, default 1024) beside a socat TCP splice, relay CPU per Gbit,
+//!   and one-byte round trips through a shell session idle and while `--sessions N` (default
+//!   100) other sessions stream 5 Mbit/s each.
+//!
+//! * `agent` — a real idle `tether-agent run` (no display): RSS and CPU over `--idle-seconds N`
+//!   (default 60), and `tether-agent inventory --json` wall time beside
+//!   `fusioninventory-agent --local`.
+//!
+//! Options: `--devices N` (default 10000), `--packages N` per device (default 1500),
+//! `--idle-seconds N`, `--bulk-mib N`, `--sessions N`, `--json`.
 //! Everything runs on 127.0.0.1; the relay runs in this process from the relay library.
 
 use anyhow::{Context, Result};
@@ -32,7 +42,36 @@ struct Metric {
     value: f64,
     unit: &'static str,
     target: Option<String>,
-    peer: Option<String>,
+    peer: Option<Peer>,
+}
+
+/// The same measurement for the program Tether is compared with, or why there is none.
+pub struct Peer {
+    name: String,
+    value: Option<f64>,
+    note: Option<String>,
+}
+
+impl Peer {
+    pub fn value(name: &str, value: f64) -> Self {
+        Peer {
+            name: name.into(),
+            value: Some(value),
+            note: None,
+        }
+    }
+
+    pub fn unavailable(name: &str, why: impl Into<String>) -> Self {
+        Peer {
+            name: name.into(),
+            value: None,
+            note: Some(why.into()),
+        }
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        json!({"name": self.name, "value": self.value, "note": self.note})
+    }
 }
 
 struct Report {
@@ -47,9 +86,44 @@ impl Report {
         unit: &'static str,
         target: Option<&str>,
     ) {
-        let name = name.into();
+        self.push(name.into(), value, unit, target, None);
+    }
+
+    /// A metric with the peer's value for the same measurement.
+    fn add_peer(
+        &mut self,
+        name: impl Into<String>,
+        value: f64,
+        unit: &'static str,
+        target: Option<&str>,
+        peer: Peer,
+    ) {
+        self.push(name.into(), value, unit, target, Some(peer));
+    }
+
+    fn push(
+        &mut self,
+        name: String,
+        value: f64,
+        unit: &'static str,
+        target: Option<&str>,
+        peer: Option<Peer>,
+    ) {
+        let peer_text = match &peer {
+            Some(Peer {
+                name,
+                value: Some(v),
+                ..
+            }) => format!("   peer {name}: {v:.2} {unit}"),
+            Some(Peer {
+                name,
+                note: Some(n),
+                ..
+            }) => format!("   peer {name}: {n}"),
+            _ => String::new(),
+        };
         eprintln!(
-            "  {name:<48} {value:>12.2} {unit}{}",
+            "  {name:<48} {value:>12.2} {unit}{}{peer_text}",
             target
                 .map(|t| format!("   (target {t})"))
                 .unwrap_or_default()
@@ -59,7 +133,7 @@ impl Report {
             value,
             unit,
             target: target.map(str::to_string),
-            peer: None,
+            peer,
         });
     }
 }
@@ -90,6 +164,11 @@ fn main() -> Result<()> {
         println!("{ms} {} {}", peak_rss_kb(), inv.software.len());
         return Ok(());
     }
+    // Child mode: a paced writer, the load of the relay suite (run by the agent).
+    if args.first().map(String::as_str) == Some("__pace") {
+        let n = |i: usize| -> Result<u64> { Ok(args.get(i).context("__pace RATE SECS")?.parse()?) };
+        return relay::pace(n(1)?, n(2)?);
+    }
     let json_out = args.iter().any(|a| a == "--json");
     let opt = |name: &str, default: usize| -> Result<usize> {
         match args.iter().position(|a| a == name) {
@@ -103,8 +182,16 @@ fn main() -> Result<()> {
     };
     let devices = opt("--devices", 10_000)?;
     let packages = opt("--packages", 1_500)?;
+    let idle_secs = opt("--idle-seconds", 60)?;
+    let bulk_mib = opt("--bulk-mib", 1024)?;
+    let sessions = opt("--sessions", 100)?;
     // Suites are the words that are neither options nor option values.
-    let takes_value = |o: &str| matches!(o, "--devices" | "--packages");
+    let takes_value = |o: &str| {
+        matches!(
+            o,
+            "--devices" | "--packages" | "--idle-seconds" | "--bulk-mib" | "--sessions"
+        )
+    };
     let suites: Vec<&str> = args
         .iter()
         .enumerate()
@@ -134,11 +221,25 @@ fn main() -> Result<()> {
             rt.block_on(screen(&mut report, w, h))?;
         }
     }
+    if run_all || suites.contains(&"relay") {
+        eprintln!("relay: throughput, latency and CPU of a tether-relay process");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(relay::relay(&mut report, bulk_mib as u64, sessions))?;
+    }
+    if run_all || suites.contains(&"agent") {
+        eprintln!("agent: idle footprint of tether-agent run, inventory time");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(agent::agent(&mut report, idle_secs as u64))?;
+    }
     if json_out {
         let arr: Vec<_> = report
             .metrics
             .iter()
-            .map(|m| json!({"name": m.name, "value": m.value, "unit": m.unit, "target": m.target, "peer": m.peer}))
+            .map(|m| json!({"name": m.name, "value": m.value, "unit": m.unit, "target": m.target, "peer": m.peer.as_ref().map(Peer::to_json)}))
             .collect();
         println!("{}", serde_json::to_string_pretty(&arr)?);
     }
@@ -421,5 +522,7 @@ async fn upload(dir: &Path, inv: Inventory) -> Result<u32> {
     }
 }
 
+mod agent;
+mod relay;
 mod screen;
 use screen::screen;

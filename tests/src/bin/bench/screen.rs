@@ -5,7 +5,7 @@ use super::*;
 use tether_protocol::session::{Permissions, ToAgent, ToViewer};
 
 /// Path of a release binary of this workspace, (re)built so it matches this source.
-fn workspace_bin(name: &str) -> Result<PathBuf> {
+pub fn workspace_bin(name: &str) -> Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let dir = exe.parent().context("bench location")?;
     let status = std::process::Command::new("cargo")
@@ -16,7 +16,7 @@ fn workspace_bin(name: &str) -> Result<PathBuf> {
 }
 
 /// CPU seconds (user + system) a process has used.
-fn cpu_seconds(pid: u32) -> f64 {
+pub fn cpu_seconds(pid: u32) -> f64 {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return 0.0;
     };
@@ -66,7 +66,7 @@ fn xvfb(w: u32, h: u32) -> Result<Xserver> {
 }
 
 /// A background command in its own process group; the whole group is killed on drop.
-struct Bg(std::process::Child);
+pub struct Bg(pub std::process::Child);
 impl Drop for Bg {
     fn drop(&mut self) {
         let _ = std::process::Command::new("kill")
@@ -88,7 +88,7 @@ fn x_spawn(display: &str, cmd: &str) -> Result<Bg> {
         .spawn()?))
 }
 
-fn pctl(v: &mut [f64], p: f64) -> f64 {
+pub fn pctl(v: &mut [f64], p: f64) -> f64 {
     if v.is_empty() {
         return 0.0;
     }
