@@ -208,6 +208,18 @@ enum Cmd {
     },
 }
 
+/// The data directory at `data`, which `tether-relay init` must have made.
+fn initialized(data: &std::path::Path) -> Result<DataDir> {
+    let dd = DataDir::new(data);
+    if !dd.is_initialized() {
+        bail!(
+            "{} is not a relay data directory (run tether-relay init, or pass --data)",
+            data.display()
+        );
+    }
+    Ok(dd)
+}
+
 fn parse_role(s: &str) -> Result<Role, String> {
     s.parse()
         .map_err(|e: tether_protocol::identity::IdentityError| e.to_string())
@@ -311,13 +323,7 @@ async fn run(cli: Cli) -> Result<()> {
             record_shells,
             json,
         } => {
-            let dd = DataDir::new(&data);
-            if !dd.is_initialized() {
-                bail!(
-                    "{} is not a relay data directory (run tether-relay init, or pass --data)",
-                    data.display()
-                );
-            }
+            let dd = initialized(&data)?;
             let store = Store::open_sqlite(&dd.database()).await?;
             if group.is_some() && unattended.is_none() && record_shells.is_none() {
                 bail!("--group needs --unattended on|off or --record-shells on|off");
@@ -396,13 +402,7 @@ async fn run(cli: Cli) -> Result<()> {
             json,
         } => {
             use tether_relay::alerts::{PolicyChange, change_policy, policy_json};
-            let dd = DataDir::new(&data);
-            if !dd.is_initialized() {
-                bail!(
-                    "{} is not a relay data directory (run tether-relay init, or pass --data)",
-                    data.display()
-                );
-            }
+            let dd = initialized(&data)?;
             let minutes = |m: Option<u64>| m.map(|m| Duration::from_secs(m.saturating_mul(60)));
             let store = Store::open_sqlite(&dd.database()).await?;
             let result = async {
@@ -470,13 +470,7 @@ async fn run(cli: Cli) -> Result<()> {
             group,
             remove,
         } => {
-            let dd = DataDir::new(&data);
-            if !dd.is_initialized() {
-                bail!(
-                    "{} is not a relay data directory (run tether-relay init, or pass --data)",
-                    data.display()
-                );
-            }
+            let dd = initialized(&data)?;
             validate_name("technician name", &technician)?;
             let store = Store::open_sqlite(&dd.database()).await?;
             if let Some(group) = &group {
@@ -503,13 +497,7 @@ async fn run(cli: Cli) -> Result<()> {
             technician,
             reason,
         } => {
-            let dd = DataDir::new(&data);
-            if !dd.is_initialized() {
-                bail!(
-                    "{} is not a relay data directory (run tether-relay init, or pass --data)",
-                    data.display()
-                );
-            }
+            let dd = initialized(&data)?;
             let store = Store::open_sqlite(&dd.database()).await?;
             let revoked = store
                 .revoke(device.as_deref(), technician.as_deref(), &reason)
@@ -531,13 +519,7 @@ async fn run(cli: Cli) -> Result<()> {
             }
         }
         Cmd::Check { data } => {
-            let dd = DataDir::new(&data);
-            if !dd.is_initialized() {
-                bail!(
-                    "{} is not a relay data directory (run tether-relay init, or pass --data)",
-                    data.display()
-                );
-            }
+            let dd = initialized(&data)?;
             let store = Store::open_sqlite(&dd.database()).await?;
             let problems = store.integrity_problems().await?;
             store.close().await;
