@@ -720,20 +720,13 @@ async fn run(cli: Cli) -> Result<()> {
             remote,
             why,
         } => {
+            let op = remote_cmds::Transfer::Push { local, remote };
             let creds = Credentials::load(&dir)?;
-            let t = remote_cmds::transfer(
-                &creds,
-                &device,
-                remote_cmds::Transfer::Push {
-                    local,
-                    remote: remote.clone(),
-                },
-                &why.reason,
-                &why.ticket,
-                std::time::Duration::from_secs(120),
-            )
-            .await?;
-            println!("{}", remote_cmds::summary(&t, "pushed", &remote));
+            println!(
+                "{}",
+                remote_cmds::transfer_and_report(&creds, &device, op, &why.reason, &why.ticket)
+                    .await?
+            );
         }
         Cmd::Pull {
             device,
@@ -741,22 +734,12 @@ async fn run(cli: Cli) -> Result<()> {
             local,
             why,
         } => {
+            let op = remote_cmds::Transfer::Pull { remote, local };
             let creds = Credentials::load(&dir)?;
-            let t = remote_cmds::transfer(
-                &creds,
-                &device,
-                remote_cmds::Transfer::Pull {
-                    remote,
-                    local: local.clone(),
-                },
-                &why.reason,
-                &why.ticket,
-                std::time::Duration::from_secs(120),
-            )
-            .await?;
             println!(
                 "{}",
-                remote_cmds::summary(&t, "pulled", &local.display().to_string())
+                remote_cmds::transfer_and_report(&creds, &device, op, &why.reason, &why.ticket)
+                    .await?
             );
         }
         Cmd::Say {

@@ -483,6 +483,25 @@ async fn close_quietly(remote: RemoteSession, ok: bool) {
     }
 }
 
+/// How long a transfer keeps reconnecting and resuming after its connection breaks.
+const PATIENCE: Duration = Duration::from_secs(120);
+
+/// `tether push` / `tether pull`: runs the transfer and returns its one-line summary.
+pub async fn transfer_and_report(
+    creds: &Credentials,
+    device: &str,
+    op: Transfer,
+    reason: &str,
+    ticket: &str,
+) -> Result<String> {
+    let (what, to) = match &op {
+        Transfer::Push { remote, .. } => ("pushed", remote.clone()),
+        Transfer::Pull { local, .. } => ("pulled", local.display().to_string()),
+    };
+    let t = transfer(creds, device, op, reason, ticket, PATIENCE).await?;
+    Ok(summary(&t, what, &to))
+}
+
 /// One line per transfer for the terminal.
 pub fn summary(t: &Transferred, what: &str, to: &str) -> String {
     let mut s = format!(

@@ -423,6 +423,59 @@ pub fn auto_approve(socket: &Path) -> Approver {
     }
 }
 
+/// A session opened from the technician library, for tests that speak the session protocol
+/// directly: the runtime it lives on, the relay session, and the channels to and from the agent.
+pub struct Duplex {
+    pub rt: tokio::runtime::Runtime,
+    pub session: tether_technician::relay::Session,
+    pub session_id: String,
+    pub tx: tokio::sync::mpsc::UnboundedSender<tether_protocol::session::ToAgent>,
+    pub rx: tokio::sync::mpsc::Receiver<tether_protocol::session::ToViewer>,
+}
+
+/// Opens a session as `tech` to `device` (the agent's user must approve it, e.g. with
+/// [`Agent::auto_approve`]).
+pub fn open_duplex(
+    tech: &Tech,
+    device: &str,
+    permissions: tether_protocol::session::Permissions,
+    ticket: &str,
+) -> Duplex {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let creds = tether_net::client::Credentials::load(&tech.config()).expect("credentials");
+    let (session, remote) = rt.block_on(async {
+        let session = tether_technician::relay::Session::open(&creds)
+            .await
+            .expect("relay session");
+        let remote = session
+            .open_remote(&creds, device, permissions, "", ticket)
+            .await
+            .expect("session opened");
+        (session, remote)
+    });
+    let session_id = remote.session_id.clone();
+    let (tx, rx) = {
+        let _rt = rt.enter();
+        remote.into_duplex()
+    };
+    Duplex {
+        rt,
+        session,
+        session_id,
+        tx,
+        rx,
+    }
+}
+
+impl Duplex {
+    /// Says goodbye and closes the relay connection.
+    pub fn close(self) {
+        let _ = self.tx.send(tether_protocol::session::ToAgent::Bye);
+        drop(self.tx);
+        self.rt.block_on(self.session.close());
+    }
+}
+
 /// See [`auto_approve`].
 pub struct Approver {
     client: LocalClient,

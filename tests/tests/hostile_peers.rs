@@ -197,29 +197,15 @@ fn floods_of_connections_and_streams_do_not_harm_a_running_session() {
     ana.wait_online(&agent.id);
     let _user = agent.auto_approve();
 
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let creds = Credentials::load(&ana.config()).unwrap();
-    let (session, remote) = rt.block_on(async {
-        let session = tether_technician::relay::Session::open(&creds)
-            .await
-            .unwrap();
-        let remote = session
-            .open_remote(&creds, &agent.id, Permissions::VIEW, "", "")
-            .await
-            .unwrap();
-        (session, remote)
-    });
-    let (tx, mut rx) = {
-        let _rt = rt.enter();
-        remote.into_duplex()
-    };
+    let mut d = tether_tests::open_duplex(&ana, &agent.id, Permissions::VIEW, "");
+    let (rt, tx, rx) = (&d.rt, &d.tx, &mut d.rx);
     tx.send(ToAgent::StartStream {
         display: 0,
         max_in_flight: 2,
         h264: false,
     })
     .unwrap();
-    let before = rt.block_on(frames_in(&tx, &mut rx, Duration::from_secs(2)));
+    let before = rt.block_on(frames_in(tx, rx, Duration::from_secs(2)));
     assert!(before > 0, "no frames before the abuse");
 
     // The abuse, from another loopback address: 2,000 connection attempts as fast as they go,
@@ -274,7 +260,7 @@ fn floods_of_connections_and_streams_do_not_harm_a_running_session() {
         }
         (admitted, refused, streams, flood_secs)
     });
-    let during = rt.block_on(frames_in(&tx, &mut rx, Duration::from_secs(3)));
+    let during = rt.block_on(frames_in(tx, rx, Duration::from_secs(3)));
     let (admitted, refused, streams, flood_secs) = rt.block_on(abuse).unwrap();
     eprintln!(
         "frames: {before} in 2 s before, {during} in 3 s during the abuse; connections admitted {admitted}, refused {refused} in {flood_secs:.1} s; garbage streams {streams}"
@@ -290,6 +276,5 @@ fn floods_of_connections_and_streams_do_not_harm_a_running_session() {
     assert!(during > 0, "the session stopped streaming during the abuse");
     // Others still get in while the flooding address is being refused.
     assert!(ana.tether(&["devices"]).status.success());
-    let _ = tx.send(ToAgent::Bye);
-    rt.block_on(session.close());
+    d.close();
 }

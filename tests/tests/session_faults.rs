@@ -2,9 +2,8 @@
 //! within two seconds, and the audit record is closed.
 
 use std::time::{Duration, Instant};
-use tether_net::client::Credentials;
 use tether_protocol::session::{Permissions, ToAgent, ToViewer};
-use tether_tests::{Agent, Relay, Tech, wait_until};
+use tether_tests::{Agent, Relay, Tech, open_duplex, wait_until};
 
 #[test]
 fn agent_killed_mid_session_is_reported_within_two_seconds() {
@@ -14,22 +13,8 @@ fn agent_killed_mid_session_is_reported_within_two_seconds() {
     agent.start();
     ana.wait_online(&agent.id);
     let user = agent.auto_approve();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let creds = Credentials::load(&ana.config()).unwrap();
-    let (session, remote) = rt.block_on(async {
-        let session = tether_technician::relay::Session::open(&creds)
-            .await
-            .unwrap();
-        let remote = session
-            .open_remote(&creds, &agent.id, Permissions::SHELL, "", "HD-90")
-            .await
-            .unwrap();
-        (session, remote)
-    });
-    let (tx, mut rx) = {
-        let _rt = rt.enter();
-        remote.into_duplex()
-    };
+    let mut d = open_duplex(&ana, &agent.id, Permissions::SHELL, "HD-90");
+    let (rt, tx, rx) = (&d.rt, &d.tx, &mut d.rx);
     tx.send(ToAgent::ShellOpen {
         cols: 80,
         rows: 24,
@@ -62,8 +47,7 @@ fn agent_killed_mid_session_is_reported_within_two_seconds() {
     eprintln!("device loss reported after {took:?}: {reason}");
     assert!(reason.contains("device disconnected"), "{reason}");
     assert!(took < Duration::from_secs(2), "took {took:?}");
-    drop(tx);
-    rt.block_on(session.close());
+    d.close();
     let mut row = serde_json::Value::Null;
     let closed = wait_until(Duration::from_secs(10), || {
         row = ana.json(&["sessions"])[0].clone();
