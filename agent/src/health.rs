@@ -6,6 +6,7 @@
 //! sample (the first sample waits sysinfo's minimum interval, 200 ms). Nothing here fails the
 //! report: a part that cannot be read adds a line to `errors` and stays empty.
 
+use crate::collect::filesystems::PSEUDO;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -26,38 +27,11 @@ pub const SYSTEMCTL_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long reading filesystem usage may take (a hung mount must not stop the reports).
 pub const FILESYSTEMS_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Filesystem types that are not storage, or that could hang `statvfs` (network filesystems
-/// mounted `hard`), or that are read-only by nature.
-const SKIP_TYPES: &[&str] = &[
-    "autofs",
-    "binfmt_misc",
-    "bpf",
-    "cgroup",
-    "cgroup2",
-    "configfs",
-    "debugfs",
-    "devpts",
-    "devtmpfs",
-    "efivarfs",
-    "fusectl",
-    "hugetlbfs",
-    "mqueue",
-    "nsfs",
-    "proc",
-    "pstore",
-    "ramfs",
-    "rootfs",
-    "rpc_pipefs",
-    "securityfs",
-    "selinuxfs",
-    "squashfs",
-    "sysfs",
-    "tracefs",
+/// Besides the types that hold no storage ([`PSEUDO`], except `tmpfs`, whose filling up matters):
+/// read-only media, and network filesystems (a `hard` mount could hang `statvfs`).
+const ALSO_SKIP: &[&str] = &[
     "iso9660",
     "udf",
-    "fuse.gvfsd-fuse",
-    "fuse.portal",
-    "fuse.lxcfs",
     "nfs",
     "nfs4",
     "cifs",
@@ -71,6 +45,10 @@ const SKIP_TYPES: &[&str] = &[
     "afs",
     "9p",
 ];
+
+fn skipped_type(ty: &str) -> bool {
+    (ty != "tmpfs" && PSEUDO.contains(&ty)) || ALSO_SKIP.contains(&ty)
+}
 
 /// Mount points under these are the system's plumbing or other machines' (containers).
 const SKIP_UNDER: &[&str] = &[
@@ -111,7 +89,7 @@ pub fn parse_mounts(text: &str) -> Vec<Mount> {
         let mp = crate::collect::filesystems::unescape(mp);
         let read_only = opts.split(',').any(|o| o == "ro");
         let skipped_dir = SKIP_UNDER.iter().any(|d| under(&mp, d)) && !under(&mp, "/dev/shm");
-        if !mp.starts_with('/') || SKIP_TYPES.contains(&ty) || skipped_dir {
+        if !mp.starts_with('/') || skipped_type(ty) || skipped_dir {
             by_mp.remove(&mp);
             continue;
         }

@@ -4,10 +4,9 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
-use tether_net::client::Credentials;
 use tether_protocol::consent::{LocalEvent, LocalRequest, Outcome};
 use tether_protocol::session::{Permissions, ToViewer};
-use tether_tests::{Agent, Relay, Tech, Xvfb, ok, run, stderr, stdout, wait_until};
+use tether_tests::{Agent, Relay, Tech, Xvfb, ok, open_duplex, run, stderr, stdout, wait_until};
 
 fn screenshot(tech: &Tech, device: &str, ticket: &str) -> tether_tests::Proc {
     tech.spawn(&[
@@ -177,29 +176,9 @@ fn user_ends_a_session_within_a_second_and_rates_it() {
     let _user = agent.auto_approve();
     let mut tray = agent.subscribe();
 
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let creds = Credentials::load(&ana.config()).unwrap();
-    let (session, remote) = rt.block_on(async {
-        let session = tether_technician::relay::Session::open(&creds)
-            .await
-            .unwrap();
-        let remote = session
-            .open_remote(
-                &creds,
-                &agent.id,
-                Permissions::CONTROL,
-                "slow laptop",
-                "HD-5",
-            )
-            .await
-            .unwrap();
-        (session, remote)
-    });
-    let id = remote.session_id.clone();
-    let (_tx, mut rx) = {
-        let _rt = rt.enter();
-        remote.into_duplex()
-    };
+    let mut d = open_duplex(&ana, &agent.id, Permissions::CONTROL, "HD-5");
+    let id = d.session_id.clone();
+    let (rt, rx) = (&d.rt, &mut d.rx);
     // The tray learns of the running session (banner).
     let started = loop {
         match tray.recv().unwrap() {
@@ -225,7 +204,7 @@ fn user_ends_a_session_within_a_second_and_rates_it() {
     assert_eq!(bye.as_deref(), Some("ended by the user"));
     assert!(took < Duration::from_secs(1), "took {took:?}");
     eprintln!("user end reached the technician in {took:?}");
-    rt.block_on(session.close());
+    d.close();
 
     let ended = loop {
         match tray.recv().unwrap() {

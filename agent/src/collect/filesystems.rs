@@ -8,7 +8,8 @@ use super::util::read_limited;
 use super::{CollectError, Ctx, Warnings};
 use tether_protocol::inventory::Filesystem;
 
-const PSEUDO: &[&str] = &[
+/// Filesystem types that hold no storage (kernel interfaces, memory-backed plumbing).
+pub(crate) const PSEUDO: &[&str] = &[
     "autofs",
     "binfmt_misc",
     "bpf",
