@@ -113,8 +113,10 @@ async fn session<F: Future<Output = ()>>(
     shutdown: &mut std::pin::Pin<&mut F>,
 ) -> Ended {
     let transport = TransportOptions {
-        keep_alive: None, // the heartbeat keeps the path alive
-        idle_timeout: opts.timeouts.dead_after * 2,
+        // The relay's QUIC keep-alive (or our heartbeats, to an older relay) keeps the path alive.
+        keep_alive: None,
+        // Long enough for any interval the relay picks (it offers the shorter timeout).
+        idle_timeout: tether_protocol::liveness::AGENT_IDLE_TIMEOUT,
     };
     let connected = tokio::select! {
         r = connect_with_credentials(creds, Intent::Agent, SOFTWARE, transport) => r,

@@ -75,6 +75,8 @@ pub struct RelayConn {
     timeouts: Timeouts,
     hello_deadline: Instant,
     last_rx: Instant,
+    /// The agent announced [`crate::liveness`]: QUIC's idle timeout, not heartbeats, ends it.
+    transport_liveness: bool,
 }
 
 impl RelayConn {
@@ -86,6 +88,7 @@ impl RelayConn {
             timeouts,
             hello_deadline: now + timeouts.hello,
             last_rx: now,
+            transport_liveness: false,
         }
     }
 
@@ -144,11 +147,13 @@ impl RelayConn {
             version,
             intent: hello.intent,
         };
+        self.transport_liveness = crate::liveness::announced(&hello.capabilities);
         HelloReply::Welcome(Welcome {
             version,
             capabilities: vec![
                 crate::message::capability::PRESENCE.to_string(),
                 crate::message::capability::HEALTH.to_string(),
+                crate::liveness::CAPABILITY.to_string(),
             ],
             identity: self.identity.clone(),
             software: String::new(),
@@ -185,13 +190,18 @@ impl RelayConn {
         }
     }
 
+    /// Whether this connection's liveness is left to QUIC (see [`crate::liveness`]).
+    pub fn transport_liveness(&self) -> bool {
+        self.transport_liveness
+    }
+
     pub fn poll_timeout(&self) -> Option<Instant> {
         match &self.state {
             RelayConnState::AwaitingHello => Some(self.hello_deadline),
             RelayConnState::Established {
                 intent: Intent::Agent,
                 ..
-            } => Some(self.last_rx + self.timeouts.dead_after),
+            } if !self.transport_liveness => Some(self.last_rx + self.timeouts.dead_after),
             _ => None,
         }
     }
@@ -207,7 +217,7 @@ impl RelayConn {
             RelayConnState::Established {
                 intent: Intent::Agent,
                 ..
-            } if now >= self.last_rx + self.timeouts.dead_after => {
+            } if !self.transport_liveness && now >= self.last_rx + self.timeouts.dead_after => {
                 self.state = RelayConnState::Closed(Close::new(
                     close_code::IDLE,
                     format!("no heartbeat for {:?}", self.timeouts.dead_after),
@@ -273,6 +283,8 @@ pub struct AgentConn {
     seq: u64,
     /// Heartbeats sent and not yet acknowledged.
     unacked: u64,
+    /// The relay agreed to [`crate::liveness`]: no heartbeats, QUIC's idle timeout ends it.
+    transport_liveness: bool,
 }
 
 impl AgentConn {
@@ -285,6 +297,7 @@ impl AgentConn {
             next_heartbeat: now,
             seq: 0,
             unacked: 0,
+            transport_liveness: false,
         }
     }
 
@@ -306,6 +319,8 @@ impl AgentConn {
             Ok(w) => {
                 self.state = AgentConnState::Established;
                 self.next_heartbeat = now + self.timeouts.heartbeat;
+                // Our hello announced it; the relay's welcome agrees.
+                self.transport_liveness = crate::liveness::announced(&w.capabilities);
                 Ok(w)
             }
             Err(e) => {
@@ -342,13 +357,21 @@ impl AgentConn {
 
     /// The next message to send now, if any.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<AgentToRelay> {
-        if self.state != AgentConnState::Established || now < self.next_heartbeat {
+        if self.state != AgentConnState::Established
+            || self.transport_liveness
+            || now < self.next_heartbeat
+        {
             return None;
         }
         self.seq += 1;
         self.unacked += 1;
         self.next_heartbeat = now + self.timeouts.heartbeat;
         Some(AgentToRelay::Heartbeat { seq: self.seq })
+    }
+
+    /// Whether liveness is left to QUIC on this connection (see [`crate::liveness`]).
+    pub fn transport_liveness(&self) -> bool {
+        self.transport_liveness
     }
 
     /// Heartbeats sent since the last acknowledgement.
@@ -359,6 +382,7 @@ impl AgentConn {
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.state {
             AgentConnState::AwaitingWelcome => Some(self.hello_deadline),
+            AgentConnState::Established if self.transport_liveness => None,
             AgentConnState::Established => Some(
                 self.next_heartbeat
                     .min(self.last_rx + self.timeouts.dead_after),
@@ -375,7 +399,9 @@ impl AgentConn {
                     "relay did not answer the hello",
                 ));
             }
-            AgentConnState::Established if now >= self.last_rx + self.timeouts.dead_after => {
+            AgentConnState::Established
+                if !self.transport_liveness && now >= self.last_rx + self.timeouts.dead_after =>
+            {
                 self.state = AgentConnState::Closed(Close::new(
                     close_code::IDLE,
                     format!("relay silent for {:?}", self.timeouts.dead_after),
@@ -421,11 +447,18 @@ mod tests {
         assert_eq!(c.poll_timeout(), None);
     }
 
+    /// The hello of an agent from before [`crate::liveness`]: heartbeats only.
+    fn legacy_agent_hello() -> Hello {
+        let mut h = Hello::new(Intent::Agent, "old agent");
+        h.capabilities.retain(|c| c != crate::liveness::CAPABILITY);
+        h
+    }
+
     #[test]
     fn agent_hello_then_liveness() {
         let t0 = Instant::now();
         let mut c = RelayConn::new(t0, Timeouts::default(), Some(device()));
-        let reply = c.handle_hello(t0, &hello_bytes(&Hello::new(Intent::Agent, "a")));
+        let reply = c.handle_hello(t0, &hello_bytes(&legacy_agent_hello()));
         let w = check_hello_reply(reply).unwrap();
         assert_eq!(w.identity, Some(device()));
         // Heartbeats keep it alive past the hello deadline.
@@ -556,8 +589,16 @@ mod tests {
         let mut a = AgentConn::new(t0, t);
         assert_eq!(a.poll_transmit(t0), None, "no heartbeat before welcome");
         let mut relay = RelayConn::new(t0, t, Some(device()));
-        let reply = relay.handle_hello(t0, &hello_bytes(&a.hello("agent")));
+        // A relay from before transport liveness: it does not announce it.
+        let reply = match relay.handle_hello(t0, &hello_bytes(&a.hello("agent"))) {
+            HelloReply::Welcome(mut w) => {
+                w.capabilities.retain(|c| c != crate::liveness::CAPABILITY);
+                HelloReply::Welcome(w)
+            }
+            other => other,
+        };
         a.handle_hello_reply(t0, reply).unwrap();
+        assert!(!a.transport_liveness());
         assert_eq!(a.poll_timeout(), Some(t0 + t.heartbeat));
         assert_eq!(a.poll_transmit(t0 + Duration::from_secs(1)), None);
         let hb = a.poll_transmit(t0 + t.heartbeat);
@@ -578,6 +619,41 @@ mod tests {
             "heartbeats at +4 s and +6 s went unanswered"
         );
         assert_eq!(a.poll_close().unwrap().code, close_code::IDLE);
+    }
+
+    #[test]
+    fn agent_and_relay_that_both_announce_it_leave_liveness_to_quic() {
+        let t0 = Instant::now();
+        let t = Timeouts::default();
+        let mut a = AgentConn::new(t0, t);
+        let mut relay = RelayConn::new(t0, t, Some(device()));
+        let reply = relay.handle_hello(t0, &hello_bytes(&a.hello("agent")));
+        a.handle_hello_reply(t0, reply).unwrap();
+        assert!(a.transport_liveness() && relay.transport_liveness());
+        // No heartbeats, no deadlines: an hour of silence closes nothing at this layer (the
+        // QUIC idle timeout does, in the glue).
+        let later = t0 + Duration::from_secs(3600);
+        assert_eq!(a.poll_transmit(later), None);
+        assert_eq!((a.poll_timeout(), relay.poll_timeout()), (None, None));
+        a.handle_timeout(later);
+        relay.handle_timeout(later);
+        assert!(a.poll_close().is_none() && relay.poll_close().is_none());
+        // Heartbeats that still arrive (say, from an agent mid-upgrade) are answered as before.
+        a.handle_message(later, RelayToAgent::HeartbeatAck { seq: 0 });
+        assert!(a.poll_close().is_none());
+    }
+
+    #[test]
+    fn an_old_agent_on_a_new_relay_keeps_its_heartbeat_deadline() {
+        let t0 = Instant::now();
+        let t = Timeouts::default();
+        let mut relay = RelayConn::new(t0, t, Some(device()));
+        let reply = relay.handle_hello(t0, &hello_bytes(&legacy_agent_hello()));
+        assert!(crate::liveness::announced(
+            &check_hello_reply(reply).unwrap().capabilities
+        ));
+        assert!(!relay.transport_liveness());
+        assert_eq!(relay.poll_timeout(), Some(t0 + t.dead_after));
     }
 
     #[test]

@@ -46,7 +46,14 @@ impl Hello {
             version: crate::PROTOCOL_VERSION,
             min_version: crate::MIN_PROTOCOL_VERSION,
             intent,
-            capabilities: vec![capability::PRESENCE.to_string()],
+            // Agents leave liveness to QUIC where the relay agrees (see `crate::liveness`).
+            capabilities: match intent {
+                Intent::Agent => vec![
+                    capability::PRESENCE.to_string(),
+                    crate::liveness::CAPABILITY.to_string(),
+                ],
+                _ => vec![capability::PRESENCE.to_string()],
+            },
             software: software.to_string(),
         }
     }

@@ -23,7 +23,7 @@ use tether_protocol::message::{
     AgentStream, AgentToRelay, Intent, MAX_TRANSCRIPT, RelayToAgent, TranscriptChunk, UploadReply,
     close_code,
 };
-use tether_protocol::{codec, limits, text};
+use tether_protocol::{codec, limits, liveness, text};
 use thiserror::Error;
 use tokio::time::Instant;
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -97,7 +97,10 @@ const MAX_CONCURRENT_UPLOADS: usize = 16;
 pub struct Relay {
     state: Arc<State>,
     endpoint: Endpoint,
-    admission: crate::admission::Admission,
+    /// The server configuration without keep-alive; see [`with_keepalive`].
+    base_cfg: quinn::ServerConfig,
+    interval: Duration,
+    admission: Arc<std::sync::Mutex<crate::admission::Admission>>,
     handshakes: Arc<tokio::sync::Semaphore>,
 }
 
@@ -113,7 +116,9 @@ impl Relay {
         let key = pki::load_key(&data.server_key())?;
         let store = Store::open_sqlite(&data.database()).await?;
         let alerts = crate::alerts::Alerts::spawn(store.clone(), settings.name.clone());
-        let server_cfg = tls::server_config(
+        // Liveness is QUIC's keep-alive, at an interval set by the fleet's size (see
+        // `tether_protocol::liveness`); `run` adapts it as devices enroll.
+        let base_cfg = tls::server_config(
             chain,
             key,
             &ca.cert_der,
@@ -122,6 +127,14 @@ impl Relay {
                 idle_timeout: Duration::from_secs(15),
             },
         )?;
+        let devices = store.device_count().await?;
+        let interval = liveness::keepalive_interval(devices);
+        let server_cfg = with_keepalive(&base_cfg, interval)?;
+        info!(
+            devices,
+            "keep-alive every {interval:?}: a silent device is offline after {:?}",
+            liveness::idle_timeout(interval)
+        );
         let endpoint =
             Endpoint::server(server_cfg, opts.listen).map_err(|source| RelayError::Bind {
                 addr: opts.listen,
@@ -142,7 +155,11 @@ impl Relay {
                 alerts,
             }),
             endpoint,
-            admission: crate::admission::Admission::new(opts.admission),
+            base_cfg,
+            interval,
+            admission: Arc::new(std::sync::Mutex::new(crate::admission::Admission::new(
+                opts.admission,
+            ))),
             handshakes: Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES)),
         })
     }
@@ -157,9 +174,15 @@ impl Relay {
     }
 
     /// Serves until `shutdown` completes, then closes every connection and the store.
-    pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         let watcher = tokio::spawn(watch_revocations(self.state.clone()));
+        let adapter = tokio::spawn(adapt_keepalive(
+            self.state.clone(),
+            self.endpoint.clone(),
+            self.base_cfg.clone(),
+            self.interval,
+        ));
         loop {
             tokio::select! {
                 incoming = self.endpoint.accept() => {
@@ -167,6 +190,8 @@ impl Relay {
                     let remote = incoming.remote_address();
                     let verdict = self
                         .admission
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
                         .handle_attempt(remote.ip(), Instant::now().into_std());
                     if let crate::admission::Verdict::Refuse { log, refused } = verdict {
                         if log {
@@ -182,12 +207,14 @@ impl Relay {
                     };
                     let state = self.state.clone();
                     let span = info_span!("conn", remote = %remote);
-                    tokio::spawn(handle_incoming(state, incoming, slot).instrument(span));
+                    let admission = self.admission.clone();
+                    tokio::spawn(handle_incoming(state, incoming, slot, admission).instrument(span));
                 }
                 () = &mut shutdown => break,
             }
         }
         watcher.abort();
+        adapter.abort();
         info!(
             "shutting down: closing {} agent connections",
             self.state.presence.count()
@@ -196,6 +223,57 @@ impl Relay {
             .close(close_code::SHUTDOWN.into(), b"relay shutting down");
         let _ = tokio::time::timeout(Duration::from_secs(3), self.endpoint.wait_idle()).await;
         self.state.store.close().await;
+    }
+}
+
+/// `base` with QUIC keep-alives every `interval` and the idle timeout that goes with it.
+fn with_keepalive(
+    base: &quinn::ServerConfig,
+    interval: Duration,
+) -> Result<quinn::ServerConfig, RelayError> {
+    let mut cfg = base.clone();
+    cfg.transport_config(tls::transport(TransportOptions {
+        keep_alive: Some(interval),
+        idle_timeout: liveness::idle_timeout(interval),
+    })?);
+    Ok(cfg)
+}
+
+/// How often the fleet's size is re-read to adapt the keep-alive interval.
+const FLEET_POLL: Duration = Duration::from_secs(60);
+
+/// Keeps the keep-alive interval of new connections in step with the number of devices.
+async fn adapt_keepalive(
+    state: Arc<State>,
+    endpoint: Endpoint,
+    base: quinn::ServerConfig,
+    mut interval: Duration,
+) {
+    loop {
+        tokio::time::sleep(FLEET_POLL).await;
+        let devices = match state.store.device_count().await {
+            Ok(n) => n,
+            Err(e) => {
+                debug!("store error counting devices: {e}");
+                continue;
+            }
+        };
+        let next = liveness::keepalive_interval(devices);
+        if next == interval {
+            continue;
+        }
+        match with_keepalive(&base, next) {
+            Ok(cfg) => {
+                endpoint.set_server_config(Some(cfg));
+                info!(
+                    devices,
+                    "keep-alive now every {next:?} for new connections: offline after {:?}",
+                    liveness::idle_timeout(next)
+                );
+                interval = next;
+            }
+            Err(e) => warn!("cannot change the keep-alive interval: {e}"),
+        }
     }
 }
 
@@ -263,6 +341,7 @@ async fn handle_incoming(
     state: Arc<State>,
     incoming: quinn::Incoming,
     slot: tokio::sync::OwnedSemaphorePermit,
+    admission: Arc<std::sync::Mutex<crate::admission::Admission>>,
 ) {
     let conn = match tokio::time::timeout(state.timeouts.hello, incoming).await {
         Ok(Ok(c)) => c,
@@ -349,9 +428,22 @@ async fn handle_incoming(
     };
     // Past the hello: no longer a handshake in progress.
     drop(slot);
+    // A peer that proves who it is (certificate, or a valid token below) gives its admission
+    // token back: the per-address limit is for attempts that fail.
+    let authenticated = || {
+        admission
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .handle_authenticated(conn.remote_address().ip());
+    };
+    if identity.is_some() {
+        authenticated();
+    }
     match (intent, identity) {
         (Intent::Enroll, _) => {
-            enroll::handle(&state, send, recv).await;
+            if enroll::handle(&state, send, recv).await {
+                authenticated();
+            }
             conn.close(close_code::NORMAL.into(), b"done");
         }
         (Intent::Agent, Some(Identity::Device { id, .. })) => {

@@ -49,7 +49,8 @@ impl Default for TransportOptions {
     }
 }
 
-fn transport(opts: TransportOptions) -> Result<Arc<quinn::TransportConfig>, NetError> {
+/// The QUIC transport settings for `opts`.
+pub fn transport(opts: TransportOptions) -> Result<Arc<quinn::TransportConfig>, NetError> {
     let mut t = quinn::TransportConfig::default();
     t.keep_alive_interval(opts.keep_alive);
     t.max_idle_timeout(Some(

@@ -160,6 +160,13 @@ impl Store {
         }
     }
 
+    /// How many devices are enrolled (the fleet size that sets the keep-alive interval).
+    pub async fn device_count(&self) -> Result<u64, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.device_count().await,
+        }
+    }
+
     /// Grants (or, with `on` false, withdraws) a device group to a technician.
     pub async fn grant_group(
         &self,

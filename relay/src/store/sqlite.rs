@@ -306,6 +306,13 @@ impl Sqlite {
         Ok(())
     }
 
+    pub async fn device_count(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM devices")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n.max(0) as u64)
+    }
+
     pub async fn list_devices(&self) -> Result<Vec<DeviceRow>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, hostname, group_name, os, agent_version, first_seen, last_seen
