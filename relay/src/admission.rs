@@ -1,6 +1,12 @@
 //! Who may start a handshake: a token bucket per source address, so one address flooding the
 //! relay with connection attempts is refused (cheaply, before any cryptography) while everyone
 //! else connects as usual. Pure and time-driven, so it is tested in memory.
+//!
+//! A peer that proves who it is — a valid, unrevoked certificate, or an enrollment with a valid
+//! token — gives its token back ([`Admission::handle_authenticated`]): the bucket limits attempts
+//! that *fail*, so an office of thousands of agents behind one NAT address enrolls, or reconnects
+//! after a relay restart, as fast as the relay can handshake, while a flood of garbage from that
+//! address is still held to the rate.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -94,6 +100,16 @@ impl Admission {
     }
 }
 
+impl Admission {
+    /// A connection from `ip` authenticated with a valid certificate: its token is returned.
+    pub fn handle_authenticated(&mut self, ip: IpAddr) {
+        let burst = self.limits.burst;
+        if let Some(b) = self.buckets.get_mut(&ip) {
+            b.tokens = (b.tokens + 1.0).min(burst);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,5 +158,33 @@ mod tests {
             a.handle_attempt(flood, t2),
             Verdict::Refuse { log: true, .. }
         ));
+    }
+
+    #[test]
+    fn authenticated_peers_give_their_token_back() {
+        let t0 = Instant::now();
+        let mut a = Admission::new(Limits {
+            rate: 1.0,
+            burst: 3.0,
+        });
+        let nat: IpAddr = "192.0.2.7".parse().unwrap();
+        // An office of 50 agents behind one address, each authenticating before the next.
+        for _ in 0..50 {
+            assert_eq!(a.handle_attempt(nat, t0), Verdict::Admit);
+            a.handle_authenticated(nat);
+        }
+        // Failed attempts keep their token: three, then refused.
+        for _ in 0..3 {
+            assert_eq!(a.handle_attempt(nat, t0), Verdict::Admit);
+        }
+        assert!(matches!(a.handle_attempt(nat, t0), Verdict::Refuse { .. }));
+        // A refund never lifts the bucket above its burst.
+        for _ in 0..10 {
+            a.handle_authenticated(nat);
+        }
+        for _ in 0..3 {
+            assert_eq!(a.handle_attempt(nat, t0), Verdict::Admit);
+        }
+        assert!(matches!(a.handle_attempt(nat, t0), Verdict::Refuse { .. }));
     }
 }

@@ -14,27 +14,30 @@ use tracing::{info, warn};
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub async fn handle(state: &State, mut send: SendStream, mut recv: RecvStream) {
+/// Returns true when a certificate was issued (the peer held a valid token).
+pub async fn handle(state: &State, mut send: SendStream, mut recv: RecvStream) -> bool {
     let req: EnrollRequest =
         match tokio::time::timeout(REQUEST_TIMEOUT, read_msg(&mut recv, limits::ENROLL)).await {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => {
                 warn!("enrollment request unreadable: {e}");
-                return;
+                return false;
             }
             Err(_) => {
                 warn!("enrollment request not sent within {REQUEST_TIMEOUT:?}");
-                return;
+                return false;
             }
         };
     let reply = decide(state, &req).await;
     if let EnrollReply::Refused { message, .. } = &reply {
         warn!("enrollment refused: {message}");
     }
+    let issued = matches!(reply, EnrollReply::Issued { .. });
     if write_msg(&mut send, &reply, limits::ENROLL).await.is_ok() {
         let _ = send.finish();
         let _ = tokio::time::timeout(Duration::from_secs(2), send.stopped()).await;
     }
+    issued
 }
 
 fn refuse(reason: EnrollRefusal, message: impl Into<String>) -> EnrollReply {
