@@ -14,12 +14,17 @@
 //!   and one-byte round trips through a shell session idle and while `--sessions N` (default
 //!   100) other sessions stream 5 Mbit/s each.
 //!
+//! * `capacity` — `--agents N` (default 10,000) simulated agents with real certificates and the
+//!   real protocol held by one `tether-relay serve` process: its RSS and CPU at steady state for
+//!   1,000 and N agents, and the time until all are back after a relay restart.
+//!
 //! * `agent` — a real idle `tether-agent run` (no display): RSS and CPU over `--idle-seconds N`
 //!   (default 60), and `tether-agent inventory --json` wall time beside
 //!   `fusioninventory-agent --local`.
 //!
 //! Options: `--devices N` (default 10000), `--packages N` per device (default 1500),
-//! `--idle-seconds N`, `--bulk-mib N`, `--sessions N`, `--json`.
+//! `--idle-seconds N`, `--bulk-mib N`, `--sessions N`, `--agents N`, `--endpoints N`,
+//! `--window-seconds N`, `--json`.
 //! Everything runs on 127.0.0.1; the relay runs in this process from the relay library.
 
 use anyhow::{Context, Result};
@@ -185,11 +190,21 @@ fn main() -> Result<()> {
     let idle_secs = opt("--idle-seconds", 60)?;
     let bulk_mib = opt("--bulk-mib", 1024)?;
     let sessions = opt("--sessions", 100)?;
+    let agents = opt("--agents", 10_000)?;
+    let endpoints = opt("--endpoints", 16)?;
+    let window = opt("--window-seconds", 30)?;
     // Suites are the words that are neither options nor option values.
     let takes_value = |o: &str| {
         matches!(
             o,
-            "--devices" | "--packages" | "--idle-seconds" | "--bulk-mib" | "--sessions"
+            "--devices"
+                | "--packages"
+                | "--idle-seconds"
+                | "--bulk-mib"
+                | "--sessions"
+                | "--agents"
+                | "--endpoints"
+                | "--window-seconds"
         )
     };
     let suites: Vec<&str> = args
@@ -227,6 +242,18 @@ fn main() -> Result<()> {
             .enable_all()
             .build()?;
         rt.block_on(relay::relay(&mut report, bulk_mib as u64, sessions))?;
+    }
+    if run_all || suites.contains(&"capacity") {
+        eprintln!("capacity: simulated agents held by a tether-relay process");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(capacity::capacity(
+            &mut report,
+            agents,
+            endpoints,
+            Duration::from_secs(window as u64),
+        ))?;
     }
     if run_all || suites.contains(&"agent") {
         eprintln!("agent: idle footprint of tether-agent run, inventory time");
@@ -523,6 +550,7 @@ async fn upload(dir: &Path, inv: Inventory) -> Result<u32> {
 }
 
 mod agent;
+mod capacity;
 mod relay;
 mod screen;
 use screen::screen;
