@@ -51,7 +51,8 @@ enum Event {
 
 /// The relay's side of health: what the connection tasks talk to.
 pub struct Alerts {
-    tx: mpsc::Sender<Event>,
+    /// To the writer, which stores reports in batches and then hands them to the engine.
+    reports: mpsc::Sender<(String, HealthReport, i64)>,
     last_accepted: Mutex<HashMap<String, Instant>>,
 }
 
@@ -71,16 +72,18 @@ impl Alerts {
             stale: true,
             webhooks,
         };
+        let (reports, pending) = mpsc::channel(QUEUE);
+        tokio::spawn(write_reports(engine.store.clone(), pending, tx));
         tokio::spawn(engine.run(rx));
         Self {
-            tx,
+            reports,
             last_accepted: Mutex::new(HashMap::new()),
         }
     }
 
-    /// A health report from a device's agent (untrusted). Stores it and hands it to the alert
-    /// engine; never waits for the engine.
-    pub async fn ingest(&self, store: &Store, device: &str, mut report: HealthReport) {
+    /// A health report from a device's agent (untrusted). Queues it to be stored and then
+    /// evaluated; waits only when the store falls behind (so that agent's reports slow down).
+    pub async fn ingest(&self, device: &str, mut report: HealthReport) {
         let now = Instant::now();
         {
             let Ok(mut last) = self.last_accepted.lock() else {
@@ -99,18 +102,46 @@ impl Alerts {
         if !cleaned.is_empty() {
             info!("health report cleaned: {}", cleaned.join("; "));
         }
-        let at = now_ms();
-        if let Err(e) = store.put_health(device, &report, at).await {
-            warn!("store error: {e}");
-            return;
+        if self
+            .reports
+            .send((device.to_string(), report, now_ms()))
+            .await
+            .is_err()
+        {
+            warn!("health writer stopped: report not stored");
         }
-        let ev = Event::Report {
-            device: device.to_string(),
-            report: Box::new(report),
-            at,
-        };
-        if self.tx.try_send(ev).is_err() {
-            warn!("alert engine busy: health report not evaluated");
+    }
+}
+
+/// Most reports written in one transaction.
+const WRITE_BATCH: usize = 512;
+
+/// Stores queued reports, as many per transaction as have queued up while the last one was
+/// written (one when the relay is quiet: no added delay), then hands them to the engine.
+async fn write_reports(
+    store: Store,
+    mut pending: mpsc::Receiver<(String, HealthReport, i64)>,
+    engine: mpsc::Sender<Event>,
+) {
+    let mut batch = Vec::with_capacity(WRITE_BATCH);
+    while pending.recv_many(&mut batch, WRITE_BATCH).await > 0 {
+        if let Err(e) = store.put_health_many(&batch).await {
+            warn!(
+                "store error: {e}: {} health reports not stored",
+                batch.len()
+            );
+            batch.clear();
+            continue;
+        }
+        for (device, report, at) in batch.drain(..) {
+            let ev = Event::Report {
+                device,
+                report: Box::new(report),
+                at,
+            };
+            if engine.try_send(ev).is_err() {
+                warn!("alert engine busy: health report not evaluated");
+            }
         }
     }
 }

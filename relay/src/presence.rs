@@ -60,6 +60,16 @@ impl Presence {
             .contains_key(device)
     }
 
+    /// The ids of all online devices.
+    pub fn devices(&self) -> Vec<String> {
+        self.online
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect()
+    }
+
     pub fn count(&self) -> usize {
         self.online.lock().unwrap_or_else(|p| p.into_inner()).len()
     }

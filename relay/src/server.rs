@@ -177,6 +177,7 @@ impl Relay {
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         let watcher = tokio::spawn(watch_revocations(self.state.clone()));
+        let toucher = tokio::spawn(touch_online(self.state.clone()));
         let adapter = tokio::spawn(adapt_keepalive(
             self.state.clone(),
             self.endpoint.clone(),
@@ -215,6 +216,7 @@ impl Relay {
         }
         watcher.abort();
         adapter.abort();
+        toucher.abort();
         info!(
             "shutting down: closing {} agent connections",
             self.state.presence.count()
@@ -489,8 +491,23 @@ async fn pki_identity(state: &State, conn: &Connection) -> Result<Option<CertInf
     }
 }
 
-/// How often an online agent's `last_seen` is written through to the store.
+/// How often the `last_seen` of every online device is written through to the store.
 const TOUCH_EVERY: Duration = Duration::from_secs(60);
+
+/// Writes `last_seen` of all online devices in one transaction a minute (connects and
+/// disconnects write their own at once), rather than one write per agent.
+async fn touch_online(state: Arc<State>) {
+    loop {
+        tokio::time::sleep(TOUCH_EVERY).await;
+        let online = state.presence.devices();
+        if let Err(e) = state.store.touch_devices(&online, now_ms()).await {
+            warn!(
+                "store error updating last seen of {} devices: {e}",
+                online.len()
+            );
+        }
+    }
+}
 
 async fn run_agent(
     state: &Arc<State>,
@@ -507,7 +524,6 @@ async fn run_agent(
 
     let mut reader = tether_net::framed::FrameReader::spawn(recv, limits::CONTROL);
 
-    let mut last_touch = Instant::now();
     let why = loop {
         let wake = machine
             .poll_timeout()
@@ -572,12 +588,8 @@ async fn run_agent(
                                     Err(e) => warn!("store error: {e}"),
                                 }
                             }
-                            Ok(AgentToRelay::Health(report)) => state.alerts.ingest(&state.store, device, *report).await,
+                            Ok(AgentToRelay::Health(report)) => state.alerts.ingest(device, *report).await,
                             Err(e) => machine.handle_protocol_error(format!("bad message from agent: {e}")),
-                        }
-                        if now.duration_since(last_touch) >= TOUCH_EVERY {
-                            last_touch = now;
-                            let _ = state.store.touch_device(device, now_ms()).await;
                         }
                     }
                     Some(Ok(None)) => break "agent closed its control stream".to_string(),

@@ -35,15 +35,14 @@ pub struct AlertFilter {
 }
 
 impl Store {
-    /// Replaces the latest (sanitized) health report of a device.
-    pub async fn put_health(
+    /// Replaces the latest (sanitized) health report of each device `(id, report, received)`,
+    /// all in one transaction.
+    pub async fn put_health_many(
         &self,
-        device_id: &str,
-        report: &HealthReport,
-        received_at: i64,
+        reports: &[(String, HealthReport, i64)],
     ) -> Result<(), StoreError> {
         match &self.backend {
-            Backend::Sqlite(s) => s.put_health(device_id, report, received_at).await,
+            Backend::Sqlite(s) => s.put_health_many(reports).await,
         }
     }
 

@@ -154,6 +154,13 @@ impl Store {
         }
     }
 
+    /// `touch_device` for many devices in one transaction.
+    pub async fn touch_devices(&self, ids: &[String], now: i64) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.touch_devices(ids, now).await,
+        }
+    }
+
     pub async fn list_devices(&self) -> Result<Vec<DeviceRow>, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.list_devices().await,

@@ -306,6 +306,19 @@ impl Sqlite {
         Ok(())
     }
 
+    pub async fn touch_devices(&self, ids: &[String], now: i64) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for id in ids {
+            sqlx::query("UPDATE devices SET last_seen = MAX(last_seen, ?) WHERE id = ?")
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     pub async fn device_count(&self) -> Result<u64, StoreError> {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM devices")
             .fetch_one(&self.pool)

@@ -43,24 +43,29 @@ fn percent(v: i64, what: &str) -> Result<u8, StoreError> {
 }
 
 impl Sqlite {
-    pub async fn put_health(
+    /// Stores the latest report of each device in one transaction: thousands of agents report
+    /// every minute, and one commit per report would cost the relay more than the reports.
+    pub async fn put_health_many(
         &self,
-        device_id: &str,
-        report: &HealthReport,
-        received_at: i64,
+        reports: &[(String, HealthReport, i64)],
     ) -> Result<(), StoreError> {
-        let body = serde_json::to_string(report).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        sqlx::query(
-            "INSERT INTO health (device_id, collected_at, received_at, body) VALUES (?, ?, ?, ?)
-             ON CONFLICT (device_id) DO UPDATE SET collected_at = excluded.collected_at,
-                 received_at = excluded.received_at, body = excluded.body",
-        )
-        .bind(device_id)
-        .bind(i64::try_from(report.collected_at_unix_ms).unwrap_or(i64::MAX))
-        .bind(received_at)
-        .bind(body)
-        .execute(&self.pool)
-        .await?;
+        let mut tx = self.pool.begin().await?;
+        for (device_id, report, received_at) in reports {
+            let body =
+                serde_json::to_string(report).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            sqlx::query(
+                "INSERT INTO health (device_id, collected_at, received_at, body) VALUES (?, ?, ?, ?)
+                 ON CONFLICT (device_id) DO UPDATE SET collected_at = excluded.collected_at,
+                     received_at = excluded.received_at, body = excluded.body",
+            )
+            .bind(device_id)
+            .bind(i64::try_from(report.collected_at_unix_ms).unwrap_or(i64::MAX))
+            .bind(*received_at)
+            .bind(body)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
