@@ -219,9 +219,19 @@ pub async fn capacity(
     let (new_relay, listening_s) = serve(&bin, &data, addr, &log)?;
     relay = new_relay;
     // Every agent noticed the close and reconnected (not just ones still counted online).
+    let mut last_report = Instant::now();
     while stats.connects.load(Ordering::Relaxed) < connects_before + n as u64
         || stats.online.load(Ordering::Relaxed) < n
     {
+        if last_report.elapsed() >= Duration::from_secs(5) {
+            eprintln!(
+                "  {:.0} s: {} of {n} back, {} attempts refused or failed",
+                start.elapsed().as_secs_f64(),
+                stats.online.load(Ordering::Relaxed),
+                stats.failed_attempts.load(Ordering::Relaxed)
+            );
+            last_report = Instant::now();
+        }
         anyhow::ensure!(
             start.elapsed() < Duration::from_secs(300),
             "after 300 s only {} of {n} agents are back",
