@@ -16,7 +16,7 @@ test_pkgs+=(libgl1-mesa-dri libegl1 libgl1 libxkbcommon-x11-0 libxcursor1 libxra
 test_pkgs+=(libayatana-appindicator3-1)
 
 # Benchmark peers (optional; the bench installs them itself when run as root).
-bench_pkgs=(socat fusioninventory-agent)
+bench_pkgs=(socat fusioninventory-agent x11vnc tigervnc-viewer)
 
 pkgs=("${build_pkgs[@]}")
 [ "$what" = test ] && pkgs+=("${test_pkgs[@]}")

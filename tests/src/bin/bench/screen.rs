@@ -1,4 +1,5 @@
-//! The `screen` suite.
+//! The `screen` suite: Tether's own screen sessions on Xvfb, then x11vnc with a TigerVNC viewer
+//! (the peer, in `screen/vnc.rs`) on the same display with the same workloads.
 
 use super::*;
 
@@ -96,10 +97,233 @@ pub fn pctl(v: &mut [f64], p: f64) -> f64 {
     v[((v.len() - 1) as f64 * p).round() as usize]
 }
 
+/// How long each workload is measured, for Tether and for the peer alike.
+const WORKLOAD_SECS: f64 = 5.0;
+/// Key-to-pixels samples per resolution, for Tether and for the peer alike.
+const LATENCY_SAMPLES: u32 = 30;
+/// Title of the terminal that the typing workload and the latency samples type into.
+const TERM_TITLE: &str = "bench-term";
+
+/// One load on the remote display, run as a shell command there (none: idle).
+pub struct Workload {
+    pub name: &'static str,
+    pub cmd: Option<String>,
+}
+
+/// The workloads, in order, with the animation frames read from `frames` (see
+/// [`animation_frames`]). Both Tether and the peer run exactly these commands.
+fn workloads(frames: &Path) -> Vec<Workload> {
+    let w = |name, cmd: Option<String>| Workload { name, cmd };
+    vec![
+        w("idle", None),
+        w(
+            "typing_10cps",
+            Some(format!("xdotool search --name {TERM_TITLE} windowfocus; xdotool type --delay 100 'the quick brown fox jumps over the lazy dog the quick brown fox'")),
+        ),
+        w(
+            "scrolling_30lps",
+            Some("xterm -geometry 100x40+300+100 -e sh -c 'i=0; while [ $i -lt 100000 ]; do echo line $i of a long text that scrolls past; i=$((i+1)); sleep 0.033; done'".into()),
+        ),
+        w(
+            "window_drag",
+            Some("xterm -geometry 60x20+0+0 -T drag-me & sleep 0.5; for i in $(seq 0 4 400); do xdotool search --name drag-me windowmove $i $((i/2)); sleep 0.016; done; wait".into()),
+        ),
+        w(
+            "animation_fullscreen",
+            Some(format!(
+                "animate -geometry +0+0 -delay 3 -loop 0 {d}/a.png {d}/b.png {d}/c.png",
+                d = frames.display()
+            )),
+        ),
+    ]
+}
+
+/// Photo-like full-screen frames for the animation workload, made in `dir` before any measuring.
+fn animation_frames(dir: &Path, w: u32, h: u32) -> Result<()> {
+    for (name, colors) in [
+        ("a", "red-blue"),
+        ("b", "green-yellow"),
+        ("c", "navy-orange"),
+    ] {
+        let ok = std::process::Command::new("convert")
+            .args(["-size", &format!("{w}x{h}"), &format!("plasma:{colors}")])
+            .arg(dir.join(format!("{name}.png")))
+            .status()?
+            .success();
+        anyhow::ensure!(ok, "convert (imagemagick) failed");
+    }
+    Ok(())
+}
+
+/// Waits (polling `xdotool search`) until a window whose name matches `pattern` exists on
+/// `display`; returns its id.
+async fn wait_window(display: &str, pattern: &str) -> Result<String> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let out = tokio::process::Command::new("xdotool")
+            .args(["search", "--name", pattern])
+            .env("DISPLAY", display)
+            .stderr(std::process::Stdio::null())
+            .output()
+            .await
+            .context("xdotool is needed for the screen suite")?;
+        let found = String::from_utf8_lossy(&out.stdout);
+        if let Some(id) = found.split_whitespace().next() {
+            return Ok(id.to_string());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "no window named {pattern:?} appeared on {display}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// What Tether's own session measured for one workload.
+struct OurWorkload {
+    bytes_per_s: f64,
+    fps: f64,
+    agent_cpu: f64,
+    encode_ms_p50: f64,
+}
+
+/// What Tether's own session measured at one resolution.
+struct Ours {
+    workloads: Vec<OurWorkload>,
+    latency_ms: Vec<f64>,
+}
+
 pub async fn screen(report: &mut Report, w: u32, h: u32) -> Result<()> {
     let x = xvfb(w, h)?;
     let tmp = tempfile::tempdir()?;
-    let (data, addr, stop_tx, relay_task) = bench_relay(tmp.path()).await?;
+    animation_frames(tmp.path(), w, h)?;
+    let loads = workloads(tmp.path());
+    // A terminal to type and scroll in, at the top left; it stays for both Tether and the peer.
+    let term_file = tmp.path().join("typed.txt");
+    let _term = x_spawn(
+        &x.display,
+        &format!(
+            "xterm -geometry 100x30+20+20 -T {TERM_TITLE} -e sh -c 'cat > {}'",
+            term_file.display()
+        ),
+    )?;
+    wait_window(&x.display, TERM_TITLE).await?;
+
+    let ours = tether_session(&x, tmp.path(), &loads).await?;
+    eprintln!("  peer: {} on the same display", vnc::PEER);
+    let peer = vnc::measure(&x.display, w, h, &loads, WORKLOAD_SECS, LATENCY_SAMPLES)
+        .await
+        .map_err(|e| format!("{e:#}"));
+    if let Err(why) = &peer {
+        eprintln!("  peer unavailable: {why}");
+    }
+    report_screen(report, &format!("{w}x{h}"), &loads, ours, peer);
+    Ok(())
+}
+
+/// Puts Tether's numbers and the peer's side by side in the report.
+fn report_screen(
+    report: &mut Report,
+    res: &str,
+    loads: &[Workload],
+    mut ours: Ours,
+    peer: std::result::Result<vnc::PeerRun, String>,
+) {
+    // The peer's value from its run, or why there is none.
+    let peer_of = |value: &dyn Fn(&vnc::PeerRun) -> Option<f64>| match &peer {
+        Ok(run) => match value(run) {
+            Some(v) => Peer::value(vnc::PEER, v),
+            None => Peer::unavailable(vnc::PEER, "no sample"),
+        },
+        Err(why) => Peer::unavailable(vnc::PEER, why.clone()),
+    };
+    for (i, (load, m)) in loads.iter().zip(&ours.workloads).enumerate() {
+        let name = load.name;
+        report.add_peer(
+            format!("screen.{res}.{name}.bytes_per_s"),
+            m.bytes_per_s,
+            "B/s",
+            Some("<= 0.5x peer"),
+            peer_of(&|p| p.workloads.get(i).map(|w| w.bytes_per_s)),
+        );
+        report.add(format!("screen.{res}.{name}.fps"), m.fps, "fps", None);
+        report.add_peer(
+            format!("screen.{res}.{name}.agent_cpu"),
+            m.agent_cpu,
+            "% of a core",
+            None,
+            peer_of(&|p| p.workloads.get(i).map(|w| w.server_cpu)),
+        );
+        report.add(
+            format!("screen.{res}.{name}.encode_ms_p50"),
+            m.encode_ms_p50,
+            "ms",
+            Some("<= 5 at 1080p"),
+        );
+    }
+    // Percentiles of the peer's samples (None without any).
+    let peer_pctl = |p: f64| {
+        move |run: &vnc::PeerRun| {
+            let mut v = run.latency_ms.clone();
+            (!v.is_empty()).then(|| pctl(&mut v, p))
+        }
+    };
+    report.add_peer(
+        format!("screen.{res}.key_to_pixels_ms_p50"),
+        pctl(&mut ours.latency_ms, 0.5),
+        "ms",
+        Some("<= 20 and <= peer"),
+        peer_of(&peer_pctl(0.5)),
+    );
+    report.add_peer(
+        format!("screen.{res}.key_to_pixels_ms_p95"),
+        pctl(&mut ours.latency_ms, 0.95),
+        "ms",
+        Some("<= peer"),
+        peer_of(&peer_pctl(0.95)),
+    );
+}
+
+/// Drains frames for `secs`, acknowledging them; returns (bytes, frames, encode times ms).
+async fn drain_frames(
+    rx: &mut tokio::sync::mpsc::Receiver<ToViewer>,
+    tx: &tokio::sync::mpsc::UnboundedSender<ToAgent>,
+    secs: f64,
+) -> (u64, u64, Vec<f64>) {
+    let end = Instant::now() + Duration::from_secs_f64(secs);
+    let (mut bytes, mut frames, mut enc) = (0u64, 0u64, vec![]);
+    while let Ok(Some(msg)) = tokio::time::timeout_at(end.into(), rx.recv()).await {
+        // Bytes as they cross the relay: the encoded message, its frame header, and the TLS
+        // record overhead (QUIC/UDP headers not counted, like TCP/IP headers for VNC).
+        bytes += tether_protocol::codec::to_bytes(&msg)
+            .map(|b| b.len() as u64)
+            .unwrap_or(0)
+            + 4
+            + 22;
+        if let ToViewer::Frame(f) = msg {
+            if std::env::var_os("BENCH_DEBUG").is_some() {
+                for r in &f.rects {
+                    eprintln!(
+                        "    frame {} {:?} {:?} {} B",
+                        f.seq,
+                        r.rect,
+                        r.compression,
+                        r.data.len()
+                    );
+                }
+            }
+            frames += 1;
+            enc.push(f64::from(f.encode_us) / 1000.0);
+            let _ = tx.send(ToAgent::FrameAck { seq: f.seq });
+        }
+    }
+    (bytes, frames, enc)
+}
+
+/// Tether's own session on display `x`: a relay in this process, a real `tether-agent run` on
+/// the display, and this process as the technician.
+async fn tether_session(x: &Xserver, tmp: &Path, loads: &[Workload]) -> Result<Ours> {
+    let (data, addr, stop_tx, relay_task) = bench_relay(tmp).await?;
     let store = Store::open_sqlite(&data.database()).await?;
     let mk = |kind| {
         tether_relay::tokens::create(
@@ -121,15 +345,15 @@ pub async fn screen(report: &mut Report, w: u32, h: u32) -> Result<()> {
     })
     .await?;
     store.close().await;
-    let agent_dir = tmp.path().join("agent");
+    let agent_dir = tmp.join("agent");
     tether_net::client::enroll(&agent_token, &agent_dir, "bench", "bench").await?;
-    let tech_dir = tmp.path().join("tech");
+    let tech_dir = tmp.join("tech");
     tether_net::client::enroll(&tech_token, &tech_dir, "bench", "bench").await?;
     let agent_id = match Credentials::load(&agent_dir)?.identity {
         tether_protocol::identity::Identity::Device { id, .. } => id,
         _ => anyhow::bail!("not a device"),
     };
-    let socket = tmp.path().join("agent.sock");
+    let socket = tmp.join("agent.sock");
     let agent = Bg(std::process::Command::new(workspace_bin("tether-agent")?)
         .args(["run", "--state"])
         .arg(&agent_dir)
@@ -168,138 +392,39 @@ pub async fn screen(report: &mut Report, w: u32, h: u32) -> Result<()> {
         max_in_flight: 2,
         h264: true,
     })?;
-
-    // A terminal to type and scroll in, at the top left.
-    let term_file = tmp.path().join("typed.txt");
-    let _term = x_spawn(
-        &x.display,
-        &format!(
-            "xterm -geometry 100x30+20+20 -T bench-term -e sh -c 'cat > {}'",
-            term_file.display()
-        ),
-    )?;
-    tokio::time::sleep(Duration::from_millis(800)).await;
     // Point into the terminal so it has the keyboard.
     tx.send(ToAgent::Input(
         tether_protocol::session::InputEvent::MouseMove { x: 200, y: 200 },
     ))?;
-
-    let res = format!("{w}x{h}");
-    // Photo-like full-screen frames for the animation workload, made before any measuring.
-    for (name, colors) in [
-        ("a", "red-blue"),
-        ("b", "green-yellow"),
-        ("c", "navy-orange"),
-    ] {
-        let ok = std::process::Command::new("convert")
-            .args(["-size", &res, &format!("plasma:{colors}")])
-            .arg(tmp.path().join(format!("{name}.png")))
-            .status()?
-            .success();
-        anyhow::ensure!(ok, "convert (imagemagick) failed");
-    }
-    // Drains frames for `secs`, acknowledging them; returns (bytes, frames, encode times ms).
-    async fn measure(
-        rx: &mut tokio::sync::mpsc::Receiver<ToViewer>,
-        tx: &tokio::sync::mpsc::UnboundedSender<ToAgent>,
-        secs: f64,
-    ) -> (u64, u64, Vec<f64>) {
-        let end = Instant::now() + Duration::from_secs_f64(secs);
-        let (mut bytes, mut frames, mut enc) = (0u64, 0u64, vec![]);
-        while let Ok(Some(msg)) = tokio::time::timeout_at(end.into(), rx.recv()).await {
-            // Bytes as they cross the relay: the encoded message, its frame header, and the TLS
-            // record overhead (QUIC/UDP headers not counted, like TCP/IP headers for VNC).
-            bytes += tether_protocol::codec::to_bytes(&msg)
-                .map(|b| b.len() as u64)
-                .unwrap_or(0)
-                + 4
-                + 22;
-            if let ToViewer::Frame(f) = msg {
-                if std::env::var_os("BENCH_DEBUG").is_some() {
-                    for r in &f.rects {
-                        eprintln!(
-                            "    frame {} {:?} {:?} {} B",
-                            f.seq,
-                            r.rect,
-                            r.compression,
-                            r.data.len()
-                        );
-                    }
-                }
-                frames += 1;
-                enc.push(f64::from(f.encode_us) / 1000.0);
-                let _ = tx.send(ToAgent::FrameAck { seq: f.seq });
-            }
-        }
-        (bytes, frames, enc)
-    }
     // Settle: the first full frame.
-    measure(&mut rx, &tx, 1.0).await;
+    drain_frames(&mut rx, &tx, 1.0).await;
 
-    let workloads: Vec<(&str, Option<String>)> = vec![
-        ("idle", None),
-        (
-            "typing_10cps",
-            Some("xdotool search --name bench-term windowfocus; xdotool type --delay 100 'the quick brown fox jumps over the lazy dog the quick brown fox'".into()),
-        ),
-        (
-            "scrolling_30lps",
-            Some("xterm -geometry 100x40+300+100 -e sh -c 'i=0; while [ $i -lt 100000 ]; do echo line $i of a long text that scrolls past; i=$((i+1)); sleep 0.033; done'".into()),
-        ),
-        (
-            "window_drag",
-            Some("xterm -geometry 60x20+0+0 -T drag-me & sleep 0.5; for i in $(seq 0 4 400); do xdotool search --name drag-me windowmove $i $((i/2)); sleep 0.016; done; wait".into()),
-        ),
-        (
-            "animation_fullscreen",
-            Some(format!(
-                "animate -geometry +0+0 -delay 3 -loop 0 {d}/a.png {d}/b.png {d}/c.png",
-                d = tmp.path().display()
-            )),
-        ),
-    ];
-    for (name, cmd) in workloads {
-        let _load = match cmd {
-            Some(c) => Some(x_spawn(&x.display, &c)?),
+    let mut workloads = vec![];
+    for load in loads {
+        let _load = match &load.cmd {
+            Some(c) => Some(x_spawn(&x.display, c)?),
             None => None,
         };
-        let secs = 5.0;
+        let secs = WORKLOAD_SECS;
         let cpu0 = cpu_seconds(agent_pid);
-        let (bytes, frames, mut enc) = measure(&mut rx, &tx, secs).await;
-        let cpu = (cpu_seconds(agent_pid) - cpu0) / secs * 100.0;
-        report.add(
-            format!("screen.{res}.{name}.bytes_per_s"),
-            bytes as f64 / secs,
-            "B/s",
-            None,
-        );
-        report.add(
-            format!("screen.{res}.{name}.fps"),
-            frames as f64 / secs,
-            "fps",
-            None,
-        );
-        report.add(
-            format!("screen.{res}.{name}.agent_cpu"),
-            cpu,
-            "% of a core",
-            None,
-        );
-        report.add(
-            format!("screen.{res}.{name}.encode_ms_p50"),
-            pctl(&mut enc, 0.5),
-            "ms",
-            Some("<= 5 at 1080p"),
-        );
+        let (bytes, frames, mut enc) = drain_frames(&mut rx, &tx, secs).await;
+        workloads.push(OurWorkload {
+            bytes_per_s: bytes as f64 / secs,
+            fps: frames as f64 / secs,
+            agent_cpu: (cpu_seconds(agent_pid) - cpu0) / secs * 100.0,
+            encode_ms_p50: pctl(&mut enc, 0.5),
+        });
         drop(_load);
         // Let the screen settle before the next workload.
-        measure(&mut rx, &tx, 1.0).await;
+        drain_frames(&mut rx, &tx, 1.0).await;
     }
 
-    // Glass-to-glass: a key sent from this side until the changed pixels arrive and decode.
-    let mut lat = vec![];
-    for i in 0..30 {
-        measure(&mut rx, &tx, 0.1).await;
+    // Key to pixels: from the moment this technician side sends a key until the first frame with
+    // the changed pixels has arrived here and been decoded. Not included: drawing it on a real
+    // screen (there is none here), like the peer's number, which ends when its bytes arrive.
+    let mut latency_ms = vec![];
+    for i in 0..LATENCY_SAMPLES {
+        drain_frames(&mut rx, &tx, 0.1).await;
         let c = (b'a' + (i % 26) as u8) as char;
         let t = Instant::now();
         tx.send(ToAgent::Input(tether_protocol::session::InputEvent::Text(
@@ -313,7 +438,7 @@ pub async fn screen(report: &mut Report, w: u32, h: u32) -> Result<()> {
                         let _ = tether_technician::remote::decode_rect(r);
                     }
                     let _ = tx.send(ToAgent::FrameAck { seq: f.seq });
-                    lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                    latency_ms.push(t.elapsed().as_secs_f64() * 1000.0);
                     break;
                 }
                 Ok(Some(_)) => continue,
@@ -321,23 +446,16 @@ pub async fn screen(report: &mut Report, w: u32, h: u32) -> Result<()> {
             }
         }
     }
-    report.add(
-        format!("screen.{res}.key_to_pixels_ms_p50"),
-        pctl(&mut lat, 0.5),
-        "ms",
-        Some("<= 20"),
-    );
-    report.add(
-        format!("screen.{res}.key_to_pixels_ms_p95"),
-        pctl(&mut lat, 0.95),
-        "ms",
-        None,
-    );
 
     let _ = tx.send(ToAgent::Bye);
     drop(agent);
     session.close().await;
     let _ = stop_tx.send(());
     let _ = relay_task.await;
-    Ok(())
+    Ok(Ours {
+        workloads,
+        latency_ms,
+    })
 }
+
+mod vnc;
