@@ -7,7 +7,7 @@
 //!   TLS: hello, status, inventory hash (and one small upload the first time), heartbeats
 //!   driven by the protocol's own [`AgentConn`] state machine with the agent's default timings,
 //!   a health report after each connect and every 60 s, and reconnection with the agent's
-//!   jittered backoff (0.5 s up to 30 s). They share `--endpoints E` UDP sockets (default 16),
+//!   jittered backoff (0.5 s up to 30 s). They share `--endpoints E` UDP sockets (default 100),
 //!   all on 127.0.0.1: the worst case for the relay's per-address admission, an office of
 //!   thousands of machines behind one NAT address.
 //! * Steady state for each N (1,000, then `--agents N`, default 10,000): after all are online and

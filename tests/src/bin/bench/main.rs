@@ -191,7 +191,7 @@ fn main() -> Result<()> {
     let bulk_mib = opt("--bulk-mib", 1024)?;
     let sessions = opt("--sessions", 100)?;
     let agents = opt("--agents", 10_000)?;
-    let endpoints = opt("--endpoints", 16)?;
+    let endpoints = opt("--endpoints", 100)?;
     let window = opt("--window-seconds", 30)?;
     // Suites are the words that are neither options nor option values.
     let takes_value = |o: &str| {
