@@ -70,7 +70,7 @@ pub async fn run(
             consent: &consent,
             reports: &mut reports,
         };
-        match session(
+        let busy = match session(
             &creds,
             &opts,
             &mut backoff,
@@ -87,9 +87,14 @@ pub async fn run(
                 } else {
                     warn!("{e}");
                 }
+                matches!(&e, ClientError::Net(n) if n.is_busy())
             }
-        }
-        let delay = backoff.next_delay(rand::random());
+        };
+        let delay = if busy {
+            backoff.busy_delay(rand::random())
+        } else {
+            backoff.next_delay(rand::random())
+        };
         info!("reconnecting in {:.1} s", delay.as_secs_f32());
         tokio::select! {
             () = tokio::time::sleep(delay) => {}

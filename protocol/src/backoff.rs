@@ -3,6 +3,9 @@
 
 use std::time::Duration;
 
+/// How far [`Backoff::busy_delay`] spreads retries: up to this many times the minimum delay.
+pub const BUSY_SPREAD: u64 = 6;
+
 #[derive(Debug, Clone)]
 pub struct Backoff {
     min: Duration,
@@ -39,6 +42,15 @@ impl Backoff {
         (base + jitter).min(self.max)
     }
 
+    /// The delay after a relay refused a new connection because it is busy (its per-address
+    /// admission limit, e.g. a whole office reconnecting after a relay restart): the relay is up,
+    /// so retry soon, spread over `min` to `BUSY_SPREAD × min` so a refused crowd thins out,
+    /// without growing the backoff (which is for relays that are down).
+    pub fn busy_delay(&self, random: u64) -> Duration {
+        let spread_ms = self.min.as_millis() as u64 * (BUSY_SPREAD - 1);
+        (self.min + Duration::from_millis(random % (spread_ms + 1))).min(self.max)
+    }
+
     /// Called once a connection was established: the next failure starts from `min` again.
     pub fn reset(&mut self) {
         self.attempt = 0;
@@ -73,5 +85,23 @@ mod tests {
             b.next_delay(0);
         }
         assert_ne!(a.next_delay(0), b.next_delay(u64::MAX));
+    }
+
+    #[test]
+    fn a_busy_relay_is_retried_soon_and_spread_out() {
+        let mut b = Backoff::default();
+        for _ in 0..8 {
+            b.next_delay(1);
+        }
+        let delays: Vec<_> = (0..1000u64).map(|i| b.busy_delay(i * 7919)).collect();
+        assert!(delays.iter().all(|d| *d >= Duration::from_millis(500)));
+        assert!(delays.iter().all(|d| *d <= Duration::from_secs(3)));
+        // Spread out, not one wave.
+        assert!(delays.iter().any(|d| *d < Duration::from_secs(1)));
+        assert!(delays.iter().any(|d| *d > Duration::from_millis(2500)));
+        // It did not grow the backoff either.
+        let before = b.clone().next_delay(0);
+        b.busy_delay(5);
+        assert_eq!(b.next_delay(0), before);
     }
 }

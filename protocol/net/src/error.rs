@@ -16,6 +16,12 @@ pub enum NetError {
     Unreachable { addr: String, reason: String },
     #[error("relay refused: {0}")]
     Refused(String),
+    /// The relay turned a new connection away before the handshake: too many new connections
+    /// from this address. It is up; retrying in a few seconds helps.
+    #[error(
+        "relay is busy (too many new connections from this address); try again in a few seconds"
+    )]
+    Busy,
     #[error("relay closed the connection: {0}")]
     Closed(String),
     #[error("timed out: {0}")]
@@ -62,6 +68,11 @@ impl NetError {
     /// authentication failure, and is reported as one.
     pub fn from_connection(e: &ConnectionError) -> Self {
         match e {
+            ConnectionError::ConnectionClosed(close)
+                if close.error_code == quinn::TransportErrorCode::CONNECTION_REFUSED =>
+            {
+                NetError::Busy
+            }
             ConnectionError::ConnectionClosed(close) => {
                 let code = u64::from(close.error_code);
                 if (0x100..0x200).contains(&code) {
@@ -114,6 +125,11 @@ impl NetError {
             ConnectionError::LocallyClosed => NetError::Closed("closed locally".into()),
             other => NetError::Lost(other.to_string()),
         }
+    }
+
+    /// True if the relay is up but turned the connection away for now (see [`NetError::Busy`]).
+    pub fn is_busy(&self) -> bool {
+        matches!(self, NetError::Busy)
     }
 
     /// True if retrying cannot help until an administrator acts (re-enroll, unrevoke…).

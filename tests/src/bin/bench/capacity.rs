@@ -4,10 +4,11 @@
 //!   on the same address, and `/proc/PID` is the relay's alone).
 //! * N simulated agents in this process, each with its own key pair and certificate from the
 //!   real enrollment (one-time token, CSR), speaking the real agent protocol over real mutual
-//!   TLS: hello, status, inventory hash (and one small upload the first time), heartbeats
-//!   driven by the protocol's own [`AgentConn`] state machine with the agent's default timings,
-//!   a health report after each connect and every 60 s, and reconnection with the agent's
-//!   jittered backoff (0.5 s up to 30 s). They share `--endpoints E` UDP sockets (default 100),
+//!   TLS: hello, status, inventory hash (and one small upload the first time), liveness driven
+//!   by the protocol's own [`AgentConn`] state machine (no heartbeats: the relay's QUIC
+//!   keep-alive, see `tether_protocol::liveness`), a health report after each connect and every
+//!   60 s, and reconnection with the agent's jittered backoff (0.5 s up to 30 s; 0.5–3 s when
+//!   the relay turned it away as busy). They share `--endpoints E` UDP sockets (default 100),
 //!   all on 127.0.0.1: the worst case for the relay's per-address admission, an office of
 //!   thousands of machines behind one NAT address.
 //! * Steady state for each N (1,000, then `--agents N`, default 10,000): after all are online and
@@ -459,8 +460,12 @@ async fn sim_agent(
                 )
                 .await;
             }
-            Err(_) => {
+            Err(e) => {
                 stats.failed_attempts.fetch_add(1, Ordering::Relaxed);
+                if e.is_busy() {
+                    tokio::time::sleep(backoff.busy_delay(next_random(&mut rng))).await;
+                    continue;
+                }
             }
         }
         tokio::time::sleep(backoff.next_delay(next_random(&mut rng))).await;
