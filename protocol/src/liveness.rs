@@ -16,16 +16,18 @@ use std::time::Duration;
 
 /// Announced in `Hello` and `Welcome` by peers that leave liveness to QUIC.
 pub const CAPABILITY: &str = "transport-liveness";
-/// Missed intervals after which a peer is gone (the QUIC idle timeout).
-pub const MISSES: u32 = 3;
+/// Missed intervals after which a peer is gone (the QUIC idle timeout). QUIC restarts the idle
+/// timer when the first PING after the peer's last packet goes out, so a silent peer is dropped
+/// between `MISSES` and `MISSES + 1` intervals after it fell silent ([`offline_within`]). Lost
+/// PINGs or acknowledgements are repaired by QUIC's loss recovery well inside that window.
+pub const MISSES: u32 = 2;
 pub const MIN_INTERVAL: Duration = Duration::from_millis(2_500);
 pub const MAX_INTERVAL: Duration = Duration::from_secs(20);
 /// The relay's PING budget at steady state, whatever the fleet size (up to `MAX_INTERVAL`).
 pub const PINGS_PER_SECOND: u64 = 800;
 /// The idle timeout an agent offers: long enough for any interval the relay may pick (the
 /// effective timeout is the smaller of the two sides').
-pub const AGENT_IDLE_TIMEOUT: Duration =
-    Duration::from_secs(MAX_INTERVAL.as_secs() * MISSES as u64);
+pub const AGENT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The keep-alive interval for new connections to a relay with `devices` enrolled devices.
 pub fn keepalive_interval(devices: u64) -> Duration {
@@ -33,9 +35,14 @@ pub fn keepalive_interval(devices: u64) -> Duration {
         .clamp(MIN_INTERVAL, MAX_INTERVAL)
 }
 
-/// The idle timeout that goes with `interval`: how long until a silent peer is offline.
+/// The idle timeout that goes with `interval`.
 pub fn idle_timeout(interval: Duration) -> Duration {
     interval * MISSES
+}
+
+/// At most this long after a peer falls silent, it is offline.
+pub fn offline_within(interval: Duration) -> Duration {
+    interval * (MISSES + 1)
 }
 
 /// Whether a peer's capability list announces transport liveness.
@@ -52,7 +59,7 @@ mod tests {
         for devices in [0, 1, 100, 2_000] {
             let i = keepalive_interval(devices);
             assert_eq!(i, MIN_INTERVAL, "{devices} devices");
-            assert!(idle_timeout(i) < Duration::from_secs(10));
+            assert!(offline_within(i) < Duration::from_secs(10));
         }
     }
 

@@ -132,8 +132,8 @@ impl Relay {
         let server_cfg = with_keepalive(&base_cfg, interval)?;
         info!(
             devices,
-            "keep-alive every {interval:?}: a silent device is offline after {:?}",
-            liveness::idle_timeout(interval)
+            "keep-alive every {interval:?}: a silent device is offline within {:?}",
+            liveness::offline_within(interval)
         );
         let endpoint =
             Endpoint::server(server_cfg, opts.listen).map_err(|source| RelayError::Bind {
@@ -269,8 +269,8 @@ async fn adapt_keepalive(
                 endpoint.set_server_config(Some(cfg));
                 info!(
                     devices,
-                    "keep-alive now every {next:?} for new connections: offline after {:?}",
-                    liveness::idle_timeout(next)
+                    "keep-alive now every {next:?} for new connections: offline within {:?}",
+                    liveness::offline_within(next)
                 );
                 interval = next;
             }
