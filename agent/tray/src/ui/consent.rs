@@ -3,7 +3,7 @@
 //! Deny is the default everywhere: the focused button, closing the window, Escape, and the
 //! countdown running out all deny.
 
-use super::{emphasize, label, point, report_layout};
+use super::{attention_window, emphasize, label, point, report_layout, technician_header};
 use crate::app::{Msg, Post};
 use crate::ipc::Ipc;
 use crate::text;
@@ -63,19 +63,9 @@ impl ConsentDialog {
             made: Cell::new(false),
         });
 
-        let window = gtk::Window::new(gtk::WindowType::Toplevel);
-        window.set_title(TITLE);
-        window.set_keep_above(true);
-        window.set_position(gtk::WindowPosition::Center);
-        window.set_resizable(false);
-        window.set_urgency_hint(true);
-        window.set_type_hint(gtk::gdk::WindowTypeHint::Dialog);
-        window.set_border_width(18);
-
+        let window = attention_window(TITLE);
         let column = gtk::Box::new(gtk::Orientation::Vertical, 8);
-        let who = label(&text::verified(&prompt.technician, prompt.role));
-        emphasize(&who, 1.2);
-        column.add(&who);
+        technician_header(&column, &prompt.technician, prompt.role);
         let wants = label(&text::wants(prompt.permissions));
         emphasize(&wants, 1.0);
         column.add(&wants);

@@ -5,7 +5,7 @@
 //! the agent says the message was answered elsewhere, the window just goes away: the agent has
 //! already closed the message itself.
 
-use super::{emphasize, label, point, report_layout};
+use super::{attention_window, label, point, report_layout, technician_header};
 use crate::app::{Msg, Post};
 use crate::ipc::Ipc;
 use crate::text;
@@ -67,22 +67,13 @@ impl MessageWindow {
             done: Cell::new(false),
         });
 
-        let window = gtk::Window::new(gtk::WindowType::Toplevel);
-        window.set_title(&text::message_title(&msg.technician));
-        window.set_keep_above(true);
-        window.set_position(gtk::WindowPosition::Center);
-        window.set_resizable(false);
-        window.set_urgency_hint(true);
-        window.set_type_hint(gtk::gdk::WindowTypeHint::Dialog);
+        let window = attention_window(&text::message_title(&msg.technician));
         // Appearing must not take the keyboard: whatever the user was typing (a password, say)
         // must not land in the reply box and go to the technician with the next Enter.
         window.set_focus_on_map(false);
-        window.set_border_width(18);
 
         let column = gtk::Box::new(gtk::Orientation::Vertical, 8);
-        let who = label(&text::verified(&msg.technician, msg.role));
-        emphasize(&who, 1.2);
-        column.add(&who);
+        technician_header(&column, &msg.technician, msg.role);
         column.add(&label("sends you this message:"));
         let body = label(&msg.text);
         // Long words (links, paths) wrap too instead of widening the window.

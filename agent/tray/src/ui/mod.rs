@@ -14,6 +14,31 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 /// A left-aligned, wrapping, plain-text label.
+/// A window that asks for the user's attention (consent, a technician's message): on top, centred,
+/// fixed size, marked urgent, a dialog to the window manager.
+pub fn attention_window(title: &str) -> gtk::Window {
+    let window = gtk::Window::new(gtk::WindowType::Toplevel);
+    window.set_title(title);
+    window.set_keep_above(true);
+    window.set_position(gtk::WindowPosition::Center);
+    window.set_resizable(false);
+    window.set_urgency_hint(true);
+    window.set_type_hint(gtk::gdk::WindowTypeHint::Dialog);
+    window.set_border_width(18);
+    window
+}
+
+/// The first line of such a window: who the technician is, as the relay's CA vouches.
+pub fn technician_header(
+    column: &gtk::Box,
+    technician: &str,
+    role: tether_protocol::identity::Role,
+) {
+    let who = label(&crate::text::verified(technician, role));
+    emphasize(&who, 1.2);
+    column.add(&who);
+}
+
 pub fn label(text: &str) -> gtk::Label {
     let l = gtk::Label::new(Some(text));
     l.set_use_markup(false);
