@@ -5,9 +5,10 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use tether_net::client::Credentials;
 use tether_protocol::session::{Permissions, PutStart, ToAgent, ToViewer};
-use tether_tests::{Agent, Approver, Relay, Tech, ok, run, stderr, stdout, wait_until};
+use tether_tests::{
+    Agent, Approver, Duplex, Relay, Tech, ok, open_duplex, run, stderr, stdout, wait_until,
+};
 
 struct Desk {
     relay: Relay,
@@ -231,6 +232,19 @@ fn shell_runs_commands_and_reports_the_exit_code() {
 }
 
 /// Reads terminal output until `want` appears in it.
+/// The next message of the session that is not a keep-alive (within 20 s).
+fn next_reply(s: &mut Duplex) -> ToViewer {
+    s.rt.block_on(async {
+        loop {
+            match tokio::time::timeout(Duration::from_secs(20), s.rx.recv()).await {
+                Ok(Some(ToViewer::KeepAlive)) => continue,
+                Ok(Some(m)) => break m,
+                other => panic!("no reply: {other:?}"),
+            }
+        }
+    })
+}
+
 async fn read_until(rx: &mut tokio::sync::mpsc::Receiver<ToViewer>, seen: &mut String, want: &str) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while !seen.contains(want) {
@@ -247,25 +261,15 @@ async fn read_until(rx: &mut tokio::sync::mpsc::Receiver<ToViewer>, seen: &mut S
 #[test]
 fn shell_resizes_and_ctrl_c_interrupts() {
     let d = desk("support");
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let creds = Credentials::load(&d.tech.config()).unwrap();
-    rt.block_on(async {
-        let session = tether_technician::relay::Session::open(&creds)
-            .await
-            .unwrap();
-        let mut remote = session
-            .open_remote(&creds, &d.agent.id, Permissions::SHELL, "", "")
-            .await
-            .unwrap();
-        remote
-            .send(&ToAgent::ShellOpen {
-                cols: 100,
-                rows: 30,
-                user: None,
-            })
-            .await
-            .unwrap();
-        let (tx, mut rx) = remote.into_duplex();
+    let s = open_duplex(&d.tech, &d.agent.id, Permissions::SHELL, "");
+    let (tx, mut rx) = (s.tx.clone(), s.rx);
+    tx.send(ToAgent::ShellOpen {
+        cols: 100,
+        rows: 30,
+        user: None,
+    })
+    .unwrap();
+    s.rt.block_on(async {
         let mut seen = String::new();
         let send = |s: &str| tx.send(ToAgent::ShellInput(s.as_bytes().to_vec())).unwrap();
         send("stty size; echo size-done\n");
@@ -306,48 +310,33 @@ fn shell_resizes_and_ctrl_c_interrupts() {
             }
         };
         assert_eq!(exited, Some(5));
-        let _ = tx.send(ToAgent::Bye);
-        session.close().await;
     });
+    let _ = tx.send(ToAgent::Bye);
+    s.rt.block_on(s.session.close());
 }
 
 #[test]
 fn a_session_without_the_permission_is_refused() {
     let d = desk("support");
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let creds = Credentials::load(&d.tech.config()).unwrap();
-    rt.block_on(async {
-        let session = tether_technician::relay::Session::open(&creds)
-            .await
-            .unwrap();
-        let mut remote = session
-            .open_remote(&creds, &d.agent.id, Permissions::VIEW, "", "")
-            .await
-            .unwrap();
-        remote
-            .send(&ToAgent::Exec {
-                argv: vec!["id".into()],
-                timeout_ms: None,
-            })
-            .await
-            .unwrap();
-        assert!(matches!(
-            remote.recv().await.unwrap(),
-            ToViewer::Error { message } if message.contains("may not run commands")
-        ));
-        remote
-            .send(&ToAgent::Stat {
-                path: "/etc".into(),
-            })
-            .await
-            .unwrap();
-        assert!(matches!(
-            remote.recv().await.unwrap(),
-            ToViewer::Error { message } if message.contains("may not transfer files")
-        ));
-        remote.close().await;
-        session.close().await;
-    });
+    let mut s = open_duplex(&d.tech, &d.agent.id, Permissions::VIEW, "");
+    s.tx.send(ToAgent::Exec {
+        argv: vec!["id".into()],
+        timeout_ms: None,
+    })
+    .unwrap();
+    assert!(matches!(
+        next_reply(&mut s),
+        ToViewer::Error { message } if message.contains("may not run commands")
+    ));
+    s.tx.send(ToAgent::Stat {
+        path: "/etc".into(),
+    })
+    .unwrap();
+    assert!(matches!(
+        next_reply(&mut s),
+        ToViewer::Error { message } if message.contains("may not transfer files")
+    ));
+    s.close();
     // And a viewer gets no session at all.
     let val = Tech::enroll(&d.relay.tech_token("val", "viewer"));
     let out = val.tether(&["exec", &d.agent.id, "--", "id"]);
@@ -382,35 +371,22 @@ fn paths_cannot_escape_the_destination() {
         stderr(&out)
     );
     // A hostile client naming `..` directly: refused by the agent.
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let creds = Credentials::load(&d.tech.config()).unwrap();
-    rt.block_on(async {
-        let session = tether_technician::relay::Session::open(&creds)
-            .await
-            .unwrap();
-        let mut remote = session
-            .open_remote(&creds, &d.agent.id, Permissions::FILES, "", "")
-            .await
-            .unwrap();
-        for rel in ["../escape.txt", "a/../../escape.txt", "/etc/escape.txt"] {
-            remote
-                .send(&ToAgent::PutStart(PutStart {
-                    root: dest.path().display().to_string(),
-                    rel: rel.into(),
-                    size: 1,
-                    sha256: "0".repeat(64),
-                    mode: 0o644,
-                }))
-                .await
-                .unwrap();
-            assert!(
-                matches!(remote.recv().await.unwrap(), ToViewer::Error { .. }),
-                "{rel} accepted"
-            );
-        }
-        remote.close().await;
-        session.close().await;
-    });
+    let mut s = open_duplex(&d.tech, &d.agent.id, Permissions::FILES, "");
+    for rel in ["../escape.txt", "a/../../escape.txt", "/etc/escape.txt"] {
+        s.tx.send(ToAgent::PutStart(PutStart {
+            root: dest.path().display().to_string(),
+            rel: rel.into(),
+            size: 1,
+            sha256: "0".repeat(64),
+            mode: 0o644,
+        }))
+        .unwrap();
+        assert!(
+            matches!(next_reply(&mut s), ToViewer::Error { .. }),
+            "{rel} accepted"
+        );
+    }
+    s.close();
     assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
     assert!(!dest.path().parent().unwrap().join("escape.txt").exists());
 }
