@@ -18,7 +18,7 @@ use openh264::formats::{BgraSliceU8, YUVBuffer};
 use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 use tether_protocol::session::{Compression, EncodedRect, FrameUpdate, ToViewer};
-use tether_protocol::tiles::{FlowControl, Rect, changed_rects, extract, xor};
+use tether_protocol::tiles::{FlowControl, Rect, changed_rects, extract, tighten, xor};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 
@@ -179,6 +179,7 @@ impl Coder {
                 Some(
                     rects
                         .into_iter()
+                        .map(|r| tighten(base, &pixels, w, r))
                         .filter_map(|r| {
                             let delta = xor(&extract(&pixels, w, r), &extract(base, w, r));
                             zstd::bulk::compress(&delta, 1)

@@ -71,6 +71,48 @@ pub fn changed_rects(prev: Option<&[u8]>, cur: &[u8], width: u32, height: u32) -
     out
 }
 
+/// `r` shrunk to the bounding box of the pixels where `cur` differs from `prev` (`r` itself if
+/// none differ or the frames do not fit). A typed character changes a glyph cell, not the 64×64
+/// tile around it; sending just the cell saves the bytes the tile's unchanged rows would cost.
+pub fn tighten(prev: &[u8], cur: &[u8], width: u32, r: Rect) -> Rect {
+    let stride = width as usize * 4;
+    let fits = |f: &[u8]| {
+        r.x.checked_add(r.w).is_some_and(|x| x <= width)
+            && f.len() >= (r.y as usize + r.h as usize) * stride
+    };
+    if !fits(prev) || !fits(cur) {
+        return r;
+    }
+    let (mut top, mut bottom, mut left, mut right) = (u32::MAX, 0, u32::MAX, 0);
+    for y in r.y..r.y + r.h {
+        let span =
+            y as usize * stride + r.x as usize * 4..y as usize * stride + (r.x + r.w) as usize * 4;
+        let (a, b) = (&prev[span.clone()], &cur[span]);
+        if a == b {
+            continue;
+        }
+        let differs = |(p, q): (&[u8], &[u8])| p != q;
+        let pairs = || a.chunks_exact(4).zip(b.chunks_exact(4));
+        let (Some(first), Some(last)) = (pairs().position(differs), pairs().rposition(differs))
+        else {
+            continue;
+        };
+        top = top.min(y);
+        bottom = y;
+        left = left.min(r.x + first as u32);
+        right = right.max(r.x + last as u32);
+    }
+    if top == u32::MAX {
+        return r;
+    }
+    Rect {
+        x: left,
+        y: top,
+        w: right - left + 1,
+        h: bottom - top + 1,
+    }
+}
+
 /// The pixels of `r`, rows packed.
 pub fn extract(frame: &[u8], width: u32, r: Rect) -> Vec<u8> {
     let stride = width as usize * 4;
@@ -251,6 +293,57 @@ mod tests {
                 h: 64
             }
         );
+    }
+
+    #[test]
+    fn tighten_shrinks_to_the_changed_pixels() {
+        let (w, h) = (200u32, 100u32);
+        let prev = frame(w, h, 0);
+        let mut cur = prev.clone();
+        // A "glyph": pixels (70..77, 20..33) change.
+        for y in 20..33 {
+            for x in 70..77 {
+                cur[(y * w as usize + x) * 4] = 0xff;
+            }
+        }
+        let rects = changed_rects(Some(&prev), &cur, w, h);
+        assert_eq!(rects.len(), 1);
+        let t = tighten(&prev, &cur, w, rects[0]);
+        assert_eq!(
+            t,
+            Rect {
+                x: 70,
+                y: 20,
+                w: 7,
+                h: 13
+            }
+        );
+        // Patching only the tight rectangle reproduces the new frame.
+        let mut fb = prev.clone();
+        patch_xor(
+            &mut fb,
+            w,
+            h,
+            t,
+            &xor(&extract(&cur, w, t), &extract(&prev, w, t)),
+        )
+        .unwrap();
+        assert_eq!(fb, cur);
+        // Nothing changed, or a rectangle outside the frame: left as it is.
+        let r = Rect {
+            x: 0,
+            y: 0,
+            w: 64,
+            h: 64,
+        };
+        assert_eq!(tighten(&prev, &prev, w, r), r);
+        let outside = Rect {
+            x: 190,
+            y: 0,
+            w: 64,
+            h: 64,
+        };
+        assert_eq!(tighten(&prev, &cur, w, outside), outside);
     }
 
     #[test]
