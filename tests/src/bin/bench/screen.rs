@@ -66,12 +66,14 @@ fn xvfb(w: u32, h: u32) -> Result<Xserver> {
     })
 }
 
-/// A background command in its own process group; the whole group is killed on drop.
+/// A background command, killed on drop with its process group when it leads one.
 pub struct Bg(pub std::process::Child);
 impl Drop for Bg {
     fn drop(&mut self) {
+        // Fails quietly for a child that is not a group leader; `kill` below still ends it.
         let _ = std::process::Command::new("kill")
             .args(["-KILL", "--", &format!("-{}", self.0.id())])
+            .stderr(std::process::Stdio::null())
             .status();
         let _ = self.0.kill();
         let _ = self.0.wait();
