@@ -134,13 +134,6 @@ impl ConsentDialog {
                 glib::Propagation::Proceed
             });
         }
-        window.connect_key_press_event(|w, key| {
-            if key.keyval() == gtk::gdk::keys::constants::Escape {
-                w.close();
-                return glib::Propagation::Stop;
-            }
-            glib::Propagation::Proceed
-        });
         {
             let d = decision.clone();
             let w = window.downgrade();

@@ -155,13 +155,6 @@ impl MessageWindow {
                 glib::Propagation::Proceed
             });
         }
-        window.connect_key_press_event(|w, key| {
-            if key.keyval() == gtk::gdk::keys::constants::Escape {
-                w.close();
-                return glib::Propagation::Stop;
-            }
-            glib::Propagation::Proceed
-        });
         {
             let a = answer.clone();
             let w = window.downgrade();

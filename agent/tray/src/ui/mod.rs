@@ -15,7 +15,8 @@ use std::rc::Rc;
 
 /// A left-aligned, wrapping, plain-text label.
 /// A window that asks for the user's attention (consent, a technician's message): on top, centred,
-/// fixed size, marked urgent, a dialog to the window manager.
+/// fixed size, marked urgent, a dialog to the window manager; Escape closes it (the window's
+/// delete handler then gives the safe answer: deny, or no reply).
 pub fn attention_window(title: &str) -> gtk::Window {
     let window = gtk::Window::new(gtk::WindowType::Toplevel);
     window.set_title(title);
@@ -25,6 +26,13 @@ pub fn attention_window(title: &str) -> gtk::Window {
     window.set_urgency_hint(true);
     window.set_type_hint(gtk::gdk::WindowTypeHint::Dialog);
     window.set_border_width(18);
+    window.connect_key_press_event(|w, key| {
+        if key.keyval() == gtk::gdk::keys::constants::Escape {
+            w.close();
+            return gtk::glib::Propagation::Stop;
+        }
+        gtk::glib::Propagation::Proceed
+    });
     window
 }
 
