@@ -73,35 +73,7 @@ pub async fn capacity(
 
     // One-time tokens, minted into the store before the relay runs (as `tether-relay token`).
     let t = Instant::now();
-    let store = Store::open_sqlite(&data.database()).await?;
-    let mut tokens = Vec::with_capacity(max_agents);
-    for _ in 0..max_agents {
-        let (tok, _) = tether_relay::tokens::create(
-            &store,
-            &data,
-            &addr.to_string(),
-            "localhost",
-            TokenKind::Agent {
-                group: "fleet".into(),
-            },
-            Duration::from_secs(3600),
-        )
-        .await?;
-        tokens.push(tok);
-    }
-    let (tech_token, _) = tether_relay::tokens::create(
-        &store,
-        &data,
-        &addr.to_string(),
-        "localhost",
-        TokenKind::Technician {
-            name: "bench".into(),
-            role: tether_protocol::identity::Role::Viewer,
-        },
-        Duration::from_secs(3600),
-    )
-    .await?;
-    store.close().await;
+    let (tokens, tech_token) = mint_tokens(&data, &addr.to_string(), "fleet", max_agents).await?;
     eprintln!(
         "  minted {max_agents} tokens in {:.1} s",
         t.elapsed().as_secs_f64()

@@ -339,36 +339,7 @@ async fn ingest(report: &mut Report, devices: usize, packages: usize) -> Result<
     let tmp = tempfile::tempdir()?;
     let (data, addr, stop_tx, relay_task) = bench_relay(tmp.path()).await?;
 
-    // Tokens, minted straight into the store (as `tether-relay token` does).
-    let store = Store::open_sqlite(&data.database()).await?;
-    let mut tokens = Vec::with_capacity(devices);
-    for _ in 0..devices {
-        let (t, _) = tether_relay::tokens::create(
-            &store,
-            &data,
-            &addr,
-            "localhost",
-            TokenKind::Agent {
-                group: "bench".into(),
-            },
-            Duration::from_secs(3600),
-        )
-        .await?;
-        tokens.push(t);
-    }
-    let (tech_token, _) = tether_relay::tokens::create(
-        &store,
-        &data,
-        &addr,
-        "localhost",
-        TokenKind::Technician {
-            name: "bench".into(),
-            role: tether_protocol::identity::Role::Viewer,
-        },
-        Duration::from_secs(3600),
-    )
-    .await?;
-    store.close().await;
+    let (tokens, tech_token) = mint_tokens(&data, &addr, "bench", devices).await?;
 
     // Enrollment: one key pair and certificate per simulated device.
     let t = Instant::now();
@@ -495,6 +466,45 @@ async fn ingest(report: &mut Report, devices: usize, packages: usize) -> Result<
     let _ = stop_tx.send(());
     let _ = relay_task.await;
     Ok(())
+}
+
+/// `n` one-time agent tokens for `group` and one for a technician `bench` (role viewer), minted
+/// straight into the store of `data` (as `tether-relay token` does), for a relay at `addr`.
+pub async fn mint_tokens(
+    data: &DataDir,
+    addr: &str,
+    group: &str,
+    n: usize,
+) -> Result<(
+    Vec<tether_protocol::token::EnrollToken>,
+    tether_protocol::token::EnrollToken,
+)> {
+    let store = Store::open_sqlite(&data.database()).await?;
+    let mint = |kind| {
+        tether_relay::tokens::create(
+            &store,
+            data,
+            addr,
+            "localhost",
+            kind,
+            Duration::from_secs(3600),
+        )
+    };
+    let mut tokens = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (t, _) = mint(TokenKind::Agent {
+            group: group.into(),
+        })
+        .await?;
+        tokens.push(t);
+    }
+    let (tech, _) = mint(TokenKind::Technician {
+        name: "bench".into(),
+        role: tether_protocol::identity::Role::Viewer,
+    })
+    .await?;
+    store.close().await;
+    Ok((tokens, tech))
 }
 
 /// A relay from the relay library on 127.0.0.1 with a fresh CA in `dir`; stop it by sending on
