@@ -1,6 +1,9 @@
-//! Remote input through enigo (XTEST on X11): mouse, keys with modifiers, Unicode text.
+//! Remote input for a session: the mouse through enigo, keys and text through
+//! [`crate::keyboard`] (XTEST, the key model of `tether_protocol::keys`).
 
-use enigo::{Axis, Button, Coordinate, Direction, Enigo, Keyboard, Mouse, Settings};
+use crate::keyboard::{Keyboard, KeyboardError};
+use enigo::{Axis, Button, Coordinate, Direction, Enigo, Mouse, Settings};
+use tether_protocol::keys::{KeyEvent, KeyMode};
 use tether_protocol::session::{InputEvent, Key, MouseButton};
 use thiserror::Error;
 
@@ -20,104 +23,164 @@ fn button(b: MouseButton) -> Button {
     }
 }
 
-fn key(k: Key) -> Option<enigo::Key> {
-    use enigo::Key as E;
+/// The keysym of a named key of the older key model (`tether key`, the toolbar's combos).
+fn keysym(k: Key) -> Option<u32> {
+    use tether_protocol::keys::{function_key, sym};
     Some(match k {
-        Key::Return => E::Return,
-        Key::Tab => E::Tab,
-        Key::Backspace => E::Backspace,
-        Key::Escape => E::Escape,
-        Key::Delete => E::Delete,
-        Key::Up => E::UpArrow,
-        Key::Down => E::DownArrow,
-        Key::Left => E::LeftArrow,
-        Key::Right => E::RightArrow,
-        Key::Home => E::Home,
-        Key::End => E::End,
-        Key::PageUp => E::PageUp,
-        Key::PageDown => E::PageDown,
-        Key::Control => E::Control,
-        Key::Alt => E::Alt,
-        Key::Shift => E::Shift,
-        Key::Meta => E::Meta,
-        Key::F(1) => E::F1,
-        Key::F(2) => E::F2,
-        Key::F(3) => E::F3,
-        Key::F(4) => E::F4,
-        Key::F(5) => E::F5,
-        Key::F(6) => E::F6,
-        Key::F(7) => E::F7,
-        Key::F(8) => E::F8,
-        Key::F(9) => E::F9,
-        Key::F(10) => E::F10,
-        Key::F(11) => E::F11,
-        Key::F(12) => E::F12,
-        Key::F(_) => return None,
+        Key::Return => sym::RETURN,
+        Key::Tab => sym::TAB,
+        Key::Backspace => sym::BACKSPACE,
+        Key::Escape => sym::ESCAPE,
+        Key::Delete => sym::DELETE,
+        Key::Up => sym::UP,
+        Key::Down => sym::DOWN,
+        Key::Left => sym::LEFT,
+        Key::Right => sym::RIGHT,
+        Key::Home => sym::HOME,
+        Key::End => sym::END,
+        Key::PageUp => sym::PAGE_UP,
+        Key::PageDown => sym::PAGE_DOWN,
+        Key::Control => sym::CONTROL_L,
+        Key::Alt => sym::ALT_L,
+        Key::Shift => sym::SHIFT_L,
+        Key::Meta => sym::SUPER_L,
+        Key::F(n) => return function_key(n),
     })
 }
 
-/// Applies one event. Opens the input connection per call (sessions are per request for now).
-pub fn apply(event: &InputEvent) -> Result<(), InputError> {
-    let mut e = Enigo::new(&Settings::default()).map_err(|e| InputError::Open(e.to_string()))?;
-    let fail = |e: enigo::InputError| InputError::Failed(e.to_string());
-    match event {
-        InputEvent::MouseMove { x, y } => e.move_mouse(*x, *y, Coordinate::Abs).map_err(fail),
-        InputEvent::Button { button: b, down } => e
-            .button(
-                button(*b),
-                if *down {
-                    Direction::Press
-                } else {
-                    Direction::Release
-                },
-            )
-            .map_err(fail),
-        InputEvent::Click { x, y, button: b } => {
-            e.move_mouse(*x, *y, Coordinate::Abs).map_err(fail)?;
-            e.button(button(*b), Direction::Click).map_err(fail)
-        }
-        InputEvent::Scroll { dx, dy } => {
-            if *dy != 0 {
-                e.scroll(*dy, Axis::Vertical).map_err(fail)?;
-            }
-            if *dx != 0 {
-                e.scroll(*dx, Axis::Horizontal).map_err(fail)?;
-            }
-            Ok(())
-        }
-        InputEvent::Key { key: k, down } => {
-            let k = key(*k).ok_or_else(|| InputError::Failed("unknown key".into()))?;
-            e.key(
-                k,
-                if *down {
-                    Direction::Press
-                } else {
-                    Direction::Release
-                },
-            )
-            .map_err(fail)
-        }
-        InputEvent::Text(t) => {
-            // Newlines and tabs as keys: typed as text they are not reliable across toolkits.
-            for (i, line) in t.split('\n').enumerate() {
-                if i > 0 {
-                    e.key(enigo::Key::Return, Direction::Click).map_err(fail)?;
+fn key_event(keysym: u32, down: bool) -> KeyEvent {
+    KeyEvent {
+        keysym,
+        code: 0,
+        down,
+        mode: KeyMode::Translate,
+    }
+}
+
+type Job = (
+    InputEvent,
+    tokio::sync::oneshot::Sender<Result<(), InputError>>,
+);
+
+/// A session's input: one thread holding one connection to the desktop for the whole session,
+/// applying events in order. When the session ends (this is dropped), every key still held is
+/// released and the keymap restored.
+pub struct Input {
+    tx: std::sync::mpsc::Sender<Job>,
+}
+
+impl Input {
+    pub fn spawn() -> Self {
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        let spawned = std::thread::Builder::new()
+            .name("session-input".into())
+            .spawn(move || {
+                let mut devices = Devices::default();
+                while let Ok((ev, reply)) = rx.recv() {
+                    let _ = reply.send(devices.apply(&ev));
                 }
-                if !line.is_empty() {
-                    e.text(line).map_err(fail)?;
-                }
-            }
-            Ok(())
+                // Dropping the devices releases held keys and restores the keymap.
+            });
+        if let Err(e) = spawned {
+            tracing::warn!("cannot start the input thread: {e}");
         }
-        InputEvent::Combo(keys) => {
-            let keys: Vec<_> = keys.iter().filter_map(|k| key(*k)).collect();
-            for k in &keys {
-                e.key(*k, Direction::Press).map_err(fail)?;
+        Self { tx }
+    }
+
+    /// Applies one event; returns once the desktop has it.
+    pub async fn apply(&self, ev: InputEvent) -> Result<(), InputError> {
+        let (reply, done) = tokio::sync::oneshot::channel();
+        self.tx
+            .send((ev, reply))
+            .map_err(|_| InputError::Failed("the input thread is gone".into()))?;
+        done.await
+            .map_err(|_| InputError::Failed("the input thread is gone".into()))?
+    }
+}
+
+/// The desktop's input devices, opened on first use and kept for the session.
+#[derive(Default)]
+struct Devices {
+    mouse: Option<Enigo>,
+    keyboard: Option<Keyboard>,
+}
+
+impl Devices {
+    fn mouse(&mut self) -> Result<&mut Enigo, InputError> {
+        if self.mouse.is_none() {
+            self.mouse = Some(
+                Enigo::new(&Settings::default()).map_err(|e| InputError::Open(e.to_string()))?,
+            );
+        }
+        self.mouse
+            .as_mut()
+            .ok_or_else(|| InputError::Open("no mouse".into()))
+    }
+
+    fn keyboard(&mut self) -> Result<&mut Keyboard, InputError> {
+        if self.keyboard.is_none() {
+            self.keyboard = Some(Keyboard::open().map_err(|e| InputError::Open(e.to_string()))?);
+        }
+        self.keyboard
+            .as_mut()
+            .ok_or_else(|| InputError::Open("no keyboard".into()))
+    }
+
+    fn apply(&mut self, event: &InputEvent) -> Result<(), InputError> {
+        let fail = |e: enigo::InputError| InputError::Failed(e.to_string());
+        let kfail = |e: KeyboardError| InputError::Failed(e.to_string());
+        match event {
+            InputEvent::MouseMove { x, y } => self
+                .mouse()?
+                .move_mouse(*x, *y, Coordinate::Abs)
+                .map_err(fail),
+            InputEvent::Button { button: b, down } => self
+                .mouse()?
+                .button(
+                    button(*b),
+                    if *down {
+                        Direction::Press
+                    } else {
+                        Direction::Release
+                    },
+                )
+                .map_err(fail),
+            InputEvent::Click { x, y, button: b } => {
+                let e = self.mouse()?;
+                e.move_mouse(*x, *y, Coordinate::Abs).map_err(fail)?;
+                e.button(button(*b), Direction::Click).map_err(fail)
             }
-            for k in keys.iter().rev() {
-                e.key(*k, Direction::Release).map_err(fail)?;
+            InputEvent::Scroll { dx, dy } => {
+                let e = self.mouse()?;
+                if *dy != 0 {
+                    e.scroll(*dy, Axis::Vertical).map_err(fail)?;
+                }
+                if *dx != 0 {
+                    e.scroll(*dx, Axis::Horizontal).map_err(fail)?;
+                }
+                Ok(())
             }
-            Ok(())
+            InputEvent::Key { key: k, down } => {
+                let ks = keysym(*k).ok_or_else(|| InputError::Failed("unknown key".into()))?;
+                self.keyboard()?.apply(&key_event(ks, *down)).map_err(kfail)
+            }
+            InputEvent::Text(t) => self.keyboard()?.type_text(t).map_err(kfail),
+            InputEvent::Combo(keys) => {
+                let syms: Vec<u32> = keys.iter().filter_map(|k| keysym(*k)).collect();
+                let kb = self.keyboard()?;
+                for &s in &syms {
+                    kb.apply(&key_event(s, true)).map_err(kfail)?;
+                }
+                for &s in syms.iter().rev() {
+                    kb.apply(&key_event(s, false)).map_err(kfail)?;
+                }
+                Ok(())
+            }
+            InputEvent::KeyEvent(ev) => self.keyboard()?.apply(ev).map_err(kfail),
+            InputEvent::ReleaseKeys => match self.keyboard.as_mut() {
+                Some(kb) => kb.release_all().map_err(kfail),
+                None => Ok(()),
+            },
         }
     }
 }

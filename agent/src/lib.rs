@@ -12,6 +12,7 @@ pub mod health;
 pub mod host;
 pub mod input;
 pub mod ipc;
+pub mod keyboard;
 pub mod reporter;
 pub mod screen;
 pub mod service;

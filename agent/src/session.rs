@@ -194,6 +194,8 @@ async fn run(
         })
         .await;
     let mut stream: Option<(mpsc::UnboundedSender<u64>, tokio::task::JoinHandle<()>)> = None;
+    // One input connection for the whole session; dropping it releases every held key.
+    let input = input::Input::spawn();
     // At most one shell or command at a time; its end is reported to the audit trail.
     let mut job: Option<Job> = None;
     let mut put: Option<crate::files::Put> = None;
@@ -445,17 +447,12 @@ async fn run(
                         },
                     },
                 ),
-                ToAgent::Input(ev) => Some(
-                    match tokio::task::spawn_blocking(move || input::apply(&ev)).await {
-                        Ok(Ok(())) => ToViewer::Done,
-                        Ok(Err(e)) => ToViewer::Error {
-                            message: e.to_string(),
-                        },
-                        Err(e) => ToViewer::Error {
-                            message: e.to_string(),
-                        },
+                ToAgent::Input(ev) => Some(match input.apply(ev).await {
+                    Ok(()) => ToViewer::Done,
+                    Err(e) => ToViewer::Error {
+                        message: e.to_string(),
                     },
-                ),
+                }),
             },
         };
         if let Some(reply) = reply

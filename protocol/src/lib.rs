@@ -26,6 +26,7 @@ pub mod health;
 pub mod history;
 pub mod identity;
 pub mod inventory;
+pub mod keys;
 pub mod liveness;
 pub mod message;
 pub mod paths;

@@ -270,6 +270,11 @@ pub enum InputEvent {
     Text(String),
     /// Ctrl+Alt+Del, Alt+Tab and friends from the viewer's toolbar.
     Combo(Vec<Key>),
+    /// A key down or up with its keysym and physical position ([`crate::keys`]): what the
+    /// viewer sends for every key the technician presses.
+    KeyEvent(crate::keys::KeyEvent),
+    /// Release every key this session still holds down (the viewer lost focus).
+    ReleaseKeys,
 }
 
 /// Technician → agent, inside the session TLS.

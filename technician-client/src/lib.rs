@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod health;
+pub mod keymap;
 pub mod ops;
 pub mod output;
 pub mod relay;

@@ -75,6 +75,11 @@ enum Cmd {
         /// Start at 1:1 instead of scaled to fit the window.
         #[arg(long)]
         actual_size: bool,
+        /// How keys are typed: `translate` (the characters of your layout arrive) or
+        /// `physical` (the same keys are pressed; the remote layout decides). The toolbar
+        /// switches it too.
+        #[arg(long, value_enum, default_value_t = KeysArg::Translate)]
+        keys: KeysArg,
         #[command(flatten)]
         why: Why,
     },
@@ -326,11 +331,12 @@ fn main() -> ExitCode {
         device,
         view_only,
         actual_size,
+        keys,
         why,
     } = &cli.cmd
     {
         let dir = cli.config.clone().unwrap_or_else(default_config_dir);
-        return match connect(&dir, device, *view_only, *actual_size, why) {
+        return match connect(&dir, device, *view_only, *actual_size, *keys, why) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e:#}");
@@ -377,11 +383,18 @@ fn main() -> ExitCode {
 }
 
 /// `tether connect`: the network on a background runtime, the window on this thread.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum KeysArg {
+    Translate,
+    Physical,
+}
+
 fn connect(
     dir: &std::path::Path,
     device: &str,
     view_only: bool,
     actual_size: bool,
+    keys: KeysArg,
     why: &Why,
 ) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -407,6 +420,10 @@ fn connect(
         anyhow::bail!("cancelled");
     };
     let (viewer, title, w, h) = viewer;
+    let viewer = viewer.key_mode(match keys {
+        KeysArg::Translate => tether_protocol::keys::KeyMode::Translate,
+        KeysArg::Physical => tether_protocol::keys::KeyMode::Physical,
+    });
     let options = eframe::NativeOptions {
         viewport: eframe::egui::ViewportBuilder::default()
             .with_title(title.clone())

@@ -7,9 +7,11 @@
 //! agent messages each frame, patches its copy of the screen, and acknowledges frames (which is
 //! what gives the agent flow-control credit).
 
+use crate::keymap::KeyTranslator;
 use crate::remote::decode_rect;
 use eframe::egui;
 use std::time::{Duration, Instant};
+use tether_protocol::keys::KeyMode;
 use tether_protocol::session::{
     Compression, DisplayInfo, InputEvent, Key, MouseButton, Permissions, ToAgent, ToViewer,
 };
@@ -18,6 +20,10 @@ use tether_protocol::tiles::{patch, patch_xor};
 use tokio::sync::mpsc;
 
 pub struct Viewer {
+    /// The keyboard, as key events (translate or physical mode, from the toolbar).
+    keys: KeyTranslator,
+    /// Whether the window had the keyboard focus last frame.
+    focused: bool,
     /// When the oldest input not yet followed by a frame was sent.
     input_sent: Option<Instant>,
     /// Smoothed input-to-frame latency.
@@ -73,6 +79,8 @@ impl Viewer {
             h264: true,
         });
         Self {
+            keys: KeyTranslator::default(),
+            focused: false,
             input_sent: None,
             latency_ms: 0.0,
             cursor_shape: None,
@@ -108,6 +116,12 @@ impl Viewer {
         }
     }
 
+    /// How keys are typed (the toolbar switches it too).
+    pub fn key_mode(mut self, mode: KeyMode) -> Self {
+        self.keys.mode = mode;
+        self
+    }
+
     /// Scale the screen to the window (true, the default) or show it 1:1.
     pub fn fit(mut self, fit: bool) -> Self {
         self.fit = fit;
@@ -123,6 +137,7 @@ impl Viewer {
     /// Ends the session (if it still runs) and shows the notes form.
     fn finish(&mut self) {
         if self.ended.is_none() {
+            self.release_keys();
             self.send(ToAgent::Bye);
             self.ended = Some("you disconnected".into());
         }
@@ -174,6 +189,30 @@ impl Viewer {
             });
         });
         close
+    }
+
+    /// Lets go of every key held on the remote (focus lost, session ending).
+    fn release_keys(&mut self) {
+        for ev in self.keys.release_all() {
+            self.input(ev);
+        }
+    }
+
+    /// The keyboard: every key event of this frame goes to the remote while the screen is
+    /// shown, whether or not the pointer is over it.
+    fn keyboard(&mut self, ctx: &egui::Context) {
+        let focused = ctx.input(|i| i.focused);
+        if self.focused && !focused {
+            self.release_keys();
+        }
+        self.focused = focused;
+        if !self.permissions.control || self.ended.is_some() || self.wrap_up.is_some() {
+            return;
+        }
+        let events = ctx.input(|i| i.events.clone());
+        for ev in self.keys.frame(&events) {
+            self.input(ev);
+        }
     }
 
     fn send(&self, msg: ToAgent) {
@@ -369,6 +408,41 @@ impl Viewer {
                 if ui.button("Alt+Tab").clicked() {
                     self.input(InputEvent::Combo(vec![Key::Alt, Key::Tab]));
                 }
+                // Keys the technician's own desktop would take for itself.
+                ui.menu_button("Send keys", |ui| {
+                    let combos: [(&str, &[Key]); 5] = [
+                        ("Super", &[Key::Meta]),
+                        ("Alt+F4", &[Key::Alt, Key::F(4)]),
+                        ("Ctrl+Esc", &[Key::Control, Key::Escape]),
+                        (
+                            "Ctrl+Alt+Backspace",
+                            &[Key::Control, Key::Alt, Key::Backspace],
+                        ),
+                        ("Alt+Shift+Tab", &[Key::Alt, Key::Shift, Key::Tab]),
+                    ];
+                    for (label, keys) in combos {
+                        if ui.button(label).clicked() {
+                            self.input(InputEvent::Combo(keys.to_vec()));
+                            ui.close();
+                        }
+                    }
+                });
+                let mut mode = self.keys.mode;
+                egui::ComboBox::from_id_salt("key-mode")
+                    .selected_text(match mode {
+                        KeyMode::Translate => "Keys: translate",
+                        KeyMode::Physical => "Keys: physical",
+                    })
+                    .show_ui(ui, |ui| {
+                        ui.selectable_value(&mut mode, KeyMode::Translate, "Translate")
+                            .on_hover_text("Type the characters of your keyboard layout");
+                        ui.selectable_value(&mut mode, KeyMode::Physical, "Physical")
+                            .on_hover_text("Press the same keys; the remote layout decides");
+                    });
+                if mode != self.keys.mode {
+                    self.release_keys();
+                    self.keys.mode = mode;
+                }
             }
             if self.permissions.clipboard {
                 if ui
@@ -420,6 +494,19 @@ impl Viewer {
             natural
         };
         let resp = ui.add(egui::Image::new((tex.id(), size)).sense(egui::Sense::click_and_drag()));
+        // Tab, arrows and Escape belong to the remote, not to egui's focus navigation.
+        resp.request_focus();
+        ui.memory_mut(|m| {
+            m.set_focus_lock_filter(
+                resp.id,
+                egui::EventFilter {
+                    tab: true,
+                    horizontal_arrows: true,
+                    vertical_arrows: true,
+                    escape: true,
+                },
+            )
+        });
         // The remote pointer, drawn where the device says it is.
         if let (Some((x, y)), Some((img, (hx, hy)))) = (self.cursor, &self.cursor_shape) {
             let tex = self.cursor_texture.get_or_insert_with(|| {
@@ -484,45 +571,17 @@ impl Viewer {
                         self.input(InputEvent::Scroll { dx: 0, dy });
                     }
                 }
-                egui::Event::Text(t) if resp.hovered() => self.input(InputEvent::Text(t)),
-                egui::Event::Key { key, pressed, .. } if resp.hovered() => {
-                    if let Some(k) = map_key(key) {
-                        self.input(InputEvent::Key {
-                            key: k,
-                            down: pressed,
-                        });
-                    }
-                }
                 _ => {}
             }
         }
     }
 }
 
-fn map_key(k: egui::Key) -> Option<Key> {
-    use egui::Key as E;
-    Some(match k {
-        E::Enter => Key::Return,
-        E::Tab => Key::Tab,
-        E::Backspace => Key::Backspace,
-        E::Escape => Key::Escape,
-        E::Delete => Key::Delete,
-        E::ArrowUp => Key::Up,
-        E::ArrowDown => Key::Down,
-        E::ArrowLeft => Key::Left,
-        E::ArrowRight => Key::Right,
-        E::Home => Key::Home,
-        E::End => Key::End,
-        E::PageUp => Key::PageUp,
-        E::PageDown => Key::PageDown,
-        _ => return None,
-    })
-}
-
 impl eframe::App for Viewer {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         self.drain();
         let ctx = ui.ctx().clone();
+        self.keyboard(&ctx);
         self.upload(&ctx);
         // Closing the window during a session goes through the notes form first; closing it
         // again (or Skip) closes for good.
