@@ -333,7 +333,7 @@ fn main() -> ExitCode {
         return match connect(&dir, device, *view_only, *actual_size, why) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("error: {e:#}");
+                eprintln!("error: {}", tether_technician::safe::error_line(&e));
                 ExitCode::from(exit_code(&e))
             }
         };
@@ -370,7 +370,7 @@ fn main() -> ExitCode {
             ExitCode::from((*code).clamp(0, 255) as u8)
         }
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", tether_technician::safe::error_line(&e));
             ExitCode::from(exit_code(&e))
         }
     }
@@ -419,7 +419,8 @@ fn connect(
         match rt.block_on(session.add_notes(&session_id, &text)) {
             Ok(()) => eprintln!("notes saved on session {session_id}"),
             Err(e) => eprintln!(
-                "warning: notes not saved ({e}); add them with: tether notes {session_id} TEXT"
+                "warning: notes not saved ({}); add them with: tether notes {session_id} TEXT",
+                tether_technician::safe::error_line(&e)
             ),
         }
     }
@@ -544,7 +545,7 @@ async fn run(cli: Cli) -> Result<()> {
             if json {
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(&output::devices_json(&devices))?
+                    tether_technician::safe::json(&output::devices_json(&devices))
                 );
             } else if devices.is_empty() {
                 println!("no devices enrolled yet (IT: tether-relay token --agent)");
@@ -571,7 +572,7 @@ async fn run(cli: Cli) -> Result<()> {
                 if json && !csv {
                     println!(
                         "{}",
-                        serde_json::to_string_pretty(&output::inventory_rows_json(&rows))?
+                        tether_technician::safe::json(&output::inventory_rows_json(&rows))
                     );
                 } else {
                     print!("{}", output::inventory_rows_csv(&rows));
@@ -587,7 +588,7 @@ async fn run(cli: Cli) -> Result<()> {
                         "received_at": output::rfc3339(inv.received_unix_ms),
                         "inventory": inv.inventory,
                     });
-                    println!("{}", serde_json::to_string_pretty(&v)?);
+                    println!("{}", tether_technician::safe::json(&v));
                 } else {
                     println!(
                         "{} ({}) {}, inventory received {}\n",
@@ -620,7 +621,7 @@ async fn run(cli: Cli) -> Result<()> {
             if json {
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(&output::software_json(&rows))?
+                    tether_technician::safe::json(&output::software_json(&rows))
                 );
             } else if rows.is_empty() {
                 println!("no device has {}", tether_protocol::text::clean(&name, 64));
@@ -672,7 +673,7 @@ async fn run(cli: Cli) -> Result<()> {
             if json {
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(&output::sessions_json(&rows))?
+                    tether_technician::safe::json(&output::sessions_json(&rows))
                 );
             } else if csv {
                 print!("{}", output::sessions_csv(&rows));
@@ -758,7 +759,10 @@ async fn run(cli: Cli) -> Result<()> {
             session.close().await;
             let reply = reply?;
             if json {
-                println!("{}", serde_json::json!({ "reply": reply }));
+                println!(
+                    "{}",
+                    tether_technician::safe::json_line(&serde_json::json!({ "reply": reply }))
+                );
             } else {
                 match reply {
                     Some(r) => println!("{}", tether_protocol::text::clean(&r, 1000)),
@@ -793,7 +797,7 @@ async fn run(cli: Cli) -> Result<()> {
                     serde_json::json!({"token": token, "expires_unix_ms": expires})
                 );
             } else {
-                println!("{token}");
+                println!("{}", tether_technician::safe::line(&token));
                 eprintln!(
                     "single-use token, valid for {}",
                     humantime::format_duration(ttl)
@@ -827,7 +831,7 @@ async fn run(cli: Cli) -> Result<()> {
             if json {
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(&output::report_json(&rows))?
+                    tether_technician::safe::json(&output::report_json(&rows))
                 );
             } else if rows.is_empty() {
                 println!(
@@ -867,12 +871,11 @@ async fn run(cli: Cli) -> Result<()> {
             .await;
             session.close().await;
             if let Some(text) = result? {
-                // Remote text: strip control characters except newlines and tabs.
-                let shown: String = text
-                    .chars()
-                    .filter(|c| !c.is_control() || *c == '\n' || *c == '\t')
-                    .collect();
-                println!("{shown}");
+                // Remote text: only text, newlines and tabs (no escapes, CR or bidi overrides).
+                let mut f = tether_technician::safe::TerminalFilter::default();
+                let mut shown = f.push(text.as_bytes());
+                shown.extend(f.finish());
+                println!("{}", String::from_utf8_lossy(&shown));
             }
         }
         Cmd::Type { device, text, why } => {
@@ -922,7 +925,7 @@ async fn run(cli: Cli) -> Result<()> {
             if json {
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(&output::history_json(&h))?
+                    tether_technician::safe::json(&output::history_json(&h))
                 );
             } else if h.changes.is_empty() {
                 println!(
