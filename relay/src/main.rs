@@ -501,7 +501,7 @@ async fn run(cli: Cli) -> Result<()> {
             let store = Store::open_sqlite(&dd.database()).await?;
             // A device by the rules technicians' requests follow (ids win; a shared or id-shaped
             // hostname is refused with the candidates), then revoked by its id only.
-            let device = match device.as_deref() {
+            let device_id = match device.as_deref() {
                 Some(q) => match tether_relay::tech::pick_device(&store.list_devices().await?, q) {
                     Ok(d) => Some(d.id.clone()),
                     Err(tether_relay::tech::Unresolved::NotFound(_)) => None,
@@ -512,11 +512,11 @@ async fn run(cli: Cli) -> Result<()> {
                 },
                 None => None,
             };
-            let revoked = match (&device, &technician) {
+            let revoked = match (&device_id, &technician) {
                 (None, None) => None,
                 _ => {
                     store
-                        .revoke(device.as_deref(), technician.as_deref(), &reason)
+                        .revoke(device_id.as_deref(), technician.as_deref(), &reason)
                         .await?
                 }
             };

@@ -236,6 +236,7 @@ impl RemoteSession {
         match self.recv().await? {
             ToViewer::Screenshot(img) => decode(img),
             ToViewer::Error { message } => Err(RequestError::Denied(message)),
+            ToViewer::Bye { reason } => Err(RequestError::Session(reason)),
             _ => Err(RequestError::Unexpected),
         }
     }
@@ -245,6 +246,7 @@ impl RemoteSession {
         match self.recv().await? {
             ToViewer::Clipboard { text } => Ok(text),
             ToViewer::Error { message } => Err(RequestError::Denied(message)),
+            ToViewer::Bye { reason } => Err(RequestError::Session(reason)),
             _ => Err(RequestError::Unexpected),
         }
     }
@@ -254,6 +256,7 @@ impl RemoteSession {
         match self.recv().await? {
             ToViewer::Done => Ok(()),
             ToViewer::Error { message } => Err(RequestError::Denied(message)),
+            ToViewer::Bye { reason } => Err(RequestError::Session(reason)),
             _ => Err(RequestError::Unexpected),
         }
     }
@@ -263,6 +266,7 @@ impl RemoteSession {
         match self.recv().await? {
             ToViewer::Done => Ok(()),
             ToViewer::Error { message } => Err(RequestError::Denied(message)),
+            ToViewer::Bye { reason } => Err(RequestError::Session(reason)),
             _ => Err(RequestError::Unexpected),
         }
     }
