@@ -438,8 +438,10 @@ pub enum Transfer {
 /// Errors worth another attempt: the connection or the session channel broke.
 fn retryable(e: &RequestError) -> bool {
     match e {
+        // A revoked device does not come back.
+        RequestError::Session(m) => m != tether_technician::remote::DEVICE_REVOKED,
         // The device may be reconnecting too (after a relay restart).
-        RequestError::Session(_) | RequestError::Offline(_) => true,
+        RequestError::Offline(_) => true,
         RequestError::Client(ClientError::Net(n)) => !n.is_auth(),
         _ => false,
     }
