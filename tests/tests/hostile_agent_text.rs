@@ -71,3 +71,41 @@ fn an_agents_texts_reach_the_technicians_terminal_cleaned() {
         }
     }
 }
+
+/// A command's output is what the technician asked for: byte-exact into a pipe (like
+/// `ssh host cmd > file`), but on a terminal only text, newlines and tabs, so a device cannot
+/// drive the technician's terminal through it either.
+#[test]
+fn exec_output_is_exact_into_a_pipe_and_filtered_on_a_terminal() {
+    let relay = Relay::start();
+    let ana = Tech::enroll(&relay.tech_token("ana", "support"));
+    let mut agent = Agent::enroll(&relay.agent_token());
+    agent.start();
+    ana.wait_online(&agent.id);
+    let _user = agent.auto_approve();
+    let format = r"a\033]0;owned\007b\rc\302\233d\342\200\256e\n";
+    let raw = b"a\x1b]0;owned\x07b\rc\xc2\x9bd\xe2\x80\xaee\n";
+
+    let out = ana.tether(&["exec", &agent.id, "--", "printf", format]);
+    assert!(out.status.success(), "{}", tether_tests::stderr(&out));
+    assert_eq!(out.stdout, raw, "not byte-exact into a pipe");
+
+    // The same through a terminal (`script` gives `tether` a pseudo-terminal).
+    let line = format!(
+        "'{}' --config '{}' exec {} -- printf '{format}'",
+        tether_tests::bin("tether").display(),
+        ana.config().display(),
+        agent.id
+    );
+    let out =
+        tether_tests::run(std::process::Command::new("script").args(["-qec", &line, "/dev/null"]));
+    assert!(out.status.success(), "{}", tether_tests::stderr(&out));
+    // The terminal itself turns "\n" into "\r\n"; nothing else may obey (a lone CR either).
+    let shown = String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n");
+    assert_eq!(
+        shown,
+        "a]0;ownedbcde\n",
+        "on a terminal: {:?}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
