@@ -488,6 +488,17 @@ pub const KEEPALIVE_MS: u64 = 400;
 /// How long a technician waits without hearing from the device before calling it gone.
 pub const SILENT_MS: u64 = 1_500;
 
+/// Codes the relay resets the technician's side of a session channel with, so the technician
+/// learns why the device's side ended (the relay cannot speak inside the end-to-end TLS). Any
+/// other code means only that the channel broke.
+pub mod splice_reset {
+    /// The device went quiet (nothing for longer than [`super::SILENT_MS`]) or its connection
+    /// to the relay died.
+    pub const DEVICE_LOST: u32 = 1;
+    /// The device's certificate was revoked during the session.
+    pub const DEVICE_REVOKED: u32 = 2;
+}
+
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum GrantError {
     #[error("session grant is for device {0}, not this one")]

@@ -14,7 +14,8 @@ use tether_net::framed::{read_msg, write_msg};
 use tether_protocol::identity::Role;
 use tether_protocol::message::{ErrorCode, SessionRequest, TechResponse, may_start_session};
 use tether_protocol::session::{
-    GRANT_TTL_MS, MessageReply, OfferReply, RefuseKind, RelayStream, SessionGrant, UserMessage,
+    GRANT_TTL_MS, MessageReply, OfferReply, RefuseKind, RelayStream, SILENT_MS, SessionGrant,
+    UserMessage, splice_reset,
 };
 use tether_protocol::{codec, limits, text};
 use tracing::{info, warn};
@@ -287,25 +288,64 @@ pub async fn open_session(
         ticket = %grant.ticket,
         "session started"
     );
+    // The device's certificate serial, to tell a revocation from a lost connection at the end.
+    let device_serial = tether_net::tls::peer_certs(&agent)
+        .and_then(|c| c.first().and_then(|c| tether_net::pki::cert_info(c).ok()))
+        .map(|i| i.serial);
     let filter = state.splice_filter.clone();
     let (up_bytes, down_bytes) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let up = pipe(trecv, asend, filter.clone(), up_bytes.clone());
-    let down = pipe(arecv, tsend, filter, down_bytes.clone());
-    tokio::pin!(up, down);
-    // Whichever side finishes first ended the session. The other side follows at once when it
-    // is alive (the agent answers a technician's goodbye, and the other way round); when it
-    // does not, it vanished: the technician saw the device go quiet, or the technician's
-    // connection died.
-    let ended_by = tokio::select! {
-        () = &mut up => match tokio::time::timeout(OTHER_SIDE, &mut down).await {
-            Ok(()) => "technician",
-            Err(_) => "device lost",
-        },
-        () = &mut down => match tokio::time::timeout(OTHER_SIDE, &mut up).await {
-            Ok(()) => "device",
-            Err(_) => "technician lost",
-        },
+    let (mut tsend, mut trecv, mut asend, mut arecv) = (tsend, trecv, asend, arecv);
+    let first = {
+        let up = pipe(
+            &mut trecv,
+            &mut asend,
+            filter.clone(),
+            up_bytes.clone(),
+            None,
+        );
+        let down = pipe(
+            &mut arecv,
+            &mut tsend,
+            filter,
+            down_bytes.clone(),
+            Some(DEVICE_SILENT),
+        );
+        tokio::pin!(up, down);
+        // Whichever side finishes first ended the session. The other side follows at once when
+        // it is alive (the agent answers a technician's goodbye, and the other way round); when
+        // it does not, it vanished. A device whose direction broke or went quiet is gone at
+        // once: nothing to wait for.
+        tokio::select! {
+            u = &mut up => First::Technician(u, tokio::time::timeout(OTHER_SIDE, &mut down).await.ok()),
+            d = &mut down => match d {
+                End::Broken | End::Silent => First::Device(d, None),
+                _ => First::Device(d, tokio::time::timeout(OTHER_SIDE, &mut up).await.ok()),
+            },
+        }
     };
+    let down_end = match first {
+        First::Technician(_, d) => d,
+        First::Device(d, _) => Some(d),
+    };
+    let device_gone = matches!(down_end, Some(End::Broken | End::Silent));
+    let revoked = device_gone
+        && down_end == Some(End::Broken)
+        && match &device_serial {
+            Some(serial) => matches!(state.store.is_revoked(serial).await, Ok(true)),
+            None => false,
+        };
+    let ended_by = ended_by(first, revoked);
+    if device_gone {
+        // Tell the technician why, in the one word the relay can still send: the reset code.
+        let code = if revoked {
+            splice_reset::DEVICE_REVOKED
+        } else {
+            splice_reset::DEVICE_LOST
+        };
+        let _ = tsend.reset(code.into());
+        let _ = trecv.stop(0u32.into());
+        let _ = asend.reset(0u32.into());
+    }
     let (up, down) = (
         up_bytes.load(Ordering::Relaxed),
         down_bytes.load(Ordering::Relaxed),
@@ -436,35 +476,147 @@ pub async fn say(
 /// How long the other side of a splice gets to finish after one side ended.
 const OTHER_SIDE: Duration = Duration::from_secs(3);
 
-/// Copies one direction until it ends, then finishes (or resets) the other side. `total`
-/// counts the bytes copied so far.
+/// A device in a session sends at least a keep-alive every
+/// [`tether_protocol::session::KEEPALIVE_MS`]; after this long without a byte from it the relay
+/// calls it lost (the technician does after [`SILENT_MS`]; the relay would otherwise learn only
+/// from QUIC's idle timeout, seconds later).
+const DEVICE_SILENT: Duration = Duration::from_millis(SILENT_MS + 500);
+
+/// How long the device may take to send its first bytes (the TLS handshake waits for the
+/// technician's first flight).
+const DEVICE_FIRST_BYTES: Duration = Duration::from_secs(10);
+
+/// How one direction of a splice ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// The sender finished its direction: a goodbye.
+    Finished,
+    /// Reading failed: the sender reset its stream or its connection is gone.
+    Broken,
+    /// Nothing from the sender for [`DEVICE_SILENT`] (the device's direction only).
+    Silent,
+    /// The receiver stopped reading or its connection is gone.
+    Unwritable,
+}
+
+/// Which direction of a splice ended first, how, and how the other one ended (`None`: not
+/// within [`OTHER_SIDE`], or not waited for).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum First {
+    /// The technician's direction ended first; then the device's.
+    Technician(End, Option<End>),
+    /// The device's direction ended first; then the technician's.
+    Device(End, Option<End>),
+}
+
+/// Who ended a session, for its audit record.
+fn ended_by(first: First, device_revoked: bool) -> &'static str {
+    use End::*;
+    match first {
+        First::Technician(_, Some(Broken)) | First::Device(Broken, _) if device_revoked => {
+            "device revoked"
+        }
+        First::Technician(_, Some(Broken | Silent)) | First::Device(Broken | Silent, _) => {
+            "device lost"
+        }
+        // A goodbye, answered or not.
+        First::Technician(Finished, Some(_)) => "technician",
+        First::Technician(Finished | Unwritable, None) => "device lost",
+        First::Technician(_, _) => "technician lost",
+        First::Device(Finished, Some(_)) => "device",
+        First::Device(_, _) => "technician lost",
+    }
+}
+
+/// Copies one direction until it ends. A goodbye (finish) is passed on at once; a broken
+/// technician's direction resets the device's; when the device's direction (`silence` set)
+/// breaks or goes quiet, the caller resets the technician's side with the reason. `total` counts
+/// the bytes copied so far.
 async fn pipe(
-    mut from: RecvStream,
-    mut to: SendStream,
+    from: &mut RecvStream,
+    to: &mut SendStream,
     filter: Option<SpliceFilter>,
     total: Arc<AtomicU64>,
-) {
+    silence: Option<Duration>,
+) -> End {
     let mut buf = vec![0u8; 64 * 1024];
+    let mut first = true;
     loop {
-        match from.read(&mut buf).await {
+        let read = from.read(&mut buf);
+        let read = match silence {
+            Some(limit) => {
+                let limit = if first { DEVICE_FIRST_BYTES } else { limit };
+                match tokio::time::timeout(limit, read).await {
+                    Ok(r) => r,
+                    Err(_) => return End::Silent,
+                }
+            }
+            None => read.await,
+        };
+        first = false;
+        match read {
             Ok(Some(n)) => {
                 if let Some(f) = &filter {
                     f(&mut buf[..n]);
                 }
                 if to.write_all(&buf[..n]).await.is_err() {
                     let _ = from.stop(0u32.into());
-                    return;
+                    return End::Unwritable;
                 }
                 total.fetch_add(n as u64, Ordering::Relaxed);
             }
             Ok(None) => {
                 let _ = to.finish();
-                return;
+                return End::Finished;
             }
             Err(_) => {
-                let _ = to.reset(0u32.into());
-                return;
+                if silence.is_none() {
+                    let _ = to.reset(0u32.into());
+                }
+                return End::Broken;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn who_ended_a_session() {
+        use End::*;
+        use First::{Device, Technician};
+        // Goodbyes, answered.
+        assert_eq!(
+            ended_by(Technician(Finished, Some(Finished)), false),
+            "technician"
+        );
+        assert_eq!(ended_by(Device(Finished, Some(Finished)), false), "device");
+        // The technician said goodbye; the device never answered, went quiet or vanished.
+        assert_eq!(ended_by(Technician(Finished, None), false), "device lost");
+        assert_eq!(
+            ended_by(Technician(Finished, Some(Silent)), false),
+            "device lost"
+        );
+        assert_eq!(
+            ended_by(Technician(Finished, Some(Broken)), false),
+            "device lost"
+        );
+        // The device vanished, or was revoked, while the technician waited.
+        assert_eq!(ended_by(Device(Silent, None), false), "device lost");
+        assert_eq!(ended_by(Device(Broken, None), false), "device lost");
+        assert_eq!(ended_by(Device(Broken, None), true), "device revoked");
+        assert_eq!(
+            ended_by(Technician(Finished, Some(Broken)), true),
+            "device revoked"
+        );
+        // The technician vanished.
+        assert_eq!(
+            ended_by(Technician(Broken, Some(Unwritable)), false),
+            "technician lost"
+        );
+        assert_eq!(ended_by(Device(Unwritable, None), false), "technician lost");
+        assert_eq!(ended_by(Device(Finished, None), false), "technician lost");
     }
 }

@@ -11,5 +11,5 @@ mod enroll;
 mod presence;
 pub mod server;
 pub mod store;
-mod tech;
+pub mod tech;
 pub mod tokens;

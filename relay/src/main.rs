@@ -499,9 +499,27 @@ async fn run(cli: Cli) -> Result<()> {
         } => {
             let dd = initialized(&data)?;
             let store = Store::open_sqlite(&dd.database()).await?;
-            let revoked = store
-                .revoke(device.as_deref(), technician.as_deref(), &reason)
-                .await?;
+            // A device by the rules technicians' requests follow (ids win; a shared or id-shaped
+            // hostname is refused with the candidates), then revoked by its id only.
+            let device_id = match device.as_deref() {
+                Some(q) => match tether_relay::tech::pick_device(&store.list_devices().await?, q) {
+                    Ok(d) => Some(d.id.clone()),
+                    Err(tether_relay::tech::Unresolved::NotFound(_)) => None,
+                    Err(e) => {
+                        store.close().await;
+                        bail!("{}; nothing revoked", e.message());
+                    }
+                },
+                None => None,
+            };
+            let revoked = match (&device_id, &technician) {
+                (None, None) => None,
+                _ => {
+                    store
+                        .revoke(device_id.as_deref(), technician.as_deref(), &reason)
+                        .await?
+                }
+            };
             store.close().await;
             match revoked {
                 Some(subject) => {

@@ -407,7 +407,6 @@ fn summary(state: &State, d: DeviceRow) -> DeviceSummary {
     }
 }
 
-/// Finds a device by exact id, exact hostname, or unique id prefix (4+ characters).
 /// The device groups a technician may see: all for admins and for technicians without grants
 /// (`tether-relay grant`), else only those granted.
 pub(crate) struct Scope(Option<std::collections::HashSet<String>>);
@@ -442,48 +441,191 @@ impl Scope {
 }
 
 /// Finds a device by id, unique id prefix or hostname, among those in `scope` (a device out of
-/// scope does not exist for this technician).
+/// scope does not exist for this technician), by the rules of [`pick_device`].
 pub(crate) async fn resolve(
     state: &State,
     scope: &Scope,
     query: &str,
 ) -> Result<Result<DeviceRow, TechResponse>, StoreError> {
-    let q = text::clean(query, 256);
     let devices = scope.devices(state).await?;
-    if let Some(d) = devices.iter().find(|d| d.id == q) {
-        return Ok(Ok(d.clone()));
+    Ok(match pick_device(&devices, query) {
+        Ok(d) => Ok(d.clone()),
+        Err(Unresolved::NotFound(m)) => Err(err(ErrorCode::NotFound, m)),
+        Err(Unresolved::Ambiguous(m)) => Err(err(ErrorCode::BadRequest, m)),
+    })
+}
+
+/// Why a device name does not name exactly one device (the message lists the candidates).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unresolved {
+    NotFound(String),
+    Ambiguous(String),
+}
+
+impl Unresolved {
+    pub fn message(&self) -> &str {
+        match self {
+            Unresolved::NotFound(m) | Unresolved::Ambiguous(m) => m,
+        }
     }
-    let by_host: Vec<_> = devices
+}
+
+/// Shortest id prefix accepted.
+pub const MIN_ID_PREFIX: usize = 4;
+
+/// Does `q` have the shape of a device id or id prefix (hex digits and dashes)?
+fn looks_like_id(q: &str) -> bool {
+    q.len() >= MIN_ID_PREFIX
+        && q.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
+        && q.chars().any(|c| c.is_ascii_hexdigit())
+}
+
+/// The one device `query` names. Ids win: an exact id, else a unique id prefix (4+ characters).
+/// A device chooses its own hostname, so a hostname is trusted only where it cannot be taken
+/// for an id: a query shaped like an id (hex digits and dashes) never resolves by hostname (a
+/// device that named itself like another's id prefix would receive what was meant for that
+/// device), and a hostname two devices share names neither. Refusals list the candidates (id,
+/// hostname, group), so the technician can pick by id. Used for technicians' requests and for
+/// `tether-relay revoke`.
+pub fn pick_device<'a>(devices: &'a [DeviceRow], query: &str) -> Result<&'a DeviceRow, Unresolved> {
+    let q = text::clean(query, 256);
+    let id = q.to_ascii_lowercase();
+    if let Some(d) = devices.iter().find(|d| d.id == id) {
+        return Ok(d);
+    }
+    let by_host: Vec<&DeviceRow> = devices
         .iter()
         .filter(|d| d.hostname.eq_ignore_ascii_case(&q))
         .collect();
-    let by_prefix: Vec<_> = if q.len() >= 4 {
-        devices.iter().filter(|d| d.id.starts_with(&q)).collect()
-    } else {
-        Vec::new()
-    };
-    let matches = if by_host.is_empty() {
-        by_prefix
-    } else {
-        by_host
-    };
-    Ok(match matches.as_slice() {
-        [one] => Ok((*one).clone()),
-        [] => Err(err(
-            ErrorCode::NotFound,
-            format!("no device matches {q:?} (see tether devices)"),
-        )),
-        many => Err(err(
-            ErrorCode::BadRequest,
-            format!(
-                "{q:?} matches {} devices ({}); use the device id",
+    if looks_like_id(&id) {
+        let by_prefix: Vec<&DeviceRow> = devices.iter().filter(|d| d.id.starts_with(&id)).collect();
+        return match by_prefix.as_slice() {
+            [one] => Ok(one),
+            [] if by_host.is_empty() => Err(not_found(&q)),
+            [] => Err(Unresolved::Ambiguous(format!(
+                "no device id starts with {q:?}, and a hostname that looks like a device id is not trusted: {}; use the device id",
+                candidates(&by_host)
+            ))),
+            many => Err(Unresolved::Ambiguous(format!(
+                "{q:?} is the beginning of {} device ids: {}; use more of the id",
                 many.len(),
-                many.iter()
-                    .take(5)
-                    .map(|d| d.id.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        )),
-    })
+                candidates(many)
+            ))),
+        };
+    }
+    match by_host.as_slice() {
+        [one] => Ok(one),
+        [] => Err(not_found(&q)),
+        many => Err(Unresolved::Ambiguous(format!(
+            "{} devices are named {q:?}: {}; use the device id",
+            many.len(),
+            candidates(many)
+        ))),
+    }
+}
+
+fn not_found(q: &str) -> Unresolved {
+    Unresolved::NotFound(format!("no device matches {q:?} (see tether devices)"))
+}
+
+/// `id (hostname, group g), …`, cleaned (hostnames come from devices), at most 10.
+fn candidates(devices: &[&DeviceRow]) -> String {
+    const SHOWN: usize = 10;
+    let mut list: Vec<String> = devices
+        .iter()
+        .take(SHOWN)
+        .map(|d| {
+            format!(
+                "{} ({}, group {})",
+                text::clean(&d.id, 64),
+                text::clean(&d.hostname, 64),
+                text::clean(&d.group, 64)
+            )
+        })
+        .collect();
+    if devices.len() > SHOWN {
+        list.push(format!("and {} more", devices.len() - SHOWN));
+    }
+    list.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dev(id: &str, hostname: &str, group: &str) -> DeviceRow {
+        DeviceRow {
+            id: id.into(),
+            hostname: hostname.into(),
+            group: group.into(),
+            os: String::new(),
+            agent_version: String::new(),
+            first_seen: 0,
+            last_seen: 0,
+        }
+    }
+
+    const A: &str = "c8cf1e2a-0000-4000-8000-000000000001";
+    const B: &str = "5b3e9f10-0000-4000-8000-000000000002";
+    const C: &str = "5b3e0000-0000-4000-8000-000000000003";
+
+    fn ids(r: Result<&DeviceRow, Unresolved>) -> Result<String, Unresolved> {
+        r.map(|d| d.id.clone())
+    }
+
+    /// Reproduces the review finding: device B named itself like A's id prefix and received
+    /// `tether exec c8cf`, meant for A. Ids and id prefixes win.
+    #[test]
+    fn id_prefixes_win_over_hostnames() {
+        let devices = [dev(A, "ws-a", "default"), dev(B, "c8cf", "default")];
+        assert_eq!(ids(pick_device(&devices, "c8cf")), Ok(A.into()));
+        assert_eq!(ids(pick_device(&devices, "C8CF1E2A")), Ok(A.into()));
+        // B's hostname as a full id of A: still A.
+        let devices = [dev(A, "ws-a", "default"), dev(B, A, "default")];
+        assert_eq!(ids(pick_device(&devices, A)), Ok(A.into()));
+    }
+
+    #[test]
+    fn a_hostname_shaped_like_an_id_is_not_trusted() {
+        let devices = [dev(A, "ws-a", "default"), dev(B, "beef", "lab")];
+        let e = pick_device(&devices, "beef").unwrap_err();
+        assert!(matches!(e, Unresolved::Ambiguous(_)), "{e:?}");
+        assert!(
+            e.message().contains(B) && e.message().contains("group lab"),
+            "{e:?}"
+        );
+        // Its id still works, and a hostname that is not id-shaped resolves.
+        assert_eq!(ids(pick_device(&devices, &B[..8])), Ok(B.into()));
+        assert_eq!(ids(pick_device(&devices, "WS-A")), Ok(A.into()));
+    }
+
+    /// Reproduces the review finding: two devices named "twin" and the first one won.
+    #[test]
+    fn a_shared_hostname_names_no_device_and_lists_the_candidates() {
+        let devices = [
+            dev(A, "twin", "default"),
+            dev(B, "twin", "lab"),
+            dev(C, "\u{1b}[31mother", "default"),
+        ];
+        let e = pick_device(&devices, "twin").unwrap_err();
+        let m = e.message();
+        assert!(matches!(e, Unresolved::Ambiguous(_)), "{e:?}");
+        assert!(m.contains(A) && m.contains(B) && !m.contains(C), "{m}");
+        assert!(
+            m.contains("(twin, group default)") && m.contains("(twin, group lab)"),
+            "{m}"
+        );
+        // Ambiguous prefixes list their candidates, cleaned.
+        let e = pick_device(&devices, "5b3e").unwrap_err();
+        assert!(e.message().contains(B) && e.message().contains(C), "{e:?}");
+        assert!(!e.message().contains('\u{1b}'), "{e:?}");
+        assert!(matches!(
+            pick_device(&devices, "nothing"),
+            Err(Unresolved::NotFound(_))
+        ));
+        assert!(matches!(
+            pick_device(&devices, "abcd"),
+            Err(Unresolved::NotFound(_))
+        ));
+    }
 }

@@ -161,10 +161,7 @@ pub async fn show(creds: &Credentials, device: &str, json: bool) -> anyhow::Resu
     session.close().await;
     let h = h?;
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&health_json(&h, now_ms()))?
-        );
+        println!("{}", crate::safe::json(&health_json(&h, now_ms())));
     } else {
         print!("{}", health_text(&h, now_ms()));
     }
@@ -211,7 +208,7 @@ pub async fn watch(
                         human_secs(every.as_secs() as i64)
                     )?;
                 } else if new && json {
-                    writeln!(out, "{}", serde_json::to_string(&health_json(&h, now))?)?;
+                    writeln!(out, "{}", crate::safe::json_line(&health_json(&h, now)))?;
                 } else if new {
                     writeln!(out, "{}", health_text(&h, now))?;
                 }
@@ -223,9 +220,13 @@ pub async fn watch(
                     session = None;
                 }
                 if tty {
-                    writeln!(out, "\x1b[H\x1b[2Jerror: {e} (retrying)")?;
+                    writeln!(
+                        out,
+                        "\x1b[H\x1b[2Jerror: {} (retrying)",
+                        crate::safe::error_line(&e)
+                    )?;
                 } else {
-                    eprintln!("error: {e} (retrying)");
+                    eprintln!("error: {} (retrying)", crate::safe::error_line(&e));
                 }
             }
         }
@@ -243,7 +244,7 @@ pub async fn list(creds: &Credentials, all: bool, json: bool) -> anyhow::Result<
     session.close().await;
     let rows = rows?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&alerts_json(&rows))?);
+        println!("{}", crate::safe::json(&alerts_json(&rows)));
     } else if rows.is_empty() {
         println!(
             "{}",

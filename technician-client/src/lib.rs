@@ -8,6 +8,7 @@ pub mod ops;
 pub mod output;
 pub mod relay;
 pub mod remote;
+pub mod safe;
 pub mod viewer;
 
 use std::path::PathBuf;

@@ -339,7 +339,7 @@ fn main() -> ExitCode {
         return match connect(&dir, device, *view_only, *actual_size, *keys, why) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("error: {e:#}");
+                eprintln!("error: {}", tether_technician::safe::error_line(&e));
                 ExitCode::from(exit_code(&e))
             }
         };
@@ -376,7 +376,7 @@ fn main() -> ExitCode {
             ExitCode::from((*code).clamp(0, 255) as u8)
         }
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", tether_technician::safe::error_line(&e));
             ExitCode::from(exit_code(&e))
         }
     }
@@ -436,7 +436,8 @@ fn connect(
         match rt.block_on(session.add_notes(&session_id, &text)) {
             Ok(()) => eprintln!("notes saved on session {session_id}"),
             Err(e) => eprintln!(
-                "warning: notes not saved ({e}); add them with: tether notes {session_id} TEXT"
+                "warning: notes not saved ({}); add them with: tether notes {session_id} TEXT",
+                tether_technician::safe::error_line(&e)
             ),
         }
     }
@@ -561,7 +562,7 @@ async fn run(cli: Cli) -> Result<()> {
             if json {
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(&output::devices_json(&devices))?
+                    tether_technician::safe::json(&output::devices_json(&devices))
                 );
             } else if devices.is_empty() {
                 println!("no devices enrolled yet (IT: tether-relay token --agent)");
@@ -588,7 +589,7 @@ async fn run(cli: Cli) -> Result<()> {
                 if json && !csv {
                     println!(
                         "{}",
-                        serde_json::to_string_pretty(&output::inventory_rows_json(&rows))?
+                        tether_technician::safe::json(&output::inventory_rows_json(&rows))
                     );
                 } else {
                     print!("{}", output::inventory_rows_csv(&rows));
@@ -604,7 +605,7 @@ async fn run(cli: Cli) -> Result<()> {
                         "received_at": output::rfc3339(inv.received_unix_ms),
                         "inventory": inv.inventory,
                     });
-                    println!("{}", serde_json::to_string_pretty(&v)?);
+                    println!("{}", tether_technician::safe::json(&v));
                 } else {
                     println!(
                         "{} ({}) {}, inventory received {}\n",
@@ -637,7 +638,7 @@ async fn run(cli: Cli) -> Result<()> {
             if json {
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(&output::software_json(&rows))?
+                    tether_technician::safe::json(&output::software_json(&rows))
                 );
             } else if rows.is_empty() {
                 println!("no device has {}", tether_protocol::text::clean(&name, 64));
@@ -689,7 +690,7 @@ async fn run(cli: Cli) -> Result<()> {
             if json {
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(&output::sessions_json(&rows))?
+                    tether_technician::safe::json(&output::sessions_json(&rows))
                 );
             } else if csv {
                 print!("{}", output::sessions_csv(&rows));
@@ -775,7 +776,10 @@ async fn run(cli: Cli) -> Result<()> {
             session.close().await;
             let reply = reply?;
             if json {
-                println!("{}", serde_json::json!({ "reply": reply }));
+                println!(
+                    "{}",
+                    tether_technician::safe::json_line(&serde_json::json!({ "reply": reply }))
+                );
             } else {
                 match reply {
                     Some(r) => println!("{}", tether_protocol::text::clean(&r, 1000)),
@@ -810,7 +814,7 @@ async fn run(cli: Cli) -> Result<()> {
                     serde_json::json!({"token": token, "expires_unix_ms": expires})
                 );
             } else {
-                println!("{token}");
+                println!("{}", tether_technician::safe::line(&token));
                 eprintln!(
                     "single-use token, valid for {}",
                     humantime::format_duration(ttl)
@@ -844,7 +848,7 @@ async fn run(cli: Cli) -> Result<()> {
             if json {
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(&output::report_json(&rows))?
+                    tether_technician::safe::json(&output::report_json(&rows))
                 );
             } else if rows.is_empty() {
                 println!(
@@ -884,12 +888,11 @@ async fn run(cli: Cli) -> Result<()> {
             .await;
             session.close().await;
             if let Some(text) = result? {
-                // Remote text: strip control characters except newlines and tabs.
-                let shown: String = text
-                    .chars()
-                    .filter(|c| !c.is_control() || *c == '\n' || *c == '\t')
-                    .collect();
-                println!("{shown}");
+                // Remote text: only text, newlines and tabs (no escapes, CR or bidi overrides).
+                let mut f = tether_technician::safe::TerminalFilter::default();
+                let mut shown = f.push(text.as_bytes());
+                shown.extend(f.finish());
+                println!("{}", String::from_utf8_lossy(&shown));
             }
         }
         Cmd::Type { device, text, why } => {
@@ -939,7 +942,7 @@ async fn run(cli: Cli) -> Result<()> {
             if json {
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(&output::history_json(&h))?
+                    tether_technician::safe::json(&output::history_json(&h))
                 );
             } else if h.changes.is_empty() {
                 println!(

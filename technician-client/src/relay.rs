@@ -13,18 +13,20 @@ use tether_protocol::message::{
 };
 use thiserror::Error;
 
+/// Why a request failed. The texts of `Denied`, `Offline` and `Session` may come from the relay
+/// or the agent, so they are shown through [`crate::safe::line`] whatever they hold.
 #[derive(Debug, Error)]
 pub enum RequestError {
     #[error(transparent)]
     Client(#[from] ClientError),
-    #[error("{0}")]
+    #[error("{}", crate::safe::line(.0))]
     Denied(String),
     /// The device is not connected to the relay (it may come back).
-    #[error("{0}")]
+    #[error("{}", crate::safe::line(.0))]
     Offline(String),
     #[error("unexpected answer from relay")]
     Unexpected,
-    #[error("session: {0}")]
+    #[error("session: {}", crate::safe::line(.0))]
     Session(String),
 }
 

@@ -11,13 +11,30 @@ use tether_net::framed::{read_msg, write_msg};
 use tether_protocol::message::{ErrorCode, SessionRequest, TechRequest, TechResponse};
 use tether_protocol::session::{
     Compression, DisplayInfo, Image, InputEvent, Permissions, SILENT_MS, ToAgent, ToViewer,
+    splice_reset,
 };
-use tether_protocol::{codec, frame, limits};
+use tether_protocol::{codec, frame, limits, text};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-/// Largest decompressed screenshot accepted (8K UHD is 132 MB).
-const MAX_PIXELS_BYTES: usize = 256 * 1024 * 1024;
+/// Widest and tallest screen accepted from a device (8K UHD is 7680×4320). The agent states a
+/// frame's size and the viewer allocates a framebuffer for it, so this bounds that allocation
+/// (8192 × 8192 × 4 bytes = 256 MiB).
+pub const MAX_SCREEN_SIDE: u32 = 8192;
+
+/// Bytes of a `width × height` BGRX image, refused (not allocated) above
+/// [`MAX_SCREEN_SIDE`] on either side.
+pub fn pixels_len(width: u32, height: u32) -> Result<usize, RequestError> {
+    if width > MAX_SCREEN_SIDE || height > MAX_SCREEN_SIDE {
+        return Err(session_err(format!(
+            "the device announced a {width}x{height} screen; at most {MAX_SCREEN_SIDE}x{MAX_SCREEN_SIDE} is accepted"
+        )));
+    }
+    (width as usize)
+        .checked_mul(height as usize)
+        .and_then(|p| p.checked_mul(4))
+        .ok_or_else(|| session_err("screen size overflows"))
+}
 
 type Tls = tokio_rustls::client::TlsStream<tokio::io::Join<RecvStream, SendStream>>;
 
@@ -25,6 +42,9 @@ pub struct RemoteSession {
     tls: Tls,
     /// The connection to the relay the session runs over (to tell why it ended).
     relay: quinn::Connection,
+    /// The channel broke or the device went quiet: [`RemoteSession::close`] then has nobody to
+    /// wait for.
+    broken: bool,
     pub session_id: String,
     pub device_id: String,
     pub hostname: String,
@@ -77,7 +97,12 @@ impl Session {
                 session_id,
                 device_id,
                 hostname,
-            } => (session_id, device_id, hostname),
+            } => (
+                // From the relay: printed and put in titles, so cleaned like agent text.
+                text::clean(&session_id, 64),
+                device_id,
+                text::clean(&hostname, 256),
+            ),
             TechResponse::Error {
                 code: ErrorCode::Offline,
                 message,
@@ -97,7 +122,7 @@ impl Session {
                     "end-to-end TLS with the device failed (a relay altering the session?): {e}"
                 ))
             })?;
-        match recv_msg(&mut tls).await? {
+        match recv_msg(&mut tls, self.conn()).await? {
             ToViewer::Ready {
                 displays,
                 permissions,
@@ -105,6 +130,7 @@ impl Session {
             } => Ok(RemoteSession {
                 tls,
                 relay: self.conn().clone(),
+                broken: false,
                 session_id,
                 device_id,
                 hostname,
@@ -122,14 +148,44 @@ impl Session {
 /// What the technician is told when the device goes quiet mid-session.
 pub const DEVICE_GONE: &str = "device disconnected (nothing heard from it for 1.5 s)";
 
+/// What the technician is told when the relay reports the device's certificate revoked.
+pub const DEVICE_REVOKED: &str =
+    "the device's certificate was revoked; the relay ended the session";
+
 /// The next message that is not a keep-alive, or an error once the device has been silent
 /// for [`SILENT_MS`] (it sends keep-alives when idle, so silence means it is gone).
-async fn recv_msg<R: tokio::io::AsyncRead + Unpin>(tls: &mut R) -> Result<ToViewer, RequestError> {
+async fn recv_msg<R: tokio::io::AsyncRead + Unpin>(
+    tls: &mut R,
+    relay: &quinn::Connection,
+) -> Result<ToViewer, RequestError> {
     loop {
-        match read_frame(tls).await? {
+        match read_frame(tls, relay).await? {
             ToViewer::KeepAlive => continue,
             other => return Ok(other),
         }
+    }
+}
+
+/// Why the session channel broke, in words the technician can act on: the relay's reason for
+/// closing our connection first (this technician's certificate revoked, a relay restart), then
+/// the code the relay reset the channel with (the device revoked or lost), else a broken channel.
+fn channel_broken(relay: &quinn::Connection, e: std::io::Error) -> RequestError {
+    if let Some(closed) = relay.close_reason() {
+        return NetError::from_connection(&closed).into();
+    }
+    let reset = match e
+        .get_ref()
+        .and_then(|i| i.downcast_ref::<quinn::ReadError>())
+    {
+        Some(quinn::ReadError::Reset(code)) => u32::try_from(code.into_inner()).ok(),
+        _ => None,
+    };
+    match reset {
+        Some(splice_reset::DEVICE_REVOKED) => RequestError::Session(DEVICE_REVOKED.into()),
+        Some(splice_reset::DEVICE_LOST) => RequestError::Session(DEVICE_GONE.into()),
+        _ => RequestError::Session(format!(
+            "session channel broken (device disconnected, or a relay altering the session): {e}"
+        )),
     }
 }
 
@@ -137,12 +193,9 @@ async fn recv_msg<R: tokio::io::AsyncRead + Unpin>(tls: &mut R) -> Result<ToView
 /// take longer to arrive over a slow link.
 async fn read_frame<R: tokio::io::AsyncRead + Unpin>(
     tls: &mut R,
+    relay: &quinn::Connection,
 ) -> Result<ToViewer, RequestError> {
-    let broken = |e: std::io::Error| {
-        RequestError::Session(format!(
-            "session channel broken (device disconnected, or a relay altering the session): {e}"
-        ))
-    };
+    let broken = |e: std::io::Error| channel_broken(relay, e);
     let mut header = [0u8; frame::HEADER_LEN];
     let silent = std::time::Duration::from_millis(SILENT_MS);
     match tokio::time::timeout(silent, tls.read(&mut header[..1])).await {
@@ -168,43 +221,52 @@ impl RemoteSession {
         self.tls.flush().await.map_err(session_err)
     }
 
-    /// The next message from the agent (keep-alives are consumed here).
+    /// The next message from the agent (keep-alives are consumed here). After an error the
+    /// session is over: [`RemoteSession::close`] then returns at once.
     pub async fn recv(&mut self) -> Result<ToViewer, RequestError> {
-        recv_msg(&mut self.tls).await
+        let r = recv_msg(&mut self.tls, &self.relay).await;
+        if r.is_err() {
+            self.broken = true;
+        }
+        r
     }
 
     pub async fn screenshot(&mut self, display: u32) -> Result<Screenshot, RequestError> {
         self.send(&ToAgent::Screenshot { display }).await?;
-        match recv_msg(&mut self.tls).await? {
+        match self.recv().await? {
             ToViewer::Screenshot(img) => decode(img),
             ToViewer::Error { message } => Err(RequestError::Denied(message)),
+            ToViewer::Bye { reason } => Err(RequestError::Session(reason)),
             _ => Err(RequestError::Unexpected),
         }
     }
 
     pub async fn get_clipboard(&mut self) -> Result<String, RequestError> {
         self.send(&ToAgent::GetClipboard).await?;
-        match recv_msg(&mut self.tls).await? {
+        match self.recv().await? {
             ToViewer::Clipboard { text } => Ok(text),
             ToViewer::Error { message } => Err(RequestError::Denied(message)),
+            ToViewer::Bye { reason } => Err(RequestError::Session(reason)),
             _ => Err(RequestError::Unexpected),
         }
     }
 
     pub async fn set_clipboard(&mut self, text: String) -> Result<(), RequestError> {
         self.send(&ToAgent::SetClipboard { text }).await?;
-        match recv_msg(&mut self.tls).await? {
+        match self.recv().await? {
             ToViewer::Done => Ok(()),
             ToViewer::Error { message } => Err(RequestError::Denied(message)),
+            ToViewer::Bye { reason } => Err(RequestError::Session(reason)),
             _ => Err(RequestError::Unexpected),
         }
     }
 
     pub async fn input(&mut self, event: InputEvent) -> Result<(), RequestError> {
         self.send(&ToAgent::Input(event)).await?;
-        match recv_msg(&mut self.tls).await? {
+        match self.recv().await? {
             ToViewer::Done => Ok(()),
             ToViewer::Error { message } => Err(RequestError::Denied(message)),
+            ToViewer::Bye { reason } => Err(RequestError::Session(reason)),
             _ => Err(RequestError::Unexpected),
         }
     }
@@ -229,18 +291,17 @@ impl RemoteSession {
         });
         tokio::spawn(async move {
             loop {
-                match recv_msg(&mut rd).await {
+                match recv_msg(&mut rd, &relay).await {
                     Ok(m) => {
                         if from_agent_tx.send(m).await.is_err() {
                             return;
                         }
                     }
                     Err(e) => {
-                        let reason = match (e, relay.close_reason()) {
-                            (RequestError::Session(m), _) if m == DEVICE_GONE => m,
-                            // The relay went away (restart, network): say so, not "device".
-                            (_, Some(closed)) => NetError::from_connection(&closed).to_string(),
-                            (other, None) => format!("connection to the device lost ({other})"),
+                        // `recv_msg` already says why (relay gone, device lost or revoked).
+                        let reason = match e {
+                            RequestError::Session(m) => m,
+                            other => other.to_string(),
                         };
                         let _ = from_agent_tx.send(ToViewer::Bye { reason }).await;
                         return;
@@ -253,21 +314,25 @@ impl RemoteSession {
 
     /// Ends the session: says bye and closes our direction first (so the relay's audit records
     /// the technician as the one who ended it), then waits briefly for the agent's goodbye.
+    /// After the channel broke (device gone, revoked, relay gone) there is nobody to wait for:
+    /// it returns at once, so a lost device is reported within [`SILENT_MS`], not 2 s later.
     pub async fn close(mut self) {
+        if self.broken {
+            return;
+        }
         let _ = self.send(&ToAgent::Bye).await;
         let _ = self.tls.shutdown().await;
-        let _ =
-            tokio::time::timeout(std::time::Duration::from_secs(2), recv_msg(&mut self.tls)).await;
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            recv_msg(&mut self.tls, &self.relay),
+        )
+        .await;
     }
 }
 
 /// Decompresses one rectangle of a frame update, refusing sizes that do not match.
 pub fn decode_rect(r: &tether_protocol::session::EncodedRect) -> Result<Vec<u8>, RequestError> {
-    let len = (r.rect.w as usize)
-        .checked_mul(r.rect.h as usize)
-        .and_then(|p| p.checked_mul(4))
-        .filter(|&n| n <= MAX_PIXELS_BYTES)
-        .ok_or_else(|| session_err("update rectangle is too large"))?;
+    let len = pixels_len(r.rect.w, r.rect.h)?;
     match r.compression {
         Compression::None => Ok(r.data.clone()),
         Compression::Zstd | Compression::ZstdXor => {
@@ -278,11 +343,7 @@ pub fn decode_rect(r: &tether_protocol::session::EncodedRect) -> Result<Vec<u8>,
 }
 
 fn decode(img: Image) -> Result<Screenshot, RequestError> {
-    let len = (img.width as usize)
-        .checked_mul(img.height as usize)
-        .and_then(|p| p.checked_mul(4))
-        .filter(|&n| n <= MAX_PIXELS_BYTES)
-        .ok_or_else(|| session_err("screenshot dimensions are too large"))?;
+    let len = pixels_len(img.width, img.height)?;
     let bgrx = match img.compression {
         Compression::None => img.data,
         Compression::Zstd => zstd::bulk::decompress(&img.data, len).map_err(session_err)?,

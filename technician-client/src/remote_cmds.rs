@@ -223,6 +223,10 @@ async fn exec_one(
     };
     let mut captured = (Vec::new(), Vec::new());
     let json = a.json;
+    // The command's bytes go out unchanged into a pipe or a file; on a terminal they are
+    // filtered, so a device cannot drive the technician's terminal (see `safe`).
+    let mut out = Shown::new(std::io::stdout());
+    let mut err = Shown::new(std::io::stderr());
     let exit = ops::exec(&mut remote, a.command.clone(), a.timeout, |stream, data| {
         if json {
             match stream {
@@ -230,15 +234,15 @@ async fn exec_one(
                 _ => keep(&mut captured.0, data),
             }
         } else {
-            let _ = match stream {
-                OutStream::Stderr => std::io::stderr().write_all(data),
-                _ => std::io::stdout()
-                    .write_all(data)
-                    .and_then(|()| std::io::stdout().flush()),
-            };
+            match stream {
+                OutStream::Stderr => err.write(data),
+                _ => out.write(data),
+            }
         }
     })
     .await;
+    out.finish();
+    err.finish();
     remote.close().await;
     let exit = exit?;
     if json {
@@ -250,7 +254,7 @@ async fn exec_one(
             stderr: captured.1,
             error: None,
         };
-        println!("{}", serde_json::to_string_pretty(&outcome_json(&o))?);
+        println!("{}", tether_technician::safe::json(&outcome_json(&o)));
     }
     if exit.timed_out {
         eprintln!("error: timed out; the command was killed");
@@ -258,6 +262,35 @@ async fn exec_one(
     match exit.status() {
         0 => Ok(()),
         code => Err(RemoteExit(code).into()),
+    }
+}
+
+/// Where a remote command's output goes: raw into a pipe or file, through
+/// [`tether_technician::safe::TerminalFilter`] onto a terminal.
+struct Shown<W: Write + IsTerminal> {
+    to: W,
+    filter: Option<tether_technician::safe::TerminalFilter>,
+}
+
+impl<W: Write + IsTerminal> Shown<W> {
+    fn new(to: W) -> Self {
+        let filter = to.is_terminal().then(Default::default);
+        Shown { to, filter }
+    }
+
+    fn write(&mut self, data: &[u8]) {
+        let _ = match &mut self.filter {
+            Some(f) => self.to.write_all(&f.push(data)),
+            None => self.to.write_all(data),
+        };
+        let _ = self.to.flush();
+    }
+
+    fn finish(&mut self) {
+        if let Some(f) = &mut self.filter {
+            let _ = self.to.write_all(&f.finish());
+            let _ = self.to.flush();
+        }
     }
 }
 
@@ -348,7 +381,10 @@ async fn exec_group(
         .count();
     if a.json {
         let rows: Vec<_> = results.iter().map(outcome_json).collect();
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        println!(
+            "{}",
+            tether_technician::safe::json(&serde_json::Value::Array(rows))
+        );
     } else {
         for o in &results {
             let host = tether_protocol::text::clean(&o.hostname, 64);
@@ -402,8 +438,10 @@ pub enum Transfer {
 /// Errors worth another attempt: the connection or the session channel broke.
 fn retryable(e: &RequestError) -> bool {
     match e {
+        // A revoked device does not come back.
+        RequestError::Session(m) => m != tether_technician::remote::DEVICE_REVOKED,
         // The device may be reconnecting too (after a relay restart).
-        RequestError::Session(_) | RequestError::Offline(_) => true,
+        RequestError::Offline(_) => true,
         RequestError::Client(ClientError::Net(n)) => !n.is_auth(),
         _ => false,
     }
@@ -461,7 +499,8 @@ pub async fn transfer(
                 let delay = Duration::from_millis(500 * u64::from(attempt.min(10)));
                 bar.suspend(|| {
                     eprintln!(
-                        "connection lost ({e}); resuming in {:.1} s (attempt {})…",
+                        "connection lost ({}); resuming in {:.1} s (attempt {})…",
+                        tether_technician::safe::error_line(&e),
                         delay.as_secs_f32(),
                         attempt + 1
                     )

@@ -8,7 +8,7 @@
 //! what gives the agent flow-control credit).
 
 use crate::keymap::KeyTranslator;
-use crate::remote::decode_rect;
+use crate::remote::{decode_rect, pixels_len};
 use eframe::egui;
 use std::time::{Duration, Instant};
 use tether_protocol::keys::KeyMode;
@@ -242,9 +242,19 @@ impl Viewer {
                         };
                     }
                     if f.width != self.width || f.height != self.height {
-                        self.width = f.width;
-                        self.height = f.height;
-                        self.fb = vec![0; f.width as usize * f.height as usize * 4];
+                        // The size comes from the device: bounded before anything is allocated.
+                        match pixels_len(f.width, f.height) {
+                            Ok(len) => {
+                                self.width = f.width;
+                                self.height = f.height;
+                                self.fb = vec![0; len];
+                            }
+                            Err(e) => {
+                                self.ended = Some(e.to_string());
+                                self.finish();
+                                return;
+                            }
+                        }
                     }
                     for r in &f.rects {
                         self.window_bytes += r.data.len() as u64;
@@ -606,5 +616,63 @@ impl eframe::App for Viewer {
             ctx.send_viewport_cmd(egui::ViewportCommand::Close);
         }
         ctx.request_repaint_after(Duration::from_millis(8));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tether_protocol::session::FrameUpdate;
+
+    fn viewer() -> (
+        Viewer,
+        mpsc::Sender<ToViewer>,
+        mpsc::UnboundedReceiver<ToAgent>,
+    ) {
+        let (to_agent, to_agent_rx) = mpsc::unbounded_channel();
+        let (from_agent_tx, from_agent) = mpsc::channel(4);
+        let v = Viewer::new(
+            to_agent,
+            from_agent,
+            "test".into(),
+            Vec::new(),
+            Permissions::VIEW,
+        );
+        (v, from_agent_tx, to_agent_rx)
+    }
+
+    fn frame(width: u32, height: u32) -> ToViewer {
+        ToViewer::Frame(FrameUpdate {
+            seq: 1,
+            display: 0,
+            width,
+            height,
+            rects: Vec::new(),
+            encode_us: 0,
+        })
+    }
+
+    /// Reproduces the review finding: a device announcing a huge screen made the viewer
+    /// allocate `width × height × 4` bytes (here 4 × 65535² ≈ 16 GiB, or an overflow).
+    #[test]
+    fn a_frame_larger_than_8192_square_is_refused_without_allocating() {
+        for (w, h) in [
+            (65_535, 65_535),
+            (u32::MAX, u32::MAX),
+            (8193, 10),
+            (10, 8193),
+        ] {
+            let (mut v, tx, _rx) = viewer();
+            tx.try_send(frame(w, h)).unwrap();
+            v.drain();
+            assert!(v.fb.is_empty(), "{w}x{h} allocated {} bytes", v.fb.len());
+            let ended = v.ended.clone().unwrap_or_default();
+            assert!(ended.contains("at most 8192x8192"), "{w}x{h}: {ended:?}");
+        }
+        let (mut v, tx, _rx) = viewer();
+        tx.try_send(frame(1920, 1080)).unwrap();
+        v.drain();
+        assert_eq!(v.fb.len(), 1920 * 1080 * 4);
+        assert!(v.ended.is_none());
     }
 }

@@ -15,6 +15,8 @@ use tempfile::TempDir;
 use tether_net::local::LocalClient;
 use tether_protocol::consent::{LocalEvent, LocalRequest};
 
+pub mod hostile;
+
 /// Path of a workspace binary in the same target directory as the running test.
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");

@@ -109,3 +109,87 @@ fn a_revoked_technician_loses_their_session_at_once_and_is_refused() {
     let rows = boss.json(&["sessions"]);
     assert!(rows[0]["ended_at"].is_string(), "{rows:#}");
 }
+
+/// Starts `tether exec DEVICE -- sh -c 'echo started; sleep 60'` and returns once the command
+/// runs on the device.
+fn long_exec(tech: &Tech, device: &str) -> (std::process::Child, std::process::ChildStdout) {
+    let mut child = Command::new(bin("tether"))
+        .arg("--config")
+        .arg(tech.config())
+        .args(["exec", device, "--", "sh", "-c", "echo started; sleep 60"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 256];
+    while !String::from_utf8_lossy(&seen).contains("started") {
+        let n = std::io::Read::read(&mut out, &mut buf).unwrap();
+        assert!(n > 0, "exec ended early");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    (child, out)
+}
+
+/// Waits for `child` to end (within 5 s); returns its exit code, stderr and how long it took.
+fn ended(mut child: std::process::Child) -> (Option<i32>, String, Duration) {
+    let t0 = Instant::now();
+    let done = wait_until(Duration::from_secs(5), || {
+        child.try_wait().ok().flatten().is_some()
+    });
+    let took = t0.elapsed();
+    assert!(done.is_some(), "exec kept running after the revocation");
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    (status.code(), err, took)
+}
+
+/// Reproduces the review finding: a revocation during `tether exec` was reported as "device
+/// disconnected", whether the technician's or the device's certificate was revoked.
+#[test]
+fn a_revocation_mid_exec_is_reported_as_a_revocation() {
+    let relay = Relay::start();
+    let ana = Tech::enroll(&relay.tech_token("ana", "support"));
+    let boss = Tech::enroll(&relay.tech_token("boss", "admin"));
+    let mut x = Agent::enroll(&relay.agent_token());
+    let mut y = Agent::enroll(&relay.agent_token());
+    x.start();
+    y.start();
+    boss.wait_online(&x.id);
+    boss.wait_online(&y.id);
+    let _ux = x.auto_approve();
+    let _uy = y.auto_approve();
+
+    // The device's certificate.
+    let (exec, _out) = long_exec(&boss, &x.id);
+    revoke(&relay, &["--device", &x.id, "--reason", "stolen"]);
+    let (code, err, took) = ended(exec);
+    eprintln!(
+        "device revocation reported to exec after {took:?}: {}",
+        err.trim()
+    );
+    assert!(err.contains("device's certificate was revoked"), "{err}");
+    assert!(!err.contains("disconnected"), "{err}");
+    assert_ne!(code, Some(0));
+    let mut row = serde_json::Value::Null;
+    wait_until(Duration::from_secs(10), || {
+        row = boss.json(&["sessions", "--device", &x.id])[0].clone();
+        row["ended_at"].is_string()
+    });
+    assert_eq!(row["ended_by"], "device revoked", "{row:#}");
+
+    // The technician's certificate.
+    let (exec, _out) = long_exec(&ana, &y.id);
+    revoke(&relay, &["--technician", "ana"]);
+    let (code, err, took) = ended(exec);
+    eprintln!(
+        "technician revocation reported to exec after {took:?}: {}",
+        err.trim()
+    );
+    assert!(err.contains("revoked"), "{err}");
+    assert!(!err.contains("disconnected"), "{err}");
+    assert_eq!(code, Some(3), "not the authentication exit code: {err}");
+}

@@ -104,3 +104,62 @@ fn relay_restart_ends_sessions_with_a_clear_error_and_technicians_reconnect() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Starts `tether exec DEVICE -- sh -c 'echo started; sleep 60'` and returns once the command
+/// runs on the device.
+fn long_exec(tech: &Tech, device: &str) -> (std::process::Child, std::process::ChildStdout) {
+    let mut child = std::process::Command::new(tether_tests::bin("tether"))
+        .arg("--config")
+        .arg(tech.config())
+        .args(["exec", device, "--", "sh", "-c", "echo started; sleep 60"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 256];
+    while !String::from_utf8_lossy(&seen).contains("started") {
+        let n = std::io::Read::read(&mut out, &mut buf).unwrap();
+        assert!(n > 0, "exec ended early");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    (child, out)
+}
+
+/// Reproduces the review finding: an agent killed during `tether exec` was reported after
+/// ~3.5 s (the client waited 2 s more for a goodbye from a device it knew was gone), beyond the
+/// 2 s promised, and the audit could record the technician as having ended the session.
+#[test]
+fn agent_killed_mid_exec_is_reported_within_two_seconds_and_audited_as_lost() {
+    let relay = Relay::start();
+    let ana = Tech::enroll(&relay.tech_token("ana", "support"));
+    let mut agent = Agent::enroll(&relay.agent_token());
+    agent.start();
+    ana.wait_online(&agent.id);
+    let user = agent.auto_approve();
+    let (mut exec, _out) = long_exec(&ana, &agent.id);
+    drop(user);
+    let t0 = Instant::now();
+    agent.kill();
+    let status = exec.wait().unwrap();
+    let took = t0.elapsed();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut exec.stderr.take().unwrap(), &mut err).unwrap();
+    eprintln!(
+        "device loss reported to exec after {took:?}: {}",
+        err.trim()
+    );
+    assert!(!status.success());
+    assert!(err.contains("device disconnected"), "{err}");
+    // The promise is 2 s (measured ~1.5 s); a little slack for a loaded machine.
+    assert!(took < Duration::from_millis(2500), "took {took:?}");
+    let mut row = serde_json::Value::Null;
+    let closed = wait_until(Duration::from_secs(10), || {
+        row = ana.json(&["sessions"])[0].clone();
+        row["ended_at"].is_string()
+    });
+    assert!(closed.is_some(), "the audit record stayed open");
+    assert_eq!(row["ended_by"], "device lost", "{row:#}");
+}

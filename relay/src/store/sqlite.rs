@@ -395,25 +395,24 @@ impl Sqlite {
         reason: &str,
         now: i64,
     ) -> Result<Option<String>, StoreError> {
-        let found: Option<(String, String)> =
-            match (device, technician) {
-                (Some(d), _) => sqlx::query_as(
-                    "SELECT cert_serial, 'device:' || id FROM devices WHERE id = ? OR hostname = ?",
-                )
-                .bind(d)
-                .bind(d)
-                .fetch_optional(&self.pool)
-                .await?,
-                (None, Some(t)) => {
-                    sqlx::query_as(
-                        "SELECT cert_serial, 'tech:' || name FROM technicians WHERE name = ?",
-                    )
-                    .bind(t)
+        let found: Option<(String, String)> = match (device, technician) {
+            // By id only: hostnames are chosen by devices (see `tech::pick_device`).
+            (Some(d), _) => {
+                sqlx::query_as("SELECT cert_serial, 'device:' || id FROM devices WHERE id = ?")
+                    .bind(d)
                     .fetch_optional(&self.pool)
                     .await?
-                }
-                (None, None) => None,
-            };
+            }
+            (None, Some(t)) => {
+                sqlx::query_as(
+                    "SELECT cert_serial, 'tech:' || name FROM technicians WHERE name = ?",
+                )
+                .bind(t)
+                .fetch_optional(&self.pool)
+                .await?
+            }
+            (None, None) => None,
+        };
         let Some((serial, subject)) = found else {
             return Ok(None);
         };
