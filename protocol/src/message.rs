@@ -139,6 +139,8 @@ pub enum EnrollRefusal {
     BadCsr,
     /// Too many attempts; try later.
     Busy,
+    /// A technician token without `--replace` for a name that holds a valid certificate.
+    AlreadyEnrolled,
 }
 
 /// Agent → relay, on the agent's control stream.
@@ -304,7 +306,11 @@ pub enum TechRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TokenFor {
     Agent { group: String },
+    /// A technician not enrolled yet (refused for a name that holds a valid certificate).
     Technician { name: String, role: Role },
+    /// Re-enrolls a technician: their current certificates are revoked when the new one is
+    /// issued (`tether token --replace`).
+    ReplaceTechnician { name: String, role: Role },
 }
 
 /// One technician's sessions in a report.
