@@ -186,7 +186,7 @@ pub async fn open_session(
     };
     let offer = codec::to_bytes(&grant)
         .map_err(|e| e.to_string())
-        .and_then(|g| Ok((state.ca.sign(&g).map_err(|e| e.to_string())?, g)));
+        .and_then(|g| Ok((state.signer.sign(&g).map_err(|e| e.to_string())?, g)));
     let (signature, grant_bytes) = match offer {
         Ok(x) => x,
         Err(e) => {
@@ -206,6 +206,7 @@ pub async fn open_session(
             &RelayStream::SessionOffer {
                 grant: grant_bytes,
                 signature,
+                signer_cert: state.signer.cert_der.to_vec(),
             },
             limits::CONTROL,
         )

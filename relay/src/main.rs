@@ -643,7 +643,10 @@ async fn run(cli: Cli) -> Result<()> {
                     .collect();
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
-                println!("{:<34} {:<46} {:<10} STATUS", "SERIAL", "SUBJECT", "ROLE/GROUP");
+                println!(
+                    "{:<34} {:<46} {:<10} STATUS",
+                    "SERIAL", "SUBJECT", "ROLE/GROUP"
+                );
                 for c in rows {
                     println!(
                         "{:<34} {:<46} {:<10} {}",

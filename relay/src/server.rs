@@ -61,9 +61,8 @@ pub struct ServeOptions {
 }
 
 /// See [`ServeOptions::after_cert_check`].
-pub type CertCheckHook = Arc<
-    dyn Fn(String) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync,
->;
+pub type CertCheckHook =
+    Arc<dyn Fn(String) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
 impl ServeOptions {
     pub fn new(listen: SocketAddr) -> Self {
@@ -84,6 +83,8 @@ const MAX_HANDSHAKES: usize = 4096;
 pub struct State {
     pub(crate) store: Store,
     pub(crate) ca: Ca,
+    /// Signs session grants (the CA key signs only certificates).
+    pub(crate) signer: crate::ca::GrantSigner,
     pub(crate) presence: Presence,
     timeouts: Timeouts,
     next_conn_id: AtomicU64,
@@ -124,6 +125,7 @@ impl Relay {
         if ca.renew_server_if_needed(data, &settings.name)? {
             info!("issued a new server certificate for {}", settings.name);
         }
+        let signer = crate::ca::GrantSigner::load_or_issue(data, &ca, &settings.name)?;
         let chain = pki::load_certs(&data.server_cert())?;
         let key = pki::load_key(&data.server_key())?;
         let store = Store::open_sqlite(&data.database()).await?;
@@ -156,6 +158,7 @@ impl Relay {
             state: Arc::new(State {
                 store,
                 ca,
+                signer,
                 presence: Presence::default(),
                 timeouts: opts.timeouts,
                 next_conn_id: AtomicU64::new(1),

@@ -144,7 +144,10 @@ fn an_old_admin_certificate_is_refused_after_re_enrollment_and_revocation() {
         .arg(relay.data()));
     assert!(!out.status.success());
     let err = stderr(&out);
-    assert!(err.contains("already enrolled") && err.contains("--replace"), "{err}");
+    assert!(
+        err.contains("already enrolled") && err.contains("--replace"),
+        "{err}"
+    );
     assert_eq!(err.trim().lines().count(), 1, "one-line error: {err}");
     // The same remotely.
     let out = boss.tether(&[
@@ -220,7 +223,10 @@ fn one_certificate_is_revoked_by_serial() {
         .collect::<Vec<_>>()
         .join(":");
     let out = revoke(&relay, &["--serial", &spelled]);
-    assert!(out.contains("revoked tech:ana") && out.contains(&serial), "{out}");
+    assert!(
+        out.contains("revoked tech:ana") && out.contains(&serial),
+        "{out}"
+    );
     assert_refused(&ana, &["devices"]);
     ok(boss.tether(&["devices"]));
     assert_eq!(boss.is_online(&agent.id), Some(true));
@@ -273,8 +279,12 @@ fn a_revocation_right_after_the_connect_check_still_disconnects() {
         let (target, sweeps, ambushed) = (target.clone(), sweeps.clone(), ambushed.clone());
         let data = relay.data();
         Arc::new(move |serial: String| {
-            let (target, sweeps, ambushed, data) =
-                (target.clone(), sweeps.clone(), ambushed.clone(), data.clone());
+            let (target, sweeps, ambushed, data) = (
+                target.clone(),
+                sweeps.clone(),
+                ambushed.clone(),
+                data.clone(),
+            );
             Box::pin(async move {
                 if target.lock().unwrap().as_deref() != Some(serial.as_str()) {
                     return;

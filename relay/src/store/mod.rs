@@ -34,7 +34,9 @@ pub enum StoreError {
 /// What a token enrolls.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenKind {
-    Agent { group: String },
+    Agent {
+        group: String,
+    },
     /// `replace`: the name may already hold valid certificates, which enrolling revokes
     /// (`--replace`); without it such a token is refused.
     Technician {

@@ -200,7 +200,10 @@ impl Sqlite {
         .fetch_one(&self.pool)
         .await?;
         Ok(
-            match (row.try_get::<bool, _>("known")?, row.try_get::<bool, _>("revoked")?) {
+            match (
+                row.try_get::<bool, _>("known")?,
+                row.try_get::<bool, _>("revoked")?,
+            ) {
                 (_, true) => CertStatus::Revoked,
                 (false, false) => CertStatus::Unknown,
                 (true, false) => CertStatus::Valid,
@@ -402,12 +405,88 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(
-            store
-                .revoke(RevokeTarget::Serial("FF"), "")
-                .await
-                .unwrap(),
+            store.revoke(RevokeTarget::Serial("FF"), "").await.unwrap(),
             RevokeOutcome::NotFound
         );
+    }
+
+    /// What `synchronous=FULL` costs over NORMAL (one fsync of the WAL per commit): audit
+    /// inserts and inventory ingests, one transaction each as the relay does them. Run with
+    /// `cargo test -p tether-relay --release --lib durability_cost -- --ignored --nocapture`.
+    #[tokio::test]
+    #[ignore = "a measurement, not a check"]
+    async fn durability_cost() {
+        use crate::store::SessionRecord;
+        use sqlx::sqlite::{SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+        use tether_protocol::inventory::{Inventory, Package, PackageSource};
+        const AUDIT: usize = 500;
+        const INVENTORIES: usize = 100;
+        for (label, sync) in [
+            ("NORMAL", SqliteSynchronous::Normal),
+            ("FULL", SqliteSynchronous::Full),
+        ] {
+            let path = tmp(&format!("cost-{label}"));
+            drop(super::Sqlite::open(&path).await.unwrap());
+            let pool = SqlitePoolOptions::new()
+                .max_connections(4)
+                .connect_with(
+                    SqliteConnectOptions::new()
+                        .filename(&path)
+                        .journal_mode(SqliteJournalMode::Wal)
+                        .synchronous(sync)
+                        .foreign_keys(true),
+                )
+                .await
+                .unwrap();
+            let s = super::Sqlite { pool };
+            let t0 = std::time::Instant::now();
+            for i in 0..AUDIT {
+                s.session_requested(&SessionRecord {
+                    id: format!("s{i}"),
+                    technician: "ana".into(),
+                    device_id: "d".into(),
+                    requested_at: i as i64,
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            }
+            let audit = t0.elapsed();
+            let d = DeviceRow {
+                id: "d".into(),
+                hostname: "ws".into(),
+                group: "g".into(),
+                os: String::new(),
+                agent_version: String::new(),
+                first_seen: 0,
+                last_seen: 0,
+            };
+            s.enroll_device(&d, "01").await.unwrap();
+            let t0 = std::time::Instant::now();
+            for i in 0..INVENTORIES {
+                let inv = Inventory {
+                    software: (0..500)
+                        .map(|p| Package {
+                            name: format!("pkg{p}"),
+                            version: format!("1.{}", (p + i) % 7),
+                            arch: "amd64".into(),
+                            source: PackageSource::Dpkg,
+                        })
+                        .collect(),
+                    ..Default::default()
+                };
+                s.ingest_inventory("d", i as u64, &inv, i as i64)
+                    .await
+                    .unwrap();
+            }
+            let ingest = t0.elapsed();
+            eprintln!(
+                "synchronous={label}: {AUDIT} audit inserts {:.2} ms each, {INVENTORIES} inventory ingests (500 packages) {:.2} ms each",
+                audit.as_secs_f64() * 1000.0 / AUDIT as f64,
+                ingest.as_secs_f64() * 1000.0 / INVENTORIES as f64,
+            );
+            s.pool.close().await;
+        }
     }
 
     /// Acknowledged rows must survive a power cut: WAL with synchronous=FULL (2).
