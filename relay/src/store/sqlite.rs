@@ -117,6 +117,11 @@ fn tuple_placeholders(n: usize) -> String {
 #[derive(Debug, Clone)]
 pub struct Sqlite {
     pool: SqlitePool,
+    /// The same database with `synchronous=NORMAL`, for writes nobody is told were stored
+    /// (presence: last seen, hostname, OS), which are rewritten at every connect. They skip
+    /// the fsync per commit that a reconnect storm of thousands of agents would otherwise pay
+    /// one by one; the next commit on `pool` fsyncs the WAL, theirs included.
+    relaxed: SqlitePool,
 }
 
 impl Sqlite {
@@ -147,13 +152,18 @@ impl Sqlite {
             .pragma("temp_store", "memory");
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(opts)
+            .connect_with(opts.clone())
             .await?;
         migrator().run(&pool).await?;
-        Ok(Self { pool })
+        let relaxed = SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect_with(opts.synchronous(SqliteSynchronous::Normal))
+            .await?;
+        Ok(Self { pool, relaxed })
     }
 
     pub async fn close(&self) {
+        self.relaxed.close().await;
         self.pool.close().await;
     }
 
@@ -285,7 +295,7 @@ impl Sqlite {
         .bind(agent_version)
         .bind(now)
         .bind(id)
-        .execute(&self.pool)
+        .execute(&self.relaxed)
         .await?;
         Ok(())
     }
@@ -294,13 +304,13 @@ impl Sqlite {
         sqlx::query("UPDATE devices SET last_seen = MAX(last_seen, ?) WHERE id = ?")
             .bind(now)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.relaxed)
             .await?;
         Ok(())
     }
 
     pub async fn touch_devices(&self, ids: &[String], now: i64) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.relaxed.begin().await?;
         for id in ids {
             sqlx::query("UPDATE devices SET last_seen = MAX(last_seen, ?) WHERE id = ?")
                 .bind(now)

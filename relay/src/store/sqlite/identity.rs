@@ -438,7 +438,10 @@ mod tests {
                 )
                 .await
                 .unwrap();
-            let s = super::Sqlite { pool };
+            let s = super::Sqlite {
+                relaxed: pool.clone(),
+                pool,
+            };
             let t0 = std::time::Instant::now();
             for i in 0..AUDIT {
                 s.session_requested(&SessionRecord {
@@ -505,5 +508,12 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(mode, "wal");
+        // Presence writes (nothing acknowledged) go through NORMAL (1).
+        let mut conn = s.relaxed.acquire().await.unwrap();
+        let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        assert_eq!(sync, 1);
     }
 }
