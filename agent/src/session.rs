@@ -42,8 +42,12 @@ pub async fn serve(
             return;
         }
     };
-    let (grant, signature) = match offer {
-        RelayStream::SessionOffer { grant, signature } => (grant, signature),
+    let (grant, signature, signer_cert) = match offer {
+        RelayStream::SessionOffer {
+            grant,
+            signature,
+            signer_cert,
+        } => (grant, signature, signer_cert),
         RelayStream::Message(m) => {
             let reply = tokio::select! {
                 r = consent.message(m) => r,
@@ -54,7 +58,7 @@ pub async fn serve(
             return;
         }
     };
-    let gate = match check_offer(&creds, &device_id, &grant, &signature) {
+    let gate = match check_offer(&creds, &device_id, &grant, &signature, &signer_cert) {
         Ok(g) => g,
         Err(message) => {
             warn!("session refused: {message}");
@@ -120,13 +124,30 @@ fn check_offer(
     device_id: &str,
     grant: &[u8],
     signature: &[u8],
+    signer_cert: &[u8],
 ) -> Result<SessionGate, String> {
     let ca = creds.ca().map_err(|e| e.to_string())?;
-    if !pki::verify_signature(&ca, grant, signature) {
+    verify_offer(&ca, device_id, grant, signature, signer_cert, now_ms())
+}
+
+/// Accepts a grant only when `signer_cert` is this organisation's grant signer (issued by the
+/// CA pinned at enrollment, valid now, marked with the grant-signer key usage — a device's or
+/// technician's certificate is not one) and `signature` over `grant` verifies with its key.
+fn verify_offer(
+    ca_der: &[u8],
+    device_id: &str,
+    grant: &[u8],
+    signature: &[u8],
+    signer_cert: &[u8],
+    now_ms: i64,
+) -> Result<SessionGate, String> {
+    let now_secs = u64::try_from(now_ms / 1000).unwrap_or(0);
+    pki::verify_grant_signer(ca_der, signer_cert, now_secs).map_err(|e| e.to_string())?;
+    if !pki::verify_signature(signer_cert, grant, signature) {
         return Err("session grant is not signed by this organisation".into());
     }
     let grant: SessionGrant = codec::from_payload(grant).map_err(|e| e.to_string())?;
-    SessionGate::new(grant, device_id, now_ms()).map_err(|e| e.to_string())
+    SessionGate::new(grant, device_id, now_ms).map_err(|e| e.to_string())
 }
 
 async fn run(
@@ -624,4 +645,125 @@ fn truncate(mut s: String, max: usize) -> String {
         s.truncate(cut);
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+        KeyPair, KeyUsagePurpose,
+    };
+    use tether_protocol::identity::Role;
+    use tether_protocol::session::{GRANT_TTL_MS, Permissions};
+
+    fn ca(name: &str) -> (Issuer<'static, KeyPair>, Vec<u8>) {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name.push(DnType::CommonName, name);
+        p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        p.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let cert = p.self_signed(&key).unwrap();
+        (Issuer::new(p, key), cert.der().to_vec())
+    }
+
+    /// A key and a certificate from `issuer`, as the relay's CA makes them.
+    fn leaf(
+        issuer: &Issuer<'static, KeyPair>,
+        cn: &str,
+        ou: &str,
+        eku: Vec<ExtendedKeyUsagePurpose>,
+    ) -> (KeyPair, Vec<u8>) {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name.push(DnType::CommonName, cn);
+        p.distinguished_name
+            .push(DnType::OrganizationalUnitName, ou);
+        p.extended_key_usages = eku;
+        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        let cert = p.signed_by(&key, issuer).unwrap();
+        (key, cert.der().to_vec())
+    }
+
+    fn grant_bytes(device: &str, now: i64) -> Vec<u8> {
+        codec::to_bytes(&SessionGrant {
+            session_id: "s1".into(),
+            device_id: device.into(),
+            technician: "ana".into(),
+            role: Role::Admin,
+            permissions: Permissions::FULL,
+            reason: "r".into(),
+            ticket: "t".into(),
+            issued_at_unix_ms: now,
+            expires_at_unix_ms: now + GRANT_TTL_MS,
+            unattended: true,
+            record_shell: false,
+        })
+        .unwrap()
+    }
+
+    /// Only the organisation's grant signer may sign grants. Before grants had a signer of
+    /// their own, the agent checked the signature against the CA key; a signer certificate that
+    /// is merely CA-issued is not enough, or any device or technician — who hold CA-issued
+    /// certificates and their keys — could sign an unattended admin grant for any device.
+    #[test]
+    fn only_the_grant_signer_certificate_is_accepted() {
+        let (org, org_der) = ca("Tether CA (org)");
+        let (other, _) = ca("Tether CA (other)");
+        let now = now_ms();
+        let device = "3f2a";
+        let grant = grant_bytes(device, now);
+        let signer_eku = || {
+            vec![ExtendedKeyUsagePurpose::Other(
+                pki::GRANT_SIGNER_EKU.to_vec(),
+            )]
+        };
+        let offer = |key: &KeyPair, cert: &[u8]| {
+            use rcgen::SigningKey;
+            let sig = key.sign(&grant).unwrap();
+            verify_offer(&org_der, device, &grant, &sig, cert, now)
+        };
+
+        let (key, cert) = leaf(&org, "grant-signer:relay", "grant-signer", signer_eku());
+        let gate = offer(&key, &cert).expect("the organisation's grant signer");
+        assert_eq!(gate.grant().device_id, device);
+
+        // A device's certificate (its agent holds the key) is not a grant signer.
+        let (key, cert) = leaf(
+            &org,
+            "device:9b1c",
+            "default",
+            vec![
+                ExtendedKeyUsagePurpose::ClientAuth,
+                ExtendedKeyUsagePurpose::ServerAuth,
+            ],
+        );
+        let e = offer(&key, &cert).unwrap_err();
+        assert!(e.contains("grant signer"), "{e}");
+        // Nor is a technician's.
+        let (key, cert) = leaf(
+            &org,
+            "tech:mallory",
+            "viewer",
+            vec![ExtendedKeyUsagePurpose::ClientAuth],
+        );
+        assert!(offer(&key, &cert).is_err());
+        // Nor one that names a technician even with the signer's key usage.
+        let (key, cert) = leaf(&org, "tech:mallory", "admin", signer_eku());
+        assert!(offer(&key, &cert).is_err());
+        // Nor another organisation's grant signer.
+        let (key, cert) = leaf(&other, "grant-signer:relay", "grant-signer", signer_eku());
+        assert!(offer(&key, &cert).is_err());
+
+        // The right certificate with a signature by another key, or over another grant.
+        let (_, cert) = leaf(&org, "grant-signer:relay", "grant-signer", signer_eku());
+        let (stranger, _) = leaf(&org, "grant-signer:x", "grant-signer", signer_eku());
+        let e = offer(&stranger, &cert).unwrap_err();
+        assert!(e.contains("not signed"), "{e}");
+        // Garbage instead of a certificate.
+        assert!(verify_offer(&org_der, device, &grant, b"sig", b"junk", now).is_err());
+    }
 }

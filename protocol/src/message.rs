@@ -139,6 +139,8 @@ pub enum EnrollRefusal {
     BadCsr,
     /// Too many attempts; try later.
     Busy,
+    /// A technician token without `--replace` for a name that holds a valid certificate.
+    AlreadyEnrolled,
 }
 
 /// Agent → relay, on the agent's control stream.
@@ -303,8 +305,20 @@ pub enum TechRequest {
 /// Who an enrollment token enrolls.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TokenFor {
-    Agent { group: String },
-    Technician { name: String, role: Role },
+    Agent {
+        group: String,
+    },
+    /// A technician not enrolled yet (refused for a name that holds a valid certificate).
+    Technician {
+        name: String,
+        role: Role,
+    },
+    /// Re-enrolls a technician: their current certificates are revoked when the new one is
+    /// issued (`tether token --replace`).
+    ReplaceTechnician {
+        name: String,
+        role: Role,
+    },
 }
 
 /// One technician's sessions in a report.

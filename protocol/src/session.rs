@@ -2,8 +2,9 @@
 //! the messages technician and agent exchange inside their end-to-end TLS channel.
 //!
 //! Flow: the technician asks the relay ([`crate::message::TechRequest::OpenSession`]); the relay
-//! checks the role, signs a [`SessionGrant`] with the organisation CA key and offers it to the
-//! agent on a stream it opens ([`RelayStream::SessionOffer`]). When the agent accepts, the relay
+//! checks the role, signs a [`SessionGrant`] with its grant-signing key (certified by the
+//! organisation CA) and offers it to the agent on a stream it opens
+//! ([`RelayStream::SessionOffer`]). When the agent accepts, the relay
 //! splices the two streams and never parses another byte: technician (TLS client) and agent (TLS
 //! server) run TLS 1.3 end to end over the splice, each authenticating the other with its org
 //! certificate. Inside, [`ToAgent`] and [`ToViewer`] messages flow, and [`SessionGate`] on the agent
@@ -92,7 +93,8 @@ impl Permissions {
     }
 }
 
-/// Signed by the relay (with the organisation CA key) and checked by the agent.
+/// Signed by the relay (with its grant-signing key, which the organisation CA certified) and
+/// checked by the agent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionGrant {
     pub session_id: String,
@@ -115,12 +117,18 @@ pub struct SessionGrant {
 /// First frame of a stream the relay opens on an agent's connection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RelayStream {
-    /// `grant` is the encoded [`SessionGrant`]; `signature` is ECDSA P-256 SHA-256 (ASN.1) over it.
+    /// `grant` is the encoded [`SessionGrant`]; `signature` is ECDSA P-256 SHA-256 (ASN.1) over
+    /// it, made with the relay's grant-signing key; `signer_cert` is that key's certificate
+    /// (DER), which the organisation CA issued with the grant-signer extended key usage. The
+    /// agent checks the certificate against the CA it pinned, then the signature against the
+    /// certificate: the CA key itself signs only certificates.
     SessionOffer {
         #[serde(with = "serde_bytes")]
         grant: Vec<u8>,
         #[serde(with = "serde_bytes")]
         signature: Vec<u8>,
+        #[serde(with = "serde_bytes")]
+        signer_cert: Vec<u8>,
     },
     /// A technician's message for the user (`tether say`); answered by one [`MessageReply`].
     Message(UserMessage),

@@ -7,9 +7,13 @@
 //! that *fail*, so an office of thousands of agents behind one NAT address enrolls, or reconnects
 //! after a relay restart, as fast as the relay can handshake, while a flood of garbage from that
 //! address is still held to the rate.
+//!
+//! IPv6 addresses are counted per /64 ([`bucket_key`]): one subscriber usually holds a whole
+//! /64, so keying by the full address would hand an attacker 2^64 fresh buckets. IPv4-mapped
+//! IPv6 addresses count as the IPv4 address they carry.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
 /// Entries idle this long are forgotten when the table grows.
@@ -59,6 +63,21 @@ pub struct Admission {
     buckets: HashMap<IpAddr, Bucket>,
 }
 
+/// The address a connection attempt is counted under: IPv4 as is (also when IPv4-mapped),
+/// IPv6 by its /64 prefix.
+pub fn bucket_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(Ipv6Addr::from(prefix))
+            }
+        },
+    }
+}
+
 impl Admission {
     pub fn new(limits: Limits) -> Self {
         Self {
@@ -73,7 +92,7 @@ impl Admission {
                 .retain(|_, b| now.saturating_duration_since(b.last) < FORGET_AFTER);
         }
         let limits = self.limits;
-        let b = self.buckets.entry(ip).or_insert(Bucket {
+        let b = self.buckets.entry(bucket_key(ip)).or_insert(Bucket {
             tokens: limits.burst,
             last: now,
             refused: 0,
@@ -104,7 +123,7 @@ impl Admission {
     /// A connection from `ip` authenticated with a valid certificate: its token is returned.
     pub fn handle_authenticated(&mut self, ip: IpAddr) {
         let burst = self.limits.burst;
-        if let Some(b) = self.buckets.get_mut(&ip) {
+        if let Some(b) = self.buckets.get_mut(&bucket_key(ip)) {
             b.tokens = (b.tokens + 1.0).min(burst);
         }
     }
@@ -158,6 +177,41 @@ mod tests {
             a.handle_attempt(flood, t2),
             Verdict::Refuse { log: true, .. }
         ));
+    }
+
+    /// Reproduces a flood from one IPv6 subscriber rotating through its /64 (and an IPv4 host
+    /// also reaching the relay as IPv4-mapped IPv6): keyed by full address, every attempt got
+    /// a fresh bucket and none was refused.
+    #[test]
+    fn ipv6_counts_per_64_and_mapped_ipv4_as_ipv4() {
+        let t0 = Instant::now();
+        let mut a = Admission::new(Limits {
+            rate: 1.0,
+            burst: 3.0,
+        });
+        let refused = |a: &mut Admission, ips: &[IpAddr]| {
+            ips.iter()
+                .filter(|ip| matches!(a.handle_attempt(**ip, t0), Verdict::Refuse { .. }))
+                .count()
+        };
+        let rotating: Vec<IpAddr> = (1..=10u16)
+            .map(|i| IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 7, i, i * 3, 0, i)))
+            .collect();
+        assert_eq!(refused(&mut a, &rotating), 7);
+        // The neighbouring /64 is someone else.
+        let neighbour: IpAddr = "2001:db8:0:8::1".parse().unwrap();
+        assert_eq!(a.handle_attempt(neighbour, t0), Verdict::Admit);
+        // IPv4 and its IPv4-mapped form share one bucket.
+        let v4: IpAddr = "192.0.2.9".parse().unwrap();
+        let mapped: IpAddr = "::ffff:192.0.2.9".parse().unwrap();
+        assert_eq!(refused(&mut a, &[v4, mapped, v4, mapped]), 1);
+        // A refund goes to the same bucket.
+        a.handle_authenticated(mapped);
+        assert_eq!(a.handle_attempt(v4, t0), Verdict::Admit);
+        assert_eq!(
+            bucket_key("2001:db8:0:7:ffff::1".parse().unwrap()),
+            "2001:db8:0:7::".parse::<IpAddr>().unwrap()
+        );
     }
 
     #[test]

@@ -187,7 +187,7 @@ pub async fn open_session(
     };
     let offer = codec::to_bytes(&grant)
         .map_err(|e| e.to_string())
-        .and_then(|g| Ok((state.ca.sign(&g).map_err(|e| e.to_string())?, g)));
+        .and_then(|g| Ok((state.signer.sign(&g).map_err(|e| e.to_string())?, g)));
     let (signature, grant_bytes) = match offer {
         Ok(x) => x,
         Err(e) => {
@@ -207,6 +207,7 @@ pub async fn open_session(
             &RelayStream::SessionOffer {
                 grant: grant_bytes,
                 signature,
+                signer_cert: state.signer.cert_der.to_vec(),
             },
             limits::CONTROL,
         )
@@ -331,7 +332,10 @@ pub async fn open_session(
     let revoked = device_gone
         && down_end == Some(End::Broken)
         && match &device_serial {
-            Some(serial) => matches!(state.store.is_revoked(serial).await, Ok(true)),
+            Some(serial) => matches!(
+                state.store.certificate_status(serial).await,
+                Ok(crate::store::CertStatus::Revoked)
+            ),
             None => false,
         };
     let ended_by = ended_by(first, revoked);

@@ -1,5 +1,12 @@
 //! The organisation's certificate authority: created at `init`, it issues the relay's own
-//! server certificate and, at enrollment, one certificate per device and technician.
+//! server certificate, the grant signer's certificate and, at enrollment, one certificate per
+//! device and technician.
+//!
+//! The CA key signs certificates only. Session grants are signed by a key of their own
+//! ([`GrantSigner`]), whose certificate the CA issues with an extended key usage no other
+//! certificate carries ([`pki::GRANT_SIGNER_EKU`]); agents accept a grant only under such a
+//! certificate. The relay still needs the CA key at run time to enroll (and to renew its own
+//! and the signer's certificates); grant signing alone no longer does.
 //!
 //! The identity is written into the subject by the CA, never taken from the CSR: the CSR only
 //! contributes its public key (and proves possession of the private key by its signature).
@@ -49,10 +56,50 @@ fn validity(params: &mut CertificateParams, days: i64) {
 /// The loaded CA, able to sign.
 pub struct Ca {
     issuer: Issuer<'static, KeyPair>,
-    /// The same CA key, for signing session grants.
-    grant_key: KeyPair,
     pub cert_pem: String,
     pub cert_der: CertificateDer<'static>,
+}
+
+const SIGNER_DAYS: i64 = 825;
+
+/// The key that signs session grants, and its CA-issued certificate (sent with every offer).
+pub struct GrantSigner {
+    key: KeyPair,
+    pub cert_der: CertificateDer<'static>,
+}
+
+impl GrantSigner {
+    /// Loads the data directory's grant signer, issuing one with `ca` when it is missing (a data
+    /// directory from before grants had their own key), expiring within 30 days, or not issued
+    /// by this CA.
+    pub fn load_or_issue(dir: &DataDir, ca: &Ca, relay_name: &str) -> Result<Self, CaError> {
+        if let Some(s) = Self::load(dir, ca) {
+            return Ok(s);
+        }
+        ca.issue_grant_signer(dir, relay_name)
+    }
+
+    fn load(dir: &DataDir, ca: &Ca) -> Option<Self> {
+        let key = std::fs::read_to_string(dir.grant_signer_key()).ok()?;
+        let key = KeyPair::from_pem(&key).ok()?;
+        let cert_der = pki::load_certs(&dir.grant_signer_cert())
+            .ok()?
+            .into_iter()
+            .next()?;
+        let soon = OffsetDateTime::now_utc() + Duration::days(RENEW_BEFORE_DAYS);
+        let valid_until_soon = u64::try_from(soon.unix_timestamp()).ok()?;
+        pki::verify_grant_signer(&ca.cert_der, &cert_der, valid_until_soon).ok()?;
+        // The certificate must be for this key.
+        let (_, cert) = x509_parser::parse_x509_certificate(&cert_der).ok()?;
+        (cert.public_key().subject_public_key.data.as_ref() == key.public_key_raw())
+            .then_some(Self { key, cert_der })
+    }
+
+    /// Signs a session grant (ECDSA P-256 SHA-256, ASN.1); agents verify it with
+    /// [`Self::cert_der`] after checking that certificate against their CA.
+    pub fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, CaError> {
+        Ok(self.key.sign(msg)?)
+    }
 }
 
 impl Ca {
@@ -81,7 +128,6 @@ impl Ca {
         write_private(&dir.ca_key(), key.serialize_pem().as_bytes())?;
         write_public(&dir.ca_cert(), cert.pem().as_bytes())?;
         Ok(Self {
-            grant_key: KeyPair::from_pem(&key.serialize_pem())?,
             cert_pem: cert.pem(),
             cert_der: cert.der().clone(),
             issuer: Issuer::new(params, key),
@@ -98,21 +144,42 @@ impl Ca {
         let cert_pem = read(dir.ca_cert())?;
         let key_pem = read(dir.ca_key())?;
         let key = KeyPair::from_pem(&key_pem)?;
-        let grant_key = KeyPair::from_pem(&key_pem)?;
         let cert_der = pki::certs_from_pem(cert_pem.as_bytes(), "ca.pem")?.remove(0);
         let issuer = Issuer::from_ca_cert_der(&cert_der, key)?;
         Ok(Self {
             issuer,
-            grant_key,
             cert_pem,
             cert_der,
         })
     }
 
-    /// Signs a session grant (ECDSA P-256 SHA-256, ASN.1); agents verify it with the CA
-    /// certificate they received at enrollment.
-    pub fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, CaError> {
-        Ok(self.grant_key.sign(msg)?)
+    /// Issues a new grant-signing key and certificate and writes them (key 0600).
+    pub fn issue_grant_signer(
+        &self,
+        dir: &DataDir,
+        relay_name: &str,
+    ) -> Result<GrantSigner, CaError> {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        let mut dn = DistinguishedName::new();
+        // Not `device:` or `tech:`: no peer identity can be read out of it.
+        dn.push(DnType::CommonName, format!("grant-signer:{relay_name}"));
+        dn.push(DnType::OrganizationalUnitName, "grant-signer");
+        dn.push(DnType::OrganizationName, "Tether");
+        params.distinguished_name = dn;
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::Other(
+            pki::GRANT_SIGNER_EKU.to_vec(),
+        )];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.serial_number = Some(serial());
+        validity(&mut params, SIGNER_DAYS);
+        let cert = params.signed_by(&key, &self.issuer)?;
+        write_private(&dir.grant_signer_key(), key.serialize_pem().as_bytes())?;
+        write_public(&dir.grant_signer_cert(), cert.pem().as_bytes())?;
+        Ok(GrantSigner {
+            key,
+            cert_der: cert.der().clone(),
+        })
     }
 
     pub fn fingerprint(&self) -> [u8; 32] {
@@ -292,9 +359,32 @@ mod tests {
         // A reloaded CA signs certificates with the same issuer.
         let again = Ca::load(&dd).unwrap();
         assert_eq!(again.fingerprint(), ca.fingerprint());
-        // Grants signed by the CA key verify against the CA certificate, and only unchanged.
-        let sig = again.sign(b"grant").unwrap();
-        assert!(pki::verify_signature(&ca.cert_der, b"grant", &sig));
-        assert!(!pki::verify_signature(&ca.cert_der, b"grunt", &sig));
+        // A data directory without a grant signer gets one at start; it chains to the CA, is
+        // marked as a grant signer, is kept across restarts, and its grants verify unchanged.
+        let signer = GrantSigner::load_or_issue(&dd, &again, "relay").unwrap();
+        let now = OffsetDateTime::now_utc().unix_timestamp() as u64;
+        pki::verify_grant_signer(&ca.cert_der, &signer.cert_der, now).unwrap();
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(dd.grant_signer_key())
+                .unwrap()
+                .permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600);
+        let kept = GrantSigner::load_or_issue(&dd, &again, "relay").unwrap();
+        assert_eq!(kept.cert_der, signer.cert_der);
+        let sig = kept.sign(b"grant").unwrap();
+        assert!(pki::verify_signature(&signer.cert_der, b"grant", &sig));
+        assert!(!pki::verify_signature(&signer.cert_der, b"grunt", &sig));
+        // The CA certificate is not a grant signer, nor is a technician's certificate.
+        assert!(pki::verify_grant_signer(&ca.cert_der, &ca.cert_der, now).is_err());
+        assert!(pki::verify_grant_signer(&ca.cert_der, &der[0], now).is_err());
+        // A signer of another CA (another data directory) is not reloaded: a new one is issued.
+        let other_dir = dir.join("other");
+        std::fs::create_dir_all(&other_dir).unwrap();
+        let other = Ca::create(&DataDir::new(&other_dir), "other").unwrap();
+        assert!(pki::verify_grant_signer(&other.cert_der, &signer.cert_der, now).is_err());
+        let replaced = GrantSigner::load_or_issue(&dd, &other, "relay").unwrap();
+        assert_ne!(replaced.cert_der, signer.cert_der);
+        pki::verify_grant_signer(&other.cert_der, &replaced.cert_der, now).unwrap();
     }
 }

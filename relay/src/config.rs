@@ -50,6 +50,13 @@ impl DataDir {
     pub fn server_key(&self) -> PathBuf {
         self.root.join("relay-key.pem")
     }
+    /// The certificate of the key that signs session grants (issued by the CA).
+    pub fn grant_signer_cert(&self) -> PathBuf {
+        self.root.join("grant-signer.pem")
+    }
+    pub fn grant_signer_key(&self) -> PathBuf {
+        self.root.join("grant-signer-key.pem")
+    }
     pub fn database(&self) -> PathBuf {
         self.root.join("tether.db")
     }

@@ -1,7 +1,7 @@
 //! Enrollment: a token and a CSR in, a certificate out.
 
 use crate::server::State;
-use crate::store::{DeviceRow, RedeemError, TokenKind, now_ms};
+use crate::store::{AlreadyEnrolled, DeviceRow, RedeemError, TokenKind, now_ms};
 use quinn::{RecvStream, SendStream};
 use std::time::Duration;
 use tether_net::framed::{read_msg, write_msg};
@@ -68,6 +68,7 @@ async fn decide(state: &State, req: &EnrollRequest) -> EnrollReply {
                 RedeemError::Unknown => EnrollRefusal::UnknownToken,
                 RedeemError::AlreadyUsed => EnrollRefusal::AlreadyUsed,
                 RedeemError::Expired => EnrollRefusal::Expired,
+                RedeemError::AlreadyEnrolled(_) => EnrollRefusal::AlreadyEnrolled,
             };
             return refuse(reason, e.to_string());
         }
@@ -76,50 +77,78 @@ async fn decide(state: &State, req: &EnrollRequest) -> EnrollReply {
             return refuse(EnrollRefusal::Busy, "relay store unavailable; try again");
         }
     };
-    let identity = match kind {
-        TokenKind::Agent { group } => Identity::Device {
-            id: uuid::Uuid::new_v4().to_string(),
-            group,
-        },
-        TokenKind::Technician { name, role } => Identity::Technician { name, role },
+    let (identity, replace) = match kind {
+        TokenKind::Agent { group } => (
+            Identity::Device {
+                id: uuid::Uuid::new_v4().to_string(),
+                group,
+            },
+            false,
+        ),
+        TokenKind::Technician {
+            name,
+            role,
+            replace,
+        } => (Identity::Technician { name, role }, replace),
     };
     let (cert_pem, serial) = match state.ca.issue_client(&req.csr_pem, &identity) {
         Ok(x) => x,
         Err(e) => return refuse(EnrollRefusal::BadCsr, e.to_string()),
     };
+    // The certificate is recorded before it is handed out: the relay refuses certificates it
+    // has no record of.
     let stored = match &identity {
-        Identity::Device { id, group } => {
-            state
-                .store
-                .add_device(
-                    &DeviceRow {
-                        id: id.clone(),
-                        hostname: hostname.clone(),
-                        group: group.clone(),
-                        os: String::new(),
-                        agent_version: String::new(),
-                        first_seen: now,
-                        last_seen: now,
-                    },
-                    &serial,
-                )
-                .await
-        }
+        Identity::Device { id, group } => state
+            .store
+            .enroll_device(
+                &DeviceRow {
+                    id: id.clone(),
+                    hostname: hostname.clone(),
+                    group: group.clone(),
+                    os: String::new(),
+                    agent_version: String::new(),
+                    first_seen: now,
+                    last_seen: now,
+                },
+                &serial,
+            )
+            .await
+            .map(|()| Ok(Vec::new())),
         Identity::Technician { name, role } => {
             state
                 .store
-                .upsert_technician(name, *role, &serial, now)
+                .enroll_technician(name, *role, &serial, replace)
                 .await
         }
     };
-    if let Err(e) = stored {
-        warn!("store error while enrolling: {e}");
-        return refuse(EnrollRefusal::Busy, "relay store unavailable; try again");
+    match stored {
+        Ok(Ok(replaced)) if !replaced.is_empty() => {
+            info!(%identity, ?replaced, "older certificates revoked by the new enrollment");
+        }
+        Ok(Ok(_)) => {}
+        // Another token enrolled the name between the redemption and now.
+        Ok(Err(AlreadyEnrolled)) => {
+            return refuse(
+                EnrollRefusal::AlreadyEnrolled,
+                RedeemError::AlreadyEnrolled(identity_name(&identity)).to_string(),
+            );
+        }
+        Err(e) => {
+            warn!("store error while enrolling: {e}");
+            return refuse(EnrollRefusal::Busy, "relay store unavailable; try again");
+        }
     }
     info!(%identity, host = %hostname, "enrolled");
     EnrollReply::Issued {
         identity,
         cert_pem,
         ca_pem: state.ca.cert_pem.clone(),
+    }
+}
+
+fn identity_name(identity: &Identity) -> String {
+    match identity {
+        Identity::Device { id, .. } => id.clone(),
+        Identity::Technician { name, .. } => name.clone(),
     }
 }

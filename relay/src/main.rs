@@ -64,6 +64,10 @@ enum Cmd {
         /// The technician's role.
         #[arg(long, value_parser = parse_role, requires = "technician")]
         role: Option<Role>,
+        /// Re-enroll a technician who is already enrolled: their current certificates are
+        /// revoked when the new one is issued (without it such a token is refused).
+        #[arg(long, requires = "technician")]
+        replace: bool,
         /// How long the token stays valid (e.g. 24h, 30m, 7d).
         #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
         ttl: Duration,
@@ -136,8 +140,9 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Limit which device groups a technician sees and reaches (admins always see all; a
-    /// technician without any grant sees every group). Without --group, lists the grants.
+    /// Grant a technician the device groups they see and reach (admins always see all; a
+    /// technician without any grant sees no device). Without --group or --all-groups, lists
+    /// the grants.
     Grant {
         #[arg(
             long,
@@ -147,14 +152,18 @@ enum Cmd {
         data: PathBuf,
         #[arg(long)]
         technician: String,
-        #[arg(long)]
+        #[arg(long, conflicts_with = "all_groups")]
         group: Option<String>,
-        /// Withdraw the group instead.
-        #[arg(long, requires = "group")]
+        /// Every device group, present and future.
+        #[arg(long)]
+        all_groups: bool,
+        /// Withdraw the group (or the all-groups grant) instead.
+        #[arg(long)]
         remove: bool,
     },
-    /// Revoke a device's or a technician's certificate: a running relay disconnects it within a
-    /// second and refuses it from then on (it must be enrolled again with a new token).
+    /// Revoke every certificate of a device or a technician, or one certificate by serial: a
+    /// running relay disconnects it within a second and refuses it from then on (it must be
+    /// enrolled again with a new token).
     Revoke {
         #[arg(
             long,
@@ -163,18 +172,36 @@ enum Cmd {
         )]
         data: PathBuf,
         /// Device id or hostname.
-        #[arg(
-            long,
-            conflicts_with = "technician",
-            required_unless_present = "technician"
-        )]
+        #[arg(long, group = "target")]
         device: Option<String>,
         /// Technician name.
-        #[arg(long)]
+        #[arg(long, group = "target")]
         technician: Option<String>,
+        /// One certificate's serial number, in hex (see tether-relay certificates).
+        #[arg(long, group = "target", value_name = "HEX")]
+        serial: Option<String>,
         /// Why (kept with the revocation).
         #[arg(long, default_value = "")]
         reason: String,
+    },
+    /// List the certificates issued to devices and technicians, with their serials and
+    /// whether they are revoked.
+    Certificates {
+        #[arg(
+            long,
+            env = "TETHER_RELAY_DATA",
+            default_value = "/var/lib/tether-relay"
+        )]
+        data: PathBuf,
+        /// Only this device (id or hostname).
+        #[arg(long, conflicts_with = "technician")]
+        device: Option<String>,
+        /// Only this technician.
+        #[arg(long)]
+        technician: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Check the store's consistency (safe while the relay runs); exit 1 if damaged.
     Check {
@@ -279,6 +306,7 @@ async fn run(cli: Cli) -> Result<()> {
             group,
             technician,
             role,
+            replace,
             ttl,
             relay,
             json,
@@ -295,14 +323,36 @@ async fn run(cli: Cli) -> Result<()> {
                     name,
                     role: role
                         .context("--role viewer|support|admin is required with --technician")?,
+                    replace,
                 }
             };
             let store = Store::open_sqlite(&dd.database()).await?;
             let relay_addr = relay.unwrap_or(settings.public_addr.clone());
-            let (token, expires) =
-                tether_relay::tokens::create(&store, &dd, &relay_addr, &settings.name, kind, ttl)
-                    .await?;
+            let created = tether_relay::tokens::create(
+                &store,
+                &dd,
+                &relay_addr,
+                &settings.name,
+                kind.clone(),
+                ttl,
+            )
+            .await;
+            let hint = match &kind {
+                TokenKind::Technician { name, role, .. } if *role != Role::Admin => store
+                    .technician_grants(name)
+                    .await
+                    .ok()
+                    .filter(|g| g.is_empty())
+                    .map(|_| name.clone()),
+                _ => None,
+            };
             store.close().await;
+            let (token, expires) = created?;
+            if let Some(name) = hint {
+                eprintln!(
+                    "note: {name} sees no device until granted groups (tether-relay grant --technician {name} --group GROUP, or --all-groups)"
+                );
+            }
             if json {
                 println!(
                     "{}",
@@ -468,72 +518,163 @@ async fn run(cli: Cli) -> Result<()> {
             data,
             technician,
             group,
+            all_groups,
             remove,
         } => {
             let dd = initialized(&data)?;
             validate_name("technician name", &technician)?;
-            let store = Store::open_sqlite(&dd.database()).await?;
-            if let Some(group) = &group {
-                validate_name("group", group)?;
-                store.grant_group(&technician, group, !remove).await?;
-                tracing::info!(
-                    technician,
-                    group,
-                    granted = !remove,
-                    "technician groups changed"
-                );
+            if remove && group.is_none() && !all_groups {
+                bail!("--remove needs --group GROUP or --all-groups");
             }
-            let groups = store.technician_groups(&technician).await?;
+            let store = Store::open_sqlite(&dd.database()).await?;
+            let result = async {
+                let target = match (&group, all_groups) {
+                    (Some(g), _) => {
+                        validate_name("group", g)?;
+                        Some(g.as_str())
+                    }
+                    (None, true) => Some(tether_relay::store::ALL_GROUPS),
+                    (None, false) => None,
+                };
+                if let Some(target) = target {
+                    store.grant_group(&technician, target, !remove).await?;
+                    tracing::info!(
+                        technician,
+                        group = target,
+                        granted = !remove,
+                        "technician groups changed"
+                    );
+                }
+                anyhow::Ok(store.technician_grants(&technician).await?)
+            }
+            .await;
             store.close().await;
-            if groups.is_empty() {
-                println!("{technician} sees every device group (no grants)");
+            let grants = result?;
+            if grants.all_groups {
+                println!("{technician} sees every device group (all-groups grant)");
+                if !grants.groups.is_empty() {
+                    println!(
+                        "also granted one by one (kept if --all-groups is withdrawn): {}",
+                        grants.groups.join(", ")
+                    );
+                }
+            } else if grants.groups.is_empty() {
+                println!("{technician} sees no device (no grants; admins see every group)");
             } else {
-                println!("{technician} sees groups: {}", groups.join(", "));
+                println!("{technician} sees groups: {}", grants.groups.join(", "));
             }
         }
         Cmd::Revoke {
             data,
             device,
             technician,
+            serial,
             reason,
         } => {
+            use tether_relay::store::{RevokeOutcome, RevokeTarget};
             let dd = initialized(&data)?;
             let store = Store::open_sqlite(&dd.database()).await?;
             // A device by the rules technicians' requests follow (ids win; a shared or id-shaped
             // hostname is refused with the candidates), then revoked by its id only.
-            let device_id = match device.as_deref() {
-                Some(q) => match tether_relay::tech::pick_device(&store.list_devices().await?, q) {
-                    Ok(d) => Some(d.id.clone()),
-                    Err(tether_relay::tech::Unresolved::NotFound(_)) => None,
-                    Err(e) => {
-                        store.close().await;
-                        bail!("{}; nothing revoked", e.message());
+            let device = match device {
+                Some(q) => {
+                    match tether_relay::tech::pick_device(&store.list_devices().await?, &q) {
+                        Ok(d) => Some(d.id.clone()),
+                        Err(tether_relay::tech::Unresolved::NotFound(_)) => Some(q),
+                        Err(e) => {
+                            store.close().await;
+                            bail!("{}; nothing revoked", e.message());
+                        }
                     }
-                },
+                }
                 None => None,
             };
-            let revoked = match (&device_id, &technician) {
-                (None, None) => None,
-                _ => {
-                    store
-                        .revoke(device_id.as_deref(), technician.as_deref(), &reason)
-                        .await?
-                }
-            };
-            store.close().await;
-            match revoked {
-                Some(subject) => {
-                    tracing::info!(subject, "certificate revoked");
-                    println!("revoked {subject}; a running relay disconnects it within a second");
-                }
-                None => bail!(
-                    "no such {} (see tether devices)",
-                    if device.is_some() {
-                        "device"
-                    } else {
-                        "technician"
+            let target = match (&device, &technician, &serial) {
+                (Some(d), _, _) => RevokeTarget::Device(d),
+                (_, Some(t), _) => RevokeTarget::Technician(t),
+                (_, _, Some(s)) => {
+                    if tether_relay::store::normalize_serial(s).is_none() {
+                        bail!("--serial takes the certificate's serial number in hex");
                     }
+                    RevokeTarget::Serial(s)
+                }
+                _ => bail!("give --device ID, --technician NAME or --serial HEX"),
+            };
+            let revoked = store.revoke(target, &reason).await;
+            store.close().await;
+            match revoked? {
+                RevokeOutcome::Revoked { subject, serials } => {
+                    tracing::info!(subject, ?serials, "certificates revoked");
+                    if serials.is_empty() {
+                        println!("{subject}: every certificate was already revoked");
+                    } else {
+                        println!(
+                            "revoked {subject} (serials {}); a running relay disconnects it within a second",
+                            serials.join(", ")
+                        );
+                    }
+                }
+                RevokeOutcome::NotFound => match target {
+                    RevokeTarget::Device(_) => bail!("no such device (see tether devices)"),
+                    RevokeTarget::Technician(_) => {
+                        bail!("no such technician (see tether-relay certificates)")
+                    }
+                    RevokeTarget::Serial(_) => bail!(
+                        "no certificate with that serial was issued by this relay (see tether-relay certificates)"
+                    ),
+                },
+                RevokeOutcome::Ambiguous(ids) => bail!(
+                    "{} devices have that hostname ({}); use the device id",
+                    ids.len(),
+                    ids.join(", ")
                 ),
+            }
+        }
+        Cmd::Certificates {
+            data,
+            device,
+            technician,
+            json,
+        } => {
+            let dd = initialized(&data)?;
+            let store = Store::open_sqlite(&dd.database()).await?;
+            let rows = store
+                .certificates(device.as_deref(), technician.as_deref())
+                .await;
+            store.close().await;
+            let rows = rows?;
+            if json {
+                let v: Vec<_> = rows
+                    .iter()
+                    .map(|c| {
+                        serde_json::json!({
+                            "serial": c.serial,
+                            "subject": c.subject,
+                            "detail": c.detail,
+                            "issued_unix_ms": c.issued_at,
+                            "revoked_unix_ms": c.revoked_at,
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!(
+                    "{:<34} {:<46} {:<10} STATUS",
+                    "SERIAL", "SUBJECT", "ROLE/GROUP"
+                );
+                for c in rows {
+                    println!(
+                        "{:<34} {:<46} {:<10} {}",
+                        c.serial,
+                        c.subject,
+                        c.detail,
+                        if c.revoked_at.is_some() {
+                            "revoked"
+                        } else {
+                            "valid"
+                        }
+                    );
+                }
             }
         }
         Cmd::Check { data } => {

@@ -5,7 +5,7 @@
 use crate::ca::{Ca, CaError};
 use crate::config::{ConfigError, DataDir};
 use crate::presence::Presence;
-use crate::store::{Store, StoreError, now_ms};
+use crate::store::{CertStatus, Store, StoreError, now_ms};
 use crate::{enroll, tech};
 use quinn::{Connection, Endpoint, RecvStream, SendStream};
 use std::future::Future;
@@ -55,7 +55,14 @@ pub struct ServeOptions {
     pub splice_filter: Option<crate::broker::SpliceFilter>,
     /// New connections allowed per source address.
     pub admission: crate::admission::Limits,
+    /// Tests only: runs (with the certificate's serial) right after a peer's certificate passed
+    /// the revocation check at connect, so a test can land a revocation exactly there.
+    pub after_cert_check: Option<CertCheckHook>,
 }
+
+/// See [`ServeOptions::after_cert_check`].
+pub type CertCheckHook =
+    Arc<dyn Fn(String) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
 impl ServeOptions {
     pub fn new(listen: SocketAddr) -> Self {
@@ -64,6 +71,7 @@ impl ServeOptions {
             timeouts: Timeouts::default(),
             splice_filter: None,
             admission: Default::default(),
+            after_cert_check: None,
         }
     }
 }
@@ -75,6 +83,8 @@ const MAX_HANDSHAKES: usize = 4096;
 pub struct State {
     pub(crate) store: Store,
     pub(crate) ca: Ca,
+    /// Signs session grants (the CA key signs only certificates).
+    pub(crate) signer: crate::ca::GrantSigner,
     pub(crate) presence: Presence,
     timeouts: Timeouts,
     next_conn_id: AtomicU64,
@@ -89,6 +99,9 @@ pub struct State {
     pub(crate) settings: crate::config::RelaySettings,
     /// Health reports and the alert engine.
     pub(crate) alerts: crate::alerts::Alerts,
+    after_cert_check: Option<CertCheckHook>,
+    /// Counts the revocation watcher's passes over the live connections (for tests).
+    sweeps: tokio::sync::watch::Sender<u64>,
 }
 
 /// Concurrent inventory uploads the relay reads; the rest wait (the agents' uploads are patient).
@@ -112,6 +125,7 @@ impl Relay {
         if ca.renew_server_if_needed(data, &settings.name)? {
             info!("issued a new server certificate for {}", settings.name);
         }
+        let signer = crate::ca::GrantSigner::load_or_issue(data, &ca, &settings.name)?;
         let chain = pki::load_certs(&data.server_cert())?;
         let key = pki::load_key(&data.server_key())?;
         let store = Store::open_sqlite(&data.database()).await?;
@@ -144,6 +158,7 @@ impl Relay {
             state: Arc::new(State {
                 store,
                 ca,
+                signer,
                 presence: Presence::default(),
                 timeouts: opts.timeouts,
                 next_conn_id: AtomicU64::new(1),
@@ -153,6 +168,8 @@ impl Relay {
                 settings: settings.clone(),
                 live: Default::default(),
                 alerts,
+                after_cert_check: opts.after_cert_check.clone(),
+                sweeps: tokio::sync::watch::Sender::new(0),
             }),
             endpoint,
             base_cfg,
@@ -162,6 +179,12 @@ impl Relay {
             ))),
             handshakes: Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES)),
         })
+    }
+
+    /// Counts the revocation watcher's passes that closed the live connections of newly
+    /// revoked certificates (each pass follows a change in the store's revocations).
+    pub fn revocation_sweeps(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.state.sweeps.subscribe()
     }
 
     pub fn local_addr(&self) -> Result<SocketAddr, RelayError> {
@@ -313,11 +336,15 @@ async fn watch_revocations(state: Arc<State>) {
             Err(_) => continue,
         };
         for (_, serial, conn) in live {
-            if matches!(state.store.is_revoked(&serial).await, Ok(true)) {
+            if matches!(
+                state.store.certificate_status(&serial).await,
+                Ok(CertStatus::Revoked | CertStatus::Unknown)
+            ) {
                 info!(remote = %conn.remote_address(), serial, "certificate revoked: disconnecting");
                 conn.close(close_code::REVOKED.into(), b"certificate revoked");
             }
         }
+        state.sweeps.send_modify(|n| *n += 1);
     }
 }
 
@@ -357,7 +384,7 @@ async fn handle_incoming(
             return;
         }
     };
-    let cert = match pki_identity(&state, &conn).await {
+    let cert = match peer_cert(&conn) {
         Ok(c) => c,
         Err(close_with) => {
             warn!("refused: {}", close_with.reason);
@@ -366,6 +393,9 @@ async fn handle_incoming(
         }
     };
     let identity = cert.as_ref().map(|c| c.identity.clone());
+    // Registered as live *before* the revocation check: a revocation that lands after the check
+    // is then found by the watcher, whose pass follows it. (Checked first and registered after,
+    // a revocation in between was missed for good.)
     let _live = cert.as_ref().map(|c| {
         let id = state
             .next_conn_id
@@ -375,6 +405,16 @@ async fn handle_incoming(
         }
         LiveGuard { state: &state, id }
     });
+    if let Some(c) = &cert {
+        if let Err(close_with) = check_not_revoked(&state, c).await {
+            warn!("refused: {}", close_with.reason);
+            close(&conn, &close_with);
+            return;
+        }
+        if let Some(hook) = &state.after_cert_check {
+            hook(c.serial.clone()).await;
+        }
+    }
     let mut machine = RelayConn::new(Instant::now().into_std(), state.timeouts, identity.clone());
 
     // The hello must arrive before the machine's deadline.
@@ -463,23 +503,35 @@ async fn handle_incoming(
     }
 }
 
-/// Reads the peer's certificate, if any, and checks it is a Tether identity and not revoked.
-async fn pki_identity(state: &State, conn: &Connection) -> Result<Option<CertInfo>, Close> {
+/// Reads the peer's certificate, if any, and checks it is a Tether identity.
+fn peer_cert(conn: &Connection) -> Result<Option<CertInfo>, Close> {
     let Some(chain) = tls::peer_certs(conn) else {
         return Ok(None);
     };
     let Some(leaf) = chain.first() else {
         return Ok(None);
     };
-    let info = pki::cert_info(leaf).map_err(|e| Close {
+    pki::cert_info(leaf).map(Some).map_err(|e| Close {
         code: close_code::REFUSED,
         reason: e.to_string(),
-    })?;
-    match state.store.is_revoked(&info.serial).await {
-        Ok(false) => Ok(Some(info)),
-        Ok(true) => Err(Close {
+    })
+}
+
+/// Refuses a revoked certificate, and one the store has no record of (every certificate the
+/// relay issues is recorded before it is handed out).
+async fn check_not_revoked(state: &State, info: &CertInfo) -> Result<(), Close> {
+    match state.store.certificate_status(&info.serial).await {
+        Ok(CertStatus::Valid) => Ok(()),
+        Ok(CertStatus::Revoked) => Err(Close {
             code: close_code::REVOKED,
             reason: format!("certificate of {} was revoked", info.identity),
+        }),
+        Ok(CertStatus::Unknown) => Err(Close {
+            code: close_code::REVOKED,
+            reason: format!(
+                "certificate of {} is no longer valid (replaced by a newer enrollment)",
+                info.identity
+            ),
         }),
         Err(e) => {
             warn!("store error checking revocation: {e}");

@@ -269,6 +269,7 @@ async fn answer(
                     "only admins create enrollment tokens".into(),
                 ));
             }
+            let for_whom_replace = matches!(for_whom, TokenFor::ReplaceTechnician { .. });
             let kind = match for_whom {
                 TokenFor::Agent { group } => {
                     if let Err(e) = validate_name("group", &group) {
@@ -276,11 +277,16 @@ async fn answer(
                     }
                     TokenKind::Agent { group }
                 }
-                TokenFor::Technician { name: tech, role } => {
+                TokenFor::Technician { name: tech, role }
+                | TokenFor::ReplaceTechnician { name: tech, role } => {
                     if let Err(e) = validate_name("technician name", &tech) {
                         return Ok(err(ErrorCode::BadRequest, e.to_string()));
                     }
-                    TokenKind::Technician { name: tech, role }
+                    TokenKind::Technician {
+                        name: tech,
+                        role,
+                        replace: for_whom_replace,
+                    }
                 }
             };
             let ttl = Duration::from_millis(ttl_ms.clamp(60_000, 30 * 24 * 3_600_000));
@@ -315,6 +321,9 @@ async fn answer(
                     token: token.encode(),
                     expires_unix_ms,
                 },
+                Err(e @ crate::tokens::TokenCreateError::AlreadyEnrolled(_)) => {
+                    err(ErrorCode::BadRequest, e.to_string())
+                }
                 Err(e) => {
                     warn!("creating a token: {e}");
                     err(ErrorCode::Internal, "relay cannot create tokens".into())
@@ -407,8 +416,9 @@ fn summary(state: &State, d: DeviceRow) -> DeviceSummary {
     }
 }
 
-/// The device groups a technician may see: all for admins and for technicians without grants
-/// (`tether-relay grant`), else only those granted.
+/// The device groups a technician may see: all for admins and for technicians granted every
+/// group (`tether-relay grant --all-groups`), else only those granted one by one — none for a
+/// technician without grants (withdrawing the last grant must not open every group).
 pub(crate) struct Scope(Option<std::collections::HashSet<String>>);
 
 impl Scope {
@@ -416,11 +426,11 @@ impl Scope {
         if role == Role::Admin {
             return Ok(Scope(None));
         }
-        let groups = state.store.technician_groups(name).await?;
-        Ok(Scope(if groups.is_empty() {
+        let grants = state.store.technician_grants(name).await?;
+        Ok(Scope(if grants.all_groups {
             None
         } else {
-            Some(groups.into_iter().collect())
+            Some(grants.groups.into_iter().collect())
         }))
     }
 

@@ -29,6 +29,18 @@ pub async fn create_for_ca(
     kind: TokenKind,
     ttl: Duration,
 ) -> Result<(EnrollToken, i64), TokenCreateError> {
+    // Re-enrolling someone who holds a valid certificate is an explicit choice (`--replace`,
+    // which revokes their certificates when the new one is issued): otherwise an old
+    // certificate, perhaps with a higher role, would stay valid beside the new one.
+    if let TokenKind::Technician {
+        name,
+        replace: false,
+        ..
+    } = &kind
+        && store.technician_enrolled(name).await?
+    {
+        return Err(TokenCreateError::AlreadyEnrolled(name.clone()));
+    }
     let secret: [u8; 32] = rand::random();
     let now = now_ms();
     let expires_at = now.saturating_add(ttl.as_millis().min(i64::MAX as u128) as i64);
@@ -57,4 +69,8 @@ pub enum TokenCreateError {
     Ca(#[from] crate::ca::CaError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(
+        "technician {0} is already enrolled; add --replace to re-enroll them (their current certificates are revoked when the new one is issued)"
+    )]
+    AlreadyEnrolled(String),
 }

@@ -223,6 +223,10 @@ enum Cmd {
         /// The technician's role: viewer, support or admin.
         #[arg(long, value_parser = parse_role)]
         role: Option<tether_protocol::identity::Role>,
+        /// Re-enroll a technician who is already enrolled (their current certificates are
+        /// revoked when the new one is issued).
+        #[arg(long, requires = "technician")]
+        replace: bool,
         /// How long the token stays valid (1m to 30d).
         #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
         ttl: std::time::Duration,
@@ -792,15 +796,18 @@ async fn run(cli: Cli) -> Result<()> {
             group,
             technician,
             role,
+            replace,
             ttl,
             relay,
             json,
         } => {
+            use tether_protocol::message::TokenFor;
             let for_whom = match (agent, technician, role) {
-                (true, _, _) => tether_protocol::message::TokenFor::Agent { group },
-                (false, Some(name), Some(role)) => {
-                    tether_protocol::message::TokenFor::Technician { name, role }
+                (true, _, _) => TokenFor::Agent { group },
+                (false, Some(name), Some(role)) if replace => {
+                    TokenFor::ReplaceTechnician { name, role }
                 }
+                (false, Some(name), Some(role)) => TokenFor::Technician { name, role },
                 _ => anyhow::bail!("--agent, or --technician NAME --role ROLE"),
             };
             let creds = Credentials::load(&dir)?;

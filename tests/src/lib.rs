@@ -245,8 +245,28 @@ impl Relay {
         self.token(&args)
     }
 
+    /// A token for a technician who is then granted every device group (a technician without
+    /// grants sees no device), as most tests want.
     pub fn tech_token(&self, name: &str, role: &str) -> String {
-        self.token(&["--technician", name, "--role", role])
+        let token = self.tech_token_with(name, role, &[]);
+        self.grant(&["--technician", name, "--all-groups"]);
+        token
+    }
+
+    /// A technician token with extra arguments (e.g. `--replace`), and no grant.
+    pub fn tech_token_with(&self, name: &str, role: &str, extra: &[&str]) -> String {
+        let mut args = vec!["--technician", name, "--role", role];
+        args.extend_from_slice(extra);
+        self.token(&args)
+    }
+
+    /// `tether-relay grant ARGS…` on this relay's data directory; returns its output.
+    pub fn grant(&self, args: &[&str]) -> String {
+        ok(run(Command::new(bin("tether-relay"))
+            .arg("grant")
+            .arg("--data")
+            .arg(self.data())
+            .args(args)))
     }
 
     pub fn ca_pem(&self) -> PathBuf {

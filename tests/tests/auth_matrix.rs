@@ -80,8 +80,9 @@ fn roles_against_actions() {
 #[test]
 fn device_groups_limit_what_a_technician_sees() {
     let relay = Relay::start();
-    let ana = Tech::enroll(&relay.tech_token("ana", "support"));
-    let boss = Tech::enroll(&relay.tech_token("boss", "admin"));
+    // Neither is granted anything: a technician without grants sees no device, an admin all.
+    let ana = Tech::enroll(&relay.tech_token_with("ana", "support", &[]));
+    let boss = Tech::enroll(&relay.tech_token_with("boss", "admin", &[]));
     let acc_root = FixtureRoot::new("acc-01", &[("openssl", "3.0.11-1")]);
     let lab_root = FixtureRoot::new("lab-01", &[("openssl", "3.0.11-1")]);
     let mut acc = Agent::enroll(&relay.agent_token_with(&["--group", "accounting"]));
@@ -92,13 +93,10 @@ fn device_groups_limit_what_a_technician_sees() {
     boss.wait_online(&lab.id);
     let _u1 = acc.auto_approve();
     let _u2 = lab.auto_approve();
-    // No grant yet: everything.
-    assert_eq!(ana.devices().len(), 2);
+    assert!(ana.devices().is_empty());
+    assert_reaches_nothing(&ana, &[&acc, &lab]);
 
-    let out = ok(run(Command::new(bin("tether-relay"))
-        .args(["grant", "--data"])
-        .arg(relay.data())
-        .args(["--technician", "ana", "--group", "accounting"])));
+    let out = relay.grant(&["--technician", "ana", "--group", "accounting"]);
     assert!(out.contains("ana sees groups: accounting"), "{out}");
     let seen: Vec<String> = ana
         .devices()
@@ -130,20 +128,50 @@ fn device_groups_limit_what_a_technician_sees() {
         .collect();
     assert!(!hosts.contains(&"lab-01"), "{hosts:?}");
     ok(ana.tether(&["exec", &acc.id, "--", "true"]));
-    // Admins always see everything.
+    // Admins always see everything, without any grant.
     assert_eq!(boss.devices().len(), 2);
-    // Withdrawing the last grant lifts the restriction.
-    ok(run(Command::new(bin("tether-relay"))
-        .args(["grant", "--data"])
-        .arg(relay.data())
-        .args([
-            "--technician",
-            "ana",
-            "--group",
-            "accounting",
-            "--remove",
-        ])));
+
+    // Reproduces finding 8: withdrawing her last grant used to lift the restriction (no grant
+    // meant every group). Now it leaves her with no device at all.
+    let out = relay.grant(&["--technician", "ana", "--group", "accounting", "--remove"]);
+    assert!(out.contains("ana sees no device"), "{out}");
+    assert!(ana.devices().is_empty(), "{:#?}", ana.devices());
+    assert_reaches_nothing(&ana, &[&acc, &lab]);
+    assert_eq!(boss.devices().len(), 2);
+
+    // "Every group" is a grant of its own, and withdrawing it withdraws it.
+    let out = relay.grant(&["--technician", "ana", "--all-groups"]);
+    assert!(out.contains("ana sees every device group"), "{out}");
     assert_eq!(ana.devices().len(), 2);
+    ok(ana.tether(&["exec", &lab.id, "--", "true"]));
+    relay.grant(&["--technician", "ana", "--all-groups", "--remove"]);
+    assert!(ana.devices().is_empty());
+    assert_reaches_nothing(&ana, &[&acc, &lab]);
+}
+
+/// No read, session or message reaches any of `agents` for `tech`.
+fn assert_reaches_nothing(tech: &Tech, agents: &[&Agent]) {
+    for a in agents {
+        for args in [
+            vec!["inventory", a.id.as_str()],
+            vec!["history", a.id.as_str()],
+            vec!["health", a.id.as_str()],
+            vec!["exec", a.id.as_str(), "--", "true"],
+            vec!["say", a.id.as_str(), "hi", "--wait", "1s"],
+        ] {
+            let out = tech.tether(&args);
+            assert!(!out.status.success(), "{args:?} reached a device");
+            assert!(
+                stderr(&out).contains("no device matches"),
+                "{args:?}: {}",
+                stderr(&out)
+            );
+        }
+    }
+    let hits = tech.json(&["software", "openssl"]);
+    assert_eq!(hits.as_array().map(Vec::len), Some(0), "{hits:#}");
+    let rows = tech.json(&["inventory", "--all"]);
+    assert_eq!(rows.as_array().map(Vec::len), Some(0), "{rows:#}");
 }
 
 #[test]

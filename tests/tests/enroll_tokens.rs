@@ -156,3 +156,41 @@ fn bad_role_and_name_are_refused_by_the_cli() {
         .arg(relay.data()));
     assert!(!out.status.success());
 }
+
+/// Two tokens made for the same new technician: the first enrolls them; the second, made
+/// without `--replace`, must not enroll a second certificate beside the first (the old one
+/// would stay valid with its own role). It is refused without being spent, so it works once
+/// the first certificate is revoked.
+#[test]
+fn a_second_token_for_an_enrolled_name_is_refused_unspent() {
+    let relay = Relay::start();
+    let first = relay.tech_token_with("zoe", "admin", &[]);
+    let second = relay.tech_token_with("zoe", "viewer", &[]);
+    let _zoe = Tech::enroll(&first);
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(Command::new(bin("tether"))
+        .arg("--config")
+        .arg(dir.path().join("c"))
+        .args(["enroll", "--token", &second]));
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("already enrolled") && err.contains("--replace"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "one-line error: {err}");
+
+    tether_tests::ok(run(Command::new(bin("tether-relay"))
+        .args(["revoke", "--technician", "zoe", "--data"])
+        .arg(relay.data())));
+    let zoe = Tech::enroll(&second);
+    let pem = std::fs::read(zoe.config().join("cert.pem")).unwrap();
+    let der = tether_net::pki::certs_from_pem(&pem, "cert").unwrap();
+    assert_eq!(
+        tether_net::pki::cert_info(&der[0]).unwrap().identity,
+        tether_protocol::identity::Identity::Technician {
+            name: "zoe".into(),
+            role: tether_protocol::identity::Role::Viewer
+        }
+    );
+}

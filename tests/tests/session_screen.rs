@@ -250,6 +250,7 @@ fn relay_that_alters_bytes_breaks_the_session() {
         .to_string()
     };
     let tech = Tech::enroll(&token(&["--technician", "ana", "--role", "support"]));
+    relay.grant(&["--technician", "ana", "--all-groups"]);
     let mut agent = Agent::enroll(&token(&["--agent"]));
     agent.start_on_display(&x.display);
     tech.wait_online(&agent.id);

@@ -24,6 +24,8 @@ pub enum PkiError {
     BadCert(String),
     #[error("certificate is not a Tether identity: {0}")]
     NotTether(String),
+    #[error("not this organisation's grant signer: {0}")]
+    NotGrantSigner(String),
 }
 
 /// SHA-256 of a DER certificate.
@@ -128,8 +130,48 @@ pub fn cert_info(der: &[u8]) -> Result<CertInfo, PkiError> {
     })
 }
 
+/// The extended key usage that marks the relay's grant-signing certificate (and nothing else
+/// the CA issues): an OID under 2.25 (ITU-T X.667, usable without registration), its last arc
+/// chosen at random for Tether.
+pub const GRANT_SIGNER_EKU: [u64; 3] = [2, 25, 6_258_435_357_845_989_790];
+/// [`GRANT_SIGNER_EKU`] DER-encoded (the OID's value bytes), as path validation wants it.
+const GRANT_SIGNER_EKU_DER: &[u8] = &[0x69, 0xd6, 0xed, 0x9b, 0xb9, 0xca, 0x91, 0x9e, 0xd3, 0x1e];
+
+/// Checks that `signer_der` is a grant-signing certificate of the organisation: issued by the
+/// CA `ca_der` (the one the agent pinned at enrollment), valid at `now_unix_secs`, and carrying
+/// the grant-signer extended key usage. A device's or technician's certificate, the CA's own,
+/// or another organisation's signer is refused.
+pub fn verify_grant_signer(
+    ca_der: &[u8],
+    signer_der: &[u8],
+    now_unix_secs: u64,
+) -> Result<(), PkiError> {
+    let bad = |e: String| PkiError::NotGrantSigner(e);
+    // Defence in depth: whatever its extensions say, a certificate naming a device or a
+    // technician never signs grants.
+    if let Ok(info) = cert_info(signer_der) {
+        return Err(bad(format!("it belongs to {}", info.identity)));
+    }
+    let ca = CertificateDer::from(ca_der);
+    let anchor = webpki::anchor_from_trusted_cert(&ca).map_err(|e| bad(format!("CA: {e}")))?;
+    let signer = CertificateDer::from(signer_der);
+    let cert = webpki::EndEntityCert::try_from(&signer).map_err(|e| bad(e.to_string()))?;
+    cert.verify_for_usage(
+        &[webpki::ring::ECDSA_P256_SHA256],
+        &[anchor],
+        &[],
+        rustls_pki_types::UnixTime::since_unix_epoch(std::time::Duration::from_secs(now_unix_secs)),
+        webpki::KeyUsage::required(GRANT_SIGNER_EKU_DER),
+        None,
+        None,
+    )
+    .map(|_| ())
+    .map_err(|e| bad(e.to_string()))
+}
+
 /// Verifies an ECDSA P-256 SHA-256 (ASN.1) signature made with the key of `signer_der`'s
-/// certificate: how agents check the session grants the relay signs with the CA key.
+/// certificate: how agents check the session grants the relay signs with its grant-signing key
+/// (after [`verify_grant_signer`] accepted that certificate).
 pub fn verify_signature(signer_der: &[u8], msg: &[u8], signature: &[u8]) -> bool {
     let Ok((_, cert)) = x509_parser::parse_x509_certificate(signer_der) else {
         return false;

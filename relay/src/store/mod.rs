@@ -5,9 +5,14 @@
 //! module beside `sqlite`, without touching any caller.
 
 mod health;
+mod identity;
 mod sqlite;
 
 pub use health::{AlertFilter, AlertPolicy};
+pub use identity::{
+    ALL_GROUPS, AlreadyEnrolled, CertRow, CertStatus, Grants, RevokeOutcome, RevokeTarget,
+    normalize_serial,
+};
 
 use std::path::Path;
 use tether_protocol::history::Change;
@@ -29,8 +34,16 @@ pub enum StoreError {
 /// What a token enrolls.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenKind {
-    Agent { group: String },
-    Technician { name: String, role: Role },
+    Agent {
+        group: String,
+    },
+    /// `replace`: the name may already hold valid certificates, which enrolling revokes
+    /// (`--replace`); without it such a token is refused.
+    Technician {
+        name: String,
+        role: Role,
+        replace: bool,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -41,7 +54,7 @@ pub struct NewToken {
     pub expires_at: i64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum RedeemError {
     #[error("unknown enrollment token (never issued, or mistyped)")]
     Unknown,
@@ -49,6 +62,10 @@ pub enum RedeemError {
     AlreadyUsed,
     #[error("enrollment token has expired; ask your IT admin for a new one")]
     Expired,
+    #[error(
+        "technician {0} is already enrolled; ask your IT admin for a token made with --replace"
+    )]
+    AlreadyEnrolled(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,24 +130,6 @@ impl Store {
         }
     }
 
-    pub async fn add_device(&self, d: &DeviceRow, cert_serial: &str) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.add_device(d, cert_serial).await,
-        }
-    }
-
-    pub async fn upsert_technician(
-        &self,
-        name: &str,
-        role: Role,
-        cert_serial: &str,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.upsert_technician(name, role, cert_serial, now).await,
-        }
-    }
-
     /// Records what an online agent reported about itself.
     pub async fn update_device_status(
         &self,
@@ -174,25 +173,6 @@ impl Store {
         }
     }
 
-    /// Grants (or, with `on` false, withdraws) a device group to a technician.
-    pub async fn grant_group(
-        &self,
-        technician: &str,
-        group: &str,
-        on: bool,
-    ) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.grant_group(technician, group, on, now_ms()).await,
-        }
-    }
-
-    /// The groups a technician was granted (empty: no restriction).
-    pub async fn technician_groups(&self, technician: &str) -> Result<Vec<String>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.technician_groups(technician).await,
-        }
-    }
-
     /// Changes whenever a certificate is revoked: (count, latest time).
     pub async fn revocation_mark(&self) -> Result<(i64, i64), StoreError> {
         match &self.backend {
@@ -200,29 +180,10 @@ impl Store {
         }
     }
 
-    /// Revokes the current certificate of a device (by id) or a technician (by name). Returns
-    /// the subject revoked, or `None` if there is no such peer.
-    pub async fn revoke(
-        &self,
-        device: Option<&str>,
-        technician: Option<&str>,
-        reason: &str,
-    ) -> Result<Option<String>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.revoke(device, technician, reason, now_ms()).await,
-        }
-    }
-
     /// The store's consistency problems (empty: intact).
     pub async fn integrity_problems(&self) -> Result<Vec<String>, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.integrity_problems().await,
-        }
-    }
-
-    pub async fn is_revoked(&self, serial: &str) -> Result<bool, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.is_revoked(serial).await,
         }
     }
 

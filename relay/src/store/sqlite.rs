@@ -1,6 +1,7 @@
 //! SQLite backend: one file in the data directory, WAL journal, owner-only permissions.
 
 mod health;
+mod identity;
 
 use super::GroupPolicy;
 use super::{
@@ -15,7 +16,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 use tether_protocol::history::{self, Change, ChangeKind};
-use tether_protocol::identity::Role;
 use tether_protocol::inventory::{Inventory, Package, Summary};
 use tether_protocol::message::ReportRow;
 
@@ -70,6 +70,16 @@ fn migrator() -> Migrator {
             "technician groups",
             include_str!("../../migrations/sqlite/0008_technician_groups.sql"),
         ),
+        m(
+            9,
+            "identity certificates",
+            include_str!("../../migrations/sqlite/0009_identity_certificates.sql"),
+        ),
+        m(
+            10,
+            "identity all groups",
+            include_str!("../../migrations/sqlite/0010_identity_all_groups.sql"),
+        ),
     ])
 }
 
@@ -107,6 +117,11 @@ fn tuple_placeholders(n: usize) -> String {
 #[derive(Debug, Clone)]
 pub struct Sqlite {
     pool: SqlitePool,
+    /// The same database with `synchronous=NORMAL`, for writes nobody is told were stored
+    /// (presence: last seen, hostname, OS), which are rewritten at every connect. They skip
+    /// the fsync per commit that a reconnect storm of thousands of agents would otherwise pay
+    /// one by one; the next commit on `pool` fsyncs the WAL, theirs included.
+    relaxed: SqlitePool,
 }
 
 impl Sqlite {
@@ -126,7 +141,9 @@ impl Sqlite {
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+            // FULL: in WAL mode NORMAL may lose the last commits on power loss, and the relay
+            // acknowledges inventory uploads and audit records only once committed.
+            .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5))
             // 64 MiB of page cache per connection: the package index stays in memory for large
@@ -135,13 +152,18 @@ impl Sqlite {
             .pragma("temp_store", "memory");
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(opts)
+            .connect_with(opts.clone())
             .await?;
         migrator().run(&pool).await?;
-        Ok(Self { pool })
+        let relaxed = SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect_with(opts.synchronous(SqliteSynchronous::Normal))
+            .await?;
+        Ok(Self { pool, relaxed })
     }
 
     pub async fn close(&self) {
+        self.relaxed.close().await;
         self.pool.close().await;
     }
 
@@ -161,21 +183,30 @@ impl Sqlite {
     }
 
     pub async fn insert_token(&self, t: &NewToken) -> Result<(), StoreError> {
-        let (kind, group, name, role) = match &t.kind {
-            TokenKind::Agent { group } => ("agent", Some(group.as_str()), None, None),
-            TokenKind::Technician { name, role } => {
-                ("technician", None, Some(name.as_str()), Some(role.as_str()))
-            }
+        let (kind, group, name, role, replace) = match &t.kind {
+            TokenKind::Agent { group } => ("agent", Some(group.as_str()), None, None, false),
+            TokenKind::Technician {
+                name,
+                role,
+                replace,
+            } => (
+                "technician",
+                None,
+                Some(name.as_str()),
+                Some(role.as_str()),
+                *replace,
+            ),
         };
         sqlx::query(
-            "INSERT INTO tokens (secret_hash, kind, group_name, tech_name, role, created_at, expires_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO tokens (secret_hash, kind, group_name, tech_name, role, replace_existing, created_at, expires_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&t.secret_hash[..])
         .bind(kind)
         .bind(group)
         .bind(name)
         .bind(role)
+        .bind(replace)
         .bind(t.created_at)
         .bind(t.expires_at)
         .execute(&self.pool)
@@ -189,10 +220,15 @@ impl Sqlite {
         now: i64,
         used_by: &str,
     ) -> Result<Result<TokenKind, RedeemError>, StoreError> {
+        // A technician token without --replace is not spent on a name that holds a valid
+        // certificate (enrolled since the token was made): that needs the admin's explicit choice.
         let row = sqlx::query(
             "UPDATE tokens SET used_at = ?, used_by = ?
              WHERE secret_hash = ? AND used_at IS NULL AND expires_at > ?
-             RETURNING kind, group_name, tech_name, role",
+               AND NOT (kind = 'technician' AND replace_existing = 0 AND EXISTS (
+                   SELECT 1 FROM certificates c WHERE c.kind = 'technician' AND c.name = tokens.tech_name
+                   AND NOT EXISTS (SELECT 1 FROM revoked_certs r WHERE r.serial = c.serial)))
+             RETURNING kind, group_name, tech_name, role, replace_existing",
         )
         .bind(now)
         .bind(used_by)
@@ -219,61 +255,28 @@ impl Sqlite {
                                 StoreError::Corrupt(e.to_string())
                             },
                         )?,
+                        replace: row.try_get("replace_existing")?,
                     }
                 }
             }));
         }
         // Not redeemed: find out why, for a useful message.
-        let row = sqlx::query("SELECT used_at, expires_at FROM tokens WHERE secret_hash = ?")
-            .bind(&secret_hash[..])
-            .fetch_optional(&self.pool)
-            .await?;
+        let row =
+            sqlx::query("SELECT used_at, expires_at, tech_name FROM tokens WHERE secret_hash = ?")
+                .bind(&secret_hash[..])
+                .fetch_optional(&self.pool)
+                .await?;
         Ok(Err(match row {
             None => RedeemError::Unknown,
             Some(r) if r.try_get::<Option<i64>, _>("used_at")?.is_some() => {
                 RedeemError::AlreadyUsed
             }
-            Some(_) => RedeemError::Expired,
+            Some(r) if r.try_get::<i64, _>("expires_at")? <= now => RedeemError::Expired,
+            Some(r) => RedeemError::AlreadyEnrolled(
+                r.try_get::<Option<String>, _>("tech_name")?
+                    .unwrap_or_default(),
+            ),
         }))
-    }
-
-    pub async fn add_device(&self, d: &DeviceRow, cert_serial: &str) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO devices (id, hostname, group_name, os, agent_version, cert_serial, first_seen, last_seen)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&d.id)
-        .bind(&d.hostname)
-        .bind(&d.group)
-        .bind(&d.os)
-        .bind(&d.agent_version)
-        .bind(cert_serial)
-        .bind(d.first_seen)
-        .bind(d.last_seen)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    pub async fn upsert_technician(
-        &self,
-        name: &str,
-        role: Role,
-        cert_serial: &str,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO technicians (name, role, cert_serial, enrolled_at) VALUES (?, ?, ?, ?)
-             ON CONFLICT (name) DO UPDATE SET role = excluded.role, cert_serial = excluded.cert_serial,
-                                              enrolled_at = excluded.enrolled_at",
-        )
-        .bind(name)
-        .bind(role.as_str())
-        .bind(cert_serial)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
     }
 
     pub async fn update_device_status(
@@ -292,7 +295,7 @@ impl Sqlite {
         .bind(agent_version)
         .bind(now)
         .bind(id)
-        .execute(&self.pool)
+        .execute(&self.relaxed)
         .await?;
         Ok(())
     }
@@ -301,13 +304,13 @@ impl Sqlite {
         sqlx::query("UPDATE devices SET last_seen = MAX(last_seen, ?) WHERE id = ?")
             .bind(now)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.relaxed)
             .await?;
         Ok(())
     }
 
     pub async fn touch_devices(&self, ids: &[String], now: i64) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.relaxed.begin().await?;
         for id in ids {
             sqlx::query("UPDATE devices SET last_seen = MAX(last_seen, ?) WHERE id = ?")
                 .bind(now)
@@ -348,37 +351,6 @@ impl Sqlite {
             .collect()
     }
 
-    pub async fn grant_group(
-        &self,
-        technician: &str,
-        group: &str,
-        on: bool,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        let q = if on {
-            "INSERT INTO technician_groups (technician, group_name, granted_at) VALUES (?, ?, ?)
-             ON CONFLICT DO NOTHING"
-        } else {
-            "DELETE FROM technician_groups WHERE technician = ? AND group_name = ? AND ? IS NOT NULL"
-        };
-        sqlx::query(q)
-            .bind(technician)
-            .bind(group)
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    pub async fn technician_groups(&self, technician: &str) -> Result<Vec<String>, StoreError> {
-        Ok(sqlx::query_scalar(
-            "SELECT group_name FROM technician_groups WHERE technician = ? ORDER BY group_name",
-        )
-        .bind(technician)
-        .fetch_all(&self.pool)
-        .await?)
-    }
-
     pub async fn revocation_mark(&self) -> Result<(i64, i64), StoreError> {
         let row = sqlx::query(
             "SELECT COUNT(*) AS n, COALESCE(MAX(revoked_at), 0) AS at FROM revoked_certs",
@@ -386,55 +358,6 @@ impl Sqlite {
         .fetch_one(&self.pool)
         .await?;
         Ok((row.try_get("n")?, row.try_get("at")?))
-    }
-
-    pub async fn revoke(
-        &self,
-        device: Option<&str>,
-        technician: Option<&str>,
-        reason: &str,
-        now: i64,
-    ) -> Result<Option<String>, StoreError> {
-        let found: Option<(String, String)> = match (device, technician) {
-            // By id only: hostnames are chosen by devices (see `tech::pick_device`).
-            (Some(d), _) => {
-                sqlx::query_as("SELECT cert_serial, 'device:' || id FROM devices WHERE id = ?")
-                    .bind(d)
-                    .fetch_optional(&self.pool)
-                    .await?
-            }
-            (None, Some(t)) => {
-                sqlx::query_as(
-                    "SELECT cert_serial, 'tech:' || name FROM technicians WHERE name = ?",
-                )
-                .bind(t)
-                .fetch_optional(&self.pool)
-                .await?
-            }
-            (None, None) => None,
-        };
-        let Some((serial, subject)) = found else {
-            return Ok(None);
-        };
-        sqlx::query(
-            "INSERT INTO revoked_certs (serial, subject, revoked_at, reason) VALUES (?, ?, ?, ?)
-             ON CONFLICT (serial) DO NOTHING",
-        )
-        .bind(&serial)
-        .bind(&subject)
-        .bind(now)
-        .bind(reason)
-        .execute(&self.pool)
-        .await?;
-        Ok(Some(subject))
-    }
-
-    pub async fn is_revoked(&self, serial: &str) -> Result<bool, StoreError> {
-        let row = sqlx::query("SELECT 1 FROM revoked_certs WHERE serial = ?")
-            .bind(serial)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.is_some())
     }
 }
 

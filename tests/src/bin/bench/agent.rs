@@ -42,10 +42,15 @@ pub async fn enroll_pair(data: &DataDir, addr: &str, dir: &Path) -> Result<Enrol
         TokenKind::Technician {
             name: "bench".into(),
             role: tether_protocol::identity::Role::Support,
+            replace: false,
         },
         Duration::from_secs(600),
     )
     .await?;
+    // A technician sees no device until granted groups.
+    store
+        .grant_group("bench", tether_relay::store::ALL_GROUPS, true)
+        .await?;
     store.close().await;
     let tech_dir = dir.join("tech");
     tether_net::client::enroll(&tech_token, &tech_dir, "bench", "bench").await?;

@@ -501,8 +501,13 @@ pub async fn mint_tokens(
     let (tech, _) = mint(TokenKind::Technician {
         name: "bench".into(),
         role: tether_protocol::identity::Role::Viewer,
+        replace: false,
     })
     .await?;
+    // A technician sees no device until granted groups.
+    store
+        .grant_group("bench", tether_relay::store::ALL_GROUPS, true)
+        .await?;
     store.close().await;
     Ok((tokens, tech))
 }

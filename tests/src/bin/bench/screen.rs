@@ -344,8 +344,13 @@ async fn tether_session(x: &Xserver, tmp: &Path, loads: &[Workload]) -> Result<O
     let (tech_token, _) = mk(TokenKind::Technician {
         name: "bench".into(),
         role: tether_protocol::identity::Role::Support,
+        replace: false,
     })
     .await?;
+    // A technician sees no device until granted groups.
+    store
+        .grant_group("bench", tether_relay::store::ALL_GROUPS, true)
+        .await?;
     store.close().await;
     let agent_dir = tmp.join("agent");
     tether_net::client::enroll(&agent_token, &agent_dir, "bench", "bench").await?;
