@@ -34,6 +34,10 @@ pub struct Permissions {
     pub shell: bool,
     /// Copy files to and from the device.
     pub files: bool,
+    /// Run shells and commands, and touch files, as root instead of the desktop user. Only
+    /// with `shell` or `files`; the relay grants it only where the device group's policy allows
+    /// it (`allow_root`), and the agent runs as root only when the signed grant says so.
+    pub root: bool,
 }
 
 impl Permissions {
@@ -43,6 +47,7 @@ impl Permissions {
         clipboard: false,
         shell: false,
         files: false,
+        root: false,
     };
     pub const VIEW: Self = Self {
         view: true,
@@ -71,8 +76,17 @@ impl Permissions {
         ..Self::NONE
     };
 
+    /// Nothing to do: `root` alone is not something to do, only how shell and files run.
     pub fn is_empty(&self) -> bool {
-        *self == Self::NONE
+        Self {
+            root: false,
+            ..*self
+        } == Self::NONE
+    }
+
+    /// Runs as root on the device (only meaningful with shell or files).
+    pub fn as_root(&self) -> bool {
+        self.root && (self.shell || self.files)
     }
 
     pub fn describe(&self) -> String {
@@ -83,6 +97,7 @@ impl Permissions {
             (self.clipboard, "clipboard"),
             (self.shell, "shell"),
             (self.files, "files"),
+            (self.root, "root"),
         ] {
             if on {
                 parts.push(name);
