@@ -94,6 +94,15 @@ fn open_root(root: &str) -> Result<OwnedFd, String> {
     )
     .map_err(|e| match e {
         Errno::NOENT => format!("destination directory {root} does not exist on the device"),
+        // (O_NOFOLLOW with O_DIRECTORY reports a symlink as "not a directory"; the message is
+        // all the second look decides.)
+        Errno::NOTDIR
+            if std::fs::symlink_metadata(root).is_ok_and(|m| m.file_type().is_symlink()) =>
+        {
+            format!(
+                "destination {root} is a symlink; not writing through it (name the real directory)"
+            )
+        }
         Errno::NOTDIR => format!("destination {root} is not a directory on the device"),
         Errno::LOOP => format!(
             "destination {root} is or passes through a symlink; not writing through it (name the real directory)"
@@ -116,8 +125,14 @@ fn open_subdir(parent: &OwnedFd, name: &str, shown: &str) -> Result<OwnedFd, Str
         }
         other => other,
     };
+    let is_link = || {
+        rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW)
+            .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Symlink)
+    };
     fd.map_err(|e| match e {
         Errno::LOOP => format!("{shown} is a symlink; not writing through it"),
+        // O_NOFOLLOW with O_DIRECTORY reports a symlink as "not a directory".
+        Errno::NOTDIR if is_link() => format!("{shown} is a symlink; not writing through it"),
         Errno::NOTDIR => format!("{shown} exists and is not a directory"),
         e => format!("{shown}: {}", std::io::Error::from(e)),
     })
