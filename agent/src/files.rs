@@ -449,46 +449,42 @@ pub async fn get(
     let (tx, mut rx) = mpsc::channel::<Result<ToViewer, String>>(4);
     // Disk reads and hashing on a thread of their own, as the session's account; the channel
     // paces them to the network.
-    let reader = std::thread::Builder::new()
-        .name("tether-pull".into())
-        .spawn(move || {
-            let r = who.run(move || {
-                let mut f = open_for_get(&path)?;
-                let size = f.metadata().map_err(|e| e.to_string())?.len();
-                let mut hash = Context::new(&SHA256);
-                let mut buf = vec![0u8; MAX_GET_CHUNK];
-                let mut pos = 0u64;
-                loop {
-                    let n = f.read(&mut buf).map_err(|e| format!("{path}: {e}"))?;
-                    if n == 0 {
-                        break;
-                    }
-                    hash.update(&buf[..n]);
-                    let end = pos + n as u64;
-                    if end > offset {
-                        let from = offset.saturating_sub(pos) as usize;
-                        if tx
-                            .blocking_send(Ok(ToViewer::FileChunk(buf[from..n].to_vec())))
-                            .is_err()
-                        {
-                            return Err("session ended".to_string());
-                        }
-                    }
-                    pos = end;
+    let reader = tokio::task::spawn_blocking(move || {
+        who.run(move || {
+            let mut f = open_for_get(&path)?;
+            let size = f.metadata().map_err(|e| e.to_string())?.len();
+            let mut hash = Context::new(&SHA256);
+            let mut buf = vec![0u8; MAX_GET_CHUNK];
+            let mut pos = 0u64;
+            loop {
+                let n = f.read(&mut buf).map_err(|e| format!("{path}: {e}"))?;
+                if n == 0 {
+                    break;
                 }
-                if pos != size {
-                    return Err(format!("{path} changed size while being read"));
+                hash.update(&buf[..n]);
+                let end = pos + n as u64;
+                if end > offset {
+                    let from = offset.saturating_sub(pos) as usize;
+                    if tx
+                        .blocking_send(Ok(ToViewer::FileChunk(buf[from..n].to_vec())))
+                        .is_err()
+                    {
+                        return Err("session ended".to_string());
+                    }
                 }
-                let end = ToViewer::FileEnd {
-                    size: pos,
-                    sha256: hex(hash.finish().as_ref()),
-                };
-                let _ = tx.blocking_send(Ok(end.clone()));
-                Ok(end)
-            });
-            r
-        });
-    let reader = reader.map_err(|e| format!("cannot start a thread: {e}"))?;
+                pos = end;
+            }
+            if pos != size {
+                return Err(format!("{path} changed size while being read"));
+            }
+            let end = ToViewer::FileEnd {
+                size: pos,
+                sha256: hex(hash.finish().as_ref()),
+            };
+            let _ = tx.blocking_send(Ok(end.clone()));
+            Ok(end)
+        })
+    });
     let mut sent_end = None;
     while let Some(msg) = rx.recv().await {
         match msg {
@@ -509,8 +505,8 @@ pub async fn get(
         return Ok(end);
     }
     // The channel closed without an end: the reader's error says why.
-    match tokio::task::spawn_blocking(move || reader.join()).await {
-        Ok(Ok(Err(e))) => Err(e),
+    match reader.await {
+        Ok(Err(e)) => Err(e),
         _ => Err("file reader stopped".into()),
     }
 }

@@ -598,7 +598,7 @@ impl Job {
 fn chosen_user(user: Option<&str>, who: Option<&RunAs>) -> Option<String> {
     match (user, who) {
         (None, _) => None,
-        (Some(u), _) if u.is_empty() => None,
+        (Some(""), _) => None,
         (Some(u), Some(w)) if u == w.account.name => None,
         (Some(u), _) => Some(format!(
             "a shell cannot be opened as {}: sessions run as the desktop user, or as root when asked for with --as-root",

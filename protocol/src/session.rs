@@ -643,6 +643,34 @@ mod tests {
             SessionGate::new(grant(Role::Admin, Permissions::default()), "d1", 2_000).unwrap_err(),
             GrantError::NoPermission
         );
+        // Root alone is not something to do, only how shell and files run.
+        let root_only = Permissions {
+            root: true,
+            ..Permissions::default()
+        };
+        assert_eq!(
+            SessionGate::new(grant(Role::Admin, root_only), "d1", 2_000).unwrap_err(),
+            GrantError::NoPermission
+        );
+    }
+
+    #[test]
+    fn root_is_named_wherever_permissions_are_described() {
+        let root = Permissions {
+            root: true,
+            files: true,
+            ..Permissions::SHELL
+        };
+        assert_eq!(root.describe(), "shell + files + root");
+        assert!(root.as_root());
+        assert!(!Permissions::SHELL.as_root());
+        assert!(
+            !Permissions {
+                root: true,
+                ..Permissions::FULL
+            }
+            .as_root()
+        );
     }
 
     #[test]
