@@ -314,9 +314,10 @@ pub enum ToAgent {
     /// Ask for the device's clipboard text (clipboard permission).
     GetClipboard,
     Bye,
-    /// An interactive shell on a pseudo-terminal (shell permission), as `user` if given (the
-    /// agent must be root for another user). Output comes as [`ToViewer::Output`], the end as
-    /// [`ToViewer::Exited`].
+    /// An interactive shell on a pseudo-terminal (shell permission). It runs as the desktop
+    /// user, or as root with the [`Permissions::root`] permission; `user` cannot choose anyone
+    /// else (kept for older clients: `None`, or the name of that same account). Output comes as
+    /// [`ToViewer::Output`], the end as [`ToViewer::Exited`].
     ShellOpen {
         cols: u16,
         rows: u16,
