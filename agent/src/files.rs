@@ -2,14 +2,29 @@
 //! beside its destination (`.NAME.SHA12.tether-part`), resumed from its length after a dropped
 //! connection, checked against the SHA-256 the technician sent, and only then renamed to its
 //! name: a transfer that fails midway never leaves a half-written file under the final name.
-//! Nothing is written through a symlink: every directory below the destination the technician
-//! named is checked, and files are opened with `O_NOFOLLOW`.
+//!
+//! Every access runs as the session's account ([`RunAs`]: the desktop user unless the grant
+//! carries root), on a fresh thread with that user's credentials, so the kernel checks each
+//! access as the user and what is created belongs to them.
+//!
+//! Nothing is written through a symlink, and no path is resolved twice: the destination root is
+//! opened once (`openat2` with `RESOLVE_NO_SYMLINKS`, so no component of it may be a symlink),
+//! every directory below it is opened from the one above it (`RESOLVE_BENEATH |
+//! RESOLVE_NO_SYMLINKS`), and the part file is created, renamed or removed relative to the
+//! directory handle held since. Someone who owns a directory on the way can swap it for a
+//! symlink at any moment (`renameat2(RENAME_EXCHANGE)`); the agent keeps using the directory it
+//! opened, so the write can never land in the symlink's target. Reads (stat, pull) open the
+//! path once and work from that handle; a tree is walked directory handle by directory handle.
 
+use crate::account::RunAs;
 use ring::digest::{Context, SHA256};
-use std::fs::{File, OpenOptions};
+use rustix::fd::{AsFd, OwnedFd};
+use rustix::fs::{AtFlags, CWD, FileType, Mode, OFlags, ResolveFlags};
+use rustix::io::Errno;
+use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
 use tether_protocol::paths;
 use tether_protocol::session::{
     DirEntry, MAX_ENTRIES, MAX_GET_CHUNK, PutStart, RemoteEntry, ToViewer,
@@ -17,12 +32,15 @@ use tether_protocol::session::{
 use tether_protocol::token::hex;
 use tokio::sync::mpsc;
 
-const NOFOLLOW: i32 = nix::fcntl::OFlag::O_NOFOLLOW.bits();
-
 /// A push in progress.
 pub struct Put {
-    part: PathBuf,
-    dest: PathBuf,
+    who: RunAs,
+    /// The directory the file goes into, held open since it was checked.
+    dir: Arc<OwnedFd>,
+    part_name: String,
+    name: String,
+    /// The destination as the technician named it (for messages and the audit record).
+    dest: String,
     file: File,
     hash: Context,
     written: u64,
@@ -31,108 +49,139 @@ pub struct Put {
     mode: u32,
 }
 
-/// The path a push writes to, checked: `root` must be an existing absolute directory, and no
-/// existing directory between it and the file may be a symlink. Missing directories are made.
-fn destination(root: &str, rel: &str) -> Result<PathBuf, String> {
-    let root = Path::new(root);
-    if !root.is_absolute() {
-        return Err(format!(
-            "destination {} must be an absolute path on the device",
-            root.display()
-        ));
-    }
-    if !root.is_dir() {
-        return Err(format!(
-            "destination directory {} does not exist on the device",
-            root.display()
-        ));
-    }
-    let parts = paths::relative(rel).map_err(|e| e.to_string())?;
-    let (name, dirs) = parts.split_last().ok_or("empty path")?;
-    let mut dir = root.to_path_buf();
-    for d in dirs {
-        dir.push(d);
-        match std::fs::symlink_metadata(&dir) {
-            Ok(m) if m.file_type().is_symlink() => {
-                return Err(format!(
-                    "{} is a symlink; not writing through it",
-                    dir.display()
-                ));
-            }
-            Ok(m) if m.is_dir() => {}
-            Ok(_) => return Err(format!("{} exists and is not a directory", dir.display())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                std::fs::create_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-            }
-            Err(e) => return Err(format!("{}: {e}", dir.display())),
+/// Points where a test swaps directories for symlinks (the race a check-then-use would lose).
+#[cfg(test)]
+pub(crate) mod race {
+    #[allow(clippy::type_complexity)]
+    pub static HOOK: std::sync::Mutex<Option<(String, Box<dyn FnMut(&str) + Send>)>> =
+        std::sync::Mutex::new(None);
+
+    /// Runs the hook installed for this destination root, if any, telling it where we are:
+    /// `dir` (about to open the next directory), `walked` (every directory checked, the part
+    /// file not yet opened) or `rename` (about to give the file its name; keyed by the
+    /// destination file instead of the root).
+    pub fn at(key: &str, point: &str) {
+        if let Ok(mut h) = HOOK.lock()
+            && let Some((k, f)) = h.as_mut()
+            && k == key
+        {
+            f(point);
         }
     }
-    let dest = dir.join(name);
-    if let Ok(m) = std::fs::symlink_metadata(&dest)
-        && !m.is_file()
-    {
+}
+
+fn resolve() -> ResolveFlags {
+    ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS
+}
+
+fn dir_flags() -> OFlags {
+    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC
+}
+
+/// Opens the destination root: an existing absolute directory, no symlink anywhere on its path.
+fn open_root(root: &str) -> Result<OwnedFd, String> {
+    if !Path::new(root).is_absolute() {
         return Err(format!(
-            "{} exists and is not a regular file; not replacing it",
-            dest.display()
+            "destination {root} must be an absolute path on the device"
         ));
     }
-    Ok(dest)
+    rustix::fs::openat2(
+        CWD,
+        root,
+        dir_flags(),
+        Mode::empty(),
+        ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+    )
+    .map_err(|e| match e {
+        Errno::NOENT => format!("destination directory {root} does not exist on the device"),
+        // (O_NOFOLLOW with O_DIRECTORY reports a symlink as "not a directory"; the message is
+        // all the second look decides.)
+        Errno::NOTDIR
+            if std::fs::symlink_metadata(root).is_ok_and(|m| m.file_type().is_symlink()) =>
+        {
+            format!(
+                "destination {root} is a symlink; not writing through it (name the real directory)"
+            )
+        }
+        Errno::NOTDIR => format!("destination {root} is not a directory on the device"),
+        Errno::LOOP => format!(
+            "destination {root} is or passes through a symlink; not writing through it (name the real directory)"
+        ),
+        Errno::NOSYS => "file transfer needs Linux 5.6 or later (openat2) on the device".into(),
+        e => format!("{root}: {}", std::io::Error::from(e)),
+    })
+}
+
+/// Opens (making it if missing) the directory `name` inside `parent`, never through a symlink.
+fn open_subdir(parent: &OwnedFd, name: &str, shown: &str) -> Result<OwnedFd, String> {
+    let open = || rustix::fs::openat2(parent, name, dir_flags(), Mode::empty(), resolve());
+    let fd = match open() {
+        Err(Errno::NOENT) => {
+            match rustix::fs::mkdirat(parent, name, Mode::from_raw_mode(0o777)) {
+                Ok(()) | Err(Errno::EXIST) => {}
+                Err(e) => return Err(format!("{shown}: {}", std::io::Error::from(e))),
+            }
+            open()
+        }
+        other => other,
+    };
+    let is_link = || {
+        rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW)
+            .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Symlink)
+    };
+    fd.map_err(|e| match e {
+        Errno::LOOP => format!("{shown} is a symlink; not writing through it"),
+        // O_NOFOLLOW with O_DIRECTORY reports a symlink as "not a directory".
+        Errno::NOTDIR if is_link() => format!("{shown} is a symlink; not writing through it"),
+        Errno::NOTDIR => format!("{shown} exists and is not a directory"),
+        e => format!("{shown}: {}", std::io::Error::from(e)),
+    })
 }
 
 fn valid_sha(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
+/// The effective uid a file operation of `who` runs with.
+fn effective_uid(who: &RunAs) -> u32 {
+    if who.switch {
+        who.account.uid
+    } else {
+        tether_net::local::current_uid()
+    }
+}
+
 impl Put {
     /// Opens (or resumes) the part file. Returns the offset the technician sends from.
-    pub fn start(p: &PutStart) -> Result<(Put, u64), String> {
+    pub fn start(p: &PutStart, who: &RunAs) -> Result<(Put, u64), String> {
         if !valid_sha(&p.sha256) {
             return Err("bad checksum in push request".into());
         }
         let sha256 = p.sha256.to_ascii_lowercase();
-        let dest = destination(&p.root, &p.rel)?;
-        let name = dest
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let part = dest.with_file_name(format!(".{name}.{}.tether-part", &sha256[..12]));
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .custom_flags(NOFOLLOW)
-            .open(&part)
-            .map_err(|e| format!("{}: {e}", part.display()))?;
-        let mut have = file.metadata().map_err(|e| e.to_string())?.len();
-        if have > p.size {
-            file.set_len(0).map_err(|e| e.to_string())?;
-            have = 0;
-        }
-        // Resuming: the checksum covers the whole file, so hash what is already there.
-        let mut hash = Context::new(&SHA256);
-        let mut buf = vec![0u8; 256 * 1024];
-        let mut left = have;
-        while left > 0 {
-            let want = left.min(buf.len() as u64) as usize;
-            let n = file.read(&mut buf[..want]).map_err(|e| e.to_string())?;
-            if n == 0 {
-                break;
-            }
-            hash.update(&buf[..n]);
-            left -= n as u64;
-        }
-        file.seek(SeekFrom::Start(have))
-            .map_err(|e| e.to_string())?;
+        let parts = paths::relative(&p.rel).map_err(|e| e.to_string())?;
+        let (name, dirs) = parts.split_last().ok_or("empty path")?;
+        let name = name.to_string();
+        let dirs: Vec<String> = dirs.iter().map(|d| d.to_string()).collect();
+        let root = p.root.clone();
+        let part_name = format!(".{name}.{}.tether-part", &sha256[..12]);
+        let uid = effective_uid(who);
+        let size = p.size;
+        let (dir, file, have, hash) = {
+            let (name, part_name, root) = (name.clone(), part_name.clone(), root.clone());
+            who.run(move || open_part(&root, &dirs, &name, &part_name, uid, size))?
+        };
+        let dest = format!("{}/{}", root.trim_end_matches('/'), p.rel);
         Ok((
             Put {
-                part,
+                who: who.clone(),
+                dir: Arc::new(dir),
+                part_name,
+                name,
                 dest,
                 file,
                 hash,
                 written: have,
-                size: p.size,
+                size,
                 sha256,
                 mode: p.mode & 0o777,
             },
@@ -143,12 +192,12 @@ impl Put {
     /// Appends a chunk. `Ok(Some(done))` when the file is complete and in place.
     pub fn chunk(&mut self, data: &[u8]) -> Result<Option<ToViewer>, String> {
         if self.written + data.len() as u64 > self.size {
-            let _ = std::fs::remove_file(&self.part);
+            self.remove_part();
             return Err("more data than the announced size".into());
         }
         self.file
             .write_all(data)
-            .map_err(|e| format!("{}: {e}", self.part.display()))?;
+            .map_err(|e| format!("{}: {e}", self.dest))?;
         self.hash.update(data);
         self.written += data.len() as u64;
         if self.written < self.size {
@@ -162,21 +211,39 @@ impl Put {
         self.written == self.size
     }
 
+    fn remove_part(&self) {
+        let (dir, part) = (self.dir.clone(), self.part_name.clone());
+        let _ = self.who.run(move || {
+            rustix::fs::unlinkat(&*dir, part.as_str(), AtFlags::empty()).map_err(|e| e.to_string())
+        });
+    }
+
     pub fn finish(&mut self) -> Result<ToViewer, String> {
         let got = hex(self.hash.clone().finish().as_ref());
         if got != self.sha256 {
-            let _ = std::fs::remove_file(&self.part);
+            self.remove_part();
             return Err(format!(
                 "checksum mismatch for {} (sent {}, received {got}); the partial file was removed",
-                self.dest.display(),
-                self.sha256
+                self.dest, self.sha256
             ));
         }
-        self.file.sync_all().map_err(|e| e.to_string())?;
-        std::fs::set_permissions(&self.part, std::fs::Permissions::from_mode(self.mode))
-            .map_err(|e| e.to_string())?;
-        std::fs::rename(&self.part, &self.dest)
-            .map_err(|e| format!("{}: {e}", self.dest.display()))?;
+        let file = self.file.try_clone().map_err(|e| e.to_string())?;
+        let (dir, part, name, mode) = (
+            self.dir.clone(),
+            self.part_name.clone(),
+            self.name.clone(),
+            self.mode,
+        );
+        let dest = self.dest.clone();
+        self.who.run(move || {
+            file.sync_all().map_err(|e| e.to_string())?;
+            rustix::fs::fchmod(&file, Mode::from_raw_mode(mode)).map_err(|e| e.to_string())?;
+            #[cfg(test)]
+            race::at(&dest, "rename");
+            // Inside the directory held since the check: a swapped path cannot redirect it.
+            rustix::fs::renameat(&*dir, part.as_str(), &*dir, name.as_str())
+                .map_err(|e| format!("{dest}: {}", std::io::Error::from(e)))
+        })?;
         Ok(ToViewer::PutDone {
             size: self.size,
             sha256: got,
@@ -186,57 +253,160 @@ impl Put {
     pub fn describe(&self) -> String {
         format!(
             "push {} ({} bytes, sha256 {})",
-            self.dest.display(),
-            self.size,
-            self.sha256
+            self.dest, self.size, self.sha256
         )
     }
 }
 
+/// Walks to the destination directory and opens the part file in it (on the session user's
+/// thread). Returns the directory, the part file, its length and the hash of what it holds.
+fn open_part(
+    root: &str,
+    dirs: &[String],
+    name: &str,
+    part_name: &str,
+    uid: u32,
+    size: u64,
+) -> Result<(OwnedFd, File, u64, Context), String> {
+    let mut dir = open_root(root)?;
+    let mut shown = root.trim_end_matches('/').to_string();
+    for d in dirs {
+        #[cfg(test)]
+        race::at(root, "dir");
+        shown = format!("{shown}/{d}");
+        dir = open_subdir(&dir, d, &shown)?;
+    }
+    #[cfg(test)]
+    race::at(root, "walked");
+    let dest = format!("{shown}/{name}");
+    match rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile => {
+            return Err(format!(
+                "{dest} exists and is not a regular file; not replacing it"
+            ));
+        }
+        _ => {}
+    }
+    let fd = rustix::fs::openat2(
+        &dir,
+        part_name,
+        OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY,
+        Mode::from_raw_mode(0o600),
+        resolve(),
+    )
+    .map_err(|e| match e {
+        Errno::LOOP => format!("{shown}/{part_name} is a symlink; not writing through it"),
+        e => format!("{dest}: {}", std::io::Error::from(e)),
+    })?;
+    // A part file someone else prepared (a hard link to another file, a file of another
+    // user) is not resumed into.
+    let st = rustix::fs::fstat(&fd).map_err(|e| e.to_string())?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile
+        || st.st_nlink != 1
+        || st.st_uid != uid
+    {
+        return Err(format!(
+            "{shown}/{part_name} exists and is not this transfer's own file; remove it and push again"
+        ));
+    }
+    let mut file = File::from(fd);
+    let mut have = st.st_size.max(0) as u64;
+    if have > size {
+        file.set_len(0).map_err(|e| e.to_string())?;
+        have = 0;
+    }
+    // Resuming: the checksum covers the whole file, so hash what is already there.
+    let mut hash = Context::new(&SHA256);
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut left = have;
+    while left > 0 {
+        let want = left.min(buf.len() as u64) as usize;
+        let n = file.read(&mut buf[..want]).map_err(|e| e.to_string())?;
+        if n == 0 {
+            break;
+        }
+        hash.update(&buf[..n]);
+        left -= n as u64;
+    }
+    file.seek(SeekFrom::Start(have))
+        .map_err(|e| e.to_string())?;
+    Ok((dir, file, have, hash))
+}
+
+fn mode_of(st: &rustix::fs::Stat) -> u32 {
+    st.st_mode & 0o777
+}
+
 /// What is at `path`: a file, or a directory and every file and directory below it (symlinks
-/// inside are skipped, names that are not UTF-8 too).
-pub fn stat(path: &str) -> Result<RemoteEntry, String> {
-    let root = Path::new(path);
-    if !root.is_absolute() {
+/// inside are skipped, names that are not UTF-8 too). Runs as the session's account.
+pub fn stat(path: &str, who: &RunAs) -> Result<RemoteEntry, String> {
+    let path = path.to_string();
+    who.run(move || stat_as_user(&path))
+}
+
+fn stat_as_user(path: &str) -> Result<RemoteEntry, String> {
+    if !Path::new(path).is_absolute() {
         return Err(format!("{path} must be an absolute path on the device"));
     }
-    let m = std::fs::metadata(root).map_err(|e| format!("{path}: {e}"))?;
-    if m.is_file() {
-        return Ok(RemoteEntry::File {
-            size: m.len(),
-            mode: m.mode() & 0o777,
-        });
+    // O_PATH: a FIFO or device is looked at, never opened.
+    let top = rustix::fs::open(path, OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| format!("{path}: {}", std::io::Error::from(e)))?;
+    let st = rustix::fs::fstat(&top).map_err(|e| format!("{path}: {e}"))?;
+    match FileType::from_raw_mode(st.st_mode) {
+        FileType::RegularFile => {
+            return Ok(RemoteEntry::File {
+                size: st.st_size.max(0) as u64,
+                mode: mode_of(&st),
+            });
+        }
+        FileType::Directory => {}
+        _ => return Err(format!("{path} is neither a file nor a directory")),
     }
-    if !m.is_dir() {
-        return Err(format!("{path} is neither a file nor a directory"));
-    }
+    let root = rustix::fs::openat(&top, ".", dir_flags(), Mode::empty())
+        .map_err(|e| format!("{path}: {}", std::io::Error::from(e)))?;
     let mut entries = Vec::new();
-    let mut stack = vec![(root.to_path_buf(), String::new())];
-    while let Some((dir, prefix)) = stack.pop() {
-        let rd = std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    // Directories still to list: the one they are in (held open), their name, their prefix.
+    let mut stack: Vec<(Arc<OwnedFd>, Option<String>, String)> =
+        vec![(Arc::new(root), None, String::new())];
+    while let Some((parent, name, prefix)) = stack.pop() {
+        let shown = format!("{path}/{prefix}");
+        let dir = match &name {
+            None => parent,
+            Some(n) => Arc::new(
+                rustix::fs::openat2(&*parent, n.as_str(), dir_flags(), Mode::empty(), resolve())
+                    .map_err(|e| format!("{shown}: {}", std::io::Error::from(e)))?,
+            ),
+        };
+        let rd = rustix::fs::Dir::read_from(dir.as_fd())
+            .map_err(|e| format!("{shown}: {}", std::io::Error::from(e)))?;
         for e in rd.flatten() {
-            let Ok(name) = e.file_name().into_string() else {
+            let Ok(name) = e.file_name().to_str().map(str::to_string) else {
                 continue;
             };
-            let Ok(m) = e.path().symlink_metadata() else {
+            if name == "." || name == ".." {
+                continue;
+            }
+            let Ok(st) = rustix::fs::statat(&*dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW) else {
                 continue;
             };
             let rel = format!("{prefix}{name}");
-            if m.is_dir() {
-                entries.push(DirEntry {
-                    rel: rel.clone(),
-                    size: 0,
-                    mode: m.mode() & 0o777,
-                    dir: true,
-                });
-                stack.push((e.path(), format!("{rel}/")));
-            } else if m.is_file() {
-                entries.push(DirEntry {
+            match FileType::from_raw_mode(st.st_mode) {
+                FileType::Directory => {
+                    entries.push(DirEntry {
+                        rel: rel.clone(),
+                        size: 0,
+                        mode: mode_of(&st),
+                        dir: true,
+                    });
+                    stack.push((dir.clone(), Some(name), format!("{rel}/")));
+                }
+                FileType::RegularFile => entries.push(DirEntry {
                     rel,
-                    size: m.len(),
-                    mode: m.mode() & 0o777,
+                    size: st.st_size.max(0) as u64,
+                    mode: mode_of(&st),
                     dir: false,
-                });
+                }),
+                _ => {}
             }
             if entries.len() > MAX_ENTRIES {
                 return Err(format!(
@@ -249,21 +419,39 @@ pub fn stat(path: &str) -> Result<RemoteEntry, String> {
     Ok(RemoteEntry::Dir { entries })
 }
 
+/// Opens the file a pull reads, once, as the session's account: a regular file only (a FIFO
+/// or device is refused before any read could block or never end).
+fn open_for_get(path: &str) -> Result<File, String> {
+    if !Path::new(path).is_absolute() {
+        return Err(format!("{path} must be an absolute path on the device"));
+    }
+    let fd = rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK,
+        Mode::empty(),
+    )
+    .map_err(|e| format!("{path}: {}", std::io::Error::from(e)))?;
+    let st = rustix::fs::fstat(&fd).map_err(|e| format!("{path}: {e}"))?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+        return Err(format!("{path} is not a regular file"));
+    }
+    Ok(File::from(fd))
+}
+
 /// Streams the file at `path` from `offset` into `out`, then its size and the SHA-256 of the
 /// whole file. Returns the `FileEnd` it sent (for the audit record).
 pub async fn get(
     path: String,
     offset: u64,
+    who: RunAs,
     out: mpsc::Sender<ToViewer>,
 ) -> Result<ToViewer, String> {
     let (tx, mut rx) = mpsc::channel::<Result<ToViewer, String>>(4);
-    // Disk reads and hashing on a thread of their own; the channel paces them to the network.
-    std::thread::spawn(move || {
-        let r = (|| {
-            let mut f = OpenOptions::new()
-                .read(true)
-                .open(&path)
-                .map_err(|e| format!("{path}: {e}"))?;
+    // Disk reads and hashing on a thread of their own, as the session's account; the channel
+    // paces them to the network.
+    let reader = tokio::task::spawn_blocking(move || {
+        who.run(move || {
+            let mut f = open_for_get(&path)?;
             let size = f.metadata().map_err(|e| e.to_string())?.len();
             let mut hash = Context::new(&SHA256);
             let mut buf = vec![0u8; MAX_GET_CHUNK];
@@ -289,20 +477,22 @@ pub async fn get(
             if pos != size {
                 return Err(format!("{path} changed size while being read"));
             }
-            Ok(ToViewer::FileEnd {
+            let end = ToViewer::FileEnd {
                 size: pos,
                 sha256: hex(hash.finish().as_ref()),
-            })
-        })();
-        let _ = tx.blocking_send(r);
+            };
+            let _ = tx.blocking_send(Ok(end.clone()));
+            Ok(end)
+        })
     });
+    let mut sent_end = None;
     while let Some(msg) = rx.recv().await {
         match msg {
             Ok(end @ ToViewer::FileEnd { .. }) => {
                 out.send(end.clone())
                     .await
                     .map_err(|_| "session ended".to_string())?;
-                return Ok(end);
+                sent_end = Some(end);
             }
             Ok(chunk) => out
                 .send(chunk)
@@ -311,12 +501,30 @@ pub async fn get(
             Err(e) => return Err(e),
         }
     }
-    Err("file reader stopped".into())
+    if let Some(end) = sent_end {
+        return Ok(end);
+    }
+    // The channel closed without an end: the reader's error says why.
+    match reader.await {
+        Ok(Err(e)) => Err(e),
+        _ => Err("file reader stopped".into()),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::account::Account;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    /// The agent's own account (root in CI): a root session, where a redirected write would
+    /// do harm.
+    fn me() -> RunAs {
+        RunAs {
+            account: Account::lookup(tether_net::local::current_uid()).unwrap(),
+            switch: false,
+        }
+    }
 
     fn sha(data: &[u8]) -> String {
         hex(ring::digest::digest(&SHA256, data).as_ref())
@@ -337,13 +545,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
         let req = put(dir.path(), "sub/file.bin", &data);
-        let (mut p, offset) = Put::start(&req).unwrap();
+        let (mut p, offset) = Put::start(&req, &me()).unwrap();
         assert_eq!(offset, 0);
         assert!(p.chunk(&data[..100_000]).unwrap().is_none());
         drop(p);
         assert!(!dir.path().join("sub/file.bin").exists());
         // Reconnect: resume where the part file ends.
-        let (mut p, offset) = Put::start(&req).unwrap();
+        let (mut p, offset) = Put::start(&req, &me()).unwrap();
         assert_eq!(offset, 100_000);
         let done = p.chunk(&data[100_000..]).unwrap();
         assert!(matches!(
@@ -369,7 +577,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut req = put(dir.path(), "f", b"hello");
         req.sha256 = sha(b"other");
-        let (mut p, _) = Put::start(&req).unwrap();
+        let (mut p, _) = Put::start(&req, &me()).unwrap();
         assert!(p.chunk(b"hello").unwrap_err().contains("checksum mismatch"));
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
@@ -381,11 +589,11 @@ mod tests {
         std::os::unix::fs::symlink(outside.path(), dir.path().join("link")).unwrap();
         std::os::unix::fs::symlink(outside.path().join("x"), dir.path().join("filelink")).unwrap();
         for rel in ["../x", "a/../../x", "/etc/x", "link/x", "filelink"] {
-            let err = Put::start(&put(dir.path(), rel, b"x")).err();
+            let err = Put::start(&put(dir.path(), rel, b"x"), &me()).err();
             assert!(err.is_some(), "{rel} was accepted");
         }
         assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
-        assert!(Put::start(&put(Path::new("relative"), "x", b"x")).is_err());
+        assert!(Put::start(&put(Path::new("relative"), "x", b"x"), &me()).is_err());
     }
 
     #[test]
@@ -394,10 +602,114 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("a/b")).unwrap();
         std::fs::write(dir.path().join("a/b/c.txt"), b"abc").unwrap();
         std::os::unix::fs::symlink("/etc", dir.path().join("etc")).unwrap();
-        let RemoteEntry::Dir { entries } = stat(&dir.path().display().to_string()).unwrap() else {
+        let RemoteEntry::Dir { entries } = stat(&dir.path().display().to_string(), &me()).unwrap()
+        else {
             panic!("not a dir");
         };
         let names: Vec<_> = entries.iter().map(|e| (e.rel.as_str(), e.size)).collect();
         assert_eq!(names, vec![("a", 0), ("a/b", 0), ("a/b/c.txt", 3)]);
+    }
+
+    /// A destination (`dest/sub`, owned in real life by a user) and a "root-only" directory the
+    /// user wants the root agent to write into.
+    fn race_dirs() -> (tempfile::TempDir, tempfile::TempDir) {
+        let dest = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dest.path().join("sub")).unwrap();
+        let secret = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(secret.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        (dest, secret)
+    }
+
+    /// Reproduces finding 7 deterministically: the directory the push goes into is swapped for
+    /// a symlink to a root-only directory right after it was checked (the old code checked the
+    /// path, then opened the part file and renamed it by path again, and so wrote through the
+    /// symlink). The file must land in the directory that was checked, never behind the link.
+    #[test]
+    fn a_directory_swapped_for_a_symlink_after_the_check_is_not_followed() {
+        let (dest, secret) = race_dirs();
+        let root = dest.path().display().to_string();
+        let (sub, old, target) = (
+            dest.path().join("sub"),
+            dest.path().join("sub.old"),
+            secret.path().to_path_buf(),
+        );
+        let swap = move || {
+            std::fs::rename(&sub, &old).unwrap();
+            std::os::unix::fs::symlink(&target, &sub).unwrap();
+        };
+        let mut swap = Some(swap);
+        *race::HOOK.lock().unwrap() = Some((
+            root.clone(),
+            Box::new(move |point: &str| {
+                if point == "walked"
+                    && let Some(f) = swap.take()
+                {
+                    f();
+                }
+            }),
+        ));
+        let req = put(dest.path(), "sub/evil.conf", b"pwned");
+        let r = Put::start(&req, &me()).and_then(|(mut p, _)| p.chunk(b"pwned"));
+        *race::HOOK.lock().unwrap() = None;
+        assert_eq!(
+            std::fs::read_dir(secret.path()).unwrap().count(),
+            0,
+            "written behind the symlink"
+        );
+        assert!(matches!(r, Ok(Some(ToViewer::PutDone { .. }))), "{r:?}");
+        assert_eq!(
+            std::fs::read(dest.path().join("sub.old/evil.conf")).unwrap(),
+            b"pwned"
+        );
+    }
+
+    /// The same attack as a race, the way the reviewer ran it: a user flips `sub` and a symlink
+    /// to a root-only directory with `renameat2(RENAME_EXCHANGE)` as fast as they can while
+    /// the agent pushes file after file into `sub` for two seconds. Nothing may ever appear in
+    /// the root-only directory (the old code lost this race within milliseconds).
+    #[test]
+    fn an_exchange_race_never_redirects_a_push() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let (dest, secret) = race_dirs();
+        std::os::unix::fs::symlink(secret.path(), dest.path().join("link")).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flipper = {
+            let (stop, d) = (stop.clone(), dest.path().to_path_buf());
+            std::thread::spawn(move || {
+                let mut flips = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    rustix::fs::renameat_with(
+                        CWD,
+                        d.join("sub"),
+                        CWD,
+                        d.join("link"),
+                        rustix::fs::RenameFlags::EXCHANGE,
+                    )
+                    .unwrap();
+                    flips += 1;
+                }
+                flips
+            })
+        };
+        let started = std::time::Instant::now();
+        let (mut pushes, mut refused) = (0u32, 0u32);
+        while started.elapsed() < std::time::Duration::from_secs(2) {
+            let req = put(dest.path(), &format!("sub/f{pushes}"), b"pwned");
+            match Put::start(&req, &me()).and_then(|(mut p, _)| p.chunk(b"pwned")) {
+                Ok(_) => {}
+                Err(_) => refused += 1,
+            }
+            pushes += 1;
+        }
+        stop.store(true, Ordering::Relaxed);
+        let flips = flipper.join().unwrap();
+        eprintln!("{pushes} pushes ({refused} refused) against {flips} exchanges");
+        assert!(flips > 100 && pushes > 100);
+        let leaked: Vec<_> = std::fs::read_dir(secret.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert!(leaked.is_empty(), "written behind the symlink: {leaked:?}");
     }
 }

@@ -56,6 +56,11 @@ enum Cmd {
         /// [default: owner of the X server for $DISPLAY].
         #[arg(long)]
         desktop_user: Option<String>,
+        /// Whom sessions' shells, commands and file access run as (name or uid; not root) when
+        /// the technician did not get root [default: the desktop user]. With neither (a
+        /// headless machine), only root sessions run, where the group's policy allows them.
+        #[arg(long)]
+        session_user: Option<String>,
         /// How long the user has to answer a session request before it is denied.
         #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
         consent_timeout: Duration,
@@ -213,6 +218,7 @@ async fn run(cli: Cli) -> Result<()> {
             inventory_root,
             ipc_socket,
             desktop_user,
+            session_user,
             consent_timeout,
             terminal_approval,
             health_interval,
@@ -223,6 +229,22 @@ async fn run(cli: Cli) -> Result<()> {
                 Some(u) => ipc::parse_user(&u).map_err(anyhow::Error::msg)?,
                 None => ipc::desktop_owner(),
             };
+            let session_user = match session_user {
+                Some(u) => match ipc::parse_user(&u).map_err(anyhow::Error::msg)? {
+                    0 => anyhow::bail!(
+                        "--session-user cannot be root: root is a permission each session asks for (--as-root), allowed per device group"
+                    ),
+                    uid => Some(uid),
+                },
+                None => (desktop_uid != 0).then_some(desktop_uid),
+            };
+            match session_user {
+                Some(uid) => tracing::info!(uid, "sessions run as this user unless granted root"),
+                None if local::current_uid() == 0 => tracing::warn!(
+                    "no desktop user known: sessions without root are refused (--session-user NAME sets one)"
+                ),
+                None => {}
+            }
             let socket = ipc_socket.unwrap_or_else(|| {
                 if local::current_uid() == 0 {
                     local::runtime_socket(desktop_uid)
@@ -253,6 +275,7 @@ async fn run(cli: Cli) -> Result<()> {
             let opts = AgentOptions {
                 root: inventory_root.clone(),
                 health: Some(tether_agent::health::spawn(health_interval)),
+                session_user,
                 ..AgentOptions::default()
             };
             let inventory = reporter::spawn(
@@ -359,11 +382,16 @@ fn print_local(prompts: &[Prompt], active: &[ActiveSession]) {
     }
     for p in prompts {
         println!(
-            "request {}  {} ({}) asks {} · reason: {} · ticket: {} · {} s left",
+            "request {}  {} ({}) asks {}{} · reason: {} · ticket: {} · {} s left",
             p.id,
             p.technician,
             p.role,
             p.permissions.describe(),
+            if p.permissions.as_root() {
+                " · to run commands as ROOT (administrator)"
+            } else {
+                ""
+            },
             p.reason,
             p.ticket,
             p.seconds_left
@@ -371,11 +399,16 @@ fn print_local(prompts: &[Prompt], active: &[ActiveSession]) {
     }
     for s in active {
         println!(
-            "running {}  {} ({}) {}{} · ticket: {}",
+            "running {}  {} ({}) {}{}{} · ticket: {}",
             s.id,
             s.technician,
             s.role,
             s.permissions.describe(),
+            if s.permissions.as_root() {
+                " · as ROOT"
+            } else {
+                ""
+            },
             if s.unattended { " · unattended" } else { "" },
             s.ticket
         );

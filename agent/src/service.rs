@@ -31,6 +31,9 @@ pub struct AgentOptions {
     pub root: std::path::PathBuf,
     /// Where health reports come from ([`crate::health::spawn`]); `None` sends none.
     pub health: Option<crate::health::HealthFeed>,
+    /// Whom sessions without the root permission run as (a uid other than 0); `None`: nobody,
+    /// so such sessions are refused when the agent runs as root ([`crate::account`]).
+    pub session_user: Option<u32>,
 }
 
 impl Default for AgentOptions {
@@ -41,6 +44,7 @@ impl Default for AgentOptions {
             backoff_max: Duration::from_secs(30),
             root: "/".into(),
             health: None,
+            session_user: None,
         }
     }
 }
@@ -255,7 +259,7 @@ async fn session<F: Future<Output = ()>>(
             stream = conn.accept_bi() => match stream {
                 Ok((s, r)) => {
                     if let tether_protocol::identity::Identity::Device { id, .. } = &creds.identity {
-                        tokio::spawn(crate::session::serve(creds.clone(), id.clone(), link.consent.clone(), conn.clone(), s, r));
+                        tokio::spawn(crate::session::serve(creds.clone(), id.clone(), opts.session_user, link.consent.clone(), conn.clone(), s, r));
                     }
                 }
                 Err(e) => break Ended::Lost(ClientError::Net(NetError::from_connection(&e))),

@@ -2,6 +2,7 @@
 //! over the relay's splice (requiring the technician's org certificate), then serve screenshots
 //! and input within the grant's permissions.
 
+use crate::account::RunAs;
 use crate::consent::Consent;
 use crate::input;
 use crate::screen::{self, ScreenSource, X11Screen};
@@ -26,10 +27,12 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// Handles one stream the relay opened.
+/// Handles one stream the relay opened. `session_user` is whom shells, commands and file
+/// access run as when the grant does not carry the root permission (see [`crate::account`]).
 pub async fn serve(
     creds: Credentials,
     device_id: String,
+    session_user: Option<u32>,
     consent: Consent,
     relay: quinn::Connection,
     mut send: SendStream,
@@ -72,6 +75,25 @@ pub async fn serve(
         }
     };
     let g = gate.grant().clone();
+    // Who the session acts as follows from the signed grant alone: root only with its root
+    // permission. Decided before the user is asked, so nobody approves what cannot run.
+    let who = if g.permissions.shell || g.permissions.files {
+        match RunAs::for_session(g.permissions, session_user) {
+            Ok(w) => Some(w),
+            Err(message) => {
+                warn!(session = %g.session_id, "session refused: {message}");
+                let reply = OfferReply::Refuse {
+                    kind: RefuseKind::Invalid,
+                    message,
+                };
+                let _ = write_msg(&mut send, &reply, limits::CONTROL).await;
+                let _ = send.finish();
+                return;
+            }
+        }
+    } else {
+        None
+    };
     // The user's answer (or the policy, or deny by default). The relay's request waits for it.
     let outcome = tokio::select! {
         o = consent.offer(g.clone()) => o,
@@ -108,10 +130,16 @@ pub async fn serve(
     }
     info!(
         session = %g.session_id, technician = %g.technician, permissions = %g.permissions.describe(),
-        reason = %g.reason, ticket = %g.ticket, unattended, "session accepted"
+        reason = %g.reason, ticket = %g.ticket, unattended,
+        runs_as = %who.as_ref().map(RunAs::describe).unwrap_or_default(), "session accepted"
     );
     let ended_by_user = consent.started(g.clone(), unattended).await;
-    if let Err(e) = run(&creds, gate, send, recv, ended_by_user, &consent, &relay).await {
+    let ctx = Ctx {
+        consent: &consent,
+        relay: &relay,
+        who,
+    };
+    if let Err(e) = run(&creds, gate, send, recv, ended_by_user, ctx).await {
         warn!(session = %g.session_id, "session ended: {e}");
     } else {
         info!(session = %g.session_id, "session ended");
@@ -150,15 +178,32 @@ fn verify_offer(
     SessionGate::new(grant, device_id, now_ms).map_err(|e| e.to_string())
 }
 
+/// What a running session works with besides its streams.
+struct Ctx<'a> {
+    consent: &'a Consent,
+    relay: &'a quinn::Connection,
+    /// Whom shells, commands and file access run as (`None` without shell or files).
+    who: Option<RunAs>,
+}
+
 async fn run(
     creds: &Credentials,
     gate: SessionGate,
     send: SendStream,
     recv: RecvStream,
     mut ended_by_user: tokio::sync::watch::Receiver<bool>,
-    consent: &Consent,
-    relay: &quinn::Connection,
+    ctx: Ctx<'_>,
 ) -> Result<(), String> {
+    let Ctx {
+        consent,
+        relay,
+        who,
+    } = ctx;
+    // The gate lets shell and file messages through only with those permissions, and then
+    // `who` is set; this is the answer should that ever not hold.
+    let nobody = || ToViewer::Error {
+        message: "this session may not run commands or transfer files".into(),
+    };
     let session_id = gate.grant().session_id.clone();
     let (chain, key) = creds.identity_material().map_err(|e| e.to_string())?;
     let ca = creds.ca().map_err(|e| e.to_string())?;
@@ -244,21 +289,19 @@ async fn run(
                 ToAgent::ShellOpen { cols, rows, user } => {
                     if job.as_ref().is_some_and(|j| !j.finished()) {
                         Some(busy())
-                    } else {
+                    } else if let Some(message) = chosen_user(user.as_deref(), who.as_ref()) {
+                        Some(ToViewer::Error { message })
+                    } else if let Some(who) = &who {
                         let transcript = gate
                             .grant()
                             .record_shell
                             .then(|| record(relay.clone(), session_id.clone()));
-                        match crate::shell::Shell::open(
-                            cols,
-                            rows,
-                            user.as_deref(),
-                            out.clone(),
-                            transcript,
-                        ) {
+                        match crate::shell::Shell::open(cols, rows, who, out.clone(), transcript) {
                             Ok((shell, ended)) => {
-                                let who = user.as_deref().unwrap_or("the agent's user");
-                                consent.audit(&session_id, format!("shell opened as {who}"));
+                                consent.audit(
+                                    &session_id,
+                                    format!("shell opened as {}", who.describe()),
+                                );
                                 job = Some(Job::Shell(
                                     shell,
                                     watch_end(
@@ -272,6 +315,8 @@ async fn run(
                             }
                             Err(message) => Some(ToViewer::Error { message }),
                         }
+                    } else {
+                        Some(nobody())
                     }
                 }
                 ToAgent::ShellInput(bytes) => match &job {
@@ -293,9 +338,9 @@ async fn run(
                 ToAgent::Exec { argv, timeout_ms } => {
                     if job.as_ref().is_some_and(|j| !j.finished()) {
                         Some(busy())
-                    } else {
+                    } else if let Some(who) = &who {
                         let timeout = timeout_ms.map(std::time::Duration::from_millis);
-                        match crate::shell::exec(&argv, timeout, out.clone()) {
+                        match crate::shell::exec(&argv, timeout, who, out.clone()) {
                             Ok((exec, ended)) => {
                                 let line = command_line(&argv);
                                 job = Some(Job::Exec(
@@ -317,11 +362,21 @@ async fn run(
                                 Some(ToViewer::Error { message })
                             }
                         }
+                    } else {
+                        Some(nobody())
                     }
+                }
+                ToAgent::PutStart(_) | ToAgent::Stat { .. } | ToAgent::GetStart { .. }
+                    if who.is_none() =>
+                {
+                    Some(nobody())
                 }
                 ToAgent::PutStart(p) => {
                     put = None;
-                    match tokio::task::block_in_place(|| crate::files::Put::start(&p)) {
+                    let who = who.clone().ok_or_else(|| "no account".to_string());
+                    match tokio::task::block_in_place(|| {
+                        who.and_then(|who| crate::files::Put::start(&p, &who))
+                    }) {
                         Ok((mut started, offset)) => {
                             if started.is_complete() && offset == 0 {
                                 // An empty file: nothing to send.
@@ -364,7 +419,15 @@ async fn run(
                     }),
                 },
                 ToAgent::Stat { path } => Some(
-                    match tokio::task::spawn_blocking(move || crate::files::stat(&path)).await {
+                    match tokio::task::spawn_blocking({
+                        let who = who.clone();
+                        move || match who {
+                            Some(who) => crate::files::stat(&path, &who),
+                            None => Err("no account".into()),
+                        }
+                    })
+                    .await
+                    {
                         Ok(Ok(entry)) => ToViewer::StatReply(entry),
                         Ok(Err(message)) => ToViewer::Error { message },
                         Err(e) => ToViewer::Error {
@@ -379,8 +442,10 @@ async fn run(
                     let out = out.clone();
                     let consent = consent.clone();
                     let id = session_id.clone();
+                    let who = who.clone();
                     get = Some(tokio::spawn(async move {
-                        match crate::files::get(path.clone(), offset, out.clone()).await {
+                        let Some(who) = who else { return };
+                        match crate::files::get(path.clone(), offset, who, out.clone()).await {
                             Ok(ToViewer::FileEnd { size, sha256 }) => consent.audit(
                                 &id,
                                 format!("pull {path} ({size} bytes from offset {offset}, sha256 {sha256})"),
@@ -543,6 +608,20 @@ impl Job {
         match self {
             Job::Shell(_, w) | Job::Exec(_, w) => w.is_finished(),
         }
+    }
+}
+
+/// The technician may not pick an account: a session runs as the desktop user, or as root
+/// with the root permission (a `user` naming that same account is accepted, for older clients).
+fn chosen_user(user: Option<&str>, who: Option<&RunAs>) -> Option<String> {
+    match (user, who) {
+        (None, _) => None,
+        (Some(""), _) => None,
+        (Some(u), Some(w)) if u == w.account.name => None,
+        (Some(u), _) => Some(format!(
+            "a shell cannot be opened as {}: sessions run as the desktop user, or as root when asked for with --as-root",
+            tether_protocol::text::clean(u, 64)
+        )),
     }
 }
 

@@ -3,7 +3,16 @@
 //! into the session's bounded writer channel, so a command that floods output is slowed down to
 //! what the technician reads (the channel fills, the reader blocks, the pipe fills, the command
 //! waits) instead of being buffered without bound.
+//!
+//! Both run as the session's account ([`crate::account::RunAs`]): the desktop user unless the
+//! grant carries the root permission, with an environment of their own (nothing inherited from
+//! the agent). A command runs in its own process group, and the whole group is killed when the
+//! command ends (before it is reaped, so the group id cannot have been reused), when it times
+//! out and when the session ends: nothing it started in the background outlives it. A shell's
+//! whole terminal session (every job the shell started) is killed when the shell ends or the
+//! session does.
 
+use crate::account::RunAs;
 use portable_pty::{CommandBuilder, MasterPty, PtySize, native_pty_system};
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
@@ -20,6 +29,10 @@ pub struct Shell {
     master: std::sync::Mutex<Box<dyn MasterPty + Send>>,
     input: mpsc::Sender<Vec<u8>>,
     killer: Box<dyn portable_pty::ChildKiller + Send + Sync>,
+    /// The shell's pid, which is its terminal session's id (portable-pty calls `setsid`).
+    sid: Option<i32>,
+    /// Set once the shell was reaped: its session id may then belong to someone else.
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 fn size(cols: u16, rows: u16) -> PtySize {
@@ -31,44 +44,63 @@ fn size(cols: u16, rows: u16) -> PtySize {
     }
 }
 
-/// The login shell of `user`, or of the agent's own user.
-fn shell_command(user: Option<&str>) -> Result<CommandBuilder, String> {
-    let me = tether_net::local::current_uid();
-    let mut cmd = match user {
-        Some(u) if !u.is_empty() => {
-            if u.starts_with('-') || u.contains(['/', '\0', ' ']) {
-                return Err(format!("{u:?} is not a user name"));
-            }
-            let uid = crate::ipc::parse_user(u)?;
-            if uid == me {
-                own_shell()
-            } else if me != 0 {
-                return Err(format!(
-                    "the agent does not run as root, so it cannot open a shell as {u}"
-                ));
-            } else {
-                let mut c = CommandBuilder::new("runuser");
-                c.args(["-l", u]);
-                c
-            }
-        }
-        _ => own_shell(),
-    };
+/// The login shell of the session's account, switched to it when the agent is root.
+fn shell_command(who: &RunAs) -> Result<CommandBuilder, String> {
+    let shell = who.account.login_shell();
+    let mut argv: Vec<String> = who.wrapper()?.unwrap_or_default();
+    argv.push(shell.display().to_string());
+    argv.push("-l".into());
+    let mut cmd = CommandBuilder::from_argv(argv.into_iter().map(Into::into).collect());
+    cmd.env_clear();
+    for (k, v) in who.account.env() {
+        cmd.env(k, v);
+    }
     cmd.env("TERM", "xterm-256color");
+    cmd.cwd(who.account.start_dir());
     Ok(cmd)
 }
 
-fn own_shell() -> CommandBuilder {
-    let sh = ["/bin/bash", "/bin/sh"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
-        .unwrap_or("/bin/sh");
-    let mut c = CommandBuilder::new(sh);
-    c.arg("-l");
-    if let Some(home) = std::env::var_os("HOME") {
-        c.cwd(home);
+/// Blocks until process `pid` (a child of the agent) has exited, without reaping it: while it
+/// is a zombie its pid, and so its process group and session ids, cannot be reused.
+fn wait_exited(pid: i32) {
+    use nix::sys::wait::{Id, WaitPidFlag, waitid};
+    loop {
+        match waitid(
+            Id::Pid(nix::unistd::Pid::from_raw(pid)),
+            WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT,
+        ) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            _ => return,
+        }
     }
-    c
+}
+
+/// Kills every process of the terminal session led by `sid` (the shell and all its jobs,
+/// background ones included). Processes that started a session of their own are not found.
+fn kill_session(sid: i32) {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // The fields after the command name (which may hold spaces and parentheses):
+        // state ppid pgrp session …
+        let session = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(3))
+            .and_then(|s| s.parse::<i32>().ok());
+        if session == Some(sid) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
 }
 
 impl Shell {
@@ -77,11 +109,11 @@ impl Shell {
     pub fn open(
         cols: u16,
         rows: u16,
-        user: Option<&str>,
+        who: &RunAs,
         out: mpsc::Sender<ToViewer>,
         transcript: Option<mpsc::Sender<Vec<u8>>>,
     ) -> Result<(Shell, Ended), String> {
-        let cmd = shell_command(user)?;
+        let cmd = shell_command(who)?;
         let pair = native_pty_system()
             .openpty(size(cols, rows))
             .map_err(|e| format!("cannot open a pseudo-terminal: {e}"))?;
@@ -91,6 +123,9 @@ impl Shell {
             .map_err(|e| format!("cannot start the shell: {e}"))?;
         drop(pair.slave);
         let killer = child.clone_killer();
+        let sid = child.process_id().and_then(|p| i32::try_from(p).ok());
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reaped = done.clone();
         let mut reader = pair.master.try_clone_reader().map_err(|e| e.to_string())?;
         let mut writer = pair.master.take_writer().map_err(|e| e.to_string())?;
         let (input, mut input_rx) = mpsc::channel::<Vec<u8>>(64);
@@ -106,9 +141,10 @@ impl Shell {
             }
         });
         let (ended_tx, ended) = tokio::sync::oneshot::channel();
-        std::thread::spawn(move || {
+        let status_out = out.clone();
+        let reading = std::thread::spawn(move || {
             let mut buf = vec![0u8; 16 * 1024];
-            // Linux reports EIO once the shell and everything on its terminal have exited.
+            // Linux reports EIO once everything on the terminal has exited.
             while let Ok(n) = reader.read(&mut buf) {
                 if n == 0 {
                     break;
@@ -128,7 +164,19 @@ impl Shell {
                     break;
                 }
             }
+        });
+        std::thread::spawn(move || {
+            // Once the shell exits (not yet reaped, so its session id cannot be reused), its
+            // jobs go with it: a background job would otherwise outlive the session, and keep
+            // the terminal open so the exit were never reported.
+            if let Some(sid) = sid {
+                wait_exited(sid);
+                kill_session(sid);
+            }
             let status = child.wait();
+            reaped.store(true, std::sync::atomic::Ordering::SeqCst);
+            // Everything the terminal showed goes out before the exit status.
+            let _ = reading.join();
             let exited = match status {
                 Ok(s) => ToViewer::Exited {
                     code: Some(s.exit_code() as i32),
@@ -144,7 +192,7 @@ impl Shell {
                     }
                 }
             };
-            let _ = out.blocking_send(exited.clone());
+            let _ = status_out.blocking_send(exited.clone());
             let _ = ended_tx.send(exited);
         });
         Ok((
@@ -152,6 +200,8 @@ impl Shell {
                 master: std::sync::Mutex::new(pair.master),
                 input,
                 killer,
+                sid,
+                done,
             },
             ended,
         ))
@@ -173,6 +223,11 @@ impl Shell {
 
 impl Drop for Shell {
     fn drop(&mut self) {
+        if let Some(sid) = self.sid
+            && !self.done.load(std::sync::atomic::Ordering::SeqCst)
+        {
+            kill_session(sid);
+        }
         let _ = self.killer.kill();
     }
 }
@@ -194,6 +249,28 @@ impl Drop for Exec {
     }
 }
 
+/// Where `program` would be found (a path, or a name searched in `path`), for a clear error
+/// before anything starts.
+fn find_program(program: &str, path: &str) -> Result<std::path::PathBuf, std::io::Error> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &std::path::Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        let p = std::path::PathBuf::from(program);
+        return if executable(&p) {
+            Ok(p)
+        } else {
+            Err(std::io::Error::from(nix::errno::Errno::ENOENT))
+        };
+    }
+    path.split(':')
+        .filter(|d| !d.is_empty())
+        .map(|d| std::path::Path::new(d).join(program))
+        .find(|p| executable(p))
+        .ok_or_else(|| std::io::Error::from(nix::errno::Errno::ENOENT))
+}
+
 fn kill_group(pgid: i32) {
     let _ = nix::sys::signal::killpg(
         nix::unistd::Pid::from_raw(pgid),
@@ -205,19 +282,36 @@ fn kill_group(pgid: i32) {
 pub fn exec(
     argv: &[String],
     timeout: Option<Duration>,
+    who: &RunAs,
     out: mpsc::Sender<ToViewer>,
 ) -> Result<(Exec, Ended), String> {
-    let (program, args) = argv.split_first().ok_or("empty command")?;
-    let mut cmd = tokio::process::Command::new(program);
-    cmd.args(args)
+    let program = argv.first().ok_or("empty command")?;
+    let env = who.account.env();
+    let mut full = match who.wrapper()? {
+        Some(wrapper) => {
+            // setpriv would start and then fail to find it: say so the way a direct start does.
+            let path = env
+                .iter()
+                .find(|(k, _)| *k == "PATH")
+                .map(|(_, v)| v.as_str())
+                .unwrap_or_default();
+            find_program(program, path).map_err(|e| format!("cannot run {program}: {e}"))?;
+            wrapper
+        }
+        None => Vec::new(),
+    };
+    full.extend(argv.iter().cloned());
+    let (first, rest) = full.split_first().ok_or("empty command")?;
+    let mut cmd = tokio::process::Command::new(first);
+    cmd.args(rest)
+        .env_clear()
+        .envs(env)
+        .current_dir(who.account.start_dir())
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    if let Some(home) = std::env::var_os("HOME") {
-        cmd.current_dir(home);
-    }
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("cannot run {program}: {e}"))?;
@@ -253,18 +347,26 @@ pub fn exec(
     let reaped = done.clone();
     tokio::spawn(async move {
         let started = Instant::now();
-        let waited = match timeout {
-            Some(t) => tokio::time::timeout(t, child.wait()).await.ok(),
-            None => Some(child.wait().await),
+        // Wait for the command to exit without reaping it, so that its process group id stays
+        // its own while the group is killed.
+        let exited = async {
+            if let Some(pid) = pgid {
+                let _ = tokio::task::spawn_blocking(move || wait_exited(pid)).await;
+            }
         };
-        let timed_out = waited.is_none();
-        if timed_out && let Some(pgid) = pgid {
+        let timed_out = match timeout {
+            Some(t) => tokio::time::timeout(t, exited).await.is_err(),
+            None => {
+                exited.await;
+                false
+            }
+        };
+        // On a timeout this kills the command; after its exit, whatever it left running in
+        // the background (`sleep 902 &`), which would otherwise outlive the session.
+        if let Some(pgid) = pgid {
             kill_group(pgid);
         }
-        let status = match waited {
-            Some(s) => s,
-            None => child.wait().await,
-        };
+        let status = child.wait().await;
         reaped.store(true, std::sync::atomic::Ordering::SeqCst);
         // Everything the command wrote goes out before its exit status. A background child it
         // left behind may hold the pipes open: stop reading after a moment rather than never

@@ -299,6 +299,8 @@ pub enum TechRequest {
         group: String,
         unattended: Option<bool>,
         record_shells: Option<bool>,
+        /// Sessions may run as root on the group's devices ([`crate::session::Permissions::root`]).
+        allow_root: Option<bool>,
     },
 }
 

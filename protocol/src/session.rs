@@ -35,6 +35,10 @@ pub struct Permissions {
     pub shell: bool,
     /// Copy files to and from the device.
     pub files: bool,
+    /// Run shells and commands, and touch files, as root instead of the desktop user. Only
+    /// with `shell` or `files`; the relay grants it only where the device group's policy allows
+    /// it (`allow_root`), and the agent runs as root only when the signed grant says so.
+    pub root: bool,
 }
 
 impl Permissions {
@@ -44,6 +48,7 @@ impl Permissions {
         clipboard: false,
         shell: false,
         files: false,
+        root: false,
     };
     pub const VIEW: Self = Self {
         view: true,
@@ -72,8 +77,17 @@ impl Permissions {
         ..Self::NONE
     };
 
+    /// Nothing to do: `root` alone is not something to do, only how shell and files run.
     pub fn is_empty(&self) -> bool {
-        *self == Self::NONE
+        Self {
+            root: false,
+            ..*self
+        } == Self::NONE
+    }
+
+    /// Runs as root on the device (only meaningful with shell or files).
+    pub fn as_root(&self) -> bool {
+        self.root && (self.shell || self.files)
     }
 
     pub fn describe(&self) -> String {
@@ -84,6 +98,7 @@ impl Permissions {
             (self.clipboard, "clipboard"),
             (self.shell, "shell"),
             (self.files, "files"),
+            (self.root, "root"),
         ] {
             if on {
                 parts.push(name);
@@ -312,9 +327,10 @@ pub enum ToAgent {
     /// Ask for the device's clipboard text (clipboard permission).
     GetClipboard,
     Bye,
-    /// An interactive shell on a pseudo-terminal (shell permission), as `user` if given (the
-    /// agent must be root for another user). Output comes as [`ToViewer::Output`], the end as
-    /// [`ToViewer::Exited`].
+    /// An interactive shell on a pseudo-terminal (shell permission). It runs as the desktop
+    /// user, or as root with the [`Permissions::root`] permission; `user` cannot choose anyone
+    /// else (kept for older clients: `None`, or the name of that same account). Output comes as
+    /// [`ToViewer::Output`], the end as [`ToViewer::Exited`].
     ShellOpen {
         cols: u16,
         rows: u16,
@@ -651,6 +667,34 @@ mod tests {
         assert_eq!(
             SessionGate::new(grant(Role::Admin, Permissions::default()), "d1", 2_000).unwrap_err(),
             GrantError::NoPermission
+        );
+        // Root alone is not something to do, only how shell and files run.
+        let root_only = Permissions {
+            root: true,
+            ..Permissions::default()
+        };
+        assert_eq!(
+            SessionGate::new(grant(Role::Admin, root_only), "d1", 2_000).unwrap_err(),
+            GrantError::NoPermission
+        );
+    }
+
+    #[test]
+    fn root_is_named_wherever_permissions_are_described() {
+        let root = Permissions {
+            root: true,
+            files: true,
+            ..Permissions::SHELL
+        };
+        assert_eq!(root.describe(), "shell + files + root");
+        assert!(root.as_root());
+        assert!(!Permissions::SHELL.as_root());
+        assert!(
+            !Permissions {
+                root: true,
+                ..Permissions::FULL
+            }
+            .as_root()
         );
     }
 

@@ -149,6 +149,26 @@ pub async fn open_session(
                 false
             }
         };
+    // Root is the one permission that lifts the limits of the desktop user's account: only where
+    // an admin allowed it for the group (and the agent runs as root only when the grant says so).
+    if req.permissions.root {
+        let allowed = match state.store.allow_root(&device.group).await {
+            Ok(on) => on,
+            Err(e) => {
+                warn!("store error reading policy (treating root as not allowed): {e}");
+                false
+            }
+        };
+        if !allowed {
+            let message = format!(
+                "running as root is not allowed on device {} (group {}); an admin can allow it with `tether policy --group {} --allow-root on`",
+                device.hostname, device.group, device.group
+            );
+            decide("denied", message.clone(), None).await;
+            refuse(&mut tsend, &error(ErrorCode::Forbidden, message)).await;
+            return;
+        }
+    }
     if req.batch && !unattended {
         let message = format!(
             "group runs need unattended access: device {} is in group {}, where it is off (or you are not an admin)",

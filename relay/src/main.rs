@@ -96,6 +96,10 @@ enum Cmd {
         /// Record every shell on this group's devices to a transcript in DATA/transcripts/.
         #[arg(long, value_parser = ["on", "off"], requires = "group")]
         record_shells: Option<String>,
+        /// Allow sessions to run shells, commands and file access as root on this group's
+        /// devices when the technician asks (--as-root); off: they run as the desktop user.
+        #[arg(long, value_parser = ["on", "off"], requires = "group")]
+        allow_root: Option<String>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -371,12 +375,35 @@ async fn run(cli: Cli) -> Result<()> {
             group,
             unattended,
             record_shells,
+            allow_root,
             json,
         } => {
             let dd = initialized(&data)?;
             let store = Store::open_sqlite(&dd.database()).await?;
-            if group.is_some() && unattended.is_none() && record_shells.is_none() {
-                bail!("--group needs --unattended on|off or --record-shells on|off");
+            if group.is_some()
+                && unattended.is_none()
+                && record_shells.is_none()
+                && allow_root.is_none()
+            {
+                bail!(
+                    "--group needs --unattended on|off, --record-shells on|off or --allow-root on|off"
+                );
+            }
+            if let (Some(group), Some(flag)) = (&group, &allow_root) {
+                validate_name("group", group)?;
+                let on = flag == "on";
+                store.set_allow_root(group, on).await?;
+                tracing::info!(group, allow_root = on, "policy changed");
+                if !json {
+                    println!(
+                        "group {group}: root sessions {}",
+                        if on {
+                            "ALLOWED (technicians may ask for --as-root; the user sees it in the prompt)"
+                        } else {
+                            "off (shells, commands and files run as the desktop user)"
+                        }
+                    );
+                }
             }
             if let (Some(group), Some(flag)) = (&group, &record_shells) {
                 validate_name("group", group)?;
@@ -420,20 +447,25 @@ async fn run(cli: Cli) -> Result<()> {
                             "group": p.group,
                             "unattended": p.unattended,
                             "record_shells": p.record_shells,
+                            "allow_root": p.allow_root,
                             "updated_unix_ms": p.updated_at,
                         })
                     })
                     .collect();
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else if group.is_none() {
-                println!("{:<24} {:<11} RECORD SHELLS", "GROUP", "UNATTENDED");
+                println!(
+                    "{:<24} {:<11} {:<14} ALLOW ROOT",
+                    "GROUP", "UNATTENDED", "RECORD SHELLS"
+                );
                 let word = |on: bool| if on { "on" } else { "off" };
                 for p in rows {
                     println!(
-                        "{:<24} {:<11} {}",
+                        "{:<24} {:<11} {:<14} {}",
                         p.group,
                         word(p.unattended),
-                        word(p.record_shells)
+                        word(p.record_shells),
+                        word(p.allow_root)
                     );
                 }
             }

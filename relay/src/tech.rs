@@ -334,6 +334,7 @@ async fn answer(
             group,
             unattended,
             record_shells,
+            allow_root,
         } => {
             if role != Role::Admin {
                 return Ok(err(
@@ -350,11 +351,15 @@ async fn answer(
             if let Some(on) = record_shells {
                 state.store.set_record_shells(&group, on).await?;
             }
+            if let Some(on) = allow_root {
+                state.store.set_allow_root(&group, on).await?;
+            }
             info!(
                 admin = name,
                 group,
                 ?unattended,
                 ?record_shells,
+                ?allow_root,
                 "policy changed"
             );
             TechResponse::Done

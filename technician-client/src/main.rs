@@ -147,9 +147,8 @@ enum Cmd {
     /// An interactive terminal on the device (the user approves the shell permission).
     Shell {
         device: String,
-        /// Log in as this user (the agent must run as root) [default: the agent's user].
-        #[arg(long)]
-        user: Option<String>,
+        #[command(flatten)]
+        root: AsRoot,
         #[command(flatten)]
         why: Why,
     },
@@ -161,6 +160,8 @@ enum Cmd {
         /// Run on every device of this group (admins, where the group allows unattended access).
         #[arg(long, conflicts_with = "device")]
         group: Option<String>,
+        #[command(flatten)]
+        root: AsRoot,
         /// Kill the command after this long (exit code 124).
         #[arg(long, value_parser = humantime::parse_duration)]
         timeout: Option<std::time::Duration>,
@@ -183,6 +184,8 @@ enum Cmd {
         /// Absolute destination on the device; ending in / puts LOCAL inside that directory.
         remote: String,
         #[command(flatten)]
+        root: AsRoot,
+        #[command(flatten)]
         why: Why,
     },
     /// Copy a file or directory from a device (checksummed, resumed after a dropped connection).
@@ -192,6 +195,8 @@ enum Cmd {
         remote: String,
         /// Where to put it (an existing directory keeps the remote name).
         local: PathBuf,
+        #[command(flatten)]
+        root: AsRoot,
         #[command(flatten)]
         why: Why,
     },
@@ -246,6 +251,10 @@ enum Cmd {
         /// Keep a transcript of every shell on this group's devices on the relay.
         #[arg(long, value_parser = ["on", "off"])]
         record_shells: Option<String>,
+        /// Let technicians run shells, commands and file access as root (--as-root) on this
+        /// group's devices; off: always as the desktop user.
+        #[arg(long, value_parser = ["on", "off"])]
+        allow_root: Option<String>,
     },
     /// Add resolution notes to one of your sessions.
     Notes { session: String, text: String },
@@ -281,6 +290,16 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// Who the session acts as on the device: the desktop user, or root when asked for.
+#[derive(clap::Args, Debug)]
+struct AsRoot {
+    /// Run as root instead of the desktop user. The user sees it in the prompt, the audit
+    /// record keeps it, and the relay refuses unless the device group's policy allows it
+    /// (`tether policy --group G --allow-root on`).
+    #[arg(long)]
+    as_root: bool,
 }
 
 /// Why a session is opened: recorded by the relay and shown to the user.
@@ -707,9 +726,9 @@ async fn run(cli: Cli) -> Result<()> {
                 print!("{}", output::sessions_table(&rows));
             }
         }
-        Cmd::Shell { device, user, why } => {
+        Cmd::Shell { device, root, why } => {
             let creds = Credentials::load(&dir)?;
-            remote_cmds::shell(&creds, &device, user, &why.reason, &why.ticket).await?;
+            remote_cmds::shell(&creds, &device, root.as_root, &why.reason, &why.ticket).await?;
         }
         Cmd::Exec {
             device,
@@ -717,6 +736,7 @@ async fn run(cli: Cli) -> Result<()> {
             timeout,
             parallel,
             json,
+            root,
             why,
             command,
         } => {
@@ -730,6 +750,7 @@ async fn run(cli: Cli) -> Result<()> {
                     timeout,
                     json,
                     parallel,
+                    as_root: root.as_root,
                     reason: why.reason,
                     ticket: why.ticket,
                 },
@@ -740,28 +761,38 @@ async fn run(cli: Cli) -> Result<()> {
             device,
             local,
             remote,
+            root,
             why,
         } => {
             let op = remote_cmds::Transfer::Push { local, remote };
             let creds = Credentials::load(&dir)?;
+            let why = remote_cmds::Why {
+                reason: &why.reason,
+                ticket: &why.ticket,
+                as_root: root.as_root,
+            };
             println!(
                 "{}",
-                remote_cmds::transfer_and_report(&creds, &device, op, &why.reason, &why.ticket)
-                    .await?
+                remote_cmds::transfer_and_report(&creds, &device, op, why).await?
             );
         }
         Cmd::Pull {
             device,
             remote,
             local,
+            root,
             why,
         } => {
             let op = remote_cmds::Transfer::Pull { remote, local };
             let creds = Credentials::load(&dir)?;
+            let why = remote_cmds::Why {
+                reason: &why.reason,
+                ticket: &why.ticket,
+                as_root: root.as_root,
+            };
             println!(
                 "{}",
-                remote_cmds::transfer_and_report(&creds, &device, op, &why.reason, &why.ticket)
-                    .await?
+                remote_cmds::transfer_and_report(&creds, &device, op, why).await?
             );
         }
         Cmd::Say {
@@ -832,15 +863,18 @@ async fn run(cli: Cli) -> Result<()> {
             group,
             unattended,
             record_shells,
+            allow_root,
         } => {
-            if unattended.is_none() && record_shells.is_none() {
-                anyhow::bail!("give --unattended on|off and/or --record-shells on|off");
+            if unattended.is_none() && record_shells.is_none() && allow_root.is_none() {
+                anyhow::bail!(
+                    "give --unattended on|off, --record-shells on|off and/or --allow-root on|off"
+                );
             }
             let creds = Credentials::load(&dir)?;
             let session = Session::open(&creds).await?;
             let on = |v: &Option<String>| v.as_deref().map(|v| v == "on");
             let r = session
-                .set_policy(&group, on(&unattended), on(&record_shells))
+                .set_policy(&group, on(&unattended), on(&record_shells), on(&allow_root))
                 .await;
             session.close().await;
             r?;

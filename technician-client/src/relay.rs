@@ -208,12 +208,14 @@ impl Session {
         group: &str,
         unattended: Option<bool>,
         record_shells: Option<bool>,
+        allow_root: Option<bool>,
     ) -> Result<(), RequestError> {
         match self
             .request(&TechRequest::SetPolicy {
                 group: group.to_string(),
                 unattended,
                 record_shells,
+                allow_root,
             })
             .await?
         {

@@ -19,6 +19,14 @@ use tether_technician::remote::RemoteSession;
 #[error("remote exit {0}")]
 pub struct RemoteExit(pub i32);
 
+/// Why a session is opened, and whether it runs as root on the device.
+#[derive(Debug, Clone, Copy)]
+pub struct Why<'a> {
+    pub reason: &'a str,
+    pub ticket: &'a str,
+    pub as_root: bool,
+}
+
 fn request(device: &str, permissions: Permissions, reason: &str, ticket: &str) -> SessionRequest {
     SessionRequest {
         device: device.to_string(),
@@ -54,17 +62,28 @@ impl Drop for RawMode {
     }
 }
 
+/// The shell permission, as root when asked for.
+fn shell_permissions(as_root: bool) -> Permissions {
+    Permissions {
+        root: as_root,
+        ..Permissions::SHELL
+    }
+}
+
 pub async fn shell(
     creds: &Credentials,
     device: &str,
-    user: Option<String>,
+    as_root: bool,
     reason: &str,
     ticket: &str,
 ) -> Result<()> {
     let session = Session::open(creds).await?;
     waiting(device);
     let mut remote = match session
-        .open_remote_with(creds, request(device, Permissions::SHELL, reason, ticket))
+        .open_remote_with(
+            creds,
+            request(device, shell_permissions(as_root), reason, ticket),
+        )
         .await
     {
         Ok(r) => r,
@@ -80,7 +99,11 @@ pub async fn shell(
         (80, 24)
     };
     remote
-        .send(&ToAgent::ShellOpen { cols, rows, user })
+        .send(&ToAgent::ShellOpen {
+            cols,
+            rows,
+            user: None,
+        })
         .await?;
     let (tx, mut rx) = remote.into_duplex();
     let raw = RawMode::enable();
@@ -167,6 +190,7 @@ pub struct ExecArgs {
     pub timeout: Option<Duration>,
     pub json: bool,
     pub parallel: usize,
+    pub as_root: bool,
     pub reason: String,
     pub ticket: String,
 }
@@ -214,7 +238,7 @@ async fn exec_one(
     let opened = session
         .open_remote_with(
             creds,
-            request(device, Permissions::SHELL, &a.reason, &a.ticket),
+            request(device, shell_permissions(a.as_root), &a.reason, &a.ticket),
         )
         .await;
     let mut remote = match opened {
@@ -330,7 +354,7 @@ async fn exec_group(
     for d in devices {
         let (session, creds, slots) = (session.clone(), creds.clone(), slots.clone());
         let (command, timeout) = (a.command.clone(), a.timeout);
-        let mut req = request(&d.id, Permissions::SHELL, &a.reason, &a.ticket);
+        let mut req = request(&d.id, shell_permissions(a.as_root), &a.reason, &a.ticket);
         req.batch = true;
         tasks.spawn(async move {
             let _slot = slots.acquire_owned().await;
@@ -453,10 +477,13 @@ pub async fn transfer(
     creds: &Credentials,
     device: &str,
     op: Transfer,
-    reason: &str,
-    ticket: &str,
+    why: Why<'_>,
     patience: Duration,
 ) -> Result<Transferred> {
+    let permissions = Permissions {
+        root: why.as_root,
+        ..Permissions::FILES
+    };
     let bar = progress_bar(false);
     let started = std::time::Instant::now();
     let mut done = HashSet::new();
@@ -470,7 +497,7 @@ pub async fn transfer(
             bar.suspend(|| waiting(device));
             let r = async {
                 let mut remote = session
-                    .open_remote_with(creds, request(device, Permissions::FILES, reason, ticket))
+                    .open_remote_with(creds, request(device, permissions, why.reason, why.ticket))
                     .await?;
                 let r = match &op {
                     Transfer::Push { local, remote: to } => {
@@ -530,14 +557,13 @@ pub async fn transfer_and_report(
     creds: &Credentials,
     device: &str,
     op: Transfer,
-    reason: &str,
-    ticket: &str,
+    why: Why<'_>,
 ) -> Result<String> {
     let (what, to) = match &op {
         Transfer::Push { remote, .. } => ("pushed", remote.clone()),
         Transfer::Pull { local, .. } => ("pulled", local.display().to_string()),
     };
-    let t = transfer(creds, device, op, reason, ticket, PATIENCE).await?;
+    let t = transfer(creds, device, op, why, PATIENCE).await?;
     Ok(summary(&t, what, &to))
 }
 

@@ -348,6 +348,7 @@ impl Agent {
             .arg("--ipc-socket")
             .arg(&socket)
             .args(extra)
+            .args(session_user(extra))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .spawn()
@@ -395,6 +396,29 @@ impl Agent {
             .expect("kill -HUP");
         assert!(ok.success());
     }
+}
+
+/// The account the test agents' sessions run as (unless a test names a desktop or session user
+/// itself): sessions never run as root unless granted root, and the agent in these tests has
+/// no X display to take a desktop user from.
+pub const SESSION_USER: &str = "nobody";
+/// Its uid.
+pub const SESSION_UID: u32 = 65534;
+
+fn session_user(extra: &[&str]) -> Vec<&'static str> {
+    if extra
+        .iter()
+        .any(|a| *a == "--session-user" || *a == "--desktop-user")
+    {
+        vec![]
+    } else {
+        vec!["--session-user", SESSION_USER]
+    }
+}
+
+/// Gives `path` to [`SESSION_USER`], so a session running as them may write there.
+pub fn give_to_session_user(path: &Path) {
+    std::os::unix::fs::chown(path, Some(SESSION_UID), Some(SESSION_UID)).expect("chown");
 }
 
 /// The files in `dir` once there is at least one (waits up to 20 s).

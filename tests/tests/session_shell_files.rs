@@ -7,8 +7,16 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use tether_protocol::session::{Permissions, PutStart, ToAgent, ToViewer};
 use tether_tests::{
-    Agent, Approver, Duplex, Relay, Tech, ok, open_duplex, run, stderr, stdout, wait_until,
+    Agent, Approver, Duplex, Relay, Tech, give_to_session_user, ok, open_duplex, run, stderr,
+    stdout, wait_until,
 };
+
+/// A directory on the device the session's user (not root) may write to.
+fn user_dir() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    give_to_session_user(d.path());
+    d
+}
 
 struct Desk {
     relay: Relay,
@@ -227,7 +235,7 @@ fn shell_runs_commands_and_reports_the_exit_code() {
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     assert!(stdout(&out).contains("hello-42"), "{}", stdout(&out));
     let actions = &audited(&d.tech, 1, 2)[0]["actions"];
-    assert_eq!(actions[0], "shell opened as the agent's user");
+    assert_eq!(actions[0], "shell opened as nobody (uid 65534)");
     assert_eq!(actions[1], "shell → exit 3");
 }
 
@@ -351,8 +359,8 @@ fn a_session_without_the_permission_is_refused() {
 #[test]
 fn paths_cannot_escape_the_destination() {
     let d = desk("support");
-    let dest = tempfile::tempdir().unwrap();
-    let outside = tempfile::tempdir().unwrap();
+    let dest = user_dir();
+    let outside = user_dir();
     // Someone on the device planted `logs` as a symlink where a directory will be pushed.
     std::os::unix::fs::symlink(outside.path(), dest.path().join("logs")).unwrap();
     let src = tempfile::tempdir().unwrap();
@@ -398,7 +406,7 @@ fn files_push_and_pull_checksummed_with_directories() {
     let big = work.path().join("big.bin");
     big_file(&big, 200);
     let sum = sha256sum(&big);
-    let remote_dir = tempfile::tempdir().unwrap();
+    let remote_dir = user_dir();
     let remote = remote_dir.path().join("big.bin");
 
     let started = Instant::now();
@@ -484,7 +492,8 @@ fn files_push_and_pull_checksummed_with_directories() {
 #[test]
 fn a_pull_interrupted_by_a_relay_crash_resumes() {
     let mut d = desk("support");
-    let work = tempfile::tempdir().unwrap();
+    // The session's user reads the file being pulled.
+    let work = user_dir();
     let src = work.path().join("src.bin");
     big_file(&src, 200);
     let sum = sha256sum(&src);

@@ -47,8 +47,18 @@ pub fn wants(p: Permissions) -> String {
         line.push_str(if i + 1 == rest.len() { " and " } else { ", " });
         line.push_str(short);
     }
+    if p.as_root() {
+        line.push_str(AS_ROOT);
+    }
     line
 }
+
+/// Appended to the headline when the technician asks to act as root: the one permission that
+/// lifts every limit the desktop user has, so it is said in capitals.
+const AS_ROOT: &str = " AS ROOT (administrator)";
+
+/// The line of [`permission_lines`] for root.
+pub const ROOT_LINE: &str = "Run commands and open files as root (administrator): full control of this computer, beyond your own account";
 
 /// What a running session is doing, for the banner and the status: "is controlling this
 /// computer". Names the most intrusive permission.
@@ -74,6 +84,7 @@ pub fn permission_lines(p: Permissions) -> Vec<&'static str> {
         (p.clipboard, "Read and change your clipboard"),
         (p.shell, "Run commands on this computer"),
         (p.files, "Copy files to and from this computer"),
+        (p.as_root(), ROOT_LINE),
     ]
     .into_iter()
     .filter_map(|(on, line)| on.then_some(line))
@@ -253,6 +264,26 @@ mod tests {
         assert_eq!(
             wants(Permissions::default()),
             "wants to connect to this computer"
+        );
+        let root = Permissions {
+            root: true,
+            ..Permissions::SHELL
+        };
+        assert_eq!(
+            wants(root),
+            "wants to RUN COMMANDS on this computer AS ROOT (administrator)"
+        );
+        assert_eq!(
+            permission_lines(root),
+            vec!["Run commands on this computer", ROOT_LINE]
+        );
+        // Root without shell or files does nothing, and is not shown as if it did.
+        assert_eq!(
+            wants(Permissions {
+                root: true,
+                ..Permissions::VIEW
+            }),
+            "wants to VIEW this computer"
         );
         assert_eq!(
             permission_lines(Permissions::default()),

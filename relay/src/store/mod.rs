@@ -85,6 +85,8 @@ pub struct GroupPolicy {
     pub group: String,
     pub unattended: bool,
     pub record_shells: bool,
+    /// Sessions may run as root on the group's devices (when the technician asks for it).
+    pub allow_root: bool,
     pub updated_at: Option<i64>,
 }
 
@@ -283,6 +285,19 @@ impl Store {
     pub async fn record_shells(&self, group: &str) -> Result<bool, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.record_shells(group).await,
+        }
+    }
+
+    pub async fn set_allow_root(&self, group: &str, on: bool) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.set_allow_root(group, on, now_ms()).await,
+        }
+    }
+
+    /// Whether sessions may run as root on the group's devices (off unless an admin turned it on).
+    pub async fn allow_root(&self, group: &str) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.allow_root(group).await,
         }
     }
 

@@ -80,6 +80,11 @@ fn migrator() -> Migrator {
             "identity all groups",
             include_str!("../../migrations/sqlite/0010_identity_all_groups.sql"),
         ),
+        m(
+            11,
+            "allow root",
+            include_str!("../../migrations/sqlite/0011_allow_root.sql"),
+        ),
     ])
 }
 
@@ -731,6 +736,29 @@ impl Sqlite {
         Ok(())
     }
 
+    pub async fn set_allow_root(&self, group: &str, on: bool, now: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO group_policy (group_name, allow_root, updated_at) VALUES (?, ?, ?)
+             ON CONFLICT (group_name) DO UPDATE SET allow_root = excluded.allow_root,
+             updated_at = excluded.updated_at",
+        )
+        .bind(group)
+        .bind(on)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn allow_root(&self, group: &str) -> Result<bool, StoreError> {
+        let on: Option<bool> =
+            sqlx::query_scalar("SELECT allow_root FROM group_policy WHERE group_name = ?")
+                .bind(group)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(on.unwrap_or(false))
+    }
+
     pub async fn record_shells(&self, group: &str) -> Result<bool, StoreError> {
         let on: Option<bool> =
             sqlx::query_scalar("SELECT record_shells FROM group_policy WHERE group_name = ?")
@@ -753,7 +781,8 @@ impl Sqlite {
     pub async fn policies(&self) -> Result<Vec<GroupPolicy>, StoreError> {
         let rows = sqlx::query(
             "SELECT g AS group_name, COALESCE(p.unattended, 0) AS unattended,
-                    COALESCE(p.record_shells, 0) AS record_shells, p.updated_at
+                    COALESCE(p.record_shells, 0) AS record_shells,
+                    COALESCE(p.allow_root, 0) AS allow_root, p.updated_at
              FROM (SELECT group_name AS g FROM group_policy UNION SELECT group_name FROM devices) AS all_groups
              LEFT JOIN group_policy p ON p.group_name = all_groups.g ORDER BY g",
         )
@@ -765,6 +794,7 @@ impl Sqlite {
                     group: r.try_get("group_name")?,
                     unattended: r.try_get("unattended")?,
                     record_shells: r.try_get("record_shells")?,
+                    allow_root: r.try_get("allow_root")?,
                     updated_at: r.try_get("updated_at")?,
                 })
             })

@@ -75,6 +75,11 @@ impl ConsentDialog {
         for line in text::permission_lines(prompt.permissions) {
             let l = label(&format!("•  {line}"));
             l.set_margin_start(12);
+            if line == text::ROOT_LINE {
+                // Root lifts every limit of the user's own account: it must not read as one
+                // more bullet among the others.
+                emphasize(&l, 1.0);
+            }
             column.add(&l);
         }
         let countdown = label(&text::countdown(prompt.seconds_left));

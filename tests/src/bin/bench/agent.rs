@@ -100,6 +100,8 @@ pub fn start_agent(state: &Path, socket: &Path) -> Result<Bg> {
     .arg(state)
     .arg("--ipc-socket")
     .arg(socket)
+    // No display to take a desktop user from: sessions run as this one.
+    .args(["--session-user", tether_tests::SESSION_USER])
     .env_remove("DISPLAY")
     // Errors only: load sessions the bench drops mid-stream would otherwise warn by the hundred.
     .env("RUST_LOG", "error")

@@ -264,6 +264,8 @@ async fn pull_bulk(remote: &mut RemoteSession, bytes: u64) -> Result<f64> {
     } else {
         tempfile::tempdir()?
     };
+    // The session reads it as its user, not as root.
+    tether_tests::give_to_session_user(dir.path());
     let src = dir.path().join("source.bin");
     std::fs::File::create(&src)?.set_len(bytes)?;
     let dest = dir.path().join("pulled.bin");
