@@ -944,13 +944,14 @@ async fn transcript(state: &State, device: &str, session_id: &str, recv: RecvStr
         refuse(recv, &"not a session id");
         return;
     }
-    let known = state
+    // The registry above decides; the store may not show the session as started yet (the
+    // relay records that just after telling the technician it is ready).
+    if let Err(e) = state
         .store
         .session_action(session_id, device, "shell transcript recording started")
-        .await;
-    if !matches!(known, Ok(true)) {
-        refuse(recv, &"no such session on record");
-        return;
+        .await
+    {
+        warn!("store error: {e}");
     }
     let dir = state.transcripts.clone();
     let path = dir.join(format!("{session_id}.log"));
