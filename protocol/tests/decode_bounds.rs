@@ -84,6 +84,7 @@ fn a_frame_of_millions_of_empty_modules_decodes_in_bounded_memory() {
         peak < 1 << 20,
         "decoding allocated {peak} bytes at the peak"
     );
-    // Generous: it takes ~0.1 s on one core; the point is that it is not minutes.
-    assert!(took < Duration::from_secs(20), "decoding took {took:?}");
+    // Generous (2 s unoptimized on an idle core, 7.5 s under load); the point is that the work
+    // is bounded too, not minutes.
+    assert!(took < Duration::from_secs(60), "decoding took {took:?}");
 }
