@@ -66,10 +66,111 @@ fn decode_payload(p: &[u8]) {
     }
 }
 
+/// The payload of an `AgentStream::InventoryUpload` whose inventory holds `modules` empty
+/// `MemoryModule`s (8 bytes each on the wire), encoded without ever holding them in memory:
+/// the reviewer's "hostile agent stalls the relay" upload (2.1 M of them fill a 16 MiB frame).
+/// For tests of the decode bounds, in this crate and end to end.
+pub fn empty_modules_upload(
+    hash: u64,
+    modules: usize,
+) -> Result<Vec<u8>, crate::codec::CodecError> {
+    use crate::inventory::{Host, MemoryModule};
+    use serde::{Serialize, Serializer};
+
+    // Mirrors of `AgentStream`, `Inventory`, `Hardware` and `Memory` with the module list
+    // produced lazily; bincode is not self-describing, so the bytes are those of the real types
+    // (a unit test compares them).
+    struct Lazy(usize);
+    impl Serialize for Lazy {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.collect_seq(std::iter::repeat_n(MemoryModule::default(), self.0))
+        }
+    }
+    #[derive(Serialize)]
+    struct Memory {
+        total_bytes: u64,
+        swap_total_bytes: u64,
+        modules: Lazy,
+    }
+    #[derive(Serialize)]
+    struct Hw {
+        cpu: crate::inventory::Cpu,
+        memory: Memory,
+        system: crate::inventory::SystemInfo,
+        block_devices: Vec<()>,
+        filesystems: Vec<()>,
+        gpus: Vec<()>,
+        monitors: Vec<()>,
+        network: Vec<()>,
+        batteries: Vec<()>,
+    }
+    #[derive(Serialize)]
+    struct Inv {
+        schema: u16,
+        collected_at_unix_ms: u64,
+        host: Host,
+        hardware: Hw,
+        software: Vec<()>,
+        errors: Vec<()>,
+    }
+    #[derive(Serialize)]
+    enum Stream {
+        InventoryUpload { hash: u64, inventory: Inv },
+    }
+    crate::codec::to_bytes(&Stream::InventoryUpload {
+        hash,
+        inventory: Inv {
+            schema: crate::inventory::SCHEMA_VERSION,
+            collected_at_unix_ms: 0,
+            host: Host::default(),
+            hardware: Hw {
+                cpu: Default::default(),
+                memory: Memory {
+                    total_bytes: 0,
+                    swap_total_bytes: 0,
+                    modules: Lazy(modules),
+                },
+                system: Default::default(),
+                block_devices: vec![],
+                filesystems: vec![],
+                gpus: vec![],
+                monitors: vec![],
+                network: vec![],
+                batteries: vec![],
+            },
+            software: vec![],
+            errors: vec![],
+        },
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::codec::to_bytes;
+
+    #[test]
+    fn the_lazy_hostile_upload_encodes_like_the_real_types() {
+        let mut inventory = crate::inventory::Inventory {
+            schema: crate::inventory::SCHEMA_VERSION,
+            ..Default::default()
+        };
+        inventory.hardware.memory.modules = vec![Default::default(); 300];
+        let real = to_bytes(&AgentStream::InventoryUpload {
+            hash: 9,
+            inventory: Box::new(inventory),
+        })
+        .unwrap();
+        assert_eq!(empty_modules_upload(9, 300).unwrap(), real);
+        // And it decodes trimmed to the relay's limit, as sanitize would have kept it.
+        match from_payload::<AgentStream>(&real).unwrap() {
+            AgentStream::InventoryUpload { inventory, .. } => assert_eq!(
+                inventory.hardware.memory.modules.len(),
+                crate::inventory::MAX_ITEMS
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
 
     /// xorshift64*: deterministic, so a failure reproduces.
     struct Rng(u64);

@@ -6,6 +6,12 @@
 //!
 //! [`Inventory::sanitize`] is meant to run on the relay on untrusted input:
 //! it is total (never panics) and bounds every string and list.
+//!
+//! Lists are bounded already while decoding (`deserialize_with` on every `Vec` field, see
+//! [`capped`]): a 16 MiB upload of millions of empty elements would otherwise become hundreds of
+//! megabytes before `sanitize` could trim it. Decoding keeps the first elements up to the same
+//! limits `sanitize` applies ([`Limits::default`]) and decodes the rest one at a time without
+//! keeping them, so an honest over-long list is trimmed exactly as before, not refused.
 
 use std::collections::BTreeMap;
 
@@ -21,8 +27,10 @@ pub struct Inventory {
     pub collected_at_unix_ms: u64,
     pub host: Host,
     pub hardware: Hardware,
+    #[serde(deserialize_with = "capped::packages")]
     pub software: Vec<Package>,
     /// Problems met while collecting; the rest of the report is still valid.
+    #[serde(deserialize_with = "capped::errors")]
     pub errors: Vec<CollectorError>,
 }
 
@@ -45,6 +53,7 @@ pub struct Host {
     /// IANA zone name, e.g. "Europe/Berlin".
     pub timezone: Option<String>,
     /// Distinct user names with a login session (utmp USER_PROCESS).
+    #[serde(deserialize_with = "capped::users")]
     pub logged_in_users: Vec<String>,
 }
 
@@ -53,11 +62,17 @@ pub struct Hardware {
     pub cpu: Cpu,
     pub memory: Memory,
     pub system: SystemInfo,
+    #[serde(deserialize_with = "capped::items")]
     pub block_devices: Vec<BlockDevice>,
+    #[serde(deserialize_with = "capped::items")]
     pub filesystems: Vec<Filesystem>,
+    #[serde(deserialize_with = "capped::items")]
     pub gpus: Vec<Gpu>,
+    #[serde(deserialize_with = "capped::items")]
     pub monitors: Vec<Monitor>,
+    #[serde(deserialize_with = "capped::items")]
     pub network: Vec<NetworkInterface>,
+    #[serde(deserialize_with = "capped::items")]
     pub batteries: Vec<Battery>,
 }
 
@@ -80,6 +95,7 @@ pub struct Memory {
     pub total_bytes: u64,
     pub swap_total_bytes: u64,
     /// Populated DIMMs from SMBIOS type 17, when the table is readable (root).
+    #[serde(deserialize_with = "capped::items")]
     pub modules: Vec<MemoryModule>,
 }
 
@@ -167,8 +183,10 @@ pub struct NetworkInterface {
     pub name: String,
     pub mac: Option<String>,
     /// CIDR notation, e.g. "192.168.1.10/24".
+    #[serde(deserialize_with = "capped::addresses")]
     pub ipv4: Vec<String>,
     /// CIDR notation, e.g. "fe80::1/64".
+    #[serde(deserialize_with = "capped::addresses")]
     pub ipv6: Vec<String>,
     pub mtu: u32,
     pub speed_mbps: Option<u32>,
@@ -233,16 +251,111 @@ pub struct Limits {
     pub max_errors: usize,
 }
 
+/// Longest inventory string the relay keeps, in UTF-8 bytes.
+pub const MAX_STRING: usize = 512;
+/// Most packages the relay keeps per inventory.
+pub const MAX_PACKAGES: usize = 20_000;
+/// Most elements of each hardware list (disks, filesystems, NICs, memory modules, ...).
+pub const MAX_ITEMS: usize = 256;
+/// Most addresses per NIC and per address family.
+pub const MAX_ADDRESSES: usize = 64;
+/// Most logged-in user names.
+pub const MAX_USERS: usize = 256;
+/// Most collector errors.
+pub const MAX_ERRORS: usize = 256;
+
 impl Default for Limits {
+    /// The limits the relay enforces; decoding already trims lists to these (see [`capped`]).
     fn default() -> Self {
         Self {
-            max_string: 512,
-            max_packages: 20_000,
-            max_items: 256,
-            max_addresses: 64,
-            max_users: 256,
-            max_errors: 256,
+            max_string: MAX_STRING,
+            max_packages: MAX_PACKAGES,
+            max_items: MAX_ITEMS,
+            max_addresses: MAX_ADDRESSES,
+            max_users: MAX_USERS,
+            max_errors: MAX_ERRORS,
         }
+    }
+}
+
+/// Decode-time bounds for the inventory's lists, used through `deserialize_with`.
+///
+/// bincode 2.0.1's serde path does not bound element counts: its `with_limit` counts only the
+/// bytes of strings and byte buffers, and `deserialize_seq` hands the visitor whatever length
+/// the prefix claims, so 2.1 M empty `MemoryModule`s (8 bytes each on the wire, 168 in memory)
+/// decode to ~350 MB out of a 16 MiB frame. These helpers keep the first `max` elements and
+/// decode the rest one at a time, dropping each (bincode cannot skip a value it has not
+/// decoded), so memory stays that of `max` elements whatever the frame holds.
+pub mod capped {
+    use serde::de::{Deserialize, Deserializer, SeqAccess, Visitor};
+    use std::fmt;
+    use std::marker::PhantomData;
+
+    /// Most bytes reserved up front from a length prefix (as serde's own `Vec` does): the rest
+    /// grows as elements actually arrive.
+    const PREALLOC: usize = 1024 * 1024;
+
+    /// A list of at most `max` elements: the first ones; the rest are decoded and dropped.
+    pub fn seq<'de, D, T>(d: D, max: usize) -> Result<Vec<T>, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: Deserialize<'de>,
+    {
+        struct Capped<T> {
+            max: usize,
+            _t: PhantomData<T>,
+        }
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for Capped<T> {
+            type Value = Vec<T>;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                write!(f, "a sequence")
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+                let room = PREALLOC / std::mem::size_of::<T>().max(1);
+                let hint = seq.size_hint().unwrap_or(0).min(self.max).min(room);
+                let mut out = Vec::with_capacity(hint);
+                while out.len() < self.max {
+                    match seq.next_element()? {
+                        Some(x) => out.push(x),
+                        None => return Ok(out),
+                    }
+                }
+                while seq.next_element::<T>()?.is_some() {}
+                Ok(out)
+            }
+        }
+        d.deserialize_seq(Capped {
+            max,
+            _t: PhantomData,
+        })
+    }
+
+    pub fn items<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
+        seq(d, super::MAX_ITEMS)
+    }
+
+    pub fn packages<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+        d: D,
+    ) -> Result<Vec<T>, D::Error> {
+        seq(d, super::MAX_PACKAGES)
+    }
+
+    pub fn addresses<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+        d: D,
+    ) -> Result<Vec<T>, D::Error> {
+        seq(d, super::MAX_ADDRESSES)
+    }
+
+    pub fn users<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
+        seq(d, super::MAX_USERS)
+    }
+
+    pub fn errors<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+        d: D,
+    ) -> Result<Vec<T>, D::Error> {
+        seq(d, super::MAX_ERRORS)
     }
 }
 

@@ -278,6 +278,11 @@ pub async fn open_session(
             return;
         }
     };
+    // From here the agent may report actions (and a recorded shell's transcript) for this
+    // session, until a moment after it ends (`live::GRACE`).
+    let _running = state
+        .live_sessions
+        .start(&grant.session_id, &device.id, grant.record_shell);
     if !reply(
         &mut tsend,
         &TechResponse::SessionReady {

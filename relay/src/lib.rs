@@ -8,6 +8,7 @@ pub mod broker;
 pub mod ca;
 pub mod config;
 mod enroll;
+pub mod live;
 mod presence;
 pub mod server;
 pub mod store;

@@ -20,8 +20,7 @@ use tether_protocol::conn::{Close, RelayConn, RelayConnState, Timeouts};
 use tether_protocol::identity::Identity;
 use tether_protocol::inventory::Limits;
 use tether_protocol::message::{
-    AgentStream, AgentToRelay, Intent, MAX_TRANSCRIPT, RelayToAgent, TranscriptChunk, UploadReply,
-    close_code,
+    AgentStream, AgentToRelay, Intent, RelayToAgent, TranscriptChunk, UploadReply, close_code,
 };
 use tether_protocol::{codec, limits, liveness, text};
 use thiserror::Error;
@@ -90,6 +89,14 @@ pub struct State {
     next_conn_id: AtomicU64,
     /// Bounds how many bulk uploads are read at once (each may be up to `limits::BULK`).
     uploads: tokio::sync::Semaphore,
+    /// One upload read at a time per device, a few more waiting (see [`DeviceUploads`]).
+    device_uploads: DeviceUploads,
+    /// Bounds how many uploads are decoded at once on the blocking pool (CPU, not memory).
+    decoders: tokio::sync::Semaphore,
+    /// Shell transcript streams open at once: their own budget, apart from uploads.
+    transcript_streams: tokio::sync::Semaphore,
+    /// Sessions running now, for what agents may report about them.
+    pub(crate) live_sessions: crate::live::LiveSessions,
     pub(crate) splice_filter: Option<crate::broker::SpliceFilter>,
     /// Live authenticated connections by certificate serial, so a revocation closes them.
     live: std::sync::Mutex<std::collections::HashMap<u64, (String, Connection)>>,
@@ -106,6 +113,18 @@ pub struct State {
 
 /// Concurrent inventory uploads the relay reads; the rest wait (the agents' uploads are patient).
 const MAX_CONCURRENT_UPLOADS: usize = 16;
+/// Upload streams of one device admitted at once: one is read, the others wait their turn
+/// without holding any of the [`MAX_CONCURRENT_UPLOADS`]; more are refused at once. An honest
+/// agent has one (two across a reconnect).
+const UPLOADS_PER_DEVICE: usize = 3;
+/// Shell transcript streams open at once over all devices. Each is admitted only for a running
+/// recorded session of its device (at most two per session, `live::MAX_TRANSCRIPT_STREAMS`).
+const MAX_TRANSCRIPT_STREAMS: usize = 1024;
+/// How long a stream an agent opens has to send its first frame's header (and a small first
+/// frame whole) before it is dropped. Nothing is reserved for it meanwhile.
+const FIRST_FRAME: Duration = Duration::from_secs(10);
+/// How long an upload's body may take once its turn came.
+const UPLOAD_BODY: Duration = Duration::from_secs(60);
 
 pub struct Relay {
     state: Arc<State>,
@@ -163,6 +182,15 @@ impl Relay {
                 timeouts: opts.timeouts,
                 next_conn_id: AtomicU64::new(1),
                 uploads: tokio::sync::Semaphore::new(MAX_CONCURRENT_UPLOADS),
+                device_uploads: DeviceUploads::default(),
+                // Leave a core to the async workers: decoding a hostile 16 MiB frame costs CPU.
+                decoders: tokio::sync::Semaphore::new(
+                    std::thread::available_parallelism()
+                        .map_or(1, |n| n.get().saturating_sub(1))
+                        .max(1),
+                ),
+                transcript_streams: tokio::sync::Semaphore::new(MAX_TRANSCRIPT_STREAMS),
+                live_sessions: Default::default(),
                 splice_filter: opts.splice_filter.clone(),
                 transcripts: data.transcripts(),
                 settings: settings.clone(),
@@ -633,11 +661,26 @@ async fn run_agent(
                                 }
                             }
                             Ok(AgentToRelay::SessionAction { session_id, action }) => {
-                                let action = text::clean(&action, tether_protocol::message::MAX_ACTION);
-                                match state.store.session_action(&session_id, device, &action).await {
-                                    Ok(true) => {}
-                                    Ok(false) => warn!(device, "agent reported an action in an unknown session"),
-                                    Err(e) => warn!("store error: {e}"),
+                                // Only for a session running on this device, capped and rate-limited.
+                                let action = match state.live_sessions.action(&session_id, device) {
+                                    crate::live::Action::Record => Some(text::clean(&action, tether_protocol::message::MAX_ACTION)),
+                                    crate::live::Action::Drop { note } => {
+                                        if let Some(n) = &note {
+                                            warn!(session = %session_id, device, "{n}");
+                                        }
+                                        note
+                                    }
+                                    crate::live::Action::Unknown => {
+                                        debug!(device, "action reported for a session not running on this device: ignored");
+                                        None
+                                    }
+                                };
+                                if let Some(action) = action {
+                                    match state.store.session_action(&session_id, device, &action).await {
+                                        Ok(true) => {}
+                                        Ok(false) => warn!(device, "agent reported an action in an unknown session"),
+                                        Err(e) => warn!("store error: {e}"),
+                                    }
                                 }
                             }
                             Ok(AgentToRelay::Health(report)) => state.alerts.ingest(device, *report).await,
@@ -679,83 +722,288 @@ async fn run_agent(
     }
 }
 
-/// A stream the agent opened: an inventory upload, or a shell transcript.
-async fn agent_stream(state: &State, device: &str, mut send: SendStream, mut recv: RecvStream) {
-    let Ok(permit) = state.uploads.acquire().await else {
-        return;
-    };
-    let msg = tokio::time::timeout(
-        Duration::from_secs(60),
-        tether_net::framed::read_msg::<AgentStream>(&mut recv, limits::BULK),
-    )
-    .await;
-    if let Ok(Ok(AgentStream::Transcript { session_id })) = msg {
-        // Long-lived and small: it must not hold an upload slot.
-        drop(permit);
-        transcript(state, device, &session_id, recv).await;
-        let _ = send.finish();
-        return;
+/// Upload streams per device: a count of those admitted and a one-permit semaphore for whose
+/// turn it is. An entry exists only while a stream of that device is admitted.
+#[derive(Default)]
+struct DeviceUploads {
+    map: std::sync::Mutex<std::collections::HashMap<String, (usize, Arc<tokio::sync::Semaphore>)>>,
+}
+
+/// An admitted upload stream of a device; see [`DeviceUploads::admit`].
+struct UploadTicket<'a> {
+    owner: &'a DeviceUploads,
+    device: String,
+    turn: Arc<tokio::sync::Semaphore>,
+}
+
+impl DeviceUploads {
+    /// Admits one more upload stream of `device`, unless it has [`UPLOADS_PER_DEVICE`] already.
+    fn admit(&self, device: &str) -> Option<UploadTicket<'_>> {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let (count, turn) = map
+            .entry(device.to_string())
+            .or_insert_with(|| (0, Arc::new(tokio::sync::Semaphore::new(1))));
+        if *count >= UPLOADS_PER_DEVICE {
+            return None;
+        }
+        *count += 1;
+        Some(UploadTicket {
+            owner: self,
+            device: device.to_string(),
+            turn: turn.clone(),
+        })
     }
-    let reply = match msg {
-        Ok(Ok(AgentStream::Transcript { .. })) => return,
-        Ok(Ok(AgentStream::InventoryUpload {
-            hash,
-            mut inventory,
-        })) => {
-            // Untrusted: bound and clean every string and list before storing anything.
-            let cleaned = inventory.sanitize(&Limits::default());
-            if !cleaned.is_empty() {
-                info!("inventory cleaned: {}", cleaned.join("; "));
-            }
-            match state
-                .store
-                .ingest_inventory(device, hash, &inventory, now_ms())
-                .await
-            {
-                Ok(changes) => {
-                    info!(
-                        changes,
-                        packages = inventory.software.len(),
-                        "inventory stored"
-                    );
-                    UploadReply::Ack { hash, changes }
-                }
-                Err(e) => {
-                    warn!("store error: {e}");
-                    UploadReply::Rejected {
-                        message: "relay store unavailable; will retry".into(),
-                    }
-                }
+}
+
+impl Drop for UploadTicket<'_> {
+    fn drop(&mut self) {
+        let mut map = self.owner.map.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((count, _)) = map.get_mut(&self.device) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                map.remove(&self.device);
             }
         }
+    }
+}
+
+/// An upload's first frame: decoded already (small), or still to be read (large).
+enum UploadBody {
+    Decoded {
+        hash: u64,
+        inventory: Box<tether_protocol::inventory::Inventory>,
+    },
+    Unread {
+        recv: RecvStream,
+        len: usize,
+    },
+}
+
+/// A stream the agent opened: an inventory upload, or a shell transcript.
+///
+/// Nothing is reserved for a stream before its first frame's header arrived (within
+/// [`FIRST_FRAME`]): idle streams cost no upload slot. A frame over the control limit can only
+/// be an upload; it waits for its device's turn (one at a time per device) and then for one of
+/// the [`MAX_CONCURRENT_UPLOADS`] slots before its body is read. A small first frame is read
+/// and decoded at once: a transcript goes its own way with its own budget, never through an
+/// upload slot.
+async fn agent_stream(state: &State, device: &str, mut send: SendStream, mut recv: RecvStream) {
+    let deadline = Instant::now() + FIRST_FRAME;
+    let mut header = [0u8; tether_protocol::frame::HEADER_LEN];
+    match tokio::time::timeout_at(deadline, recv.read_exact(&mut header)).await {
+        Ok(Ok(())) => {}
         Ok(Err(e)) => {
-            warn!("bad upload: {e}");
-            UploadReply::Rejected {
-                message: e.to_string(),
-            }
+            debug!("agent stream ended before its first frame: {e}");
+            return;
         }
         Err(_) => {
-            warn!("upload not received within 60 s");
+            debug!("agent stream sent no first frame within {FIRST_FRAME:?}: dropped");
+            let _ = recv.stop(1u32.into());
             let _ = send.reset(1u32.into());
             return;
         }
+    }
+    let len = match tether_protocol::frame::payload_len(header, limits::BULK) {
+        Ok(len) => len,
+        Err(e) => {
+            warn!("bad upload: {e}");
+            upload_reply(
+                &mut send,
+                &UploadReply::Rejected {
+                    message: e.to_string(),
+                },
+            )
+            .await;
+            return;
+        }
     };
-    if write_msg(&mut send, &reply, limits::CONTROL).await.is_ok() {
+    if len > limits::CONTROL {
+        upload(state, device, send, UploadBody::Unread { recv, len }).await;
+        return;
+    }
+    let mut payload = vec![0u8; len];
+    match tokio::time::timeout_at(deadline, recv.read_exact(&mut payload)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            debug!("agent stream ended in its first frame: {e}");
+            return;
+        }
+        Err(_) => {
+            debug!("agent stream's first frame not received within {FIRST_FRAME:?}: dropped");
+            let _ = recv.stop(1u32.into());
+            let _ = send.reset(1u32.into());
+            return;
+        }
+    }
+    // At most a control frame: decoding it is quick (lists are bounded while decoding).
+    match codec::from_payload::<AgentStream>(&payload) {
+        Ok(AgentStream::Transcript { session_id }) => {
+            drop(payload);
+            transcript(state, device, &session_id, recv).await;
+            let _ = send.finish();
+        }
+        Ok(AgentStream::InventoryUpload { hash, inventory }) => {
+            drop(payload);
+            upload(state, device, send, UploadBody::Decoded { hash, inventory }).await;
+        }
+        Err(e) => {
+            warn!("bad upload: {e}");
+            upload_reply(
+                &mut send,
+                &UploadReply::Rejected {
+                    message: e.to_string(),
+                },
+            )
+            .await;
+        }
+    }
+}
+
+async fn upload_reply(send: &mut SendStream, reply: &UploadReply) {
+    if write_msg(send, reply, limits::CONTROL).await.is_ok() {
         let _ = send.finish();
     }
 }
 
-/// Appends a recorded shell's output to `DATA/transcripts/<session>.log` (at most
-/// [`MAX_TRANSCRIPT`] bytes), for a session that runs on this device with recording asked.
-async fn transcript(state: &State, device: &str, session_id: &str, mut recv: RecvStream) {
-    let known = state
+/// Reads (when large), decodes and cleans an inventory off the async workers, and stores it.
+async fn upload(state: &State, device: &str, mut send: SendStream, body: UploadBody) {
+    let Some(ticket) = state.device_uploads.admit(device) else {
+        warn!("more than {UPLOADS_PER_DEVICE} uploads from this device at once: refused");
+        upload_reply(
+            &mut send,
+            &UploadReply::Rejected {
+                message: "another upload from this device is in progress; will retry".into(),
+            },
+        )
+        .await;
+        return;
+    };
+    let Ok(_turn) = ticket.turn.acquire().await else {
+        return;
+    };
+    let Ok(_slot) = state.uploads.acquire().await else {
+        return;
+    };
+    let decoded = match body {
+        UploadBody::Decoded { hash, inventory } => Ok((hash, inventory)),
+        UploadBody::Unread { mut recv, len } => {
+            let mut payload = vec![0u8; len];
+            match tokio::time::timeout(UPLOAD_BODY, recv.read_exact(&mut payload)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    debug!("upload ended early: {e}");
+                    return;
+                }
+                Err(_) => {
+                    warn!("upload not received within {UPLOAD_BODY:?}");
+                    let _ = recv.stop(1u32.into());
+                    let _ = send.reset(1u32.into());
+                    return;
+                }
+            }
+            drop(recv);
+            // Decoding up to 16 MiB is CPU work: on the blocking pool, a few at a time, so the
+            // async workers keep serving technicians and agents' keep-alives.
+            let Ok(_cpu) = state.decoders.acquire().await else {
+                return;
+            };
+            match tokio::task::spawn_blocking(move || codec::from_payload::<AgentStream>(&payload))
+                .await
+            {
+                Ok(Ok(AgentStream::InventoryUpload { hash, inventory })) => Ok((hash, inventory)),
+                Ok(Ok(AgentStream::Transcript { .. })) => {
+                    Err("a transcript's first frame over the control limit".to_string())
+                }
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(e) => {
+                    warn!("upload decoding failed: {e}");
+                    return;
+                }
+            }
+        }
+    };
+    let (hash, inventory) = match decoded {
+        Ok(x) => x,
+        Err(message) => {
+            warn!("bad upload: {message}");
+            upload_reply(&mut send, &UploadReply::Rejected { message }).await;
+            return;
+        }
+    };
+    // Untrusted: bound and clean every string and list before storing anything (off the async
+    // workers too: 20,000 packages of 512-byte strings).
+    let cleaned = tokio::task::spawn_blocking(move || {
+        let mut inventory = inventory;
+        let cleaned = inventory.sanitize(&Limits::default());
+        (inventory, cleaned)
+    })
+    .await;
+    let Ok((inventory, cleaned)) = cleaned else {
+        warn!("upload cleaning failed");
+        return;
+    };
+    if !cleaned.is_empty() {
+        info!("inventory cleaned: {}", cleaned.join("; "));
+    }
+    let reply = match state
+        .store
+        .ingest_inventory(device, hash, &inventory, now_ms())
+        .await
+    {
+        Ok(changes) => {
+            info!(
+                changes,
+                packages = inventory.software.len(),
+                "inventory stored"
+            );
+            UploadReply::Ack { hash, changes }
+        }
+        Err(e) => {
+            warn!("store error: {e}");
+            UploadReply::Rejected {
+                message: "relay store unavailable; will retry".into(),
+            }
+        }
+    };
+    upload_reply(&mut send, &reply).await;
+}
+
+/// How often an idle transcript stream checks that its session still runs.
+const TRANSCRIPT_CHECK: Duration = Duration::from_secs(1);
+
+/// Appends a recorded shell's output to `DATA/transcripts/<session>.log`, for a session running
+/// on this device whose grant asked for recording, up to [`tether_protocol::message::MAX_TRANSCRIPT`] bytes per session
+/// over all its streams (a recorded shell's output is bounded by what a technician can read;
+/// past it the relay stops keeping, and the agent ends the shell, since what is seen is what is
+/// kept). A stream of a session that ended more than `live::GRACE` ago is cut.
+async fn transcript(state: &State, device: &str, session_id: &str, recv: RecvStream) {
+    let refuse = |mut recv: RecvStream, why: &dyn std::fmt::Display| {
+        warn!(device, "transcript refused: {why}");
+        let _ = recv.stop(1u32.into());
+    };
+    let Ok(_budget) = state.transcript_streams.try_acquire() else {
+        refuse(recv, &"too many transcript streams on the relay");
+        return;
+    };
+    let admitted = match state.live_sessions.open_transcript(session_id, device) {
+        Ok(t) => t,
+        Err(why) => {
+            refuse(recv, &why);
+            return;
+        }
+    };
+    if uuid::Uuid::parse_str(session_id).is_err() {
+        refuse(recv, &"not a session id");
+        return;
+    }
+    // The registry above decides; the store may not show the session as started yet (the
+    // relay records that just after telling the technician it is ready).
+    if let Err(e) = state
         .store
         .session_action(session_id, device, "shell transcript recording started")
-        .await;
-    if !matches!(known, Ok(true)) || uuid::Uuid::parse_str(session_id).is_err() {
-        warn!(device, "transcript for an unknown session refused");
-        let _ = recv.stop(1u32.into());
-        return;
+        .await
+    {
+        warn!("store error: {e}");
     }
     let dir = state.transcripts.clone();
     let path = dir.join(format!("{session_id}.log"));
@@ -773,19 +1021,40 @@ async fn transcript(state: &State, device: &str, session_id: &str, mut recv: Rec
         Ok(f) => f,
         Err(e) => {
             warn!("cannot write transcript {}: {e}", path.display());
-            let _ = recv.stop(1u32.into());
+            let _ = { recv }.stop(1u32.into());
             return;
         }
     };
+    let mut reader = tether_net::framed::FrameReader::spawn(recv, limits::CONTROL);
     let mut written = 0u64;
-    let mut cut = false;
-    while let Ok(Some(p)) = tether_net::framed::read_payload(&mut recv, limits::CONTROL).await {
+    let mut cut = None;
+    loop {
+        let frame = tokio::select! {
+            f = reader.rx.recv() => f,
+            () = tokio::time::sleep(TRANSCRIPT_CHECK) => {
+                if admitted.open() {
+                    continue;
+                }
+                cut = Some("the session ended");
+                break;
+            }
+        };
+        let Some(Ok(Some(p))) = frame else {
+            break;
+        };
         let Ok(TranscriptChunk(data)) = codec::from_payload(&p) else {
             break;
         };
-        if written + data.len() as u64 > MAX_TRANSCRIPT {
-            cut = true;
-            break;
+        match admitted.claim(data.len() as u64) {
+            crate::live::Chunk::Write => {}
+            crate::live::Chunk::Full => {
+                cut = Some("the session's size limit");
+                break;
+            }
+            crate::live::Chunk::Ended => {
+                cut = Some("the session ended");
+                break;
+            }
         }
         if tokio::io::AsyncWriteExt::write_all(&mut file, &data)
             .await
@@ -795,11 +1064,13 @@ async fn transcript(state: &State, device: &str, session_id: &str, mut recv: Rec
         }
         written += data.len() as u64;
     }
+    // Dropping the reader stops the stream: the agent learns the relay no longer keeps it.
+    drop(reader);
     let _ = tokio::io::AsyncWriteExt::flush(&mut file).await;
     let note = format!(
         "shell transcript {} ({written} bytes{})",
         path.display(),
-        if cut { ", cut at the size limit" } else { "" }
+        cut.map(|c| format!(", cut at {c}")).unwrap_or_default()
     );
     if let Err(e) = state.store.session_action(session_id, device, &note).await {
         warn!("store error: {e}");
