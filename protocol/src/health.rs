@@ -39,15 +39,58 @@ pub struct HealthReport {
     pub cpu_permille: u16,
     pub load: LoadAverage,
     pub memory: MemoryUsage,
+    #[serde(deserialize_with = "capped::filesystems")]
     pub filesystems: Vec<FilesystemUsage>,
     /// Highest CPU use first.
+    #[serde(deserialize_with = "capped::processes")]
     pub top_cpu: Vec<ProcessUsage>,
     /// Highest resident memory first.
+    #[serde(deserialize_with = "capped::processes")]
     pub top_memory: Vec<ProcessUsage>,
     /// Failed systemd units; `None` when systemd is not running or could not be asked.
+    #[serde(deserialize_with = "capped::units")]
     pub failed_units: Option<Vec<FailedUnit>>,
     /// Problems met while collecting; the rest of the report is still valid.
+    #[serde(deserialize_with = "capped::errors")]
     pub errors: Vec<String>,
+}
+
+/// Decode-time bounds for a report's lists (as the inventory's, [`crate::inventory::capped`]):
+/// a 64 KiB control frame of empty elements would otherwise decode to megabytes before
+/// [`HealthReport::sanitize`] trims it.
+mod capped {
+    use crate::inventory::capped::seq;
+    use serde::{Deserialize, Deserializer};
+
+    pub fn filesystems<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+        d: D,
+    ) -> Result<Vec<T>, D::Error> {
+        seq(d, super::MAX_FILESYSTEMS)
+    }
+
+    pub fn processes<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+        d: D,
+    ) -> Result<Vec<T>, D::Error> {
+        seq(d, super::MAX_PROCESSES)
+    }
+
+    pub fn errors<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+        d: D,
+    ) -> Result<Vec<T>, D::Error> {
+        seq(d, super::MAX_ERRORS)
+    }
+
+    pub fn units<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Vec<super::FailedUnit>>, D::Error> {
+        struct Units(Vec<super::FailedUnit>);
+        impl<'de> Deserialize<'de> for Units {
+            fn deserialize<D2: Deserializer<'de>>(d: D2) -> Result<Self, D2::Error> {
+                seq(d, super::MAX_UNITS).map(Units)
+            }
+        }
+        Ok(Option::<Units>::deserialize(d)?.map(|u| u.0))
+    }
 }
 
 /// Load averages, in hundredths (`73` is 0.73).
@@ -801,6 +844,34 @@ pub fn text(r: &HealthReport) -> String {
         let _ = writeln!(out, "problem: {}", text::clean(e, MAX_TEXT));
     }
     out
+}
+
+#[cfg(test)]
+mod decode_bounds {
+    use super::*;
+    use crate::{codec, frame, limits};
+
+    /// A hostile agent's report: tens of thousands of empty list elements fit a 64 KiB control
+    /// frame; decoding keeps only what `sanitize` would keep, and the report still round-trips.
+    #[test]
+    fn lists_are_bounded_while_decoding() {
+        let r = HealthReport {
+            errors: vec![String::new(); 30_000],
+            failed_units: Some(vec![FailedUnit::default(); 5_000]),
+            top_cpu: vec![ProcessUsage::default(); 1_000],
+            ..HealthReport::default()
+        };
+        let bytes = codec::to_frame(&r, limits::CONTROL).unwrap();
+        assert!(bytes.len() <= limits::CONTROL + frame::HEADER_LEN);
+        let back: HealthReport = codec::from_payload(&bytes[frame::HEADER_LEN..]).unwrap();
+        assert_eq!(back.errors.len(), MAX_ERRORS);
+        assert_eq!(back.failed_units.map(|u| u.len()), Some(MAX_UNITS));
+        assert_eq!(back.top_cpu.len(), MAX_PROCESSES);
+        let none = HealthReport::default();
+        let bytes = codec::to_frame(&none, limits::CONTROL).unwrap();
+        let back: HealthReport = codec::from_payload(&bytes[frame::HEADER_LEN..]).unwrap();
+        assert_eq!(back, none);
+    }
 }
 
 #[cfg(test)]

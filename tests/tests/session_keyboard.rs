@@ -153,14 +153,15 @@ fn first_line(b: &[u8]) -> String {
 }
 
 /// A technician's display with the viewer connected to an agent on another display.
+/// Fields drop in order: the viewer goes before the X servers it draws on.
 struct Desk {
-    local: Xvfb,
-    remote: Xvfb,
-    _relay: Relay,
-    tech: Tech,
+    viewer: Proc,
     agent: Agent,
     _user: Approver,
-    viewer: Proc,
+    tech: Tech,
+    _relay: Relay,
+    local: Xvfb,
+    remote: Xvfb,
     win: String,
     dir: tempfile::TempDir,
 }
