@@ -453,7 +453,11 @@ fn connect(
             .with_inner_size([w as f32, h as f32 + 40.0]),
         ..Default::default()
     };
-    let shown = eframe::run_native(&title, options, Box::new(|_cc| Ok(Box::new(viewer))));
+    let shown = eframe::run_native(
+        &title,
+        options,
+        Box::new(|cc| Ok(Box::new(viewer.wake_on_messages(cc.egui_ctx.clone())))),
+    );
     let notes = notes.lock().ok().and_then(|mut n| n.take());
     if let Some(text) = notes {
         match rt.block_on(session.add_notes(&session_id, &text)) {

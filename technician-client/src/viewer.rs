@@ -116,6 +116,30 @@ impl Viewer {
         }
     }
 
+    /// Redraws when the agent sends something instead of on a timer: the agent's messages pass
+    /// through a thread that wakes the window, so an idle remote screen costs no redraws.
+    pub fn wake_on_messages(mut self, ctx: egui::Context) -> Self {
+        let (tx, rx) = mpsc::channel::<ToViewer>(4);
+        let mut from_agent = std::mem::replace(&mut self.from_agent, rx);
+        let spawned = std::thread::Builder::new()
+            .name("viewer-wake".into())
+            .spawn(move || {
+                while let Some(msg) = from_agent.blocking_recv() {
+                    if tx.blocking_send(msg).is_err() {
+                        break;
+                    }
+                    ctx.request_repaint();
+                }
+                // The session is over: one more frame shows it.
+                drop(tx);
+                ctx.request_repaint();
+            });
+        if let Err(e) = spawned {
+            self.status = format!("cannot start the viewer's wake-up thread: {e}");
+        }
+        self
+    }
+
     /// How keys are typed (the toolbar switches it too).
     pub fn key_mode(mut self, mode: KeyMode) -> Self {
         self.keys.mode = mode;
@@ -615,7 +639,14 @@ impl eframe::App for Viewer {
         if close {
             ctx.send_viewport_cmd(egui::ViewportCommand::Close);
         }
-        ctx.request_repaint_after(Duration::from_millis(8));
+        // Frames, the pointer and the session's end wake the window (`wake_on_messages`), local
+        // input wakes it by itself; the statistics only need a slow tick.
+        // The notes form is ordinary egui (focus moves over frames): it gets a steady tick.
+        ctx.request_repaint_after(if self.wrap_up.is_some() || self.ended.is_some() {
+            Duration::from_millis(50)
+        } else {
+            Duration::from_secs(1)
+        });
     }
 }
 
