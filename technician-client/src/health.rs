@@ -161,9 +161,9 @@ pub async fn show(creds: &Credentials, device: &str, json: bool) -> anyhow::Resu
     session.close().await;
     let h = h?;
     if json {
-        println!("{}", crate::safe::json(&health_json(&h, now_ms())));
+        crate::outln!("{}", crate::safe::json(&health_json(&h, now_ms())));
     } else {
-        print!("{}", health_text(&h, now_ms()));
+        crate::out!("{}", health_text(&h, now_ms()));
     }
     Ok(())
 }
@@ -244,9 +244,9 @@ pub async fn list(creds: &Credentials, all: bool, json: bool) -> anyhow::Result<
     session.close().await;
     let rows = rows?;
     if json {
-        println!("{}", crate::safe::json(&alerts_json(&rows)));
+        crate::outln!("{}", crate::safe::json(&alerts_json(&rows)));
     } else if rows.is_empty() {
-        println!(
+        crate::outln!(
             "{}",
             if all {
                 "no alerts open or closed in the last 7 days"
@@ -255,7 +255,7 @@ pub async fn list(creds: &Credentials, all: bool, json: bool) -> anyhow::Result<
             }
         );
     } else {
-        print!("{}", alerts_table(&rows, now_ms()));
+        crate::out!("{}", alerts_table(&rows, now_ms()));
     }
     Ok(())
 }

@@ -11,6 +11,7 @@ use tether_protocol::session::{InputEvent, MouseButton, Permissions};
 use tether_protocol::token::EnrollToken;
 use tether_technician::relay::{RequestError, Session};
 use tether_technician::{SOFTWARE, default_config_dir, output};
+use tether_technician::{out, outln};
 
 mod remote_cmds;
 
@@ -571,11 +572,11 @@ async fn run(cli: Cli) -> Result<()> {
                 .with_context(|| format!("enrolling with relay {}", token.relay_addr))?;
             match identity {
                 Identity::Technician { name, role } => {
-                    println!(
+                    outln!(
                         "enrolled as technician {name} ({role}); credentials in {}",
                         dir.display()
                     );
-                    println!("next: tether devices");
+                    outln!("next: tether devices");
                 }
                 other => anyhow::bail!("relay issued a certificate for {other}, not a technician"),
             }
@@ -587,14 +588,14 @@ async fn run(cli: Cli) -> Result<()> {
             session.close().await;
             let devices = devices?;
             if json {
-                println!(
+                outln!(
                     "{}",
                     tether_technician::safe::json(&output::devices_json(&devices))
                 );
             } else if devices.is_empty() {
-                println!("no devices enrolled yet (IT: tether-relay token --agent)");
+                outln!("no devices enrolled yet (IT: tether-relay token --agent)");
             } else {
-                print!(
+                out!(
                     "{}",
                     output::devices_table(&devices, std::time::SystemTime::now())
                 );
@@ -614,12 +615,12 @@ async fn run(cli: Cli) -> Result<()> {
                 session.close().await;
                 let rows = rows?;
                 if json && !csv {
-                    println!(
+                    outln!(
                         "{}",
                         tether_technician::safe::json(&output::inventory_rows_json(&rows))
                     );
                 } else {
-                    print!("{}", output::inventory_rows_csv(&rows));
+                    out!("{}", output::inventory_rows_csv(&rows));
                 }
             } else {
                 let device = device.context("name a device, or use --all")?;
@@ -632,9 +633,9 @@ async fn run(cli: Cli) -> Result<()> {
                         "received_at": output::rfc3339(inv.received_unix_ms),
                         "inventory": inv.inventory,
                     });
-                    println!("{}", tether_technician::safe::json(&v));
+                    outln!("{}", tether_technician::safe::json(&v));
                 } else {
-                    println!(
+                    outln!(
                         "{} ({}) {}, inventory received {}\n",
                         tether_protocol::text::clean(&inv.device.hostname, 64),
                         inv.device.id,
@@ -645,7 +646,7 @@ async fn run(cli: Cli) -> Result<()> {
                         },
                         output::rfc3339(inv.received_unix_ms)
                     );
-                    print!(
+                    out!(
                         "{}",
                         tether_protocol::report::text(&inv.inventory, packages)
                     );
@@ -663,14 +664,14 @@ async fn run(cli: Cli) -> Result<()> {
             session.close().await;
             let rows = rows?;
             if json {
-                println!(
+                outln!(
                     "{}",
                     tether_technician::safe::json(&output::software_json(&rows))
                 );
             } else if rows.is_empty() {
-                println!("no device has {}", tether_protocol::text::clean(&name, 64));
+                outln!("no device has {}", tether_protocol::text::clean(&name, 64));
             } else {
-                print!("{}", output::software_table(&rows));
+                out!("{}", output::software_table(&rows));
             }
         }
         Cmd::Screenshot {
@@ -694,7 +695,7 @@ async fn run(cli: Cli) -> Result<()> {
             let shot = result?;
             shot.write_png(&path)
                 .with_context(|| format!("writing {}", path.display()))?;
-            println!(
+            outln!(
                 "{}x{} screenshot saved to {}",
                 shot.width,
                 shot.height,
@@ -715,19 +716,19 @@ async fn run(cli: Cli) -> Result<()> {
             session.close().await;
             let rows = rows?;
             if json {
-                println!(
+                outln!(
                     "{}",
                     tether_technician::safe::json(&output::sessions_json(&rows))
                 );
             } else if csv {
-                print!("{}", output::sessions_csv(&rows));
+                out!("{}", output::sessions_csv(&rows));
             } else if rows.is_empty() {
-                println!(
+                outln!(
                     "no sessions in the last {}",
                     humantime::format_duration(since)
                 );
             } else {
-                print!("{}", output::sessions_table(&rows));
+                out!("{}", output::sessions_table(&rows));
             }
         }
         Cmd::Shell { device, root, why } => {
@@ -775,7 +776,7 @@ async fn run(cli: Cli) -> Result<()> {
                 ticket: &why.ticket,
                 as_root: root.as_root,
             };
-            println!(
+            outln!(
                 "{}",
                 remote_cmds::transfer_and_report(&creds, &device, op, why).await?
             );
@@ -794,7 +795,7 @@ async fn run(cli: Cli) -> Result<()> {
                 ticket: &why.ticket,
                 as_root: root.as_root,
             };
-            println!(
+            outln!(
                 "{}",
                 remote_cmds::transfer_and_report(&creds, &device, op, why).await?
             );
@@ -815,13 +816,13 @@ async fn run(cli: Cli) -> Result<()> {
             session.close().await;
             let reply = reply?;
             if json {
-                println!(
+                outln!(
                     "{}",
                     tether_technician::safe::json_line(&serde_json::json!({ "reply": reply }))
                 );
             } else {
                 match reply {
-                    Some(r) => println!("{}", tether_protocol::text::clean(&r, 1000)),
+                    Some(r) => outln!("{}", tether_protocol::text::clean(&r, 1000)),
                     None => eprintln!("no reply (the user closed the message or did not answer)"),
                 }
             }
@@ -851,12 +852,12 @@ async fn run(cli: Cli) -> Result<()> {
             session.close().await;
             let (token, expires) = r?;
             if json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::json!({"token": token, "expires_unix_ms": expires})
                 );
             } else {
-                println!("{}", tether_technician::safe::line(&token));
+                outln!("{}", tether_technician::safe::line(&token));
                 eprintln!(
                     "single-use token, valid for {}",
                     humantime::format_duration(ttl)
@@ -882,7 +883,7 @@ async fn run(cli: Cli) -> Result<()> {
                 .await;
             session.close().await;
             r?;
-            println!("policy of group {group} changed");
+            outln!("policy of group {group} changed");
         }
         Cmd::Report { since, json } => {
             let creds = Credentials::load(&dir)?;
@@ -891,17 +892,17 @@ async fn run(cli: Cli) -> Result<()> {
             session.close().await;
             let rows = rows?;
             if json {
-                println!(
+                outln!(
                     "{}",
                     tether_technician::safe::json(&output::report_json(&rows))
                 );
             } else if rows.is_empty() {
-                println!(
+                outln!(
                     "no sessions in the last {}",
                     humantime::format_duration(since)
                 );
             } else {
-                print!("{}", output::report_table(&rows));
+                out!("{}", output::report_table(&rows));
             }
         }
         Cmd::Notes { session: id, text } => {
@@ -910,7 +911,7 @@ async fn run(cli: Cli) -> Result<()> {
             let r = session.add_notes(&id, &text).await;
             session.close().await;
             r?;
-            println!("notes added to session {id}");
+            outln!("notes added to session {id}");
         }
         Cmd::Clipboard { device, set, why } => {
             let creds = Credentials::load(&dir)?;
@@ -937,7 +938,7 @@ async fn run(cli: Cli) -> Result<()> {
                 let mut f = tether_technician::safe::TerminalFilter::default();
                 let mut shown = f.push(text.as_bytes());
                 shown.extend(f.finish());
-                println!("{}", String::from_utf8_lossy(&shown));
+                outln!("{}", String::from_utf8_lossy(&shown));
             }
         }
         Cmd::Type { device, text, why } => {
@@ -985,18 +986,18 @@ async fn run(cli: Cli) -> Result<()> {
             session.close().await;
             let h = h?;
             if json {
-                println!(
+                outln!(
                     "{}",
                     tether_technician::safe::json(&output::history_json(&h))
                 );
             } else if h.changes.is_empty() {
-                println!(
+                outln!(
                     "no changes on {} in the last {}",
                     tether_protocol::text::clean(&h.device.hostname, 64),
                     humantime::format_duration(since)
                 );
             } else {
-                print!("{}", output::history_table(&h));
+                out!("{}", output::history_table(&h));
             }
         }
     }

@@ -11,6 +11,7 @@ use tether_net::client::{ClientError, Credentials};
 use tether_protocol::message::SessionRequest;
 use tether_protocol::session::{OutStream, Permissions, ToAgent, ToViewer};
 use tether_technician::ops::{self, Transferred};
+use tether_technician::outln;
 use tether_technician::relay::{RequestError, Session};
 use tether_technician::remote::RemoteSession;
 
@@ -278,7 +279,7 @@ async fn exec_one(
             stderr: captured.1,
             error: None,
         };
-        println!("{}", tether_technician::safe::json(&outcome_json(&o)));
+        outln!("{}", tether_technician::safe::json(&outcome_json(&o)));
     }
     if exit.timed_out {
         eprintln!("error: timed out; the command was killed");
@@ -405,7 +406,7 @@ async fn exec_group(
         .count();
     if a.json {
         let rows: Vec<_> = results.iter().map(outcome_json).collect();
-        println!(
+        outln!(
             "{}",
             tether_technician::safe::json(&serde_json::Value::Array(rows))
         );
@@ -418,17 +419,17 @@ async fn exec_group(
                 (None, Some(e)) => format!("exit {}", e.status()),
                 (None, None) => "no result".into(),
             };
-            println!(
+            outln!(
                 "== {host} ({}) — {status}",
                 &o.device[..o.device.len().min(8)]
             );
             for (stream, bytes) in [("", &o.stdout), ("stderr: ", &o.stderr)] {
                 for line in String::from_utf8_lossy(bytes).lines() {
-                    println!("   {stream}{}", tether_protocol::text::clean(line, 4096));
+                    outln!("   {stream}{}", tether_protocol::text::clean(line, 4096));
                 }
             }
         }
-        println!(
+        outln!(
             "{} devices, {} ok, {failed} failed",
             results.len(),
             results.len() - failed
