@@ -399,6 +399,43 @@ pub fn report_json(rows: &[ReportRow]) -> serde_json::Value {
     )
 }
 
+/// Writes to standard output; when the reader has gone (`tether inventory --all | head -1`) the
+/// program ends quietly with success, as Unix filters do, instead of panicking.
+pub fn write_stdout(args: std::fmt::Arguments, newline: bool) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let written = out
+        .write_fmt(args)
+        .and_then(|()| {
+            if newline {
+                out.write_all(b"\n")
+            } else {
+                Ok(())
+            }
+        })
+        .and_then(|()| out.flush());
+    match written {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(e) => {
+            eprintln!("error: cannot write the output: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// `println!` through [`write_stdout`].
+#[macro_export]
+macro_rules! outln {
+    ($($arg:tt)*) => { $crate::output::write_stdout(format_args!($($arg)*), true) };
+}
+
+/// `print!` through [`write_stdout`].
+#[macro_export]
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::output::write_stdout(format_args!($($arg)*), false) };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -468,41 +505,4 @@ mod tests {
         assert_eq!(v[0]["online"], true);
         assert_eq!(v[0]["last_seen"], "1970-01-01T00:00:00Z");
     }
-}
-
-/// Writes to standard output; when the reader has gone (`tether inventory --all | head -1`) the
-/// program ends quietly with success, as Unix filters do, instead of panicking.
-pub fn write_stdout(args: std::fmt::Arguments, newline: bool) {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    let written = out
-        .write_fmt(args)
-        .and_then(|()| {
-            if newline {
-                out.write_all(b"\n")
-            } else {
-                Ok(())
-            }
-        })
-        .and_then(|()| out.flush());
-    match written {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
-        Err(e) => {
-            eprintln!("error: cannot write the output: {e}");
-            std::process::exit(1);
-        }
-    }
-}
-
-/// `println!` through [`write_stdout`].
-#[macro_export]
-macro_rules! outln {
-    ($($arg:tt)*) => { $crate::output::write_stdout(format_args!($($arg)*), true) };
-}
-
-/// `print!` through [`write_stdout`].
-#[macro_export]
-macro_rules! out {
-    ($($arg:tt)*) => { $crate::output::write_stdout(format_args!($($arg)*), false) };
 }
