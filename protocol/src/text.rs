@@ -27,6 +27,36 @@ pub fn is_clean(s: &str, max_bytes: usize) -> bool {
     s.len() <= max_bytes && s.chars().all(is_safe_char)
 }
 
+/// A duration in words for people: `1 day`, `2 days 3 hours`, `15 minutes`, `30 seconds` (the
+/// two largest units; humantime's `1day 2h 30m` reads poorly in a sentence).
+pub fn duration_words(d: std::time::Duration) -> String {
+    let mut secs = d.as_secs();
+    if secs == 0 {
+        return format!("{} ms", d.as_millis());
+    }
+    let units = [
+        (86_400, "day"),
+        (3_600, "hour"),
+        (60, "minute"),
+        (1, "second"),
+    ];
+    let mut parts = Vec::new();
+    for (size, name) in units {
+        let n = secs / size;
+        secs %= size;
+        if n > 0 {
+            parts.push(format!("{n} {name}{}", if n == 1 { "" } else { "s" }));
+        } else if !parts.is_empty() {
+            // Stop at the first empty unit after the largest: "1 day", not "1 day 0 hours 5 s".
+            break;
+        }
+        if parts.len() == 2 {
+            break;
+        }
+    }
+    parts.join(" ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -43,5 +73,19 @@ mod tests {
     fn truncates_at_char_boundary() {
         assert_eq!(clean("ééé", 5), "éé");
         assert_eq!(clean(&"x".repeat(1 << 20), 255).len(), 255);
+    }
+
+    #[test]
+    fn durations_read_as_words() {
+        use std::time::Duration;
+        assert_eq!(duration_words(Duration::from_secs(86_400)), "1 day");
+        assert_eq!(
+            duration_words(Duration::from_secs(2 * 86_400 + 3 * 3600)),
+            "2 days 3 hours"
+        );
+        assert_eq!(duration_words(Duration::from_secs(15 * 60)), "15 minutes");
+        assert_eq!(duration_words(Duration::from_secs(3600 + 1)), "1 hour");
+        assert_eq!(duration_words(Duration::from_secs(30)), "30 seconds");
+        assert_eq!(duration_words(Duration::from_millis(250)), "250 ms");
     }
 }

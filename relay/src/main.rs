@@ -366,7 +366,7 @@ async fn run(cli: Cli) -> Result<()> {
                 println!("{}", token.encode());
                 eprintln!(
                     "single-use token for {relay_addr}, valid for {}",
-                    humantime::format_duration(ttl)
+                    tether_protocol::text::duration_words(ttl)
                 );
             }
         }

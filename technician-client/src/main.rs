@@ -860,7 +860,7 @@ async fn run(cli: Cli) -> Result<()> {
                 outln!("{}", tether_technician::safe::line(&token));
                 eprintln!(
                     "single-use token, valid for {}",
-                    humantime::format_duration(ttl)
+                    tether_protocol::text::duration_words(ttl)
                 );
             }
         }

@@ -35,3 +35,22 @@ fn a_closed_stdout_ends_the_command_quietly() {
         assert!(err.is_empty(), "{args:?}: {err}");
     }
 }
+
+/// With the relay down, commands took 10 s to say so even on loopback (QUIC gets no refusal):
+/// they now give up after the 4 s connect timeout with a one-line error naming the relay.
+#[test]
+fn a_relay_that_is_down_is_reported_within_seconds() {
+    let mut relay = Relay::start();
+    let tech = Tech::enroll(&relay.tech_token("ana", "support"));
+    relay.stop();
+    let t0 = std::time::Instant::now();
+    let out = tech.tether(&["devices"]);
+    let took = t0.elapsed();
+    let err = String::from_utf8_lossy(&out.stderr);
+    eprintln!("relay down reported after {took:?}: {}", err.trim());
+    assert!(!out.status.success());
+    assert!(err.contains("relay"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    // 4 s of timeout; the rest is slack for a loaded machine (the old code took 10 s).
+    assert!(took < std::time::Duration::from_secs(8), "took {took:?}");
+}

@@ -17,7 +17,12 @@ use tether_protocol::message::{EnrollReply, EnrollRequest, Hello, HelloReply, In
 use tether_protocol::token::EnrollToken;
 use thiserror::Error;
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a connection attempt may take. A relay that is down never answers (QUIC gets no
+/// refusal on loopback or through most firewalls), so this is how soon a command says so; 4 s
+/// still allows several lost handshake packets on a slow link.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(4);
+/// How long the relay may take to answer the hello once connected (a busy relay is slow, not gone).
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Error)]
 pub enum ClientError {
@@ -169,7 +174,10 @@ pub async fn connect(
         }),
         Err(_) => Err(NetError::Unreachable {
             addr: addr.to_string(),
-            reason: format!("no answer within {CONNECT_TIMEOUT:?}"),
+            reason: format!(
+                "no answer within {} s (is the relay running and reachable?)",
+                CONNECT_TIMEOUT.as_secs()
+            ),
         }),
     }
 }
@@ -192,7 +200,7 @@ pub async fn handshake(
             Err(e) => Err(NetError::Protocol(e.to_string())),
         }
     };
-    match tokio::time::timeout(CONNECT_TIMEOUT, fut).await {
+    match tokio::time::timeout(HELLO_TIMEOUT, fut).await {
         Ok(r) => r,
         Err(_) => Err(NetError::Timeout("relay did not answer the hello".into())),
     }
