@@ -50,7 +50,7 @@ if [ ! -f "$DEMO/agent/cert.pem" ]; then
   "$BIN/tether-agent" enroll --token "$token" --state "$DEMO/agent"
 fi
 # Its own consent socket; no desktop here, so requests wait for `tether-agent approve`.
-"$BIN/tether-agent" run --state "$DEMO/agent" --ipc-socket "$DEMO/agent.sock" --terminal-approval \
+"$BIN/tether-agent" run --state "$DEMO/agent" --socket "$DEMO/agent.sock" --terminal-approval \
   --health-interval 10s >/dev/null 2>"$DEMO/agent.log" &
 echo $! >"$DEMO/agent.pid"
 

@@ -50,7 +50,12 @@ enum Cmd {
         inventory_root: PathBuf,
         /// The local socket the tray app and `tether-agent approve` use
         /// [default: /run/user/<desktop uid>/tether-agent.sock].
-        #[arg(long, env = "TETHER_AGENT_SOCKET")]
+        #[arg(
+            long = "socket",
+            alias = "ipc-socket",
+            value_name = "PATH",
+            env = "TETHER_AGENT_SOCKET"
+        )]
         ipc_socket: Option<PathBuf>,
         /// Whose desktop this is (name or uid): only they (or root) may answer prompts
         /// [default: owner of the X server for $DISPLAY].

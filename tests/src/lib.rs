@@ -345,7 +345,7 @@ impl Agent {
             .arg("run")
             .arg("--state")
             .arg(self.state())
-            .arg("--ipc-socket")
+            .arg("--socket")
             .arg(&socket)
             .args(extra)
             .args(session_user(extra))

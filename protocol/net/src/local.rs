@@ -17,7 +17,7 @@ pub const SOCKET_NAME: &str = "tether-agent.sock";
 #[derive(Debug, Error)]
 pub enum LocalError {
     #[error(
-        "cannot reach the Tether agent at {path}: {source} (is `tether-agent run` running for this desktop? set TETHER_AGENT_SOCKET to its --ipc-socket)"
+        "cannot reach the Tether agent at {path}: {source} (is `tether-agent run` running for this desktop? set TETHER_AGENT_SOCKET to its --socket)"
     )]
     Connect {
         path: PathBuf,

@@ -98,7 +98,7 @@ pub fn start_agent(state: &Path, socket: &Path) -> Result<Bg> {
     )?)
     .args(["run", "--state"])
     .arg(state)
-    .arg("--ipc-socket")
+    .arg("--socket")
     .arg(socket)
     // No display to take a desktop user from: sessions run as this one.
     .args(["--session-user", tether_tests::SESSION_USER])

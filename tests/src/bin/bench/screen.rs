@@ -364,7 +364,7 @@ async fn tether_session(x: &Xserver, tmp: &Path, loads: &[Workload]) -> Result<O
     let agent = Bg(std::process::Command::new(workspace_bin("tether-agent")?)
         .args(["run", "--state"])
         .arg(&agent_dir)
-        .arg("--ipc-socket")
+        .arg("--socket")
         .arg(&socket)
         .env("DISPLAY", &x.display)
         .env("RUST_LOG", "warn")
