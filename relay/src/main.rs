@@ -559,6 +559,19 @@ async fn run(cli: Cli) -> Result<()> {
                 bail!("--remove needs --group GROUP or --all-groups");
             }
             let store = Store::open_sqlite(&dd.database()).await?;
+            let role = match store.technician_role(&technician).await {
+                Ok(Some(role)) => role,
+                Ok(None) => {
+                    store.close().await;
+                    bail!(
+                        "no technician named {technician} is enrolled or invited (tether-relay token --technician {technician} --role ROLE); nothing granted"
+                    );
+                }
+                Err(e) => {
+                    store.close().await;
+                    return Err(e.into());
+                }
+            };
             let result = async {
                 let target = match (&group, all_groups) {
                     (Some(g), _) => {
@@ -582,7 +595,11 @@ async fn run(cli: Cli) -> Result<()> {
             .await;
             store.close().await;
             let grants = result?;
-            if grants.all_groups {
+            if role == "admin" {
+                println!(
+                    "{technician} is an admin: admins see every device group whatever their grants"
+                );
+            } else if grants.all_groups {
                 println!("{technician} sees every device group (all-groups grant)");
                 if !grants.groups.is_empty() {
                     println!(

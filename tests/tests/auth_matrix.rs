@@ -238,3 +238,36 @@ fn admins_manage_tokens_and_policy_remotely_and_nobody_else_does() {
     let out = boss.tether(&["token", "--agent", "--group", "bad group!"]);
     assert!(!out.status.success());
 }
+
+/// `grant` to a name the relay does not know was accepted silently, and a grant on an admin said
+/// it limited them (admins see every group whatever their grants).
+#[test]
+fn grants_name_known_technicians_and_say_what_they_do_for_admins() {
+    let relay = Relay::start();
+    let _boss = Tech::enroll(&relay.tech_token("boss", "admin"));
+    let out = run(Command::new(bin("tether-relay"))
+        .args([
+            "grant",
+            "--technician",
+            "nobody-here",
+            "--group",
+            "a",
+            "--data",
+        ])
+        .arg(relay.data()));
+    assert!(
+        !out.status.success(),
+        "a grant to an unknown name was accepted"
+    );
+    let err = stderr(&out);
+    assert!(err.contains("no technician named nobody-here"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+
+    let said = relay.grant(&["--technician", "boss", "--group", "a"]);
+    assert!(said.contains("admins see every device group"), "{said}");
+    assert!(!said.contains("sees groups"), "{said}");
+    // An invited technician (token not yet used) may be granted groups ahead of enrolling.
+    let _token = relay.tech_token_with("carl", "support", &[]);
+    let said = relay.grant(&["--technician", "carl", "--group", "a"]);
+    assert!(said.contains("carl sees groups: a"), "{said}");
+}

@@ -120,6 +120,14 @@ impl Store {
         }
     }
 
+    /// The role of a technician who is enrolled, or invited by a token not yet used and not
+    /// expired; `None` for a name the relay does not know.
+    pub async fn technician_role(&self, name: &str) -> Result<Option<String>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.technician_role(name, super::now_ms()).await,
+        }
+    }
+
     /// Revokes a device's or technician's certificates, all of them, or one by serial.
     pub async fn revoke(
         &self,

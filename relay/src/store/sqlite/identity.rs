@@ -100,6 +100,29 @@ impl Sqlite {
         Ok(Ok(live))
     }
 
+    pub async fn technician_role(
+        &self,
+        name: &str,
+        now: i64,
+    ) -> Result<Option<String>, StoreError> {
+        let enrolled: Option<String> =
+            sqlx::query_scalar("SELECT role FROM technicians WHERE name = ?")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?;
+        if enrolled.is_some() {
+            return Ok(enrolled);
+        }
+        Ok(sqlx::query_scalar(
+            "SELECT role FROM tokens WHERE kind = 'technician' AND tech_name = ?
+             AND used_at IS NULL AND expires_at > ? ORDER BY created_at DESC LIMIT 1",
+        )
+        .bind(name)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
     pub async fn technician_enrolled(&self, name: &str) -> Result<bool, StoreError> {
         Ok(sqlx::query_scalar::<_, String>(LIVE_TECH_SERIALS)
             .bind(name)
