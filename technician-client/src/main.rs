@@ -593,7 +593,15 @@ async fn run(cli: Cli) -> Result<()> {
                     tether_technician::safe::json(&output::devices_json(&devices))
                 );
             } else if devices.is_empty() {
-                outln!("no devices enrolled yet (IT: tether-relay token --agent)");
+                match &creds.identity {
+                    Identity::Technician {
+                        role: tether_protocol::identity::Role::Admin,
+                        ..
+                    } => outln!("no devices enrolled yet (IT: tether-relay token --agent)"),
+                    _ => outln!(
+                        "no device in the groups you may see (IT grants groups: tether-relay grant --technician NAME --group GROUP)"
+                    ),
+                }
             } else {
                 out!(
                     "{}",
@@ -660,7 +668,7 @@ async fn run(cli: Cli) -> Result<()> {
         } => {
             let creds = Credentials::load(&dir)?;
             let session = Session::open(&creds).await?;
-            let rows = session.software(&name, version_below).await;
+            let rows = session.software(&name, version_below.clone()).await;
             session.close().await;
             let rows = rows?;
             if json {
@@ -669,7 +677,14 @@ async fn run(cli: Cli) -> Result<()> {
                     tether_technician::safe::json(&output::software_json(&rows))
                 );
             } else if rows.is_empty() {
-                outln!("no device has {}", tether_protocol::text::clean(&name, 64));
+                let name = tether_protocol::text::clean(&name, 64);
+                match &version_below {
+                    Some(v) => outln!(
+                        "no device has {name} below version {}",
+                        tether_protocol::text::clean(v, 64)
+                    ),
+                    None => outln!("no device has {name}"),
+                }
             } else {
                 out!("{}", output::software_table(&rows));
             }

@@ -54,3 +54,31 @@ fn a_relay_that_is_down_is_reported_within_seconds() {
     // 4 s of timeout; the rest is slack for a loaded machine (the old code took 10 s).
     assert!(took < std::time::Duration::from_secs(8), "took {took:?}");
 }
+
+/// Empty answers say why: a technician whose groups hold no device was told "no devices
+/// enrolled yet", and `software NAME --version-below V` said "no device has NAME" when devices
+/// had it at V or above.
+#[test]
+fn empty_answers_say_what_was_asked() {
+    let relay = Relay::start();
+    let admin = Tech::enroll(&relay.tech_token("boss", "admin"));
+    let ana = Tech::enroll(&relay.tech_token_with("ana", "support", &[]));
+    relay.grant(&["--technician", "ana", "--group", "empty-group"]);
+    let mut agent = Agent::enroll(&relay.agent_token());
+    agent.start();
+    admin.wait_online(&agent.id);
+    let out = tether_tests::ok(ana.tether(&["devices"]));
+    assert!(out.contains("no device in the groups you may see"), "{out}");
+    assert!(!out.contains("enrolled yet"), "{out}");
+
+    // The agent's real inventory lists the packages of this machine: bash is there.
+    tether_tests::wait_until(std::time::Duration::from_secs(60), || {
+        admin
+            .json(&["software", "bash"])
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+    })
+    .expect("the inventory never listed bash");
+    let out = tether_tests::ok(admin.tether(&["software", "bash", "--version-below", "0"]));
+    assert!(out.contains("no device has bash below version 0"), "{out}");
+}
