@@ -85,6 +85,16 @@ fn open_root(root: &str) -> Result<OwnedFd, String> {
             "destination {root} must be an absolute path on the device"
         ));
     }
+    // `/tmp/a/../x` is not "under /tmp/a": what the user was shown (and the audit keeps) must be
+    // where the file lands, so a destination that climbs is refused rather than resolved.
+    if Path::new(root)
+        .components()
+        .any(|c| c == std::path::Component::ParentDir)
+    {
+        return Err(format!(
+            "destination {root} contains '..'; name the directory itself"
+        ));
+    }
     rustix::fs::openat2(
         CWD,
         root,
@@ -594,6 +604,15 @@ mod tests {
         }
         assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
         assert!(Put::start(&put(Path::new("relative"), "x", b"x"), &me()).is_err());
+        // A root that climbs (`ROOT/inner/..`) is refused, not resolved to ROOT's parent.
+        std::fs::create_dir(dir.path().join("inner")).unwrap();
+        let climbing = dir.path().join("inner/..");
+        let err = Put::start(&put(&climbing, "x", b"x"), &me()).err();
+        assert!(
+            err.is_some_and(|e| e.contains("'..'")),
+            "a climbing root was accepted"
+        );
+        assert!(!dir.path().join("x").exists());
     }
 
     #[test]

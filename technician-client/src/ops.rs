@@ -150,6 +150,16 @@ fn local_files(local: &Path) -> std::io::Result<Vec<(String, PathBuf, u64)>> {
 /// Where a push goes on the device: the directory that must exist there, and the name under
 /// it. `REMOTE/` (trailing slash) means "into that directory, keeping LOCAL's name".
 pub fn push_target(local: &Path, remote: &str) -> Result<(String, String), RequestError> {
+    // Refused, not resolved: the user's prompt and the audit show the path as given, so it must
+    // be where the file lands (`/tmp/a/../x` wrote to /tmp/x).
+    if Path::new(remote)
+        .components()
+        .any(|c| c == std::path::Component::ParentDir)
+    {
+        return Err(RequestError::Denied(format!(
+            "{remote}: '..' is not allowed in a destination; name the directory itself"
+        )));
+    }
     let local_name = local
         .file_name()
         .and_then(|n| n.to_str())
@@ -458,6 +468,8 @@ mod tests {
             ("/tmp".to_string(), "r.txt".to_string())
         );
         assert!(push_target(f, "relative/x").is_err());
+        assert!(push_target(f, "/tmp/a/../escape.txt").is_err());
+        assert!(push_target(f, "/tmp/a/../").is_err());
     }
 
     #[test]

@@ -394,9 +394,35 @@ fn paths_cannot_escape_the_destination() {
             "{rel} accepted"
         );
     }
+    // …and a root that climbs out of the destination it names.
+    s.tx.send(ToAgent::PutStart(PutStart {
+        root: format!("{}/inner/..", dest.path().display()),
+        rel: "climbed.txt".into(),
+        size: 1,
+        sha256: "0".repeat(64),
+        mode: 0o644,
+    }))
+    .unwrap();
+    assert!(matches!(next_reply(&mut s), ToViewer::Error { .. }));
     s.close();
     assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
     assert!(!dest.path().parent().unwrap().join("escape.txt").exists());
+    // `tether push F /dir/sub/../escape.txt` wrote /dir/escape.txt; now it says why it will not.
+    std::fs::create_dir(dest.path().join("sub")).unwrap();
+    let f = src.path().join("logs/x.txt");
+    let out = d.tech.tether(&[
+        "push",
+        &d.agent.id,
+        f.to_str().unwrap(),
+        &format!("{}/sub/../escape.txt", dest.path().display()),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("'..' is not allowed"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!dest.path().join("escape.txt").exists());
 }
 
 #[test]
