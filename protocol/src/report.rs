@@ -47,7 +47,7 @@ pub fn text(inv: &Inventory, packages: bool) -> String {
         o(&h.os_build)
     );
     let _ = writeln!(out, "  kernel        {} {}", c(&h.kernel), c(&h.arch));
-    let _ = writeln!(out, "  uptime        {} h", h.uptime_s / 3600);
+    let _ = writeln!(out, "  uptime        {}", uptime(h.uptime_s));
     let _ = writeln!(out, "  timezone      {}", o(&h.timezone));
     let users: Vec<_> = h.logged_in_users.iter().map(|u| c(u)).collect();
     let _ = writeln!(
@@ -261,9 +261,26 @@ pub fn csv_row(
     cells.join(",")
 }
 
+/// Uptime in words ("15 minutes", "2 days 4 hours"): whole hours showed "0 h" for the first hour.
+fn uptime(secs: u64) -> String {
+    if secs == 0 {
+        return "-".into();
+    }
+    crate::text::duration_words(std::time::Duration::from_secs(secs))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn uptime_reads_as_words() {
+        let mut inv = Inventory::default();
+        inv.host.uptime_s = 15 * 60;
+        assert!(text(&inv, false).contains("uptime        15 minutes"));
+        inv.host.uptime_s = 2 * 86_400 + 4 * 3600 + 59;
+        assert!(text(&inv, false).contains("uptime        2 days 4 hours"));
+    }
 
     #[test]
     fn byte_units() {
