@@ -295,7 +295,7 @@ pub fn sessions_csv(rows: &[SessionRow]) -> String {
 }
 
 pub fn sessions_table(rows: &[SessionRow]) -> String {
-    let rows: Vec<[String; 7]> = rows
+    let rows: Vec<[String; 10]> = rows
         .iter()
         .map(|r| {
             [
@@ -305,7 +305,17 @@ pub fn sessions_table(rows: &[SessionRow]) -> String {
                 clean(&r.hostname, 32),
                 clean(&r.ticket, 16),
                 clean(&r.decision, 12),
+                r.ended_by
+                    .as_deref()
+                    .map_or_else(|| "-".to_string(), |e| clean(e, 16)),
+                r.rating
+                    .map_or_else(|| "-".to_string(), |n| format!("{n}/5")),
                 clean(&r.reason, 48),
+                if r.notes.is_empty() {
+                    "-".to_string()
+                } else {
+                    clean(&r.notes, 48)
+                },
             ]
         })
         .collect();
@@ -317,7 +327,10 @@ pub fn sessions_table(rows: &[SessionRow]) -> String {
             "DEVICE",
             "TICKET",
             "DECISION",
+            "ENDED BY",
+            "RATING",
             "REASON",
+            "NOTES",
         ],
         &rows,
     )
@@ -439,6 +452,43 @@ macro_rules! out {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_sessions_table_says_who_ended_it_the_rating_and_the_notes() {
+        let row = SessionRow {
+            id: "s1".into(),
+            technician: "ana".into(),
+            device_id: "d1".into(),
+            hostname: "ws-1".into(),
+            reason: "printer".into(),
+            ticket: "HD-1".into(),
+            permissions_asked: "view".into(),
+            permissions_granted: "view".into(),
+            decision: "approved".into(),
+            decision_detail: String::new(),
+            requested_unix_ms: 0,
+            started_unix_ms: Some(1),
+            ended_unix_ms: Some(2),
+            ended_by: Some("user".into()),
+            bytes_up: 0,
+            bytes_down: 0,
+            notes: "Replaced toner".into(),
+            rating: Some(4),
+            rating_comment: None,
+            actions: vec![],
+        };
+        let t = sessions_table(&[row]);
+        for want in [
+            "ENDED BY",
+            "RATING",
+            "NOTES",
+            "user",
+            "4/5",
+            "Replaced toner",
+        ] {
+            assert!(t.contains(want), "{want} missing:\n{t}");
+        }
+    }
 
     fn dev(host: &str, online: bool, last: i64) -> DeviceSummary {
         DeviceSummary {
