@@ -3,8 +3,10 @@
 
 use crate::keyboard::{Keyboard, KeyboardError};
 use enigo::{Axis, Button, Coordinate, Direction, Enigo, Mouse, Settings};
+use std::sync::mpsc::RecvTimeoutError;
+use std::time::Duration;
 use tether_protocol::keys::{KeyEvent, KeyMode};
-use tether_protocol::session::{InputEvent, Key, MouseButton};
+use tether_protocol::session::{HELD_KEYS_SILENCE_MS, InputEvent, Key, MouseButton};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -57,10 +59,14 @@ fn key_event(keysym: u32, down: bool) -> KeyEvent {
     }
 }
 
-type Job = (
-    InputEvent,
-    tokio::sync::oneshot::Sender<Result<(), InputError>>,
-);
+enum Job {
+    Event(
+        InputEvent,
+        tokio::sync::oneshot::Sender<Result<(), InputError>>,
+    ),
+    /// The viewer is still there (it holds keys down).
+    KeepAlive,
+}
 
 /// A session's input: one thread holding one connection to the desktop for the whole session,
 /// applying events in order. When the session ends (this is dropped), every key still held is
@@ -76,8 +82,18 @@ impl Input {
             .name("session-input".into())
             .spawn(move || {
                 let mut devices = Devices::default();
-                while let Ok((ev, reply)) = rx.recv() {
-                    let _ = reply.send(devices.apply(&ev));
+                let silence = Duration::from_millis(HELD_KEYS_SILENCE_MS);
+                loop {
+                    match rx.recv_timeout(silence) {
+                        Ok(Job::Event(ev, reply)) => {
+                            let _ = reply.send(devices.apply(&ev));
+                        }
+                        Ok(Job::KeepAlive) => {}
+                        // Keys held and the viewer silent: it is gone (killed, cut off), so its
+                        // keys must not stay down on the user's desktop until the relay notices.
+                        Err(RecvTimeoutError::Timeout) => devices.release_if_held(),
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    }
                 }
                 // Dropping the devices releases held keys and restores the keymap.
             });
@@ -87,11 +103,16 @@ impl Input {
         Self { tx }
     }
 
+    /// The viewer said it is still there.
+    pub fn keep_alive(&self) {
+        let _ = self.tx.send(Job::KeepAlive);
+    }
+
     /// Applies one event; returns once the desktop has it.
     pub async fn apply(&self, ev: InputEvent) -> Result<(), InputError> {
         let (reply, done) = tokio::sync::oneshot::channel();
         self.tx
-            .send((ev, reply))
+            .send(Job::Event(ev, reply))
             .map_err(|_| InputError::Failed("the input thread is gone".into()))?;
         done.await
             .map_err(|_| InputError::Failed("the input thread is gone".into()))?
@@ -106,6 +127,17 @@ struct Devices {
 }
 
 impl Devices {
+    fn release_if_held(&mut self) {
+        if let Some(kb) = self.keyboard.as_mut()
+            && kb.any_held()
+        {
+            tracing::info!("viewer silent with keys held: releasing them");
+            if let Err(e) = kb.release_all() {
+                tracing::warn!("releasing held keys: {e}");
+            }
+        }
+    }
+
     fn mouse(&mut self) -> Result<&mut Enigo, InputError> {
         if self.mouse.is_none() {
             self.mouse = Some(

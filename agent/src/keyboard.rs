@@ -144,6 +144,11 @@ impl Keyboard {
         self.sync()
     }
 
+    /// Whether this session holds any key down.
+    pub fn any_held(&self) -> bool {
+        !self.held.is_empty()
+    }
+
     /// Releases every key this session holds, last pressed first.
     pub fn release_all(&mut self) -> Result<(), KeyboardError> {
         while let Some(h) = self.held.pop() {
@@ -170,6 +175,7 @@ impl Keyboard {
             KeyMode::Translate => self.keycode_for(ev.keysym)?,
         };
         self.fake(KEY_PRESS_EVENT, keycode)?;
+        tracing::debug!(keysym = ev.keysym, keycode, "key down");
         self.held.push(Held {
             keysym: ev.keysym,
             code: ev.code,
@@ -182,6 +188,7 @@ impl Keyboard {
     fn release(&mut self, ev: &KeyEvent) -> Result<(), KeyboardError> {
         if let Some(i) = self.held.iter().position(|h| same_key(h, ev)) {
             let h = self.held.remove(i);
+            tracing::debug!(keysym = h.keysym, keycode = h.keycode, "key up");
             self.fake(KEY_RELEASE_EVENT, h.keycode)?;
         }
         Ok(())

@@ -533,6 +533,10 @@ async fn run(
                         },
                     },
                 ),
+                ToAgent::KeepAlive => {
+                    input.keep_alive();
+                    None
+                }
                 ToAgent::Input(ev) => Some(match input.apply(ev).await {
                     Ok(()) => ToViewer::Done,
                     Err(e) => ToViewer::Error {

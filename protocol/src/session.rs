@@ -362,7 +362,16 @@ pub enum ToAgent {
         path: String,
         offset: u64,
     },
+    /// The viewer is there: sent every [`HELD_KEYS_KEEPALIVE_MS`] while it holds keys down on
+    /// the device, so the agent lets go of them when the viewer falls silent (a killed viewer's
+    /// connection is noticed by the relay only at its idle timeout).
+    KeepAlive,
 }
+
+/// How often a viewer holding keys says it is still there ([`ToAgent::KeepAlive`]).
+pub const HELD_KEYS_KEEPALIVE_MS: u64 = 400;
+/// How long the agent keeps keys down without a word from the viewer.
+pub const HELD_KEYS_SILENCE_MS: u64 = 1_500;
 
 /// Largest [`ToAgent::ShellInput`].
 pub const MAX_SHELL_INPUT: usize = 16 * 1024;

@@ -24,6 +24,8 @@ pub struct Viewer {
     keys: KeyTranslator,
     /// Whether the window had the keyboard focus last frame.
     focused: bool,
+    /// When the viewer last told the agent it is there while holding keys.
+    keep_alive_sent: Instant,
     /// When the oldest input not yet followed by a frame was sent.
     input_sent: Option<Instant>,
     /// Smoothed input-to-frame latency.
@@ -81,6 +83,7 @@ impl Viewer {
         Self {
             keys: KeyTranslator::default(),
             focused: false,
+            keep_alive_sent: Instant::now(),
             input_sent: None,
             latency_ms: 0.0,
             cursor_shape: None,
@@ -236,6 +239,16 @@ impl Viewer {
         let events = ctx.input(|i| i.events.clone());
         for ev in self.keys.frame(&events) {
             self.input(ev);
+        }
+        // While keys are down on the device, say so regularly: the agent lets go of them when
+        // the viewer falls silent.
+        if self.keys.any_held() {
+            let every = Duration::from_millis(tether_protocol::session::HELD_KEYS_KEEPALIVE_MS);
+            if self.keep_alive_sent.elapsed() >= every {
+                self.send(ToAgent::KeepAlive);
+                self.keep_alive_sent = Instant::now();
+            }
+            ctx.request_repaint_after(every);
         }
     }
 

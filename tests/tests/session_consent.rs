@@ -442,4 +442,7 @@ fn a_message_reaches_the_user_and_their_reply_comes_back() {
     assert_eq!(rows[1]["reason"], "Please save your work [31m");
     assert_eq!(rows[1]["decision"], "message");
     assert_eq!(rows[1]["decision_detail"], "reply: saved, go ahead");
+    // Messages are not session requests: `tether report` counted them in REQUESTS only.
+    let report = ana.json(&["report"]);
+    assert_eq!(report.as_array().map(Vec::len), Some(0), "{report:#}");
 }

@@ -459,6 +459,11 @@ fn translate_and_physical_modes_on_a_german_remote_layout() {
     assert_eq!(got, vec![0x79, 0x7a, 0x40, 0x5b, 0x5d, 0x59], "{evs:?}");
 
     // The same keys in physical mode: the German layout decides.
+    // Every key of the translate part is up again on the remote before its viewer goes.
+    wait_until(Duration::from_secs(30), || {
+        desk.remote_keys_down().is_empty()
+    })
+    .unwrap_or_else(|| panic!("keys left down: {:?}", desk.remote_keys_down()));
     let mut desk = desk;
     let _ = desk.viewer.child.kill();
     let _ = desk.viewer.child.wait();

@@ -802,6 +802,7 @@ impl Sqlite {
     }
 
     /// Per-technician figures over sessions requested since `since` (all technicians, or one).
+    /// Messages (`tether say`) are not session requests: they are left out of every column.
     pub async fn report(
         &self,
         since: i64,
@@ -822,6 +823,7 @@ impl Sqlite {
                     COUNT(rating) AS ratings,
                     AVG(rating) AS mean_rating
              FROM sessions WHERE requested_at >= ? AND (? IS NULL OR technician = ?)
+               AND permissions_asked <> 'message'
              GROUP BY technician ORDER BY technician",
         )
         .bind(since)
