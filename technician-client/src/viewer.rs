@@ -654,9 +654,10 @@ impl eframe::App for Viewer {
         }
         // Frames, the pointer and the session's end wake the window (`wake_on_messages`), local
         // input wakes it by itself; the statistics only need a slow tick.
-        // The notes form is ordinary egui (focus moves over frames): it gets a steady tick.
+        // The notes form is ordinary egui (focus moves over frames): it gets the steady tick the
+        // whole window had before (only while the form is up).
         ctx.request_repaint_after(if self.wrap_up.is_some() || self.ended.is_some() {
-            Duration::from_millis(50)
+            Duration::from_millis(8)
         } else {
             Duration::from_secs(1)
         });

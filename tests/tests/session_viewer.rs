@@ -81,7 +81,7 @@ fn viewer_shows_the_remote_screen_forwards_typing_and_files_notes_at_the_end() {
             .spawn()
             .unwrap(),
     };
-    let win = wait_until(Duration::from_secs(20), || {
+    let win = wait_until(Duration::from_secs(60), || {
         local
             .run("xdotool", &["search", "--name", "Tether: "])
             .status
@@ -134,7 +134,7 @@ fn viewer_shows_the_remote_screen_forwards_typing_and_files_notes_at_the_end() {
     };
     // …appears exactly, at 1:1, somewhere in the viewer window on the local display.
     let shot = dir.path().join("viewer.png");
-    let found = wait_until(Duration::from_secs(20), || {
+    let found = wait_until(Duration::from_secs(60), || {
         local
             .run(
                 "import",
@@ -166,7 +166,7 @@ fn viewer_shows_the_remote_screen_forwards_typing_and_files_notes_at_the_end() {
             .status
             .success()
     );
-    wait_until(Duration::from_secs(10), || {
+    wait_until(Duration::from_secs(60), || {
         let loc = String::from_utf8_lossy(&remote.run("xdotool", &["getmouselocation"]).stdout)
             .into_owned();
         loc.starts_with("x:100 y:60 ")
@@ -186,7 +186,7 @@ fn viewer_shows_the_remote_screen_forwards_typing_and_files_notes_at_the_end() {
             .success()
     );
     assert!(local.run("xdotool", &["key", "Return"]).status.success());
-    wait_until(Duration::from_secs(10), || {
+    wait_until(Duration::from_secs(60), || {
         std::fs::read_to_string(&typed).is_ok_and(|s| s == "hello viewer\n")
     })
     .unwrap_or_else(|| panic!("typed: {:?}", std::fs::read_to_string(&typed)));
@@ -201,7 +201,7 @@ fn viewer_shows_the_remote_screen_forwards_typing_and_files_notes_at_the_end() {
     // The form replaces the remote screen and takes the keyboard: wait until the screen is
     // gone from the window (typing before would go to the remote).
     let shot = dir.path().join("ended.png");
-    wait_until(Duration::from_secs(10), || {
+    wait_until(Duration::from_secs(60), || {
         local
             .run(
                 "import",
@@ -227,7 +227,7 @@ fn viewer_shows_the_remote_screen_forwards_typing_and_files_notes_at_the_end() {
             .status
             .success()
     );
-    let exited = wait_until(Duration::from_secs(10), || {
+    let exited = wait_until(Duration::from_secs(60), || {
         viewer.child.try_wait().ok().flatten().is_some()
     });
     assert!(exited.is_some(), "viewer did not close after saving notes");
