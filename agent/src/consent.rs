@@ -19,6 +19,9 @@ pub struct ConsentOptions {
     /// Let prompts wait for `tether-agent approve` when no tray app is connected (headless
     /// machines). Otherwise, no tray app means no one to ask, and sessions are denied at once.
     pub terminal_approval: bool,
+    /// How long an engagement with nothing running lasts before it ends (and the user is asked
+    /// to rate it).
+    pub engagement_idle: Duration,
 }
 
 impl Default for ConsentOptions {
@@ -26,12 +29,13 @@ impl Default for ConsentOptions {
         Self {
             timeout: tether_protocol::consent::DEFAULT_TIMEOUT,
             terminal_approval: false,
+            engagement_idle: tether_protocol::consent::DEFAULT_ENGAGEMENT_IDLE,
         }
     }
 }
 
 enum Cmd {
-    Offer(SessionGrant, oneshot::Sender<Outcome>),
+    Offer(SessionGrant, Option<String>, oneshot::Sender<Decided>),
     Answer(String, Answer, oneshot::Sender<Result<String, BookError>>),
     Started(SessionGrant, bool, oneshot::Sender<watch::Receiver<bool>>),
     Ended(String),
@@ -47,6 +51,22 @@ enum Cmd {
     Message(UserMessage, oneshot::Sender<MessageReply>),
     Reply(String, String, oneshot::Sender<Result<String, BookError>>),
     Snapshot(oneshot::Sender<LocalEvent>),
+}
+
+/// How an offer was decided, and the engagement the session joins when accepted by the user.
+#[derive(Debug, Clone)]
+pub struct Decided {
+    pub outcome: Outcome,
+    pub engagement: Option<String>,
+}
+
+impl Decided {
+    fn no_approver() -> Self {
+        Decided {
+            outcome: Outcome::NoApprover,
+            engagement: None,
+        }
+    }
 }
 
 /// Handle to the consent task.
@@ -79,13 +99,19 @@ impl Consent {
         }
     }
 
-    /// Decides a valid offer: unattended policy, the user's answer, or deny.
-    pub async fn offer(&self, grant: SessionGrant) -> Outcome {
+    /// Decides a valid offer: unattended policy, an engagement the user approved, the user's
+    /// answer, or deny. `runs_as` is the account its commands would run as, for the prompt.
+    pub async fn offer(&self, grant: SessionGrant, runs_as: Option<String>) -> Decided {
         let (reply, rx) = oneshot::channel();
-        if self.tx.send(Cmd::Offer(grant, reply)).await.is_err() {
-            return Outcome::NoApprover;
+        if self
+            .tx
+            .send(Cmd::Offer(grant, runs_as, reply))
+            .await
+            .is_err()
+        {
+            return Decided::no_approver();
         }
-        rx.await.unwrap_or(Outcome::NoApprover)
+        rx.await.unwrap_or_else(|_| Decided::no_approver())
     }
 
     /// Registers a running session. The receiver turns `true` when the user ends it.
@@ -167,8 +193,8 @@ async fn run(
     mut rx: mpsc::Receiver<Cmd>,
     to_relay: mpsc::Sender<AgentToRelay>,
 ) {
-    let mut book = Book::new(opts.timeout);
-    let mut waiting: HashMap<String, oneshot::Sender<Outcome>> = HashMap::new();
+    let mut book = Book::new(opts.timeout).with_engagement_idle(opts.engagement_idle);
+    let mut waiting: HashMap<String, oneshot::Sender<Decided>> = HashMap::new();
     let mut enders: HashMap<String, watch::Sender<bool>> = HashMap::new();
     let mut subscribers: Vec<mpsc::Sender<LocalEvent>> = Vec::new();
     let mut waiting_replies: HashMap<String, oneshot::Sender<MessageReply>> = HashMap::new();
@@ -191,7 +217,7 @@ async fn run(
         let now = Instant::now().into_std();
         match cmd {
             None => book.handle_timeout(now),
-            Some(Cmd::Offer(grant, reply)) => {
+            Some(Cmd::Offer(grant, runs_as, reply)) => {
                 subscribers.retain(|s| !s.is_closed());
                 let can_prompt = !subscribers.is_empty() || opts.terminal_approval;
                 info!(
@@ -200,10 +226,10 @@ async fn run(
                     trays = subscribers.len(), "session requested"
                 );
                 waiting.insert(grant.session_id.clone(), reply);
-                book.handle_offer(now, grant, can_prompt);
+                book.handle_offer(now, grant, can_prompt, runs_as);
             }
             Some(Cmd::Answer(id, answer, reply)) => {
-                let _ = reply.send(book.handle_answer(&id, answer));
+                let _ = reply.send(book.handle_answer(now, &id, answer));
             }
             Some(Cmd::Started(grant, unattended, reply)) => {
                 let (tx, rx) = watch::channel(false);
@@ -214,20 +240,23 @@ async fn run(
             Some(Cmd::Withdrawn(id)) => book.handle_withdrawn(&id),
             Some(Cmd::Ended(id)) => {
                 let by_user = enders.remove(&id).is_some_and(|e| *e.borrow());
-                book.handle_ended(&id, by_user);
+                book.handle_ended(now, &id, by_user);
             }
             Some(Cmd::End(id, reply)) => {
-                let r = book.find_active(&id);
-                if let Ok(full) = &r {
-                    if let Some(e) = enders.get(full) {
-                        let _ = e.send(true);
+                // Ending one session ends the user's whole approval of that visit.
+                let r = book.handle_end(&id);
+                if let Ok((full, stop)) = &r {
+                    info!(id = %full, sessions = stop.len(), "engagement ended by the user");
+                    for s in stop {
+                        if let Some(e) = enders.get(s) {
+                            let _ = e.send(true);
+                        }
+                        report(AgentToRelay::SessionEndedByUser {
+                            session_id: s.clone(),
+                        });
                     }
-                    info!(session = %full, "session ended by the user");
-                    report(AgentToRelay::SessionEndedByUser {
-                        session_id: full.clone(),
-                    });
                 }
-                let _ = reply.send(r);
+                let _ = reply.send(r.map(|(full, _)| full));
             }
             Some(Cmd::Rate(id, rating, comment, reply)) => {
                 let r = book.check_rating(&id, rating, &comment);
@@ -262,7 +291,11 @@ async fn run(
         while let Some((id, outcome)) = book.poll_outcome() {
             info!(session = %id, "consent: {}", outcome.message());
             if let Some(w) = waiting.remove(&id) {
-                let _ = w.send(outcome);
+                let engagement = book.joining(&id).map(str::to_string);
+                let _ = w.send(Decided {
+                    outcome,
+                    engagement,
+                });
             }
         }
         while let Some((id, r)) = book.poll_reply() {

@@ -73,6 +73,11 @@ enum Cmd {
         /// `tether-agent approve` instead of being denied at once.
         #[arg(long)]
         terminal_approval: bool,
+        /// An engagement (one technician, one ticket: approved once, then further sessions
+        /// within what was approved start without a prompt) ends after this long with nothing
+        /// running; the user is then asked to rate it. At least 1s.
+        #[arg(long, default_value = "15m", value_parser = parse_engagement_idle)]
+        engagement_idle: Duration,
         /// How often a health report (CPU, memory, disks, processes, failed units) is sent; one
         /// is also sent right after each connect. At least 1s.
         #[arg(long, default_value = "60s", value_parser = parse_health_interval)]
@@ -226,6 +231,7 @@ async fn run(cli: Cli) -> Result<()> {
             session_user,
             consent_timeout,
             terminal_approval,
+            engagement_idle,
             health_interval,
         } => {
             let dir = state.unwrap_or_else(default_state_dir);
@@ -270,6 +276,7 @@ async fn run(cli: Cli) -> Result<()> {
                 ConsentOptions {
                     timeout: consent_timeout,
                     terminal_approval,
+                    engagement_idle,
                 },
                 report_tx,
             );
@@ -303,24 +310,38 @@ async fn run(cli: Cli) -> Result<()> {
             let _ = std::fs::remove_file(&socket);
         }
         Cmd::Sessions { local, json } => {
-            let (prompts, active, messages) = match local.request(&LocalRequest::List)? {
-                LocalEvent::Snapshot {
-                    prompts,
-                    active,
-                    messages,
-                } => (prompts, active, messages),
-                LocalEvent::Error { message } => anyhow::bail!("{message}"),
-                other => anyhow::bail!("unexpected answer from the agent: {other:?}"),
-            };
+            let (prompts, active, messages, engagements) =
+                match local.request(&LocalRequest::List)? {
+                    LocalEvent::Snapshot {
+                        prompts,
+                        active,
+                        messages,
+                        engagements,
+                    } => (prompts, active, messages, engagements),
+                    LocalEvent::Error { message } => anyhow::bail!("{message}"),
+                    other => anyhow::bail!("unexpected answer from the agent: {other:?}"),
+                };
             if json {
                 println!(
                     "{}",
                     serde_json::to_string_pretty(
-                        &serde_json::json!({ "requests": prompts, "active": active, "messages": messages })
+                        &serde_json::json!({ "requests": prompts, "active": active, "messages": messages, "engagements": engagements })
                     )?
                 );
             } else {
                 print_local(&prompts, &active);
+                for e in &engagements {
+                    println!(
+                        "engagement {}  {} ({}) · ticket: {} · approved: {} · {} running (end it with `tether-agent end {}`)",
+                        e.id,
+                        e.technician,
+                        e.role,
+                        e.ticket,
+                        e.approved.describe(),
+                        e.running,
+                        e.id
+                    );
+                }
                 for m in &messages {
                     println!(
                         "message {}  from {} ({}): {} · {} s left to reply",
@@ -417,6 +438,7 @@ fn print_local(prompts: &[Prompt], active: &[ActiveSession]) {
             if s.unattended { " · unattended" } else { "" },
             s.ticket
         );
+        println!("  {}", s.activity.describe());
     }
 }
 
@@ -424,6 +446,14 @@ fn parse_health_interval(s: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
     if d < Duration::from_secs(1) {
         return Err("the health interval must be at least 1s".into());
+    }
+    Ok(d)
+}
+
+fn parse_engagement_idle(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if d < Duration::from_secs(1) {
+        return Err("the engagement idle time must be at least 1s".into());
     }
     Ok(d)
 }

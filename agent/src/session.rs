@@ -13,7 +13,7 @@ use tether_net::pki;
 use tether_protocol::consent::Outcome;
 use tether_protocol::identity::Identity;
 use tether_protocol::session::{
-    OfferReply, RefuseKind, RelayStream, SessionGate, SessionGrant, ToAgent, ToViewer,
+    OfferReply, RefuseKind, RelayStream, SessionGate, SessionGrant, ToAgent, ToViewer, command_line,
 };
 use tether_protocol::{codec, frame, limits};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -95,8 +95,9 @@ pub async fn serve(
         None
     };
     // The user's answer (or the policy, or deny by default). The relay's request waits for it.
-    let outcome = tokio::select! {
-        o = consent.offer(g.clone()) => o,
+    let runs_as = who.as_ref().map(|w| w.account.name.clone());
+    let decided = tokio::select! {
+        o = consent.offer(g.clone(), runs_as) => o,
         // The technician gave up (or the relay went away): take the prompt off the screen.
         _ = send.stopped() => {
             info!(session = %g.session_id, "request withdrawn before the user answered");
@@ -104,6 +105,7 @@ pub async fn serve(
             return;
         }
     };
+    let outcome = decided.outcome;
     if !outcome.accepted() {
         let kind = match outcome {
             Outcome::TimedOut => RefuseKind::TimedOut,
@@ -120,7 +122,10 @@ pub async fn serve(
     let unattended = outcome == Outcome::Unattended;
     if write_msg(
         &mut send,
-        &OfferReply::Accept { unattended },
+        &OfferReply::Accept {
+            unattended,
+            engagement: decided.engagement.clone(),
+        },
         limits::CONTROL,
     )
     .await
@@ -130,7 +135,8 @@ pub async fn serve(
     }
     info!(
         session = %g.session_id, technician = %g.technician, permissions = %g.permissions.describe(),
-        reason = %g.reason, ticket = %g.ticket, unattended,
+        reason = %g.reason, ticket = %g.ticket, unattended, activity = %g.activity.describe(),
+        engagement = %decided.engagement.as_deref().unwrap_or("-"),
         runs_as = %who.as_ref().map(RunAs::describe).unwrap_or_default(), "session accepted"
     );
     let ended_by_user = consent.started(g.clone(), unattended).await;
@@ -661,23 +667,6 @@ fn watch_end(
     })
 }
 
-/// A command line as a shell would show it, for the audit record.
-fn command_line(argv: &[String]) -> String {
-    argv.iter()
-        .map(|a| {
-            if !a.is_empty()
-                && a.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,@%+".contains(&b))
-            {
-                a.clone()
-            } else {
-                format!("'{}'", a.replace('\'', "'\\''"))
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 /// Resolves when the user ends the session (never, if the consent service is gone).
 async fn user_ends(ended: &mut tokio::sync::watch::Receiver<bool>) {
     if ended.wait_for(|e| *e).await.is_err() {
@@ -784,6 +773,7 @@ mod tests {
             expires_at_unix_ms: now + GRANT_TTL_MS,
             unattended: true,
             record_shell: false,
+            activity: tether_protocol::session::Activity::Screen,
         })
         .unwrap()
     }

@@ -15,7 +15,7 @@
 //! * unattended access needs both the relay's policy flag in the grant and the `admin` role.
 
 use crate::identity::Role;
-use crate::session::{MAX_MESSAGE, MessageReply, Permissions, SessionGrant, UserMessage};
+use crate::session::{Activity, MAX_MESSAGE, MessageReply, Permissions, SessionGrant, UserMessage};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -34,6 +34,10 @@ pub const MAX_COMMENT: usize = 500;
 const RECENT: usize = 32;
 /// Prompts waiting at once; more are refused (a technician cannot flood the desktop).
 pub const MAX_PENDING: usize = 4;
+/// An engagement with nothing running ends after this long (the user is then asked to rate it).
+pub const DEFAULT_ENGAGEMENT_IDLE: Duration = Duration::from_secs(15 * 60);
+/// Engagements remembered at once; the one idle longest gives way.
+const MAX_ENGAGEMENTS: usize = 16;
 
 /// What the consent dialog shows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,6 +50,16 @@ pub struct Prompt {
     pub permissions: Permissions,
     /// Seconds left when this was sent; the dialog counts down from it.
     pub seconds_left: u32,
+    /// What the technician is about to do (the command line, the path).
+    pub activity: Activity,
+    /// The account commands and file access run as: the desktop user's name, or "root".
+    /// `None` without the shell or files permission.
+    pub runs_as: Option<String>,
+    /// The device's policy records shells: the prompt says so.
+    pub recorded: bool,
+    /// What the user already allowed this technician in this engagement (this prompt asks for
+    /// more); `None` for a new engagement.
+    pub already: Option<Permissions>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,6 +73,24 @@ pub struct ActiveSession {
     pub started_unix_ms: i64,
     /// Started without a prompt, by the group's unattended policy.
     pub unattended: bool,
+    /// What it is doing: the banner says it.
+    pub activity: Activity,
+    /// The engagement it belongs to (its own id when unattended).
+    pub engagement: String,
+}
+
+/// A technician's visit for one ticket: the user approved once, and further sessions within the
+/// permissions approved start without a prompt until the user or the idle time ends it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EngagementInfo {
+    /// The id of the session that started it.
+    pub id: String,
+    pub technician: String,
+    pub role: Role,
+    pub ticket: String,
+    pub approved: Permissions,
+    /// Sessions running in it now.
+    pub running: u32,
 }
 
 /// Tray or terminal → agent.
@@ -100,6 +132,8 @@ pub enum LocalEvent {
         active: Vec<ActiveSession>,
         /// Technicians' messages waiting for a reply.
         messages: Vec<ChatMessage>,
+        /// Engagements open: their technicians may come back without a prompt.
+        engagements: Vec<EngagementInfo>,
     },
     Prompt(Prompt),
     /// The prompt was answered (here or elsewhere) or timed out: close its dialog.
@@ -109,6 +143,15 @@ pub enum LocalEvent {
     },
     Started(ActiveSession),
     Ended {
+        id: String,
+        technician: String,
+        by_user: bool,
+    },
+    /// An engagement began or changed (sessions started or ended in it, more was approved).
+    Engagement(EngagementInfo),
+    /// The engagement is over (the user ended it, or it was idle): the time to ask for a
+    /// rating, once for the whole visit.
+    EngagementEnded {
         id: String,
         technician: String,
         by_user: bool,
@@ -150,11 +193,16 @@ pub enum Outcome {
     Busy,
     /// The technician gave up before the user answered.
     Withdrawn,
+    /// The user approved these permissions earlier in the same engagement.
+    Continued,
 }
 
 impl Outcome {
     pub fn accepted(self) -> bool {
-        matches!(self, Outcome::Approved | Outcome::Unattended)
+        matches!(
+            self,
+            Outcome::Approved | Outcome::Unattended | Outcome::Continued
+        )
     }
 
     /// The line the technician sees.
@@ -167,6 +215,7 @@ impl Outcome {
             Outcome::NoApprover => "denied: nobody can approve on the device (no tray app running)",
             Outcome::Busy => "denied: other requests are waiting for the user",
             Outcome::Withdrawn => "the technician cancelled the request",
+            Outcome::Continued => "approved earlier in this engagement",
         }
     }
 }
@@ -197,6 +246,32 @@ pub fn may_answer(peer_uid: u32, desktop_uid: u32) -> bool {
 struct Pending {
     grant: SessionGrant,
     deadline: Instant,
+    runs_as: Option<String>,
+}
+
+#[derive(Debug)]
+struct Engagement {
+    info: EngagementInfo,
+    /// Sessions of it running now.
+    running: Vec<String>,
+    /// Since when nothing has run in it (`None` while something does).
+    idle_since: Option<Instant>,
+}
+
+impl Engagement {
+    /// Whether a new request belongs to this engagement: same technician, role and ticket.
+    fn matches(&self, g: &SessionGrant) -> bool {
+        self.info.technician == g.technician
+            && self.info.role == g.role
+            && self.info.ticket == g.ticket
+    }
+
+    fn info(&self) -> EngagementInfo {
+        EngagementInfo {
+            running: u32::try_from(self.running.len()).unwrap_or(u32::MAX),
+            ..self.info.clone()
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -212,7 +287,11 @@ pub const MAX_MESSAGES: usize = 8;
 #[derive(Debug)]
 pub struct Book {
     timeout: Duration,
+    idle: Duration,
     pending: Vec<Pending>,
+    engagements: Vec<Engagement>,
+    /// Accepted offers not yet started, and the engagement each joins.
+    joining: Vec<(String, String)>,
     active: Vec<ActiveSession>,
     recent: VecDeque<String>,
     outcomes: VecDeque<(String, Outcome)>,
@@ -225,7 +304,10 @@ impl Book {
     pub fn new(timeout: Duration) -> Self {
         Self {
             timeout,
+            idle: DEFAULT_ENGAGEMENT_IDLE,
             pending: Vec::new(),
+            engagements: Vec::new(),
+            joining: Vec::new(),
             active: Vec::new(),
             recent: VecDeque::new(),
             outcomes: VecDeque::new(),
@@ -233,6 +315,12 @@ impl Book {
             messages: Vec::new(),
             replies: VecDeque::new(),
         }
+    }
+
+    /// How long an engagement with nothing running lasts.
+    pub fn with_engagement_idle(mut self, idle: Duration) -> Self {
+        self.idle = idle;
+        self
     }
 
     /// A technician's message arrived. `can_show`: a tray app is connected.
@@ -279,29 +367,126 @@ impl Book {
     }
 
     /// A valid, relay-signed offer arrived. `can_prompt`: a tray app is connected, or answers
-    /// from the terminal are allowed on this machine.
-    pub fn handle_offer(&mut self, now: Instant, grant: SessionGrant, can_prompt: bool) {
+    /// from the terminal are allowed on this machine. `runs_as`: the account its commands and
+    /// file access would run as, for the prompt.
+    pub fn handle_offer(
+        &mut self,
+        now: Instant,
+        grant: SessionGrant,
+        can_prompt: bool,
+        runs_as: Option<String>,
+    ) {
         let id = grant.session_id.clone();
+        let engagement = self
+            .engagements
+            .iter()
+            .find(|e| e.matches(&grant))
+            .map(|e| (e.info.id.clone(), e.info.approved));
         if grant.unattended && grant.role == Role::Admin {
             self.outcomes.push_back((id, Outcome::Unattended));
+        } else if let Some((eid, _)) = engagement
+            .as_ref()
+            .filter(|(_, approved)| approved.contains(grant.permissions))
+        {
+            self.joining.push((id.clone(), eid.clone()));
+            self.outcomes.push_back((id, Outcome::Continued));
         } else if !can_prompt {
             self.outcomes.push_back((id, Outcome::NoApprover));
         } else if self.pending.len() >= MAX_PENDING {
             self.outcomes.push_back((id, Outcome::Busy));
         } else {
             let deadline = now + self.timeout;
-            let prompt = prompt(&grant, deadline, now);
-            self.pending.push(Pending { grant, deadline });
+            let p = Pending {
+                grant,
+                deadline,
+                runs_as,
+            };
+            let prompt = prompt(&p, now, engagement.map(|(_, a)| a));
+            self.pending.push(p);
             self.events.push_back(LocalEvent::Prompt(prompt));
         }
     }
 
+    /// The engagement an approved request joins: the matching one, widened to what was just
+    /// approved, or a new one.
+    fn engage(&mut self, now: Instant, grant: &SessionGrant) {
+        let id = match self.engagements.iter_mut().find(|e| e.matches(grant)) {
+            Some(e) => {
+                e.info.approved = e.info.approved.union(grant.permissions);
+                e.info.id.clone()
+            }
+            None => {
+                if self.engagements.len() >= MAX_ENGAGEMENTS {
+                    self.expire_oldest_idle();
+                }
+                self.engagements.push(Engagement {
+                    info: EngagementInfo {
+                        id: grant.session_id.clone(),
+                        technician: grant.technician.clone(),
+                        role: grant.role,
+                        ticket: grant.ticket.clone(),
+                        approved: grant.permissions,
+                        running: 0,
+                    },
+                    running: Vec::new(),
+                    idle_since: Some(now),
+                });
+                grant.session_id.clone()
+            }
+        };
+        self.joining.push((grant.session_id.clone(), id.clone()));
+        if let Some(e) = self.engagements.iter().find(|e| e.info.id == id) {
+            self.events.push_back(LocalEvent::Engagement(e.info()));
+        }
+    }
+
+    fn expire_oldest_idle(&mut self) {
+        let oldest = self
+            .engagements
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| e.idle_since.map(|t| (t, i)))
+            .min();
+        if let Some((_, i)) = oldest {
+            self.end_engagement(i, false);
+        }
+    }
+
+    fn end_engagement(&mut self, idx: usize, by_user: bool) -> Engagement {
+        let e = self.engagements.remove(idx);
+        self.remember(e.info.id.clone());
+        self.events.push_back(LocalEvent::EngagementEnded {
+            id: e.info.id.clone(),
+            technician: e.info.technician.clone(),
+            by_user,
+        });
+        e
+    }
+
+    fn remember(&mut self, id: String) {
+        if self.recent.contains(&id) {
+            return;
+        }
+        if self.recent.len() == RECENT {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(id);
+    }
+
     /// The user answered. Returns the full id of the request answered.
-    pub fn handle_answer(&mut self, id: &str, answer: Answer) -> Result<String, BookError> {
+    pub fn handle_answer(
+        &mut self,
+        now: Instant,
+        id: &str,
+        answer: Answer,
+    ) -> Result<String, BookError> {
         let idx = find(self.pending.iter().map(|p| &p.grant.session_id), id)?;
         let p = self.pending.remove(idx);
         let outcome = match answer {
-            Answer::Approve => Outcome::Approved,
+            Answer::Approve => {
+                self.engage(now, &p.grant);
+                Outcome::Approved
+            }
             Answer::Deny => Outcome::Denied,
         };
         self.close(p.grant.session_id.clone(), outcome);
@@ -332,6 +517,13 @@ impl Book {
             });
             self.replies.push_back((m.msg.id, MessageReply::NoReply));
         }
+        while let Some(i) = self
+            .engagements
+            .iter()
+            .position(|e| e.idle_since.is_some_and(|t| t + self.idle <= now))
+        {
+            self.end_engagement(i, false);
+        }
     }
 
     fn close(&mut self, id: String, outcome: Outcome) {
@@ -348,6 +540,11 @@ impl Book {
             .iter()
             .map(|p| p.deadline)
             .chain(self.messages.iter().map(|m| m.deadline))
+            .chain(
+                self.engagements
+                    .iter()
+                    .filter_map(|e| e.idle_since.map(|t| t + self.idle)),
+            )
             .min()
     }
 
@@ -361,8 +558,34 @@ impl Book {
         self.events.pop_front()
     }
 
+    /// The engagement an accepted offer joins, until it starts.
+    pub fn joining(&self, session_id: &str) -> Option<&str> {
+        self.joining
+            .iter()
+            .find(|(s, _)| s == session_id)
+            .map(|(_, e)| e.as_str())
+    }
+
     /// The session behind an accepted offer is now running.
     pub fn handle_started(&mut self, grant: &SessionGrant, unattended: bool, now_unix_ms: i64) {
+        let engagement = match self
+            .joining
+            .iter()
+            .position(|(s, _)| *s == grant.session_id)
+        {
+            Some(i) => self.joining.remove(i).1,
+            None => grant.session_id.clone(),
+        };
+        if let Some(e) = self
+            .engagements
+            .iter_mut()
+            .find(|e| e.info.id == engagement)
+        {
+            e.running.push(grant.session_id.clone());
+            e.idle_since = None;
+            let info = e.info();
+            self.events.push_back(LocalEvent::Engagement(info));
+        }
         let s = ActiveSession {
             id: grant.session_id.clone(),
             technician: grant.technician.clone(),
@@ -372,20 +595,33 @@ impl Book {
             permissions: grant.permissions,
             started_unix_ms: now_unix_ms,
             unattended,
+            activity: grant.activity.clone(),
+            engagement,
         };
         self.active.push(s.clone());
         self.events.push_back(LocalEvent::Started(s));
     }
 
-    pub fn handle_ended(&mut self, id: &str, by_user: bool) {
+    pub fn handle_ended(&mut self, now: Instant, id: &str, by_user: bool) {
+        // An accepted offer that never started leaves nothing behind.
+        self.joining.retain(|(s, _)| s != id);
         let Some(idx) = self.active.iter().position(|s| s.id == id) else {
             return;
         };
         let s = self.active.remove(idx);
-        if self.recent.len() == RECENT {
-            self.recent.pop_front();
+        self.remember(s.id.clone());
+        if let Some(e) = self
+            .engagements
+            .iter_mut()
+            .find(|e| e.info.id == s.engagement)
+        {
+            e.running.retain(|r| *r != s.id);
+            if e.running.is_empty() {
+                e.idle_since = Some(now);
+            }
+            let info = e.info();
+            self.events.push_back(LocalEvent::Engagement(info));
         }
-        self.recent.push_back(s.id.clone());
         self.events.push_back(LocalEvent::Ended {
             id: s.id,
             technician: s.technician,
@@ -393,9 +629,39 @@ impl Book {
         });
     }
 
-    /// The running session `id` (or unique prefix) names.
-    pub fn find_active(&self, id: &str) -> Result<String, BookError> {
-        find(self.active.iter().map(|s| &s.id), id).map(|i| self.active[i].id.clone())
+    /// The user ends `id` (or a unique prefix of it): a running session or an engagement, and
+    /// with either the whole engagement. Returns the full id and the sessions to stop.
+    pub fn handle_end(&mut self, id: &str) -> Result<(String, Vec<String>), BookError> {
+        let mut ids: Vec<&String> = self.active.iter().map(|s| &s.id).collect();
+        for e in &self.engagements {
+            if !ids.contains(&&e.info.id) {
+                ids.push(&e.info.id);
+            }
+        }
+        let full = ids[find(ids.iter().copied(), id)?].clone();
+        let engagement = match self.active.iter().find(|s| s.id == full) {
+            Some(s) => s.engagement.clone(),
+            None => full.clone(),
+        };
+        let mut stop: Vec<String> = self
+            .active
+            .iter()
+            .filter(|s| s.engagement == engagement || s.id == full)
+            .map(|s| s.id.clone())
+            .collect();
+        if let Some(i) = self
+            .engagements
+            .iter()
+            .position(|e| e.info.id == engagement)
+        {
+            let e = self.end_engagement(i, true);
+            for r in e.running {
+                if !stop.contains(&r) {
+                    stop.push(r);
+                }
+            }
+        }
+        Ok((full, stop))
     }
 
     /// Checks a rating: the session must have run here recently (or still run). Returns the full
@@ -409,7 +675,11 @@ impl Book {
         if !(1..=5).contains(&rating) {
             return Err(BookError::BadRating);
         }
-        let ids = self.recent.iter().chain(self.active.iter().map(|s| &s.id));
+        let ids = self
+            .recent
+            .iter()
+            .chain(self.active.iter().map(|s| &s.id))
+            .chain(self.engagements.iter().map(|e| &e.info.id));
         let full = find(ids.clone(), id).map(|i| ids.clone().nth(i).cloned())?;
         let full = full.ok_or_else(|| BookError::Unknown(id.to_string()))?;
         Ok((full, crate::text::clean(comment, MAX_COMMENT)))
@@ -420,7 +690,14 @@ impl Book {
             prompts: self
                 .pending
                 .iter()
-                .map(|p| prompt(&p.grant, p.deadline, now))
+                .map(|p| {
+                    let already = self
+                        .engagements
+                        .iter()
+                        .find(|e| e.matches(&p.grant))
+                        .map(|e| e.info.approved);
+                    prompt(p, now, already)
+                })
                 .collect(),
             active: self.active.clone(),
             messages: self
@@ -435,11 +712,13 @@ impl Book {
                     ..m.msg.clone()
                 })
                 .collect(),
+            engagements: self.engagements.iter().map(Engagement::info).collect(),
         }
     }
 }
 
-fn prompt(grant: &SessionGrant, deadline: Instant, now: Instant) -> Prompt {
+fn prompt(p: &Pending, now: Instant, already: Option<Permissions>) -> Prompt {
+    let grant = &p.grant;
     Prompt {
         id: grant.session_id.clone(),
         technician: grant.technician.clone(),
@@ -447,7 +726,15 @@ fn prompt(grant: &SessionGrant, deadline: Instant, now: Instant) -> Prompt {
         reason: grant.reason.clone(),
         ticket: grant.ticket.clone(),
         permissions: grant.permissions,
-        seconds_left: deadline.saturating_duration_since(now).as_secs_f64().ceil() as u32,
+        seconds_left: p
+            .deadline
+            .saturating_duration_since(now)
+            .as_secs_f64()
+            .ceil() as u32,
+        activity: grant.activity.clone(),
+        runs_as: p.runs_as.clone(),
+        recorded: grant.record_shell && grant.permissions.shell,
+        already,
     }
 }
 
@@ -459,20 +746,185 @@ fn find<'a>(ids: impl Iterator<Item = &'a String> + Clone, key: &str) -> Result<
     if let Some(i) = ids.clone().position(|id| id == key) {
         return Ok(i);
     }
-    let mut hits = ids
-        .enumerate()
-        .filter(|(_, id)| id.starts_with(key))
-        .map(|(i, _)| i);
-    match (hits.next(), hits.next()) {
-        (Some(i), None) => Ok(i),
-        (Some(_), Some(_)) => Err(BookError::Ambiguous(key.to_string())),
-        _ => Err(BookError::Unknown(key.to_string())),
+    // The same id may be listed twice (a session and the engagement it started).
+    let mut hits = ids.enumerate().filter(|(_, id)| id.starts_with(key));
+    let Some((i, first)) = hits.next() else {
+        return Err(BookError::Unknown(key.to_string()));
+    };
+    if hits.any(|(_, id)| id != first) {
+        return Err(BookError::Ambiguous(key.to_string()));
     }
+    Ok(i)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A request from `technician` for `ticket` with `permissions`.
+    fn ask(id: &str, technician: &str, ticket: &str, permissions: Permissions) -> SessionGrant {
+        SessionGrant {
+            technician: technician.into(),
+            ticket: ticket.into(),
+            permissions,
+            ..grant(id, Role::Support, false)
+        }
+    }
+
+    fn outcomes(b: &mut Book) -> Vec<(String, Outcome)> {
+        std::iter::from_fn(|| b.poll_outcome()).collect()
+    }
+
+    fn prompts(evs: &[LocalEvent]) -> usize {
+        evs.iter()
+            .filter(|e| matches!(e, LocalEvent::Prompt(_)))
+            .count()
+    }
+
+    #[test]
+    fn one_approval_per_engagement_until_more_is_asked() {
+        let t0 = Instant::now();
+        let mut b = Book::new(DEFAULT_TIMEOUT);
+        b.handle_offer(t0, ask("s1", "alice", "T-1", Permissions::FULL), true, None);
+        assert_eq!(prompts(&events(&mut b)), 1);
+        b.handle_answer(t0, "s1", Answer::Approve).unwrap();
+        b.handle_started(&ask("s1", "alice", "T-1", Permissions::FULL), false, 1);
+        b.handle_ended(t0, "s1", false);
+        // Within what was approved: no prompt.
+        b.handle_offer(t0, ask("s2", "alice", "T-1", Permissions::VIEW), true, None);
+        let evs = events(&mut b);
+        assert_eq!(prompts(&evs), 0);
+        assert!(
+            !evs.iter()
+                .any(|e| matches!(e, LocalEvent::EngagementEnded { .. }))
+        );
+        assert_eq!(
+            outcomes(&mut b),
+            [
+                ("s1".into(), Outcome::Approved),
+                ("s2".into(), Outcome::Continued)
+            ]
+        );
+        b.handle_started(&ask("s2", "alice", "T-1", Permissions::VIEW), false, 2);
+        match &events(&mut b)[..] {
+            [LocalEvent::Engagement(e), LocalEvent::Started(s)] => {
+                assert_eq!((e.id.as_str(), e.running), ("s1", 1));
+                assert_eq!(s.engagement, "s1");
+            }
+            other => panic!("{other:?}"),
+        }
+        // A permission not yet approved: asked again, saying what was approved already.
+        b.handle_offer(
+            t0,
+            ask("s3", "alice", "T-1", Permissions::SHELL),
+            true,
+            Some("sam".into()),
+        );
+        match &events(&mut b)[..] {
+            [LocalEvent::Prompt(p)] => {
+                assert_eq!(p.already, Some(Permissions::FULL));
+                assert_eq!(p.runs_as.as_deref(), Some("sam"));
+            }
+            other => panic!("{other:?}"),
+        }
+        b.handle_answer(t0, "s3", Answer::Approve).unwrap();
+        b.handle_offer(
+            t0,
+            ask("s4", "alice", "T-1", Permissions::SHELL),
+            true,
+            None,
+        );
+        assert_eq!(prompts(&events(&mut b)), 0);
+        // Another technician, or another ticket, is another engagement.
+        b.handle_offer(t0, ask("s5", "bob", "T-1", Permissions::VIEW), true, None);
+        b.handle_offer(t0, ask("s6", "alice", "T-2", Permissions::VIEW), true, None);
+        assert_eq!(prompts(&events(&mut b)), 2);
+        let o = outcomes(&mut b);
+        assert_eq!(o[o.len() - 1], ("s4".into(), Outcome::Continued));
+    }
+
+    #[test]
+    fn an_idle_engagement_ends_once_and_asks_for_one_rating() {
+        let t0 = Instant::now();
+        let idle = Duration::from_secs(900);
+        let mut b = Book::new(DEFAULT_TIMEOUT).with_engagement_idle(idle);
+        b.handle_offer(t0, ask("s1", "alice", "T-1", Permissions::FULL), true, None);
+        b.handle_answer(t0, "s1", Answer::Approve).unwrap();
+        for id in ["s1", "s2", "s3"] {
+            if id != "s1" {
+                b.handle_offer(t0, ask(id, "alice", "T-1", Permissions::VIEW), true, None);
+            }
+            b.handle_started(&ask(id, "alice", "T-1", Permissions::VIEW), false, 1);
+            b.handle_ended(t0, id, false);
+        }
+        let ended = |evs: &[LocalEvent]| {
+            evs.iter()
+                .filter(|e| matches!(e, LocalEvent::EngagementEnded { .. }))
+                .count()
+        };
+        assert_eq!(ended(&events(&mut b)), 0);
+        assert_eq!(b.poll_timeout(), Some(t0 + idle));
+        b.handle_timeout(t0 + idle - Duration::from_secs(1));
+        assert_eq!(ended(&events(&mut b)), 0);
+        b.handle_timeout(t0 + idle);
+        assert!(matches!(
+            &events(&mut b)[..],
+            [LocalEvent::EngagementEnded { id, by_user: false, .. }] if id == "s1"
+        ));
+        assert_eq!(b.poll_timeout(), None);
+        assert!(b.check_rating("s1", 5, "").is_ok());
+        // After it, the same technician and ticket ask again.
+        b.handle_offer(
+            t0 + idle,
+            ask("s4", "alice", "T-1", Permissions::VIEW),
+            true,
+            None,
+        );
+        assert_eq!(prompts(&events(&mut b)), 1);
+    }
+
+    #[test]
+    fn ending_any_session_ends_its_engagement_and_every_session_in_it() {
+        let t0 = Instant::now();
+        let mut b = Book::new(DEFAULT_TIMEOUT);
+        b.handle_offer(t0, ask("e1", "alice", "T-1", Permissions::FULL), true, None);
+        b.handle_answer(t0, "e1", Answer::Approve).unwrap();
+        b.handle_offer(t0, ask("e2", "alice", "T-1", Permissions::VIEW), true, None);
+        b.handle_offer(t0, ask("x1", "bob", "T-9", Permissions::VIEW), true, None);
+        b.handle_answer(t0, "x1", Answer::Approve).unwrap();
+        for (id, who, ticket) in [
+            ("e1", "alice", "T-1"),
+            ("e2", "alice", "T-1"),
+            ("x1", "bob", "T-9"),
+        ] {
+            b.handle_started(&ask(id, who, ticket, Permissions::VIEW), false, 1);
+        }
+        events(&mut b);
+        let (full, mut stop) = b.handle_end("e2").unwrap();
+        stop.sort();
+        assert_eq!(
+            (full.as_str(), stop),
+            ("e2", vec!["e1".to_string(), "e2".to_string()])
+        );
+        assert!(matches!(
+            &events(&mut b)[..],
+            [LocalEvent::EngagementEnded { id, by_user: true, .. }] if id == "e1"
+        ));
+        // The sessions then end; bob's engagement is untouched.
+        b.handle_ended(t0, "e1", true);
+        b.handle_ended(t0, "e2", true);
+        assert_eq!(
+            b.handle_end("x").map(|(f, s)| (f, s.len())),
+            Ok(("x1".into(), 1))
+        );
+        // Ended, so a new request prompts again.
+        b.handle_offer(t0, ask("e3", "alice", "T-1", Permissions::VIEW), true, None);
+        assert!(
+            events(&mut b)
+                .iter()
+                .any(|e| matches!(e, LocalEvent::Prompt(_)))
+        );
+    }
 
     fn grant(id: &str, role: Role, unattended: bool) -> SessionGrant {
         SessionGrant {
@@ -487,6 +939,7 @@ mod tests {
             expires_at_unix_ms: 1,
             unattended,
             record_shell: false,
+            activity: Activity::Screen,
         }
     }
 
@@ -498,7 +951,7 @@ mod tests {
     fn unanswered_prompt_is_denied_at_the_deadline_not_before() {
         let t0 = Instant::now();
         let mut b = Book::new(Duration::from_secs(30));
-        b.handle_offer(t0, grant("s1", Role::Support, false), true);
+        b.handle_offer(t0, grant("s1", Role::Support, false), true, None);
         assert!(
             matches!(&events(&mut b)[..], [LocalEvent::Prompt(p)] if p.seconds_left == 30 && p.technician == "alice")
         );
@@ -509,7 +962,7 @@ mod tests {
         assert_eq!(b.poll_outcome(), Some(("s1".into(), Outcome::TimedOut)));
         assert_eq!(b.poll_timeout(), None);
         assert_eq!(
-            b.handle_answer("s1", Answer::Approve),
+            b.handle_answer(t0, "s1", Answer::Approve),
             Err(BookError::Unknown("s1".into()))
         );
     }
@@ -518,27 +971,30 @@ mod tests {
     fn answers_by_unique_prefix() {
         let t0 = Instant::now();
         let mut b = Book::new(DEFAULT_TIMEOUT);
-        b.handle_offer(t0, grant("abc1", Role::Support, false), true);
-        b.handle_offer(t0, grant("abd2", Role::Support, false), true);
+        b.handle_offer(t0, grant("abc1", Role::Support, false), true, None);
+        b.handle_offer(t0, grant("abd2", Role::Support, false), true, None);
         assert_eq!(
-            b.handle_answer("ab", Answer::Approve),
+            b.handle_answer(t0, "ab", Answer::Approve),
             Err(BookError::Ambiguous("ab".into()))
         );
-        assert_eq!(b.handle_answer("abd", Answer::Deny), Ok("abd2".into()));
-        assert_eq!(b.handle_answer("abc1", Answer::Approve), Ok("abc1".into()));
+        assert_eq!(b.handle_answer(t0, "abd", Answer::Deny), Ok("abd2".into()));
+        assert_eq!(
+            b.handle_answer(t0, "abc1", Answer::Approve),
+            Ok("abc1".into())
+        );
         assert_eq!(b.poll_outcome(), Some(("abd2".into(), Outcome::Denied)));
         assert_eq!(b.poll_outcome(), Some(("abc1".into(), Outcome::Approved)));
-        assert!(b.handle_answer("", Answer::Approve).is_err());
+        assert!(b.handle_answer(t0, "", Answer::Approve).is_err());
     }
 
     #[test]
     fn no_tray_means_no_and_unattended_needs_admin_and_policy() {
         let t0 = Instant::now();
         let mut b = Book::new(DEFAULT_TIMEOUT);
-        b.handle_offer(t0, grant("a", Role::Support, false), false);
-        b.handle_offer(t0, grant("b", Role::Support, true), false);
-        b.handle_offer(t0, grant("c", Role::Admin, true), false);
-        b.handle_offer(t0, grant("d", Role::Admin, false), false);
+        b.handle_offer(t0, grant("a", Role::Support, false), false, None);
+        b.handle_offer(t0, grant("b", Role::Support, true), false, None);
+        b.handle_offer(t0, grant("c", Role::Admin, true), false, None);
+        b.handle_offer(t0, grant("d", Role::Admin, false), false, None);
         let got: Vec<_> = std::iter::from_fn(|| b.poll_outcome()).collect();
         assert_eq!(
             got,
@@ -555,7 +1011,7 @@ mod tests {
     fn a_withdrawn_request_closes_its_prompt() {
         let t0 = Instant::now();
         let mut b = Book::new(DEFAULT_TIMEOUT);
-        b.handle_offer(t0, grant("s1", Role::Support, false), true);
+        b.handle_offer(t0, grant("s1", Role::Support, false), true, None);
         b.handle_withdrawn("s1");
         b.handle_withdrawn("s1");
         assert_eq!(b.poll_outcome(), Some(("s1".into(), Outcome::Withdrawn)));
@@ -578,7 +1034,12 @@ mod tests {
         let t0 = Instant::now();
         let mut b = Book::new(DEFAULT_TIMEOUT);
         for i in 0..=MAX_PENDING {
-            b.handle_offer(t0, grant(&format!("s{i}"), Role::Support, false), true);
+            b.handle_offer(
+                t0,
+                grant(&format!("s{i}"), Role::Support, false),
+                true,
+                None,
+            );
         }
         assert_eq!(
             b.poll_outcome(),
@@ -595,9 +1056,7 @@ mod tests {
         let g = grant("sess-1", Role::Support, false);
         assert!(b.check_rating("sess-1", 5, "").is_err());
         b.handle_started(&g, false, 10);
-        assert_eq!(b.find_active("sess"), Ok("sess-1".into()));
-        b.handle_ended("sess-1", true);
-        assert!(b.find_active("sess").is_err());
+        b.handle_ended(Instant::now(), "sess-1", true);
         assert!(matches!(
             &events(&mut b)[..],
             [

@@ -365,6 +365,10 @@ pub struct SessionRow {
     pub rating_comment: Option<String>,
     /// What was done inside the session (commands, shells, files), oldest first.
     pub actions: Vec<String>,
+    /// What the session was for, as the user saw it in the prompt ("command: df -h").
+    pub activity: String,
+    /// The session whose approval it ran under (its own id when the user was asked for it).
+    pub engagement: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -376,6 +380,8 @@ pub struct SessionRequest {
     /// One of many devices at once (`tether exec --group`): the relay refuses unless the
     /// session would be unattended, so a batch never prompts a room full of users.
     pub batch: bool,
+    /// What the session is for; the relay refuses one its permissions do not allow.
+    pub activity: crate::session::Activity,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

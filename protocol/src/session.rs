@@ -85,6 +85,29 @@ impl Permissions {
         } == Self::NONE
     }
 
+    /// Everything `other` allows, this allows too.
+    pub fn contains(&self, other: Permissions) -> bool {
+        let covered = |mine: bool, theirs: bool| mine || !theirs;
+        covered(self.view, other.view)
+            && covered(self.control, other.control)
+            && covered(self.clipboard, other.clipboard)
+            && covered(self.shell, other.shell)
+            && covered(self.files, other.files)
+            && covered(self.root, other.root)
+    }
+
+    /// What either allows.
+    pub fn union(self, other: Permissions) -> Permissions {
+        Permissions {
+            view: self.view || other.view,
+            control: self.control || other.control,
+            clipboard: self.clipboard || other.clipboard,
+            shell: self.shell || other.shell,
+            files: self.files || other.files,
+            root: self.root || other.root,
+        }
+    }
+
     /// Runs as root on the device (only meaningful with shell or files).
     pub fn as_root(&self) -> bool {
         self.root && (self.shell || self.files)
@@ -108,6 +131,129 @@ impl Permissions {
     }
 }
 
+/// Longest activity text (a command line or a path) carried in a grant and shown to the user.
+pub const MAX_ACTIVITY: usize = 1024;
+
+/// What a session is opened for. The user's prompt and banner say it, the audit record keeps it,
+/// and the agent holds the session to it where it can be checked: a [`Activity::Command`]
+/// session runs that command line and nothing else ([`SessionGate::check`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum Activity {
+    /// The viewer window (`tether connect`).
+    #[default]
+    Screen,
+    Screenshot,
+    /// Typing or clicking from the command line (`tether type`, `tether click`).
+    Input,
+    Clipboard,
+    /// An interactive terminal.
+    Shell,
+    /// One command; `line` as a shell would show it ([`command_line`]), cleaned.
+    Command {
+        line: String,
+    },
+    /// Copying to the device, into `path`.
+    Push {
+        path: String,
+    },
+    /// Copying `path` from the device.
+    Pull {
+        path: String,
+    },
+}
+
+impl Activity {
+    /// The usual activity of a session with these permissions: the screen when it may view,
+    /// otherwise input, the clipboard or a shell.
+    pub fn for_permissions(p: Permissions) -> Self {
+        if p.view {
+            Activity::Screen
+        } else if p.control {
+            Activity::Input
+        } else if p.clipboard {
+            Activity::Clipboard
+        } else {
+            Activity::Shell
+        }
+    }
+
+    /// A command's activity, from its argument vector.
+    pub fn command(argv: &[String]) -> Self {
+        Activity::Command {
+            line: crate::text::clean(&command_line(argv), MAX_ACTIVITY),
+        }
+    }
+
+    /// The same activity with its text cleaned and bounded (the relay does this to what a
+    /// technician sends before signing it).
+    pub fn cleaned(&self) -> Self {
+        let c = |s: &str| crate::text::clean(s, MAX_ACTIVITY);
+        match self {
+            Activity::Command { line } => Activity::Command { line: c(line) },
+            Activity::Push { path } => Activity::Push { path: c(path) },
+            Activity::Pull { path } => Activity::Pull { path: c(path) },
+            other => other.clone(),
+        }
+    }
+
+    /// Whether `p` allows this activity at all.
+    pub fn fits(&self, p: Permissions) -> bool {
+        match self {
+            Activity::Screen | Activity::Screenshot => p.view,
+            Activity::Input => p.control,
+            Activity::Clipboard => p.clipboard,
+            Activity::Shell | Activity::Command { .. } => p.shell,
+            Activity::Push { .. } | Activity::Pull { .. } => p.files,
+        }
+    }
+
+    /// For the banner: "is running `df -h`" (plain text; the caller never adds markup).
+    pub fn doing(&self) -> String {
+        match self {
+            Activity::Screen => "is connected to your screen".into(),
+            Activity::Screenshot => "is taking a screenshot".into(),
+            Activity::Input => "is typing or clicking on this computer".into(),
+            Activity::Clipboard => "is using your clipboard".into(),
+            Activity::Shell => "has a terminal open on this computer".into(),
+            Activity::Command { line } => format!("is running: {line}"),
+            Activity::Push { path } => format!("is copying files to {path}"),
+            Activity::Pull { path } => format!("is copying {path} from this computer"),
+        }
+    }
+
+    /// For the audit record and logs: "command: df -h".
+    pub fn describe(&self) -> String {
+        match self {
+            Activity::Screen => "screen".into(),
+            Activity::Screenshot => "screenshot".into(),
+            Activity::Input => "input".into(),
+            Activity::Clipboard => "clipboard".into(),
+            Activity::Shell => "shell".into(),
+            Activity::Command { line } => format!("command: {line}"),
+            Activity::Push { path } => format!("push to {path}"),
+            Activity::Pull { path } => format!("pull {path}"),
+        }
+    }
+}
+
+/// A command line as a shell would show it: arguments of plain characters as they are, others
+/// single-quoted.
+pub fn command_line(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| {
+            if !a.is_empty()
+                && a.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,@%+".contains(&b))
+            {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Signed by the relay (with its grant-signing key, which the organisation CA certified) and
 /// checked by the agent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,6 +273,8 @@ pub struct SessionGrant {
     /// The device's group records shells: the agent sends the terminal output of every shell
     /// in this session to the relay, which keeps it as a transcript.
     pub record_shell: bool,
+    /// What the session is for (checked against the permissions by the relay and the agent).
+    pub activity: Activity,
 }
 
 /// First frame of a stream the relay opens on an agent's connection.
@@ -179,6 +327,9 @@ pub enum OfferReply {
     Accept {
         /// Started without asking, by the unattended policy.
         unattended: bool,
+        /// The engagement it joins (the id of the session that began it; equal to this
+        /// session's own id when the user was asked now). `None` when unattended.
+        engagement: Option<String>,
     },
     Refuse {
         kind: RefuseKind,
@@ -542,6 +693,8 @@ pub enum GrantError {
     RoleTooLow(Role),
     #[error("session grant asks for nothing to do")]
     NoPermission,
+    #[error("session grant's activity ({0}) is not allowed by its permissions")]
+    ActivityMismatch(String),
 }
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -562,6 +715,8 @@ pub enum Denied {
     NoFiles,
     #[error("message over its size limit")]
     TooLarge,
+    #[error("this session was approved for one command ({0}), not this")]
+    NotTheCommand(String),
 }
 
 /// The agent's check of a grant and of every message in the session it allows.
@@ -584,6 +739,9 @@ impl SessionGate {
         }
         if grant.permissions.is_empty() {
             return Err(GrantError::NoPermission);
+        }
+        if !grant.activity.fits(grant.permissions) {
+            return Err(GrantError::ActivityMismatch(grant.activity.describe()));
         }
         Ok(Self { grant })
     }
@@ -624,6 +782,17 @@ impl SessionGate {
             {
                 Err(Denied::TooLarge)
             }
+            // What the user saw in the prompt and the banner is what runs.
+            ToAgent::Exec { argv, .. } => match &self.grant.activity {
+                Activity::Command { line } if Activity::command(argv) != self.grant.activity => {
+                    Err(Denied::NotTheCommand(line.clone()))
+                }
+                _ => Ok(()),
+            },
+            ToAgent::ShellOpen { .. } => match &self.grant.activity {
+                Activity::Command { line } => Err(Denied::NotTheCommand(line.clone())),
+                _ => Ok(()),
+            },
             ToAgent::PutStart(_)
             | ToAgent::FileChunk(_)
             | ToAgent::Stat { .. }
@@ -655,7 +824,70 @@ mod tests {
             expires_at_unix_ms: 61_000,
             unattended: false,
             record_shell: false,
+            activity: fitting(permissions),
         }
+    }
+
+    /// Some activity the permissions allow.
+    fn fitting(p: Permissions) -> Activity {
+        [
+            Activity::Screen,
+            Activity::Input,
+            Activity::Clipboard,
+            Activity::Shell,
+            Activity::Push {
+                path: "/tmp".into(),
+            },
+        ]
+        .into_iter()
+        .find(|a| a.fits(p))
+        .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_command_session_runs_its_command_and_nothing_else() {
+        let mut g = grant(Role::Support, Permissions::SHELL);
+        let argv = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        g.activity = Activity::command(&argv(&["df", "-h", "/home dir"]));
+        assert_eq!(
+            g.activity,
+            Activity::Command {
+                line: "df -h '/home dir'".into()
+            }
+        );
+        let gate = SessionGate::new(g, "d1", 2_000).unwrap();
+        let exec = |a: &[&str]| ToAgent::Exec {
+            argv: argv(a),
+            timeout_ms: None,
+        };
+        assert_eq!(gate.check(&exec(&["df", "-h", "/home dir"])), Ok(()));
+        assert_eq!(
+            gate.check(&exec(&["rm", "-rf", "/home dir"])),
+            Err(Denied::NotTheCommand("df -h '/home dir'".into()))
+        );
+        assert!(matches!(
+            gate.check(&ToAgent::ShellOpen {
+                cols: 80,
+                rows: 24,
+                user: None
+            }),
+            Err(Denied::NotTheCommand(_))
+        ));
+        // A shell session runs whatever is typed, as the prompt said.
+        let gate = SessionGate::new(grant(Role::Support, Permissions::SHELL), "d1", 2_000).unwrap();
+        assert_eq!(gate.check(&exec(&["id"])), Ok(()));
+    }
+
+    #[test]
+    fn an_activity_needs_its_permission() {
+        let mut g = grant(Role::Support, Permissions::VIEW);
+        g.activity = Activity::command(&["id".to_string()]);
+        assert!(matches!(
+            SessionGate::new(g, "d1", 2_000),
+            Err(GrantError::ActivityMismatch(_))
+        ));
+        assert!(Activity::Pull { path: "/x".into() }.fits(Permissions::FILES));
+        assert!(!Activity::Pull { path: "/x".into() }.fits(Permissions::FULL));
     }
 
     #[test]

@@ -83,6 +83,21 @@ pub async fn open_session(
             return;
         }
     };
+    let activity = req.activity.cleaned();
+    if !activity.fits(req.permissions) {
+        refuse(
+            &mut tsend,
+            &error(
+                ErrorCode::BadRequest,
+                format!(
+                    "the request's activity ({}) needs a permission it does not ask for",
+                    activity.describe()
+                ),
+            ),
+        )
+        .await;
+        return;
+    }
     let now = now_ms();
     let session_id = uuid::Uuid::new_v4().to_string();
     let record = SessionRecord {
@@ -93,6 +108,7 @@ pub async fn open_session(
         ticket: text::clean(&req.ticket, 64),
         permissions_asked: req.permissions.describe(),
         requested_at: now,
+        activity: activity.describe(),
         ..Default::default()
     };
     if let Err(e) = state.store.session_requested(&record).await {
@@ -204,6 +220,7 @@ pub async fn open_session(
                     return;
                 }
             },
+        activity,
     };
     let offer = codec::to_bytes(&grant)
         .map_err(|e| e.to_string())
@@ -237,6 +254,7 @@ pub async fn open_session(
     };
     // The technician may give up while the user decides; dropping the offer then stops the
     // agent's stream, which takes the prompt off the user's screen.
+    let mut continued = false;
     let answered = tokio::select! {
         a = tokio::time::timeout(OFFER_TIMEOUT, offered) => a,
         _ = tsend.stopped() => {
@@ -246,7 +264,27 @@ pub async fn open_session(
         }
     };
     let (asend, arecv, unattended) = match answered {
-        Ok(Ok((OfferReply::Accept { unattended: u }, s, r))) => (s, r, u && unattended),
+        Ok(Ok((
+            OfferReply::Accept {
+                unattended: u,
+                engagement,
+            },
+            s,
+            r,
+        ))) => {
+            if let Some(e) = engagement.filter(|_| !u) {
+                let e = text::clean(&e, 64);
+                match state.store.session_engaged(&grant.session_id, &e).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        warn!(session = %grant.session_id, engagement = %e, "agent named an engagement that is not this technician's on this device; not filed under it")
+                    }
+                    Err(err) => warn!("store error filing a session's engagement: {err}"),
+                }
+                continued = e != grant.session_id;
+            }
+            (s, r, u && unattended)
+        }
         Ok(Ok((OfferReply::Refuse { kind, message }, _, _))) => {
             let message = text::clean(&message, 256);
             let (decision, shown) = match kind {
@@ -299,6 +337,13 @@ pub async fn open_session(
         decide(
             "unattended",
             "unattended by policy (admin, group allows it)".into(),
+            Some(now_ms()),
+        )
+        .await;
+    } else if continued {
+        decide(
+            "approved",
+            "approved earlier in this engagement".into(),
             Some(now_ms()),
         )
         .await;

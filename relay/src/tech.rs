@@ -146,6 +146,8 @@ async fn answer(
                         rating: r.rating,
                         rating_comment: r.rating_comment,
                         actions: r.actions,
+                        activity: r.activity,
+                        engagement: r.engagement,
                     })
                     .collect(),
             )

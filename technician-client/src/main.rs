@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use tether_net::NetError;
 use tether_net::client::{self, ClientError, Credentials};
 use tether_protocol::identity::Identity;
-use tether_protocol::session::{InputEvent, MouseButton, Permissions};
+use tether_protocol::session::{Activity, InputEvent, MouseButton, Permissions};
 use tether_protocol::token::EnrollToken;
 use tether_technician::relay::{RequestError, Session};
 use tether_technician::{SOFTWARE, default_config_dir, output};
@@ -492,7 +492,14 @@ async fn open_viewer(
     let session = Session::open(creds).await?;
     eprintln!("asking the user at {device} to approve the session…");
     let remote = session
-        .open_remote(creds, device, permissions, &why.reason, &why.ticket)
+        .open_remote_as(
+            creds,
+            device,
+            permissions,
+            Activity::Screen,
+            &why.reason,
+            &why.ticket,
+        )
         .await?;
     let title = format!(
         "Tether: {} ({})",
@@ -538,10 +545,11 @@ async fn control(dir: &std::path::Path, device: &str, why: &Why, event: InputEve
     let session = Session::open(&creds).await?;
     let result = async {
         let mut remote = session
-            .open_remote(
+            .open_remote_as(
                 &creds,
                 device,
                 Permissions::CONTROL,
+                Activity::Input,
                 &why.reason,
                 &why.ticket,
             )
@@ -699,7 +707,14 @@ async fn run(cli: Cli) -> Result<()> {
             let session = Session::open(&creds).await?;
             let result = async {
                 let mut remote = session
-                    .open_remote(&creds, &device, Permissions::VIEW, &why.reason, &why.ticket)
+                    .open_remote_as(
+                        &creds,
+                        &device,
+                        Permissions::VIEW,
+                        Activity::Screenshot,
+                        &why.reason,
+                        &why.ticket,
+                    )
                     .await?;
                 let shot = remote.screenshot(display).await;
                 remote.close().await;
@@ -937,7 +952,14 @@ async fn run(cli: Cli) -> Result<()> {
             };
             let result = async {
                 let mut remote = session
-                    .open_remote(&creds, &device, perms, &why.reason, &why.ticket)
+                    .open_remote_as(
+                        &creds,
+                        &device,
+                        perms,
+                        Activity::Clipboard,
+                        &why.reason,
+                        &why.ticket,
+                    )
                     .await?;
                 let r = match set {
                     Some(text) => remote.set_clipboard(text).await.map(|()| None),

@@ -255,13 +255,15 @@ pub fn sessions_json(rows: &[SessionRow]) -> Value {
                     "rating": r.rating,
                     "rating_comment": r.rating_comment,
                     "actions": r.actions,
+                    "activity": r.activity,
+                    "engagement": r.engagement,
                 })
             })
             .collect(),
     )
 }
 
-pub const SESSIONS_CSV_HEADER: &str = "id,technician,device_id,hostname,reason,ticket,permissions_asked,permissions_granted,decision,requested_at,started_at,ended_at,ended_by,bytes_up,bytes_down,notes,rating";
+pub const SESSIONS_CSV_HEADER: &str = "id,technician,device_id,hostname,reason,ticket,permissions_asked,permissions_granted,decision,requested_at,started_at,ended_at,ended_by,bytes_up,bytes_down,notes,rating,activity,engagement";
 
 pub fn sessions_csv(rows: &[SessionRow]) -> String {
     use tether_protocol::inventory::csv_cell;
@@ -287,6 +289,8 @@ pub fn sessions_csv(rows: &[SessionRow]) -> String {
             r.bytes_down.to_string(),
             csv_cell(&r.notes),
             r.rating.map(|x| x.to_string()).unwrap_or_default(),
+            csv_cell(&r.activity),
+            csv_cell(r.engagement.as_deref().unwrap_or("")),
         ];
         out.push_str(&cells.join(","));
         out.push('\n');
@@ -295,16 +299,25 @@ pub fn sessions_csv(rows: &[SessionRow]) -> String {
 }
 
 pub fn sessions_table(rows: &[SessionRow]) -> String {
-    let rows: Vec<[String; 10]> = rows
+    let rows: Vec<[String; 12]> = rows
         .iter()
         .map(|r| {
             [
                 clean(&r.id, 36),
+                // Sessions of one visit share the id of the session the user approved.
+                r.engagement
+                    .as_deref()
+                    .map_or_else(|| "-".to_string(), |e| clean(e, 8)),
                 rfc3339(r.requested_unix_ms),
                 clean(&r.technician, 32),
                 clean(&r.hostname, 32),
                 clean(&r.ticket, 16),
                 clean(&r.decision, 12),
+                if r.activity.is_empty() {
+                    "-".to_string()
+                } else {
+                    clean(&r.activity, 40)
+                },
                 r.ended_by
                     .as_deref()
                     .map_or_else(|| "-".to_string(), |e| clean(e, 16)),
@@ -322,11 +335,13 @@ pub fn sessions_table(rows: &[SessionRow]) -> String {
     table(
         &[
             "SESSION",
+            "ENGAGEMENT",
             "REQUESTED",
             "TECHNICIAN",
             "DEVICE",
             "TICKET",
             "DECISION",
+            "ACTIVITY",
             "ENDED BY",
             "RATING",
             "REASON",
@@ -476,6 +491,8 @@ mod tests {
             rating: Some(4),
             rating_comment: None,
             actions: vec![],
+            activity: "command: df -h".into(),
+            engagement: Some("s0000000-1111".into()),
         };
         let t = sessions_table(&[row]);
         for want in [

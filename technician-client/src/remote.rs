@@ -10,8 +10,8 @@ use tether_net::client::Credentials;
 use tether_net::framed::{read_msg, write_msg};
 use tether_protocol::message::{ErrorCode, SessionRequest, TechRequest, TechResponse};
 use tether_protocol::session::{
-    Compression, DisplayInfo, Image, InputEvent, Permissions, SILENT_MS, ToAgent, ToViewer,
-    splice_reset,
+    Activity, Compression, DisplayInfo, Image, InputEvent, Permissions, SILENT_MS, ToAgent,
+    ToViewer, splice_reset,
 };
 use tether_protocol::{codec, frame, limits, text};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -64,11 +64,27 @@ fn session_err(e: impl std::fmt::Display) -> RequestError {
 }
 
 impl Session {
+    /// Opens a session for the usual activity of `permissions` ([`Activity::for_permissions`]).
     pub async fn open_remote(
         &self,
         creds: &Credentials,
         device: &str,
         permissions: Permissions,
+        reason: &str,
+        ticket: &str,
+    ) -> Result<RemoteSession, RequestError> {
+        let activity = Activity::for_permissions(permissions);
+        self.open_remote_as(creds, device, permissions, activity, reason, ticket)
+            .await
+    }
+
+    /// Opens a session for `activity`, which the user sees in the prompt and the banner.
+    pub async fn open_remote_as(
+        &self,
+        creds: &Credentials,
+        device: &str,
+        permissions: Permissions,
+        activity: Activity,
         reason: &str,
         ticket: &str,
     ) -> Result<RemoteSession, RequestError> {
@@ -80,6 +96,7 @@ impl Session {
                 reason: reason.to_string(),
                 ticket: ticket.to_string(),
                 batch: false,
+                activity,
             },
         )
         .await

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tether_net::client::{ClientError, Credentials};
 use tether_protocol::message::SessionRequest;
-use tether_protocol::session::{OutStream, Permissions, ToAgent, ToViewer};
+use tether_protocol::session::{Activity, OutStream, Permissions, ToAgent, ToViewer};
 use tether_technician::ops::{self, Transferred};
 use tether_technician::outln;
 use tether_technician::relay::{RequestError, Session};
@@ -28,13 +28,19 @@ pub struct Why<'a> {
     pub as_root: bool,
 }
 
-fn request(device: &str, permissions: Permissions, reason: &str, ticket: &str) -> SessionRequest {
+fn request(
+    device: &str,
+    permissions: Permissions,
+    activity: Activity,
+    why: (&str, &str),
+) -> SessionRequest {
     SessionRequest {
         device: device.to_string(),
         permissions,
-        reason: reason.to_string(),
-        ticket: ticket.to_string(),
+        reason: why.0.to_string(),
+        ticket: why.1.to_string(),
         batch: false,
+        activity,
     }
 }
 
@@ -83,7 +89,12 @@ pub async fn shell(
     let mut remote = match session
         .open_remote_with(
             creds,
-            request(device, shell_permissions(as_root), reason, ticket),
+            request(
+                device,
+                shell_permissions(as_root),
+                Activity::Shell,
+                (reason, ticket),
+            ),
         )
         .await
     {
@@ -239,7 +250,12 @@ async fn exec_one(
     let opened = session
         .open_remote_with(
             creds,
-            request(device, shell_permissions(a.as_root), &a.reason, &a.ticket),
+            request(
+                device,
+                shell_permissions(a.as_root),
+                Activity::command(&a.command),
+                (&a.reason, &a.ticket),
+            ),
         )
         .await;
     let mut remote = match opened {
@@ -355,7 +371,12 @@ async fn exec_group(
     for d in devices {
         let (session, creds, slots) = (session.clone(), creds.clone(), slots.clone());
         let (command, timeout) = (a.command.clone(), a.timeout);
-        let mut req = request(&d.id, shell_permissions(a.as_root), &a.reason, &a.ticket);
+        let mut req = request(
+            &d.id,
+            shell_permissions(a.as_root),
+            Activity::command(&a.command),
+            (&a.reason, &a.ticket),
+        );
         req.batch = true;
         tasks.spawn(async move {
             let _slot = slots.acquire_owned().await;
@@ -460,6 +481,19 @@ pub enum Transfer {
     Pull { remote: String, local: PathBuf },
 }
 
+impl Transfer {
+    fn activity(&self) -> Activity {
+        match self {
+            Transfer::Push { remote, .. } => Activity::Push {
+                path: remote.clone(),
+            },
+            Transfer::Pull { remote, .. } => Activity::Pull {
+                path: remote.clone(),
+            },
+        }
+    }
+}
+
 /// Errors worth another attempt: the connection or the session channel broke.
 fn retryable(e: &RequestError) -> bool {
     match e {
@@ -498,7 +532,10 @@ pub async fn transfer(
             bar.suspend(|| waiting(device));
             let r = async {
                 let mut remote = session
-                    .open_remote_with(creds, request(device, permissions, why.reason, why.ticket))
+                    .open_remote_with(
+                        creds,
+                        request(device, permissions, op.activity(), (why.reason, why.ticket)),
+                    )
                     .await?;
                 let r = match &op {
                     Transfer::Push { local, remote: to } => {

@@ -128,7 +128,10 @@ async fn play(
     }
     if write_msg(
         &mut send,
-        &OfferReply::Accept { unattended: false },
+        &OfferReply::Accept {
+            unattended: false,
+            engagement: None,
+        },
         limits::CONTROL,
     )
     .await

@@ -57,6 +57,7 @@ async fn open(tech: &Raw, agent: &Raw, device: &str, permissions: Permissions) -
         reason: "test".into(),
         ticket: String::new(),
         batch: false,
+        activity: tether_protocol::session::Activity::for_permissions(permissions),
     });
     write_msg(&mut ts, &req, limits::CONTROL).await.unwrap();
     let (mut asend, mut arecv) = agent.conn.accept_bi().await.unwrap();
@@ -68,7 +69,10 @@ async fn open(tech: &Raw, agent: &Raw, device: &str, permissions: Permissions) -
     let grant: SessionGrant = codec::from_payload(&grant).unwrap();
     write_msg(
         &mut asend,
-        &OfferReply::Accept { unattended: false },
+        &OfferReply::Accept {
+            unattended: false,
+            engagement: None,
+        },
         limits::CONTROL,
     )
     .await

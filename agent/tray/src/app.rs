@@ -12,7 +12,9 @@ use gtk::glib;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
-use tether_protocol::consent::{ActiveSession, ChatMessage, LocalEvent, LocalRequest, Prompt};
+use tether_protocol::consent::{
+    ActiveSession, ChatMessage, EngagementInfo, LocalEvent, LocalRequest, Prompt,
+};
 use tracing::{info, warn};
 
 pub enum Msg {
@@ -61,6 +63,7 @@ pub fn run(socket: PathBuf, want_icon: bool) -> anyhow::Result<()> {
         connected: false,
         refused: None,
         active: Vec::new(),
+        engagements: Vec::new(),
         consents: HashMap::new(),
         messages: HashMap::new(),
     };
@@ -84,6 +87,8 @@ struct App {
     /// Why the agent turned us away, while it does.
     refused: Option<String>,
     active: Vec<ActiveSession>,
+    /// Open engagements: their technicians may come back without a prompt.
+    engagements: Vec<EngagementInfo>,
     consents: HashMap<String, ConsentDialog>,
     /// Technicians' messages on screen, by message id.
     messages: HashMap<String, MessageWindow>,
@@ -113,9 +118,17 @@ impl App {
                 self.messages.remove(&id);
             }
             Msg::EndAll => {
-                for s in &self.active {
-                    info!(id = %s.id, "user ended the session from the tray");
-                    self.ipc.send(LocalRequest::End { id: s.id.clone() });
+                // Ending a session ends its engagement too; engagements with nothing running
+                // are ended by their own id.
+                let mut ids: Vec<String> = self.active.iter().map(|s| s.id.clone()).collect();
+                for e in &self.engagements {
+                    if !self.active.iter().any(|s| s.engagement == e.id) {
+                        ids.push(e.id.clone());
+                    }
+                }
+                for id in ids {
+                    info!(id = %id, "user ended the session from the tray");
+                    self.ipc.send(LocalRequest::End { id });
                 }
             }
             Msg::Quit => self.quit(),
@@ -128,7 +141,9 @@ impl App {
                 prompts,
                 active,
                 messages,
+                engagements,
             } => {
+                self.engagements = engagements;
                 // Prompts the agent no longer has were decided while we were away.
                 let stale: Vec<String> = self
                     .consents
@@ -180,8 +195,23 @@ impl App {
                 technician,
                 by_user,
             } => {
-                info!(id = %id, by_user, "session ended");
+                info!(id = %id, technician = %technician, by_user, "session ended");
                 self.active.retain(|a| a.id != id);
+                self.refresh();
+            }
+            LocalEvent::Engagement(e) => {
+                self.engagements.retain(|x| x.id != e.id);
+                self.engagements.push(e);
+                self.refresh();
+            }
+            LocalEvent::EngagementEnded {
+                id,
+                technician,
+                by_user,
+            } => {
+                // One rating for the whole visit, however many sessions it took.
+                info!(id = %id, by_user, "engagement ended");
+                self.engagements.retain(|x| x.id != id);
                 self.refresh();
                 rating::show(self.ipc.clone(), &id, &technician);
             }
@@ -226,21 +256,27 @@ impl App {
             w.dismiss();
         }
         self.active.clear();
+        self.engagements.clear();
         self.refresh();
     }
 
     fn refresh(&mut self) {
-        let status = match &self.refused {
-            Some(message) => text::refused(message),
-            None => text::status(self.connected, &self.active),
+        let status = match (
+            &self.refused,
+            self.active.is_empty(),
+            self.engagements.last(),
+        ) {
+            (Some(message), _, _) => text::refused(message),
+            (None, true, Some(e)) if self.connected => text::engaged(e),
+            (None, _, _) => text::status(self.connected, &self.active),
         };
         let look = match (self.connected, self.active.is_empty()) {
             (false, _) => Look::Offline,
             (true, true) => Look::Idle,
             (true, false) => Look::Active,
         };
-        self.indicator
-            .update(&status, look, !self.active.is_empty());
+        let can_end = !self.active.is_empty() || !self.engagements.is_empty();
+        self.indicator.update(&status, look, can_end);
         self.banner.update(&self.active);
     }
 

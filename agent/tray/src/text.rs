@@ -3,8 +3,9 @@
 //! reasons and tickets typed by a technician can never turn into formatting.
 
 use std::time::Duration;
-use tether_protocol::consent::ActiveSession;
+use tether_protocol::consent::{ActiveSession, EngagementInfo, Prompt};
 use tether_protocol::identity::Role;
+use tether_protocol::session::Activity;
 use tether_protocol::session::{MAX_MESSAGE, Permissions};
 
 /// Status while the agent's socket cannot be reached.
@@ -129,9 +130,51 @@ pub fn seconds_remaining(total: u32, elapsed: Duration) -> u32 {
     u32::try_from(secs).unwrap_or(u32::MAX)
 }
 
+/// What the prompt adds below the permissions: the command or path, whose account it runs as,
+/// whether the shell is recorded, and what this visit already allowed.
+pub fn details(p: &Prompt) -> Vec<String> {
+    let mut lines = Vec::new();
+    match &p.activity {
+        Activity::Command { line } => lines.push(format!("Command: {line}")),
+        Activity::Push { path } => lines.push(format!("Copy files to: {path}")),
+        Activity::Pull { path } => lines.push(format!("Copy from this computer: {path}")),
+        Activity::Shell => lines.push("Opens a terminal (command line)".to_string()),
+        _ => {}
+    }
+    match p.runs_as.as_deref() {
+        Some("root") => lines.push("Runs as: root (administrator)".to_string()),
+        Some(name) => lines.push(format!(
+            "Runs as: {name}, a normal account (not administrator)"
+        )),
+        None => {}
+    }
+    if p.recorded {
+        lines.push(
+            "This shell is recorded: your organisation keeps everything typed and shown in it"
+                .to_string(),
+        );
+    }
+    if let Some(already) = p.already {
+        lines.push(format!(
+            "You already allowed {} for this ticket; this asks for more",
+            already.describe()
+        ));
+    }
+    lines
+}
+
+/// What the session is doing now: for the screen, watching or controlling; otherwise the
+/// command, the copy or the terminal.
+fn doing_now(s: &ActiveSession) -> String {
+    match s.activity {
+        Activity::Screen => doing(s.permissions).to_string(),
+        ref a => a.doing(),
+    }
+}
+
 /// "alice (support) is controlling this computer · ticket HD-1042 (unattended access)".
 pub fn session_line(s: &ActiveSession) -> String {
-    let mut line = format!("{} {}", who(&s.technician, s.role), doing(s.permissions));
+    let mut line = format!("{} {}", who(&s.technician, s.role), doing_now(s));
     if !s.ticket.trim().is_empty() {
         line.push_str(" · ticket ");
         line.push_str(&s.ticket);
@@ -160,10 +203,25 @@ pub fn status(connected: bool, active: &[ActiveSession]) -> String {
         Some(s) => format!(
             "Tether: {} {}{}",
             who(&s.technician, s.role),
-            doing(s.permissions),
+            doing_now(s),
             more(active.len())
         ),
     }
+}
+
+/// Status between the sessions of an engagement: the technician may come back without asking
+/// until the user ends it (or it idles out).
+pub fn engaged(e: &EngagementInfo) -> String {
+    let mut line = format!(
+        "Tether: {} may reconnect without asking",
+        who(&e.technician, e.role)
+    );
+    if !e.ticket.trim().is_empty() {
+        line.push_str(" · ticket ");
+        line.push_str(&e.ticket);
+    }
+    line.push_str(" — End session to stop it");
+    line
 }
 
 /// Status while the agent answers but will not serve this app (e.g. another user's desktop).
@@ -220,6 +278,8 @@ mod tests {
             permissions,
             started_unix_ms: 0,
             unattended,
+            activity: Activity::Screen,
+            engagement: id.into(),
         }
     }
 

@@ -228,6 +228,14 @@ impl Store {
         }
     }
 
+    /// Files a session under the engagement the agent says it joined, only if that engagement
+    /// began with a session of the same technician on the same device. False otherwise.
+    pub async fn session_engaged(&self, id: &str, engagement: &str) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.session_engaged(id, engagement).await,
+        }
+    }
+
     pub async fn session_ended_by_user(
         &self,
         id: &str,
@@ -408,6 +416,10 @@ pub struct SessionRecord {
     pub rating: Option<u8>,
     pub rating_comment: Option<String>,
     pub actions: Vec<String>,
+    /// What it was for ([`tether_protocol::session::Activity::describe`]).
+    pub activity: String,
+    /// The session whose approval it ran under.
+    pub engagement: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]

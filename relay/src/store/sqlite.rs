@@ -583,8 +583,8 @@ impl Sqlite {
 impl Sqlite {
     pub async fn session_requested(&self, r: &SessionRecord) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO sessions (id, technician, device_id, reason, ticket, permissions_asked, requested_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO sessions (id, technician, device_id, reason, ticket, permissions_asked, requested_at, activity)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&r.id)
         .bind(&r.technician)
@@ -593,6 +593,7 @@ impl Sqlite {
         .bind(&r.ticket)
         .bind(&r.permissions_asked)
         .bind(r.requested_at)
+        .bind(&r.activity)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -618,6 +619,21 @@ impl Sqlite {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    pub async fn session_engaged(&self, id: &str, engagement: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE sessions SET engagement_id = ?1
+             WHERE id = ?2 AND EXISTS (
+                 SELECT 1 FROM sessions e
+                 WHERE e.id = ?1 AND e.device_id = sessions.device_id
+                   AND e.technician = sessions.technician)",
+        )
+        .bind(engagement)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     pub async fn session_ended(
@@ -911,6 +927,8 @@ impl Sqlite {
                         .map(|v| v.clamp(0, 5) as u8),
                     rating_comment: r.try_get("rating_comment")?,
                     actions: Vec::new(),
+                    activity: r.try_get("activity")?,
+                    engagement: r.try_get("engagement_id")?,
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;

@@ -82,6 +82,9 @@ impl ConsentDialog {
             }
             column.add(&l);
         }
+        for line in text::details(prompt) {
+            column.add(&label(&line));
+        }
         let countdown = label(&text::countdown(prompt.seconds_left));
         countdown.set_margin_top(6);
         column.add(&countdown);

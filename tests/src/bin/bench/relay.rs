@@ -105,6 +105,7 @@ async fn open(
                 reason: "benchmark".into(),
                 ticket: String::new(),
                 batch: false,
+                activity: tether_protocol::session::Activity::for_permissions(permissions),
             },
         )
         .await?)
