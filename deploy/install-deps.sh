@@ -15,8 +15,9 @@ test_pkgs=(procps xvfb xdotool xterm imagemagick xclip iproute2 util-linux)
 test_pkgs+=(x11-utils xinput x11-xkb-utils)
 # The viewer window at run time: Mesa (software GL under Xvfb) and the X11 libraries winit loads.
 test_pkgs+=(libgl1-mesa-dri libegl1 libgl1 libxkbcommon-x11-0 libxcursor1 libxrandr2 libxi6)
-# The tray icon at run time (without it tether-tray falls back to a plain window).
-test_pkgs+=(libayatana-appindicator3-1)
+# The tray icon at run time (without it tether-tray falls back to a plain window), and a private
+# session bus for the tray tests (dbus-daemon).
+test_pkgs+=(libayatana-appindicator3-1 dbus-daemon)
 
 # Benchmark peers (optional; the bench installs them itself when run as root).
 bench_pkgs=(socat fusioninventory-agent x11vnc tigervnc-viewer)

@@ -77,6 +77,8 @@ pub struct RelayConn {
     last_rx: Instant,
     /// The agent announced [`crate::liveness`]: QUIC's idle timeout, not heartbeats, ends it.
     transport_liveness: bool,
+    /// The technician announced [`crate::message::capability::ASKING`].
+    asking: bool,
 }
 
 impl RelayConn {
@@ -89,6 +91,7 @@ impl RelayConn {
             hello_deadline: now + timeouts.hello,
             last_rx: now,
             transport_liveness: false,
+            asking: false,
         }
     }
 
@@ -148,12 +151,17 @@ impl RelayConn {
             intent: hello.intent,
         };
         self.transport_liveness = crate::liveness::announced(&hello.capabilities);
+        self.asking = hello
+            .capabilities
+            .iter()
+            .any(|c| c == crate::message::capability::ASKING);
         HelloReply::Welcome(Welcome {
             version,
             capabilities: vec![
                 crate::message::capability::PRESENCE.to_string(),
                 crate::message::capability::HEALTH.to_string(),
                 crate::liveness::CAPABILITY.to_string(),
+                crate::message::capability::ASKING.to_string(),
             ],
             identity: self.identity.clone(),
             software: String::new(),
@@ -193,6 +201,11 @@ impl RelayConn {
     /// Whether this connection's liveness is left to QUIC (see [`crate::liveness`]).
     pub fn transport_liveness(&self) -> bool {
         self.transport_liveness
+    }
+
+    /// Whether the technician takes [`crate::message::TechResponse::Asking`] before an answer.
+    pub fn peer_takes_asking(&self) -> bool {
+        self.asking
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
@@ -555,6 +568,27 @@ mod tests {
             };
             assert_eq!(got, expect, "{id:?} {intent:?}");
         }
+    }
+
+    #[test]
+    fn only_technicians_that_announce_it_are_told_the_user_is_being_asked() {
+        use crate::message::capability;
+        let now = Instant::now();
+        let tech = Identity::Technician {
+            name: "ana".into(),
+            role: Role::Support,
+        };
+        let mut c = RelayConn::new(now, Timeouts::default(), Some(tech.clone()));
+        let reply = c.handle_hello(now, &hello_bytes(&Hello::new(Intent::Technician, "x")));
+        let w = check_hello_reply(reply).unwrap();
+        assert!(w.capabilities.iter().any(|c| c == capability::ASKING));
+        assert!(c.peer_takes_asking());
+        // A technician from before `Asking` would not decode it.
+        let mut old = Hello::new(Intent::Technician, "old tether");
+        old.capabilities.retain(|c| c != capability::ASKING);
+        let mut c = RelayConn::new(now, Timeouts::default(), Some(tech));
+        check_hello_reply(c.handle_hello(now, &hello_bytes(&old))).unwrap();
+        assert!(!c.peer_takes_asking());
     }
 
     #[test]

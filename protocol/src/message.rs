@@ -22,6 +22,10 @@ pub mod capability {
     pub const PRESENCE: &str = "presence";
     /// The relay accepts [`super::AgentToRelay::Health`] reports.
     pub const HEALTH: &str = "health";
+    /// Technician and relay: [`super::TechResponse::Asking`] may come before the answer to
+    /// `OpenSession` and `Say`. The relay sends it only to technicians that announced this, and a
+    /// technician whose relay does not announce it cannot know when the user is being asked.
+    pub const ASKING: &str = "asking";
 }
 
 /// At most this many capabilities are read from a peer.
@@ -52,7 +56,11 @@ impl Hello {
                     capability::PRESENCE.to_string(),
                     crate::liveness::CAPABILITY.to_string(),
                 ],
-                _ => vec![capability::PRESENCE.to_string()],
+                Intent::Technician => vec![
+                    capability::PRESENCE.to_string(),
+                    capability::ASKING.to_string(),
+                ],
+                Intent::Enroll => vec![capability::PRESENCE.to_string()],
             },
             software: software.to_string(),
         }
@@ -415,6 +423,11 @@ pub enum TechResponse {
     },
     Health(Box<crate::health::DeviceHealth>),
     Alerts(Vec<crate::health::AlertRow>),
+    /// Not yet the answer (which follows on the same stream): the relay's checks passed and an
+    /// `OpenSession` is now before the user for consent, or a `Say` message on its way to their
+    /// screen. Not sent for sessions that start unattended, nor to technicians that did not
+    /// announce [`capability::ASKING`] (older ones would not decode it).
+    Asking,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -47,10 +47,12 @@ fn error(code: ErrorCode, message: impl Into<String>) -> TechResponse {
     }
 }
 
+/// `asking`: the technician takes [`TechResponse::Asking`] once the user is being asked.
 pub async fn open_session(
     state: &State,
     technician: &str,
     role: Role,
+    asking: bool,
     req: SessionRequest,
     mut tsend: SendStream,
     trecv: RecvStream,
@@ -237,6 +239,10 @@ pub async fn open_session(
             return;
         }
     };
+    // Every check passed: the offer goes to the agent, which puts it before the user.
+    if asking && !grant.unattended {
+        reply(&mut tsend, &TechResponse::Asking).await;
+    }
     let offered = async {
         let (mut asend, mut arecv) = agent.open_bi().await?;
         write_msg(
@@ -438,7 +444,8 @@ pub async fn open_session(
 const MESSAGE_WAIT: (u64, u64) = (5_000, 600_000);
 
 /// `tether say`: shows a message to the user at a device (through its tray app) and returns
-/// their reply. Audited like a session request, with the reply as its detail.
+/// their reply. Audited like a session request, with the reply as its detail. `asking`: where
+/// to send [`TechResponse::Asking`] once the message is with the agent.
 pub async fn say(
     state: &State,
     technician: &str,
@@ -446,6 +453,7 @@ pub async fn say(
     device: &str,
     text: &str,
     wait_ms: u64,
+    asking: Option<&mut SendStream>,
 ) -> TechResponse {
     let scope = match Scope::of(state, technician, role).await {
         Ok(s) => s,
@@ -516,6 +524,9 @@ pub async fn say(
     let asked = async {
         let (mut send, mut recv) = agent.open_bi().await?;
         write_msg(&mut send, &msg, limits::CONTROL).await?;
+        if let Some(tsend) = asking {
+            reply(tsend, &TechResponse::Asking).await;
+        }
         let reply: MessageReply = read_msg(&mut recv, limits::CONTROL).await?;
         Ok::<_, tether_net::NetError>(reply)
     };

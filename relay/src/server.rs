@@ -522,7 +522,8 @@ async fn handle_incoming(
                 .await;
         }
         (Intent::Technician, Some(Identity::Technician { name, role })) => {
-            run_technician(&state, &conn, &name, role)
+            let asking = machine.peer_takes_asking();
+            run_technician(&state, &conn, &name, role, asking)
                 .instrument(info_span!("technician", %name))
                 .await;
         }
@@ -1082,6 +1083,7 @@ async fn run_technician(
     conn: &Connection,
     name: &str,
     role: tether_protocol::identity::Role,
+    asking: bool,
 ) {
     debug!(%role, "connected");
     loop {
@@ -1091,7 +1093,7 @@ async fn run_technician(
                 let state = state.clone();
                 let name = name.to_string();
                 tokio::spawn(
-                    async move { tech::handle_stream(&state, &name, role, send, recv).await }
+                    async move { tech::handle_stream(&state, &name, role, asking, send, recv).await }
                         .in_current_span(),
                 );
             }

@@ -19,10 +19,12 @@ use tracing::{debug, info, warn};
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// `asking`: the technician announced `capability::ASKING` (see `TechResponse::Asking`).
 pub async fn handle_stream(
     state: &State,
     name: &str,
     role: Role,
+    asking: bool,
     mut send: SendStream,
     mut recv: RecvStream,
 ) {
@@ -42,7 +44,7 @@ pub async fn handle_stream(
     debug!(technician = name, ?req, "request");
     if let TechRequest::OpenSession(req) = req {
         // This stream becomes the session channel.
-        crate::broker::open_session(state, name, role, req, send, recv).await;
+        crate::broker::open_session(state, name, role, asking, req, send, recv).await;
         return;
     }
     if let TechRequest::Say {
@@ -51,7 +53,8 @@ pub async fn handle_stream(
         wait_ms,
     } = req
     {
-        let resp = crate::broker::say(state, name, role, &device, &text, wait_ms).await;
+        let asking = asking.then_some(&mut send);
+        let resp = crate::broker::say(state, name, role, &device, &text, wait_ms, asking).await;
         if write_msg(&mut send, &resp, limits::CONTROL).await.is_ok() {
             let _ = send.finish();
         }

@@ -489,8 +489,10 @@ async fn open_viewer(
     why: &Why,
     notes: &std::sync::Arc<std::sync::Mutex<Option<String>>>,
 ) -> Result<Opened, RequestError> {
-    let session = Session::open(creds).await?;
-    eprintln!("asking the user at {device} to approve the session…");
+    let line = format!("asking the user at {device} to approve the session…");
+    let session = Session::open(creds)
+        .await?
+        .on_asking(move || eprintln!("{line}"));
     let remote = session
         .open_remote_as(
             creds,
@@ -837,11 +839,13 @@ async fn run(cli: Cli) -> Result<()> {
             json,
         } => {
             let creds = Credentials::load(&dir)?;
-            let session = Session::open(&creds).await?;
-            eprintln!(
+            let line = format!(
                 "message shown on {device}; waiting up to {} for a reply…",
                 humantime::format_duration(wait)
             );
+            let session = Session::open(&creds)
+                .await?
+                .on_asking(move || eprintln!("{line}"));
             let reply = session.say(&device, &text, wait).await;
             session.close().await;
             let reply = reply?;

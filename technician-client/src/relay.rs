@@ -9,7 +9,7 @@ use tether_net::tls::TransportOptions;
 use tether_protocol::limits;
 use tether_protocol::message::{
     DeviceHistory, DeviceInventory, DeviceSummary, Intent, InventoryRow, ReportRow, SessionRow,
-    SoftwareRow, TechRequest, TechResponse, TokenFor, close_code,
+    SoftwareRow, TechRequest, TechResponse, TokenFor, capability, close_code,
 };
 use thiserror::Error;
 
@@ -43,14 +43,20 @@ fn unexpected(r: TechResponse) -> RequestError {
     }
 }
 
+/// Called when the relay says the user is being asked ([`TechResponse::Asking`]).
+type AskingHook = std::sync::Arc<dyn Fn() + Send + Sync>;
+
 pub struct Session {
     endpoint: Endpoint,
     conn: Connection,
+    /// The relay sends [`TechResponse::Asking`] (it announced [`capability::ASKING`]).
+    relay_asks: bool,
+    asking: Option<AskingHook>,
 }
 
 impl Session {
     pub async fn open(creds: &Credentials) -> Result<Self, RequestError> {
-        let (endpoint, conn, _welcome, mut send, _recv) = connect_with_credentials(
+        let (endpoint, conn, welcome, mut send, _recv) = connect_with_credentials(
             creds,
             Intent::Technician,
             SOFTWARE,
@@ -59,7 +65,47 @@ impl Session {
         .await?;
         // The control stream stays open for the life of the connection; nothing more is sent on it.
         let _ = send.finish();
-        Ok(Self { endpoint, conn })
+        let relay_asks = welcome.capabilities.iter().any(|c| c == capability::ASKING);
+        Ok(Self {
+            endpoint,
+            conn,
+            relay_asks,
+            asking: None,
+        })
+    }
+
+    /// Runs `hook` when the relay has accepted a session request or message and the user is
+    /// being asked (with an older relay, which does not say, just before the request).
+    pub fn on_asking(mut self, hook: impl Fn() + Send + Sync + 'static) -> Self {
+        self.asking = Some(std::sync::Arc::new(hook));
+        self
+    }
+
+    /// Before a request the user will see: runs the hook now if the relay will not say when.
+    pub(crate) fn asking_if_relay_cannot_tell(&self) {
+        if !self.relay_asks {
+            self.asked();
+        }
+    }
+
+    fn asked(&self) {
+        if let Some(hook) = &self.asking {
+            hook();
+        }
+    }
+
+    /// The answer on a request stream, after any [`TechResponse::Asking`] (each runs the hook).
+    pub(crate) async fn answer(
+        &self,
+        recv: &mut quinn::RecvStream,
+        limit: usize,
+    ) -> Result<TechResponse, RequestError> {
+        loop {
+            match read_msg(recv, limit).await? {
+                TechResponse::Asking => self.asked(),
+                other => return Ok(other),
+            }
+        }
     }
 
     pub(crate) fn conn(&self) -> &Connection {
@@ -70,7 +116,7 @@ impl Session {
         let (mut send, mut recv) = self.conn.open_bi().await.map_err(NetError::from)?;
         write_msg(&mut send, req, limits::CONTROL).await?;
         let _ = send.finish();
-        Ok(read_msg(&mut recv, limits::BULK).await?)
+        self.answer(&mut recv, limits::BULK).await
     }
 
     pub async fn devices(&self) -> Result<Vec<DeviceSummary>, RequestError> {
@@ -166,6 +212,7 @@ impl Session {
         text: &str,
         wait: std::time::Duration,
     ) -> Result<Option<String>, RequestError> {
+        self.asking_if_relay_cannot_tell();
         match self
             .request(&TechRequest::Say {
                 device: device.to_string(),

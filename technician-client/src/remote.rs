@@ -7,7 +7,7 @@ use quinn::{RecvStream, SendStream};
 use rustls_pki_types::ServerName;
 use tether_net::NetError;
 use tether_net::client::Credentials;
-use tether_net::framed::{read_msg, write_msg};
+use tether_net::framed::write_msg;
 use tether_protocol::message::{ErrorCode, SessionRequest, TechRequest, TechResponse};
 use tether_protocol::session::{
     Activity, Compression, DisplayInfo, Image, InputEvent, Permissions, SILENT_MS, ToAgent,
@@ -109,7 +109,9 @@ impl Session {
     ) -> Result<RemoteSession, RequestError> {
         let (mut send, mut recv) = self.conn().open_bi().await.map_err(NetError::from)?;
         write_msg(&mut send, &TechRequest::OpenSession(req), limits::CONTROL).await?;
-        let (session_id, device_id, hostname) = match read_msg(&mut recv, limits::CONTROL).await? {
+        self.asking_if_relay_cannot_tell();
+        let answer = self.answer(&mut recv, limits::CONTROL).await?;
+        let (session_id, device_id, hostname) = match answer {
             TechResponse::SessionReady {
                 session_id,
                 device_id,

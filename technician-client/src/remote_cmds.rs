@@ -44,7 +44,8 @@ fn request(
     }
 }
 
-/// Tells a person at a terminal why nothing happens yet (the user's consent prompt is up).
+/// Tells a person at a terminal why nothing happens yet (the user's consent prompt is up; the
+/// relay says when, see `Session::on_asking`).
 fn waiting(device: &str) {
     if std::io::stderr().is_terminal() {
         eprintln!("asking the user at {device} to approve…");
@@ -84,8 +85,8 @@ pub async fn shell(
     reason: &str,
     ticket: &str,
 ) -> Result<()> {
-    let session = Session::open(creds).await?;
-    waiting(device);
+    let who = device.to_string();
+    let session = Session::open(creds).await?.on_asking(move || waiting(&who));
     let mut remote = match session
         .open_remote_with(
             creds,
@@ -528,8 +529,10 @@ pub async fn transfer(
         attempt += 1;
         bar.reset();
         let result = async {
-            let session = Session::open(creds).await?;
-            bar.suspend(|| waiting(device));
+            let (hook_bar, who) = (bar.clone(), device.to_string());
+            let session = Session::open(creds)
+                .await?
+                .on_asking(move || hook_bar.suspend(|| waiting(&who)));
             let r = async {
                 let mut remote = session
                     .open_remote_with(

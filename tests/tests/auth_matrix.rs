@@ -35,14 +35,29 @@ fn roles_against_actions() {
         vec!["exec", id, "--", "true"],
         vec!["screenshot", id, "-o", "/dev/null"],
         vec!["say", id, "hi", "--wait", "5s"],
+        vec!["connect", id],
     ] {
         let out = val.tether(&args);
         assert!(!out.status.success(), "viewer ran {args:?}");
         assert!(stderr(&out).contains("viewer may not"), "{}", stderr(&out));
+        // Refused by the relay: nobody was asked, nothing was shown.
+        assert!(
+            !stderr(&out).contains("asking the user") && !stderr(&out).contains("message shown"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
     }
     for t in [&ana, &boss] {
         ok(t.tether(&["exec", id, "--", "true"]));
     }
+    // Allowed, the message is shown (and goes unanswered here: the approver only approves).
+    let out = ana.tether(&["say", id, "hi", "--wait", "5s"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("message shown on"),
+        "{}",
+        stderr(&out)
+    );
     // The audit trail: your own sessions, admins everyone's.
     let mine = ana.json(&["sessions", "--technician", "boss"]);
     assert!(
@@ -75,6 +90,18 @@ fn roles_against_actions() {
             .status
             .success()
     );
+    // A session request that passes the relay's checks says the user is being asked before the
+    // agent's answer (no tray app now, so a refusal).
+    let out = ana.tether(&["connect", id]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    let asked = err
+        .find("asking the user at")
+        .unwrap_or_else(|| panic!("{err}"));
+    let refused = err
+        .find("no tray app running")
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(asked < refused, "{err}");
 }
 
 #[test]

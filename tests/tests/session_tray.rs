@@ -17,7 +17,23 @@ struct Tray {
 
 impl Tray {
     fn start(display: &str, socket: &std::path::Path, extra: &[&str]) -> Tray {
-        let mut child = Command::new(bin("tether-tray"))
+        Tray::start_on(display, socket, extra, None)
+    }
+
+    /// With `bus` (an address) as its D-Bus session bus.
+    fn start_on(
+        display: &str,
+        socket: &std::path::Path,
+        extra: &[&str],
+        bus: Option<&str>,
+    ) -> Tray {
+        let mut cmd = Command::new(bin("tether-tray"));
+        if let Some(bus) = bus {
+            // Without the accessibility bridge, which would look for an a11y bus there.
+            cmd.env("DBUS_SESSION_BUS_ADDRESS", bus)
+                .env("NO_AT_BRIDGE", "1");
+        }
+        let mut child = cmd
             .arg("--socket")
             .arg(socket)
             .args(extra)
@@ -51,6 +67,130 @@ impl Tray {
                 Err(e) => panic!("tray never logged {what:?}: {e}"),
             }
         }
+    }
+
+    /// Log lines containing each of `what`, in whatever order they come.
+    fn wait_for_all(&self, what: &[&str]) {
+        let mut left = what.to_vec();
+        while !left.is_empty() {
+            match self.lines.recv_timeout(Duration::from_secs(30)) {
+                Ok(l) => left.retain(|w| !l.contains(w)),
+                Err(e) => panic!("tray never logged {left:?}: {e}"),
+            }
+        }
+    }
+}
+
+/// A private D-Bus session bus (`dbus-daemon`), stopped with the test. It starts no services
+/// (no accessibility bus, nothing of the machine's), so only what a test serves is on it.
+struct SessionBus {
+    _proc: Proc,
+    _dir: tempfile::TempDir,
+    address: String,
+}
+
+impl SessionBus {
+    fn start() -> SessionBus {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("session.conf");
+        std::fs::write(
+            &config,
+            format!(
+                r#"<busconfig>
+  <type>session</type>
+  <listen>unix:path={}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+  </policy>
+</busconfig>
+"#,
+                dir.path().join("bus").display()
+            ),
+        )
+        .expect("bus config");
+        let mut child = Command::new("dbus-daemon")
+            .arg(format!("--config-file={}", config.display()))
+            .args(["--nofork", "--nopidfile", "--print-address=1"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn dbus-daemon (Debian package dbus-daemon)");
+        let mut address = String::new();
+        BufReader::new(child.stdout.take().expect("dbus-daemon stdout"))
+            .read_line(&mut address)
+            .expect("dbus-daemon address");
+        assert!(address.starts_with("unix:"), "dbus-daemon said {address:?}");
+        SessionBus {
+            _proc: Proc { child },
+            _dir: dir,
+            address: address.trim().to_string(),
+        }
+    }
+
+    /// Serves `org.kde.StatusNotifierWatcher` with a host registered, as a desktop's panel
+    /// does (enough for libayatana-appindicator3 to publish its icon), until the test ends.
+    fn serve_watcher_with_host(&self) {
+        use gio::glib::{self, ToVariant};
+        const XML: &str = r#"<node><interface name="org.kde.StatusNotifierWatcher">
+            <method name="RegisterStatusNotifierItem"><arg name="service" type="s" direction="in"/></method>
+            <method name="RegisterStatusNotifierHost"><arg name="service" type="s" direction="in"/></method>
+            <property name="RegisteredStatusNotifierItems" type="as" access="read"/>
+            <property name="IsStatusNotifierHostRegistered" type="b" access="read"/>
+            <property name="ProtocolVersion" type="i" access="read"/>
+        </interface></node>"#;
+        let address = self.address.clone();
+        let (ready, started) = mpsc::channel();
+        std::thread::spawn(move || {
+            let context = glib::MainContext::new();
+            let serve = context.with_thread_default(|| {
+                let bus = gio::DBusConnection::for_address_sync(
+                    &address,
+                    gio::DBusConnectionFlags::AUTHENTICATION_CLIENT
+                        | gio::DBusConnectionFlags::MESSAGE_BUS_CONNECTION,
+                    None,
+                    gio::Cancellable::NONE,
+                )
+                .expect("connect to the private bus");
+                let node = gio::DBusNodeInfo::for_xml(XML).expect("watcher interface");
+                let watcher = node
+                    .lookup_interface("org.kde.StatusNotifierWatcher")
+                    .expect("watcher interface");
+                bus.register_object(
+                    "/StatusNotifierWatcher",
+                    &watcher,
+                    |_, _, _, _, _, _, call| call.return_value(None),
+                    |_, _, _, _, property| match property {
+                        "IsStatusNotifierHostRegistered" => true.to_variant(),
+                        "ProtocolVersion" => 0i32.to_variant(),
+                        _ => Vec::<String>::new().to_variant(),
+                    },
+                    |_, _, _, _, _, _| false,
+                )
+                .expect("register the watcher");
+                bus.call_sync(
+                    Some("org.freedesktop.DBus"),
+                    "/org/freedesktop/DBus",
+                    "org.freedesktop.DBus",
+                    "RequestName",
+                    // DBUS_NAME_FLAG_DO_NOT_QUEUE
+                    Some(&("org.kde.StatusNotifierWatcher", 4u32).to_variant()),
+                    None,
+                    gio::DBusCallFlags::NONE,
+                    5_000,
+                    gio::Cancellable::NONE,
+                )
+                .expect("own org.kde.StatusNotifierWatcher");
+                let _ = ready.send(());
+                glib::MainLoop::new(Some(&context), false).run();
+            });
+            serve.expect("watcher main context");
+        });
+        started
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the stand-in watcher never started");
     }
 }
 
@@ -191,9 +331,11 @@ fn deny_in_the_dialog_refuses_the_session() {
     let mut agent = Agent::enroll(&relay.agent_token());
     agent.start_on_display(&desktop.display);
     ana.wait_online(&agent.id);
-    // The real tray icon this time (invisible without a tray host, but built).
-    let tray = Tray::start(&desktop.display, &agent.socket(), &[]);
-    tray.wait_for("connected to the Tether agent");
+    // The real tray icon this time, for a (stand-in) panel's tray host.
+    let bus = SessionBus::start();
+    bus.serve_watcher_with_host();
+    let tray = Tray::start_on(&desktop.display, &agent.socket(), &[], Some(&bus.address));
+    tray.wait_for_all(&["tray icon created", "connected to the Tether agent"]);
     let pending = ana.spawn(&[
         "screenshot",
         &agent.id,
@@ -314,4 +456,42 @@ fn a_message_is_answered_from_the_tray() {
     let out = said.output();
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "yes");
+}
+
+/// Whether a window titled exactly `title` is on `x` (mapped or not).
+fn has_window(x: &Xvfb, title: &str) -> bool {
+    x.run("xdotool", &["search", "--name", &format!("^{title}$")])
+        .status
+        .success()
+}
+
+#[test]
+fn without_a_tray_host_the_tray_shows_its_window_and_with_one_its_icon() {
+    let desktop = Xvfb::start(800, 600);
+    let bus = SessionBus::start();
+    // No agent: which way the tray shows itself is settled before it looks for one.
+    let socket = std::path::Path::new("/nonexistent/tether-agent.sock");
+
+    // The appindicator library is installed, but no panel shows icons: the status window.
+    let tray = Tray::start_on(&desktop.display, socket, &[], Some(&bus.address));
+    let why = tray.wait_for("showing a status window instead");
+    assert!(why.contains("no StatusNotifier watcher"), "{why}");
+    tray.wait_for("tether-tray started");
+    let shown = wait_until(Duration::from_secs(10), || has_window(&desktop, "Tether"));
+    assert!(shown.is_some(), "no status window without a tray host");
+    drop(tray);
+    let gone = wait_until(Duration::from_secs(10), || !has_window(&desktop, "Tether"));
+    assert!(gone.is_some(), "the status window outlived its tray");
+
+    // A panel with a tray host: the icon, and no window.
+    bus.serve_watcher_with_host();
+    let tray = Tray::start_on(&desktop.display, socket, &[], Some(&bus.address));
+    tray.wait_for("a StatusNotifier host is registered");
+    tray.wait_for("tray icon created");
+    tray.wait_for("tether-tray started");
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        !has_window(&desktop, "Tether"),
+        "a status window despite the tray icon"
+    );
 }

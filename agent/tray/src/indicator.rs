@@ -1,5 +1,6 @@
 //! Where the user sees the tray's state between dialogs: a tray icon with a menu when the desktop
-//! can show one, else the small status window. tray-icon loads libayatana-appindicator3 at run
+//! can show one (the library is installed and a StatusNotifier host is registered, see
+//! [`crate::sni`]), else the small status window. tray-icon loads libayatana-appindicator3 at run
 //! time and panics when it is missing, so the library is looked for first and the icon is built
 //! under `catch_unwind` as a second line of defence.
 
@@ -33,6 +34,14 @@ impl Indicator {
             );
             return Indicator::Window(StatusWindow::new(post));
         }
+        // The library alone proves nothing: without a StatusNotifier host the icon is invisible.
+        if let Err(why) = crate::sni::host_registered() {
+            warn!(
+                "no tray icon: {why}; showing a status window instead (not checked again: restart tether-tray to use a tray host started later)"
+            );
+            return Indicator::Window(StatusWindow::new(post));
+        }
+        info!("a StatusNotifier host is registered on the session bus; using a tray icon");
         match Tray::new(post.clone()) {
             Ok(tray) => Indicator::Tray(tray),
             Err(e) => {

@@ -1,5 +1,5 @@
-//! The fallback for desktops without a tray icon (no libayatana-appindicator3, or
-//! `--no-tray-icon`): a small window titled "Tether" with the same status line and the same
+//! The fallback for desktops without a tray icon (no libayatana-appindicator3, no StatusNotifier
+//! host on the session bus, or `--no-tray-icon`): a small window titled "Tether" with the same status line and the same
 //! "End session" and "Quit" actions as the tray menu. Closing it quits, like "Quit".
 
 use super::{label, pixbuf, point, report_layout};
