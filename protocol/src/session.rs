@@ -160,6 +160,8 @@ pub enum Activity {
     Pull {
         path: String,
     },
+    /// File transfers not named in advance.
+    Files,
 }
 
 impl Activity {
@@ -172,8 +174,10 @@ impl Activity {
             Activity::Input
         } else if p.clipboard {
             Activity::Clipboard
-        } else {
+        } else if p.shell {
             Activity::Shell
+        } else {
+            Activity::Files
         }
     }
 
@@ -203,7 +207,7 @@ impl Activity {
             Activity::Input => p.control,
             Activity::Clipboard => p.clipboard,
             Activity::Shell | Activity::Command { .. } => p.shell,
-            Activity::Push { .. } | Activity::Pull { .. } => p.files,
+            Activity::Push { .. } | Activity::Pull { .. } | Activity::Files => p.files,
         }
     }
 
@@ -218,6 +222,7 @@ impl Activity {
             Activity::Command { line } => format!("is running: {line}"),
             Activity::Push { path } => format!("is copying files to {path}"),
             Activity::Pull { path } => format!("is copying {path} from this computer"),
+            Activity::Files => "is transferring files on this computer".into(),
         }
     }
 
@@ -232,6 +237,7 @@ impl Activity {
             Activity::Command { line } => format!("command: {line}"),
             Activity::Push { path } => format!("push to {path}"),
             Activity::Pull { path } => format!("pull {path}"),
+            Activity::Files => "files".into(),
         }
     }
 }

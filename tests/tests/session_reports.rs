@@ -77,10 +77,12 @@ async fn open(tech: &Raw, agent: &Raw, device: &str, permissions: Permissions) -
     )
     .await
     .unwrap();
-    match read_msg::<TechResponse>(&mut tr, limits::CONTROL)
-        .await
-        .unwrap()
-    {
+    // (The relay may first say it is asking the user.)
+    let mut answer = read_msg::<TechResponse>(&mut tr, limits::CONTROL).await;
+    if matches!(answer, Ok(TechResponse::Asking)) {
+        answer = read_msg::<TechResponse>(&mut tr, limits::CONTROL).await;
+    }
+    match answer.unwrap() {
         TechResponse::SessionReady { session_id, .. } => assert_eq!(session_id, grant.session_id),
         other => panic!("{other:?}"),
     }

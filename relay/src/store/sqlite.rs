@@ -85,6 +85,11 @@ fn migrator() -> Migrator {
             "allow root",
             include_str!("../../migrations/sqlite/0011_allow_root.sql"),
         ),
+        m(
+            12,
+            "engagements",
+            include_str!("../../migrations/sqlite/0012_engagements.sql"),
+        ),
     ])
 }
 
