@@ -691,20 +691,33 @@ async fn recv_msg<R: tokio::io::AsyncRead + Unpin>(
     match tls.read_exact(&mut header).await {
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => {
-            return Err(format!(
-                "session channel broken (relay or peer tampering?): {e}"
-            ));
-        }
+        Err(e) => return Err(channel_broken(&e)),
     }
     let len = frame::payload_len(header, max).map_err(|e| e.to_string())?;
     let mut payload = vec![0u8; len];
     tls.read_exact(&mut payload)
         .await
-        .map_err(|e| format!("session channel broken: {e}"))?;
+        .map_err(|e| channel_broken(&e))?;
     codec::from_payload(&payload)
         .map(Some)
         .map_err(|e| e.to_string())
+}
+
+/// Why the session channel broke. Only data failing TLS's integrity check may be tampering; a
+/// reset stream or a lost connection is the technician or the relay going away.
+fn channel_broken(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::InvalidData => {
+            format!("session channel failed its integrity check (relay or peer tampering?): {e}")
+        }
+        std::io::ErrorKind::ConnectionReset => {
+            format!("the technician's side closed the session channel: {e}")
+        }
+        std::io::ErrorKind::NotConnected | std::io::ErrorKind::ConnectionAborted => {
+            format!("connection to the relay lost: {e}")
+        }
+        _ => format!("session channel broken: {e}"),
+    }
 }
 
 /// Cuts `s` to at most `max` bytes at a character boundary.

@@ -81,6 +81,13 @@ enum Cmd {
         /// switches it too.
         #[arg(long, value_enum, default_value_t = KeysArg::Translate)]
         keys: KeysArg,
+        /// Also ask now for running commands: the user approves once, and `tether exec` and
+        /// `tether shell` for the same ticket then start without another prompt.
+        #[arg(long)]
+        shell: bool,
+        /// Also ask now for copying files (then `push`/`pull` for the ticket need no prompt).
+        #[arg(long)]
+        files: bool,
         #[command(flatten)]
         why: Why,
     },
@@ -356,11 +363,18 @@ fn main() -> ExitCode {
         view_only,
         actual_size,
         keys,
+        shell,
+        files,
         why,
     } = &cli.cmd
     {
         let dir = cli.config.clone().unwrap_or_else(default_config_dir);
-        return match connect(&dir, device, *view_only, *actual_size, *keys, why) {
+        let also = Permissions {
+            shell: *shell,
+            files: *files,
+            ..Permissions::default()
+        };
+        return match connect(&dir, device, *view_only, *actual_size, *keys, also, why) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {}", tether_technician::safe::error_line(&e));
@@ -419,6 +433,7 @@ fn connect(
     view_only: bool,
     actual_size: bool,
     keys: KeysArg,
+    also: Permissions,
     why: &Why,
 ) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -430,7 +445,8 @@ fn connect(
         Permissions::VIEW
     } else {
         Permissions::FULL
-    };
+    }
+    .union(also);
     let notes = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
     let opened = rt.block_on(async {
         tokio::select! {

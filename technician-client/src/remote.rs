@@ -188,7 +188,15 @@ async fn recv_msg<R: tokio::io::AsyncRead + Unpin>(
 /// Why the session channel broke, in words the technician can act on: the relay's reason for
 /// closing our connection first (this technician's certificate revoked, a relay restart), then
 /// the code the relay reset the channel with (the device revoked or lost), else a broken channel.
-fn channel_broken(relay: &quinn::Connection, e: std::io::Error) -> RequestError {
+///
+/// A relay shutting down closes every connection at once, and the device's closing may reach us
+/// first as a reset of the channel: so the relay's close is awaited briefly
+/// ([`CLOSE_GRACE_MS`]) before the reset is taken as the reason.
+async fn channel_broken(relay: &quinn::Connection, e: std::io::Error) -> RequestError {
+    if relay.close_reason().is_none() {
+        let grace = std::time::Duration::from_millis(CLOSE_GRACE_MS);
+        let _ = tokio::time::timeout(grace, relay.closed()).await;
+    }
     if let Some(closed) = relay.close_reason() {
         return NetError::from_connection(&closed).into();
     }
@@ -202,11 +210,18 @@ fn channel_broken(relay: &quinn::Connection, e: std::io::Error) -> RequestError 
     match reset {
         Some(splice_reset::DEVICE_REVOKED) => RequestError::Session(DEVICE_REVOKED.into()),
         Some(splice_reset::DEVICE_LOST) => RequestError::Session(DEVICE_GONE.into()),
+        // Only data failing TLS's integrity check may be tampering.
+        _ if e.kind() == std::io::ErrorKind::InvalidData => RequestError::Session(format!(
+            "session channel failed its integrity check (a relay altering the session?): {e}"
+        )),
         _ => RequestError::Session(format!(
-            "session channel broken (device disconnected, or a relay altering the session): {e}"
+            "session channel broken (the device disconnected): {e}"
         )),
     }
 }
+
+/// How long a broken channel waits for the relay's own close to explain it.
+const CLOSE_GRACE_MS: u64 = 500;
 
 /// Reads one frame. Only the wait for its start is bounded by [`SILENT_MS`]: a large frame may
 /// take longer to arrive over a slow link.
@@ -214,21 +229,24 @@ async fn read_frame<R: tokio::io::AsyncRead + Unpin>(
     tls: &mut R,
     relay: &quinn::Connection,
 ) -> Result<ToViewer, RequestError> {
-    let broken = |e: std::io::Error| channel_broken(relay, e);
     let mut header = [0u8; frame::HEADER_LEN];
     let silent = std::time::Duration::from_millis(SILENT_MS);
     match tokio::time::timeout(silent, tls.read(&mut header[..1])).await {
         Err(_) => return Err(RequestError::Session(DEVICE_GONE.into())),
         Ok(Ok(0)) => {
-            return Err(broken(std::io::ErrorKind::UnexpectedEof.into()));
+            return Err(channel_broken(relay, std::io::ErrorKind::UnexpectedEof.into()).await);
         }
         Ok(Ok(_)) => {}
-        Ok(Err(e)) => return Err(broken(e)),
+        Ok(Err(e)) => return Err(channel_broken(relay, e).await),
     }
-    tls.read_exact(&mut header[1..]).await.map_err(broken)?;
+    if let Err(e) = tls.read_exact(&mut header[1..]).await {
+        return Err(channel_broken(relay, e).await);
+    }
     let len = frame::payload_len(header, limits::BULK).map_err(session_err)?;
     let mut payload = vec![0u8; len];
-    tls.read_exact(&mut payload).await.map_err(broken)?;
+    if let Err(e) = tls.read_exact(&mut payload).await {
+        return Err(channel_broken(relay, e).await);
+    }
     codec::from_payload(&payload).map_err(session_err)
 }
 
