@@ -373,6 +373,68 @@ mod tests {
     }
 
     #[test]
+    fn the_banner_says_what_runs_now_and_the_prompt_what_will() {
+        let mut s = session("c", Permissions::SHELL, "HD-7", false);
+        s.activity = Activity::Command {
+            line: "systemctl restart cups".into(),
+        };
+        assert_eq!(
+            session_line(&s),
+            "alice (support) is running: systemctl restart cups · ticket HD-7"
+        );
+        s.activity = Activity::Push {
+            path: "/home/sam/fix.sh".into(),
+        };
+        assert!(session_line(&s).contains("is copying files to /home/sam/fix.sh"));
+        let p = Prompt {
+            id: "p".into(),
+            technician: "alice".into(),
+            role: Role::Support,
+            reason: String::new(),
+            ticket: "HD-7".into(),
+            permissions: Permissions::SHELL,
+            seconds_left: 30,
+            activity: Activity::Command {
+                line: "df -h".into(),
+            },
+            runs_as: Some("sam".into()),
+            recorded: true,
+            already: Some(Permissions::FULL),
+        };
+        assert_eq!(
+            details(&p),
+            [
+                "Command: df -h",
+                "Runs as: sam, a normal account (not administrator)",
+                "This shell is recorded: your organisation keeps everything typed and shown in it",
+                "You already allowed view + control + clipboard for this ticket; this asks for more",
+            ]
+        );
+        let root = Prompt {
+            runs_as: Some("root".into()),
+            recorded: false,
+            already: None,
+            ..p
+        };
+        assert_eq!(
+            details(&root),
+            ["Command: df -h", "Runs as: root (administrator)"]
+        );
+        let e = EngagementInfo {
+            id: "e".into(),
+            technician: "alice".into(),
+            role: Role::Support,
+            ticket: "HD-7".into(),
+            approved: Permissions::FULL,
+            running: 0,
+        };
+        assert_eq!(
+            engaged(&e),
+            "Tether: alice (support) may reconnect without asking · ticket HD-7 — End session to stop it"
+        );
+    }
+
+    #[test]
     fn status_and_banner_name_the_latest_session() {
         assert_eq!(status(false, &[]), NOT_RUNNING);
         assert_eq!(status(true, &[]), IDLE);
