@@ -579,7 +579,12 @@ fn hostile_health_is_cleaned_or_refused_without_affecting_others() {
             "{text}"
         );
         // Its full disks and failed unit are alerts like any other, shown cleaned.
-        let listed = ok(tech.tether(&["alerts"]));
+        // (The report's alerts are opened one after another: wait for the last.)
+        let mut listed = String::new();
+        wait_until(Duration::from_secs(60), || {
+            listed = ok(tech.tether(&["alerts"]));
+            listed.contains("evil.service")
+        });
         assert!(listed.contains("evil.service"), "{listed}");
         assert!(!listed.contains('\u{1b}'));
 

@@ -272,7 +272,7 @@ fn relay_that_alters_bytes_breaks_the_session() {
         Err(e) => {
             let msg = e.to_string();
             assert!(
-                msg.contains("session channel broken") || msg.contains("TLS"),
+                msg.contains("integrity check") || msg.contains("TLS"),
                 "unclear error: {msg}"
             );
         }
