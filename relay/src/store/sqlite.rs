@@ -1032,6 +1032,44 @@ mod tests {
         dir.join("tether.db")
     }
 
+    /// A hostile agent naming an engagement that is another technician's, or another device's,
+    /// does not get its session filed there.
+    #[tokio::test]
+    async fn a_session_joins_only_an_engagement_of_its_technician_on_its_device() {
+        let path = tmp("engaged");
+        let store = Store::open_sqlite(&path).await.unwrap();
+        for (id, tech, device) in [
+            ("s1", "ana", "d1"),
+            ("s2", "ana", "d1"),
+            ("s3", "bo", "d1"),
+            ("s4", "ana", "d2"),
+        ] {
+            store
+                .session_requested(&crate::store::SessionRecord {
+                    id: id.into(),
+                    technician: tech.into(),
+                    device_id: device.into(),
+                    requested_at: 1,
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+        }
+        assert!(store.session_engaged("s2", "s1").await.unwrap());
+        assert!(store.session_engaged("s1", "s1").await.unwrap());
+        assert!(!store.session_engaged("s3", "s1").await.unwrap());
+        assert!(!store.session_engaged("s4", "s1").await.unwrap());
+        assert!(!store.session_engaged("s2", "no-such").await.unwrap());
+        let rows = store
+            .sessions(&crate::store::SessionFilter::default())
+            .await
+            .unwrap();
+        let of = |id: &str| rows.iter().find(|r| r.id == id).unwrap().engagement.clone();
+        assert_eq!(of("s2").as_deref(), Some("s1"));
+        assert_eq!(of("s3"), None);
+        assert_eq!(of("s4"), None);
+    }
+
     #[tokio::test]
     async fn token_is_single_use_and_expires() {
         let path = tmp("token");
