@@ -46,6 +46,11 @@ pub struct Viewer {
     width: u32,
     height: u32,
     texture: Option<egui::TextureHandle>,
+    /// How the texture is sampled: nearest texel while the screen is shown 1:1 (exact, and
+    /// far cheaper for a software renderer), linear when it is scaled.
+    filter: egui::TextureOptions,
+    /// The sampling the texture was last uploaded whole with.
+    uploaded_filter: egui::TextureOptions,
     fit: bool,
     cursor: Option<(i32, i32)>,
     ended: Option<String>,
@@ -101,6 +106,8 @@ impl Viewer {
             width: 0,
             height: 0,
             texture: None,
+            filter: egui::TextureOptions::NEAREST,
+            uploaded_filter: egui::TextureOptions::NEAREST,
             fit: true,
             cursor: None,
             ended: None,
@@ -260,7 +267,8 @@ impl Viewer {
 
     /// Takes what the decoder published since the last frame: events, the pointer, the
     /// statistics, and the changed parts of the screen, which go to the texture (all of it on
-    /// the first frame and after a size change, else only the changed rectangles).
+    /// the first frame, after a size change and when the sampling changes, else only the
+    /// changed rectangles).
     fn take_updates(&mut self, ctx: &egui::Context) {
         let (events, shape, upload) = {
             let mut s = lock(&self.shared);
@@ -271,9 +279,10 @@ impl Viewer {
             self.window_encode_us += std::mem::take(&mut s.encode_us);
             let damage = std::mem::take(&mut s.damage);
             let resized = s.width != self.width || s.height != self.height;
+            let refilter = self.uploaded_filter != self.filter;
             let upload = if s.width == 0 || s.height == 0 {
                 Upload::Nothing
-            } else if resized || self.texture.is_none() || damage == Damage::Full {
+            } else if resized || refilter || self.texture.is_none() || damage == Damage::Full {
                 self.width = s.width;
                 self.height = s.height;
                 Upload::Whole(egui::ColorImage::new(
@@ -302,7 +311,10 @@ impl Viewer {
         for e in events {
             self.event(e);
         }
-        let options = egui::TextureOptions::LINEAR;
+        let options = self.filter;
+        if matches!(upload, Upload::Whole(_)) {
+            self.uploaded_filter = options;
+        }
         match (upload, &mut self.texture) {
             (Upload::Nothing, _) => {}
             (Upload::Whole(image), Some(t)) => t.set(image, options),
@@ -485,13 +497,23 @@ impl Viewer {
             return;
         };
         let natural = egui::vec2(self.width as f32, self.height as f32);
-        let size = if self.fit {
+        let k = if self.fit {
             let avail = ui.available_size();
-            let k = (avail.x / natural.x).min(avail.y / natural.y).max(0.05);
-            natural * k
+            (avail.x / natural.x).min(avail.y / natural.y).max(0.05)
         } else {
-            natural
+            1.0
         };
+        let size = natural * k;
+        let filter = if (k * ui.ctx().pixels_per_point() - 1.0).abs() < 1e-4 {
+            egui::TextureOptions::NEAREST
+        } else {
+            egui::TextureOptions::LINEAR
+        };
+        if filter != self.filter {
+            // The next frame uploads the screen again with the new sampling.
+            self.filter = filter;
+            ui.ctx().request_repaint();
+        }
         let resp = ui.add(egui::Image::new((tex.id(), size)).sense(egui::Sense::click_and_drag()));
         // Tab, arrows and Escape belong to the remote, not to egui's focus navigation.
         resp.request_focus();
@@ -599,7 +621,15 @@ impl eframe::App for Viewer {
             egui::Panel::top("toolbar").show(ui, |ui| self.toolbar(ui));
         }
         let mut close = false;
-        egui::CentralPanel::default().show(ui, |ui| {
+        // The remote screen covers the panel: no background to fill under it (a whole-window
+        // rectangle per frame for a software renderer).
+        let showing_screen = self.wrap_up.is_none() && self.ended.is_none();
+        let panel = if showing_screen {
+            egui::CentralPanel::default().frame(egui::Frame::NONE)
+        } else {
+            egui::CentralPanel::default()
+        };
+        panel.show(ui, |ui| {
             if self.wrap_up.is_some() {
                 close = self.wrap_up_form(ui);
             } else if let Some(reason) = &self.ended {
