@@ -230,7 +230,8 @@ pub async fn viewer_cpu(pid: u32, display: &str, window: &str, remote: &str) -> 
     tokio::time::sleep(Duration::from_secs_f64(VIEWER_SECS)).await;
     let idle = cpu_over(cpu0, t0);
     let (cpu0, t0) = (cpu_seconds(pid), Instant::now());
-    vnc::xdotool(display, &["type", "--delay", "100", VIEWER_TYPED]).await?;
+    // xdotool waits half the delay after each key down and half after its up: 200 ms a key.
+    vnc::xdotool(display, &["type", "--delay", "200", VIEWER_TYPED]).await?;
     let typing = cpu_over(cpu0, t0);
     eprintln!(
         "    viewer: typed {} keys in {:.1} s",
