@@ -3,20 +3,21 @@
 //! When the session ends (either side, or the window is closed) it asks for resolution notes
 //! (skippable), which `tether connect` files on the session's audit record.
 //!
-//! The network runs on a tokio runtime in other threads; this window only drains the channel of
-//! agent messages each frame, patches its copy of the screen, and acknowledges frames (which is
-//! what gives the agent flow-control credit).
+//! The network runs on a tokio runtime in other threads. A decoder thread (`decode.rs`) takes
+//! the agent's messages, decodes frames, acknowledges them (which is what gives the agent
+//! flow-control credit) and wakes this window, which only uploads the changed parts of the
+//! screen to its texture and draws.
+
+mod decode;
 
 use crate::keymap::KeyTranslator;
-use crate::remote::{decode_rect, pixels_len};
+use decode::{Damage, Decoder, Event, Shared, lock, sub_image};
 use eframe::egui;
 use std::time::{Duration, Instant};
 use tether_protocol::keys::KeyMode;
 use tether_protocol::session::{
-    Compression, DisplayInfo, InputEvent, Key, MouseButton, Permissions, ToAgent, ToViewer,
+    DisplayInfo, InputEvent, Key, MouseButton, Permissions, ToAgent, ToViewer,
 };
-use tether_protocol::text::clean;
-use tether_protocol::tiles::{patch, patch_xor};
 use tokio::sync::mpsc;
 
 pub struct Viewer {
@@ -26,27 +27,30 @@ pub struct Viewer {
     focused: bool,
     /// When the viewer last told the agent it is there while holding keys.
     keep_alive_sent: Instant,
-    /// When the oldest input not yet followed by a frame was sent.
-    input_sent: Option<Instant>,
-    /// Smoothed input-to-frame latency.
+    /// Smoothed input-to-frame latency (measured by the decoder).
     latency_ms: f32,
     /// The remote pointer's image and hot spot, drawn over the screen.
     cursor_shape: Option<(egui::ColorImage, (u16, u16))>,
     cursor_texture: Option<egui::TextureHandle>,
     local_clipboard: Option<Option<arboard::Clipboard>>,
-    /// H.264 decoder, made when the first H.264 frame arrives.
-    decoder: Option<openh264::decoder::Decoder>,
     to_agent: mpsc::UnboundedSender<ToAgent>,
-    from_agent: mpsc::Receiver<ToViewer>,
+    /// What the decoder publishes: the screen, what changed, pointer, events, statistics.
+    shared: Shared,
+    /// The decoder and the agent's messages until `wake_on_messages` starts its thread.
+    pending: Option<(Decoder, mpsc::Receiver<ToViewer>)>,
     title: String,
     displays: Vec<DisplayInfo>,
     display: u32,
     permissions: Permissions,
-    fb: Vec<u8>,
+    /// Size of the texture (the remote screen as last uploaded).
     width: u32,
     height: u32,
     texture: Option<egui::TextureHandle>,
-    dirty: bool,
+    /// How the texture is sampled: nearest texel while the screen is shown 1:1 (exact, and
+    /// far cheaper for a software renderer), linear when it is scaled.
+    filter: egui::TextureOptions,
+    /// The sampling the texture was last uploaded whole with.
+    uploaded_filter: egui::TextureOptions,
     fit: bool,
     cursor: Option<(i32, i32)>,
     ended: Option<String>,
@@ -59,6 +63,8 @@ pub struct Viewer {
     last_pointer: Option<(i32, i32)>,
     // statistics over the last second
     window_start: Instant,
+    /// No statistics tick is pending (nothing happened in the last window).
+    window_idle: bool,
     window_frames: u32,
     window_bytes: u64,
     window_encode_us: u64,
@@ -80,27 +86,28 @@ impl Viewer {
             max_in_flight: 2,
             h264: true,
         });
+        let shared = Shared::default();
+        let decoder = Decoder::new(shared.clone(), to_agent.clone());
         Self {
             keys: KeyTranslator::default(),
             focused: false,
             keep_alive_sent: Instant::now(),
-            input_sent: None,
             latency_ms: 0.0,
             cursor_shape: None,
             cursor_texture: None,
             local_clipboard: None,
-            decoder: None,
             to_agent,
-            from_agent,
+            shared,
+            pending: Some((decoder, from_agent)),
             title,
             displays,
             display: 0,
             permissions,
-            fb: Vec::new(),
             width: 0,
             height: 0,
             texture: None,
-            dirty: false,
+            filter: egui::TextureOptions::NEAREST,
+            uploaded_filter: egui::TextureOptions::NEAREST,
             fit: true,
             cursor: None,
             ended: None,
@@ -110,6 +117,7 @@ impl Viewer {
             status: String::new(),
             last_pointer: None,
             window_start: Instant::now(),
+            window_idle: true,
             window_frames: 0,
             window_bytes: 0,
             window_encode_us: 0,
@@ -119,26 +127,14 @@ impl Viewer {
         }
     }
 
-    /// Redraws when the agent sends something instead of on a timer: the agent's messages pass
-    /// through a thread that wakes the window, so an idle remote screen costs no redraws.
+    /// Starts the decoder thread, which takes the agent's messages, decodes and acknowledges
+    /// frames, and wakes the window when there is something to show: an idle remote screen
+    /// costs no redraws, and decoding never runs on the window's thread.
     pub fn wake_on_messages(mut self, ctx: egui::Context) -> Self {
-        let (tx, rx) = mpsc::channel::<ToViewer>(4);
-        let mut from_agent = std::mem::replace(&mut self.from_agent, rx);
-        let spawned = std::thread::Builder::new()
-            .name("viewer-wake".into())
-            .spawn(move || {
-                while let Some(msg) = from_agent.blocking_recv() {
-                    if tx.blocking_send(msg).is_err() {
-                        break;
-                    }
-                    ctx.request_repaint();
-                }
-                // The session is over: one more frame shows it.
-                drop(tx);
-                ctx.request_repaint();
-            });
-        if let Err(e) = spawned {
-            self.status = format!("cannot start the viewer's wake-up thread: {e}");
+        if let Some((decoder, from_agent)) = self.pending.take()
+            && let Err(e) = decoder.spawn(from_agent, ctx)
+        {
+            self.status = format!("cannot start the viewer's decoder thread: {e}");
         }
         self
     }
@@ -259,99 +255,113 @@ impl Viewer {
     fn input(&mut self, ev: InputEvent) {
         if self.permissions.control {
             // Input-to-screen latency: from this input to the next frame that arrives.
-            if self.input_sent.is_none() && !matches!(ev, InputEvent::MouseMove { .. }) {
-                self.input_sent = Some(Instant::now());
+            if !matches!(ev, InputEvent::MouseMove { .. }) {
+                let mut s = lock(&self.shared);
+                if s.input_sent.is_none() {
+                    s.input_sent = Some(Instant::now());
+                }
             }
             self.send(ToAgent::Input(ev));
         }
     }
 
-    fn drain(&mut self) {
-        while let Ok(msg) = self.from_agent.try_recv() {
-            match msg {
-                ToViewer::Frame(f) => {
-                    if let Some(t) = self.input_sent.take() {
-                        let ms = t.elapsed().as_secs_f32() * 1000.0;
-                        self.latency_ms = if self.latency_ms == 0.0 {
-                            ms
-                        } else {
-                            0.8 * self.latency_ms + 0.2 * ms
-                        };
-                    }
-                    if f.width != self.width || f.height != self.height {
-                        // The size comes from the device: bounded before anything is allocated.
-                        match pixels_len(f.width, f.height) {
-                            Ok(len) => {
-                                self.width = f.width;
-                                self.height = f.height;
-                                self.fb = vec![0; len];
-                            }
-                            Err(e) => {
-                                self.ended = Some(e.to_string());
-                                self.finish();
-                                return;
-                            }
-                        }
-                    }
-                    for r in &f.rects {
-                        self.window_bytes += r.data.len() as u64;
-                        let (w, h) = (f.width, f.height);
-                        if r.compression == Compression::H264 {
-                            if let Err(e) = self.decode_h264(w, h, &r.data) {
-                                self.status = e;
-                            }
-                            continue;
-                        }
-                        let applied = decode_rect(r).map_err(|e| e.to_string()).and_then(|px| {
-                            match r.compression {
-                                Compression::ZstdXor => patch_xor(&mut self.fb, w, h, r.rect, &px),
-                                _ => patch(&mut self.fb, w, h, r.rect, &px),
-                            }
-                            .map_err(|e| e.to_string())
-                        });
-                        if let Err(e) = applied {
-                            self.status = e;
-                        }
-                    }
-                    self.window_frames += 1;
-                    self.window_encode_us += u64::from(f.encode_us);
-                    self.dirty = true;
-                    self.send(ToAgent::FrameAck { seq: f.seq });
-                }
-                ToViewer::Cursor { x, y } => self.cursor = Some((x, y)),
-                ToViewer::CursorShape {
-                    width,
-                    height,
-                    hot_x,
-                    hot_y,
-                    rgba,
-                } => {
-                    let (w, h) = (usize::from(width), usize::from(height));
-                    if rgba.len() == w * h * 4 && w > 0 && h > 0 {
-                        let img = egui::ColorImage::from_rgba_premultiplied([w, h], &rgba);
-                        self.cursor_shape = Some((img, (hot_x, hot_y)));
-                        self.cursor_texture = None;
-                    }
-                }
-                ToViewer::Clipboard { text } => {
-                    // Keep the owner alive: on X11 the text is served by this process.
-                    let clip = self
-                        .local_clipboard
-                        .get_or_insert_with(|| arboard::Clipboard::new().ok());
-                    match clip.as_mut().map(|c| c.set_text(text)) {
-                        Some(Ok(())) => self.status = "remote clipboard copied".into(),
-                        Some(Err(e)) => self.status = format!("local clipboard: {e}"),
-                        None => self.status = "no local clipboard".into(),
-                    }
-                }
-                ToViewer::Error { message } => self.status = clean(&message, 200),
-                ToViewer::Bye { reason } => {
-                    self.ended = Some(clean(&reason, 200));
-                    self.finish();
-                }
-                // Answers to requests this window never makes.
-                _ => {}
+    /// Takes what the decoder published since the last frame: events, the pointer, the
+    /// statistics, and the changed parts of the screen, which go to the texture (all of it on
+    /// the first frame, after a size change and when the sampling changes, else only the
+    /// changed rectangles).
+    fn take_updates(&mut self, ctx: &egui::Context) {
+        let (events, shape, upload) = {
+            let mut s = lock(&self.shared);
+            self.cursor = s.cursor;
+            self.latency_ms = s.latency_ms;
+            self.window_frames += std::mem::take(&mut s.frames);
+            self.window_bytes += std::mem::take(&mut s.bytes);
+            self.window_encode_us += std::mem::take(&mut s.encode_us);
+            let damage = std::mem::take(&mut s.damage);
+            let resized = s.width != self.width || s.height != self.height;
+            let refilter = self.uploaded_filter != self.filter;
+            let upload = if s.width == 0 || s.height == 0 {
+                Upload::Nothing
+            } else if resized || refilter || self.texture.is_none() || damage == Damage::Full {
+                self.width = s.width;
+                self.height = s.height;
+                Upload::Whole(egui::ColorImage::new(
+                    [s.width as usize, s.height as usize],
+                    s.pixels.clone(),
+                ))
+            } else if let Damage::Regions(regions) = damage {
+                Upload::Parts(
+                    regions
+                        .into_iter()
+                        .map(|r| {
+                            let pos = [r.x as usize, r.y as usize];
+                            (pos, sub_image(&s.pixels, s.width, r))
+                        })
+                        .collect(),
+                )
+            } else {
+                Upload::Nothing
+            };
+            (std::mem::take(&mut s.events), s.cursor_shape.take(), upload)
+        };
+        if let Some(shape) = shape {
+            self.cursor_shape = Some(shape);
+            self.cursor_texture = None;
+        }
+        for e in events {
+            self.event(e);
+        }
+        let options = self.filter;
+        if matches!(upload, Upload::Whole(_)) {
+            self.uploaded_filter = options;
+        }
+        match (upload, &mut self.texture) {
+            (Upload::Nothing, _) => {}
+            (Upload::Whole(image), Some(t)) => t.set(image, options),
+            (Upload::Whole(image), None) => {
+                self.texture = Some(ctx.load_texture("remote-screen", image, options))
             }
+            (Upload::Parts(parts), Some(t)) => {
+                for (pos, image) in parts {
+                    t.set_partial(pos, image, options);
+                }
+            }
+            (Upload::Parts(_), None) => {}
+        }
+    }
+
+    fn event(&mut self, e: Event) {
+        match e {
+            Event::Clipboard(text) => {
+                // Keep the owner alive: on X11 the text is served by this process.
+                let clip = self
+                    .local_clipboard
+                    .get_or_insert_with(|| arboard::Clipboard::new().ok());
+                match clip.as_mut().map(|c| c.set_text(text)) {
+                    Some(Ok(())) => self.status = "remote clipboard copied".into(),
+                    Some(Err(e)) => self.status = format!("local clipboard: {e}"),
+                    None => self.status = "no local clipboard".into(),
+                }
+            }
+            Event::Status(line) => self.status = line,
+            Event::Ended(reason) => {
+                self.ended = Some(reason);
+                self.finish();
+            }
+        }
+    }
+
+    /// Frames per second, bytes per second and encode time over the last second or so. Ticks
+    /// once a second only while frames arrive (and once more to show that they stopped).
+    fn statistics(&mut self, ctx: &egui::Context) {
+        let busy = self.window_frames > 0;
+        if self.window_idle {
+            if !busy {
+                return;
+            }
+            // The first frame after a quiet spell starts a new window.
+            self.window_idle = false;
+            self.window_start = Instant::now();
         }
         let elapsed = self.window_start.elapsed();
         if elapsed >= Duration::from_secs(1) {
@@ -367,57 +377,11 @@ impl Viewer {
             self.window_frames = 0;
             self.window_bytes = 0;
             self.window_encode_us = 0;
+            // Nothing in this window: the numbers now say so, and need no more ticks.
+            self.window_idle = !busy;
         }
-    }
-
-    /// Decodes one whole-screen H.264 frame into the framebuffer.
-    fn decode_h264(&mut self, w: u32, h: u32, data: &[u8]) -> Result<(), String> {
-        if self.decoder.is_none() {
-            self.decoder = Some(
-                openh264::decoder::Decoder::with_api_config(
-                    openh264::OpenH264API::from_source(),
-                    openh264::decoder::DecoderConfig::new(),
-                )
-                .map_err(|e| e.to_string())?,
-            );
-        }
-        let Some(dec) = self.decoder.as_mut() else {
-            return Ok(());
-        };
-        let Some(yuv) = dec.decode(data).map_err(|e| format!("H.264: {e}"))? else {
-            return Ok(());
-        };
-        use openh264::formats::YUVSource;
-        if yuv.dimensions() != (w as usize, h as usize) {
-            return Err("H.264 frame size does not match the screen".into());
-        }
-        let mut rgba = vec![0u8; w as usize * h as usize * 4];
-        yuv.write_rgba8(&mut rgba);
-        for (dst, src) in self.fb.chunks_exact_mut(4).zip(rgba.chunks_exact(4)) {
-            dst.copy_from_slice(&[src[2], src[1], src[0], 0]);
-        }
-        Ok(())
-    }
-
-    fn upload(&mut self, ctx: &egui::Context) {
-        if !self.dirty || self.width == 0 {
-            return;
-        }
-        self.dirty = false;
-        let mut rgba = Vec::with_capacity(self.fb.len());
-        for px in self.fb.chunks_exact(4) {
-            rgba.extend_from_slice(&[px[2], px[1], px[0], 255]);
-        }
-        let image = egui::ColorImage::from_rgba_unmultiplied(
-            [self.width as usize, self.height as usize],
-            &rgba,
-        );
-        match &mut self.texture {
-            Some(t) => t.set(image, egui::TextureOptions::LINEAR),
-            None => {
-                self.texture =
-                    Some(ctx.load_texture("remote-screen", image, egui::TextureOptions::LINEAR))
-            }
+        if !self.window_idle {
+            ctx.request_repaint_after(Duration::from_secs(1).saturating_sub(elapsed));
         }
     }
 
@@ -533,13 +497,23 @@ impl Viewer {
             return;
         };
         let natural = egui::vec2(self.width as f32, self.height as f32);
-        let size = if self.fit {
+        let k = if self.fit {
             let avail = ui.available_size();
-            let k = (avail.x / natural.x).min(avail.y / natural.y).max(0.05);
-            natural * k
+            (avail.x / natural.x).min(avail.y / natural.y).max(0.05)
         } else {
-            natural
+            1.0
         };
+        let size = natural * k;
+        let filter = if (k * ui.ctx().pixels_per_point() - 1.0).abs() < 1e-4 {
+            egui::TextureOptions::NEAREST
+        } else {
+            egui::TextureOptions::LINEAR
+        };
+        if filter != self.filter {
+            // The next frame uploads the screen again with the new sampling.
+            self.filter = filter;
+            ui.ctx().request_repaint();
+        }
         let resp = ui.add(egui::Image::new((tex.id(), size)).sense(egui::Sense::click_and_drag()));
         // Tab, arrows and Escape belong to the remote, not to egui's focus navigation.
         resp.request_focus();
@@ -624,12 +598,19 @@ impl Viewer {
     }
 }
 
+/// What the window uploads to the screen's texture this frame.
+enum Upload {
+    Nothing,
+    Whole(egui::ColorImage),
+    Parts(Vec<([usize; 2], egui::ColorImage)>),
+}
+
 impl eframe::App for Viewer {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
-        self.drain();
         let ctx = ui.ctx().clone();
+        self.take_updates(&ctx);
+        self.statistics(&ctx);
         self.keyboard(&ctx);
-        self.upload(&ctx);
         // Closing the window during a session goes through the notes form first; closing it
         // again (or Skip) closes for good.
         if ctx.input(|i| i.viewport().close_requested()) && self.wrap_up.is_none() {
@@ -640,7 +621,15 @@ impl eframe::App for Viewer {
             egui::Panel::top("toolbar").show(ui, |ui| self.toolbar(ui));
         }
         let mut close = false;
-        egui::CentralPanel::default().show(ui, |ui| {
+        // The remote screen covers the panel: no background to fill under it (a whole-window
+        // rectangle per frame for a software renderer).
+        let showing_screen = self.wrap_up.is_none() && self.ended.is_none();
+        let panel = if showing_screen {
+            egui::CentralPanel::default().frame(egui::Frame::NONE)
+        } else {
+            egui::CentralPanel::default()
+        };
+        panel.show(ui, |ui| {
             if self.wrap_up.is_some() {
                 close = self.wrap_up_form(ui);
             } else if let Some(reason) = &self.ended {
@@ -652,22 +641,21 @@ impl eframe::App for Viewer {
         if close {
             ctx.send_viewport_cmd(egui::ViewportCommand::Close);
         }
-        // Frames, the pointer and the session's end wake the window (`wake_on_messages`), local
-        // input wakes it by itself; the statistics only need a slow tick.
+        // Frames, the pointer and the session's end wake the window (the decoder thread), local
+        // input wakes it by itself; the statistics tick only while frames arrive.
         // The notes form is ordinary egui (focus moves over frames): it gets the steady tick the
-        // whole window had before (only while the form is up).
-        ctx.request_repaint_after(if self.wrap_up.is_some() || self.ended.is_some() {
-            Duration::from_millis(8)
-        } else {
-            Duration::from_secs(1)
-        });
+        // whole window once had (only while the form is up).
+        if self.wrap_up.is_some() || self.ended.is_some() {
+            ctx.request_repaint_after(Duration::from_millis(8));
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tether_protocol::session::FrameUpdate;
+    use tether_protocol::session::{Compression, EncodedRect, FrameUpdate};
+    use tether_protocol::tiles::Rect;
 
     fn viewer() -> (
         Viewer,
@@ -686,6 +674,20 @@ mod tests {
         (v, from_agent_tx, to_agent_rx)
     }
 
+    /// What the decoder thread and the window do for the messages waiting, on this thread: the
+    /// decoder's code applies them, then the window takes what it published.
+    fn pump(v: &mut Viewer, ctx: &egui::Context) {
+        let (decoder, rx) = v.pending.as_mut().expect("no decoder thread in tests");
+        while let Ok(msg) = rx.try_recv() {
+            decoder.handle(msg);
+        }
+        v.take_updates(ctx);
+    }
+
+    fn fb_len(v: &Viewer) -> usize {
+        v.pending.as_ref().map_or(0, |(d, _)| d.fb.len())
+    }
+
     fn frame(width: u32, height: u32) -> ToViewer {
         ToViewer::Frame(FrameUpdate {
             seq: 1,
@@ -701,23 +703,148 @@ mod tests {
     /// allocate `width × height × 4` bytes (here 4 × 65535² ≈ 16 GiB, or an overflow).
     #[test]
     fn a_frame_larger_than_8192_square_is_refused_without_allocating() {
+        let ctx = egui::Context::default();
         for (w, h) in [
             (65_535, 65_535),
             (u32::MAX, u32::MAX),
             (8193, 10),
             (10, 8193),
         ] {
-            let (mut v, tx, _rx) = viewer();
+            let (mut v, tx, mut rx) = viewer();
             tx.try_send(frame(w, h)).unwrap();
-            v.drain();
-            assert!(v.fb.is_empty(), "{w}x{h} allocated {} bytes", v.fb.len());
+            pump(&mut v, &ctx);
+            assert_eq!(fb_len(&v), 0, "{w}x{h} allocated a framebuffer");
+            assert!(
+                lock(&v.shared).pixels.is_empty(),
+                "{w}x{h} allocated pixels"
+            );
+            assert!(v.texture.is_none());
             let ended = v.ended.clone().unwrap_or_default();
             assert!(ended.contains("at most 8192x8192"), "{w}x{h}: {ended:?}");
+            // Refused, not acknowledged.
+            let sent: Vec<_> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+            assert!(!sent.iter().any(|m| matches!(m, ToAgent::FrameAck { .. })));
         }
         let (mut v, tx, _rx) = viewer();
         tx.try_send(frame(1920, 1080)).unwrap();
-        v.drain();
-        assert_eq!(v.fb.len(), 1920 * 1080 * 4);
+        pump(&mut v, &ctx);
+        assert_eq!(fb_len(&v), 1920 * 1080 * 4);
+        assert_eq!(v.texture.as_ref().map(|t| t.size()), Some([1920, 1080]));
         assert!(v.ended.is_none());
+    }
+
+    fn tile(rect: Rect, bgrx: [u8; 4], compression: Compression) -> EncodedRect {
+        let raw: Vec<u8> = bgrx
+            .iter()
+            .copied()
+            .cycle()
+            .take((rect.w * rect.h * 4) as usize)
+            .collect();
+        let data = match compression {
+            Compression::None => raw,
+            _ => zstd::bulk::compress(&raw, 1).unwrap(),
+        };
+        EncodedRect {
+            rect,
+            compression,
+            data,
+        }
+    }
+
+    /// Frames are decoded and acknowledged by the decoder; the window uploads the whole screen
+    /// first, then only the rectangles that changed, with the pixels the XOR deltas make.
+    #[test]
+    fn frames_are_acknowledged_and_only_changed_rectangles_uploaded() {
+        let ctx = egui::Context::default();
+        let (mut v, tx, mut rx) = viewer();
+        let whole = Rect {
+            x: 0,
+            y: 0,
+            w: 128,
+            h: 64,
+        };
+        let part = Rect {
+            x: 64,
+            y: 0,
+            w: 64,
+            h: 64,
+        };
+        let mut f = FrameUpdate {
+            seq: 7,
+            display: 0,
+            width: 128,
+            height: 64,
+            rects: vec![tile(whole, [10, 20, 30, 0], Compression::Zstd)],
+            encode_us: 1500,
+        };
+        tx.try_send(ToViewer::Frame(f.clone())).unwrap();
+        pump(&mut v, &ctx);
+        let sent: Vec<_> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+        assert!(sent.contains(&ToAgent::FrameAck { seq: 7 }), "{sent:?}");
+        assert_eq!(v.texture.as_ref().map(|t| t.size()), Some([128, 64]));
+        assert_eq!(lock(&v.shared).damage, Damage::None);
+        assert_eq!(v.window_frames, 1);
+        // BGRX in, RGBA out.
+        assert_eq!(
+            lock(&v.shared).pixels[0],
+            egui::Color32::from_rgb(30, 20, 10)
+        );
+
+        // An XOR delta on the right half: only that rectangle is published as changed.
+        f.seq = 8;
+        f.rects = vec![tile(part, [1, 1, 1, 0], Compression::ZstdXor)];
+        tx.try_send(ToViewer::Frame(f)).unwrap();
+        let (decoder, from_agent) = v.pending.as_mut().unwrap();
+        decoder.handle(from_agent.try_recv().unwrap());
+        assert_eq!(lock(&v.shared).damage, Damage::Regions(vec![part]));
+        {
+            let s = lock(&v.shared);
+            assert_eq!(s.pixels[0], egui::Color32::from_rgb(30, 20, 10));
+            assert_eq!(s.pixels[64], egui::Color32::from_rgb(31, 21, 11));
+            assert_eq!(
+                s.pixels[127 + 63 * 128],
+                egui::Color32::from_rgb(31, 21, 11)
+            );
+        }
+        assert_eq!(rx.try_recv().ok(), Some(ToAgent::FrameAck { seq: 8 }));
+        v.take_updates(&ctx);
+        assert_eq!(lock(&v.shared).damage, Damage::None);
+        assert_eq!(v.texture.as_ref().map(|t| t.size()), Some([128, 64]));
+        assert_eq!(v.window_frames, 2);
+        assert_eq!(v.window_encode_us, 3000);
+    }
+
+    /// The pointer, clipboard text, errors and the agent's goodbye reach the window.
+    #[test]
+    fn pointer_and_session_messages_reach_the_window() {
+        let ctx = egui::Context::default();
+        let (mut v, tx, _rx) = viewer();
+        tx.try_send(ToViewer::Cursor { x: 5, y: 6 }).unwrap();
+        tx.try_send(ToViewer::CursorShape {
+            width: 2,
+            height: 1,
+            hot_x: 1,
+            hot_y: 0,
+            rgba: vec![255; 8],
+        })
+        .unwrap();
+        tx.try_send(ToViewer::Error {
+            message: "no\u{202e}pe".into(),
+        })
+        .unwrap();
+        pump(&mut v, &ctx);
+        assert_eq!(v.cursor, Some((5, 6)));
+        assert_eq!(
+            v.cursor_shape.as_ref().map(|(i, h)| (i.size, *h)),
+            Some(([2, 1], (1, 0)))
+        );
+        assert_eq!(v.status, "nope");
+        tx.try_send(ToViewer::Bye {
+            reason: "ended by the user".into(),
+        })
+        .unwrap();
+        pump(&mut v, &ctx);
+        assert_eq!(v.ended.as_deref(), Some("ended by the user"));
+        assert!(v.wrap_up.is_some());
     }
 }

@@ -7,7 +7,8 @@
 //!
 //! * `screen` — a session through the relay to an agent on Xvfb at 1280×800 and 1920×1080, for
 //!   idle, typing, scrolling, window dragging and full-screen animation: bytes/s, frames/s, agent
-//!   CPU, encode time, and key-to-pixels latency.
+//!   CPU, encode time, and key-to-pixels latency; then the viewer window's CPU (`tether connect`
+//!   on a second Xvfb) with the remote screen idle and while typing into it.
 //!
 //! * `relay` — a `tether-relay serve` process: one session's bulk throughput (exec of
 //!   `head -c`, `--bulk-mib N`, default 1024) beside a socat TCP splice, relay CPU per Gbit,

@@ -1,5 +1,11 @@
 //! The `screen` suite: Tether's own screen sessions on Xvfb, then x11vnc with a TigerVNC viewer
 //! (the peer, in `screen/vnc.rs`) on the same display with the same workloads.
+//!
+//! Viewer CPU: each side's real viewer window (`tether connect --actual-size`, and
+//! `xtigervncviewer`) on a second Xvfb, both drawing through Mesa's software renderer: its
+//! process's `utime + stime` from `/proc/PID/stat`, as % of one core, over [`VIEWER_SECS`] with
+//! the remote screen idle, then while `xdotool type` types into the viewer window at 10 keys/s
+//! (the viewer forwards the keys to the terminal on the remote screen, which echoes them).
 
 use super::*;
 
@@ -105,6 +111,12 @@ const WORKLOAD_SECS: f64 = 5.0;
 const LATENCY_SAMPLES: u32 = 30;
 /// Title of the terminal that the typing workload and the latency samples type into.
 const TERM_TITLE: &str = "bench-term";
+/// How long a viewer's CPU is measured with the remote screen idle (typing takes about as long).
+const VIEWER_SECS: f64 = 10.0;
+/// The viewer workloads, in order (see [`viewer_cpu`]), with their targets for Tether's viewer.
+const VIEWER_LOADS: [(&str, &str); 2] = [("idle", "<= 2"), ("typing_10cps", "<= 25")];
+/// What is typed into a viewer window: 100 keys, 10 s at 10 keys/s.
+const VIEWER_TYPED: &str = "the quick brown fox jumps over the lazy dog and the quick brown fox jumps over the lazy dog again ok";
 
 /// One load on the remote display, run as a shell command there (none: idle).
 pub struct Workload {
@@ -193,6 +205,69 @@ struct OurWorkload {
 struct Ours {
     workloads: Vec<OurWorkload>,
     latency_ms: Vec<f64>,
+    /// The `tether connect` process's CPU for each of [`VIEWER_LOADS`], % of a core.
+    viewer_cpu: Vec<f64>,
+}
+
+/// A viewer's CPU (% of one core) for each of [`VIEWER_LOADS`]: its process `pid` with its
+/// window `window` on `display`, showing `remote` at 1:1. First nothing happens for
+/// [`VIEWER_SECS`]; then `xdotool type` types [`VIEWER_TYPED`] into the window at 10 keys/s,
+/// which the viewer forwards to the terminal on the remote display, measured until it is done.
+pub async fn viewer_cpu(pid: u32, display: &str, window: &str, remote: &str) -> Result<Vec<f64>> {
+    let cpu_over =
+        |cpu0: f64, t0: Instant| (cpu_seconds(pid) - cpu0) / t0.elapsed().as_secs_f64() * 100.0;
+    // The keys go to the viewer on its display, and on to the terminal on the remote one.
+    vnc::xdotool(remote, &["search", "--name", TERM_TITLE, "windowfocus"]).await?;
+    // A window just made may not be mapped yet (focusing it fails until it is).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while let Err(e) = vnc::xdotool(display, &["windowfocus", "--sync", window]).await {
+        anyhow::ensure!(Instant::now() < deadline, "{e}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Let the screen and the viewer settle (the agent's lossless refresh, the first draws).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (cpu0, t0) = (cpu_seconds(pid), Instant::now());
+    tokio::time::sleep(Duration::from_secs_f64(VIEWER_SECS)).await;
+    let idle = cpu_over(cpu0, t0);
+    let (cpu0, t0) = (cpu_seconds(pid), Instant::now());
+    // xdotool waits half the delay after each key down and half after its up: 200 ms a key.
+    vnc::xdotool(display, &["type", "--delay", "200", VIEWER_TYPED]).await?;
+    let typing = cpu_over(cpu0, t0);
+    eprintln!(
+        "    viewer: typed {} keys in {:.1} s",
+        VIEWER_TYPED.len(),
+        t0.elapsed().as_secs_f64()
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    Ok(vec![idle, typing])
+}
+
+/// Tether's own viewer, `tether connect --actual-size` as the technician `tech_dir`, on an Xvfb
+/// of its own with room for the whole `w`×`h` remote screen: its [`viewer_cpu`].
+async fn tether_viewer(
+    remote: &str,
+    w: u32,
+    h: u32,
+    tech_dir: &Path,
+    device: &str,
+) -> Result<Vec<f64>> {
+    use std::os::unix::process::CommandExt;
+    let local = xvfb(w + 100, h + 100)?;
+    let viewer = Bg(std::process::Command::new(workspace_bin("tether")?)
+        .arg("--config")
+        .arg(tech_dir)
+        .args(["connect", device, "--actual-size", "--reason", "benchmark"])
+        .process_group(0)
+        .env("DISPLAY", &local.display)
+        .env("LIBGL_ALWAYS_SOFTWARE", "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?);
+    let window = wait_window(&local.display, "^Tether: ").await?;
+    let cpu = viewer_cpu(viewer.0.id(), &local.display, &window, remote).await;
+    drop(viewer);
+    cpu
 }
 
 pub async fn screen(report: &mut Report, w: u32, h: u32) -> Result<()> {
@@ -211,7 +286,7 @@ pub async fn screen(report: &mut Report, w: u32, h: u32) -> Result<()> {
     )?;
     wait_window(&x.display, TERM_TITLE).await?;
 
-    let ours = tether_session(&x, tmp.path(), &loads).await?;
+    let ours = tether_session(&x, w, h, tmp.path(), &loads).await?;
     eprintln!("  peer: {} on the same display", vnc::PEER);
     let peer = vnc::measure(&x.display, w, h, &loads, WORKLOAD_SECS, LATENCY_SAMPLES)
         .await
@@ -261,6 +336,15 @@ fn report_screen(
             m.encode_ms_p50,
             "ms",
             Some("<= 5 at 1080p"),
+        );
+    }
+    for (i, (name, target)) in VIEWER_LOADS.iter().enumerate() {
+        report.add_peer(
+            format!("screen.{res}.viewer_{name}.viewer_cpu"),
+            ours.viewer_cpu.get(i).copied().unwrap_or(f64::NAN),
+            "% of a core",
+            Some(target),
+            peer_of(&|p| p.viewer_cpu.get(i).copied()),
         );
     }
     // Percentiles of the peer's samples (None without any).
@@ -324,7 +408,13 @@ async fn drain_frames(
 
 /// Tether's own session on display `x`: a relay in this process, a real `tether-agent run` on
 /// the display, and this process as the technician.
-async fn tether_session(x: &Xserver, tmp: &Path, loads: &[Workload]) -> Result<Ours> {
+async fn tether_session(
+    x: &Xserver,
+    w: u32,
+    h: u32,
+    tmp: &Path,
+    loads: &[Workload],
+) -> Result<Ours> {
     let (data, addr, stop_tx, relay_task) = bench_relay(tmp).await?;
     let store = Store::open_sqlite(&data.database()).await?;
     let mk = |kind| {
@@ -454,7 +544,15 @@ async fn tether_session(x: &Xserver, tmp: &Path, loads: &[Workload]) -> Result<O
         }
     }
 
+    // This session ends (the agent's goodbye closes the channel); then the real viewer.
     let _ = tx.send(ToAgent::Bye);
+    let _ = tokio::time::timeout(Duration::from_secs(3), async {
+        while rx.recv().await.is_some() {}
+    })
+    .await;
+    eprintln!("  viewer: tether connect on a second Xvfb");
+    let viewer_cpu = tether_viewer(&x.display, w, h, &tech_dir, &agent_id).await;
+
     drop(agent);
     session.close().await;
     let _ = stop_tx.send(());
@@ -462,6 +560,7 @@ async fn tether_session(x: &Xserver, tmp: &Path, loads: &[Workload]) -> Result<O
     Ok(Ours {
         workloads,
         latency_ms,
+        viewer_cpu: viewer_cpu?,
     })
 }
 

@@ -15,7 +15,8 @@
 //! Tether's count of message bytes plus framing and TLS record overhead without QUIC/UDP/IP
 //! headers. VNC's bytes have no encryption overhead at all (plain RFB on loopback).
 //!
-//! CPU: x11vnc's `utime + stime` from `/proc/PID/stat` over each workload window, like the agent.
+//! CPU: x11vnc's `utime + stime` from `/proc/PID/stat` over each workload window, like the agent;
+//! the viewer's (`xtigervncviewer`'s) the same way for the viewer workloads (`viewer_cpu`).
 //!
 //! Key to pixels: `xdotool key` on the viewer's display, into the focused viewer window, so the
 //! real viewer sends an RFB KeyEvent. The proxy parses the client→server stream's message
@@ -58,6 +59,8 @@ pub struct PeerWorkload {
 pub struct PeerRun {
     pub workloads: Vec<PeerWorkload>,
     pub latency_ms: Vec<f64>,
+    /// The viewer's CPU for each of the viewer workloads, % of a core.
+    pub viewer_cpu: Vec<f64>,
 }
 
 /// Runs the peer on `display` (`w`×`h`, the typing terminal already on it): the workloads for
@@ -77,7 +80,7 @@ pub async fn measure(
     let mut proxy = CountingProxy::start(server.port).await?;
     // Room around the remote screen so the viewer's window holds all of it at 1:1.
     let viewer_x = xvfb(w + 100, h + 100)?;
-    let _viewer = start_viewer(&viewer_x.display, proxy.port)?;
+    let viewer = start_viewer(&viewer_x.display, proxy.port)?;
     let window = wait_window(&viewer_x.display, " - TigerVNC$").await?;
     let size = window_size(&viewer_x.display, &window).await?;
     anyhow::ensure!(
@@ -133,9 +136,13 @@ pub async fn measure(
         );
     }
     proxy.check().await?;
+    // The viewer's own CPU, idle and typing.
+    let viewer_cpu = viewer_cpu(viewer.0.id(), &viewer_x.display, &window, display).await?;
+    proxy.check().await?;
     Ok(PeerRun {
         workloads,
         latency_ms,
+        viewer_cpu,
     })
 }
 
@@ -239,7 +246,7 @@ fn start_viewer(display: &str, port: u16) -> Result<Bg> {
 }
 
 /// Runs xdotool on `display` and waits for it.
-async fn xdotool(display: &str, args: &[&str]) -> Result<()> {
+pub async fn xdotool(display: &str, args: &[&str]) -> Result<()> {
     let status = tokio::process::Command::new("xdotool")
         .args(args)
         .env("DISPLAY", display)
