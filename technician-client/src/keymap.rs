@@ -119,11 +119,17 @@ impl KeyTranslator {
             return self.down(id, keysym, code, out);
         }
         let from_key = key_keysym(key, modifiers.shift);
-        if self.mode == KeyMode::Physical || modifiers.ctrl || modifiers.command {
+        // Ctrl as this window saw it go down, too: winit's modifier state on X11 can lag the
+        // key events when they come fast (winit#3388).
+        let ctrl = modifiers.ctrl
+            || modifiers.command
+            || self.held.contains_key(&Key::ControlLeft)
+            || self.held.contains_key(&Key::ControlRight);
+        if self.mode == KeyMode::Physical || ctrl {
             // No text comes with Ctrl/Cmd; in physical mode the position is what counts.
             if let Some(keysym) = from_key {
                 self.down(id, keysym, code, out);
-                self.swallow_text = !(modifiers.ctrl || modifiers.command);
+                self.swallow_text = !ctrl;
             }
             return;
         }
@@ -158,6 +164,31 @@ fn key_event(keysym: u32, code: u16, down: bool, mode: KeyMode) -> InputEvent {
         down,
         mode,
     })
+}
+
+/// Whether this frame's events press Ctrl+Enter. `ctrl` is whether Ctrl is down, tracked from
+/// the Ctrl keys' own events across frames: egui's modifier state alone can lag fast input on
+/// X11 (winit#3388), and a lost Ctrl would type a newline instead of saving.
+pub fn ctrl_enter(events: &[egui::Event], ctrl: &mut bool) -> bool {
+    let mut hit = false;
+    for ev in events {
+        if let egui::Event::Key {
+            key,
+            pressed,
+            modifiers,
+            ..
+        } = ev
+        {
+            match key {
+                Key::ControlLeft | Key::ControlRight => *ctrl = *pressed,
+                Key::Enter if *pressed && (*ctrl || modifiers.ctrl || modifiers.command) => {
+                    hit = true
+                }
+                _ => {}
+            }
+        }
+    }
+    hit
 }
 
 /// Keys that type no character: their keysym by name.
@@ -423,6 +454,36 @@ mod tests {
         ]);
         assert_eq!(ks(&out), vec![(0x21, false), (sym::SHIFT_L, false)]);
         assert!(!t.any_held());
+    }
+
+    #[test]
+    fn ctrl_enter_counts_ctrl_from_its_own_key_events() {
+        let none = egui::Modifiers::NONE;
+        let mut ctrl = false;
+        // Ctrl's press seen, but the modifiers on Enter lag behind: still Ctrl+Enter.
+        assert!(ctrl_enter(
+            &[
+                key(Key::ControlLeft, Key::ControlLeft, true, none),
+                key(Key::Enter, Key::Enter, true, none),
+            ],
+            &mut ctrl
+        ));
+        // Ctrl held from an earlier frame.
+        assert!(ctrl_enter(
+            &[key(Key::Enter, Key::Enter, true, none)],
+            &mut ctrl
+        ));
+        assert!(!ctrl_enter(
+            &[
+                key(Key::ControlLeft, Key::ControlLeft, false, none),
+                key(Key::Enter, Key::Enter, true, none),
+            ],
+            &mut ctrl
+        ));
+        assert!(ctrl_enter(
+            &[key(Key::Enter, Key::Enter, true, CTRL)],
+            &mut ctrl
+        ));
     }
 
     #[test]

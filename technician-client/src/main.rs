@@ -468,6 +468,9 @@ fn connect(
         viewport: eframe::egui::ViewportBuilder::default()
             .with_title(title.clone())
             .with_inner_size([w as f32, h as f32 + 40.0]),
+        // The remote's pixels are shown as they are: no dither noise over them (and no
+        // per-pixel shader work on every repaint, which software renderers feel).
+        dithering: false,
         ..Default::default()
     };
     let shown = eframe::run_native(

@@ -57,6 +57,8 @@ pub struct Viewer {
     /// The wrap-up form is showing: notes typed so far.
     wrap_up: Option<String>,
     wrap_up_focused: bool,
+    /// Ctrl is down (from its own key events) while the wrap-up form is up.
+    wrap_up_ctrl: bool,
     /// Where saved notes go (read by `tether connect` after the window closes).
     notes_out: std::sync::Arc<std::sync::Mutex<Option<String>>>,
     status: String,
@@ -113,6 +115,7 @@ impl Viewer {
             ended: None,
             wrap_up: None,
             wrap_up_focused: false,
+            wrap_up_ctrl: false,
             notes_out: Default::default(),
             status: String::new(),
             last_pointer: None,
@@ -192,9 +195,10 @@ impl Viewer {
                 edit.request_focus();
                 self.wrap_up_focused = true;
             }
+            let ctrl = &mut self.wrap_up_ctrl;
             let (save_key, skip_key) = ui.input(|i| {
                 (
-                    i.modifiers.command && i.key_pressed(egui::Key::Enter),
+                    crate::keymap::ctrl_enter(&i.events, ctrl),
                     i.key_pressed(egui::Key::Escape),
                 )
             });
