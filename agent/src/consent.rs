@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 use tether_protocol::consent::{Answer, Book, BookError, LocalEvent, Outcome};
+use tether_protocol::identity::Role;
 use tether_protocol::message::AgentToRelay;
 use tether_protocol::session::{MessageReply, SessionGrant, UserMessage};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -51,6 +52,7 @@ enum Cmd {
     Message(UserMessage, oneshot::Sender<MessageReply>),
     Reply(String, String, oneshot::Sender<Result<String, BookError>>),
     Snapshot(oneshot::Sender<LocalEvent>),
+    TechnicianEnds(String, Role, String, oneshot::Sender<Option<String>>),
 }
 
 /// How an offer was decided, and the engagement the session joins when accepted by the user.
@@ -144,6 +146,21 @@ impl Consent {
 
     pub async fn rate(&self, id: String, rating: u8, comment: String) -> Result<String, String> {
         self.ask(|r| Cmd::Rate(id, rating, comment, r)).await
+    }
+
+    /// The technician is done with their engagement for `ticket`. Returns its id if one was open.
+    pub async fn technician_ends(
+        &self,
+        technician: String,
+        role: Role,
+        ticket: String,
+    ) -> Option<String> {
+        let (reply, rx) = oneshot::channel();
+        let cmd = Cmd::TechnicianEnds(technician, role, ticket, reply);
+        if self.tx.send(cmd).await.is_err() {
+            return None;
+        }
+        rx.await.ok().flatten()
     }
 
     /// Shows a technician's message on the tray and waits for the user's reply.
@@ -283,6 +300,11 @@ async fn run(
                 if tx.try_send(book.snapshot(now)).is_ok() {
                     subscribers.push(tx);
                 }
+            }
+            Some(Cmd::TechnicianEnds(technician, role, ticket, reply)) => {
+                let ended = book.handle_technician_end(&technician, role, &ticket);
+                info!(technician = %technician, ticket = %ticket, engagement = ?ended, "engagement ended by the technician");
+                let _ = reply.send(ended);
             }
             Some(Cmd::Snapshot(reply)) => {
                 let _ = reply.send(book.snapshot(now));

@@ -51,6 +51,19 @@ pub async fn serve(
             signature,
             signer_cert,
         } => (grant, signature, signer_cert),
+        RelayStream::EndEngagement {
+            technician,
+            role,
+            ticket,
+        } => {
+            let reply = match consent.technician_ends(technician, role, ticket).await {
+                Some(_) => tether_protocol::session::EngagementReply::Ended,
+                None => tether_protocol::session::EngagementReply::NoneOpen,
+            };
+            let _ = write_msg(&mut send, &reply, limits::CONTROL).await;
+            let _ = send.finish();
+            return;
+        }
         RelayStream::Message(m) => {
             let reply = tokio::select! {
                 r = consent.message(m) => r,

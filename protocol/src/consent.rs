@@ -629,6 +629,20 @@ impl Book {
         });
     }
 
+    /// The technician ends their engagement for `ticket`; its running sessions go on until they
+    /// end. Returns its id, if one was open.
+    pub fn handle_technician_end(
+        &mut self,
+        technician: &str,
+        role: Role,
+        ticket: &str,
+    ) -> Option<String> {
+        let i = self.engagements.iter().position(|e| {
+            e.info.technician == technician && e.info.role == role && e.info.ticket == ticket
+        })?;
+        Some(self.end_engagement(i, false).info.id)
+    }
+
     /// The user ends `id` (or a unique prefix of it): a running session or an engagement, and
     /// with either the whole engagement. Returns the full id and the sessions to stop.
     pub fn handle_end(&mut self, id: &str) -> Result<(String, Vec<String>), BookError> {
@@ -924,6 +938,15 @@ mod tests {
                 .iter()
                 .any(|e| matches!(e, LocalEvent::Prompt(_)))
         );
+        // The technician ends only an engagement of their own.
+        b.handle_answer(t0, "e3", Answer::Approve).unwrap();
+        assert_eq!(b.handle_technician_end("bob", Role::Support, "T-1"), None);
+        assert_eq!(b.handle_technician_end("alice", Role::Admin, "T-1"), None);
+        assert_eq!(
+            b.handle_technician_end("alice", Role::Support, "T-1"),
+            Some("e3".into())
+        );
+        assert_eq!(b.handle_technician_end("alice", Role::Support, "T-1"), None);
     }
 
     fn grant(id: &str, role: Role, unattended: bool) -> SessionGrant {

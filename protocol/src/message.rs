@@ -287,6 +287,12 @@ pub enum TechRequest {
         text: String,
         wait_ms: u64,
     },
+    /// The technician is done: end their engagement on a device for a ticket (the user is then
+    /// asked for a rating). Answered by [`TechResponse::EngagementEnded`].
+    EndEngagement {
+        device: String,
+        ticket: String,
+    },
     /// The latest health report of a device and its open alerts.
     Health {
         device: String,
@@ -417,6 +423,10 @@ pub enum TechResponse {
     },
     /// The request was carried out.
     Done,
+    /// `EndEngagement`: whether one was open.
+    EngagementEnded {
+        ended: bool,
+    },
     Error {
         code: ErrorCode,
         message: String,

@@ -301,6 +301,21 @@ pub enum RelayStream {
     },
     /// A technician's message for the user (`tether say`); answered by one [`MessageReply`].
     Message(UserMessage),
+    /// The technician ends their engagement for `ticket` (technician and role as the relay
+    /// authenticated them); answered by an [`EngagementReply`]. Unsigned: it only takes access
+    /// away, which the relay can do anyway by not brokering.
+    EndEngagement {
+        technician: String,
+        role: Role,
+        ticket: String,
+    },
+}
+
+/// Whether [`RelayStream::EndEngagement`] found an engagement to end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EngagementReply {
+    Ended,
+    NoneOpen,
 }
 
 /// Longest message or reply, in bytes.

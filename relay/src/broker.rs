@@ -558,6 +558,63 @@ pub async fn say(
     }
 }
 
+/// `tether end`: the technician ends their engagement on a device for a ticket. Needs the role
+/// and the device scope a session would; the agent ends only that technician's engagement.
+pub async fn end_engagement(
+    state: &State,
+    technician: &str,
+    role: Role,
+    device: &str,
+    ticket: &str,
+) -> TechResponse {
+    if !may_start_session(role) {
+        return error(
+            ErrorCode::Forbidden,
+            format!("role {role} has no engagements (support or admin needed)"),
+        );
+    }
+    let scope = match Scope::of(state, technician, role).await {
+        Ok(s) => s,
+        Err(e) => {
+            warn!("store error: {e}");
+            return error(ErrorCode::Internal, "relay store unavailable");
+        }
+    };
+    let device = match resolve(state, &scope, device).await {
+        Ok(Ok(d)) => d,
+        Ok(Err(resp)) => return resp,
+        Err(e) => {
+            warn!("store error: {e}");
+            return error(ErrorCode::Internal, "relay store unavailable");
+        }
+    };
+    let Some(agent) = state.presence.connection(&device.id) else {
+        return error(
+            ErrorCode::Offline,
+            format!("device {} is offline", device.hostname),
+        );
+    };
+    let msg = RelayStream::EndEngagement {
+        technician: technician.to_string(),
+        role,
+        ticket: text::clean(ticket, 64),
+    };
+    let asked = async {
+        let (mut send, mut recv) = agent.open_bi().await?;
+        write_msg(&mut send, &msg, limits::CONTROL).await?;
+        read_msg::<tether_protocol::session::EngagementReply>(&mut recv, limits::CONTROL).await
+    };
+    match tokio::time::timeout(Duration::from_secs(10), asked).await {
+        Ok(Ok(r)) => {
+            let ended = r == tether_protocol::session::EngagementReply::Ended;
+            info!(technician, device = %device.id, ticket, ended, "technician ended the engagement");
+            TechResponse::EngagementEnded { ended }
+        }
+        Ok(Err(e)) => error(ErrorCode::Offline, format!("device did not answer: {e}")),
+        Err(_) => error(ErrorCode::Refused, "device did not answer in time"),
+    }
+}
+
 /// How long the other side of a splice gets to finish after one side ended.
 const OTHER_SIDE: Duration = Duration::from_secs(3);
 

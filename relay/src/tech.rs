@@ -60,6 +60,13 @@ pub async fn handle_stream(
         }
         return;
     }
+    if let TechRequest::EndEngagement { device, ticket } = &req {
+        let resp = crate::broker::end_engagement(state, name, role, device, ticket).await;
+        if write_msg(&mut send, &resp, limits::CONTROL).await.is_ok() {
+            let _ = send.finish();
+        }
+        return;
+    }
     let resp = if !may_read_inventory(role) {
         err(
             ErrorCode::Forbidden,
@@ -369,9 +376,9 @@ async fn answer(
             );
             TechResponse::Done
         }
-        TechRequest::OpenSession(_) | TechRequest::Say { .. } => {
-            err(ErrorCode::BadRequest, "unexpected".into())
-        }
+        TechRequest::OpenSession(_)
+        | TechRequest::Say { .. }
+        | TechRequest::EndEngagement { .. } => err(ErrorCode::BadRequest, "unexpected".into()),
         TechRequest::Health { device } => {
             let d = match resolve(state, &scope, &device).await? {
                 Ok(d) => d,

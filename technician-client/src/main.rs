@@ -218,6 +218,16 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// You are done on a device: end your engagement for the ticket, so your next session there
+    /// asks the user again (and the user is asked to rate this visit).
+    End {
+        device: String,
+        /// The ticket the engagement is for (empty: the one without a ticket).
+        #[arg(long, default_value = "")]
+        ticket: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Admins: create a one-time enrollment token for a machine or a technician.
     Token {
         /// Enroll a workstation agent.
@@ -878,6 +888,34 @@ async fn run(cli: Cli) -> Result<()> {
                     Some(r) => outln!("{}", tether_protocol::text::clean(&r, 1000)),
                     None => eprintln!("no reply (the user closed the message or did not answer)"),
                 }
+            }
+        }
+        Cmd::End {
+            device,
+            ticket,
+            json,
+        } => {
+            let creds = Credentials::load(&dir)?;
+            let session = Session::open(&creds).await?;
+            let ended = session.end_engagement(&device, &ticket).await;
+            session.close().await;
+            let ended = ended?;
+            let for_ticket = if ticket.is_empty() {
+                "without a ticket".to_string()
+            } else {
+                format!("for ticket {}", tether_protocol::text::clean(&ticket, 64))
+            };
+            if json {
+                outln!(
+                    "{}",
+                    tether_technician::safe::json_line(&serde_json::json!({ "ended": ended }))
+                );
+            } else if ended {
+                outln!(
+                    "ended your engagement on {device} {for_ticket}; the user is asked to rate it"
+                );
+            } else {
+                outln!("no engagement of yours was open on {device} {for_ticket}");
             }
         }
         Cmd::Token {

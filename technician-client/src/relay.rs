@@ -226,6 +226,20 @@ impl Session {
         }
     }
 
+    /// Ends this technician's engagement on `device` for `ticket`. False if none was open.
+    pub async fn end_engagement(&self, device: &str, ticket: &str) -> Result<bool, RequestError> {
+        match self
+            .request(&TechRequest::EndEngagement {
+                device: device.to_string(),
+                ticket: ticket.to_string(),
+            })
+            .await?
+        {
+            TechResponse::EngagementEnded { ended } => Ok(ended),
+            other => Err(unexpected(other)),
+        }
+    }
+
     /// Admins: a one-time enrollment token and its expiry.
     pub async fn create_token(
         &self,

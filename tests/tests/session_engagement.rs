@@ -235,11 +235,22 @@ fn new_permissions_tickets_and_technicians_prompt_and_idle_visits_end() {
     ok(ana.tether(&["exec", &agent.id, "--ticket", "T-3", "--", "true"]));
     assert_eq!(user.prompts().len(), 4);
 
-    // Nothing more: each of the three idles out once, not by the user.
-    let ended = user.wait_ended(3);
-    assert_eq!(ended.len(), 3, "{ended:?}");
+    // The technician says they are done with T-3: it ends now (once), and the next asks again.
+    let done = ok(ana.tether(&["end", &agent.id, "--ticket", "T-3"]));
+    assert!(done.contains("ended your engagement"), "{done}");
+    let again = ok(ana.tether(&["end", &agent.id, "--ticket", "T-3"]));
+    assert!(again.contains("no engagement of yours was open"), "{again}");
+    // Only their own: bo's T-2 and ana's T-2 are untouched.
+    assert_eq!(user.ended().len(), 1);
+    ok(ana.tether(&["exec", &agent.id, "--ticket", "T-3", "--", "true"]));
+    assert_eq!(user.prompts().len(), 5);
+
+    // Nothing more: the rest idle out once each, not by the user.
+    let ended = user.wait_ended(4);
+    assert_eq!(ended.len(), 4, "{ended:?}");
     assert!(ended.iter().all(|(_, by_user)| !by_user));
     let mut ids: Vec<&str> = ended.iter().map(|(id, _)| id.as_str()).collect();
+    ids.sort();
     ids.dedup();
-    assert_eq!(ids.len(), 3);
+    assert_eq!(ids.len(), 4);
 }
