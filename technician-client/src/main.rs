@@ -486,7 +486,11 @@ fn connect(
     let shown = eframe::run_native(
         &title,
         options,
-        Box::new(|cc| Ok(Box::new(viewer.wake_on_messages(cc.egui_ctx.clone())))),
+        Box::new(|cc| {
+            Ok(Box::new(
+                viewer.present_in(cc).wake_on_messages(cc.egui_ctx.clone()),
+            ))
+        }),
     );
     let notes = notes.lock().ok().and_then(|mut n| n.take());
     if let Some(text) = notes {

@@ -9,6 +9,7 @@
 //! screen to its texture and draws.
 
 mod decode;
+mod present;
 
 use crate::keymap::KeyTranslator;
 use decode::{Damage, Decoder, Event, Shared, lock, sub_image};
@@ -38,6 +39,16 @@ pub struct Viewer {
     shared: Shared,
     /// The decoder and the agent's messages until `wake_on_messages` starts its thread.
     pending: Option<(Decoder, mpsc::Receiver<ToViewer>)>,
+    /// Draws the screen into a child window, only what changed (`present.rs`); `None` when
+    /// that is not possible here, and egui draws it.
+    presenter: Option<std::sync::Arc<present::Presenter>>,
+    /// The presenter draws the screen where egui lays it out (when nothing lies over it).
+    native: bool,
+    /// Nothing of egui's (menu, tooltip) lay over the screen last frame: the presenter may
+    /// show it.
+    overlay_free: bool,
+    /// Where this frame laid out the screen for the presenter, in points.
+    native_rect: Option<egui::Rect>,
     title: String,
     displays: Vec<DisplayInfo>,
     display: u32,
@@ -101,6 +112,10 @@ impl Viewer {
             to_agent,
             shared,
             pending: Some((decoder, from_agent)),
+            presenter: None,
+            native: false,
+            overlay_free: true,
+            native_rect: None,
             title,
             displays,
             display: 0,
@@ -138,6 +153,36 @@ impl Viewer {
             && let Err(e) = decoder.spawn(from_agent, ctx)
         {
             self.status = format!("cannot start the viewer's decoder thread: {e}");
+        }
+        self
+    }
+
+    /// Draws the screen straight into the viewer's X11 window where it can (set
+    /// `TETHER_VIEWER_DRAW=egui` to keep every frame in egui, e.g. to compare). Call before
+    /// [`Viewer::wake_on_messages`].
+    pub fn present_in(mut self, window: &impl raw_window_handle::HasWindowHandle) -> Self {
+        use raw_window_handle::RawWindowHandle;
+        if std::env::var("TETHER_VIEWER_DRAW").is_ok_and(|v| v == "egui") {
+            return self;
+        }
+        let parent = match window.window_handle().map(|h| h.as_raw()) {
+            Ok(RawWindowHandle::Xlib(h)) => u32::try_from(h.window).ok(),
+            Ok(RawWindowHandle::Xcb(h)) => Some(h.window.get()),
+            _ => None,
+        };
+        let made = parent
+            .ok_or(present::PresentError::NotX11)
+            .and_then(present::Presenter::new);
+        match made {
+            Ok(p) => {
+                tracing::debug!("viewer: drawing the screen into a child window");
+                if let Some((decoder, _)) = self.pending.as_mut() {
+                    decoder.presenter = Some(p.clone());
+                }
+                self.presenter = Some(p);
+                self.native = true;
+            }
+            Err(e) => tracing::info!("viewer: drawing the screen with egui: {e}"),
         }
         self
     }
@@ -518,7 +563,15 @@ impl Viewer {
             self.filter = filter;
             ui.ctx().request_repaint();
         }
-        let resp = ui.add(egui::Image::new((tex.id(), size)).sense(egui::Sense::click_and_drag()));
+        let native = self.native && self.overlay_free;
+        let resp = if native {
+            // The presenter draws here; egui only keeps the place (and its input).
+            let (rect, resp) = ui.allocate_exact_size(size, egui::Sense::click_and_drag());
+            self.native_rect = Some(rect);
+            resp
+        } else {
+            ui.add(egui::Image::new((tex.id(), size)).sense(egui::Sense::click_and_drag()))
+        };
         // Tab, arrows and Escape belong to the remote, not to egui's focus navigation.
         resp.request_focus();
         ui.memory_mut(|m| {
@@ -533,7 +586,9 @@ impl Viewer {
             )
         });
         // The remote pointer, drawn where the device says it is.
-        if let (Some((x, y)), Some((img, (hx, hy)))) = (self.cursor, &self.cursor_shape) {
+        if let (false, Some((x, y)), Some((img, (hx, hy)))) =
+            (native, self.cursor, &self.cursor_shape)
+        {
             let tex = self.cursor_texture.get_or_insert_with(|| {
                 ui.ctx()
                     .load_texture("remote-cursor", img.clone(), egui::TextureOptions::NEAREST)
@@ -602,6 +657,41 @@ impl Viewer {
     }
 }
 
+impl Viewer {
+    /// Shows the presenter's window where this frame laid out the screen, or hides it: when the
+    /// screen is not shown, or a menu or tooltip of egui's lies over it (which would be beneath
+    /// the child window); then egui draws the screen, from the next frame on.
+    fn place_screen(&mut self, ctx: &egui::Context) {
+        let overlay_free = ctx.memory(|m| {
+            m.areas()
+                .visible_layer_ids()
+                .iter()
+                .all(|l| l.order == egui::Order::Background)
+        });
+        if overlay_free != self.overlay_free {
+            self.overlay_free = overlay_free;
+            ctx.request_repaint();
+        }
+        if let Some(p) = &self.presenter {
+            p.place(self.native_place(ctx));
+        }
+    }
+
+    /// Where the presenter shows the screen now, in window pixels; `None`: egui draws it.
+    fn native_place(&self, ctx: &egui::Context) -> Option<present::Place> {
+        let ppp = ctx.pixels_per_point();
+        let r = self
+            .native_rect
+            .filter(|_| self.native && self.overlay_free)?;
+        Some(present::Place {
+            x: (r.min.x * ppp).round() as i32,
+            y: (r.min.y * ppp).round() as i32,
+            w: (r.width() * ppp).round().max(1.0) as u32,
+            h: (r.height() * ppp).round().max(1.0) as u32,
+        })
+    }
+}
+
 /// What the window uploads to the screen's texture this frame.
 enum Upload {
     Nothing,
@@ -612,6 +702,7 @@ enum Upload {
 impl eframe::App for Viewer {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         let ctx = ui.ctx().clone();
+        self.native_rect = None;
         self.take_updates(&ctx);
         self.statistics(&ctx);
         self.keyboard(&ctx);
@@ -645,6 +736,7 @@ impl eframe::App for Viewer {
         if close {
             ctx.send_viewport_cmd(egui::ViewportCommand::Close);
         }
+        self.place_screen(&ctx);
         // Frames, the pointer and the session's end wake the window (the decoder thread), local
         // input wakes it by itself; the statistics tick only while frames arrive.
         // The notes form is ordinary egui (focus moves over frames): it gets the steady tick the
@@ -816,6 +908,62 @@ mod tests {
         assert_eq!(v.texture.as_ref().map(|t| t.size()), Some([128, 64]));
         assert_eq!(v.window_frames, 2);
         assert_eq!(v.window_encode_us, 3000);
+    }
+
+    /// A menu or tooltip over the screen would lie beneath the presenter's child window: while
+    /// one is shown, egui draws the screen; once it has gone, the presenter again.
+    #[test]
+    fn egui_draws_the_screen_while_a_menu_lies_over_it() {
+        let ctx = egui::Context::default();
+        let (mut v, tx, _rx) = viewer();
+        v.native = true;
+        let whole = Rect {
+            x: 0,
+            y: 0,
+            w: 64,
+            h: 32,
+        };
+        let mut f = match frame(64, 32) {
+            ToViewer::Frame(f) => f,
+            _ => unreachable!(),
+        };
+        f.rects = vec![tile(whole, [1, 2, 3, 0], Compression::Zstd)];
+        tx.try_send(ToViewer::Frame(f)).unwrap();
+        pump(&mut v, &ctx);
+        let mut eframe_frame = eframe::Frame::_new_kittest();
+        let input = || egui::RawInput {
+            screen_rect: Some(egui::Rect::from_min_size(
+                egui::Pos2::ZERO,
+                egui::vec2(640.0, 400.0),
+            )),
+            ..Default::default()
+        };
+        let mut run = |v: &mut Viewer, menu: bool| {
+            let mut out = ctx.run_ui(input(), |ui| {
+                if menu {
+                    egui::Area::new(egui::Id::unique("a menu"))
+                        .order(egui::Order::Foreground)
+                        .show(ui.ctx(), |ui| ui.label("Alt+F4"));
+                }
+                eframe::App::ui(v, ui, &mut eframe_frame);
+            });
+            out.textures_delta.clear();
+            v.native_place(&ctx)
+        };
+        let place = run(&mut v, false).expect("no menu: the presenter draws");
+        // Fitted to the 640-point-wide window, below the toolbar, keeping its shape.
+        assert_eq!((place.w, place.h), (640, 320));
+        assert!(place.y > 0);
+        assert_eq!(run(&mut v, true), None);
+        assert_eq!(run(&mut v, true), None);
+        // The frame after the menu closed still saw it the frame before, and the next lays
+        // the screen out for the presenter again (each change asks for the next frame).
+        assert_eq!(run(&mut v, false), None);
+        assert_eq!(run(&mut v, false), None);
+        assert_eq!(run(&mut v, false), Some(place));
+        // Without a presenter, egui always draws.
+        v.native = false;
+        assert_eq!(run(&mut v, false), None);
     }
 
     /// The pointer, clipboard text, errors and the agent's goodbye reach the window.

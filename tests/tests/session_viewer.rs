@@ -26,13 +26,9 @@ fn find(hay: &[u8], hw: u32, hh: u32, needle: &[u8], nw: u32, nh: u32) -> Option
     None
 }
 
-#[test]
-fn viewer_shows_the_remote_screen_forwards_typing_and_files_notes_at_the_end() {
-    let remote = Xvfb::start(640, 400);
-    let local = Xvfb::start(1000, 700);
-    let dir = tempfile::tempdir().unwrap();
-    let typed = dir.path().join("typed.txt");
-    let _term = remote.spawn(
+/// An xterm on `remote` with a yellow background, its input going to `typed`.
+fn remote_term(remote: &Xvfb, typed: &std::path::Path) -> tether_tests::Proc {
+    let term = remote.spawn(
         "xterm",
         &[
             "-geometry",
@@ -56,49 +52,48 @@ fn viewer_shows_the_remote_screen_forwards_typing_and_files_notes_at_the_end() {
             .success()
     })
     .expect("remote xterm did not map");
+    term
+}
 
-    let relay = Relay::start();
-    let tech = Tech::enroll(&relay.tech_token("ana", "support"));
-    let mut agent = Agent::enroll(&relay.agent_token());
-    agent.start_on_display(&remote.display);
-    tech.wait_online(&agent.id);
-    let _user = agent.auto_approve();
-
-    let mut viewer = tether_tests::Proc {
+/// `tether connect --actual-size` on `local` (with `env`), and its window's id once it maps.
+fn start_viewer(
+    local: &Xvfb,
+    tech: &Tech,
+    device: &str,
+    env: &[(&str, &str)],
+) -> (tether_tests::Proc, String) {
+    let viewer = tether_tests::Proc {
         child: std::process::Command::new(bin("tether"))
             .arg("--config")
             .arg(tech.config())
             .args([
                 "connect",
-                &agent.id,
+                device,
                 "--actual-size",
                 "--reason",
                 "viewer test",
             ])
             .env("DISPLAY", &local.display)
             .env("LIBGL_ALWAYS_SOFTWARE", "1")
+            .envs(env.iter().copied())
             .stdin(std::process::Stdio::null())
             .spawn()
             .unwrap(),
     };
-    let win = wait_until(Duration::from_secs(60), || {
-        local
-            .run("xdotool", &["search", "--name", "Tether: "])
-            .status
-            .success()
-    });
+    let search = || local.run("xdotool", &["search", "--name", "Tether: "]);
+    let win = wait_until(Duration::from_secs(60), || search().status.success());
     assert!(win.is_some(), "viewer window never appeared");
-    let win_id = String::from_utf8_lossy(
-        &local
-            .run("xdotool", &["search", "--name", "Tether: "])
-            .stdout,
-    )
-    .lines()
-    .next()
-    .unwrap_or_default()
-    .to_string();
+    let win_id = String::from_utf8_lossy(&search().stdout)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    (viewer, win_id)
+}
 
-    // Keep both pointers away from what is compared: the viewer draws the remote pointer.
+/// The remote screen around the terminal (400×200 from 20,20), as RGB, with both pointers
+/// moved away from it (the viewer draws the remote pointer).
+fn remote_crop(remote: &Xvfb, local: &Xvfb, dir: &std::path::Path) -> (u32, u32, Vec<u8>) {
     assert!(
         local
             .run("xdotool", &["mousemove", "999", "699"])
@@ -111,30 +106,33 @@ fn viewer_shows_the_remote_screen_forwards_typing_and_files_notes_at_the_end() {
             .status
             .success()
     );
-    // The remote screen around the terminal, captured on the remote display…
-    let src = dir.path().join("src.png");
-    let (sw, sh, spx) = {
-        assert!(
-            remote
-                .run(
-                    "import",
-                    &["-window", "root", &format!("PNG24:{}", src.display())]
-                )
-                .status
-                .success()
-        );
-        let (w, _h, px) = read_png_rgb(&src);
-        let (x0, y0, cw, ch) = (20u32, 20u32, 400u32, 200u32);
-        let mut crop = Vec::with_capacity((cw * ch * 3) as usize);
-        for y in y0..y0 + ch {
-            let start = ((y * w + x0) * 3) as usize;
-            crop.extend_from_slice(&px[start..start + (cw * 3) as usize]);
-        }
-        (cw, ch, crop)
-    };
-    // …appears exactly, at 1:1, somewhere in the viewer window on the local display.
-    let shot = dir.path().join("viewer.png");
-    let found = wait_until(Duration::from_secs(60), || {
+    let src = dir.join("src.png");
+    assert!(
+        remote
+            .run(
+                "import",
+                &["-window", "root", &format!("PNG24:{}", src.display())]
+            )
+            .status
+            .success()
+    );
+    let (w, _h, px) = read_png_rgb(&src);
+    let (x0, y0, cw, ch) = (20u32, 20u32, 400u32, 200u32);
+    let mut crop = Vec::with_capacity((cw * ch * 3) as usize);
+    for y in y0..y0 + ch {
+        let start = ((y * w + x0) * 3) as usize;
+        crop.extend_from_slice(&px[start..start + (cw * 3) as usize]);
+    }
+    (cw, ch, crop)
+}
+
+/// Waits until `crop` (from [`remote_crop`]) appears exactly in a screenshot of `local`, and
+/// returns where.
+fn wait_shown(local: &Xvfb, dir: &std::path::Path, crop: &(u32, u32, Vec<u8>)) -> (u32, u32) {
+    let (sw, sh, spx) = crop;
+    let shot = dir.join("viewer.png");
+    let mut at = None;
+    wait_until(Duration::from_secs(60), || {
         local
             .run(
                 "import",
@@ -144,18 +142,39 @@ fn viewer_shows_the_remote_screen_forwards_typing_and_files_notes_at_the_end() {
             .success()
             && {
                 let (lw, lh, lpx) = read_png_rgb(&shot);
-                find(&lpx, lw, lh, &spx, sw, sh).is_some()
+                at = find(&lpx, lw, lh, spx, *sw, *sh);
+                at.is_some()
             }
     });
-    assert!(
-        found.is_some(),
-        "the viewer never showed the remote screen exactly"
-    );
-    let (lw, lh, lpx) = read_png_rgb(&shot);
-    let (cx, cy) = find(&lpx, lw, lh, &spx, sw, sh).unwrap();
+    at.expect("the viewer never showed the remote screen exactly")
+}
+
+#[test]
+fn viewer_shows_the_remote_screen_forwards_typing_and_files_notes_at_the_end() {
+    let remote = Xvfb::start(640, 400);
+    let local = Xvfb::start(1000, 700);
+    let dir = tempfile::tempdir().unwrap();
+    let typed = dir.path().join("typed.txt");
+    let _term = remote_term(&remote, &typed);
+
+    let relay = Relay::start();
+    let tech = Tech::enroll(&relay.tech_token("ana", "support"));
+    let mut agent = Agent::enroll(&relay.agent_token());
+    agent.start_on_display(&remote.display);
+    tech.wait_online(&agent.id);
+    let _user = agent.auto_approve();
+
+    let (mut viewer, win_id) = start_viewer(&local, &tech, &agent.id, &[]);
+    // The remote screen around the terminal appears exactly, at 1:1, somewhere in the viewer
+    // window on the local display (drawn into the viewer's child window, `present.rs`).
+    let crop = remote_crop(&remote, &local, dir.path());
+    let (sw, sh, spx) = &crop;
+    let (cx, cy) = wait_shown(&local, dir.path(), &crop);
+    let tree = local.run("xwininfo", &["-tree", "-id", &win_id]);
+    let tree = String::from_utf8_lossy(&tree.stdout);
+    assert!(tree.contains("1 child"), "{tree}");
     // Screen origin in the viewer.
     let (ox, oy) = (cx - 20, cy - 20);
-
     // Typing into the viewer reaches the remote terminal: point at it (the viewer moves the
     // remote pointer, and focus follows it), then type.
     let tx = (ox + 100).to_string();
@@ -211,7 +230,7 @@ fn viewer_shows_the_remote_screen_forwards_typing_and_files_notes_at_the_end() {
             .success()
             && {
                 let (lw, lh, lpx) = read_png_rgb(&shot);
-                find(&lpx, lw, lh, &spx, sw, sh).is_none()
+                find(&lpx, lw, lh, spx, *sw, *sh).is_none()
             }
     })
     .expect("the viewer kept showing the remote screen after the user ended the session");
@@ -234,4 +253,29 @@ fn viewer_shows_the_remote_screen_forwards_typing_and_files_notes_at_the_end() {
     let row = &tech.json(&["sessions"])[0];
     assert_eq!(row["notes"], "Replaced toner");
     assert_eq!(row["ended_by"], "user");
+}
+
+/// Where the presenter cannot be used (or `TETHER_VIEWER_DRAW=egui`), egui draws the screen:
+/// exactly as well.
+#[test]
+fn egui_drawing_shows_the_remote_screen_exactly() {
+    let remote = Xvfb::start(640, 400);
+    let local = Xvfb::start(1000, 700);
+    let dir = tempfile::tempdir().unwrap();
+    let typed = dir.path().join("typed.txt");
+    let _term = remote_term(&remote, &typed);
+    let relay = Relay::start();
+    let tech = Tech::enroll(&relay.tech_token("ana", "support"));
+    let mut agent = Agent::enroll(&relay.agent_token());
+    agent.start_on_display(&remote.display);
+    tech.wait_online(&agent.id);
+    let _user = agent.auto_approve();
+    let (_viewer, win_id) =
+        start_viewer(&local, &tech, &agent.id, &[("TETHER_VIEWER_DRAW", "egui")]);
+    let crop = remote_crop(&remote, &local, dir.path());
+    wait_shown(&local, dir.path(), &crop);
+    // No child window: egui drew it.
+    let tree = local.run("xwininfo", &["-tree", "-id", &win_id]);
+    let tree = String::from_utf8_lossy(&tree.stdout);
+    assert!(tree.contains("0 children"), "{tree}");
 }

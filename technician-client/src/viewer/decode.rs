@@ -5,10 +5,11 @@
 //! since the window last uploaded. Then it wakes the window, which only uploads those regions
 //! and draws.
 
+use super::present::Presenter;
 use crate::remote::{decode_rect, pixels_len};
 use eframe::egui::{self, Color32, ColorImage};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tether_protocol::session::{Compression, FrameUpdate, ToAgent, ToViewer};
 use tether_protocol::text::clean;
 use tether_protocol::tiles::{Rect, patch, patch_xor};
@@ -109,6 +110,8 @@ pub(crate) struct Decoder {
     h264: Option<openh264::decoder::Decoder>,
     /// A decoded H.264 picture (RGBA), kept to reuse its allocation.
     rgba: Vec<u8>,
+    /// Draws changes straight into the viewer's window, when it can (`present.rs`).
+    pub(crate) presenter: Option<std::sync::Arc<Presenter>>,
 }
 
 impl Decoder {
@@ -121,6 +124,7 @@ impl Decoder {
             height: 0,
             h264: None,
             rgba: Vec::new(),
+            presenter: None,
         }
     }
 
@@ -140,7 +144,14 @@ impl Decoder {
                     while let Ok(msg) = from_agent.try_recv() {
                         self.handle(msg);
                     }
-                    ctx.request_repaint();
+                    // While the screen is drawn natively, frames need no repaint of the window:
+                    // only the statistics, once a second. Events still show at once.
+                    let native = self.presenter.as_ref().is_some_and(|p| p.showing());
+                    if native && lock(&self.shared).events.is_empty() {
+                        ctx.request_repaint_after(Duration::from_secs(1));
+                    } else {
+                        ctx.request_repaint();
+                    }
                 }
                 // The session is over: one more frame shows it.
                 ctx.request_repaint();
@@ -156,7 +167,12 @@ impl Decoder {
     pub(crate) fn handle(&mut self, msg: ToViewer) {
         match msg {
             ToViewer::Frame(f) => self.frame(f),
-            ToViewer::Cursor { x, y } => lock(&self.shared).cursor = Some((x, y)),
+            ToViewer::Cursor { x, y } => {
+                lock(&self.shared).cursor = Some((x, y));
+                if let Some(p) = &self.presenter {
+                    p.pointer_moved((x, y));
+                }
+            }
             ToViewer::CursorShape {
                 width,
                 height,
@@ -166,6 +182,9 @@ impl Decoder {
             } => {
                 let (w, h) = (usize::from(width), usize::from(height));
                 if rgba.len() == w * h * 4 && w > 0 && h > 0 {
+                    if let Some(p) = &self.presenter {
+                        p.pointer_shape(&rgba, width, height, (hot_x, hot_y));
+                    }
                     let img = ColorImage::from_rgba_premultiplied([w, h], &rgba);
                     lock(&self.shared).cursor_shape = Some((img, (hot_x, hot_y)));
                 }
@@ -221,6 +240,9 @@ impl Decoder {
                 Ok(()) => changed.push(r.rect),
                 Err(e) => status = Some(e),
             }
+        }
+        if let Some(p) = &self.presenter {
+            p.frame(&self.fb, w, h, (!whole).then_some(&changed[..]));
         }
         {
             let mut s = lock(&self.shared);
