@@ -19,6 +19,8 @@ pub mod backoff;
 pub mod codec;
 pub mod conn;
 pub mod consent;
+pub mod decision;
+pub mod device;
 pub mod frame;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -12,6 +12,7 @@
 //! Compatibility rules: `Hello` keeps `version` as its first field and `HelloReply` keeps its two
 //! variants in this order, so peers of any version can always tell each other "unsupported".
 
+pub use crate::device::DeviceSummary;
 use crate::history::Change;
 use crate::identity::{Identity, Role};
 use crate::inventory::Inventory;
@@ -365,7 +366,7 @@ pub struct SessionRow {
     pub ticket: String,
     pub permissions_asked: String,
     pub permissions_granted: String,
-    /// pending, approved, denied, timed_out, unattended or failed.
+    /// A [`crate::decision::Decision`] in its text form (`Decision::parse` reads it).
     pub decision: String,
     pub decision_detail: String,
     pub requested_unix_ms: i64,
@@ -488,18 +489,6 @@ pub enum ErrorCode {
     Offline,
     /// The agent refused the session.
     Refused,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeviceSummary {
-    pub id: String,
-    pub hostname: String,
-    pub group: String,
-    pub online: bool,
-    pub os: String,
-    pub agent_version: String,
-    pub first_seen_unix_ms: i64,
-    pub last_seen_unix_ms: i64,
 }
 
 /// Application close codes used on QUIC connections (`CONNECTION_CLOSE` with an app error code).

@@ -5,6 +5,8 @@
 //! 168 in memory) decoded to ~350 MB before `sanitize` could trim them to 256. The allocator of
 //! this test binary counts live bytes and their peak, so the test measures what decoding
 //! allocates. One test in the binary, so no other test's allocations are counted.
+// A counting global allocator is the one way to measure what decoding allocates.
+#![allow(unsafe_code)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -9,7 +9,6 @@
 //! run on a task of their own (blocking HTTP on the blocking pool, bounded timeouts, retries
 //! with backoff), so a slow ticket system delays nothing but other deliveries.
 
-use crate::server::State;
 use crate::store::{AlertFilter, AlertPolicy, DeviceRow, Store, StoreError, now_ms};
 use serde_json::json;
 use std::collections::HashMap;
@@ -491,10 +490,10 @@ fn redact(url: &str) -> String {
 
 /// Answers `TechRequest::Health` for a resolved device.
 pub(crate) async fn device_health(
-    state: &State,
+    store: &Store,
     device: DeviceSummary,
 ) -> Result<TechResponse, StoreError> {
-    let Some((received, report)) = state.store.health(&device.id).await? else {
+    let Some((received, report)) = store.health(&device.id).await? else {
         return Ok(TechResponse::Error {
             code: ErrorCode::NotFound,
             message: format!(
@@ -503,8 +502,7 @@ pub(crate) async fn device_health(
             ),
         });
     };
-    let alerts = state
-        .store
+    let alerts = store
         .alerts(&AlertFilter {
             closed_since: None,
             device_id: Some(device.id.clone()),
@@ -520,10 +518,9 @@ pub(crate) async fn device_health(
 }
 
 /// Answers `TechRequest::Alerts`.
-pub(crate) async fn list(state: &State, all: bool) -> Result<TechResponse, StoreError> {
+pub(crate) async fn list(store: &Store, all: bool) -> Result<TechResponse, StoreError> {
     let recent = i64::try_from(RECENT.as_millis()).unwrap_or(i64::MAX);
-    let rows = state
-        .store
+    let rows = store
         .alerts(&AlertFilter {
             closed_since: all.then(|| now_ms().saturating_sub(recent)),
             device_id: None,

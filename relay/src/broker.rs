@@ -3,14 +3,16 @@
 //! relay only copies bytes: the session is TLS 1.3 end to end between technician and agent, so
 //! the relay can neither read nor undetectably alter it.
 
-use crate::server::State;
+use crate::policy::{self, GroupPolicy};
+use crate::scope::{Scope, resolve};
+use crate::state::State;
 use crate::store::{SessionRecord, now_ms};
-use crate::tech::{Scope, resolve};
 use quinn::{RecvStream, SendStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tether_net::framed::{read_msg, write_msg};
+use tether_protocol::decision::Decision;
 use tether_protocol::identity::Role;
 use tether_protocol::message::{ErrorCode, SessionRequest, TechResponse, may_start_session};
 use tether_protocol::session::{
@@ -20,9 +22,7 @@ use tether_protocol::session::{
 use tether_protocol::{codec, limits, text};
 use tracing::{info, warn};
 
-/// Byte filter applied to spliced session traffic. Only fault-injection tests set one (to prove
-/// that a relay altering bytes breaks the session instead of corrupting it).
-pub type SpliceFilter = Arc<dyn Fn(&mut [u8]) + Send + Sync>;
+pub use crate::state::SpliceFilter;
 
 /// How long the agent has to accept or refuse. The user's prompt runs inside it, so it must
 /// exceed the longest consent timeout an agent accepts
@@ -122,7 +122,7 @@ pub async fn open_session(
         .await;
         return;
     }
-    let decide = |decision: &'static str, detail: String, started: Option<i64>| {
+    let decide = |decision: Decision, detail: String, started: Option<i64>| {
         let store = state.store.clone();
         let id = session_id.clone();
         let granted = if started.is_some() {
@@ -139,91 +139,67 @@ pub async fn open_session(
             }
         }
     };
-    if !may_start_session(role) {
-        let message = format!("role {role} may not start sessions (support or admin needed)");
-        decide("denied", message.clone(), None).await;
-        refuse(&mut tsend, &error(ErrorCode::Forbidden, message)).await;
-        return;
-    }
-    let Some(agent) = state.presence.connection(&device.id) else {
-        decide("failed", "device offline".into(), None).await;
-        refuse(
-            &mut tsend,
-            &error(
-                ErrorCode::Offline,
-                format!("device {} is offline", device.hostname),
-            ),
-        )
-        .await;
-        return;
-    };
-    // Unattended access needs both the group's policy and the admin role; the agent checks the
-    // role again.
-    let unattended = role == Role::Admin
-        && match state.store.unattended(&device.group).await {
-            Ok(on) => on,
-            Err(e) => {
-                warn!("store error reading policy (treating as attended): {e}");
-                false
-            }
-        };
-    // Root is the one permission that lifts the limits of the desktop user's account: only where
-    // an admin allowed it for the group (and the agent runs as root only when the grant says so).
-    if req.permissions.root {
-        let allowed = match state.store.allow_root(&device.group).await {
-            Ok(on) => on,
-            Err(e) => {
-                warn!("store error reading policy (treating root as not allowed): {e}");
-                false
-            }
-        };
-        if !allowed {
-            let message = format!(
-                "running as root is not allowed on device {} (group {}); an admin can allow it with `tether policy --group {} --allow-root on`",
-                device.hostname, device.group, device.group
-            );
-            decide("denied", message.clone(), None).await;
-            refuse(&mut tsend, &error(ErrorCode::Forbidden, message)).await;
-            return;
-        }
-    }
-    if req.batch && !unattended {
-        let message = format!(
-            "group runs need unattended access: device {} is in group {}, where it is off (or you are not an admin)",
-            device.hostname, device.group
-        );
-        decide("denied", message.clone(), None).await;
-        refuse(&mut tsend, &error(ErrorCode::Forbidden, message)).await;
-        return;
-    }
-    let grant = SessionGrant {
-        session_id: session_id.clone(),
-        device_id: device.id.clone(),
-        technician: technician.to_string(),
-        role,
-        permissions: req.permissions,
-        reason: text::clean(&req.reason, 256),
-        ticket: text::clean(&req.ticket, 64),
-        issued_at_unix_ms: now,
-        expires_at_unix_ms: now + GRANT_TTL_MS,
-        unattended,
-        record_shell: req.permissions.shell
-            && match state.store.record_shells(&device.group).await {
+    // The facts the policy decides on. A store error reads as the safe side: attended, no root,
+    // and a shell whose recording is unknown (which the policy refuses).
+    let agent = state.presence.connection(&device.id);
+    let group_policy = GroupPolicy {
+        unattended: role == Role::Admin
+            && match state.store.unattended(&device.group).await {
                 Ok(on) => on,
                 Err(e) => {
-                    // Recording is an audit duty: without the policy, refuse rather than not record.
-                    warn!("store error reading policy: {e}");
-                    decide("failed", "relay store unavailable".into(), None).await;
-                    refuse(
-                        &mut tsend,
-                        &error(ErrorCode::Internal, "relay store unavailable"),
-                    )
-                    .await;
-                    return;
+                    warn!("store error reading policy (treating as attended): {e}");
+                    false
                 }
             },
-        activity,
+        allow_root: req.permissions.root
+            && match state.store.allow_root(&device.group).await {
+                Ok(on) => on,
+                Err(e) => {
+                    warn!("store error reading policy (treating root as not allowed): {e}");
+                    false
+                }
+            },
+        record_shells: if req.permissions.shell {
+            match state.store.record_shells(&device.group).await {
+                Ok(on) => Some(on),
+                Err(e) => {
+                    warn!("store error reading policy: {e}");
+                    None
+                }
+            }
+        } else {
+            Some(false)
+        },
     };
+    let target = policy::Target {
+        id: &device.id,
+        hostname: &device.hostname,
+        group: &device.group,
+        online: agent.is_some(),
+    };
+    let decided = policy::decide(
+        technician,
+        role,
+        &req,
+        activity,
+        target,
+        group_policy,
+        &session_id,
+        now,
+    )
+    .and_then(|g| {
+        let a = agent.ok_or_else(|| policy::Refusal::Offline(device.hostname.clone()))?;
+        Ok((g, a))
+    });
+    let (grant, agent) = match decided {
+        Ok(x) => x,
+        Err(refusal) => {
+            decide(refusal.decision(), refusal.detail(), None).await;
+            refuse(&mut tsend, &error(refusal.code(), refusal.to_string())).await;
+            return;
+        }
+    };
+    let unattended = grant.unattended;
     let offer = codec::to_bytes(&grant)
         .map_err(|e| e.to_string())
         .and_then(|g| Ok((state.signer.sign(&g).map_err(|e| e.to_string())?, g)));
@@ -264,7 +240,7 @@ pub async fn open_session(
     let answered = tokio::select! {
         a = tokio::time::timeout(OFFER_TIMEOUT, offered) => a,
         _ = tsend.stopped() => {
-            decide("failed", "the technician cancelled the request".into(), None).await;
+            decide(Decision::Failed, "the technician cancelled the request".into(), None).await;
             info!(session = %grant.session_id, technician, "request cancelled by the technician");
             return;
         }
@@ -294,9 +270,12 @@ pub async fn open_session(
         Ok(Ok((OfferReply::Refuse { kind, message }, _, _))) => {
             let message = text::clean(&message, 256);
             let (decision, shown) = match kind {
-                RefuseKind::Denied => ("denied", message.clone()),
-                RefuseKind::TimedOut => ("timed_out", message.clone()),
-                RefuseKind::Invalid => ("failed", format!("device refused the session: {message}")),
+                RefuseKind::Denied => (Decision::Denied, message.clone()),
+                RefuseKind::TimedOut => (Decision::TimedOut, message.clone()),
+                RefuseKind::Invalid => (
+                    Decision::Failed,
+                    format!("device refused the session: {message}"),
+                ),
             };
             decide(decision, message.clone(), None).await;
             info!(session = %grant.session_id, device = %device.id, technician, decision, "refused by agent: {message}");
@@ -304,7 +283,12 @@ pub async fn open_session(
             return;
         }
         Ok(Err(e)) => {
-            decide("failed", format!("device did not answer: {e}"), None).await;
+            decide(
+                Decision::Failed,
+                format!("device did not answer: {e}"),
+                None,
+            )
+            .await;
             refuse(
                 &mut tsend,
                 &error(ErrorCode::Offline, format!("device did not answer: {e}")),
@@ -313,7 +297,12 @@ pub async fn open_session(
             return;
         }
         Err(_) => {
-            decide("timed_out", "device did not answer in time".into(), None).await;
+            decide(
+                Decision::TimedOut,
+                "device did not answer in time".into(),
+                None,
+            )
+            .await;
             refuse(
                 &mut tsend,
                 &error(ErrorCode::Refused, "device did not answer in time"),
@@ -341,20 +330,25 @@ pub async fn open_session(
     }
     if unattended {
         decide(
-            "unattended",
+            Decision::Unattended,
             "unattended by policy (admin, group allows it)".into(),
             Some(now_ms()),
         )
         .await;
     } else if continued {
         decide(
-            "approved",
+            Decision::Approved,
             "approved earlier in this engagement".into(),
             Some(now_ms()),
         )
         .await;
     } else {
-        decide("approved", "approved by the user".into(), Some(now_ms())).await;
+        decide(
+            Decision::Approved,
+            "approved by the user".into(),
+            Some(now_ms()),
+        )
+        .await;
     }
     info!(
         session = %grant.session_id,
@@ -489,7 +483,7 @@ pub async fn say(
         warn!("store error recording a message: {e}");
         return error(ErrorCode::Internal, "relay store unavailable");
     }
-    let decide = |decision: &'static str, detail: String| {
+    let decide = |decision: Decision, detail: String| {
         let store = state.store.clone();
         let id = id.clone();
         async move {
@@ -503,11 +497,11 @@ pub async fn say(
     };
     if !may_start_session(role) {
         let message = format!("role {role} may not message users (support or admin needed)");
-        decide("denied", message.clone()).await;
+        decide(Decision::Denied, message.clone()).await;
         return error(ErrorCode::Forbidden, message);
     }
     let Some(agent) = state.presence.connection(&device.id) else {
-        decide("failed", "device offline".into()).await;
+        decide(Decision::Failed, "device offline".into()).await;
         return error(
             ErrorCode::Offline,
             format!("device {} is offline", device.hostname),
@@ -535,24 +529,24 @@ pub async fn say(
     match tokio::time::timeout(waited, asked).await {
         Ok(Ok(MessageReply::Replied { text: reply })) => {
             let reply = text::clean(&reply, tether_protocol::session::MAX_MESSAGE);
-            decide("message", format!("reply: {reply}")).await;
+            decide(Decision::Message, format!("reply: {reply}")).await;
             TechResponse::Said { reply: Some(reply) }
         }
         Ok(Ok(MessageReply::NoReply)) => {
-            decide("message", "no reply".into()).await;
+            decide(Decision::Message, "no reply".into()).await;
             TechResponse::Said { reply: None }
         }
         Ok(Ok(MessageReply::NoTray)) => {
             let message = "nobody can see messages on the device (no tray app running)";
-            decide("failed", message.into()).await;
+            decide(Decision::Failed, message.into()).await;
             error(ErrorCode::Refused, message)
         }
         Ok(Err(e)) => {
-            decide("failed", format!("device did not answer: {e}")).await;
+            decide(Decision::Failed, format!("device did not answer: {e}")).await;
             error(ErrorCode::Offline, format!("device did not answer: {e}"))
         }
         Err(_) => {
-            decide("failed", "device did not answer in time".into()).await;
+            decide(Decision::Failed, "device did not answer in time".into()).await;
             error(ErrorCode::Refused, "device did not answer in time")
         }
     }

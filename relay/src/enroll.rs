@@ -1,6 +1,6 @@
 //! Enrollment: a token and a CSR in, a certificate out.
 
-use crate::server::State;
+use crate::state::State;
 use crate::store::{AlreadyEnrolled, DeviceRow, RedeemError, TokenKind, now_ms};
 use quinn::{RecvStream, SendStream};
 use std::time::Duration;

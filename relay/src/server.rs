@@ -5,6 +5,8 @@
 use crate::ca::{Ca, CaError};
 use crate::config::{ConfigError, DataDir};
 use crate::presence::Presence;
+pub use crate::state::{CertCheckHook, State};
+use crate::state::{DeviceUploads, UPLOADS_PER_DEVICE};
 use crate::store::{CertStatus, Store, StoreError, now_ms};
 use crate::{enroll, tech};
 use quinn::{Connection, Endpoint, RecvStream, SendStream};
@@ -51,17 +53,13 @@ pub struct ServeOptions {
     pub listen: SocketAddr,
     pub timeouts: Timeouts,
     /// Fault injection for tests only: applied to every spliced session byte.
-    pub splice_filter: Option<crate::broker::SpliceFilter>,
+    pub splice_filter: Option<crate::state::SpliceFilter>,
     /// New connections allowed per source address.
     pub admission: crate::admission::Limits,
     /// Tests only: runs (with the certificate's serial) right after a peer's certificate passed
     /// the revocation check at connect, so a test can land a revocation exactly there.
     pub after_cert_check: Option<CertCheckHook>,
 }
-
-/// See [`ServeOptions::after_cert_check`].
-pub type CertCheckHook =
-    Arc<dyn Fn(String) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
 impl ServeOptions {
     pub fn new(listen: SocketAddr) -> Self {
@@ -78,45 +76,8 @@ impl ServeOptions {
 /// Handshakes in progress at once; more attempts are refused until some finish.
 const MAX_HANDSHAKES: usize = 4096;
 
-/// Shared by every connection task.
-pub struct State {
-    pub(crate) store: Store,
-    pub(crate) ca: Ca,
-    /// Signs session grants (the CA key signs only certificates).
-    pub(crate) signer: crate::ca::GrantSigner,
-    pub(crate) presence: Presence,
-    timeouts: Timeouts,
-    next_conn_id: AtomicU64,
-    /// Bounds how many bulk uploads are read at once (each may be up to `limits::BULK`).
-    uploads: tokio::sync::Semaphore,
-    /// One upload read at a time per device, a few more waiting (see [`DeviceUploads`]).
-    device_uploads: DeviceUploads,
-    /// Bounds how many uploads are decoded at once on the blocking pool (CPU, not memory).
-    decoders: tokio::sync::Semaphore,
-    /// Shell transcript streams open at once: their own budget, apart from uploads.
-    transcript_streams: tokio::sync::Semaphore,
-    /// Sessions running now, for what agents may report about them.
-    pub(crate) live_sessions: crate::live::LiveSessions,
-    pub(crate) splice_filter: Option<crate::broker::SpliceFilter>,
-    /// Live authenticated connections by certificate serial, so a revocation closes them.
-    live: std::sync::Mutex<std::collections::HashMap<u64, (String, Connection)>>,
-    /// Where shell transcripts go (`DATA/transcripts`).
-    transcripts: std::path::PathBuf,
-    /// Name and public address, for tokens admins create remotely.
-    pub(crate) settings: crate::config::RelaySettings,
-    /// Health reports and the alert engine.
-    pub(crate) alerts: crate::alerts::Alerts,
-    after_cert_check: Option<CertCheckHook>,
-    /// Counts the revocation watcher's passes over the live connections (for tests).
-    sweeps: tokio::sync::watch::Sender<u64>,
-}
-
 /// Concurrent inventory uploads the relay reads; the rest wait (the agents' uploads are patient).
 const MAX_CONCURRENT_UPLOADS: usize = 16;
-/// Upload streams of one device admitted at once: one is read, the others wait their turn
-/// without holding any of the [`MAX_CONCURRENT_UPLOADS`]; more are refused at once. An honest
-/// agent has one (two across a reconnect).
-const UPLOADS_PER_DEVICE: usize = 3;
 /// Shell transcript streams open at once over all devices. Each is admitted only for a running
 /// recorded session of its device (at most two per session, `live::MAX_TRANSCRIPT_STREAMS`).
 const MAX_TRANSCRIPT_STREAMS: usize = 1024;
@@ -720,51 +681,6 @@ async fn run_agent(
         info!("offline: {why}");
     } else {
         debug!("superseded connection ended: {why}");
-    }
-}
-
-/// Upload streams per device: a count of those admitted and a one-permit semaphore for whose
-/// turn it is. An entry exists only while a stream of that device is admitted.
-#[derive(Default)]
-struct DeviceUploads {
-    map: std::sync::Mutex<std::collections::HashMap<String, (usize, Arc<tokio::sync::Semaphore>)>>,
-}
-
-/// An admitted upload stream of a device; see [`DeviceUploads::admit`].
-struct UploadTicket<'a> {
-    owner: &'a DeviceUploads,
-    device: String,
-    turn: Arc<tokio::sync::Semaphore>,
-}
-
-impl DeviceUploads {
-    /// Admits one more upload stream of `device`, unless it has [`UPLOADS_PER_DEVICE`] already.
-    fn admit(&self, device: &str) -> Option<UploadTicket<'_>> {
-        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        let (count, turn) = map
-            .entry(device.to_string())
-            .or_insert_with(|| (0, Arc::new(tokio::sync::Semaphore::new(1))));
-        if *count >= UPLOADS_PER_DEVICE {
-            return None;
-        }
-        *count += 1;
-        Some(UploadTicket {
-            owner: self,
-            device: device.to_string(),
-            turn: turn.clone(),
-        })
-    }
-}
-
-impl Drop for UploadTicket<'_> {
-    fn drop(&mut self) {
-        let mut map = self.owner.map.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((count, _)) = map.get_mut(&self.device) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                map.remove(&self.device);
-            }
-        }
     }
 }
 

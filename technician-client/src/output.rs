@@ -5,6 +5,7 @@
 
 use serde_json::{Value, json};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tether_protocol::decision::Decision;
 use tether_protocol::message::{
     DeviceHistory, DeviceSummary, InventoryRow, ReportRow, SessionRow, SoftwareRow,
 };
@@ -312,7 +313,9 @@ pub fn sessions_table(rows: &[SessionRow]) -> String {
                 clean(&r.technician, 32),
                 clean(&r.hostname, 32),
                 clean(&r.ticket, 16),
-                clean(&r.decision, 12),
+                // A word this build does not know (a newer relay's) shows as sent, cleaned.
+                Decision::parse(&r.decision)
+                    .map_or_else(|| clean(&r.decision, 12), |d| d.to_string()),
                 if r.activity.is_empty() {
                     "-".to_string()
                 } else {
@@ -479,7 +482,7 @@ mod tests {
             ticket: "HD-1".into(),
             permissions_asked: "view".into(),
             permissions_granted: "view".into(),
-            decision: "approved".into(),
+            decision: Decision::Approved.to_string(),
             decision_detail: String::new(),
             requested_unix_ms: 0,
             started_unix_ms: Some(1),

@@ -5,6 +5,7 @@
 use crate::icon::{self, Look};
 use crate::indicator::Indicator;
 use crate::ipc::{Ipc, Update};
+pub use crate::msg::{Msg, Post};
 use crate::text;
 use crate::ui::{self, banner::Banner, consent::ConsentDialog, message::MessageWindow, rating};
 use anyhow::{Context, anyhow};
@@ -17,28 +18,6 @@ use tether_protocol::consent::{
 };
 use tracing::{info, warn};
 
-pub enum Msg {
-    Agent(Update),
-    /// A consent dialog went away after answering (or being dismissed).
-    ConsentClosed(String),
-    /// A technician's message window went away after replying (or its time ran out).
-    MessageWindowClosed(String),
-    /// "End session" in the tray menu or status window: end every active session.
-    EndAll,
-    Quit,
-}
-
-/// Posts a [`Msg`] to the main loop from any thread or callback.
-#[derive(Clone)]
-pub struct Post(async_channel::Sender<Msg>);
-
-impl Post {
-    /// False once the main loop has stopped listening.
-    pub fn send(&self, msg: Msg) -> bool {
-        self.0.try_send(msg).is_ok()
-    }
-}
-
 /// Opens the display, starts the agent connection and runs the GTK main loop until "Quit".
 pub fn run(socket: PathBuf, want_icon: bool) -> anyhow::Result<()> {
     gtk::init().map_err(|e| {
@@ -49,7 +28,7 @@ pub fn run(socket: PathBuf, want_icon: bool) -> anyhow::Result<()> {
     gtk::Window::set_default_icon(&ui::pixbuf(Look::Idle, icon::SIZE));
 
     let (tx, rx) = async_channel::unbounded();
-    let post = Post(tx);
+    let post = Post::new(tx);
     let ipc = {
         let post = post.clone();
         Ipc::start(socket.clone(), move |u| post.send(Msg::Agent(u)))

@@ -4,8 +4,8 @@
 //! time and panics when it is missing, so the library is looked for first and the icon is built
 //! under `catch_unwind` as a second line of defence.
 
-use crate::app::{Msg, Post};
 use crate::icon::{self, Look};
+use crate::msg::{Msg, Post};
 use crate::ui::status_window::StatusWindow;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};

@@ -9,6 +9,7 @@ mod app;
 mod icon;
 mod indicator;
 mod ipc;
+mod msg;
 mod sni;
 mod text;
 mod ui;

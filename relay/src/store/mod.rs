@@ -199,7 +199,7 @@ impl Store {
     pub async fn session_decided(
         &self,
         id: &str,
-        decision: &str,
+        decision: tether_protocol::decision::Decision,
         detail: &str,
         granted: &str,
         started_at: Option<i64>,

@@ -607,7 +607,7 @@ impl Sqlite {
     pub async fn session_decided(
         &self,
         id: &str,
-        decision: &str,
+        decision: tether_protocol::decision::Decision,
         detail: &str,
         granted: &str,
         started_at: Option<i64>,
@@ -616,7 +616,7 @@ impl Sqlite {
             "UPDATE sessions SET decision = ?, decision_detail = ?, permissions_granted = ?, started_at = ?
              WHERE id = ?",
         )
-        .bind(decision)
+        .bind(decision.as_str())
         .bind(detail)
         .bind(granted)
         .bind(started_at)

@@ -4,8 +4,8 @@
 //! countdown running out all deny.
 
 use super::{attention_window, emphasize, label, point, report_layout, technician_header};
-use crate::app::{Msg, Post};
 use crate::ipc::Ipc;
+use crate::msg::{Msg, Post};
 use crate::text;
 use gtk::glib;
 use gtk::prelude::*;

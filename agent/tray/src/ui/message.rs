@@ -6,8 +6,8 @@
 //! already closed the message itself.
 
 use super::{attention_window, label, point, report_layout, technician_header};
-use crate::app::{Msg, Post};
 use crate::ipc::Ipc;
+use crate::msg::{Msg, Post};
 use crate::text;
 use gtk::glib;
 use gtk::prelude::*;

@@ -3,8 +3,8 @@
 //! "End session" and "Quit" actions as the tray menu. Closing it quits, like "Quit".
 
 use super::{label, pixbuf, point, report_layout};
-use crate::app::{Msg, Post};
 use crate::icon::Look;
+use crate::msg::{Msg, Post};
 use gtk::glib;
 use gtk::prelude::*;
 use tracing::info;
