@@ -16,8 +16,7 @@ use tether_protocol::decision::Decision;
 use tether_protocol::identity::Role;
 use tether_protocol::message::{ErrorCode, SessionRequest, TechResponse, may_start_session};
 use tether_protocol::session::{
-    GRANT_TTL_MS, MessageReply, OfferReply, RefuseKind, RelayStream, SILENT_MS, SessionGrant,
-    UserMessage, splice_reset,
+    MessageReply, OfferReply, RefuseKind, RelayStream, SILENT_MS, UserMessage, splice_reset,
 };
 use tether_protocol::{codec, limits, text};
 use tracing::{info, warn};
@@ -278,7 +277,7 @@ pub async fn open_session(
                 ),
             };
             decide(decision, message.clone(), None).await;
-            info!(session = %grant.session_id, device = %device.id, technician, decision, "refused by agent: {message}");
+            info!(session = %grant.session_id, device = %device.id, technician, decision = %decision, "refused by agent: {message}");
             refuse(&mut tsend, &error(ErrorCode::Refused, shown)).await;
             return;
         }

@@ -1,6 +1,7 @@
 //! Requests from technicians: one bidirectional stream per request.
 
-pub use crate::scope::{MIN_ID_PREFIX, Scope, Unresolved, pick_device, resolve};
+pub use crate::scope::{MIN_ID_PREFIX, Unresolved, pick_device};
+pub(crate) use crate::scope::{Scope, resolve};
 use crate::state::State;
 use crate::store::TokenKind;
 use crate::store::{DeviceRow, StoreError, now_ms};
