@@ -261,18 +261,12 @@ async fn read(rd: &mut tokio::net::unix::OwnedReadHalf) -> Result<Option<LocalRe
         .map_err(|e| format!("bad request: {e}"))
 }
 
-/// The uid whose desktop this agent serves: the owner of the X server's socket for `$DISPLAY`
-/// (`/tmp/.X11-unix/X<n>`), else the agent's own uid.
+/// The uid whose desktop this agent serves: its owner as the desktop says (on X11, the owner of
+/// the X server's socket for `$DISPLAY`), else the agent's own uid.
 pub fn desktop_owner() -> u32 {
-    use std::os::unix::fs::MetadataExt;
-    let display = std::env::var("DISPLAY").unwrap_or_default();
-    let number = display
-        .rsplit_once(':')
-        .map(|(_, n)| n.split('.').next().unwrap_or(n).to_string());
-    number
-        .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-        .and_then(|n| std::fs::metadata(format!("/tmp/.X11-unix/X{n}")).ok())
-        .map(|m| m.uid())
+    crate::platform::desktop()
+        .ok()
+        .and_then(|d| d.owner())
         .unwrap_or_else(tether_net::local::current_uid)
 }
 

@@ -5,7 +5,6 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod account;
-pub mod clipboard;
 pub mod collect;
 pub mod consent;
 pub mod files;
@@ -13,7 +12,7 @@ pub mod health;
 pub mod host;
 pub mod input;
 pub mod ipc;
-pub mod keyboard;
+pub mod platform;
 pub mod reporter;
 pub mod screen;
 pub mod service;
