@@ -21,6 +21,10 @@ use thiserror::Error;
 
 pub use clipboard::ClipboardError;
 
+/// The machine side, for this operating system.
+#[cfg(target_os = "linux")]
+pub use linux::{ipc as local, paths::default_state_dir, process, users::parse_user};
+
 /// Why the platform cannot give what was asked.
 #[derive(Debug, Error)]
 pub enum PlatformError {
