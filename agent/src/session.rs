@@ -5,7 +5,7 @@
 use crate::account::RunAs;
 use crate::consent::Consent;
 use crate::input;
-use crate::screen::{self, ScreenSource, X11Screen};
+use crate::screen;
 use quinn::{RecvStream, SendStream};
 use tether_net::client::Credentials;
 use tether_net::framed::{read_msg, write_msg};
@@ -249,7 +249,8 @@ async fn run(
         }
     }
 
-    let displays = X11Screen::default().displays().unwrap_or_default();
+    let desktop = crate::platform::session_desktop();
+    let displays = desktop.screens().unwrap_or_default();
     let (mut rd, mut wr) = tokio::io::split(tls);
     // One writer: replies, frames and cursor updates share the channel in order.
     let (out, mut out_rx) = mpsc::channel::<ToViewer>(8);
@@ -280,7 +281,7 @@ async fn run(
         .await;
     let mut stream: Option<(mpsc::UnboundedSender<u64>, tokio::task::JoinHandle<()>)> = None;
     // One input connection for the whole session; dropping it releases every held key.
-    let input = input::Input::spawn();
+    let input = input::Input::spawn(desktop.clone());
     // At most one shell or command at a time; its end is reported to the audit trail.
     let mut job: Option<Job> = None;
     let mut put: Option<crate::files::Put> = None;
@@ -502,6 +503,7 @@ async fn run(
                     }
                     let (acks, acks_rx) = mpsc::unbounded_channel();
                     let task = tokio::spawn(crate::stream::run(
+                        desktop.clone(),
                         display,
                         max_in_flight.clamp(1, 8),
                         h264,
@@ -512,20 +514,34 @@ async fn run(
                     None
                 }
                 ToAgent::GetClipboard => Some(
-                    match tokio::task::spawn_blocking(crate::clipboard::get).await {
+                    match tokio::task::spawn_blocking({
+                        let desktop = desktop.clone();
+                        move || desktop.clipboard().get()
+                    })
+                    .await
+                    {
                         Ok(Ok(text)) => ToViewer::Clipboard {
                             text: truncate(text, tether_protocol::session::MAX_CLIPBOARD),
                         },
-                        Ok(Err(e)) => ToViewer::Error { message: e },
+                        Ok(Err(e)) => ToViewer::Error {
+                            message: e.to_string(),
+                        },
                         Err(e) => ToViewer::Error {
                             message: e.to_string(),
                         },
                     },
                 ),
                 ToAgent::SetClipboard { text } => Some(
-                    match tokio::task::spawn_blocking(move || crate::clipboard::set(text)).await {
+                    match tokio::task::spawn_blocking({
+                        let desktop = desktop.clone();
+                        move || desktop.clipboard().set(text)
+                    })
+                    .await
+                    {
                         Ok(Ok(())) => ToViewer::Done,
-                        Ok(Err(e)) => ToViewer::Error { message: e },
+                        Ok(Err(e)) => ToViewer::Error {
+                            message: e.to_string(),
+                        },
                         Err(e) => ToViewer::Error {
                             message: e.to_string(),
                         },
@@ -538,8 +554,9 @@ async fn run(
                     None
                 }
                 ToAgent::Screenshot { display } => Some(
-                    match tokio::task::spawn_blocking(move || {
-                        screen::screenshot(&mut X11Screen::default(), display)
+                    match tokio::task::spawn_blocking({
+                        let desktop = desktop.clone();
+                        move || screen::screenshot(&mut *desktop.screen(), display)
                     })
                     .await
                     {

@@ -13,6 +13,9 @@
 //! session does.
 
 use crate::account::RunAs;
+use crate::platform::process::{
+    exit_signal, find_program, kill_group, kill_session, own_process_group, wait_exited,
+};
 use portable_pty::{CommandBuilder, MasterPty, PtySize, native_pty_system};
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
@@ -58,49 +61,6 @@ fn shell_command(who: &RunAs) -> Result<CommandBuilder, String> {
     cmd.env("TERM", "xterm-256color");
     cmd.cwd(who.account.start_dir());
     Ok(cmd)
-}
-
-/// Blocks until process `pid` (a child of the agent) has exited, without reaping it: while it
-/// is a zombie its pid, and so its process group and session ids, cannot be reused.
-fn wait_exited(pid: i32) {
-    use nix::sys::wait::{Id, WaitPidFlag, waitid};
-    loop {
-        match waitid(
-            Id::Pid(nix::unistd::Pid::from_raw(pid)),
-            WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT,
-        ) {
-            Err(nix::errno::Errno::EINTR) => continue,
-            _ => return,
-        }
-    }
-}
-
-/// Kills every process of the terminal session led by `sid` (the shell and all its jobs,
-/// background ones included). Processes that started a session of their own are not found.
-fn kill_session(sid: i32) {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return;
-    };
-    for e in dir.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // The fields after the command name (which may hold spaces and parentheses):
-        // state ppid pgrp session …
-        let session = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(3))
-            .and_then(|s| s.parse::<i32>().ok());
-        if session == Some(sid) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-    }
 }
 
 impl Shell {
@@ -249,35 +209,6 @@ impl Drop for Exec {
     }
 }
 
-/// Where `program` would be found (a path, or a name searched in `path`), for a clear error
-/// before anything starts.
-fn find_program(program: &str, path: &str) -> Result<std::path::PathBuf, std::io::Error> {
-    use std::os::unix::fs::PermissionsExt;
-    let executable = |p: &std::path::Path| {
-        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    };
-    if program.contains('/') {
-        let p = std::path::PathBuf::from(program);
-        return if executable(&p) {
-            Ok(p)
-        } else {
-            Err(std::io::Error::from(nix::errno::Errno::ENOENT))
-        };
-    }
-    path.split(':')
-        .filter(|d| !d.is_empty())
-        .map(|d| std::path::Path::new(d).join(program))
-        .find(|p| executable(p))
-        .ok_or_else(|| std::io::Error::from(nix::errno::Errno::ENOENT))
-}
-
-fn kill_group(pgid: i32) {
-    let _ = nix::sys::signal::killpg(
-        nix::unistd::Pid::from_raw(pgid),
-        nix::sys::signal::Signal::SIGKILL,
-    );
-}
-
 /// Runs `argv` in its own process group with no stdin; output and then the exit go to `out`.
 pub fn exec(
     argv: &[String],
@@ -310,8 +241,8 @@ pub fn exec(
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
-        .process_group(0)
         .kill_on_drop(true);
+    own_process_group(&mut cmd);
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("cannot run {program}: {e}"))?;
@@ -380,11 +311,10 @@ pub fn exec(
                 abort.abort();
             }
         }
-        use std::os::unix::process::ExitStatusExt;
         let exited = match status {
             Ok(s) => ToViewer::Exited {
                 code: s.code(),
-                signal: s.signal(),
+                signal: exit_signal(&s),
                 timed_out,
             },
             Err(e) => {

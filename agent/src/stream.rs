@@ -1,5 +1,5 @@
-//! Streaming a display to the viewer. A capture thread owns the [`ScreenSource`] (X11's cannot
-//! move between threads) and the encoder; per frame it decides what to send:
+//! Streaming a display to the viewer. A capture thread owns the desktop's [`ScreenSource`]
+//! (X11's cannot move between threads), its [`Pointer`] and the encoder; per frame it decides what to send:
 //!
 //! * nothing changed: nothing, or a lossless refresh of the whole screen if the viewer last got a
 //!   lossy H.264 frame (so text ends crisp when motion stops);
@@ -11,10 +11,10 @@
 //! The async side sends frames while flow-control credit lasts and the pointer position
 //! separately, so moving the mouse resends no pixels.
 
-use crate::screen::{ScreenSource, X11Screen};
-use enigo::{Enigo, Mouse, Settings};
+use crate::platform::{Desktop, Pointer, PointerImage, ScreenSource};
 use openh264::encoder::{Encoder, EncoderConfig, RateControlMode, UsageType};
 use openh264::formats::{BgraSliceU8, YUVBuffer};
+use std::sync::Arc;
 use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 use tether_protocol::session::{Compression, EncodedRect, FrameUpdate, ToViewer};
@@ -40,41 +40,14 @@ struct Grab {
     encode_us: u32,
 }
 
-/// The pointer's position and image through XFixes.
-struct Pointer {
-    conn: x11rb::rust_connection::RustConnection,
-    serial: Option<u32>,
-}
-
-impl Pointer {
-    fn connect() -> Option<Self> {
-        use x11rb::protocol::xfixes::ConnectionExt as _;
-        let (conn, _) = x11rb::connect(None).ok()?;
-        conn.xfixes_query_version(5, 0).ok()?.reply().ok()?;
-        Some(Self { conn, serial: None })
-    }
-
-    /// Position, and the image if it changed.
-    fn poll(&mut self) -> Option<((i32, i32), Option<ToViewer>)> {
-        use x11rb::protocol::xfixes::ConnectionExt as _;
-        let img = self.conn.xfixes_get_cursor_image().ok()?.reply().ok()?;
-        let pos = (i32::from(img.x), i32::from(img.y));
-        let changed = self.serial != Some(img.cursor_serial);
-        self.serial = Some(img.cursor_serial);
-        let shape =
-            (changed && img.width <= 256 && img.height <= 256).then(|| ToViewer::CursorShape {
-                width: img.width,
-                height: img.height,
-                hot_x: img.xhot,
-                hot_y: img.yhot,
-                // ARGB words, premultiplied, to RGBA bytes.
-                rgba: img
-                    .cursor_image
-                    .iter()
-                    .flat_map(|p| [(p >> 16) as u8, (p >> 8) as u8, *p as u8, (p >> 24) as u8])
-                    .collect(),
-            });
-        Some((pos, shape))
+/// The pointer's image for the viewer.
+fn cursor_shape(img: PointerImage) -> ToViewer {
+    ToViewer::CursorShape {
+        width: img.width,
+        height: img.height,
+        hot_x: img.hot_x,
+        hot_y: img.hot_y,
+        rgba: img.rgba,
     }
 }
 
@@ -200,14 +173,14 @@ impl Coder {
 }
 
 /// Owns the capturer and encoder for one display on its own thread.
-fn capture_thread(display: u32, h264: bool, requests: std_mpsc::Receiver<GrabReply>) {
-    let mut screen = X11Screen::default();
-    let mut pointer = Pointer::connect();
-    let enigo = if pointer.is_none() {
-        Enigo::new(&Settings::default()).ok()
-    } else {
-        None
-    };
+fn capture_thread(
+    desktop: Arc<dyn Desktop>,
+    display: u32,
+    h264: bool,
+    requests: std_mpsc::Receiver<GrabReply>,
+) {
+    let mut screen: Box<dyn ScreenSource> = desktop.screen();
+    let mut pointer: Option<Box<dyn Pointer>> = desktop.pointer();
     let mut coder = Coder {
         h264,
         last: None,
@@ -218,9 +191,9 @@ fn capture_thread(display: u32, h264: bool, requests: std_mpsc::Receiver<GrabRep
     for reply in requests {
         let started = Instant::now();
         let grabbed = screen.capture(display).map_err(|e| e.to_string());
-        let (cursor, shape) = match pointer.as_mut().and_then(Pointer::poll) {
-            Some((pos, shape)) => (Some(pos), shape),
-            None => (enigo.as_ref().and_then(|e| e.location().ok()), None),
+        let (cursor, shape) = match pointer.as_mut().and_then(|p| p.poll()) {
+            Some((pos, shape)) => (Some(pos), shape.map(cursor_shape)),
+            None => (None, None),
         };
         let result = grabbed.map(|(w, h, pixels)| {
             let update = coder
@@ -239,6 +212,7 @@ fn capture_thread(display: u32, h264: bool, requests: std_mpsc::Receiver<GrabRep
 
 /// Streams `display` until `acks` closes. Frames go to `out`.
 pub async fn run(
+    desktop: Arc<dyn Desktop>,
     display: u32,
     max_in_flight: u8,
     h264: bool,
@@ -248,7 +222,7 @@ pub async fn run(
     let (req_tx, req_rx) = std_mpsc::channel::<GrabReply>();
     std::thread::Builder::new()
         .name(format!("capture-{display}"))
-        .spawn(move || capture_thread(display, h264, req_rx))
+        .spawn(move || capture_thread(desktop, display, h264, req_rx))
         .ok();
     let mut flow = FlowControl::new(u32::from(max_in_flight));
     let mut cursor: Option<(i32, i32)> = None;

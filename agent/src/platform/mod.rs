@@ -1,0 +1,262 @@
+//! The platform layer: everything the agent asks of the desktop and of the machine it runs on,
+//! behind one seam, so the session and stream code never name X11 or Linux.
+//!
+//! * What a desktop gives a session — screens (list, capture), the pointer (position, image),
+//!   input, the clipboard — is a [`Desktop`], chosen at run time among desktop kinds
+//!   ([`DesktopKind`]: X11 today; Wayland is recognised but not supported yet).
+//! * What a machine gives the service — local IPC with peer identity, paths and the state
+//!   directory, shells and commands, file creation without following links — is chosen by
+//!   `cfg(target_os)`: [`linux`] today.
+
+pub mod clipboard;
+#[cfg(target_os = "linux")]
+pub mod linux;
+#[cfg(target_os = "linux")]
+mod x11;
+
+use std::ffi::OsString;
+use std::sync::Arc;
+use tether_protocol::session::{DisplayInfo, InputEvent};
+use thiserror::Error;
+
+pub use clipboard::ClipboardError;
+
+/// The machine side, for this operating system.
+#[cfg(target_os = "linux")]
+pub use linux::{ipc as local, paths::default_state_dir, process, users::parse_user};
+
+/// Why the platform cannot give what was asked.
+#[derive(Debug, Error)]
+pub enum PlatformError {
+    #[error(
+        "Wayland desktops are not supported yet (the session is Wayland and DISPLAY is not set, so there is no X display to use)"
+    )]
+    WaylandUnsupported,
+    #[error("no supported desktop on this operating system")]
+    UnsupportedOs,
+}
+
+#[derive(Debug, Error)]
+pub enum ScreenError {
+    #[error("no X display to capture (is DISPLAY set and the X server running?): {0}")]
+    NoDisplay(std::io::Error),
+    #[error("display {0} does not exist")]
+    NoSuchDisplay(u32),
+    #[error("capture failed: {0}")]
+    Capture(std::io::Error),
+    #[error("compression failed: {0}")]
+    Compress(std::io::Error),
+}
+
+#[derive(Debug, Error)]
+pub enum InputError {
+    #[error("cannot open the input device (is DISPLAY set?): {0}")]
+    Open(String),
+    #[error("input failed: {0}")]
+    Failed(String),
+}
+
+/// Something that can list displays and capture one as BGRX pixels. It may be tied to the
+/// thread that made it (X11's shared-memory capturer is), so it is made where it is used.
+pub trait ScreenSource {
+    fn displays(&self) -> Result<Vec<DisplayInfo>, ScreenError>;
+    /// One full frame of `display`, rows packed (stride = width × 4).
+    fn capture(&mut self, display: u32) -> Result<(u32, u32, Vec<u8>), ScreenError>;
+}
+
+/// The pointer's image: premultiplied RGBA, at most 256×256.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PointerImage {
+    pub width: u16,
+    pub height: u16,
+    pub hot_x: u16,
+    pub hot_y: u16,
+    pub rgba: Vec<u8>,
+}
+
+/// Where the pointer is, and what it looks like.
+pub trait Pointer {
+    /// The position, and the image when it changed since the last poll (and is known).
+    /// `None` when the position cannot be read.
+    fn poll(&mut self) -> Option<((i32, i32), Option<PointerImage>)>;
+}
+
+/// A session's mouse and keyboard on the desktop. Devices open on first use; dropping the sink
+/// releases every key still held and restores whatever it changed (the keymap).
+pub trait InputSink {
+    fn apply(&mut self, event: &InputEvent) -> Result<(), InputError>;
+    /// Releases the keys held, if any (the viewer went silent holding them).
+    fn release_if_held(&mut self);
+}
+
+/// The desktop's clipboard (text). Blocking: call from a blocking context.
+pub trait Clipboard: Send + Sync {
+    fn get(&self) -> Result<String, ClipboardError>;
+    fn set(&self, text: String) -> Result<(), ClipboardError>;
+}
+
+/// What a desktop gives a session.
+pub trait Desktop: Send + Sync {
+    fn kind(&self) -> DesktopKind;
+    /// The displays, the first being the primary.
+    fn screens(&self) -> Result<Vec<DisplayInfo>, ScreenError>;
+    /// A capturer; it may not move between threads, so make it on the thread that captures.
+    fn screen(&self) -> Box<dyn ScreenSource>;
+    /// The pointer, when its position can be read at all.
+    fn pointer(&self) -> Option<Box<dyn Pointer>>;
+    /// The session's input; make it on the thread that applies the events.
+    fn input(&self) -> Box<dyn InputSink>;
+    fn clipboard(&self) -> &dyn Clipboard;
+    /// The uid of the user whose desktop this is, when the desktop says.
+    fn owner(&self) -> Option<u32>;
+}
+
+/// The kinds of desktop the agent knows of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DesktopKind {
+    X11,
+    Wayland,
+}
+
+impl DesktopKind {
+    /// The kind of desktop the environment describes: X11 wherever `DISPLAY` is set (an X
+    /// server, or Wayland's XWayland); Wayland when only Wayland is there (`WAYLAND_DISPLAY`,
+    /// or `XDG_SESSION_TYPE=wayland`); else X11, whose requests then fail saying `DISPLAY` is
+    /// not set.
+    pub fn detect(var: impl Fn(&str) -> Option<OsString>) -> Self {
+        let set = |name: &str| var(name).is_some_and(|v| !v.is_empty());
+        if set("DISPLAY") {
+            return DesktopKind::X11;
+        }
+        if set("WAYLAND_DISPLAY") || var("XDG_SESSION_TYPE").is_some_and(|v| v == "wayland") {
+            return DesktopKind::Wayland;
+        }
+        DesktopKind::X11
+    }
+}
+
+/// The desktop of `kind`, or why there is none.
+pub fn desktop_of(kind: DesktopKind) -> Result<Arc<dyn Desktop>, PlatformError> {
+    match kind {
+        #[cfg(target_os = "linux")]
+        DesktopKind::X11 => Ok(Arc::new(x11::X11Desktop)),
+        #[cfg(not(target_os = "linux"))]
+        DesktopKind::X11 => Err(PlatformError::UnsupportedOs),
+        DesktopKind::Wayland => Err(PlatformError::WaylandUnsupported),
+    }
+}
+
+/// The desktop this process's environment describes ([`DesktopKind::detect`]).
+pub fn desktop() -> Result<Arc<dyn Desktop>, PlatformError> {
+    desktop_of(DesktopKind::detect(|n| std::env::var_os(n)))
+}
+
+/// The desktop a session serves. Where the environment's kind is not supported yet (Wayland
+/// without XWayland), that is logged and the X11 desktop is used as before this layer existed:
+/// the session still runs (shell and files work) and screen, input and clipboard requests fail
+/// saying there is no X display.
+pub fn session_desktop() -> Arc<dyn Desktop> {
+    match desktop() {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!("{e}; trying X11");
+            desktop_of(DesktopKind::X11).unwrap_or_else(|e| Arc::new(NoDesktop(e.to_string())))
+        }
+    }
+}
+
+/// A desktop that has nothing: every request fails with the reason.
+struct NoDesktop(String);
+
+impl Clipboard for NoDesktop {
+    fn get(&self) -> Result<String, ClipboardError> {
+        Err(ClipboardError::Unavailable(self.0.clone()))
+    }
+    fn set(&self, _: String) -> Result<(), ClipboardError> {
+        Err(ClipboardError::Unavailable(self.0.clone()))
+    }
+}
+
+struct Nothing(String);
+
+impl ScreenSource for Nothing {
+    fn displays(&self) -> Result<Vec<DisplayInfo>, ScreenError> {
+        Err(ScreenError::NoDisplay(std::io::Error::other(
+            self.0.clone(),
+        )))
+    }
+    fn capture(&mut self, _: u32) -> Result<(u32, u32, Vec<u8>), ScreenError> {
+        Err(ScreenError::NoDisplay(std::io::Error::other(
+            self.0.clone(),
+        )))
+    }
+}
+
+impl InputSink for Nothing {
+    fn apply(&mut self, _: &InputEvent) -> Result<(), InputError> {
+        Err(InputError::Open(self.0.clone()))
+    }
+    fn release_if_held(&mut self) {}
+}
+
+impl Desktop for NoDesktop {
+    fn kind(&self) -> DesktopKind {
+        DesktopKind::X11
+    }
+    fn screens(&self) -> Result<Vec<DisplayInfo>, ScreenError> {
+        Nothing(self.0.clone()).displays()
+    }
+    fn screen(&self) -> Box<dyn ScreenSource> {
+        Box::new(Nothing(self.0.clone()))
+    }
+    fn pointer(&self) -> Option<Box<dyn Pointer>> {
+        None
+    }
+    fn input(&self) -> Box<dyn InputSink> {
+        Box::new(Nothing(self.0.clone()))
+    }
+    fn clipboard(&self) -> &dyn Clipboard {
+        self
+    }
+    fn owner(&self) -> Option<u32> {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<OsString> + 'a {
+        move |n| {
+            vars.iter()
+                .find(|(k, _)| *k == n)
+                .map(|(_, v)| OsString::from(v))
+        }
+    }
+
+    #[test]
+    fn the_desktop_kind_follows_the_environment() {
+        assert_eq!(
+            DesktopKind::detect(env(&[("DISPLAY", ":0")])),
+            DesktopKind::X11
+        );
+        // XWayland: X11 clients work.
+        let xwayland = [
+            ("DISPLAY", ":1"),
+            ("WAYLAND_DISPLAY", "wayland-0"),
+            ("XDG_SESSION_TYPE", "wayland"),
+        ];
+        assert_eq!(DesktopKind::detect(env(&xwayland)), DesktopKind::X11);
+        let wayland = [("WAYLAND_DISPLAY", "wayland-0")];
+        assert_eq!(DesktopKind::detect(env(&wayland)), DesktopKind::Wayland);
+        let wayland = [("DISPLAY", ""), ("XDG_SESSION_TYPE", "wayland")];
+        assert_eq!(DesktopKind::detect(env(&wayland)), DesktopKind::Wayland);
+        // Nothing at all: X11, as before (its errors say DISPLAY is not set).
+        assert_eq!(DesktopKind::detect(env(&[])), DesktopKind::X11);
+        assert!(matches!(
+            desktop_of(DesktopKind::Wayland),
+            Err(PlatformError::WaylandUnsupported)
+        ));
+    }
+}
