@@ -11,8 +11,8 @@ build_pkgs=(gcc g++ libc6-dev pkg-config libxcb1-dev libxcb-shm0-dev libxcb-rand
 # Tests: a private X server, X clients to drive and check it, an independent screen capture.
 test_pkgs=(procps xvfb xdotool xterm imagemagick xclip iproute2 util-linux)
 # Keyboard tests: a key-logging probe window (xev), the XTEST key state (xinput), a German
-# remote layout (setxkbmap).
-test_pkgs+=(x11-utils xinput x11-xkb-utils)
+# remote layout (setxkbmap), F13-F24 on the technician's keyboard (xmodmap).
+test_pkgs+=(x11-utils xinput x11-xkb-utils x11-xserver-utils)
 # The viewer window at run time: Mesa (software GL under Xvfb) and the X11 libraries winit loads.
 test_pkgs+=(libgl1-mesa-dri libegl1 libgl1 libxkbcommon-x11-0 libxcursor1 libxrandr2 libxi6)
 # The tray icon at run time (without it tether-tray falls back to a plain window), and a private
