@@ -10,7 +10,7 @@ use tether_protocol::identity::{Role, validate_name};
 use tether_relay::ca::Ca;
 use tether_relay::config::{DataDir, RelaySettings, ensure_dir};
 use tether_relay::server::{Relay, ServeOptions};
-use tether_relay::store::{Store, TokenKind};
+use tether_relay::store::{Store, StoreUrl, TokenKind};
 
 #[derive(Parser)]
 #[command(
@@ -19,6 +19,18 @@ use tether_relay::store::{Store, TokenKind};
     about = "Tether relay: enrollment, presence and session broker"
 )]
 struct Cli {
+    /// The relay's data directory (CA, certificates, settings; the SQLite store by default).
+    #[arg(
+        long,
+        global = true,
+        env = "TETHER_RELAY_DATA",
+        default_value = "/var/lib/tether-relay"
+    )]
+    data: PathBuf,
+    /// Where inventory, sessions and audit live: `sqlite:///path/tether.db`
+    /// [default: sqlite://DATA/tether.db].
+    #[arg(long, global = true, env = "TETHER_RELAY_STORE", value_name = "URL")]
+    store: Option<String>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -27,12 +39,6 @@ struct Cli {
 enum Cmd {
     /// Create the organisation CA and the relay's certificate in a new data directory.
     Init {
-        #[arg(
-            long,
-            env = "TETHER_RELAY_DATA",
-            default_value = "/var/lib/tether-relay"
-        )]
-        data: PathBuf,
         /// DNS name clients use to reach the relay (checked against its certificate).
         #[arg(long, default_value = "localhost")]
         name: String,
@@ -42,12 +48,6 @@ enum Cmd {
     },
     /// Create a one-time enrollment token for an agent or a technician.
     Token {
-        #[arg(
-            long,
-            env = "TETHER_RELAY_DATA",
-            default_value = "/var/lib/tether-relay"
-        )]
-        data: PathBuf,
         /// Enroll a workstation agent.
         #[arg(
             long,
@@ -81,12 +81,6 @@ enum Cmd {
     /// Show or change per-group policy (who may be reached without the user's prompt).
     /// Needs the relay's data directory, i.e. the relay's administrator.
     Policy {
-        #[arg(
-            long,
-            env = "TETHER_RELAY_DATA",
-            default_value = "/var/lib/tether-relay"
-        )]
-        data: PathBuf,
         /// The device group to change.
         #[arg(long)]
         group: Option<String>,
@@ -107,12 +101,6 @@ enum Cmd {
     /// Show or change per-group alert thresholds and the webhook that receives alerts.
     /// Without --group: list every group. Needs the relay's data directory.
     AlertsPolicy {
-        #[arg(
-            long,
-            env = "TETHER_RELAY_DATA",
-            default_value = "/var/lib/tether-relay"
-        )]
-        data: PathBuf,
         /// The device group to show or change.
         #[arg(long)]
         group: Option<String>,
@@ -148,12 +136,6 @@ enum Cmd {
     /// technician without any grant sees no device). Without --group or --all-groups, lists
     /// the grants.
     Grant {
-        #[arg(
-            long,
-            env = "TETHER_RELAY_DATA",
-            default_value = "/var/lib/tether-relay"
-        )]
-        data: PathBuf,
         #[arg(long)]
         technician: String,
         #[arg(long, conflicts_with = "all_groups")]
@@ -169,12 +151,6 @@ enum Cmd {
     /// running relay disconnects it within a second and refuses it from then on (it must be
     /// enrolled again with a new token).
     Revoke {
-        #[arg(
-            long,
-            env = "TETHER_RELAY_DATA",
-            default_value = "/var/lib/tether-relay"
-        )]
-        data: PathBuf,
         /// Device id or hostname.
         #[arg(long, group = "target")]
         device: Option<String>,
@@ -191,12 +167,6 @@ enum Cmd {
     /// List the certificates issued to devices and technicians, with their serials and
     /// whether they are revoked.
     Certificates {
-        #[arg(
-            long,
-            env = "TETHER_RELAY_DATA",
-            default_value = "/var/lib/tether-relay"
-        )]
-        data: PathBuf,
         /// Only this device (id or hostname).
         #[arg(long, conflicts_with = "technician")]
         device: Option<String>,
@@ -208,22 +178,9 @@ enum Cmd {
         json: bool,
     },
     /// Check the store's consistency (safe while the relay runs); exit 1 if damaged.
-    Check {
-        #[arg(
-            long,
-            env = "TETHER_RELAY_DATA",
-            default_value = "/var/lib/tether-relay"
-        )]
-        data: PathBuf,
-    },
+    Check,
     /// Run the relay.
     Serve {
-        #[arg(
-            long,
-            env = "TETHER_RELAY_DATA",
-            default_value = "/var/lib/tether-relay"
-        )]
-        data: PathBuf,
         #[arg(long, default_value = "0.0.0.0:4433")]
         listen: SocketAddr,
         /// Close connections that have not said hello within this time.
@@ -275,13 +232,22 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// The store `--store` names, else the SQLite file in the data directory.
+fn store_url(store: &Option<String>, dd: &DataDir) -> Result<StoreUrl> {
+    match store {
+        Some(url) => url.parse().context("--store"),
+        None => Ok(StoreUrl::in_data_dir(dd)),
+    }
+}
+
 async fn run(cli: Cli) -> Result<()> {
-    match cli.cmd {
-        Cmd::Init {
-            data,
-            name,
-            public_addr,
-        } => {
+    let Cli {
+        data,
+        store: store_arg,
+        cmd,
+    } = cli;
+    match cmd {
+        Cmd::Init { name, public_addr } => {
             let dd = DataDir::new(&data);
             if dd.is_initialized() {
                 bail!(tether_relay::config::ConfigError::AlreadyInitialized(
@@ -296,7 +262,10 @@ async fn run(cli: Cli) -> Result<()> {
             let ca = Ca::create(&dd, &settings.name)?;
             ca.issue_server(&dd, &settings.name)?;
             dd.save_settings(&settings)?;
-            Store::open_sqlite(&dd.database()).await?.close().await;
+            Store::open(&store_url(&store_arg, &dd)?)
+                .await?
+                .close()
+                .await;
             println!("initialized relay {} in {}", settings.name, data.display());
             println!(
                 "CA fingerprint (sha256): {}",
@@ -305,7 +274,6 @@ async fn run(cli: Cli) -> Result<()> {
             println!("next: tether-relay serve --data {}", data.display());
         }
         Cmd::Token {
-            data,
             agent,
             group,
             technician,
@@ -330,7 +298,7 @@ async fn run(cli: Cli) -> Result<()> {
                     replace,
                 }
             };
-            let store = Store::open_sqlite(&dd.database()).await?;
+            let store = Store::open(&store_url(&store_arg, &dd)?).await?;
             let relay_addr = relay.unwrap_or(settings.public_addr.clone());
             let created = tether_relay::tokens::create(
                 &store,
@@ -371,7 +339,6 @@ async fn run(cli: Cli) -> Result<()> {
             }
         }
         Cmd::Policy {
-            data,
             group,
             unattended,
             record_shells,
@@ -379,7 +346,7 @@ async fn run(cli: Cli) -> Result<()> {
             json,
         } => {
             let dd = initialized(&data)?;
-            let store = Store::open_sqlite(&dd.database()).await?;
+            let store = Store::open(&store_url(&store_arg, &dd)?).await?;
             if group.is_some()
                 && unattended.is_none()
                 && record_shells.is_none()
@@ -471,7 +438,6 @@ async fn run(cli: Cli) -> Result<()> {
             }
         }
         Cmd::AlertsPolicy {
-            data,
             group,
             disk_percent,
             memory_percent,
@@ -486,7 +452,7 @@ async fn run(cli: Cli) -> Result<()> {
             use tether_relay::alerts::{PolicyChange, change_policy, policy_json};
             let dd = initialized(&data)?;
             let minutes = |m: Option<u64>| m.map(|m| Duration::from_secs(m.saturating_mul(60)));
-            let store = Store::open_sqlite(&dd.database()).await?;
+            let store = Store::open(&store_url(&store_arg, &dd)?).await?;
             let result = async {
                 let mut rows = store.alert_policies().await?;
                 if let Some(group) = &group {
@@ -547,7 +513,6 @@ async fn run(cli: Cli) -> Result<()> {
             }
         }
         Cmd::Grant {
-            data,
             technician,
             group,
             all_groups,
@@ -558,7 +523,7 @@ async fn run(cli: Cli) -> Result<()> {
             if remove && group.is_none() && !all_groups {
                 bail!("--remove needs --group GROUP or --all-groups");
             }
-            let store = Store::open_sqlite(&dd.database()).await?;
+            let store = Store::open(&store_url(&store_arg, &dd)?).await?;
             let role = match store.technician_role(&technician).await {
                 Ok(Some(role)) => role,
                 Ok(None) => {
@@ -614,7 +579,6 @@ async fn run(cli: Cli) -> Result<()> {
             }
         }
         Cmd::Revoke {
-            data,
             device,
             technician,
             serial,
@@ -622,7 +586,7 @@ async fn run(cli: Cli) -> Result<()> {
         } => {
             use tether_relay::store::{RevokeOutcome, RevokeTarget};
             let dd = initialized(&data)?;
-            let store = Store::open_sqlite(&dd.database()).await?;
+            let store = Store::open(&store_url(&store_arg, &dd)?).await?;
             // A device by the rules technicians' requests follow (ids win; a shared or id-shaped
             // hostname is refused with the candidates), then revoked by its id only.
             let device = match device {
@@ -680,13 +644,12 @@ async fn run(cli: Cli) -> Result<()> {
             }
         }
         Cmd::Certificates {
-            data,
             device,
             technician,
             json,
         } => {
             let dd = initialized(&data)?;
-            let store = Store::open_sqlite(&dd.database()).await?;
+            let store = Store::open(&store_url(&store_arg, &dd)?).await?;
             let rows = store
                 .certificates(device.as_deref(), technician.as_deref())
                 .await;
@@ -726,18 +689,17 @@ async fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
-        Cmd::Check { data } => {
+        Cmd::Check => {
             let dd = initialized(&data)?;
-            let store = Store::open_sqlite(&dd.database()).await?;
+            let store = Store::open(&store_url(&store_arg, &dd)?).await?;
             let problems = store.integrity_problems().await?;
             store.close().await;
             if !problems.is_empty() {
                 bail!("store damaged: {}", problems.join("; "));
             }
-            println!("store intact: {}", dd.database().display());
+            println!("store intact: {}", store_url(&store_arg, &dd)?);
         }
         Cmd::Serve {
-            data,
             listen,
             hello_timeout,
             conn_rate,
@@ -755,6 +717,7 @@ async fn run(cli: Cli) -> Result<()> {
                         rate: conn_rate.max(0.1),
                         burst: conn_burst.max(1.0),
                     },
+                    store: Some(store_url(&store_arg, &dd)?),
                     ..ServeOptions::new(listen)
                 },
             )

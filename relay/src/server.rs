@@ -56,6 +56,8 @@ pub struct ServeOptions {
     pub splice_filter: Option<crate::state::SpliceFilter>,
     /// New connections allowed per source address.
     pub admission: crate::admission::Limits,
+    /// Where the store lives; `None`: the SQLite file in the data directory.
+    pub store: Option<crate::store::StoreUrl>,
     /// Tests only: runs (with the certificate's serial) right after a peer's certificate passed
     /// the revocation check at connect, so a test can land a revocation exactly there.
     pub after_cert_check: Option<CertCheckHook>,
@@ -68,6 +70,7 @@ impl ServeOptions {
             timeouts: Timeouts::default(),
             splice_filter: None,
             admission: Default::default(),
+            store: None,
             after_cert_check: None,
         }
     }
@@ -108,7 +111,11 @@ impl Relay {
         let signer = crate::ca::GrantSigner::load_or_issue(data, &ca, &settings.name)?;
         let chain = pki::load_certs(&data.server_cert())?;
         let key = pki::load_key(&data.server_key())?;
-        let store = Store::open_sqlite(&data.database()).await?;
+        let url = opts
+            .store
+            .clone()
+            .unwrap_or_else(|| crate::store::StoreUrl::in_data_dir(data));
+        let store = Store::open(&url).await?;
         let alerts = crate::alerts::Alerts::spawn(store.clone(), settings.name.clone());
         // Liveness is QUIC's keep-alive, at an interval set by the fleet's size (see
         // `tether_protocol::liveness`); `run` adapts it as devices enroll.

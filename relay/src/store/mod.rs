@@ -14,7 +14,7 @@ pub use identity::{
     normalize_serial,
 };
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use tether_protocol::history::Change;
 use tether_protocol::identity::Role;
 use tether_protocol::inventory::{Inventory, PackageSource, Summary};
@@ -29,6 +29,53 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("database holds an invalid value: {0}")]
     Corrupt(String),
+    #[error("{0}")]
+    Url(String),
+}
+
+/// Where a store lives, from the one URL the relay is given (`--store`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreUrl {
+    /// `sqlite:///absolute/path.db` or `sqlite://relative/path.db`: one relay.
+    Sqlite(PathBuf),
+}
+
+impl StoreUrl {
+    /// The SQLite file in a relay's data directory: the default.
+    pub fn in_data_dir(data: &crate::config::DataDir) -> Self {
+        StoreUrl::Sqlite(data.database())
+    }
+}
+
+impl std::str::FromStr for StoreUrl {
+    type Err = StoreError;
+
+    fn from_str(url: &str) -> Result<Self, StoreError> {
+        let (scheme, rest) = url.split_once("://").ok_or_else(|| {
+            StoreError::Url(format!(
+                "{url:?} is not a store URL (expected sqlite:///path/tether.db)"
+            ))
+        })?;
+        match scheme {
+            "sqlite" if !rest.is_empty() => Ok(StoreUrl::Sqlite(PathBuf::from(rest))),
+            "sqlite" => Err(StoreError::Url("sqlite:// needs a file path".into())),
+            "postgres" | "postgresql" => Err(StoreError::Url(
+                "PostgreSQL stores are not supported by this relay yet; use sqlite:///path/tether.db"
+                    .into(),
+            )),
+            other => Err(StoreError::Url(format!(
+                "unknown store type {other:?} (expected sqlite://)"
+            ))),
+        }
+    }
+}
+
+impl std::fmt::Display for StoreUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreUrl::Sqlite(path) => write!(f, "sqlite://{}", path.display()),
+        }
+    }
 }
 
 /// What a token enrolls.
@@ -102,6 +149,13 @@ enum Backend {
 
 impl Store {
     /// Opens (creating if needed) the SQLite store and brings its schema up to date.
+    /// Opens (creating and migrating as needed) the store `url` names.
+    pub async fn open(url: &StoreUrl) -> Result<Self, StoreError> {
+        match url {
+            StoreUrl::Sqlite(path) => Self::open_sqlite(path).await,
+        }
+    }
+
     pub async fn open_sqlite(path: &Path) -> Result<Self, StoreError> {
         Ok(Self {
             backend: Backend::Sqlite(sqlite::Sqlite::open(path).await?),
@@ -466,4 +520,34 @@ pub fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod url_tests {
+    use super::*;
+
+    #[test]
+    fn store_urls_name_a_backend_or_say_why_not() {
+        assert_eq!(
+            "sqlite:///var/lib/tether-relay/tether.db"
+                .parse::<StoreUrl>()
+                .ok(),
+            Some(StoreUrl::Sqlite("/var/lib/tether-relay/tether.db".into()))
+        );
+        assert_eq!(
+            "sqlite://rel/t.db".parse::<StoreUrl>().ok(),
+            Some(StoreUrl::Sqlite("rel/t.db".into()))
+        );
+        let url = StoreUrl::Sqlite("/d/tether.db".into());
+        assert_eq!(url.to_string().parse::<StoreUrl>().ok(), Some(url));
+        for (bad, says) in [
+            ("/var/lib/x.db", "is not a store URL"),
+            ("sqlite://", "needs a file path"),
+            ("postgres://db/tether", "not supported by this relay yet"),
+            ("mysql://db", "unknown store type"),
+        ] {
+            let e = bad.parse::<StoreUrl>().unwrap_err().to_string();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
 }
