@@ -8,6 +8,7 @@ pub mod broker;
 pub mod ca;
 pub mod config;
 mod enroll;
+pub mod group_policy;
 pub mod live;
 pub mod policy;
 mod presence;

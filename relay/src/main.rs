@@ -356,52 +356,46 @@ async fn run(cli: Cli) -> Result<()> {
                     "--group needs --unattended on|off, --record-shells on|off or --allow-root on|off"
                 );
             }
-            if let (Some(group), Some(flag)) = (&group, &allow_root) {
-                validate_name("group", group)?;
-                let on = flag == "on";
-                store.set_allow_root(group, on).await?;
-                tracing::info!(group, allow_root = on, "policy changed");
+            if let Some(group) = &group {
+                let on = |flag: &Option<String>| flag.as_deref().map(|f| f == "on");
+                let change = tether_relay::group_policy::PolicyChange {
+                    group: group.clone(),
+                    unattended: on(&unattended),
+                    record_shells: on(&record_shells),
+                    allow_root: on(&allow_root),
+                };
+                tether_relay::group_policy::change(&store, "tether-relay policy", &change).await?;
                 if !json {
-                    println!(
-                        "group {group}: root sessions {}",
-                        if on {
-                            "ALLOWED (technicians may ask for --as-root; the user sees it in the prompt)"
-                        } else {
-                            "off (shells, commands and files run as the desktop user)"
-                        }
-                    );
-                }
-            }
-            if let (Some(group), Some(flag)) = (&group, &record_shells) {
-                validate_name("group", group)?;
-                let on = flag == "on";
-                store.set_record_shells(group, on).await?;
-                tracing::info!(group, record_shells = on, "policy changed");
-                if !json {
-                    println!(
-                        "group {group}: shell transcripts {}",
-                        if on {
-                            format!("ON (kept in {})", dd.transcripts().display())
-                        } else {
-                            "off".to_string()
-                        }
-                    );
-                }
-            }
-            if let (Some(group), Some(flag)) = (&group, &unattended) {
-                validate_name("group", group)?;
-                let on = flag == "on";
-                store.set_unattended(group, on).await?;
-                tracing::info!(group, unattended = on, "policy changed");
-                if !json {
-                    println!(
-                        "group {group}: unattended access {}",
-                        if on {
-                            "ON for admins (sessions start without the user's approval; still audited and shown)"
-                        } else {
-                            "off (the user approves every session)"
-                        }
-                    );
+                    if let Some(on) = change.allow_root {
+                        println!(
+                            "group {group}: root sessions {}",
+                            if on {
+                                "ALLOWED (technicians may ask for --as-root; the user sees it in the prompt)"
+                            } else {
+                                "off (shells, commands and files run as the desktop user)"
+                            }
+                        );
+                    }
+                    if let Some(on) = change.record_shells {
+                        println!(
+                            "group {group}: shell transcripts {}",
+                            if on {
+                                format!("ON (kept in {})", dd.transcripts().display())
+                            } else {
+                                "off".to_string()
+                            }
+                        );
+                    }
+                    if let Some(on) = change.unattended {
+                        println!(
+                            "group {group}: unattended access {}",
+                            if on {
+                                "ON for admins (sessions start without the user's approval; still audited and shown)"
+                            } else {
+                                "off (the user approves every session)"
+                            }
+                        );
+                    }
                 }
             }
             let rows = store.policies().await?;

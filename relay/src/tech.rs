@@ -356,26 +356,19 @@ async fn answer(
                     "only admins change policy".into(),
                 ));
             }
-            if let Err(e) = validate_name("group", &group) {
-                return Ok(err(ErrorCode::BadRequest, e.to_string()));
-            }
-            if let Some(on) = unattended {
-                state.store.set_unattended(&group, on).await?;
-            }
-            if let Some(on) = record_shells {
-                state.store.set_record_shells(&group, on).await?;
-            }
-            if let Some(on) = allow_root {
-                state.store.set_allow_root(&group, on).await?;
-            }
-            info!(
-                admin = name,
+            let change = crate::group_policy::PolicyChange {
                 group,
-                ?unattended,
-                ?record_shells,
-                ?allow_root,
-                "policy changed"
-            );
+                unattended,
+                record_shells,
+                allow_root,
+            };
+            match crate::group_policy::change(&state.store, name, &change).await {
+                Ok(()) => {}
+                Err(crate::group_policy::GroupPolicyError::Name(e)) => {
+                    return Ok(err(ErrorCode::BadRequest, e.to_string()));
+                }
+                Err(crate::group_policy::GroupPolicyError::Store(e)) => return Err(e),
+            }
             TechResponse::Done
         }
         TechRequest::OpenSession(_)
