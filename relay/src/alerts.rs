@@ -383,29 +383,9 @@ impl Engine {
     }
 }
 
-fn rfc3339(ms: i64) -> String {
-    let t = std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
-    humantime::format_rfc3339_millis(t).to_string()
-}
-
 /// One alert as JSON (the webhook's `alert` and `tether alerts --json` rows).
 pub fn alert_json(a: &AlertRow) -> serde_json::Value {
-    json!({
-        "id": a.id,
-        "device_id": a.device_id,
-        "hostname": a.hostname,
-        "group": a.group,
-        "kind": a.kind.as_str(),
-        "subject": a.subject,
-        "value": a.value,
-        "threshold": a.threshold,
-        "detail": a.detail,
-        "opened_at": rfc3339(a.opened_unix_ms),
-        "opened_unix_ms": a.opened_unix_ms,
-        "closed_at": a.closed_unix_ms.map(rfc3339),
-        "closed_unix_ms": a.closed_unix_ms,
-        "close_detail": a.close_detail,
-    })
+    serde_json::to_value(a.json()).unwrap_or_default()
 }
 
 /// `{"event": "alert.opened"|"alert.closed", "relay": NAME, "alert": {…}}`.

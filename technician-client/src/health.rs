@@ -50,24 +50,10 @@ fn age_s(ms: i64, now: i64) -> i64 {
     now.saturating_sub(ms).max(0) / 1000
 }
 
-/// One alert as JSON: the same fields as the `alert` object the relay POSTs to webhooks.
+/// One alert as JSON: the `alert` object the relay POSTs to webhooks, the same shape
+/// ([`AlertRow::json`]).
 pub fn alert_json(a: &AlertRow) -> Value {
-    json!({
-        "id": a.id,
-        "device_id": a.device_id,
-        "hostname": a.hostname,
-        "group": a.group,
-        "kind": a.kind.as_str(),
-        "subject": a.subject,
-        "value": a.value,
-        "threshold": a.threshold,
-        "detail": a.detail,
-        "opened_at": rfc3339(a.opened_unix_ms),
-        "opened_unix_ms": a.opened_unix_ms,
-        "closed_at": a.closed_unix_ms.map(rfc3339),
-        "closed_unix_ms": a.closed_unix_ms,
-        "close_detail": a.close_detail,
-    })
+    serde_json::to_value(a.json()).unwrap_or_default()
 }
 
 pub fn alerts_json(rows: &[AlertRow]) -> Value {
@@ -291,7 +277,7 @@ mod tests {
         assert!(t.contains("closed 1 min ago"), "{t}");
         let v = alert_json(&alert());
         assert_eq!(v["kind"], "disk");
-        assert_eq!(v["closed_at"], "1970-01-01T00:01:01Z");
+        assert_eq!(v["closed_at"], "1970-01-01T00:01:01.000Z");
     }
 
     #[test]

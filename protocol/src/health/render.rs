@@ -164,3 +164,50 @@ pub fn text(r: &HealthReport) -> String {
     }
     out
 }
+
+/// One alert as JSON: the `alert` object the relay POSTs to webhooks and a row of
+/// `tether alerts --json`, one shape for both (serialise it with serde_json).
+#[derive(Serialize, Debug)]
+pub struct AlertJson<'a> {
+    pub id: i64,
+    pub device_id: &'a str,
+    pub hostname: &'a str,
+    pub group: &'a str,
+    pub kind: &'static str,
+    pub subject: &'a str,
+    pub value: i64,
+    pub threshold: i64,
+    pub detail: &'a str,
+    pub opened_at: String,
+    pub opened_unix_ms: i64,
+    pub closed_at: Option<String>,
+    pub closed_unix_ms: Option<i64>,
+    pub close_detail: Option<&'a str>,
+}
+
+impl AlertRow {
+    pub fn json(&self) -> AlertJson<'_> {
+        AlertJson {
+            id: self.id,
+            device_id: &self.device_id,
+            hostname: &self.hostname,
+            group: &self.group,
+            kind: self.kind.as_str(),
+            subject: &self.subject,
+            value: self.value,
+            threshold: self.threshold,
+            detail: &self.detail,
+            opened_at: rfc3339(self.opened_unix_ms),
+            opened_unix_ms: self.opened_unix_ms,
+            closed_at: self.closed_unix_ms.map(rfc3339),
+            closed_unix_ms: self.closed_unix_ms,
+            close_detail: self.close_detail.as_deref(),
+        }
+    }
+}
+
+/// `2026-12-03T06:40:22.123Z`; times before 1970 read as 1970.
+pub fn rfc3339(ms: i64) -> String {
+    let t = std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    humantime::format_rfc3339_millis(t).to_string()
+}
