@@ -5,13 +5,11 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tether_net::NetError;
-use tether_net::client::{self, ClientError, Credentials};
-use tether_protocol::identity::Identity;
+use tether_net::client::{ClientError, Credentials};
 use tether_protocol::session::{Activity, InputEvent, MouseButton, Permissions};
-use tether_protocol::token::EnrollToken;
+use tether_technician::outln;
 use tether_technician::relay::{RequestError, Session};
-use tether_technician::{SOFTWARE, default_config_dir, output};
-use tether_technician::{out, outln};
+use tether_technician::{cmd, default_config_dir};
 
 mod remote_cmds;
 
@@ -354,7 +352,8 @@ fn exit_code(e: &anyhow::Error) -> u8 {
             .or_else(|| match cause.downcast_ref::<RequestError>() {
                 Some(RequestError::Client(ClientError::Net(n))) => Some(n),
                 _ => None,
-            });
+            })
+            .or_else(|| cause.downcast_ref::<cmd::CmdError>()?.net());
         match net {
             Some(n) if n.is_auth() => return exit::AUTH,
             Some(NetError::Unreachable { .. } | NetError::Timeout(_)) => return exit::UNREACHABLE,
@@ -565,15 +564,6 @@ async fn open_viewer(
     ))
 }
 
-/// Milliseconds since the epoch, `ago` before now.
-fn since_ms(ago: std::time::Duration) -> i64 {
-    std::time::SystemTime::now()
-        .checked_sub(ago)
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 /// Opens a control session, sends one input event, closes.
 async fn control(dir: &std::path::Path, device: &str, why: &Why, event: InputEvent) -> Result<()> {
     let creds = Credentials::load(dir)?;
@@ -601,57 +591,8 @@ async fn control(dir: &std::path::Path, device: &str, why: &Why, event: InputEve
 async fn run(cli: Cli) -> Result<()> {
     let dir = cli.config.unwrap_or_else(default_config_dir);
     match cli.cmd {
-        Cmd::Enroll { token, force } => {
-            if Credentials::exists(&dir) && !force {
-                anyhow::bail!(
-                    "{} already holds technician credentials; pass --force to replace them",
-                    dir.display()
-                );
-            }
-            let token = EnrollToken::decode(&token)?;
-            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-            let identity = client::enroll(&token, &dir, host.trim(), SOFTWARE)
-                .await
-                .with_context(|| format!("enrolling with relay {}", token.relay_addr))?;
-            match identity {
-                Identity::Technician { name, role } => {
-                    outln!(
-                        "enrolled as technician {name} ({role}); credentials in {}",
-                        dir.display()
-                    );
-                    outln!("next: tether devices");
-                }
-                other => anyhow::bail!("relay issued a certificate for {other}, not a technician"),
-            }
-        }
-        Cmd::Devices { json } => {
-            let creds = Credentials::load(&dir)?;
-            let session = Session::open(&creds).await?;
-            let devices = session.devices().await;
-            session.close().await;
-            let devices = devices?;
-            if json {
-                outln!(
-                    "{}",
-                    tether_technician::safe::json(&output::devices_json(&devices))
-                );
-            } else if devices.is_empty() {
-                match &creds.identity {
-                    Identity::Technician {
-                        role: tether_protocol::identity::Role::Admin,
-                        ..
-                    } => outln!("no devices enrolled yet (IT: tether-relay token --agent)"),
-                    _ => outln!(
-                        "no device in the groups you may see (IT grants groups: tether-relay grant --technician NAME --group GROUP)"
-                    ),
-                }
-            } else {
-                out!(
-                    "{}",
-                    output::devices_table(&devices, std::time::SystemTime::now())
-                );
-            }
-        }
+        Cmd::Enroll { token, force } => cmd::enroll::enroll(&dir, &token, force).await?,
+        Cmd::Devices { json } => cmd::devices::devices(&dir, json).await?,
         Cmd::Inventory {
             device,
             all,
@@ -659,79 +600,20 @@ async fn run(cli: Cli) -> Result<()> {
             json,
             packages,
         } => {
-            let creds = Credentials::load(&dir)?;
-            let session = Session::open(&creds).await?;
-            if all {
-                let rows = session.inventory_all().await;
-                session.close().await;
-                let rows = rows?;
-                if json && !csv {
-                    outln!(
-                        "{}",
-                        tether_technician::safe::json(&output::inventory_rows_json(&rows))
-                    );
-                } else {
-                    out!("{}", output::inventory_rows_csv(&rows));
-                }
-            } else {
-                let device = device.context("name a device, or use --all")?;
-                let inv = session.inventory(&device).await;
-                session.close().await;
-                let inv = inv?;
-                if json {
-                    let v = serde_json::json!({
-                        "device": output::device_json(&inv.device),
-                        "received_at": output::rfc3339(inv.received_unix_ms),
-                        "inventory": inv.inventory,
-                    });
-                    outln!("{}", tether_technician::safe::json(&v));
-                } else {
-                    outln!(
-                        "{} ({}) {}, inventory received {}\n",
-                        tether_protocol::text::clean(&inv.device.hostname, 64),
-                        inv.device.id,
-                        if inv.device.online {
-                            "online"
-                        } else {
-                            "offline"
-                        },
-                        output::rfc3339(inv.received_unix_ms)
-                    );
-                    out!(
-                        "{}",
-                        tether_protocol::report::text(&inv.inventory, packages)
-                    );
-                }
-            }
+            let a = cmd::devices::InventoryArgs {
+                device,
+                all,
+                csv,
+                json,
+                packages,
+            };
+            cmd::devices::inventory(&dir, a).await?
         }
         Cmd::Software {
             name,
             version_below,
             json,
-        } => {
-            let creds = Credentials::load(&dir)?;
-            let session = Session::open(&creds).await?;
-            let rows = session.software(&name, version_below.clone()).await;
-            session.close().await;
-            let rows = rows?;
-            if json {
-                outln!(
-                    "{}",
-                    tether_technician::safe::json(&output::software_json(&rows))
-                );
-            } else if rows.is_empty() {
-                let name = tether_protocol::text::clean(&name, 64);
-                match &version_below {
-                    Some(v) => outln!(
-                        "no device has {name} below version {}",
-                        tether_protocol::text::clean(v, 64)
-                    ),
-                    None => outln!("no device has {name}"),
-                }
-            } else {
-                out!("{}", output::software_table(&rows));
-            }
-        }
+        } => cmd::devices::software(&dir, &name, version_below, json).await?,
         Cmd::Screenshot {
             device,
             output: path,
@@ -775,26 +657,14 @@ async fn run(cli: Cli) -> Result<()> {
             json,
             csv,
         } => {
-            let creds = Credentials::load(&dir)?;
-            let session = Session::open(&creds).await?;
-            let rows = session.sessions(device, technician, since_ms(since)).await;
-            session.close().await;
-            let rows = rows?;
-            if json {
-                outln!(
-                    "{}",
-                    tether_technician::safe::json(&output::sessions_json(&rows))
-                );
-            } else if csv {
-                out!("{}", output::sessions_csv(&rows));
-            } else if rows.is_empty() {
-                outln!(
-                    "no sessions in the last {}",
-                    humantime::format_duration(since)
-                );
-            } else {
-                out!("{}", output::sessions_table(&rows));
-            }
+            let a = cmd::sessions::SessionsArgs {
+                device,
+                technician,
+                since,
+                json,
+                csv,
+            };
+            cmd::sessions::sessions(&dir, a).await?
         }
         Cmd::Shell { device, root, why } => {
             let creds = Credentials::load(&dir)?;
@@ -870,58 +740,12 @@ async fn run(cli: Cli) -> Result<()> {
             text,
             wait,
             json,
-        } => {
-            let creds = Credentials::load(&dir)?;
-            let line = format!(
-                "message shown on {device}; waiting up to {} for a reply…",
-                humantime::format_duration(wait)
-            );
-            let session = Session::open(&creds)
-                .await?
-                .on_asking(move || eprintln!("{line}"));
-            let reply = session.say(&device, &text, wait).await;
-            session.close().await;
-            let reply = reply?;
-            if json {
-                outln!(
-                    "{}",
-                    tether_technician::safe::json_line(&serde_json::json!({ "reply": reply }))
-                );
-            } else {
-                match reply {
-                    Some(r) => outln!("{}", tether_protocol::text::clean(&r, 1000)),
-                    None => eprintln!("no reply (the user closed the message or did not answer)"),
-                }
-            }
-        }
+        } => cmd::engagement::say(&dir, &device, &text, wait, json).await?,
         Cmd::End {
             device,
             ticket,
             json,
-        } => {
-            let creds = Credentials::load(&dir)?;
-            let session = Session::open(&creds).await?;
-            let ended = session.end_engagement(&device, &ticket).await;
-            session.close().await;
-            let ended = ended?;
-            let for_ticket = if ticket.is_empty() {
-                "without a ticket".to_string()
-            } else {
-                format!("for ticket {}", tether_protocol::text::clean(&ticket, 64))
-            };
-            if json {
-                outln!(
-                    "{}",
-                    tether_technician::safe::json_line(&serde_json::json!({ "ended": ended }))
-                );
-            } else if ended {
-                outln!(
-                    "ended your engagement on {device} {for_ticket}; the user is asked to rate it"
-                );
-            } else {
-                outln!("no engagement of yours was open on {device} {for_ticket}");
-            }
-        }
+        } => cmd::engagement::end(&dir, &device, &ticket, json).await?,
         Cmd::Token {
             agent,
             group,
@@ -932,32 +756,17 @@ async fn run(cli: Cli) -> Result<()> {
             relay,
             json,
         } => {
-            use tether_protocol::message::TokenFor;
-            let for_whom = match (agent, technician, role) {
-                (true, _, _) => TokenFor::Agent { group },
-                (false, Some(name), Some(role)) if replace => {
-                    TokenFor::ReplaceTechnician { name, role }
-                }
-                (false, Some(name), Some(role)) => TokenFor::Technician { name, role },
-                _ => anyhow::bail!("--agent, or --technician NAME --role ROLE"),
+            let a = cmd::admin::TokenArgs {
+                agent,
+                group,
+                technician,
+                role,
+                replace,
+                ttl,
+                relay,
+                json,
             };
-            let creds = Credentials::load(&dir)?;
-            let session = Session::open(&creds).await?;
-            let r = session.create_token(for_whom, ttl, relay).await;
-            session.close().await;
-            let (token, expires) = r?;
-            if json {
-                outln!(
-                    "{}",
-                    serde_json::json!({"token": token, "expires_unix_ms": expires})
-                );
-            } else {
-                outln!("{}", tether_technician::safe::line(&token));
-                eprintln!(
-                    "single-use token, valid for {}",
-                    tether_protocol::text::duration_words(ttl)
-                );
-            }
+            cmd::admin::token(&dir, a).await?
         }
         Cmd::Policy {
             group,
@@ -965,49 +774,12 @@ async fn run(cli: Cli) -> Result<()> {
             record_shells,
             allow_root,
         } => {
-            if unattended.is_none() && record_shells.is_none() && allow_root.is_none() {
-                anyhow::bail!(
-                    "give --unattended on|off, --record-shells on|off and/or --allow-root on|off"
-                );
-            }
-            let creds = Credentials::load(&dir)?;
-            let session = Session::open(&creds).await?;
             let on = |v: &Option<String>| v.as_deref().map(|v| v == "on");
-            let r = session
-                .set_policy(&group, on(&unattended), on(&record_shells), on(&allow_root))
-                .await;
-            session.close().await;
-            r?;
-            outln!("policy of group {group} changed");
+            let (u, r, a) = (on(&unattended), on(&record_shells), on(&allow_root));
+            cmd::admin::policy(&dir, &group, u, r, a).await?
         }
-        Cmd::Report { since, json } => {
-            let creds = Credentials::load(&dir)?;
-            let session = Session::open(&creds).await?;
-            let rows = session.report(since_ms(since)).await;
-            session.close().await;
-            let rows = rows?;
-            if json {
-                outln!(
-                    "{}",
-                    tether_technician::safe::json(&output::report_json(&rows))
-                );
-            } else if rows.is_empty() {
-                outln!(
-                    "no sessions in the last {}",
-                    humantime::format_duration(since)
-                );
-            } else {
-                out!("{}", output::report_table(&rows));
-            }
-        }
-        Cmd::Notes { session: id, text } => {
-            let creds = Credentials::load(&dir)?;
-            let session = Session::open(&creds).await?;
-            let r = session.add_notes(&id, &text).await;
-            session.close().await;
-            r?;
-            outln!("notes added to session {id}");
-        }
+        Cmd::Report { since, json } => cmd::sessions::report(&dir, since, json).await?,
+        Cmd::Notes { session, text } => cmd::sessions::notes(&dir, &session, &text).await?,
         Cmd::Clipboard { device, set, why } => {
             let creds = Credentials::load(&dir)?;
             let session = Session::open(&creds).await?;
@@ -1066,42 +838,22 @@ async fn run(cli: Cli) -> Result<()> {
             every,
             json,
         } => {
-            let creds = Credentials::load(&dir)?;
+            let creds = cmd::credentials(&dir)?;
             if watch {
-                tether_technician::health::watch(&creds, &device, json, every).await?;
+                cmd::health::watch(&creds, &device, json, every).await?;
             } else {
-                tether_technician::health::show(&creds, &device, json).await?;
+                cmd::health::show(&creds, &device, json).await?;
             }
         }
         Cmd::Alerts { all, json } => {
-            let creds = Credentials::load(&dir)?;
-            tether_technician::health::list(&creds, all, json).await?;
+            let creds = cmd::credentials(&dir)?;
+            cmd::health::list(&creds, all, json).await?;
         }
         Cmd::History {
             device,
             since,
             json,
-        } => {
-            let creds = Credentials::load(&dir)?;
-            let session = Session::open(&creds).await?;
-            let h = session.history(&device, since_ms(since)).await;
-            session.close().await;
-            let h = h?;
-            if json {
-                outln!(
-                    "{}",
-                    tether_technician::safe::json(&output::history_json(&h))
-                );
-            } else if h.changes.is_empty() {
-                outln!(
-                    "no changes on {} in the last {}",
-                    tether_protocol::text::clean(&h.device.hostname, 64),
-                    humantime::format_duration(since)
-                );
-            } else {
-                out!("{}", output::history_table(&h));
-            }
-        }
+        } => cmd::devices::history(&dir, &device, since, json).await?,
     }
     Ok(())
 }

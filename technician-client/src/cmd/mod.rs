@@ -1,0 +1,108 @@
+//! The `tether` commands, one module per command or family of commands; `main.rs` only parses
+//! the arguments and calls one of them.
+//!
+//! Most commands have the same shape: load the technician's credentials, open a connection to
+//! the relay, make one request, close the connection, print the answer (a table for people,
+//! `--json` or `--csv` for scripts). [`call`] is that shape up to the printing, and
+//! [`on_device`] the same with a session on a device in between; [`print_json`] is the common
+//! printing step. Errors are [`CmdError`]; the binary turns them into a message and an exit code.
+
+pub mod admin;
+pub mod devices;
+pub mod engagement;
+pub mod enroll;
+pub mod health;
+pub mod sessions;
+
+use crate::relay::{RequestError, Session};
+use std::path::Path;
+use tether_net::NetError;
+use tether_net::client::{ClientError, Credentials};
+use tether_protocol::token::TokenError;
+use thiserror::Error;
+
+/// Why a command failed. Most texts are those of the error inside; the binary prints the whole
+/// chain of causes on one line (`{:#}` through [`crate::safe::error_line`]).
+#[derive(Debug, Error)]
+pub enum CmdError {
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// The arguments do not say what to do (what clap cannot check).
+    #[error("{0}")]
+    Usage(&'static str),
+    #[error("{} already holds technician credentials; pass --force to replace them", .0.display())]
+    AlreadyEnrolled(std::path::PathBuf),
+    #[error("enrolling with relay {relay}")]
+    Enroll {
+        relay: String,
+        #[source]
+        source: ClientError,
+    },
+    #[error("relay issued a certificate for {0}, not a technician")]
+    NotTechnician(String),
+    #[error("writing {}", .path.display())]
+    Write {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl CmdError {
+    /// The network error behind this one, if any (its kind decides the exit code).
+    pub fn net(&self) -> Option<&NetError> {
+        match self {
+            CmdError::Request(RequestError::Client(ClientError::Net(n)))
+            | CmdError::Client(ClientError::Net(n))
+            | CmdError::Enroll {
+                source: ClientError::Net(n),
+                ..
+            } => Some(n),
+            _ => None,
+        }
+    }
+}
+
+/// The technician's credentials in `dir`.
+pub fn credentials(dir: &Path) -> Result<Credentials, CmdError> {
+    Ok(Credentials::load(dir)?)
+}
+
+/// One connection to the relay for `f`: opens it, runs `f`, closes it whatever `f` returned.
+pub async fn call<T>(
+    creds: &Credentials,
+    f: impl AsyncFnOnce(&Session) -> Result<T, RequestError>,
+) -> Result<T, CmdError> {
+    let session = Session::open(creds).await?;
+    using(session, f).await
+}
+
+/// [`call`] on a connection already open (e.g. one with an [`Session::on_asking`] hook).
+pub async fn using<T>(
+    session: Session,
+    f: impl AsyncFnOnce(&Session) -> Result<T, RequestError>,
+) -> Result<T, CmdError> {
+    let r = f(&session).await;
+    session.close().await;
+    Ok(r?)
+}
+
+/// Prints `value` as pretty JSON, escaped for a terminal ([`crate::safe::json`]).
+pub fn print_json(value: &serde_json::Value) {
+    crate::outln!("{}", crate::safe::json(value));
+}
+
+/// Milliseconds since the epoch, `ago` before now.
+pub fn since_ms(ago: std::time::Duration) -> i64 {
+    std::time::SystemTime::now()
+        .checked_sub(ago)
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
