@@ -1,14 +1,14 @@
 //! `tether`: the technician's command.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tether_net::NetError;
 use tether_net::client::{ClientError, Credentials};
-use tether_protocol::session::{Activity, InputEvent, MouseButton, Permissions};
+use tether_protocol::session::{InputEvent, MouseButton, Permissions};
 use tether_technician::outln;
-use tether_technician::relay::{RequestError, Session};
+use tether_technician::relay::RequestError;
 use tether_technician::{cmd, default_config_dir};
 
 mod remote_cmds;
@@ -319,7 +319,7 @@ struct AsRoot {
 }
 
 /// Why a session is opened: recorded by the relay and shown to the user.
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 struct Why {
     /// Why you need the session (shown to the user, kept in the audit trail).
     #[arg(long, default_value = "")]
@@ -327,6 +327,16 @@ struct Why {
     /// Ticket reference, e.g. HD-1042.
     #[arg(long, default_value = "")]
     ticket: String,
+}
+
+impl From<Why> for cmd::Why {
+    fn from(w: Why) -> Self {
+        cmd::Why {
+            reason: w.reason,
+            ticket: w.ticket,
+            as_root: false,
+        }
+    }
 }
 
 fn parse_role(s: &str) -> Result<tether_protocol::identity::Role, String> {
@@ -383,9 +393,16 @@ fn main() -> ExitCode {
             files: *files,
             ..Permissions::default()
         };
-        return match connect(&dir, device, *view_only, *actual_size, *keys, also, why) {
+        let keys = match keys {
+            KeysArg::Translate => tether_protocol::keys::KeyMode::Translate,
+            KeysArg::Physical => tether_protocol::keys::KeyMode::Physical,
+        };
+        let why = why.clone().into();
+        let view = *view_only;
+        return match cmd::connect::connect(&dir, device, view, *actual_size, keys, also, &why) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
+                let e = anyhow::Error::from(e);
                 eprintln!("error: {}", tether_technician::safe::error_line(&e));
                 ExitCode::from(exit_code(&e))
             }
@@ -429,163 +446,11 @@ fn main() -> ExitCode {
     }
 }
 
-/// `tether connect`: the network on a background runtime, the window on this thread.
+/// How `tether connect` types keys.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 enum KeysArg {
     Translate,
     Physical,
-}
-
-fn connect(
-    dir: &std::path::Path,
-    device: &str,
-    view_only: bool,
-    actual_size: bool,
-    keys: KeysArg,
-    also: Permissions,
-    why: &Why,
-) -> Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    let creds = Credentials::load(dir)?;
-    let permissions = if view_only {
-        Permissions::VIEW
-    } else {
-        Permissions::FULL
-    }
-    .union(also);
-    let notes = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
-    let opened = rt.block_on(async {
-        tokio::select! {
-            r = open_viewer(&creds, device, permissions, view_only, actual_size, why, &notes) => r.map(Some),
-            _ = tokio::signal::ctrl_c() => Ok(None),
-        }
-    });
-    let Some((session, viewer, session_id)) = opened? else {
-        // As above: let the close reach the relay.
-        rt.block_on(async { tokio::time::sleep(std::time::Duration::from_millis(50)).await });
-        anyhow::bail!("cancelled");
-    };
-    let (viewer, title, w, h) = viewer;
-    let viewer = viewer.key_mode(match keys {
-        KeysArg::Translate => tether_protocol::keys::KeyMode::Translate,
-        KeysArg::Physical => tether_protocol::keys::KeyMode::Physical,
-    });
-    let options = eframe::NativeOptions {
-        viewport: eframe::egui::ViewportBuilder::default()
-            .with_title(title.clone())
-            .with_inner_size([w as f32, h as f32 + 40.0]),
-        // The remote's pixels are shown as they are: no dither noise over them (and no
-        // per-pixel shader work on every repaint, which software renderers feel).
-        dithering: false,
-        ..Default::default()
-    };
-    let shown = eframe::run_native(
-        &title,
-        options,
-        Box::new(|cc| {
-            Ok(Box::new(
-                viewer.present_in(cc).wake_on_messages(cc.egui_ctx.clone()),
-            ))
-        }),
-    );
-    let notes = notes.lock().ok().and_then(|mut n| n.take());
-    if let Some(text) = notes {
-        match rt.block_on(session.add_notes(&session_id, &text)) {
-            Ok(()) => eprintln!("notes saved on session {session_id}"),
-            Err(e) => eprintln!(
-                "warning: notes not saved ({}); add them with: tether notes {session_id} TEXT",
-                tether_technician::safe::error_line(&e)
-            ),
-        }
-    }
-    rt.block_on(session.close());
-    shown.map_err(|e| anyhow::anyhow!("viewer window: {e}"))
-}
-
-type Opened = (
-    Session,
-    (tether_technician::viewer::Viewer, String, u32, u32),
-    String,
-);
-
-/// Asks for the session (the user approves it meanwhile) and prepares the viewer.
-async fn open_viewer(
-    creds: &Credentials,
-    device: &str,
-    permissions: Permissions,
-    view_only: bool,
-    actual_size: bool,
-    why: &Why,
-    notes: &std::sync::Arc<std::sync::Mutex<Option<String>>>,
-) -> Result<Opened, RequestError> {
-    let line = format!("asking the user at {device} to approve the session…");
-    let session = Session::open(creds)
-        .await?
-        .on_asking(move || eprintln!("{line}"));
-    let remote = session
-        .open_remote_as(
-            creds,
-            device,
-            permissions,
-            Activity::Screen,
-            &why.reason,
-            &why.ticket,
-        )
-        .await?;
-    let title = format!(
-        "Tether: {} ({})",
-        tether_protocol::text::clean(&remote.hostname, 64),
-        if view_only { "view only" } else { "control" }
-    );
-    let (w, h) = remote
-        .displays
-        .first()
-        .map(|d| (d.width, d.height))
-        .unwrap_or((1280, 800));
-    let displays = remote.displays.clone();
-    let perms = remote.permissions;
-    let session_id = remote.session_id.clone();
-    eprintln!("session {session_id} started");
-    let (tx, rx) = remote.into_duplex();
-    Ok((
-        session,
-        (
-            tether_technician::viewer::Viewer::new(tx, rx, title.clone(), displays, perms)
-                .fit(!actual_size)
-                .notes_out(notes.clone()),
-            title,
-            w,
-            h,
-        ),
-        session_id,
-    ))
-}
-
-/// Opens a control session, sends one input event, closes.
-async fn control(dir: &std::path::Path, device: &str, why: &Why, event: InputEvent) -> Result<()> {
-    let creds = Credentials::load(dir)?;
-    let session = Session::open(&creds).await?;
-    let result = async {
-        let mut remote = session
-            .open_remote_as(
-                &creds,
-                device,
-                Permissions::CONTROL,
-                Activity::Input,
-                &why.reason,
-                &why.ticket,
-            )
-            .await?;
-        let r = remote.input(event).await;
-        remote.close().await;
-        r
-    }
-    .await;
-    session.close().await;
-    Ok(result?)
 }
 
 async fn run(cli: Cli) -> Result<()> {
@@ -619,36 +484,7 @@ async fn run(cli: Cli) -> Result<()> {
             output: path,
             display,
             why,
-        } => {
-            let creds = Credentials::load(&dir)?;
-            let session = Session::open(&creds).await?;
-            let result = async {
-                let mut remote = session
-                    .open_remote_as(
-                        &creds,
-                        &device,
-                        Permissions::VIEW,
-                        Activity::Screenshot,
-                        &why.reason,
-                        &why.ticket,
-                    )
-                    .await?;
-                let shot = remote.screenshot(display).await;
-                remote.close().await;
-                shot
-            }
-            .await;
-            session.close().await;
-            let shot = result?;
-            shot.write_png(&path)
-                .with_context(|| format!("writing {}", path.display()))?;
-            outln!(
-                "{}x{} screenshot saved to {}",
-                shot.width,
-                shot.height,
-                path.display()
-            );
-        }
+        } => cmd::desktop::screenshot(&dir, &device, &path, display, &why.into()).await?,
         Cmd::Connect { .. } => anyhow::bail!("connect runs its own window loop"),
         Cmd::Sessions {
             device,
@@ -781,42 +617,11 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::Report { since, json } => cmd::sessions::report(&dir, since, json).await?,
         Cmd::Notes { session, text } => cmd::sessions::notes(&dir, &session, &text).await?,
         Cmd::Clipboard { device, set, why } => {
-            let creds = Credentials::load(&dir)?;
-            let session = Session::open(&creds).await?;
-            let perms = Permissions {
-                clipboard: true,
-                ..Permissions::VIEW
-            };
-            let result = async {
-                let mut remote = session
-                    .open_remote_as(
-                        &creds,
-                        &device,
-                        perms,
-                        Activity::Clipboard,
-                        &why.reason,
-                        &why.ticket,
-                    )
-                    .await?;
-                let r = match set {
-                    Some(text) => remote.set_clipboard(text).await.map(|()| None),
-                    None => remote.get_clipboard().await.map(Some),
-                };
-                remote.close().await;
-                r
-            }
-            .await;
-            session.close().await;
-            if let Some(text) = result? {
-                // Remote text: only text, newlines and tabs (no escapes, CR or bidi overrides).
-                let mut f = tether_technician::safe::TerminalFilter::default();
-                let mut shown = f.push(text.as_bytes());
-                shown.extend(f.finish());
-                outln!("{}", String::from_utf8_lossy(&shown));
-            }
+            cmd::desktop::clipboard(&dir, &device, set, &why.into()).await?
         }
         Cmd::Type { device, text, why } => {
-            control(&dir, &device, &why, InputEvent::Text(text)).await?;
+            let event = InputEvent::Text(text);
+            cmd::desktop::control(&dir, &device, &why.into(), event).await?;
         }
         Cmd::Click {
             device,
@@ -830,7 +635,8 @@ async fn run(cli: Cli) -> Result<()> {
                 "right" => MouseButton::Right,
                 _ => MouseButton::Left,
             };
-            control(&dir, &device, &why, InputEvent::Click { x, y, button }).await?;
+            let event = InputEvent::Click { x, y, button };
+            cmd::desktop::control(&dir, &device, &why.into(), event).await?;
         }
         Cmd::Health {
             device,

@@ -8,6 +8,8 @@
 //! printing step. Errors are [`CmdError`]; the binary turns them into a message and an exit code.
 
 pub mod admin;
+pub mod connect;
+pub mod desktop;
 pub mod devices;
 pub mod engagement;
 pub mod enroll;
@@ -15,9 +17,11 @@ pub mod health;
 pub mod sessions;
 
 use crate::relay::{RequestError, Session};
+use crate::remote::RemoteSession;
 use std::path::Path;
 use tether_net::NetError;
 use tether_net::client::{ClientError, Credentials};
+use tether_protocol::session::{Activity, Permissions};
 use tether_protocol::token::TokenError;
 use thiserror::Error;
 
@@ -46,6 +50,10 @@ pub enum CmdError {
     },
     #[error("relay issued a certificate for {0}, not a technician")]
     NotTechnician(String),
+    #[error("viewer window: {0}")]
+    Viewer(String),
+    #[error("cancelled")]
+    Cancelled,
     #[error("writing {}", .path.display())]
     Write {
         path: std::path::PathBuf,
@@ -91,6 +99,44 @@ pub async fn using<T>(
     let r = f(&session).await;
     session.close().await;
     Ok(r?)
+}
+
+/// Why a session on a device is opened (recorded by the relay and shown to the user), and
+/// whether it runs as root there.
+#[derive(Debug, Clone, Default)]
+pub struct Why {
+    pub reason: String,
+    /// Ticket reference, e.g. HD-1042.
+    pub ticket: String,
+    pub as_root: bool,
+}
+
+/// [`call`] with a session on `device` in between: opens it (the user may be asked), runs `f`
+/// on it, closes it and the connection whatever `f` returned.
+pub async fn on_device<T>(
+    creds: &Credentials,
+    device: &str,
+    permissions: Permissions,
+    activity: Activity,
+    why: &Why,
+    f: impl AsyncFnOnce(&mut RemoteSession) -> Result<T, RequestError>,
+) -> Result<T, CmdError> {
+    call(creds, async move |session| {
+        let mut remote = session
+            .open_remote_as(
+                creds,
+                device,
+                permissions,
+                activity,
+                &why.reason,
+                &why.ticket,
+            )
+            .await?;
+        let r = f(&mut remote).await;
+        remote.close().await;
+        r
+    })
+    .await
 }
 
 /// Prints `value` as pretty JSON, escaped for a terminal ([`crate::safe::json`]).
