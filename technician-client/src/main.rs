@@ -5,13 +5,11 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tether_net::NetError;
-use tether_net::client::{ClientError, Credentials};
+use tether_net::client::ClientError;
 use tether_protocol::session::{InputEvent, MouseButton, Permissions};
 use tether_technician::outln;
 use tether_technician::relay::RequestError;
 use tether_technician::{cmd, default_config_dir};
-
-mod remote_cmds;
 
 #[derive(Parser)]
 #[command(name = "tether", version, about = "Tether technician client")]
@@ -329,6 +327,16 @@ struct Why {
     ticket: String,
 }
 
+impl Why {
+    /// With `--as-root` (or not).
+    fn with_root(self, root: AsRoot) -> cmd::Why {
+        cmd::Why {
+            as_root: root.as_root,
+            ..self.into()
+        }
+    }
+}
+
 impl From<Why> for cmd::Why {
     fn from(w: Why) -> Self {
         cmd::Why {
@@ -436,7 +444,7 @@ fn main() -> ExitCode {
     }
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(ref e) if let Some(remote_cmds::RemoteExit(code)) = e.downcast_ref() => {
+        Err(ref e) if let Some(cmd::CmdError::RemoteExit(code)) = e.downcast_ref() => {
             ExitCode::from((*code).clamp(0, 255) as u8)
         }
         Err(e) => {
@@ -503,8 +511,8 @@ async fn run(cli: Cli) -> Result<()> {
             cmd::sessions::sessions(&dir, a).await?
         }
         Cmd::Shell { device, root, why } => {
-            let creds = Credentials::load(&dir)?;
-            remote_cmds::shell(&creds, &device, root.as_root, &why.reason, &why.ticket).await?;
+            let creds = cmd::credentials(&dir)?;
+            cmd::shell::shell(&creds, &device, root.as_root, &why.reason, &why.ticket).await?;
         }
         Cmd::Exec {
             device,
@@ -516,10 +524,10 @@ async fn run(cli: Cli) -> Result<()> {
             why,
             command,
         } => {
-            let creds = Credentials::load(&dir)?;
-            remote_cmds::exec(
+            let creds = cmd::credentials(&dir)?;
+            cmd::exec::exec(
                 &creds,
-                remote_cmds::ExecArgs {
+                cmd::exec::ExecArgs {
                     device,
                     group,
                     command,
@@ -540,16 +548,12 @@ async fn run(cli: Cli) -> Result<()> {
             root,
             why,
         } => {
-            let op = remote_cmds::Transfer::Push { local, remote };
-            let creds = Credentials::load(&dir)?;
-            let why = remote_cmds::Why {
-                reason: &why.reason,
-                ticket: &why.ticket,
-                as_root: root.as_root,
-            };
+            let op = cmd::transfer::Transfer::Push { local, remote };
+            let creds = cmd::credentials(&dir)?;
+            let why = why.with_root(root);
             outln!(
                 "{}",
-                remote_cmds::transfer_and_report(&creds, &device, op, why).await?
+                cmd::transfer::transfer_and_report(&creds, &device, op, &why).await?
             );
         }
         Cmd::Pull {
@@ -559,16 +563,12 @@ async fn run(cli: Cli) -> Result<()> {
             root,
             why,
         } => {
-            let op = remote_cmds::Transfer::Pull { remote, local };
-            let creds = Credentials::load(&dir)?;
-            let why = remote_cmds::Why {
-                reason: &why.reason,
-                ticket: &why.ticket,
-                as_root: root.as_root,
-            };
+            let op = cmd::transfer::Transfer::Pull { remote, local };
+            let creds = cmd::credentials(&dir)?;
+            let why = why.with_root(root);
             outln!(
                 "{}",
-                remote_cmds::transfer_and_report(&creds, &device, op, why).await?
+                cmd::transfer::transfer_and_report(&creds, &device, op, &why).await?
             );
         }
         Cmd::Say {

@@ -13,14 +13,19 @@ pub mod desktop;
 pub mod devices;
 pub mod engagement;
 pub mod enroll;
+pub mod exec;
 pub mod health;
 pub mod sessions;
+pub mod shell;
+pub mod transfer;
 
 use crate::relay::{RequestError, Session};
 use crate::remote::RemoteSession;
+use std::io::IsTerminal;
 use std::path::Path;
 use tether_net::NetError;
 use tether_net::client::{ClientError, Credentials};
+use tether_protocol::message::SessionRequest;
 use tether_protocol::session::{Activity, Permissions};
 use tether_protocol::token::TokenError;
 use thiserror::Error;
@@ -54,6 +59,14 @@ pub enum CmdError {
     Viewer(String),
     #[error("cancelled")]
     Cancelled,
+    /// What the agent said went wrong, or why the session ended (already cleaned).
+    #[error("{0}")]
+    Remote(String),
+    /// The process should end with this code (a remote command's), after printing nothing more.
+    #[error("remote exit {0}")]
+    RemoteExit(i32),
+    #[error("no devices in group {0}")]
+    EmptyGroup(String),
     #[error("writing {}", .path.display())]
     Write {
         path: std::path::PathBuf,
@@ -151,4 +164,37 @@ pub fn since_ms(ago: std::time::Duration) -> i64 {
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+/// The request for a session on `device`, `why` being its reason and ticket.
+pub(crate) fn session_request(
+    device: &str,
+    permissions: Permissions,
+    activity: Activity,
+    why: (&str, &str),
+) -> SessionRequest {
+    SessionRequest {
+        device: device.to_string(),
+        permissions,
+        reason: why.0.to_string(),
+        ticket: why.1.to_string(),
+        batch: false,
+        activity,
+    }
+}
+
+/// Tells a person at a terminal why nothing happens yet (the user's consent prompt is up; the
+/// relay says when, see `Session::on_asking`).
+pub(crate) fn waiting(device: &str) {
+    if std::io::stderr().is_terminal() {
+        eprintln!("asking the user at {device} to approve…");
+    }
+}
+
+/// The shell permission, as root when asked for.
+pub(crate) fn shell_permissions(as_root: bool) -> Permissions {
+    Permissions {
+        root: as_root,
+        ..Permissions::SHELL
+    }
 }
