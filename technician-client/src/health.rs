@@ -1,4 +1,5 @@
-//! `tether health` and `tether alerts`: requests, and how their answers are shown.
+//! Health reports and alerts: their requests, and how their answers are shown (the commands
+//! are in `cmd::health`).
 //!
 //! Everything in a health report came from an agent: it is cleaned again before it reaches the
 //! terminal ([`tether_protocol::health::text`] and [`clean`] here).
@@ -6,9 +7,7 @@
 use crate::output::{rfc3339, table};
 use crate::relay::{RequestError, Session};
 use serde_json::{Value, json};
-use std::io::{IsTerminal, Write};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tether_net::client::Credentials;
+use std::time::{SystemTime, UNIX_EPOCH};
 use tether_protocol::health::{AlertRow, DeviceHealth, human_secs};
 use tether_protocol::message::{TechRequest, TechResponse};
 use tether_protocol::text::clean;
@@ -38,7 +37,8 @@ impl Session {
     }
 }
 
-fn now_ms() -> i64 {
+/// Milliseconds since the epoch.
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
@@ -138,112 +138,6 @@ pub fn alerts_table(rows: &[AlertRow], now: i64) -> String {
         &["ID", "HOST", "KIND", "VALUE", "OPENED", "STATE", "DETAIL"],
         &rows,
     )
-}
-
-/// `tether health DEVICE [--json]`.
-pub async fn show(creds: &Credentials, device: &str, json: bool) -> anyhow::Result<()> {
-    let session = Session::open(creds).await?;
-    let h = session.health(device).await;
-    session.close().await;
-    let h = h?;
-    if json {
-        crate::outln!("{}", crate::safe::json(&health_json(&h, now_ms())));
-    } else {
-        crate::out!("{}", health_text(&h, now_ms()));
-    }
-    Ok(())
-}
-
-/// `tether health DEVICE --watch`: redraws every `every` until Ctrl-C. On a terminal the screen
-/// is redrawn in place; into a pipe (and with --json, one line per report) only new reports are
-/// written, so the output grows only when the device reports.
-pub async fn watch(
-    creds: &Credentials,
-    device: &str,
-    json: bool,
-    every: Duration,
-) -> anyhow::Result<()> {
-    let tty = std::io::stdout().is_terminal() && !json;
-    let mut session = Some(Session::open(creds).await?);
-    let mut last: Option<i64> = None;
-    let mut first = true;
-    loop {
-        if session.is_none() {
-            session = Session::open(creds).await.ok();
-        }
-        let result = match &session {
-            Some(s) => s.health(device).await,
-            None => Err(RequestError::Unexpected),
-        };
-        let now = now_ms();
-        let mut out = std::io::stdout().lock();
-        match result {
-            Ok(h) => {
-                let new = last != Some(h.received_unix_ms);
-                last = Some(h.received_unix_ms);
-                if tty {
-                    let screen = health_text(&h, now);
-                    // Home, each line over the old one, then clear what is left below.
-                    write!(out, "\x1b[H")?;
-                    for line in screen.lines() {
-                        writeln!(out, "{line}\x1b[K")?;
-                    }
-                    write!(
-                        out,
-                        "\nrefreshing every {} · Ctrl-C to stop\x1b[K\n\x1b[J",
-                        human_secs(every.as_secs() as i64)
-                    )?;
-                } else if new && json {
-                    writeln!(out, "{}", crate::safe::json_line(&health_json(&h, now)))?;
-                } else if new {
-                    writeln!(out, "{}", health_text(&h, now))?;
-                }
-            }
-            Err(e) if first => return Err(e.into()),
-            Err(e) => {
-                if matches!(e, RequestError::Client(_)) {
-                    // The connection is gone: open a new one next time.
-                    session = None;
-                }
-                if tty {
-                    writeln!(
-                        out,
-                        "\x1b[H\x1b[2Jerror: {} (retrying)",
-                        crate::safe::error_line(&e)
-                    )?;
-                } else {
-                    eprintln!("error: {} (retrying)", crate::safe::error_line(&e));
-                }
-            }
-        }
-        out.flush()?;
-        drop(out);
-        first = false;
-        tokio::time::sleep(every).await;
-    }
-}
-
-/// `tether alerts [--all] [--json]`.
-pub async fn list(creds: &Credentials, all: bool, json: bool) -> anyhow::Result<()> {
-    let session = Session::open(creds).await?;
-    let rows = session.alerts(all).await;
-    session.close().await;
-    let rows = rows?;
-    if json {
-        crate::outln!("{}", crate::safe::json(&alerts_json(&rows)));
-    } else if rows.is_empty() {
-        crate::outln!(
-            "{}",
-            if all {
-                "no alerts open or closed in the last 7 days"
-            } else {
-                "no open alerts"
-            }
-        );
-    } else {
-        crate::out!("{}", alerts_table(&rows, now_ms()));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! requests to the relay, and how results are shown (tables for people, JSON for scripts).
 #![forbid(unsafe_code)]
 
+pub mod cmd;
 pub mod health;
 pub mod keymap;
 pub mod ops;

@@ -1,19 +1,15 @@
 //! `tether`: the technician's command.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tether_net::NetError;
-use tether_net::client::{self, ClientError, Credentials};
-use tether_protocol::identity::Identity;
-use tether_protocol::session::{Activity, InputEvent, MouseButton, Permissions};
-use tether_protocol::token::EnrollToken;
-use tether_technician::relay::{RequestError, Session};
-use tether_technician::{SOFTWARE, default_config_dir, output};
-use tether_technician::{out, outln};
-
-mod remote_cmds;
+use tether_net::client::ClientError;
+use tether_protocol::session::{InputEvent, MouseButton, Permissions};
+use tether_technician::outln;
+use tether_technician::relay::RequestError;
+use tether_technician::{cmd, default_config_dir};
 
 #[derive(Parser)]
 #[command(name = "tether", version, about = "Tether technician client")]
@@ -321,7 +317,7 @@ struct AsRoot {
 }
 
 /// Why a session is opened: recorded by the relay and shown to the user.
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 struct Why {
     /// Why you need the session (shown to the user, kept in the audit trail).
     #[arg(long, default_value = "")]
@@ -329,6 +325,26 @@ struct Why {
     /// Ticket reference, e.g. HD-1042.
     #[arg(long, default_value = "")]
     ticket: String,
+}
+
+impl Why {
+    /// With `--as-root` (or not).
+    fn with_root(self, root: AsRoot) -> cmd::Why {
+        cmd::Why {
+            as_root: root.as_root,
+            ..self.into()
+        }
+    }
+}
+
+impl From<Why> for cmd::Why {
+    fn from(w: Why) -> Self {
+        cmd::Why {
+            reason: w.reason,
+            ticket: w.ticket,
+            as_root: false,
+        }
+    }
 }
 
 fn parse_role(s: &str) -> Result<tether_protocol::identity::Role, String> {
@@ -354,7 +370,8 @@ fn exit_code(e: &anyhow::Error) -> u8 {
             .or_else(|| match cause.downcast_ref::<RequestError>() {
                 Some(RequestError::Client(ClientError::Net(n))) => Some(n),
                 _ => None,
-            });
+            })
+            .or_else(|| cause.downcast_ref::<cmd::CmdError>()?.net());
         match net {
             Some(n) if n.is_auth() => return exit::AUTH,
             Some(NetError::Unreachable { .. } | NetError::Timeout(_)) => return exit::UNREACHABLE,
@@ -384,9 +401,16 @@ fn main() -> ExitCode {
             files: *files,
             ..Permissions::default()
         };
-        return match connect(&dir, device, *view_only, *actual_size, *keys, also, why) {
+        let keys = match keys {
+            KeysArg::Translate => tether_protocol::keys::KeyMode::Translate,
+            KeysArg::Physical => tether_protocol::keys::KeyMode::Physical,
+        };
+        let why = why.clone().into();
+        let view = *view_only;
+        return match cmd::connect::connect(&dir, device, view, *actual_size, keys, also, &why) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
+                let e = anyhow::Error::from(e);
                 eprintln!("error: {}", tether_technician::safe::error_line(&e));
                 ExitCode::from(exit_code(&e))
             }
@@ -420,7 +444,7 @@ fn main() -> ExitCode {
     }
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(ref e) if let Some(remote_cmds::RemoteExit(code)) = e.downcast_ref() => {
+        Err(ref e) if let Some(cmd::CmdError::RemoteExit(code)) = e.downcast_ref() => {
             ExitCode::from((*code).clamp(0, 255) as u8)
         }
         Err(e) => {
@@ -430,228 +454,18 @@ fn main() -> ExitCode {
     }
 }
 
-/// `tether connect`: the network on a background runtime, the window on this thread.
+/// How `tether connect` types keys.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 enum KeysArg {
     Translate,
     Physical,
 }
 
-fn connect(
-    dir: &std::path::Path,
-    device: &str,
-    view_only: bool,
-    actual_size: bool,
-    keys: KeysArg,
-    also: Permissions,
-    why: &Why,
-) -> Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    let creds = Credentials::load(dir)?;
-    let permissions = if view_only {
-        Permissions::VIEW
-    } else {
-        Permissions::FULL
-    }
-    .union(also);
-    let notes = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
-    let opened = rt.block_on(async {
-        tokio::select! {
-            r = open_viewer(&creds, device, permissions, view_only, actual_size, why, &notes) => r.map(Some),
-            _ = tokio::signal::ctrl_c() => Ok(None),
-        }
-    });
-    let Some((session, viewer, session_id)) = opened? else {
-        // As above: let the close reach the relay.
-        rt.block_on(async { tokio::time::sleep(std::time::Duration::from_millis(50)).await });
-        anyhow::bail!("cancelled");
-    };
-    let (viewer, title, w, h) = viewer;
-    let viewer = viewer.key_mode(match keys {
-        KeysArg::Translate => tether_protocol::keys::KeyMode::Translate,
-        KeysArg::Physical => tether_protocol::keys::KeyMode::Physical,
-    });
-    let options = eframe::NativeOptions {
-        viewport: eframe::egui::ViewportBuilder::default()
-            .with_title(title.clone())
-            .with_inner_size([w as f32, h as f32 + 40.0]),
-        // The remote's pixels are shown as they are: no dither noise over them (and no
-        // per-pixel shader work on every repaint, which software renderers feel).
-        dithering: false,
-        ..Default::default()
-    };
-    let shown = eframe::run_native(
-        &title,
-        options,
-        Box::new(|cc| {
-            Ok(Box::new(
-                viewer.present_in(cc).wake_on_messages(cc.egui_ctx.clone()),
-            ))
-        }),
-    );
-    let notes = notes.lock().ok().and_then(|mut n| n.take());
-    if let Some(text) = notes {
-        match rt.block_on(session.add_notes(&session_id, &text)) {
-            Ok(()) => eprintln!("notes saved on session {session_id}"),
-            Err(e) => eprintln!(
-                "warning: notes not saved ({}); add them with: tether notes {session_id} TEXT",
-                tether_technician::safe::error_line(&e)
-            ),
-        }
-    }
-    rt.block_on(session.close());
-    shown.map_err(|e| anyhow::anyhow!("viewer window: {e}"))
-}
-
-type Opened = (
-    Session,
-    (tether_technician::viewer::Viewer, String, u32, u32),
-    String,
-);
-
-/// Asks for the session (the user approves it meanwhile) and prepares the viewer.
-async fn open_viewer(
-    creds: &Credentials,
-    device: &str,
-    permissions: Permissions,
-    view_only: bool,
-    actual_size: bool,
-    why: &Why,
-    notes: &std::sync::Arc<std::sync::Mutex<Option<String>>>,
-) -> Result<Opened, RequestError> {
-    let line = format!("asking the user at {device} to approve the session…");
-    let session = Session::open(creds)
-        .await?
-        .on_asking(move || eprintln!("{line}"));
-    let remote = session
-        .open_remote_as(
-            creds,
-            device,
-            permissions,
-            Activity::Screen,
-            &why.reason,
-            &why.ticket,
-        )
-        .await?;
-    let title = format!(
-        "Tether: {} ({})",
-        tether_protocol::text::clean(&remote.hostname, 64),
-        if view_only { "view only" } else { "control" }
-    );
-    let (w, h) = remote
-        .displays
-        .first()
-        .map(|d| (d.width, d.height))
-        .unwrap_or((1280, 800));
-    let displays = remote.displays.clone();
-    let perms = remote.permissions;
-    let session_id = remote.session_id.clone();
-    eprintln!("session {session_id} started");
-    let (tx, rx) = remote.into_duplex();
-    Ok((
-        session,
-        (
-            tether_technician::viewer::Viewer::new(tx, rx, title.clone(), displays, perms)
-                .fit(!actual_size)
-                .notes_out(notes.clone()),
-            title,
-            w,
-            h,
-        ),
-        session_id,
-    ))
-}
-
-/// Milliseconds since the epoch, `ago` before now.
-fn since_ms(ago: std::time::Duration) -> i64 {
-    std::time::SystemTime::now()
-        .checked_sub(ago)
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-/// Opens a control session, sends one input event, closes.
-async fn control(dir: &std::path::Path, device: &str, why: &Why, event: InputEvent) -> Result<()> {
-    let creds = Credentials::load(dir)?;
-    let session = Session::open(&creds).await?;
-    let result = async {
-        let mut remote = session
-            .open_remote_as(
-                &creds,
-                device,
-                Permissions::CONTROL,
-                Activity::Input,
-                &why.reason,
-                &why.ticket,
-            )
-            .await?;
-        let r = remote.input(event).await;
-        remote.close().await;
-        r
-    }
-    .await;
-    session.close().await;
-    Ok(result?)
-}
-
 async fn run(cli: Cli) -> Result<()> {
     let dir = cli.config.unwrap_or_else(default_config_dir);
     match cli.cmd {
-        Cmd::Enroll { token, force } => {
-            if Credentials::exists(&dir) && !force {
-                anyhow::bail!(
-                    "{} already holds technician credentials; pass --force to replace them",
-                    dir.display()
-                );
-            }
-            let token = EnrollToken::decode(&token)?;
-            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-            let identity = client::enroll(&token, &dir, host.trim(), SOFTWARE)
-                .await
-                .with_context(|| format!("enrolling with relay {}", token.relay_addr))?;
-            match identity {
-                Identity::Technician { name, role } => {
-                    outln!(
-                        "enrolled as technician {name} ({role}); credentials in {}",
-                        dir.display()
-                    );
-                    outln!("next: tether devices");
-                }
-                other => anyhow::bail!("relay issued a certificate for {other}, not a technician"),
-            }
-        }
-        Cmd::Devices { json } => {
-            let creds = Credentials::load(&dir)?;
-            let session = Session::open(&creds).await?;
-            let devices = session.devices().await;
-            session.close().await;
-            let devices = devices?;
-            if json {
-                outln!(
-                    "{}",
-                    tether_technician::safe::json(&output::devices_json(&devices))
-                );
-            } else if devices.is_empty() {
-                match &creds.identity {
-                    Identity::Technician {
-                        role: tether_protocol::identity::Role::Admin,
-                        ..
-                    } => outln!("no devices enrolled yet (IT: tether-relay token --agent)"),
-                    _ => outln!(
-                        "no device in the groups you may see (IT grants groups: tether-relay grant --technician NAME --group GROUP)"
-                    ),
-                }
-            } else {
-                out!(
-                    "{}",
-                    output::devices_table(&devices, std::time::SystemTime::now())
-                );
-            }
-        }
+        Cmd::Enroll { token, force } => cmd::enroll::enroll(&dir, &token, force).await?,
+        Cmd::Devices { json } => cmd::devices::devices(&dir, json).await?,
         Cmd::Inventory {
             device,
             all,
@@ -659,114 +473,26 @@ async fn run(cli: Cli) -> Result<()> {
             json,
             packages,
         } => {
-            let creds = Credentials::load(&dir)?;
-            let session = Session::open(&creds).await?;
-            if all {
-                let rows = session.inventory_all().await;
-                session.close().await;
-                let rows = rows?;
-                if json && !csv {
-                    outln!(
-                        "{}",
-                        tether_technician::safe::json(&output::inventory_rows_json(&rows))
-                    );
-                } else {
-                    out!("{}", output::inventory_rows_csv(&rows));
-                }
-            } else {
-                let device = device.context("name a device, or use --all")?;
-                let inv = session.inventory(&device).await;
-                session.close().await;
-                let inv = inv?;
-                if json {
-                    let v = serde_json::json!({
-                        "device": output::device_json(&inv.device),
-                        "received_at": output::rfc3339(inv.received_unix_ms),
-                        "inventory": inv.inventory,
-                    });
-                    outln!("{}", tether_technician::safe::json(&v));
-                } else {
-                    outln!(
-                        "{} ({}) {}, inventory received {}\n",
-                        tether_protocol::text::clean(&inv.device.hostname, 64),
-                        inv.device.id,
-                        if inv.device.online {
-                            "online"
-                        } else {
-                            "offline"
-                        },
-                        output::rfc3339(inv.received_unix_ms)
-                    );
-                    out!(
-                        "{}",
-                        tether_protocol::report::text(&inv.inventory, packages)
-                    );
-                }
-            }
+            let a = cmd::devices::InventoryArgs {
+                device,
+                all,
+                csv,
+                json,
+                packages,
+            };
+            cmd::devices::inventory(&dir, a).await?
         }
         Cmd::Software {
             name,
             version_below,
             json,
-        } => {
-            let creds = Credentials::load(&dir)?;
-            let session = Session::open(&creds).await?;
-            let rows = session.software(&name, version_below.clone()).await;
-            session.close().await;
-            let rows = rows?;
-            if json {
-                outln!(
-                    "{}",
-                    tether_technician::safe::json(&output::software_json(&rows))
-                );
-            } else if rows.is_empty() {
-                let name = tether_protocol::text::clean(&name, 64);
-                match &version_below {
-                    Some(v) => outln!(
-                        "no device has {name} below version {}",
-                        tether_protocol::text::clean(v, 64)
-                    ),
-                    None => outln!("no device has {name}"),
-                }
-            } else {
-                out!("{}", output::software_table(&rows));
-            }
-        }
+        } => cmd::devices::software(&dir, &name, version_below, json).await?,
         Cmd::Screenshot {
             device,
             output: path,
             display,
             why,
-        } => {
-            let creds = Credentials::load(&dir)?;
-            let session = Session::open(&creds).await?;
-            let result = async {
-                let mut remote = session
-                    .open_remote_as(
-                        &creds,
-                        &device,
-                        Permissions::VIEW,
-                        Activity::Screenshot,
-                        &why.reason,
-                        &why.ticket,
-                    )
-                    .await?;
-                let shot = remote.screenshot(display).await;
-                remote.close().await;
-                shot
-            }
-            .await;
-            session.close().await;
-            let shot = result?;
-            shot.write_png(&path)
-                .with_context(|| format!("writing {}", path.display()))?;
-            outln!(
-                "{}x{} screenshot saved to {}",
-                shot.width,
-                shot.height,
-                path.display()
-            );
-        }
+        } => cmd::desktop::screenshot(&dir, &device, &path, display, &why.into()).await?,
         Cmd::Connect { .. } => anyhow::bail!("connect runs its own window loop"),
         Cmd::Sessions {
             device,
@@ -775,30 +501,18 @@ async fn run(cli: Cli) -> Result<()> {
             json,
             csv,
         } => {
-            let creds = Credentials::load(&dir)?;
-            let session = Session::open(&creds).await?;
-            let rows = session.sessions(device, technician, since_ms(since)).await;
-            session.close().await;
-            let rows = rows?;
-            if json {
-                outln!(
-                    "{}",
-                    tether_technician::safe::json(&output::sessions_json(&rows))
-                );
-            } else if csv {
-                out!("{}", output::sessions_csv(&rows));
-            } else if rows.is_empty() {
-                outln!(
-                    "no sessions in the last {}",
-                    humantime::format_duration(since)
-                );
-            } else {
-                out!("{}", output::sessions_table(&rows));
-            }
+            let a = cmd::sessions::SessionsArgs {
+                device,
+                technician,
+                since,
+                json,
+                csv,
+            };
+            cmd::sessions::sessions(&dir, a).await?
         }
         Cmd::Shell { device, root, why } => {
-            let creds = Credentials::load(&dir)?;
-            remote_cmds::shell(&creds, &device, root.as_root, &why.reason, &why.ticket).await?;
+            let creds = cmd::credentials(&dir)?;
+            cmd::shell::shell(&creds, &device, root.as_root, &why.reason, &why.ticket).await?;
         }
         Cmd::Exec {
             device,
@@ -810,10 +524,10 @@ async fn run(cli: Cli) -> Result<()> {
             why,
             command,
         } => {
-            let creds = Credentials::load(&dir)?;
-            remote_cmds::exec(
+            let creds = cmd::credentials(&dir)?;
+            cmd::exec::exec(
                 &creds,
-                remote_cmds::ExecArgs {
+                cmd::exec::ExecArgs {
                     device,
                     group,
                     command,
@@ -834,16 +548,12 @@ async fn run(cli: Cli) -> Result<()> {
             root,
             why,
         } => {
-            let op = remote_cmds::Transfer::Push { local, remote };
-            let creds = Credentials::load(&dir)?;
-            let why = remote_cmds::Why {
-                reason: &why.reason,
-                ticket: &why.ticket,
-                as_root: root.as_root,
-            };
+            let op = cmd::transfer::Transfer::Push { local, remote };
+            let creds = cmd::credentials(&dir)?;
+            let why = why.with_root(root);
             outln!(
                 "{}",
-                remote_cmds::transfer_and_report(&creds, &device, op, why).await?
+                cmd::transfer::transfer_and_report(&creds, &device, op, &why).await?
             );
         }
         Cmd::Pull {
@@ -853,16 +563,12 @@ async fn run(cli: Cli) -> Result<()> {
             root,
             why,
         } => {
-            let op = remote_cmds::Transfer::Pull { remote, local };
-            let creds = Credentials::load(&dir)?;
-            let why = remote_cmds::Why {
-                reason: &why.reason,
-                ticket: &why.ticket,
-                as_root: root.as_root,
-            };
+            let op = cmd::transfer::Transfer::Pull { remote, local };
+            let creds = cmd::credentials(&dir)?;
+            let why = why.with_root(root);
             outln!(
                 "{}",
-                remote_cmds::transfer_and_report(&creds, &device, op, why).await?
+                cmd::transfer::transfer_and_report(&creds, &device, op, &why).await?
             );
         }
         Cmd::Say {
@@ -870,58 +576,12 @@ async fn run(cli: Cli) -> Result<()> {
             text,
             wait,
             json,
-        } => {
-            let creds = Credentials::load(&dir)?;
-            let line = format!(
-                "message shown on {device}; waiting up to {} for a reply…",
-                humantime::format_duration(wait)
-            );
-            let session = Session::open(&creds)
-                .await?
-                .on_asking(move || eprintln!("{line}"));
-            let reply = session.say(&device, &text, wait).await;
-            session.close().await;
-            let reply = reply?;
-            if json {
-                outln!(
-                    "{}",
-                    tether_technician::safe::json_line(&serde_json::json!({ "reply": reply }))
-                );
-            } else {
-                match reply {
-                    Some(r) => outln!("{}", tether_protocol::text::clean(&r, 1000)),
-                    None => eprintln!("no reply (the user closed the message or did not answer)"),
-                }
-            }
-        }
+        } => cmd::engagement::say(&dir, &device, &text, wait, json).await?,
         Cmd::End {
             device,
             ticket,
             json,
-        } => {
-            let creds = Credentials::load(&dir)?;
-            let session = Session::open(&creds).await?;
-            let ended = session.end_engagement(&device, &ticket).await;
-            session.close().await;
-            let ended = ended?;
-            let for_ticket = if ticket.is_empty() {
-                "without a ticket".to_string()
-            } else {
-                format!("for ticket {}", tether_protocol::text::clean(&ticket, 64))
-            };
-            if json {
-                outln!(
-                    "{}",
-                    tether_technician::safe::json_line(&serde_json::json!({ "ended": ended }))
-                );
-            } else if ended {
-                outln!(
-                    "ended your engagement on {device} {for_ticket}; the user is asked to rate it"
-                );
-            } else {
-                outln!("no engagement of yours was open on {device} {for_ticket}");
-            }
-        }
+        } => cmd::engagement::end(&dir, &device, &ticket, json).await?,
         Cmd::Token {
             agent,
             group,
@@ -932,32 +592,17 @@ async fn run(cli: Cli) -> Result<()> {
             relay,
             json,
         } => {
-            use tether_protocol::message::TokenFor;
-            let for_whom = match (agent, technician, role) {
-                (true, _, _) => TokenFor::Agent { group },
-                (false, Some(name), Some(role)) if replace => {
-                    TokenFor::ReplaceTechnician { name, role }
-                }
-                (false, Some(name), Some(role)) => TokenFor::Technician { name, role },
-                _ => anyhow::bail!("--agent, or --technician NAME --role ROLE"),
+            let a = cmd::admin::TokenArgs {
+                agent,
+                group,
+                technician,
+                role,
+                replace,
+                ttl,
+                relay,
+                json,
             };
-            let creds = Credentials::load(&dir)?;
-            let session = Session::open(&creds).await?;
-            let r = session.create_token(for_whom, ttl, relay).await;
-            session.close().await;
-            let (token, expires) = r?;
-            if json {
-                outln!(
-                    "{}",
-                    serde_json::json!({"token": token, "expires_unix_ms": expires})
-                );
-            } else {
-                outln!("{}", tether_technician::safe::line(&token));
-                eprintln!(
-                    "single-use token, valid for {}",
-                    tether_protocol::text::duration_words(ttl)
-                );
-            }
+            cmd::admin::token(&dir, a).await?
         }
         Cmd::Policy {
             group,
@@ -965,86 +610,18 @@ async fn run(cli: Cli) -> Result<()> {
             record_shells,
             allow_root,
         } => {
-            if unattended.is_none() && record_shells.is_none() && allow_root.is_none() {
-                anyhow::bail!(
-                    "give --unattended on|off, --record-shells on|off and/or --allow-root on|off"
-                );
-            }
-            let creds = Credentials::load(&dir)?;
-            let session = Session::open(&creds).await?;
             let on = |v: &Option<String>| v.as_deref().map(|v| v == "on");
-            let r = session
-                .set_policy(&group, on(&unattended), on(&record_shells), on(&allow_root))
-                .await;
-            session.close().await;
-            r?;
-            outln!("policy of group {group} changed");
+            let (u, r, a) = (on(&unattended), on(&record_shells), on(&allow_root));
+            cmd::admin::policy(&dir, &group, u, r, a).await?
         }
-        Cmd::Report { since, json } => {
-            let creds = Credentials::load(&dir)?;
-            let session = Session::open(&creds).await?;
-            let rows = session.report(since_ms(since)).await;
-            session.close().await;
-            let rows = rows?;
-            if json {
-                outln!(
-                    "{}",
-                    tether_technician::safe::json(&output::report_json(&rows))
-                );
-            } else if rows.is_empty() {
-                outln!(
-                    "no sessions in the last {}",
-                    humantime::format_duration(since)
-                );
-            } else {
-                out!("{}", output::report_table(&rows));
-            }
-        }
-        Cmd::Notes { session: id, text } => {
-            let creds = Credentials::load(&dir)?;
-            let session = Session::open(&creds).await?;
-            let r = session.add_notes(&id, &text).await;
-            session.close().await;
-            r?;
-            outln!("notes added to session {id}");
-        }
+        Cmd::Report { since, json } => cmd::sessions::report(&dir, since, json).await?,
+        Cmd::Notes { session, text } => cmd::sessions::notes(&dir, &session, &text).await?,
         Cmd::Clipboard { device, set, why } => {
-            let creds = Credentials::load(&dir)?;
-            let session = Session::open(&creds).await?;
-            let perms = Permissions {
-                clipboard: true,
-                ..Permissions::VIEW
-            };
-            let result = async {
-                let mut remote = session
-                    .open_remote_as(
-                        &creds,
-                        &device,
-                        perms,
-                        Activity::Clipboard,
-                        &why.reason,
-                        &why.ticket,
-                    )
-                    .await?;
-                let r = match set {
-                    Some(text) => remote.set_clipboard(text).await.map(|()| None),
-                    None => remote.get_clipboard().await.map(Some),
-                };
-                remote.close().await;
-                r
-            }
-            .await;
-            session.close().await;
-            if let Some(text) = result? {
-                // Remote text: only text, newlines and tabs (no escapes, CR or bidi overrides).
-                let mut f = tether_technician::safe::TerminalFilter::default();
-                let mut shown = f.push(text.as_bytes());
-                shown.extend(f.finish());
-                outln!("{}", String::from_utf8_lossy(&shown));
-            }
+            cmd::desktop::clipboard(&dir, &device, set, &why.into()).await?
         }
         Cmd::Type { device, text, why } => {
-            control(&dir, &device, &why, InputEvent::Text(text)).await?;
+            let event = InputEvent::Text(text);
+            cmd::desktop::control(&dir, &device, &why.into(), event).await?;
         }
         Cmd::Click {
             device,
@@ -1058,7 +635,8 @@ async fn run(cli: Cli) -> Result<()> {
                 "right" => MouseButton::Right,
                 _ => MouseButton::Left,
             };
-            control(&dir, &device, &why, InputEvent::Click { x, y, button }).await?;
+            let event = InputEvent::Click { x, y, button };
+            cmd::desktop::control(&dir, &device, &why.into(), event).await?;
         }
         Cmd::Health {
             device,
@@ -1066,42 +644,22 @@ async fn run(cli: Cli) -> Result<()> {
             every,
             json,
         } => {
-            let creds = Credentials::load(&dir)?;
+            let creds = cmd::credentials(&dir)?;
             if watch {
-                tether_technician::health::watch(&creds, &device, json, every).await?;
+                cmd::health::watch(&creds, &device, json, every).await?;
             } else {
-                tether_technician::health::show(&creds, &device, json).await?;
+                cmd::health::show(&creds, &device, json).await?;
             }
         }
         Cmd::Alerts { all, json } => {
-            let creds = Credentials::load(&dir)?;
-            tether_technician::health::list(&creds, all, json).await?;
+            let creds = cmd::credentials(&dir)?;
+            cmd::health::list(&creds, all, json).await?;
         }
         Cmd::History {
             device,
             since,
             json,
-        } => {
-            let creds = Credentials::load(&dir)?;
-            let session = Session::open(&creds).await?;
-            let h = session.history(&device, since_ms(since)).await;
-            session.close().await;
-            let h = h?;
-            if json {
-                outln!(
-                    "{}",
-                    tether_technician::safe::json(&output::history_json(&h))
-                );
-            } else if h.changes.is_empty() {
-                outln!(
-                    "no changes on {} in the last {}",
-                    tether_protocol::text::clean(&h.device.hostname, 64),
-                    humantime::format_duration(since)
-                );
-            } else {
-                out!("{}", output::history_table(&h));
-            }
-        }
+        } => cmd::devices::history(&dir, &device, since, json).await?,
     }
     Ok(())
 }

@@ -1,5 +1,5 @@
 //! Commands and files over a session: `tether exec`, `push` and `pull` (the interactive shell is
-//! `remote_cmds::shell`, being terminal glue). Transfers are checksummed end to end (SHA-256 of the whole
+//! `cmd::shell`, being terminal glue). Transfers are checksummed end to end (SHA-256 of the whole
 //! file, compared on both sides) and resumable: a pull writes `.NAME.tether-part` beside its
 //! destination and a push leaves a part file on the device, so running the same transfer again
 //! after a dropped connection continues where it stopped.
