@@ -149,20 +149,60 @@ fn wait_shown(local: &Xvfb, dir: &std::path::Path, crop: &(u32, u32, Vec<u8>)) -
     at.expect("the viewer never showed the remote screen exactly")
 }
 
+/// A remote display with the terminal, a local one for the viewer, a relay, a technician and
+/// an agent on the remote display whose user approves every session.
+struct Scene {
+    remote: Xvfb,
+    local: Xvfb,
+    dir: tempfile::TempDir,
+    typed: std::path::PathBuf,
+    _term: tether_tests::Proc,
+    _relay: Relay,
+    tech: Tech,
+    agent: Agent,
+    _user: tether_tests::Approver,
+}
+
+impl Scene {
+    fn start() -> Scene {
+        let remote = Xvfb::start(640, 400);
+        let local = Xvfb::start(1000, 700);
+        let dir = tempfile::tempdir().unwrap();
+        let typed = dir.path().join("typed.txt");
+        let _term = remote_term(&remote, &typed);
+        let relay = Relay::start();
+        let tech = Tech::enroll(&relay.tech_token("ana", "support"));
+        let mut agent = Agent::enroll(&relay.agent_token());
+        agent.start_on_display(&remote.display);
+        tech.wait_online(&agent.id);
+        let _user = agent.auto_approve();
+        Scene {
+            remote,
+            local,
+            dir,
+            typed,
+            _term,
+            _relay: relay,
+            tech,
+            agent,
+            _user,
+        }
+    }
+}
+
 #[test]
 fn viewer_shows_the_remote_screen_forwards_typing_and_files_notes_at_the_end() {
-    let remote = Xvfb::start(640, 400);
-    let local = Xvfb::start(1000, 700);
-    let dir = tempfile::tempdir().unwrap();
-    let typed = dir.path().join("typed.txt");
-    let _term = remote_term(&remote, &typed);
-
-    let relay = Relay::start();
-    let tech = Tech::enroll(&relay.tech_token("ana", "support"));
-    let mut agent = Agent::enroll(&relay.agent_token());
-    agent.start_on_display(&remote.display);
-    tech.wait_online(&agent.id);
-    let _user = agent.auto_approve();
+    let Scene {
+        remote,
+        local,
+        dir,
+        typed,
+        _term,
+        _relay,
+        tech,
+        agent,
+        _user,
+    } = Scene::start();
 
     let (mut viewer, win_id) = start_viewer(&local, &tech, &agent.id, &[]);
     // The remote screen around the terminal appears exactly, at 1:1, somewhere in the viewer
@@ -259,17 +299,17 @@ fn viewer_shows_the_remote_screen_forwards_typing_and_files_notes_at_the_end() {
 /// exactly as well.
 #[test]
 fn egui_drawing_shows_the_remote_screen_exactly() {
-    let remote = Xvfb::start(640, 400);
-    let local = Xvfb::start(1000, 700);
-    let dir = tempfile::tempdir().unwrap();
-    let typed = dir.path().join("typed.txt");
-    let _term = remote_term(&remote, &typed);
-    let relay = Relay::start();
-    let tech = Tech::enroll(&relay.tech_token("ana", "support"));
-    let mut agent = Agent::enroll(&relay.agent_token());
-    agent.start_on_display(&remote.display);
-    tech.wait_online(&agent.id);
-    let _user = agent.auto_approve();
+    let Scene {
+        remote,
+        local,
+        dir,
+        typed: _,
+        _term,
+        _relay,
+        tech,
+        agent,
+        _user,
+    } = Scene::start();
     let (_viewer, win_id) =
         start_viewer(&local, &tech, &agent.id, &[("TETHER_VIEWER_DRAW", "egui")]);
     let crop = remote_crop(&remote, &local, dir.path());
