@@ -106,85 +106,14 @@ async fn answer(
             device,
             technician,
             since_unix_ms,
-        } => {
-            let device_id = match device {
-                Some(d) => match resolve(state, &scope, &d).await? {
-                    Ok(d) => Some(d.id),
-                    Err(e) => return Ok(e),
-                },
-                None => None,
-            };
-            // Only admins read everyone's sessions.
-            let technician = if role == Role::Admin {
-                technician
-            } else {
-                Some(name.to_string())
-            };
-            let hostnames: std::collections::HashMap<_, _> = state
-                .store
-                .list_devices()
-                .await?
-                .into_iter()
-                .map(|d| (d.id, d.hostname))
-                .collect();
-            let rows = state
-                .store
-                .sessions(&crate::store::SessionFilter {
-                    device_id,
-                    technician,
-                    since: since_unix_ms,
-                })
-                .await?;
-            TechResponse::Sessions(
-                rows.into_iter()
-                    .map(|r| SessionRow {
-                        hostname: hostnames.get(&r.device_id).cloned().unwrap_or_default(),
-                        id: r.id,
-                        technician: r.technician,
-                        device_id: r.device_id,
-                        reason: r.reason,
-                        ticket: r.ticket,
-                        permissions_asked: r.permissions_asked,
-                        permissions_granted: r.permissions_granted,
-                        decision: r.decision,
-                        decision_detail: r.decision_detail,
-                        requested_unix_ms: r.requested_at,
-                        started_unix_ms: r.started_at,
-                        ended_unix_ms: r.ended_at,
-                        ended_by: r.ended_by,
-                        bytes_up: r.bytes_up,
-                        bytes_down: r.bytes_down,
-                        notes: r.notes,
-                        rating: r.rating,
-                        rating_comment: r.rating_comment,
-                        actions: r.actions,
-                        activity: r.activity,
-                        engagement: r.engagement,
-                    })
-                    .collect(),
-            )
-        }
+        } => sessions(state, name, role, &scope, device, technician, since_unix_ms).await?,
         TechRequest::Report { since_unix_ms } => {
             // Like the audit trail: admins see every technician, others themselves.
             let only = (role != Role::Admin).then_some(name);
             TechResponse::Report(state.store.report(since_unix_ms, only).await?)
         }
         TechRequest::AddNotes { session_id, text } => {
-            let text = text::clean(&text.replace('\n', " "), 4096);
-            if text.is_empty() {
-                return Ok(err(ErrorCode::BadRequest, "notes are empty".into()));
-            }
-            if state.store.add_notes(&session_id, name, &text).await? {
-                TechResponse::Done
-            } else {
-                err(
-                    ErrorCode::NotFound,
-                    format!(
-                        "you have no session {:?} (see tether sessions)",
-                        text::clean(&session_id, 64)
-                    ),
-                )
-            }
+            add_notes(state, name, session_id, text).await?
         }
         TechRequest::ListDevices => TechResponse::Devices(
             scope
@@ -194,182 +123,33 @@ async fn answer(
                 .map(|d| summary(state, d))
                 .collect(),
         ),
-        TechRequest::Inventory { device } => {
-            let d = match resolve(state, &scope, &device).await? {
-                Ok(d) => d,
-                Err(e) => return Ok(e),
-            };
-            match state.store.inventory(&d.id).await? {
-                Some((received, inventory)) => TechResponse::Inventory(Box::new(DeviceInventory {
-                    device: summary(state, d),
-                    received_unix_ms: received,
-                    inventory,
-                })),
-                None => err(
-                    ErrorCode::NotFound,
-                    format!(
-                        "device {} has not reported an inventory yet (is its agent running?)",
-                        d.hostname
-                    ),
-                ),
-            }
-        }
-        TechRequest::InventoryAll => {
-            let mut by_id: std::collections::HashMap<_, _> = state
-                .store
-                .inventory_summaries()
-                .await?
-                .into_iter()
-                .map(|(id, s, at)| (id, (s, at)))
-                .collect();
-            TechResponse::InventoryRows(
-                scope
-                    .devices(state)
-                    .await?
-                    .into_iter()
-                    .map(|d| {
-                        let inv = by_id.remove(&d.id);
-                        InventoryRow {
-                            device: summary(state, d),
-                            received_unix_ms: inv.as_ref().map(|(_, at)| *at),
-                            summary: inv.map(|(s, _)| s),
-                        }
-                    })
-                    .collect(),
-            )
-        }
+        TechRequest::Inventory { device } => inventory(state, &scope, device).await?,
+        TechRequest::InventoryAll => inventory_all(state, &scope).await?,
         TechRequest::Software {
-            name,
+            name: name_q,
             version_below,
-        } => {
-            let name = text::clean(&name, 256);
-            if name.is_empty() {
-                return Ok(err(ErrorCode::BadRequest, "package name is empty".into()));
-            }
-            let hits = state.store.software(&name).await?;
-            let visible: std::collections::HashSet<String> = scope
-                .devices(state)
-                .await?
-                .into_iter()
-                .map(|d| d.id)
-                .collect();
-            TechResponse::Software(
-                hits.into_iter()
-                    .filter(|h| visible.contains(&h.device_id))
-                    .filter(|h| match &version_below {
-                        Some(v) => version::compare(&h.version, v) == Ordering::Less,
-                        None => true,
-                    })
-                    .map(|h| SoftwareRow {
-                        online: state.presence.is_online(&h.device_id),
-                        device_id: h.device_id,
-                        hostname: h.hostname,
-                        name: h.name,
-                        version: h.version,
-                        arch: h.arch,
-                        source: h.source,
-                    })
-                    .collect(),
-            )
-        }
+        } => software(state, &scope, name_q, version_below).await?,
         TechRequest::CreateToken {
             for_whom,
             ttl_ms,
             relay_addr,
-        } => {
-            if role != Role::Admin {
-                return Ok(err(
-                    ErrorCode::Forbidden,
-                    "only admins create enrollment tokens".into(),
-                ));
-            }
-            let for_whom_replace = matches!(for_whom, TokenFor::ReplaceTechnician { .. });
-            let kind = match for_whom {
-                TokenFor::Agent { group } => {
-                    if let Err(e) = validate_name("group", &group) {
-                        return Ok(err(ErrorCode::BadRequest, e.to_string()));
-                    }
-                    TokenKind::Agent { group }
-                }
-                TokenFor::Technician { name: tech, role }
-                | TokenFor::ReplaceTechnician { name: tech, role } => {
-                    if let Err(e) = validate_name("technician name", &tech) {
-                        return Ok(err(ErrorCode::BadRequest, e.to_string()));
-                    }
-                    TokenKind::Technician {
-                        name: tech,
-                        role,
-                        replace: for_whom_replace,
-                    }
-                }
-            };
-            let ttl = Duration::from_millis(ttl_ms.clamp(60_000, 30 * 24 * 3_600_000));
-            let addr = match relay_addr {
-                Some(a)
-                    if text::is_clean(&a, 255)
-                        && a.contains(':')
-                        && !a.contains(char::is_whitespace) =>
-                {
-                    a
-                }
-                Some(_) => {
-                    return Ok(err(
-                        ErrorCode::BadRequest,
-                        "relay address must be host:port".into(),
-                    ));
-                }
-                None => state.settings.public_addr.clone(),
-            };
-            info!(admin = name, ?kind, "enrollment token created");
-            match crate::tokens::create_for_ca(
-                &state.store,
-                state.ca.fingerprint(),
-                &addr,
-                &state.settings.name,
-                kind,
-                ttl,
-            )
-            .await
-            {
-                Ok((token, expires_unix_ms)) => TechResponse::Token {
-                    token: token.encode(),
-                    expires_unix_ms,
-                },
-                Err(e @ crate::tokens::TokenCreateError::AlreadyEnrolled(_)) => {
-                    err(ErrorCode::BadRequest, e.to_string())
-                }
-                Err(e) => {
-                    warn!("creating a token: {e}");
-                    err(ErrorCode::Internal, "relay cannot create tokens".into())
-                }
-            }
-        }
+        } => create_token(state, name, role, for_whom, ttl_ms, relay_addr).await?,
         TechRequest::SetPolicy {
             group,
             unattended,
             record_shells,
             allow_root,
         } => {
-            if role != Role::Admin {
-                return Ok(err(
-                    ErrorCode::Forbidden,
-                    "only admins change policy".into(),
-                ));
-            }
-            let change = crate::group_policy::PolicyChange {
+            set_policy(
+                state,
+                name,
+                role,
                 group,
                 unattended,
                 record_shells,
                 allow_root,
-            };
-            match crate::group_policy::change(&state.store, name, &change).await {
-                Ok(()) => {}
-                Err(crate::group_policy::GroupPolicyError::Name(e)) => {
-                    return Ok(err(ErrorCode::BadRequest, e.to_string()));
-                }
-                Err(crate::group_policy::GroupPolicyError::Store(e)) => return Err(e),
-            }
-            TechResponse::Done
+            )
+            .await?
         }
         TechRequest::OpenSession(_)
         | TechRequest::Say { .. }
@@ -391,26 +171,341 @@ async fn answer(
         TechRequest::History {
             device,
             since_unix_ms,
-        } => {
-            let d = match resolve(state, &scope, &device).await? {
-                Ok(d) => d,
+        } => history(state, &scope, device, since_unix_ms).await?,
+    })
+}
+
+/// The audit trail: admins read everyone's sessions, others their own.
+async fn sessions(
+    state: &State,
+    name: &str,
+    role: Role,
+    scope: &Scope,
+    device: Option<String>,
+    technician: Option<String>,
+    since_unix_ms: i64,
+) -> Result<TechResponse, StoreError> {
+    Ok({
+        let device_id = match device {
+            Some(d) => match resolve(state, scope, &d).await? {
+                Ok(d) => Some(d.id),
                 Err(e) => return Ok(e),
-            };
-            let changes = state
-                .store
-                .history(&d.id, since_unix_ms)
+            },
+            None => None,
+        };
+        // Only admins read everyone's sessions.
+        let technician = if role == Role::Admin {
+            technician
+        } else {
+            Some(name.to_string())
+        };
+        let hostnames: std::collections::HashMap<_, _> = state
+            .store
+            .list_devices()
+            .await?
+            .into_iter()
+            .map(|d| (d.id, d.hostname))
+            .collect();
+        let rows = state
+            .store
+            .sessions(&crate::store::SessionFilter {
+                device_id,
+                technician,
+                since: since_unix_ms,
+            })
+            .await?;
+        TechResponse::Sessions(
+            rows.into_iter()
+                .map(|r| SessionRow {
+                    hostname: hostnames.get(&r.device_id).cloned().unwrap_or_default(),
+                    id: r.id,
+                    technician: r.technician,
+                    device_id: r.device_id,
+                    reason: r.reason,
+                    ticket: r.ticket,
+                    permissions_asked: r.permissions_asked,
+                    permissions_granted: r.permissions_granted,
+                    decision: r.decision,
+                    decision_detail: r.decision_detail,
+                    requested_unix_ms: r.requested_at,
+                    started_unix_ms: r.started_at,
+                    ended_unix_ms: r.ended_at,
+                    ended_by: r.ended_by,
+                    bytes_up: r.bytes_up,
+                    bytes_down: r.bytes_down,
+                    notes: r.notes,
+                    rating: r.rating,
+                    rating_comment: r.rating_comment,
+                    actions: r.actions,
+                    activity: r.activity,
+                    engagement: r.engagement,
+                })
+                .collect(),
+        )
+    })
+}
+
+/// Resolution notes on one of the technician's own sessions.
+async fn add_notes(
+    state: &State,
+    name: &str,
+    session_id: String,
+    text: String,
+) -> Result<TechResponse, StoreError> {
+    Ok({
+        let text = text::clean(&text.replace('\n', " "), 4096);
+        if text.is_empty() {
+            return Ok(err(ErrorCode::BadRequest, "notes are empty".into()));
+        }
+        if state.store.add_notes(&session_id, name, &text).await? {
+            TechResponse::Done
+        } else {
+            err(
+                ErrorCode::NotFound,
+                format!(
+                    "you have no session {:?} (see tether sessions)",
+                    text::clean(&session_id, 64)
+                ),
+            )
+        }
+    })
+}
+
+/// One device's inventory.
+async fn inventory(
+    state: &State,
+    scope: &Scope,
+    device: String,
+) -> Result<TechResponse, StoreError> {
+    Ok({
+        let d = match resolve(state, scope, &device).await? {
+            Ok(d) => d,
+            Err(e) => return Ok(e),
+        };
+        match state.store.inventory(&d.id).await? {
+            Some((received, inventory)) => TechResponse::Inventory(Box::new(DeviceInventory {
+                device: summary(state, d),
+                received_unix_ms: received,
+                inventory,
+            })),
+            None => err(
+                ErrorCode::NotFound,
+                format!(
+                    "device {} has not reported an inventory yet (is its agent running?)",
+                    d.hostname
+                ),
+            ),
+        }
+    })
+}
+
+/// Every device's inventory in scope.
+async fn inventory_all(state: &State, scope: &Scope) -> Result<TechResponse, StoreError> {
+    Ok({
+        let mut by_id: std::collections::HashMap<_, _> = state
+            .store
+            .inventory_summaries()
+            .await?
+            .into_iter()
+            .map(|(id, s, at)| (id, (s, at)))
+            .collect();
+        TechResponse::InventoryRows(
+            scope
+                .devices(state)
                 .await?
                 .into_iter()
-                .map(|(at, change)| ChangeRow {
-                    at_unix_ms: at,
-                    change,
+                .map(|d| {
+                    let inv = by_id.remove(&d.id);
+                    InventoryRow {
+                        device: summary(state, d),
+                        received_unix_ms: inv.as_ref().map(|(_, at)| *at),
+                        summary: inv.map(|(s, _)| s),
+                    }
                 })
-                .collect();
-            TechResponse::History(Box::new(DeviceHistory {
-                device: summary(state, d),
-                changes,
-            }))
+                .collect(),
+        )
+    })
+}
+
+/// Which devices have a package (below a version).
+async fn software(
+    state: &State,
+    scope: &Scope,
+    name_q: String,
+    version_below: Option<String>,
+) -> Result<TechResponse, StoreError> {
+    Ok({
+        let name = text::clean(&name_q, 256);
+        if name.is_empty() {
+            return Ok(err(ErrorCode::BadRequest, "package name is empty".into()));
         }
+        let hits = state.store.software(&name).await?;
+        let visible: std::collections::HashSet<String> = scope
+            .devices(state)
+            .await?
+            .into_iter()
+            .map(|d| d.id)
+            .collect();
+        TechResponse::Software(
+            hits.into_iter()
+                .filter(|h| visible.contains(&h.device_id))
+                .filter(|h| match &version_below {
+                    Some(v) => version::compare(&h.version, v) == Ordering::Less,
+                    None => true,
+                })
+                .map(|h| SoftwareRow {
+                    online: state.presence.is_online(&h.device_id),
+                    device_id: h.device_id,
+                    hostname: h.hostname,
+                    name: h.name,
+                    version: h.version,
+                    arch: h.arch,
+                    source: h.source,
+                })
+                .collect(),
+        )
+    })
+}
+
+/// An enrollment token, for admins.
+async fn create_token(
+    state: &State,
+    name: &str,
+    role: Role,
+    for_whom: TokenFor,
+    ttl_ms: u64,
+    relay_addr: Option<String>,
+) -> Result<TechResponse, StoreError> {
+    Ok({
+        if role != Role::Admin {
+            return Ok(err(
+                ErrorCode::Forbidden,
+                "only admins create enrollment tokens".into(),
+            ));
+        }
+        let for_whom_replace = matches!(for_whom, TokenFor::ReplaceTechnician { .. });
+        let kind = match for_whom {
+            TokenFor::Agent { group } => {
+                if let Err(e) = validate_name("group", &group) {
+                    return Ok(err(ErrorCode::BadRequest, e.to_string()));
+                }
+                TokenKind::Agent { group }
+            }
+            TokenFor::Technician { name: tech, role }
+            | TokenFor::ReplaceTechnician { name: tech, role } => {
+                if let Err(e) = validate_name("technician name", &tech) {
+                    return Ok(err(ErrorCode::BadRequest, e.to_string()));
+                }
+                TokenKind::Technician {
+                    name: tech,
+                    role,
+                    replace: for_whom_replace,
+                }
+            }
+        };
+        let ttl = Duration::from_millis(ttl_ms.clamp(60_000, 30 * 24 * 3_600_000));
+        let addr = match relay_addr {
+            Some(a)
+                if text::is_clean(&a, 255)
+                    && a.contains(':')
+                    && !a.contains(char::is_whitespace) =>
+            {
+                a
+            }
+            Some(_) => {
+                return Ok(err(
+                    ErrorCode::BadRequest,
+                    "relay address must be host:port".into(),
+                ));
+            }
+            None => state.settings.public_addr.clone(),
+        };
+        info!(admin = name, ?kind, "enrollment token created");
+        match crate::tokens::create_for_ca(
+            &state.store,
+            state.ca.fingerprint(),
+            &addr,
+            &state.settings.name,
+            kind,
+            ttl,
+        )
+        .await
+        {
+            Ok((token, expires_unix_ms)) => TechResponse::Token {
+                token: token.encode(),
+                expires_unix_ms,
+            },
+            Err(e @ crate::tokens::TokenCreateError::AlreadyEnrolled(_)) => {
+                err(ErrorCode::BadRequest, e.to_string())
+            }
+            Err(e) => {
+                warn!("creating a token: {e}");
+                err(ErrorCode::Internal, "relay cannot create tokens".into())
+            }
+        }
+    })
+}
+
+/// A device group's session policy, for admins.
+async fn set_policy(
+    state: &State,
+    name: &str,
+    role: Role,
+    group: String,
+    unattended: Option<bool>,
+    record_shells: Option<bool>,
+    allow_root: Option<bool>,
+) -> Result<TechResponse, StoreError> {
+    Ok({
+        if role != Role::Admin {
+            return Ok(err(
+                ErrorCode::Forbidden,
+                "only admins change policy".into(),
+            ));
+        }
+        let change = crate::group_policy::PolicyChange {
+            group,
+            unattended,
+            record_shells,
+            allow_root,
+        };
+        match crate::group_policy::change(&state.store, name, &change).await {
+            Ok(()) => {}
+            Err(crate::group_policy::GroupPolicyError::Name(e)) => {
+                return Ok(err(ErrorCode::BadRequest, e.to_string()));
+            }
+            Err(crate::group_policy::GroupPolicyError::Store(e)) => return Err(e),
+        }
+        TechResponse::Done
+    })
+}
+
+/// One device's inventory changes since a time.
+async fn history(
+    state: &State,
+    scope: &Scope,
+    device: String,
+    since_unix_ms: i64,
+) -> Result<TechResponse, StoreError> {
+    Ok({
+        let d = match resolve(state, scope, &device).await? {
+            Ok(d) => d,
+            Err(e) => return Ok(e),
+        };
+        let changes = state
+            .store
+            .history(&d.id, since_unix_ms)
+            .await?
+            .into_iter()
+            .map(|(at, change)| ChangeRow {
+                at_unix_ms: at,
+                change,
+            })
+            .collect();
+        TechResponse::History(Box::new(DeviceHistory {
+            device: summary(state, d),
+            changes,
+        }))
     })
 }
 
