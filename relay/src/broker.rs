@@ -6,7 +6,7 @@
 use crate::policy::{self, GroupPolicy};
 use crate::scope::{Scope, resolve};
 use crate::state::State;
-use crate::store::{SessionRecord, now_ms};
+use crate::store::{DeviceRow, SessionRecord, now_ms};
 use quinn::{RecvStream, SendStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -46,6 +46,24 @@ fn error(code: ErrorCode, message: impl Into<String>) -> TechResponse {
     }
 }
 
+/// The device `query` names among those `technician` may reach, or the answer to give instead
+/// (not found, ambiguous, or the store unavailable).
+async fn reachable_device(
+    state: &State,
+    technician: &str,
+    role: Role,
+    query: &str,
+) -> Result<DeviceRow, TechResponse> {
+    let store_down = |e: crate::store::StoreError| {
+        warn!("store error: {e}");
+        error(ErrorCode::Internal, "relay store unavailable")
+    };
+    let scope = Scope::of(state, technician, role)
+        .await
+        .map_err(store_down)?;
+    resolve(state, &scope, query).await.map_err(store_down)?
+}
+
 /// `asking`: the technician takes [`TechResponse::Asking`] once the user is being asked.
 pub async fn open_session(
     state: &State,
@@ -56,31 +74,10 @@ pub async fn open_session(
     mut tsend: SendStream,
     trecv: RecvStream,
 ) {
-    let scope = match Scope::of(state, technician, role).await {
-        Ok(s) => s,
-        Err(e) => {
-            warn!("store error: {e}");
-            refuse(
-                &mut tsend,
-                &error(ErrorCode::Internal, "relay store unavailable"),
-            )
-            .await;
-            return;
-        }
-    };
-    let device = match resolve(state, &scope, &req.device).await {
-        Ok(Ok(d)) => d,
-        Ok(Err(resp)) => {
+    let device = match reachable_device(state, technician, role, &req.device).await {
+        Ok(d) => d,
+        Err(resp) => {
             refuse(&mut tsend, &resp).await;
-            return;
-        }
-        Err(e) => {
-            warn!("store error: {e}");
-            refuse(
-                &mut tsend,
-                &error(ErrorCode::Internal, "relay store unavailable"),
-            )
-            .await;
             return;
         }
     };
@@ -448,20 +445,9 @@ pub async fn say(
     wait_ms: u64,
     asking: Option<&mut SendStream>,
 ) -> TechResponse {
-    let scope = match Scope::of(state, technician, role).await {
-        Ok(s) => s,
-        Err(e) => {
-            warn!("store error: {e}");
-            return error(ErrorCode::Internal, "relay store unavailable");
-        }
-    };
-    let device = match resolve(state, &scope, device).await {
-        Ok(Ok(d)) => d,
-        Ok(Err(resp)) => return resp,
-        Err(e) => {
-            warn!("store error: {e}");
-            return error(ErrorCode::Internal, "relay store unavailable");
-        }
+    let device = match reachable_device(state, technician, role, device).await {
+        Ok(d) => d,
+        Err(resp) => return resp,
     };
     let text = text::clean(text, tether_protocol::session::MAX_MESSAGE);
     if text.trim().is_empty() {
@@ -566,20 +552,9 @@ pub async fn end_engagement(
             format!("role {role} has no engagements (support or admin needed)"),
         );
     }
-    let scope = match Scope::of(state, technician, role).await {
-        Ok(s) => s,
-        Err(e) => {
-            warn!("store error: {e}");
-            return error(ErrorCode::Internal, "relay store unavailable");
-        }
-    };
-    let device = match resolve(state, &scope, device).await {
-        Ok(Ok(d)) => d,
-        Ok(Err(resp)) => return resp,
-        Err(e) => {
-            warn!("store error: {e}");
-            return error(ErrorCode::Internal, "relay store unavailable");
-        }
+    let device = match reachable_device(state, technician, role, device).await {
+        Ok(d) => d,
+        Err(resp) => return resp,
     };
     let Some(agent) = state.presence.connection(&device.id) else {
         return error(
