@@ -117,7 +117,7 @@ async fn decide(state: &State, req: &EnrollRequest) -> EnrollReply {
         Identity::Technician { name, role } => {
             state
                 .store
-                .enroll_technician(name, *role, &serial, replace)
+                .enroll_technician(name, *role, &serial, replace, now)
                 .await
         }
     };

@@ -1,7 +1,7 @@
 //! Changing a device group's session policy (unattended access, shell recording, root): the
 //! one code path behind `tether-relay policy` and an admin's `SetPolicy` request.
 
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, now_ms};
 use tether_protocol::identity::{IdentityError, validate_name};
 
 /// What to change; `None` leaves a setting as it is.
@@ -24,14 +24,15 @@ pub enum GroupPolicyError {
 /// Applies `change` (the group name checked first) and logs it, attributed to `by`.
 pub async fn change(store: &Store, by: &str, c: &PolicyChange) -> Result<(), GroupPolicyError> {
     validate_name("group", &c.group)?;
+    let now = now_ms();
     if let Some(on) = c.unattended {
-        store.set_unattended(&c.group, on).await?;
+        store.set_unattended(&c.group, on, now).await?;
     }
     if let Some(on) = c.record_shells {
-        store.set_record_shells(&c.group, on).await?;
+        store.set_record_shells(&c.group, on, now).await?;
     }
     if let Some(on) = c.allow_root {
-        store.set_allow_root(&c.group, on).await?;
+        store.set_allow_root(&c.group, on, now).await?;
     }
     tracing::info!(
         by,

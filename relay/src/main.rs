@@ -518,7 +518,10 @@ async fn run(cli: Cli) -> Result<()> {
                 bail!("--remove needs --group GROUP or --all-groups");
             }
             let store = Store::open(&store_url(&store_arg, &dd)?).await?;
-            let role = match store.technician_role(&technician).await {
+            let role = match store
+                .technician_role(&technician, tether_relay::store::now_ms())
+                .await
+            {
                 Ok(Some(role)) => role,
                 Ok(None) => {
                     store.close().await;
@@ -541,7 +544,9 @@ async fn run(cli: Cli) -> Result<()> {
                     (None, false) => None,
                 };
                 if let Some(target) = target {
-                    store.grant_group(&technician, target, !remove).await?;
+                    store
+                        .grant_group(&technician, target, !remove, tether_relay::store::now_ms())
+                        .await?;
                     tracing::info!(
                         technician,
                         group = target,
@@ -607,7 +612,9 @@ async fn run(cli: Cli) -> Result<()> {
                 }
                 _ => bail!("give --device ID, --technician NAME or --serial HEX"),
             };
-            let revoked = store.revoke(target, &reason).await;
+            let revoked = store
+                .revoke(target, &reason, tether_relay::store::now_ms())
+                .await;
             store.close().await;
             match revoked? {
                 RevokeOutcome::Revoked { subject, serials } => {

@@ -645,7 +645,7 @@ async fn run_agent(
                                     }
                                 };
                                 if let Some(action) = action {
-                                    match state.store.session_action(&session_id, device, &action).await {
+                                    match state.store.session_action(&session_id, device, &action, now_ms()).await {
                                         Ok(true) => {}
                                         Ok(false) => warn!(device, "agent reported an action in an unknown session"),
                                         Err(e) => warn!("store error: {e}"),
@@ -924,7 +924,12 @@ async fn transcript(state: &State, device: &str, session_id: &str, recv: RecvStr
     // relay records that just after telling the technician it is ready).
     if let Err(e) = state
         .store
-        .session_action(session_id, device, "shell transcript recording started")
+        .session_action(
+            session_id,
+            device,
+            "shell transcript recording started",
+            now_ms(),
+        )
         .await
     {
         warn!("store error: {e}");
@@ -996,7 +1001,11 @@ async fn transcript(state: &State, device: &str, session_id: &str, recv: RecvStr
         path.display(),
         cut.map(|c| format!(", cut at {c}")).unwrap_or_default()
     );
-    if let Err(e) = state.store.session_action(session_id, device, &note).await {
+    if let Err(e) = state
+        .store
+        .session_action(session_id, device, &note, now_ms())
+        .await
+    {
         warn!("store error: {e}");
     }
 }

@@ -5,9 +5,6 @@
 //! all of an identity's certificates, not only the latest: revoking the identity revokes them
 //! all, and a certificate the store does not know is refused like a revoked one.
 
-use super::{Backend, DeviceRow, Store, StoreError, now_ms};
-use tether_protocol::identity::Role;
-
 /// The grant row that stands for "every device group" (no group name can be `*`).
 pub const ALL_GROUPS: &str = "*";
 
@@ -84,98 +81,6 @@ pub fn normalize_serial(s: &str) -> Option<String> {
         .collect();
     (!hex.is_empty() && hex.len() <= 64 && hex.chars().all(|c| c.is_ascii_hexdigit()))
         .then_some(hex)
-}
-
-impl Store {
-    /// Records a newly enrolled device and its certificate (device ids are new at every
-    /// enrollment, so a device is never re-enrolled under the same id).
-    pub async fn enroll_device(&self, d: &DeviceRow, cert_serial: &str) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.enroll_device(d, cert_serial).await,
-        }
-    }
-
-    /// Records a technician's new certificate. With `replace`, every other valid certificate
-    /// of the name is revoked in the same transaction (returned); without it, a name that
-    /// holds a valid certificate is refused.
-    pub async fn enroll_technician(
-        &self,
-        name: &str,
-        role: Role,
-        cert_serial: &str,
-        replace: bool,
-    ) -> Result<Result<Vec<String>, AlreadyEnrolled>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => {
-                s.enroll_technician(name, role, cert_serial, replace, now_ms())
-                    .await
-            }
-        }
-    }
-
-    /// Whether a technician of this name holds a certificate that is not revoked.
-    pub async fn technician_enrolled(&self, name: &str) -> Result<bool, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.technician_enrolled(name).await,
-        }
-    }
-
-    /// The role of a technician who is enrolled, or invited by a token not yet used and not
-    /// expired; `None` for a name the relay does not know.
-    pub async fn technician_role(&self, name: &str) -> Result<Option<String>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.technician_role(name, super::now_ms()).await,
-        }
-    }
-
-    /// Revokes a device's or technician's certificates, all of them, or one by serial.
-    pub async fn revoke(
-        &self,
-        target: RevokeTarget<'_>,
-        reason: &str,
-    ) -> Result<RevokeOutcome, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.revoke(target, reason, now_ms()).await,
-        }
-    }
-
-    /// Whether a certificate presented at connect may be used.
-    pub async fn certificate_status(&self, serial: &str) -> Result<CertStatus, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.certificate_status(serial).await,
-        }
-    }
-
-    /// Issued certificates, newest first (of one device or technician, or all).
-    pub async fn certificates(
-        &self,
-        device: Option<&str>,
-        technician: Option<&str>,
-    ) -> Result<Vec<CertRow>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.certificates(device, technician).await,
-        }
-    }
-
-    /// Grants (or, with `on` false, withdraws) a device group, or with `group` [`ALL_GROUPS`]
-    /// every group, to a technician.
-    pub async fn grant_group(
-        &self,
-        technician: &str,
-        group: &str,
-        on: bool,
-    ) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.grant_group(technician, group, on, now_ms()).await,
-        }
-    }
-
-    /// A technician's grants (none: no device).
-    pub async fn technician_grants(&self, technician: &str) -> Result<Grants, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.technician_grants(technician).await,
-        }
-    }
 }
 
 #[cfg(test)]

@@ -1,13 +1,23 @@
 //! The relay's persistent state behind one interface.
 //!
-//! Callers use [`Store`] only. Today it has one backend, an embedded SQLite file (WAL, one
-//! transaction per change); a PostgreSQL backend for scale-out adds a variant to `Backend` and a
-//! module beside `sqlite`, without touching any caller.
+//! Callers use [`Store`] only. Below it a backend implements the primitives of
+//! [`backend`] (one trait per concern: identity, inventory, sessions, health); the rules —
+//! what an inventory upload changes, say — live in [`Store`]'s domain steps, written once.
+//! Today the one backend is an embedded SQLite file (WAL, one transaction per change); a
+//! PostgreSQL backend is a module beside `sqlite` implementing the same traits, opened from a
+//! `postgres://` [`StoreUrl`], and the store tests (`tests.rs`) run against any backend.
 
+mod backend;
 mod health;
 mod identity;
+pub mod inventory;
 mod sqlite;
+#[cfg(test)]
+mod tests;
 
+pub use backend::{
+    Backend, HealthStore, IdentityStore, InventoryStore, InventoryTx, PackageKey, SessionStore,
+};
 pub use health::{AlertFilter, AlertPolicy};
 pub use identity::{
     ALL_GROUPS, AlreadyEnrolled, CertRow, CertStatus, Grants, RevokeOutcome, RevokeTarget,
@@ -15,10 +25,9 @@ pub use identity::{
 };
 
 use std::path::{Path, PathBuf};
-use tether_protocol::history::Change;
+use std::sync::Arc;
 use tether_protocol::identity::Role;
-use tether_protocol::inventory::{Inventory, PackageSource, Summary};
-use tether_protocol::message::ReportRow;
+use tether_protocol::inventory::PackageSource;
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -137,18 +146,22 @@ pub struct GroupPolicy {
     pub updated_at: Option<i64>,
 }
 
+/// The relay's store: the domain steps (see [`inventory`]) over a backend's primitives, which
+/// callers reach through `Deref` (`store.list_devices()`).
 #[derive(Debug, Clone)]
 pub struct Store {
-    backend: Backend,
+    backend: Arc<dyn Backend>,
 }
 
-#[derive(Debug, Clone)]
-enum Backend {
-    Sqlite(sqlite::Sqlite),
+impl std::ops::Deref for Store {
+    type Target = dyn Backend;
+
+    fn deref(&self) -> &Self::Target {
+        &*self.backend
+    }
 }
 
 impl Store {
-    /// Opens (creating if needed) the SQLite store and brings its schema up to date.
     /// Opens (creating and migrating as needed) the store `url` names.
     pub async fn open(url: &StoreUrl) -> Result<Self, StoreError> {
         match url {
@@ -158,293 +171,8 @@ impl Store {
 
     pub async fn open_sqlite(path: &Path) -> Result<Self, StoreError> {
         Ok(Self {
-            backend: Backend::Sqlite(sqlite::Sqlite::open(path).await?),
+            backend: Arc::new(sqlite::Sqlite::open(path).await?),
         })
-    }
-
-    pub async fn close(&self) {
-        match &self.backend {
-            Backend::Sqlite(s) => s.close().await,
-        }
-    }
-
-    pub async fn insert_token(&self, t: &NewToken) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.insert_token(t).await,
-        }
-    }
-
-    /// Marks the token used, atomically: of two concurrent redemptions exactly one succeeds.
-    pub async fn redeem_token(
-        &self,
-        secret_hash: &[u8; 32],
-        now: i64,
-        used_by: &str,
-    ) -> Result<Result<TokenKind, RedeemError>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.redeem_token(secret_hash, now, used_by).await,
-        }
-    }
-
-    /// Records what an online agent reported about itself.
-    pub async fn update_device_status(
-        &self,
-        id: &str,
-        hostname: &str,
-        os: &str,
-        agent_version: &str,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => {
-                s.update_device_status(id, hostname, os, agent_version, now)
-                    .await
-            }
-        }
-    }
-
-    pub async fn touch_device(&self, id: &str, now: i64) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.touch_device(id, now).await,
-        }
-    }
-
-    /// `touch_device` for many devices in one transaction.
-    pub async fn touch_devices(&self, ids: &[String], now: i64) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.touch_devices(ids, now).await,
-        }
-    }
-
-    pub async fn list_devices(&self) -> Result<Vec<DeviceRow>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.list_devices().await,
-        }
-    }
-
-    /// How many devices are enrolled (the fleet size that sets the keep-alive interval).
-    pub async fn device_count(&self) -> Result<u64, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.device_count().await,
-        }
-    }
-
-    /// Changes whenever a certificate is revoked: (count, latest time).
-    pub async fn revocation_mark(&self) -> Result<(i64, i64), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.revocation_mark().await,
-        }
-    }
-
-    /// The store's consistency problems (empty: intact).
-    pub async fn integrity_problems(&self) -> Result<Vec<String>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.integrity_problems().await,
-        }
-    }
-
-    pub async fn session_requested(&self, r: &SessionRecord) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.session_requested(r).await,
-        }
-    }
-
-    /// Records the decision on a session request (and when it started, if it did).
-    pub async fn session_decided(
-        &self,
-        id: &str,
-        decision: tether_protocol::decision::Decision,
-        detail: &str,
-        granted: &str,
-        started_at: Option<i64>,
-    ) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => {
-                s.session_decided(id, decision, detail, granted, started_at)
-                    .await
-            }
-        }
-    }
-
-    pub async fn session_ended(
-        &self,
-        id: &str,
-        ended_at: i64,
-        ended_by: &str,
-        bytes_up: u64,
-        bytes_down: u64,
-    ) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => {
-                s.session_ended(id, ended_at, ended_by, bytes_up, bytes_down)
-                    .await
-            }
-        }
-    }
-
-    /// Files a session under the engagement the agent says it joined, only if that engagement
-    /// began with a session of the same technician on the same device. False otherwise.
-    pub async fn session_engaged(&self, id: &str, engagement: &str) -> Result<bool, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.session_engaged(id, engagement).await,
-        }
-    }
-
-    pub async fn session_ended_by_user(
-        &self,
-        id: &str,
-        device_id: &str,
-    ) -> Result<bool, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.session_ended_by_user(id, device_id).await,
-        }
-    }
-
-    /// Appends to the audit record of a session that started on this device. False if none.
-    pub async fn session_action(
-        &self,
-        id: &str,
-        device_id: &str,
-        action: &str,
-    ) -> Result<bool, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.session_action(id, device_id, action, now_ms()).await,
-        }
-    }
-
-    pub async fn rate_session(
-        &self,
-        id: &str,
-        device_id: &str,
-        rating: u8,
-        comment: &str,
-    ) -> Result<bool, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.rate_session(id, device_id, rating, comment).await,
-        }
-    }
-
-    pub async fn set_unattended(&self, group: &str, on: bool) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.set_unattended(group, on, now_ms()).await,
-        }
-    }
-
-    /// Whether the group allows unattended access (off unless an admin turned it on).
-    pub async fn unattended(&self, group: &str) -> Result<bool, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.unattended(group).await,
-        }
-    }
-
-    pub async fn set_record_shells(&self, group: &str, on: bool) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.set_record_shells(group, on, now_ms()).await,
-        }
-    }
-
-    /// Whether shells on the group's devices are recorded (off unless an admin turned it on).
-    pub async fn record_shells(&self, group: &str) -> Result<bool, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.record_shells(group).await,
-        }
-    }
-
-    pub async fn set_allow_root(&self, group: &str, on: bool) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.set_allow_root(group, on, now_ms()).await,
-        }
-    }
-
-    /// Whether sessions may run as root on the group's devices (off unless an admin turned it on).
-    pub async fn allow_root(&self, group: &str) -> Result<bool, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.allow_root(group).await,
-        }
-    }
-
-    pub async fn policies(&self) -> Result<Vec<GroupPolicy>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.policies().await,
-        }
-    }
-
-    pub async fn report(
-        &self,
-        since: i64,
-        technician: Option<&str>,
-    ) -> Result<Vec<ReportRow>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.report(since, technician).await,
-        }
-    }
-
-    pub async fn add_notes(
-        &self,
-        id: &str,
-        technician: &str,
-        text: &str,
-    ) -> Result<bool, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.add_notes(id, technician, text).await,
-        }
-    }
-
-    pub async fn sessions(&self, f: &SessionFilter) -> Result<Vec<SessionRecord>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.sessions(f).await,
-        }
-    }
-
-    /// Fingerprint of the stored inventory of a device, if any.
-    pub async fn inventory_hash(&self, device_id: &str) -> Result<Option<u64>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.inventory_hash(device_id).await,
-        }
-    }
-
-    /// Stores an inventory (already cleaned) with the history of changes; returns how many
-    /// changes were recorded. Atomic: on error nothing of it is stored.
-    pub async fn ingest_inventory(
-        &self,
-        device_id: &str,
-        hash: u64,
-        inv: &Inventory,
-        now: i64,
-    ) -> Result<u32, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.ingest_inventory(device_id, hash, inv, now).await,
-        }
-    }
-
-    /// The latest inventory of a device and when it was received.
-    pub async fn inventory(&self, device_id: &str) -> Result<Option<(i64, Inventory)>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.inventory(device_id).await,
-        }
-    }
-
-    /// `(device id, summary, received at)` for every device with an inventory.
-    pub async fn inventory_summaries(&self) -> Result<Vec<(String, Summary, i64)>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.inventory_summaries().await,
-        }
-    }
-
-    pub async fn software(&self, name: &str) -> Result<Vec<SoftwareHit>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.software(name).await,
-        }
-    }
-
-    pub async fn history(
-        &self,
-        device_id: &str,
-        since: i64,
-    ) -> Result<Vec<(i64, Change)>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.history(device_id, since).await,
-        }
     }
 }
 

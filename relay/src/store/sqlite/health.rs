@@ -1,7 +1,9 @@
 //! SQLite side of health reports, alerts and alert policy.
 
 use super::Sqlite;
+use crate::store::backend::HealthStore;
 use crate::store::{AlertFilter, AlertPolicy, StoreError};
+use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 use std::time::Duration;
@@ -42,10 +44,11 @@ fn percent(v: i64, what: &str) -> Result<u8, StoreError> {
     u8::try_from(v).map_err(|_| StoreError::Corrupt(format!("{what} {v}")))
 }
 
-impl Sqlite {
+#[async_trait]
+impl HealthStore for Sqlite {
     /// Stores the latest report of each device in one transaction: thousands of agents report
     /// every minute, and one commit per report would cost the relay more than the reports.
-    pub async fn put_health_many(
+    async fn put_health_many(
         &self,
         reports: &[(String, HealthReport, i64)],
     ) -> Result<(), StoreError> {
@@ -69,7 +72,7 @@ impl Sqlite {
         Ok(())
     }
 
-    pub async fn health(&self, device_id: &str) -> Result<Option<(i64, HealthReport)>, StoreError> {
+    async fn health(&self, device_id: &str) -> Result<Option<(i64, HealthReport)>, StoreError> {
         let row = sqlx::query("SELECT received_at, body FROM health WHERE device_id = ?")
             .bind(device_id)
             .fetch_optional(&self.pool)
@@ -81,7 +84,7 @@ impl Sqlite {
         Ok(Some((r.try_get("received_at")?, report)))
     }
 
-    pub async fn health_received(&self) -> Result<Vec<(String, i64)>, StoreError> {
+    async fn health_received(&self) -> Result<Vec<(String, i64)>, StoreError> {
         let rows = sqlx::query("SELECT device_id, received_at FROM health")
             .fetch_all(&self.pool)
             .await?;
@@ -90,7 +93,7 @@ impl Sqlite {
             .collect()
     }
 
-    pub async fn open_alert(
+    async fn open_alert(
         &self,
         device_id: &str,
         key: &AlertKey,
@@ -115,7 +118,7 @@ impl Sqlite {
         Ok(id)
     }
 
-    pub async fn close_alert(
+    async fn close_alert(
         &self,
         device_id: &str,
         key: &AlertKey,
@@ -137,7 +140,7 @@ impl Sqlite {
         Ok(id)
     }
 
-    pub async fn alert(&self, id: i64) -> Result<Option<AlertRow>, StoreError> {
+    async fn alert(&self, id: i64) -> Result<Option<AlertRow>, StoreError> {
         let sql = format!(
             "SELECT {ALERT_COLUMNS} FROM alerts a LEFT JOIN devices d ON d.id = a.device_id
              WHERE a.id = ?"
@@ -149,7 +152,7 @@ impl Sqlite {
         row.as_ref().map(alert_row).transpose()
     }
 
-    pub async fn alerts(&self, f: &AlertFilter) -> Result<Vec<AlertRow>, StoreError> {
+    async fn alerts(&self, f: &AlertFilter) -> Result<Vec<AlertRow>, StoreError> {
         let sql = format!(
             "SELECT {ALERT_COLUMNS} FROM alerts a LEFT JOIN devices d ON d.id = a.device_id
              WHERE (a.closed_at IS NULL OR a.closed_at >= ?) AND (? IS NULL OR a.device_id = ?)
@@ -165,7 +168,7 @@ impl Sqlite {
         rows.iter().map(alert_row).collect()
     }
 
-    pub async fn open_alert_keys(&self) -> Result<Vec<(String, AlertKey)>, StoreError> {
+    async fn open_alert_keys(&self) -> Result<Vec<(String, AlertKey)>, StoreError> {
         let rows =
             sqlx::query("SELECT device_id, kind, subject FROM alerts WHERE closed_at IS NULL")
                 .fetch_all(&self.pool)
@@ -183,7 +186,7 @@ impl Sqlite {
             .collect()
     }
 
-    pub async fn alert_policies(&self) -> Result<Vec<AlertPolicy>, StoreError> {
+    async fn alert_policies(&self) -> Result<Vec<AlertPolicy>, StoreError> {
         let rows = sqlx::query(
             "SELECT g AS group_name, p.disk_percent, p.memory_percent, p.memory_for_ms,
                     p.silent_after_ms, p.webhook_url, p.updated_at
@@ -217,7 +220,7 @@ impl Sqlite {
             .collect()
     }
 
-    pub async fn set_alert_policy(&self, p: &AlertPolicy, now: i64) -> Result<(), StoreError> {
+    async fn set_alert_policy(&self, p: &AlertPolicy, now: i64) -> Result<(), StoreError> {
         let t = &p.thresholds;
         sqlx::query(
             "INSERT INTO alert_policy (group_name, disk_percent, memory_percent, memory_for_ms,

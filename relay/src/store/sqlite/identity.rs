@@ -1,11 +1,14 @@
-//! SQLite side of certificates, revocation and technician grants.
+//! SQLite side of enrollment tokens, devices, certificates, revocation and technician grants.
 
 use super::Sqlite;
+use crate::store::backend::IdentityStore;
 use crate::store::identity::{
     ALL_GROUPS, AlreadyEnrolled, CertRow, CertStatus, Grants, RevokeOutcome, RevokeTarget,
     normalize_serial,
 };
 use crate::store::{DeviceRow, StoreError};
+use crate::store::{NewToken, RedeemError, TokenKind};
+use async_trait::async_trait;
 use sqlx::Row;
 use tether_protocol::identity::Role;
 
@@ -14,8 +17,187 @@ const LIVE_TECH_SERIALS: &str = "SELECT c.serial FROM certificates c
      WHERE c.kind = 'technician' AND c.name = ?
        AND NOT EXISTS (SELECT 1 FROM revoked_certs r WHERE r.serial = c.serial)";
 
-impl Sqlite {
-    pub async fn enroll_device(&self, d: &DeviceRow, cert_serial: &str) -> Result<(), StoreError> {
+#[async_trait]
+impl IdentityStore for Sqlite {
+    async fn insert_token(&self, t: &NewToken) -> Result<(), StoreError> {
+        let (kind, group, name, role, replace) = match &t.kind {
+            TokenKind::Agent { group } => ("agent", Some(group.as_str()), None, None, false),
+            TokenKind::Technician {
+                name,
+                role,
+                replace,
+            } => (
+                "technician",
+                None,
+                Some(name.as_str()),
+                Some(role.as_str()),
+                *replace,
+            ),
+        };
+        sqlx::query(
+            "INSERT INTO tokens (secret_hash, kind, group_name, tech_name, role, replace_existing, created_at, expires_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&t.secret_hash[..])
+        .bind(kind)
+        .bind(group)
+        .bind(name)
+        .bind(role)
+        .bind(replace)
+        .bind(t.created_at)
+        .bind(t.expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn redeem_token(
+        &self,
+        secret_hash: &[u8; 32],
+        now: i64,
+        used_by: &str,
+    ) -> Result<Result<TokenKind, RedeemError>, StoreError> {
+        // A technician token without --replace is not spent on a name that holds a valid
+        // certificate (enrolled since the token was made): that needs the admin's explicit choice.
+        let row = sqlx::query(
+            "UPDATE tokens SET used_at = ?, used_by = ?
+             WHERE secret_hash = ? AND used_at IS NULL AND expires_at > ?
+               AND NOT (kind = 'technician' AND replace_existing = 0 AND EXISTS (
+                   SELECT 1 FROM certificates c WHERE c.kind = 'technician' AND c.name = tokens.tech_name
+                   AND NOT EXISTS (SELECT 1 FROM revoked_certs r WHERE r.serial = c.serial)))
+             RETURNING kind, group_name, tech_name, role, replace_existing",
+        )
+        .bind(now)
+        .bind(used_by)
+        .bind(&secret_hash[..])
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(row) = row {
+            let kind: String = row.try_get("kind")?;
+            return Ok(Ok(match kind.as_str() {
+                "agent" => TokenKind::Agent {
+                    group: row
+                        .try_get::<Option<String>, _>("group_name")?
+                        .unwrap_or_default(),
+                },
+                _ => {
+                    let role: Option<String> = row.try_get("role")?;
+                    TokenKind::Technician {
+                        name: row
+                            .try_get::<Option<String>, _>("tech_name")?
+                            .unwrap_or_default(),
+                        role: role.unwrap_or_default().parse().map_err(
+                            |e: tether_protocol::identity::IdentityError| {
+                                StoreError::Corrupt(e.to_string())
+                            },
+                        )?,
+                        replace: row.try_get("replace_existing")?,
+                    }
+                }
+            }));
+        }
+        // Not redeemed: find out why, for a useful message.
+        let row =
+            sqlx::query("SELECT used_at, expires_at, tech_name FROM tokens WHERE secret_hash = ?")
+                .bind(&secret_hash[..])
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(Err(match row {
+            None => RedeemError::Unknown,
+            Some(r) if r.try_get::<Option<i64>, _>("used_at")?.is_some() => {
+                RedeemError::AlreadyUsed
+            }
+            Some(r) if r.try_get::<i64, _>("expires_at")? <= now => RedeemError::Expired,
+            Some(r) => RedeemError::AlreadyEnrolled(
+                r.try_get::<Option<String>, _>("tech_name")?
+                    .unwrap_or_default(),
+            ),
+        }))
+    }
+
+    async fn update_device_status(
+        &self,
+        id: &str,
+        hostname: &str,
+        os: &str,
+        agent_version: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE devices SET hostname = ?, os = ?, agent_version = ?, last_seen = ? WHERE id = ?",
+        )
+        .bind(hostname)
+        .bind(os)
+        .bind(agent_version)
+        .bind(now)
+        .bind(id)
+        .execute(&self.relaxed)
+        .await?;
+        Ok(())
+    }
+
+    async fn touch_device(&self, id: &str, now: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE devices SET last_seen = MAX(last_seen, ?) WHERE id = ?")
+            .bind(now)
+            .bind(id)
+            .execute(&self.relaxed)
+            .await?;
+        Ok(())
+    }
+
+    async fn touch_devices(&self, ids: &[String], now: i64) -> Result<(), StoreError> {
+        let mut tx = self.relaxed.begin().await?;
+        for id in ids {
+            sqlx::query("UPDATE devices SET last_seen = MAX(last_seen, ?) WHERE id = ?")
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn device_count(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM devices")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n.max(0) as u64)
+    }
+
+    async fn list_devices(&self) -> Result<Vec<DeviceRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, hostname, group_name, os, agent_version, first_seen, last_seen
+             FROM devices ORDER BY hostname, id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(DeviceRow {
+                    id: r.try_get("id")?,
+                    hostname: r.try_get("hostname")?,
+                    group: r.try_get("group_name")?,
+                    os: r.try_get("os")?,
+                    agent_version: r.try_get("agent_version")?,
+                    first_seen: r.try_get("first_seen")?,
+                    last_seen: r.try_get("last_seen")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn revocation_mark(&self) -> Result<(i64, i64), StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n, COALESCE(MAX(revoked_at), 0) AS at FROM revoked_certs",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((row.try_get("n")?, row.try_get("at")?))
+    }
+
+    async fn enroll_device(&self, d: &DeviceRow, cert_serial: &str) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO devices (id, hostname, group_name, os, agent_version, cert_serial, first_seen, last_seen)
@@ -45,7 +227,7 @@ impl Sqlite {
         Ok(())
     }
 
-    pub async fn enroll_technician(
+    async fn enroll_technician(
         &self,
         name: &str,
         role: Role,
@@ -100,11 +282,7 @@ impl Sqlite {
         Ok(Ok(live))
     }
 
-    pub async fn technician_role(
-        &self,
-        name: &str,
-        now: i64,
-    ) -> Result<Option<String>, StoreError> {
+    async fn technician_role(&self, name: &str, now: i64) -> Result<Option<String>, StoreError> {
         let enrolled: Option<String> =
             sqlx::query_scalar("SELECT role FROM technicians WHERE name = ?")
                 .bind(name)
@@ -123,7 +301,7 @@ impl Sqlite {
         .await?)
     }
 
-    pub async fn technician_enrolled(&self, name: &str) -> Result<bool, StoreError> {
+    async fn technician_enrolled(&self, name: &str) -> Result<bool, StoreError> {
         Ok(sqlx::query_scalar::<_, String>(LIVE_TECH_SERIALS)
             .bind(name)
             .fetch_optional(&self.pool)
@@ -131,7 +309,7 @@ impl Sqlite {
             .is_some())
     }
 
-    pub async fn revoke(
+    async fn revoke(
         &self,
         target: RevokeTarget<'_>,
         reason: &str,
@@ -214,7 +392,7 @@ impl Sqlite {
         })
     }
 
-    pub async fn certificate_status(&self, serial: &str) -> Result<CertStatus, StoreError> {
+    async fn certificate_status(&self, serial: &str) -> Result<CertStatus, StoreError> {
         let row = sqlx::query(
             "SELECT EXISTS (SELECT 1 FROM certificates WHERE serial = ?1) AS known,
                     EXISTS (SELECT 1 FROM revoked_certs WHERE serial = ?1) AS revoked",
@@ -234,7 +412,7 @@ impl Sqlite {
         )
     }
 
-    pub async fn certificates(
+    async fn certificates(
         &self,
         device: Option<&str>,
         technician: Option<&str>,
@@ -265,7 +443,7 @@ impl Sqlite {
             .collect()
     }
 
-    pub async fn grant_group(
+    async fn grant_group(
         &self,
         technician: &str,
         group: &str,
@@ -287,7 +465,7 @@ impl Sqlite {
         Ok(())
     }
 
-    pub async fn technician_grants(&self, technician: &str) -> Result<Grants, StoreError> {
+    async fn technician_grants(&self, technician: &str) -> Result<Grants, StoreError> {
         let rows: Vec<String> = sqlx::query_scalar(
             "SELECT group_name FROM technician_groups WHERE technician = ? ORDER BY group_name",
         )
@@ -309,7 +487,7 @@ impl Sqlite {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{CertStatus, RevokeOutcome, RevokeTarget, Store};
+    use crate::store::{CertStatus, Store};
     use sqlx::sqlite::SqliteConnectOptions;
 
     fn tmp(name: &str) -> std::path::PathBuf {
@@ -377,60 +555,11 @@ mod tests {
         assert!(!narrow.all_groups);
         assert_eq!(narrow.groups, vec!["lab".to_string()]);
         // Withdrawing the last group leaves nothing, not everything.
-        store.grant_group("narrow", "lab", false).await.unwrap();
+        store.grant_group("narrow", "lab", false, 7).await.unwrap();
         assert!(store.technician_grants("narrow").await.unwrap().is_empty());
         assert!(store.technician_enrolled("free").await.unwrap());
         assert!(!store.technician_enrolled("gone").await.unwrap());
         assert!(store.integrity_problems().await.unwrap().is_empty());
-    }
-
-    #[tokio::test]
-    async fn re_enrollment_needs_replace_and_revocation_covers_every_serial() {
-        let store = Store::open_sqlite(&tmp("reenroll")).await.unwrap();
-        assert_eq!(
-            store
-                .enroll_technician("ana", Role::Admin, "01", false)
-                .await
-                .unwrap(),
-            Ok(vec![])
-        );
-        assert_eq!(
-            store
-                .enroll_technician("ana", Role::Viewer, "02", false)
-                .await
-                .unwrap(),
-            Err(AlreadyEnrolled)
-        );
-        assert_eq!(
-            store.certificate_status("02").await.unwrap(),
-            CertStatus::Unknown
-        );
-        assert_eq!(
-            store
-                .enroll_technician("ana", Role::Viewer, "03", true)
-                .await
-                .unwrap(),
-            Ok(vec!["01".to_string()])
-        );
-        assert_eq!(
-            store.certificate_status("01").await.unwrap(),
-            CertStatus::Revoked
-        );
-        match store
-            .revoke(RevokeTarget::Technician("ana"), "left")
-            .await
-            .unwrap()
-        {
-            RevokeOutcome::Revoked { subject, serials } => {
-                assert_eq!(subject, "tech:ana");
-                assert_eq!(serials, vec!["03".to_string()]);
-            }
-            other => panic!("{other:?}"),
-        }
-        assert_eq!(
-            store.revoke(RevokeTarget::Serial("FF"), "").await.unwrap(),
-            RevokeOutcome::NotFound
-        );
     }
 
     /// What `synchronous=FULL` costs over NORMAL (one fsync of the WAL per commit): audit
@@ -461,9 +590,11 @@ mod tests {
                 )
                 .await
                 .unwrap();
-            let s = super::Sqlite {
-                relaxed: pool.clone(),
-                pool,
+            let s = crate::store::Store {
+                backend: std::sync::Arc::new(super::Sqlite {
+                    relaxed: pool.clone(),
+                    pool,
+                }),
             };
             let t0 = std::time::Instant::now();
             for i in 0..AUDIT {
@@ -511,7 +642,7 @@ mod tests {
                 audit.as_secs_f64() * 1000.0 / AUDIT as f64,
                 ingest.as_secs_f64() * 1000.0 / INVENTORIES as f64,
             );
-            s.pool.close().await;
+            s.close().await;
         }
     }
 

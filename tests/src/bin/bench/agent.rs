@@ -49,7 +49,12 @@ pub async fn enroll_pair(data: &DataDir, addr: &str, dir: &Path) -> Result<Enrol
     .await?;
     // A technician sees no device until granted groups.
     store
-        .grant_group("bench", tether_relay::store::ALL_GROUPS, true)
+        .grant_group(
+            "bench",
+            tether_relay::store::ALL_GROUPS,
+            true,
+            tether_relay::store::now_ms(),
+        )
         .await?;
     store.close().await;
     let tech_dir = dir.join("tech");

@@ -507,7 +507,12 @@ pub async fn mint_tokens(
     .await?;
     // A technician sees no device until granted groups.
     store
-        .grant_group("bench", tether_relay::store::ALL_GROUPS, true)
+        .grant_group(
+            "bench",
+            tether_relay::store::ALL_GROUPS,
+            true,
+            tether_relay::store::now_ms(),
+        )
         .await?;
     store.close().await;
     Ok((tokens, tech))

@@ -439,7 +439,12 @@ async fn tether_session(
     .await?;
     // A technician sees no device until granted groups.
     store
-        .grant_group("bench", tether_relay::store::ALL_GROUPS, true)
+        .grant_group(
+            "bench",
+            tether_relay::store::ALL_GROUPS,
+            true,
+            tether_relay::store::now_ms(),
+        )
         .await?;
     store.close().await;
     let agent_dir = tmp.join("agent");
