@@ -356,7 +356,7 @@ pub struct ReportRow {
 }
 
 /// One audited session.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct SessionRow {
     pub id: String,
     pub technician: String,

@@ -8,6 +8,12 @@
 //! alerts that open and close in the store, and queues a webhook delivery for each. Deliveries
 //! run on a task of their own (blocking HTTP on the blocking pool, bounded timeouts, retries
 //! with backoff), so a slow ticket system delays nothing but other deliveries.
+//!
+//! The engine's per-device state is a cache of the store (open alerts, last report times),
+//! rebuilt whenever it may differ. Which relay runs it is a [`Seat`]: with one relay it is
+//! always this one ([`SoleRelay`]); with several, only the holder of a shared lease does, the
+//! others storing reports for it, and a relay that loses the lease stops and restores from the
+//! store when it gets it back.
 
 use crate::store::{AlertFilter, AlertPolicy, DeviceRow, Store, StoreError, now_ms};
 use serde_json::json;
@@ -48,6 +54,26 @@ enum Event {
     },
 }
 
+/// Whether this relay runs the alert engine.
+#[async_trait::async_trait]
+pub trait Seat: Send + Sync {
+    /// Returns once this relay should run the engine.
+    async fn acquire(&self);
+    /// Whether it still should; checked before each evaluation.
+    fn held(&self) -> bool;
+}
+
+/// One relay: it always runs the engine.
+pub struct SoleRelay;
+
+#[async_trait::async_trait]
+impl Seat for SoleRelay {
+    async fn acquire(&self) {}
+    fn held(&self) -> bool {
+        true
+    }
+}
+
 /// The relay's side of health: what the connection tasks talk to.
 pub struct Alerts {
     /// To the writer, which stores reports in batches and then hands them to the engine.
@@ -56,8 +82,9 @@ pub struct Alerts {
 }
 
 impl Alerts {
-    /// Starts the alert engine and the webhook sender on the current runtime.
-    pub fn spawn(store: Store, relay_name: String) -> Self {
+    /// Starts the alert engine (run while `seat` is held) and the webhook sender on the
+    /// current runtime.
+    pub fn spawn(store: Store, relay_name: String, seat: Box<dyn Seat>) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
         let webhooks = spawn_webhooks();
         let engine = Engine {
@@ -70,6 +97,7 @@ impl Alerts {
             started: now_ms(),
             stale: true,
             webhooks,
+            seat,
         };
         let (reports, pending) = mpsc::channel(QUEUE);
         tokio::spawn(write_reports(engine.store.clone(), pending, tx));
@@ -164,12 +192,18 @@ struct Engine {
     /// them possibly different from what the store holds).
     stale: bool,
     webhooks: mpsc::Sender<Delivery>,
+    seat: Box<dyn Seat>,
 }
 
 impl Engine {
     async fn run(mut self, mut rx: mpsc::Receiver<Event>) {
         let mut next_tick = tokio::time::Instant::now();
         loop {
+            if !self.seat.held() {
+                // Another relay evaluates meanwhile: what this one held is no longer the truth.
+                self.stale = true;
+                self.seat.acquire().await;
+            }
             tokio::select! {
                 ev = rx.recv() => match ev {
                     Some(Event::Report { device, report, at }) => {

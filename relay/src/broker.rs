@@ -6,7 +6,7 @@
 use crate::policy::{self, GroupPolicy};
 use crate::scope::{Scope, resolve};
 use crate::state::State;
-use crate::store::{DeviceRow, SessionRecord, now_ms};
+use crate::store::{DeviceRow, SessionRow, now_ms};
 use quinn::{RecvStream, SendStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -98,14 +98,14 @@ pub async fn open_session(
     }
     let now = now_ms();
     let session_id = uuid::Uuid::new_v4().to_string();
-    let record = SessionRecord {
+    let record = SessionRow {
         id: session_id.clone(),
         technician: technician.to_string(),
         device_id: device.id.clone(),
         reason: text::clean(&req.reason, 256),
         ticket: text::clean(&req.ticket, 64),
         permissions_asked: req.permissions.describe(),
-        requested_at: now,
+        requested_unix_ms: now,
         activity: activity.describe(),
         ..Default::default()
     };
@@ -454,14 +454,14 @@ pub async fn say(
         return error(ErrorCode::BadRequest, "the message is empty");
     }
     let id = uuid::Uuid::new_v4().to_string();
-    let record = SessionRecord {
+    let record = SessionRow {
         id: id.clone(),
         technician: technician.to_string(),
         device_id: device.id.clone(),
         reason: text::clean(&text, 256),
         ticket: String::new(),
         permissions_asked: "message".into(),
-        requested_at: now_ms(),
+        requested_unix_ms: now_ms(),
         ..Default::default()
     };
     if let Err(e) = state.store.session_requested(&record).await {

@@ -1,5 +1,10 @@
 //! Who is online right now: one entry per device with a live agent connection.
 //!
+//! The relay asks through [`Presence`]. [`LocalPresence`] is the single-relay implementation:
+//! every agent is connected here. With several relays a shared implementation keeps, beside
+//! its own connections, a view of which devices are connected to the others (from the shared
+//! store's leases and notifications), so `is_online` stays an answer from memory.
+//!
 //! Only the newest connection of a device counts. When an agent reconnects before its old
 //! connection has timed out, the old one is closed as replaced, and its clean-up (which carries
 //! the old connection id) does not mark the device offline.
@@ -8,8 +13,25 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use tether_protocol::message::close_code;
 
+/// Where agents are connected, as the broker and the technician API need it.
+pub trait Presence: Send + Sync {
+    /// Records this relay's connection to a device's agent, closing an older one of the same
+    /// device as replaced.
+    fn register(&self, device: &str, conn_id: u64, conn: quinn::Connection);
+    fn unregister(&self, device: &str, conn_id: u64) -> bool;
+    /// This relay's live connection to a device's agent.
+    fn connection(&self, device: &str) -> Option<quinn::Connection>;
+    /// Whether the device's agent is connected (to any relay).
+    fn is_online(&self, device: &str) -> bool;
+    /// The ids of the devices connected to this relay.
+    fn devices(&self) -> Vec<String>;
+    /// How many devices are connected to this relay.
+    fn count(&self) -> usize;
+}
+
+/// One relay: every online agent is connected here.
 #[derive(Default)]
-pub struct Presence {
+pub struct LocalPresence {
     online: Mutex<HashMap<String, Entry>>,
 }
 
@@ -18,8 +40,8 @@ struct Entry {
     conn: quinn::Connection,
 }
 
-impl Presence {
-    pub fn register(&self, device: &str, conn_id: u64, conn: quinn::Connection) {
+impl Presence for LocalPresence {
+    fn register(&self, device: &str, conn_id: u64, conn: quinn::Connection) {
         let old = self
             .online
             .lock()
@@ -33,8 +55,7 @@ impl Presence {
         }
     }
 
-    /// Removes the device if `conn_id` is still its current connection. Returns true if it did.
-    pub fn unregister(&self, device: &str, conn_id: u64) -> bool {
+    fn unregister(&self, device: &str, conn_id: u64) -> bool {
         let mut map = self.online.lock().unwrap_or_else(|p| p.into_inner());
         if map.get(device).is_some_and(|e| e.conn_id == conn_id) {
             map.remove(device);
@@ -44,8 +65,7 @@ impl Presence {
         }
     }
 
-    /// The live connection of a device's agent.
-    pub fn connection(&self, device: &str) -> Option<quinn::Connection> {
+    fn connection(&self, device: &str) -> Option<quinn::Connection> {
         self.online
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -53,15 +73,14 @@ impl Presence {
             .map(|e| e.conn.clone())
     }
 
-    pub fn is_online(&self, device: &str) -> bool {
+    fn is_online(&self, device: &str) -> bool {
         self.online
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .contains_key(device)
     }
 
-    /// The ids of all online devices.
-    pub fn devices(&self) -> Vec<String> {
+    fn devices(&self) -> Vec<String> {
         self.online
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -70,7 +89,7 @@ impl Presence {
             .collect()
     }
 
-    pub fn count(&self) -> usize {
+    fn count(&self) -> usize {
         self.online.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 }

@@ -4,7 +4,7 @@
 
 use crate::ca::{Ca, CaError};
 use crate::config::{ConfigError, DataDir};
-use crate::presence::Presence;
+use crate::presence::LocalPresence;
 pub use crate::state::{CertCheckHook, State};
 use crate::state::{DeviceUploads, UPLOADS_PER_DEVICE};
 use crate::store::{CertStatus, Store, StoreError, now_ms};
@@ -116,7 +116,11 @@ impl Relay {
             .clone()
             .unwrap_or_else(|| crate::store::StoreUrl::in_data_dir(data));
         let store = Store::open(&url).await?;
-        let alerts = crate::alerts::Alerts::spawn(store.clone(), settings.name.clone());
+        let alerts = crate::alerts::Alerts::spawn(
+            store.clone(),
+            settings.name.clone(),
+            Box::new(crate::alerts::SoleRelay),
+        );
         // Liveness is QUIC's keep-alive, at an interval set by the fleet's size (see
         // `tether_protocol::liveness`); `run` adapts it as devices enroll.
         let base_cfg = tls::server_config(
@@ -146,7 +150,7 @@ impl Relay {
                 store,
                 ca,
                 signer,
-                presence: Presence::default(),
+                presence: Box::new(LocalPresence::default()),
                 timeouts: opts.timeouts,
                 next_conn_id: AtomicU64::new(1),
                 uploads: tokio::sync::Semaphore::new(MAX_CONCURRENT_UPLOADS),

@@ -13,8 +13,8 @@ use tether_protocol::identity::{Role, validate_name};
 use tether_protocol::limits;
 use tether_protocol::message::TokenFor;
 use tether_protocol::message::{
-    ChangeRow, DeviceHistory, DeviceInventory, DeviceSummary, ErrorCode, InventoryRow, SessionRow,
-    SoftwareRow, TechRequest, TechResponse, may_read_inventory,
+    ChangeRow, DeviceHistory, DeviceInventory, DeviceSummary, ErrorCode, InventoryRow, SoftwareRow,
+    TechRequest, TechResponse, may_read_inventory,
 };
 use tether_protocol::{text, version};
 use tracing::{debug, info, warn};
@@ -199,13 +199,6 @@ async fn sessions(
         } else {
             Some(name.to_string())
         };
-        let hostnames: std::collections::HashMap<_, _> = state
-            .store
-            .list_devices()
-            .await?
-            .into_iter()
-            .map(|d| (d.id, d.hostname))
-            .collect();
         let rows = state
             .store
             .sessions(&crate::store::SessionFilter {
@@ -214,34 +207,7 @@ async fn sessions(
                 since: since_unix_ms,
             })
             .await?;
-        TechResponse::Sessions(
-            rows.into_iter()
-                .map(|r| SessionRow {
-                    hostname: hostnames.get(&r.device_id).cloned().unwrap_or_default(),
-                    id: r.id,
-                    technician: r.technician,
-                    device_id: r.device_id,
-                    reason: r.reason,
-                    ticket: r.ticket,
-                    permissions_asked: r.permissions_asked,
-                    permissions_granted: r.permissions_granted,
-                    decision: r.decision,
-                    decision_detail: r.decision_detail,
-                    requested_unix_ms: r.requested_at,
-                    started_unix_ms: r.started_at,
-                    ended_unix_ms: r.ended_at,
-                    ended_by: r.ended_by,
-                    bytes_up: r.bytes_up,
-                    bytes_down: r.bytes_down,
-                    notes: r.notes,
-                    rating: r.rating,
-                    rating_comment: r.rating_comment,
-                    actions: r.actions,
-                    activity: r.activity,
-                    engagement: r.engagement,
-                })
-                .collect(),
-        )
+        TechResponse::Sessions(rows)
     })
 }
 

@@ -7,7 +7,7 @@
 
 use super::{
     AlertFilter, AlertPolicy, AlreadyEnrolled, CertRow, CertStatus, DeviceRow, Grants, GroupPolicy,
-    NewToken, RedeemError, RevokeOutcome, RevokeTarget, SessionFilter, SessionRecord, SoftwareHit,
+    NewToken, RedeemError, RevokeOutcome, RevokeTarget, SessionFilter, SessionRow, SoftwareHit,
     StoreError, TokenKind,
 };
 use async_trait::async_trait;
@@ -144,7 +144,7 @@ pub trait InventoryTx: Send {
 /// The audit trail of sessions and the device groups' session policy.
 #[async_trait]
 pub trait SessionStore {
-    async fn session_requested(&self, r: &SessionRecord) -> Result<(), StoreError>;
+    async fn session_requested(&self, r: &SessionRow) -> Result<(), StoreError>;
     /// Records the decision on a session request (and when it started, if it did).
     async fn session_decided(
         &self,
@@ -197,7 +197,7 @@ pub trait SessionStore {
         technician: Option<&str>,
     ) -> Result<Vec<ReportRow>, StoreError>;
     async fn add_notes(&self, id: &str, technician: &str, text: &str) -> Result<bool, StoreError>;
-    async fn sessions(&self, f: &SessionFilter) -> Result<Vec<SessionRecord>, StoreError>;
+    async fn sessions(&self, f: &SessionFilter) -> Result<Vec<SessionRow>, StoreError>;
 }
 
 /// Health reports, alerts and the groups' alert policy.

@@ -176,33 +176,8 @@ impl Store {
     }
 }
 
-/// One row of the audit trail (see migrations/sqlite/0003_sessions.sql).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct SessionRecord {
-    pub id: String,
-    pub technician: String,
-    pub device_id: String,
-    pub reason: String,
-    pub ticket: String,
-    pub permissions_asked: String,
-    pub permissions_granted: String,
-    pub decision: String,
-    pub decision_detail: String,
-    pub requested_at: i64,
-    pub started_at: Option<i64>,
-    pub ended_at: Option<i64>,
-    pub ended_by: Option<String>,
-    pub bytes_up: u64,
-    pub bytes_down: u64,
-    pub notes: String,
-    pub rating: Option<u8>,
-    pub rating_comment: Option<String>,
-    pub actions: Vec<String>,
-    /// What it was for ([`tether_protocol::session::Activity::describe`]).
-    pub activity: String,
-    /// The session whose approval it ran under.
-    pub engagement: Option<String>,
-}
+/// One row of the audit trail (see migrations/sqlite/0003_sessions.sql), as technicians get it.
+pub use tether_protocol::message::SessionRow;
 
 #[derive(Debug, Clone, Default)]
 pub struct SessionFilter {

@@ -45,11 +45,11 @@ async fn a_session_joins_only_an_engagement_of_its_technician_on_its_device(stor
         ("s4", "ana", "d2"),
     ] {
         store
-            .session_requested(&crate::store::SessionRecord {
+            .session_requested(&crate::store::SessionRow {
                 id: id.into(),
                 technician: tech.into(),
                 device_id: device.into(),
-                requested_at: 1,
+                requested_unix_ms: 1,
                 ..Default::default()
             })
             .await

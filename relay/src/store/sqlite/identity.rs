@@ -568,7 +568,7 @@ mod tests {
     #[tokio::test]
     #[ignore = "a measurement, not a check"]
     async fn durability_cost() {
-        use crate::store::SessionRecord;
+        use crate::store::SessionRow;
         use sqlx::sqlite::{SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
         use tether_protocol::inventory::{Inventory, Package, PackageSource};
         const AUDIT: usize = 500;
@@ -598,11 +598,11 @@ mod tests {
             };
             let t0 = std::time::Instant::now();
             for i in 0..AUDIT {
-                s.session_requested(&SessionRecord {
+                s.session_requested(&SessionRow {
                     id: format!("s{i}"),
                     technician: "ana".into(),
                     device_id: "d".into(),
-                    requested_at: i as i64,
+                    requested_unix_ms: i as i64,
                     ..Default::default()
                 })
                 .await

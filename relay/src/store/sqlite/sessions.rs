@@ -2,14 +2,14 @@
 
 use super::Sqlite;
 use crate::store::backend::SessionStore;
-use crate::store::{GroupPolicy, SessionFilter, SessionRecord, StoreError};
+use crate::store::{GroupPolicy, SessionFilter, SessionRow, StoreError};
 use async_trait::async_trait;
 use sqlx::Row;
 use tether_protocol::message::ReportRow;
 
 #[async_trait]
 impl SessionStore for Sqlite {
-    async fn session_requested(&self, r: &SessionRecord) -> Result<(), StoreError> {
+    async fn session_requested(&self, r: &SessionRow) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO sessions (id, technician, device_id, reason, ticket, permissions_asked, requested_at, activity)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -20,7 +20,7 @@ impl SessionStore for Sqlite {
         .bind(&r.reason)
         .bind(&r.ticket)
         .bind(&r.permissions_asked)
-        .bind(r.requested_at)
+        .bind(r.requested_unix_ms)
         .bind(&r.activity)
         .execute(&self.pool)
         .await?;
@@ -303,9 +303,10 @@ impl SessionStore for Sqlite {
         Ok(r.rows_affected() == 1)
     }
 
-    async fn sessions(&self, f: &SessionFilter) -> Result<Vec<SessionRecord>, StoreError> {
+    async fn sessions(&self, f: &SessionFilter) -> Result<Vec<SessionRow>, StoreError> {
         let rows = sqlx::query(
-            "SELECT * FROM sessions
+            "SELECT s.*, COALESCE(d.hostname, '') AS hostname
+             FROM sessions s LEFT JOIN devices d ON d.id = s.device_id
              WHERE requested_at >= ? AND (? IS NULL OR device_id = ?) AND (? IS NULL OR technician = ?)
              ORDER BY requested_at, id",
         )
@@ -319,19 +320,20 @@ impl SessionStore for Sqlite {
         let records = rows
             .into_iter()
             .map(|r| {
-                Ok(SessionRecord {
+                Ok(SessionRow {
                     id: r.try_get("id")?,
                     technician: r.try_get("technician")?,
                     device_id: r.try_get("device_id")?,
+                    hostname: r.try_get("hostname")?,
                     reason: r.try_get("reason")?,
                     ticket: r.try_get("ticket")?,
                     permissions_asked: r.try_get("permissions_asked")?,
                     permissions_granted: r.try_get("permissions_granted")?,
                     decision: r.try_get("decision")?,
                     decision_detail: r.try_get("decision_detail")?,
-                    requested_at: r.try_get("requested_at")?,
-                    started_at: r.try_get("started_at")?,
-                    ended_at: r.try_get("ended_at")?,
+                    requested_unix_ms: r.try_get("requested_at")?,
+                    started_unix_ms: r.try_get("started_at")?,
+                    ended_unix_ms: r.try_get("ended_at")?,
                     ended_by: r.try_get("ended_by")?,
                     bytes_up: r.try_get::<i64, _>("bytes_up")?.max(0) as u64,
                     bytes_down: r.try_get::<i64, _>("bytes_down")?.max(0) as u64,
