@@ -65,6 +65,10 @@ async fn reachable_device(
 }
 
 /// `asking`: the technician takes [`TechResponse::Asking`] once the user is being asked.
+///
+/// The steps: find the device, record the request, decide ([`policy::decide`], pure), sign and
+/// offer the grant to the agent, then splice until either side ends; every outcome is written
+/// to the audit trail.
 pub async fn open_session(
     state: &State,
     technician: &str,
@@ -118,61 +122,19 @@ pub async fn open_session(
         .await;
         return;
     }
-    let decide = |decision: Decision, detail: String, started: Option<i64>| {
-        let store = state.store.clone();
-        let id = session_id.clone();
-        let granted = if started.is_some() {
-            req.permissions.describe()
-        } else {
-            String::new()
-        };
-        async move {
-            if let Err(e) = store
-                .session_decided(&id, decision, &detail, &granted, started)
-                .await
-            {
-                warn!("store error recording a session decision: {e}");
-            }
-        }
+    let audit = Audit {
+        state,
+        id: &session_id,
+        granted: req.permissions.describe(),
     };
-    // The facts the policy decides on. A store error reads as the safe side: attended, no root,
-    // and a shell whose recording is unknown (which the policy refuses).
     let agent = state.presence.connection(&device.id);
-    let group_policy = GroupPolicy {
-        unattended: role == Role::Admin
-            && match state.store.unattended(&device.group).await {
-                Ok(on) => on,
-                Err(e) => {
-                    warn!("store error reading policy (treating as attended): {e}");
-                    false
-                }
-            },
-        allow_root: req.permissions.root
-            && match state.store.allow_root(&device.group).await {
-                Ok(on) => on,
-                Err(e) => {
-                    warn!("store error reading policy (treating root as not allowed): {e}");
-                    false
-                }
-            },
-        record_shells: if req.permissions.shell {
-            match state.store.record_shells(&device.group).await {
-                Ok(on) => Some(on),
-                Err(e) => {
-                    warn!("store error reading policy: {e}");
-                    None
-                }
-            }
-        } else {
-            Some(false)
-        },
-    };
     let target = policy::Target {
         id: &device.id,
         hostname: &device.hostname,
         group: &device.group,
         online: agent.is_some(),
     };
+    let group_policy = group_policy_of(state, role, &req, &device.group).await;
     let decided = policy::decide(
         technician,
         role,
@@ -190,30 +152,204 @@ pub async fn open_session(
     let (grant, agent) = match decided {
         Ok(x) => x,
         Err(refusal) => {
-            decide(refusal.decision(), refusal.detail(), None).await;
+            audit.refused(refusal.decision(), refusal.detail()).await;
             refuse(&mut tsend, &error(refusal.code(), refusal.to_string())).await;
             return;
         }
     };
-    let unattended = grant.unattended;
-    let offer = codec::to_bytes(&grant)
-        .map_err(|e| e.to_string())
-        .and_then(|g| Ok((state.signer.sign(&g).map_err(|e| e.to_string())?, g)));
-    let (signature, grant_bytes) = match offer {
-        Ok(x) => x,
-        Err(e) => {
-            warn!("cannot sign grant: {e}");
-            refuse(
-                &mut tsend,
-                &error(ErrorCode::Internal, "relay cannot sign the session"),
-            )
-            .await;
+    let accepted = match offer(state, &grant, &agent, asking, &mut tsend).await {
+        Offered::Accepted(a) => a,
+        Offered::Refused {
+            decision,
+            detail,
+            answer,
+        } => {
+            audit.refused(decision, detail.clone()).await;
+            info!(session = %grant.session_id, device = %device.id, technician, decision = %decision, "refused: {detail}");
+            refuse(&mut tsend, &answer).await;
+            return;
+        }
+        Offered::Cancelled => {
+            audit
+                .refused(
+                    Decision::Failed,
+                    "the technician cancelled the request".into(),
+                )
+                .await;
+            info!(session = %grant.session_id, technician, "request cancelled by the technician");
             return;
         }
     };
-    // Every check passed: the offer goes to the agent, which puts it before the user.
+    let continued = match accepted.engagement.filter(|_| !accepted.unattended) {
+        Some(e) => file_engagement(state, &grant.session_id, &e).await,
+        None => false,
+    };
+    let unattended = accepted.unattended && grant.unattended;
+    // From here the agent may report actions (and a recorded shell's transcript) for this
+    // session, until a moment after it ends (`live::GRACE`).
+    let _running = state
+        .live_sessions
+        .start(&grant.session_id, &device.id, grant.record_shell);
+    if !reply(
+        &mut tsend,
+        &TechResponse::SessionReady {
+            session_id: grant.session_id.clone(),
+            device_id: device.id.clone(),
+            hostname: device.hostname.clone(),
+        },
+    )
+    .await
+    {
+        return;
+    }
+    let why = if unattended {
+        (
+            Decision::Unattended,
+            "unattended by policy (admin, group allows it)",
+        )
+    } else if continued {
+        (Decision::Approved, "approved earlier in this engagement")
+    } else {
+        (Decision::Approved, "approved by the user")
+    };
+    audit.started(why.0, why.1.into()).await;
+    info!(
+        session = %grant.session_id,
+        device = %device.id,
+        technician,
+        permissions = %grant.permissions.describe(),
+        reason = %grant.reason,
+        ticket = %grant.ticket,
+        "session started"
+    );
+    let (ended_by, up, down) = splice(state, &agent, tsend, trecv, accepted.streams).await;
+    if let Err(e) = state
+        .store
+        .session_ended(&grant.session_id, now_ms(), ended_by, up, down)
+        .await
+    {
+        warn!("store error recording a session end: {e}");
+    }
+    info!(session = %grant.session_id, bytes_up = up, bytes_down = down, ended_by, "session ended");
+}
+
+/// Writes a session's decision to the audit trail (a store error is logged: the session's
+/// outcome does not wait on the audit).
+struct Audit<'a> {
+    state: &'a State,
+    id: &'a str,
+    /// The permissions, recorded as granted once the session starts.
+    granted: String,
+}
+
+impl Audit<'_> {
+    async fn refused(&self, decision: Decision, detail: String) {
+        self.write(decision, &detail, "", None).await;
+    }
+
+    async fn started(&self, decision: Decision, detail: String) {
+        self.write(decision, &detail, &self.granted, Some(now_ms()))
+            .await;
+    }
+
+    async fn write(&self, decision: Decision, detail: &str, granted: &str, at: Option<i64>) {
+        if let Err(e) = self
+            .state
+            .store
+            .session_decided(self.id, decision, detail, granted, at)
+            .await
+        {
+            warn!("store error recording a session decision: {e}");
+        }
+    }
+}
+
+/// The facts the policy decides on. A store error reads as the safe side: attended, no root,
+/// and a shell whose recording is unknown (which the policy refuses).
+async fn group_policy_of(
+    state: &State,
+    role: Role,
+    req: &SessionRequest,
+    group: &str,
+) -> GroupPolicy {
+    GroupPolicy {
+        unattended: role == Role::Admin
+            && match state.store.unattended(group).await {
+                Ok(on) => on,
+                Err(e) => {
+                    warn!("store error reading policy (treating as attended): {e}");
+                    false
+                }
+            },
+        allow_root: req.permissions.root
+            && match state.store.allow_root(group).await {
+                Ok(on) => on,
+                Err(e) => {
+                    warn!("store error reading policy (treating root as not allowed): {e}");
+                    false
+                }
+            },
+        record_shells: if req.permissions.shell {
+            match state.store.record_shells(group).await {
+                Ok(on) => Some(on),
+                Err(e) => {
+                    warn!("store error reading policy: {e}");
+                    None
+                }
+            }
+        } else {
+            Some(false)
+        },
+    }
+}
+
+/// What became of a grant offered to the agent.
+enum Offered {
+    Accepted(Accepted),
+    /// Refused by the agent or the user, or the device did not answer: the decision to
+    /// record, its detail, and the answer for the technician.
+    Refused {
+        decision: Decision,
+        detail: String,
+        answer: TechResponse,
+    },
+    /// The technician gave up while the user decided.
+    Cancelled,
+}
+
+struct Accepted {
+    /// The agent's side of the session's stream.
+    streams: (SendStream, RecvStream),
+    unattended: bool,
+    /// The engagement the agent says the session joined.
+    engagement: Option<String>,
+}
+
+/// Signs the grant and offers it to the agent, which puts it before the user; tells the
+/// technician (with `asking`) once the user is being asked.
+async fn offer(
+    state: &State,
+    grant: &tether_protocol::session::SessionGrant,
+    agent: &quinn::Connection,
+    asking: bool,
+    tsend: &mut SendStream,
+) -> Offered {
+    let signed = codec::to_bytes(grant)
+        .map_err(|e| e.to_string())
+        .and_then(|g| Ok((state.signer.sign(&g).map_err(|e| e.to_string())?, g)));
+    let (signature, grant_bytes) = match signed {
+        Ok(x) => x,
+        Err(e) => {
+            warn!("cannot sign grant: {e}");
+            return Offered::Refused {
+                decision: Decision::Failed,
+                detail: format!("relay cannot sign the session: {e}"),
+                answer: error(ErrorCode::Internal, "relay cannot sign the session"),
+            };
+        }
+    };
     if asking && !grant.unattended {
-        reply(&mut tsend, &TechResponse::Asking).await;
+        reply(tsend, &TechResponse::Asking).await;
     }
     let offered = async {
         let (mut asend, mut arecv) = agent.open_bi().await?;
@@ -232,37 +368,23 @@ pub async fn open_session(
     };
     // The technician may give up while the user decides; dropping the offer then stops the
     // agent's stream, which takes the prompt off the user's screen.
-    let mut continued = false;
     let answered = tokio::select! {
         a = tokio::time::timeout(OFFER_TIMEOUT, offered) => a,
-        _ = tsend.stopped() => {
-            decide(Decision::Failed, "the technician cancelled the request".into(), None).await;
-            info!(session = %grant.session_id, technician, "request cancelled by the technician");
-            return;
-        }
+        _ = tsend.stopped() => return Offered::Cancelled,
     };
-    let (asend, arecv, unattended) = match answered {
+    match answered {
         Ok(Ok((
             OfferReply::Accept {
-                unattended: u,
+                unattended,
                 engagement,
             },
             s,
             r,
-        ))) => {
-            if let Some(e) = engagement.filter(|_| !u) {
-                let e = text::clean(&e, 64);
-                match state.store.session_engaged(&grant.session_id, &e).await {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        warn!(session = %grant.session_id, engagement = %e, "agent named an engagement that is not this technician's on this device; not filed under it")
-                    }
-                    Err(err) => warn!("store error filing a session's engagement: {err}"),
-                }
-                continued = e != grant.session_id;
-            }
-            (s, r, u && unattended)
-        }
+        ))) => Offered::Accepted(Accepted {
+            streams: (s, r),
+            unattended,
+            engagement,
+        }),
         Ok(Ok((OfferReply::Refuse { kind, message }, _, _))) => {
             let message = text::clean(&message, 256);
             let (decision, shown) = match kind {
@@ -273,95 +395,54 @@ pub async fn open_session(
                     format!("device refused the session: {message}"),
                 ),
             };
-            decide(decision, message.clone(), None).await;
-            info!(session = %grant.session_id, device = %device.id, technician, decision = %decision, "refused by agent: {message}");
-            refuse(&mut tsend, &error(ErrorCode::Refused, shown)).await;
-            return;
+            Offered::Refused {
+                decision,
+                detail: message,
+                answer: error(ErrorCode::Refused, shown),
+            }
         }
-        Ok(Err(e)) => {
-            decide(
-                Decision::Failed,
-                format!("device did not answer: {e}"),
-                None,
-            )
-            .await;
-            refuse(
-                &mut tsend,
-                &error(ErrorCode::Offline, format!("device did not answer: {e}")),
-            )
-            .await;
-            return;
-        }
-        Err(_) => {
-            decide(
-                Decision::TimedOut,
-                "device did not answer in time".into(),
-                None,
-            )
-            .await;
-            refuse(
-                &mut tsend,
-                &error(ErrorCode::Refused, "device did not answer in time"),
-            )
-            .await;
-            return;
-        }
-    };
-    // From here the agent may report actions (and a recorded shell's transcript) for this
-    // session, until a moment after it ends (`live::GRACE`).
-    let _running = state
-        .live_sessions
-        .start(&grant.session_id, &device.id, grant.record_shell);
-    if !reply(
-        &mut tsend,
-        &TechResponse::SessionReady {
-            session_id: grant.session_id.clone(),
-            device_id: device.id.clone(),
-            hostname: device.hostname.clone(),
+        Ok(Err(e)) => Offered::Refused {
+            decision: Decision::Failed,
+            detail: format!("device did not answer: {e}"),
+            answer: error(ErrorCode::Offline, format!("device did not answer: {e}")),
         },
-    )
-    .await
-    {
-        return;
+        Err(_) => Offered::Refused {
+            decision: Decision::TimedOut,
+            detail: "device did not answer in time".into(),
+            answer: error(ErrorCode::Refused, "device did not answer in time"),
+        },
     }
-    if unattended {
-        decide(
-            Decision::Unattended,
-            "unattended by policy (admin, group allows it)".into(),
-            Some(now_ms()),
-        )
-        .await;
-    } else if continued {
-        decide(
-            Decision::Approved,
-            "approved earlier in this engagement".into(),
-            Some(now_ms()),
-        )
-        .await;
-    } else {
-        decide(
-            Decision::Approved,
-            "approved by the user".into(),
-            Some(now_ms()),
-        )
-        .await;
+}
+
+/// Files the session under the engagement the agent names (only one of this technician's on
+/// this device, see the store); true when it continues an earlier session's approval.
+async fn file_engagement(state: &State, session_id: &str, engagement: &str) -> bool {
+    let e = text::clean(engagement, 64);
+    match state.store.session_engaged(session_id, &e).await {
+        Ok(true) => {}
+        Ok(false) => {
+            warn!(session = %session_id, engagement = %e, "agent named an engagement that is not this technician's on this device; not filed under it")
+        }
+        Err(err) => warn!("store error filing a session's engagement: {err}"),
     }
-    info!(
-        session = %grant.session_id,
-        device = %device.id,
-        technician,
-        permissions = %grant.permissions.describe(),
-        reason = %grant.reason,
-        ticket = %grant.ticket,
-        "session started"
-    );
+    e != session_id
+}
+
+/// Copies bytes both ways until the session ends: who ended it (for the audit) and the bytes
+/// copied up and down.
+async fn splice(
+    state: &State,
+    agent: &quinn::Connection,
+    mut tsend: SendStream,
+    mut trecv: RecvStream,
+    (mut asend, mut arecv): (SendStream, RecvStream),
+) -> (&'static str, u64, u64) {
     // The device's certificate serial, to tell a revocation from a lost connection at the end.
-    let device_serial = tether_net::tls::peer_certs(&agent)
+    let device_serial = tether_net::tls::peer_certs(agent)
         .and_then(|c| c.first().and_then(|c| tether_net::pki::cert_info(c).ok()))
         .map(|i| i.serial);
     let filter = state.splice_filter.clone();
     let (up_bytes, down_bytes) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let (mut tsend, mut trecv, mut asend, mut arecv) = (tsend, trecv, asend, arecv);
     let first = {
         let up = pipe(
             &mut trecv,
@@ -404,7 +485,6 @@ pub async fn open_session(
             ),
             None => false,
         };
-    let ended_by = ended_by(first, revoked);
     if device_gone {
         // Tell the technician why, in the one word the relay can still send: the reset code.
         let code = if revoked {
@@ -416,18 +496,11 @@ pub async fn open_session(
         let _ = trecv.stop(0u32.into());
         let _ = asend.reset(0u32.into());
     }
-    let (up, down) = (
+    (
+        ended_by(first, revoked),
         up_bytes.load(Ordering::Relaxed),
         down_bytes.load(Ordering::Relaxed),
-    );
-    if let Err(e) = state
-        .store
-        .session_ended(&grant.session_id, now_ms(), ended_by, up, down)
-        .await
-    {
-        warn!("store error recording a session end: {e}");
-    }
-    info!(session = %grant.session_id, bytes_up = up, bytes_down = down, ended_by, "session ended");
+    )
 }
 
 /// Shortest and longest time a technician may wait for the user's reply to a message.
