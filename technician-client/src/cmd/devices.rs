@@ -82,7 +82,7 @@ pub async fn inventory(dir: &Path, a: InventoryArgs) -> Result<(), CmdError> {
         );
         out!(
             "{}",
-            tether_protocol::report::text(&inv.inventory, a.packages)
+            tether_report::inventory::text(&inv.inventory, a.packages)
         );
     }
     Ok(())

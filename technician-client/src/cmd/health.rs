@@ -7,7 +7,7 @@ use crate::{out, outln};
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 use tether_net::client::Credentials;
-use tether_protocol::health::human_secs;
+use tether_protocol::text::human_secs;
 
 /// `tether health DEVICE [--json]`.
 pub async fn show(creds: &Credentials, device: &str, json: bool) -> Result<(), CmdError> {
