@@ -374,7 +374,7 @@ async fn run(cli: Cli) -> Result<()> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
-                print!("{}", tether_protocol::health::text(&report));
+                print!("{}", tether_report::health::text(&report));
             }
             eprintln!("collected in {ms} ms; {bytes} bytes on the wire");
         }
@@ -394,7 +394,7 @@ async fn run(cli: Cli) -> Result<()> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&inv)?);
             } else {
-                print!("{}", tether_protocol::report::text(&inv, packages));
+                print!("{}", tether_report::inventory::text(&inv, packages));
                 eprintln!("collected in {} ms", started.elapsed().as_millis());
             }
         }

@@ -32,7 +32,6 @@ pub mod keys;
 pub mod liveness;
 pub mod message;
 pub mod paths;
-pub mod report;
 pub mod session;
 pub mod text;
 pub mod tiles;

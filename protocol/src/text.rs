@@ -57,6 +57,34 @@ pub fn duration_words(d: std::time::Duration) -> String {
     parts.join(" ")
 }
 
+/// "16.0 GiB", "512 MiB", "0 B" (the alert engine's details and every printed size).
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// "42 s", "5 min 3 s", "2 h 5 min", "3 d 4 h" (the alert engine's details and health tables).
+pub fn human_secs(s: i64) -> String {
+    let s = s.max(0);
+    match s {
+        0..=59 => format!("{s} s"),
+        60..=3599 if s % 60 == 0 => format!("{} min", s / 60),
+        60..=3599 => format!("{} min {} s", s / 60, s % 60),
+        3600..=86_399 => format!("{} h {} min", s / 3600, (s % 3600) / 60),
+        _ => format!("{} d {} h", s / 86_400, (s % 86_400) / 3600),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,5 +115,22 @@ mod tests {
         assert_eq!(duration_words(Duration::from_secs(3600 + 1)), "1 hour");
         assert_eq!(duration_words(Duration::from_secs(30)), "30 seconds");
         assert_eq!(duration_words(Duration::from_millis(250)), "250 ms");
+    }
+
+    #[test]
+    fn byte_units() {
+        assert_eq!(bytes(0), "0 B");
+        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(bytes(16 << 30), "16.0 GiB");
+    }
+
+    #[test]
+    fn human_durations() {
+        assert_eq!(human_secs(-3), "0 s");
+        assert_eq!(human_secs(42), "42 s");
+        assert_eq!(human_secs(300), "5 min");
+        assert_eq!(human_secs(303), "5 min 3 s");
+        assert_eq!(human_secs(7500), "2 h 5 min");
+        assert_eq!(human_secs(3 * 86_400 + 4 * 3600), "3 d 4 h");
     }
 }

@@ -2,15 +2,15 @@
 //! are in `cmd::health`).
 //!
 //! Everything in a health report came from an agent: it is cleaned again before it reaches the
-//! terminal ([`tether_protocol::health::text`] and [`clean`] here).
+//! terminal ([`tether_report::health::text`] and [`clean`] here).
 
 use crate::output::{rfc3339, table};
 use crate::relay::{RequestError, Session};
 use serde_json::{Value, json};
 use std::time::{SystemTime, UNIX_EPOCH};
-use tether_protocol::health::{AlertRow, DeviceHealth, human_secs};
+use tether_protocol::health::{AlertRow, DeviceHealth};
 use tether_protocol::message::{TechRequest, TechResponse};
-use tether_protocol::text::clean;
+use tether_protocol::text::{clean, human_secs};
 
 impl Session {
     /// The latest health report of a device and its open alerts.
@@ -92,7 +92,7 @@ pub fn health_text(h: &DeviceHealth, now: i64) -> String {
         human_secs(age_s(h.received_unix_ms, now)),
         rfc3339(h.received_unix_ms)
     );
-    out.push_str(&tether_protocol::health::text(&h.report));
+    out.push_str(&tether_report::health::text(&h.report));
     out.push('\n');
     if h.alerts.is_empty() {
         out.push_str("open alerts: none\n");

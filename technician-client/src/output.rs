@@ -9,8 +9,8 @@ use tether_protocol::decision::Decision;
 use tether_protocol::message::{
     DeviceHistory, DeviceSummary, InventoryRow, ReportRow, SessionRow, SoftwareRow,
 };
-use tether_protocol::report;
 use tether_protocol::text::clean;
+use tether_report::inventory::{CSV_HEADER, csv_row};
 
 fn time_of(ms: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)
@@ -122,7 +122,7 @@ pub fn inventory_rows_json(rows: &[InventoryRow]) -> Value {
 }
 
 pub fn inventory_rows_csv(rows: &[InventoryRow]) -> String {
-    let mut out = String::from(report::CSV_HEADER);
+    let mut out = String::from(CSV_HEADER);
     out.push('\n');
     for r in rows {
         let d = &r.device;
@@ -131,7 +131,7 @@ pub fn inventory_rows_csv(rows: &[InventoryRow]) -> String {
             .as_ref()
             .map(|s| rfc3339(s.collected_at_unix_ms.min(i64::MAX as u64) as i64))
             .unwrap_or_default();
-        out.push_str(&report::csv_row(
+        out.push_str(&csv_row(
             &d.id,
             &d.hostname,
             &d.group,

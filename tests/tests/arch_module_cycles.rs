@@ -5,13 +5,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-const CRATES: [&str; 6] = [
+const CRATES: [&str; 7] = [
     "protocol",
     "protocol/net",
     "relay",
     "agent",
     "agent/tray",
     "technician-client",
+    "report",
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -234,7 +234,7 @@ impl DeviceAlerts {
                 Reading {
                     value: gap,
                     threshold: ms(th.silent_after) / 1000,
-                    detail: format!("reporting again after {}", human_secs(gap)),
+                    detail: format!("reporting again after {}", text::human_secs(gap)),
                 },
             );
         }
@@ -281,8 +281,8 @@ impl DeviceAlerts {
             threshold: i64::from(th.memory_percent),
             detail: format!(
                 "memory {pct} % used ({} of {})",
-                crate::report::bytes(m.used_bytes()),
-                crate::report::bytes(m.total_bytes)
+                text::bytes(m.used_bytes()),
+                text::bytes(m.total_bytes)
             ),
         };
         if m.total_bytes > 0 && pct >= th.memory_percent {
@@ -295,7 +295,7 @@ impl DeviceAlerts {
                 let detail = format!(
                     "{} for {}",
                     reading.detail,
-                    human_secs(secs_between(since, now))
+                    text::human_secs(secs_between(since, now))
                 );
                 self.open(&mut out, mem_key, Reading { detail, ..reading });
             }
@@ -359,8 +359,8 @@ impl DeviceAlerts {
             let last = self.last_report.unwrap_or(baseline);
             let secs = secs_between(last, now);
             let detail = match self.last_report {
-                Some(_) => format!("no health report for {}", human_secs(secs)),
-                None => format!("no health report yet ({})", human_secs(secs)),
+                Some(_) => format!("no health report for {}", text::human_secs(secs)),
+                None => format!("no health report yet ({})", text::human_secs(secs)),
             };
             self.open(
                 &mut out,
@@ -384,9 +384,56 @@ fn disk_reading(f: &FilesystemUsage, threshold: i64) -> Reading {
         detail: format!(
             "{}: {pct} % used ({} of {}, {} available)",
             f.mount_point,
-            crate::report::bytes(f.used_bytes()),
-            crate::report::bytes(f.size_bytes),
-            crate::report::bytes(f.available_bytes)
+            text::bytes(f.used_bytes()),
+            text::bytes(f.size_bytes),
+            text::bytes(f.available_bytes)
         ),
     }
+}
+
+/// One alert as JSON: the `alert` object the relay POSTs to webhooks and a row of
+/// `tether alerts --json`, one shape for both (serialise it with serde_json).
+#[derive(Serialize, Debug)]
+pub struct AlertJson<'a> {
+    pub id: i64,
+    pub device_id: &'a str,
+    pub hostname: &'a str,
+    pub group: &'a str,
+    pub kind: &'static str,
+    pub subject: &'a str,
+    pub value: i64,
+    pub threshold: i64,
+    pub detail: &'a str,
+    pub opened_at: String,
+    pub opened_unix_ms: i64,
+    pub closed_at: Option<String>,
+    pub closed_unix_ms: Option<i64>,
+    pub close_detail: Option<&'a str>,
+}
+
+impl AlertRow {
+    pub fn json(&self) -> AlertJson<'_> {
+        AlertJson {
+            id: self.id,
+            device_id: &self.device_id,
+            hostname: &self.hostname,
+            group: &self.group,
+            kind: self.kind.as_str(),
+            subject: &self.subject,
+            value: self.value,
+            threshold: self.threshold,
+            detail: &self.detail,
+            opened_at: rfc3339(self.opened_unix_ms),
+            opened_unix_ms: self.opened_unix_ms,
+            closed_at: self.closed_unix_ms.map(rfc3339),
+            closed_unix_ms: self.closed_unix_ms,
+            close_detail: self.close_detail.as_deref(),
+        }
+    }
+}
+
+/// `2026-12-03T06:40:22.123Z`; times before 1970 read as 1970.
+pub fn rfc3339(ms: i64) -> String {
+    let t = std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    humantime::format_rfc3339_millis(t).to_string()
 }

@@ -4,14 +4,12 @@
 //! message stays `Eq` and a hostile agent cannot send NaN); [`HealthReport::sanitize`] bounds and
 //! cleans one from an untrusted peer. [`DeviceAlerts`] is the alert state machine of one device:
 //! thresholds, its previous state, a report or the time passed in; alerts to open and close come
-//! out (`alerts.rs`). The relay stores what comes out and tells webhooks. `render.rs` prints a
-//! report for a terminal (the agent's `health` command and `tether health`).
+//! out (`alerts.rs`). The relay stores what comes out and tells webhooks. Reports are printed
+//! for a terminal by `tether-report` (the agent's `health` command and `tether health`).
 
 mod alerts;
-mod render;
 
 pub use alerts::*;
-pub use render::*;
 
 use crate::text;
 use serde::{Deserialize, Serialize};
@@ -767,38 +765,5 @@ mod tests {
         ] {
             assert!(bad.validate().is_err(), "{bad:?}");
         }
-    }
-
-    #[test]
-    fn text_is_escaped() {
-        let mut r = report(50, vec![fs("/x\u{1b}[2J", 100, 10)]);
-        r.top_cpu = vec![ProcessUsage {
-            pid: 1,
-            name: "evil\u{1b}]0;t\u{7}".into(),
-            user: "root".into(),
-            cpu_permille: 1234,
-            memory_bytes: 2048,
-        }];
-        r.failed_units = Some(vec![FailedUnit {
-            name: "a\u{202e}.service".into(),
-            description: "\u{1b}[31mred".into(),
-        }]);
-        r.load.one = 73;
-        let t = text(&r);
-        assert!(!t.contains('\u{1b}') && !t.contains('\u{7}') && !t.contains('\u{202e}'));
-        assert!(t.contains("load 0.73 0.00 0.00"), "{t}");
-        assert!(t.contains("123.4 %"), "{t}");
-        assert!(t.contains("memory  50 % used"), "{t}");
-        assert!(t.contains("failed units: 1"), "{t}");
-    }
-
-    #[test]
-    fn human_durations() {
-        assert_eq!(human_secs(-3), "0 s");
-        assert_eq!(human_secs(42), "42 s");
-        assert_eq!(human_secs(300), "5 min");
-        assert_eq!(human_secs(303), "5 min 3 s");
-        assert_eq!(human_secs(7500), "2 h 5 min");
-        assert_eq!(human_secs(3 * 86_400 + 4 * 3600), "3 d 4 h");
     }
 }

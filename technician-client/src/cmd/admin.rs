@@ -8,20 +8,59 @@ use std::time::Duration;
 use tether_protocol::identity::Role;
 use tether_protocol::message::TokenFor;
 
-/// Whom `tether token` is for, as given on the command line.
+/// Admins: create a one-time enrollment token for a machine or a technician.
+#[derive(clap::Args)]
 pub struct TokenArgs {
-    /// A workstation agent, for `group`.
+    /// Enroll a workstation agent.
+    #[arg(
+        long,
+        conflicts_with = "technician",
+        required_unless_present = "technician"
+    )]
     pub agent: bool,
+    /// Device group for an agent token.
+    #[arg(long, default_value = "default", requires = "agent")]
     pub group: String,
-    /// A technician with this name and `role`.
+    /// Enroll a technician with this name.
+    #[arg(long, value_name = "NAME", requires = "role")]
     pub technician: Option<String>,
+    /// The technician's role: viewer, support or admin.
+    #[arg(long, value_parser = parse_role)]
     pub role: Option<Role>,
-    /// Re-enroll a technician who is already enrolled.
+    /// Re-enroll a technician who is already enrolled (their current certificates are
+    /// revoked when the new one is issued).
+    #[arg(long, requires = "technician")]
     pub replace: bool,
+    /// How long the token stays valid (1m to 30d).
+    #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
     pub ttl: Duration,
-    /// host:port to put in the token.
+    /// host:port to put in the token [default: the relay's public address].
+    #[arg(long)]
     pub relay: Option<String>,
+    #[arg(long)]
     pub json: bool,
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    s.parse()
+        .map_err(|e: tether_protocol::identity::IdentityError| e.to_string())
+}
+
+/// Admins: change a device group's policy.
+#[derive(clap::Args)]
+pub struct PolicyArgs {
+    #[arg(long)]
+    pub group: String,
+    /// Allow admins in without the user's approval on this group's devices.
+    #[arg(long, value_parser = ["on", "off"])]
+    pub unattended: Option<String>,
+    /// Keep a transcript of every shell on this group's devices on the relay.
+    #[arg(long, value_parser = ["on", "off"])]
+    pub record_shells: Option<String>,
+    /// Let technicians run shells, commands and file access as root (--as-root) on this
+    /// group's devices; off: always as the desktop user.
+    #[arg(long, value_parser = ["on", "off"])]
+    pub allow_root: Option<String>,
 }
 
 /// `tether token --agent [--group G] | --technician NAME --role ROLE [--replace]`.
@@ -52,14 +91,12 @@ pub async fn token(dir: &Path, a: TokenArgs) -> Result<(), CmdError> {
 }
 
 /// `tether policy --group G [--unattended on|off] [--record-shells on|off] [--allow-root on|off]`
-/// (each `Some(true)` for on, `Some(false)` for off, `None` to leave as it is).
-pub async fn policy(
-    dir: &Path,
-    group: &str,
-    unattended: Option<bool>,
-    record_shells: Option<bool>,
-    allow_root: Option<bool>,
-) -> Result<(), CmdError> {
+/// (each on or off, or left as it is when not given).
+pub async fn policy(dir: &Path, a: PolicyArgs) -> Result<(), CmdError> {
+    let on = |v: &Option<String>| v.as_deref().map(|v| v == "on");
+    let (unattended, record_shells, allow_root) =
+        (on(&a.unattended), on(&a.record_shells), on(&a.allow_root));
+    let group = a.group.as_str();
     if unattended.is_none() && record_shells.is_none() && allow_root.is_none() {
         return Err(CmdError::Usage(
             "give --unattended on|off, --record-shells on|off and/or --allow-root on|off",

@@ -1,15 +1,63 @@
 //! `tether connect`: see and control a machine's desktop in a viewer window. The window owns
 //! the main thread; the network runs on a runtime of its own.
 
-use super::{CmdError, Why};
+use super::{CmdError, Why, WhyArgs};
 use crate::relay::{RequestError, Session};
 use tether_net::client::Credentials;
 use tether_protocol::keys::KeyMode;
 use tether_protocol::session::{Activity, Permissions};
 
+/// See and control a machine's desktop in a viewer window (end-to-end encrypted).
+#[derive(clap::Args)]
+pub struct ConnectArgs {
+    pub device: String,
+    /// Only watch: the agent refuses all input.
+    #[arg(long)]
+    pub view_only: bool,
+    /// Start at 1:1 instead of scaled to fit the window.
+    #[arg(long)]
+    pub actual_size: bool,
+    /// How keys are typed: `translate` (the characters of your layout arrive) or
+    /// `physical` (the same keys are pressed; the remote layout decides). The toolbar
+    /// switches it too.
+    #[arg(long, value_enum, default_value_t = KeysArg::Translate)]
+    pub keys: KeysArg,
+    /// Also ask now for running commands: the user approves once, and `tether exec` and
+    /// `tether shell` for the same ticket then start without another prompt.
+    #[arg(long)]
+    pub shell: bool,
+    /// Also ask now for copying files (then `push`/`pull` for the ticket need no prompt).
+    #[arg(long)]
+    pub files: bool,
+    #[command(flatten)]
+    pub why: WhyArgs,
+}
+
+/// How `tether connect` types keys.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum KeysArg {
+    Translate,
+    Physical,
+}
+
+/// `tether connect DEVICE`: runs on the main thread (the viewer window must own it).
+pub fn run(dir: &std::path::Path, a: ConnectArgs) -> Result<(), CmdError> {
+    let also = Permissions {
+        shell: a.shell,
+        files: a.files,
+        ..Permissions::default()
+    };
+    let keys = match a.keys {
+        KeysArg::Translate => KeyMode::Translate,
+        KeysArg::Physical => KeyMode::Physical,
+    };
+    let why = a.why.into();
+    connect(dir, &a.device, a.view_only, a.actual_size, keys, also, &why)
+}
+
 /// Asks the user at `device` for a session (`view_only`, or control, plus `also`), shows it in a
 /// window until it is closed, then saves any notes typed in the viewer on the session.
-pub fn connect(
+fn connect(
     dir: &std::path::Path,
     device: &str,
     view_only: bool,

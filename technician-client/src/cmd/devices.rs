@@ -7,11 +7,19 @@ use std::path::Path;
 use std::time::Duration;
 use tether_protocol::identity::Identity;
 
+/// List machines: id, hostname, group, online, last seen.
+#[derive(clap::Args)]
+pub struct DevicesArgs {
+    /// Print JSON for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// `tether devices [--json]`.
-pub async fn devices(dir: &Path, json: bool) -> Result<(), CmdError> {
+pub async fn devices(dir: &Path, a: DevicesArgs) -> Result<(), CmdError> {
     let creds = super::credentials(dir)?;
     let devices = call(&creds, async |s| s.devices().await).await?;
-    if json {
+    if a.json {
         print_json(&output::devices_json(&devices));
     } else if devices.is_empty() {
         match &creds.identity {
@@ -32,16 +40,22 @@ pub async fn devices(dir: &Path, json: bool) -> Result<(), CmdError> {
     Ok(())
 }
 
-/// What `tether inventory` shows.
+/// Hardware and software inventory of one machine, or of all (--all).
+#[derive(clap::Args)]
 pub struct InventoryArgs {
-    /// One device (id, prefix or hostname); `None` with `all`.
+    /// Device id, unique id prefix, or hostname.
+    #[arg(required_unless_present = "all")]
     pub device: Option<String>,
-    /// One row per device.
+    /// One row per device with the key fields.
+    #[arg(long, conflicts_with = "device")]
     pub all: bool,
-    /// With `all`: CSV.
+    /// With --all: CSV for spreadsheets and asset registers.
+    #[arg(long, requires = "all", conflicts_with = "json")]
     pub csv: bool,
+    #[arg(long)]
     pub json: bool,
-    /// Every installed package.
+    /// List every installed package.
+    #[arg(long, conflicts_with = "all")]
     pub packages: bool,
 }
 
@@ -82,23 +96,30 @@ pub async fn inventory(dir: &Path, a: InventoryArgs) -> Result<(), CmdError> {
         );
         out!(
             "{}",
-            tether_protocol::report::text(&inv.inventory, a.packages)
+            tether_report::inventory::text(&inv.inventory, a.packages)
         );
     }
     Ok(())
 }
 
+/// Which machines have a package, and which version (NAME may end in *).
+#[derive(clap::Args)]
+pub struct SoftwareArgs {
+    pub name: String,
+    /// Only versions below this one (dpkg ordering), e.g. to find unpatched machines.
+    #[arg(long, value_name = "V")]
+    pub version_below: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// `tether software NAME [--version-below V] [--json]`.
-pub async fn software(
-    dir: &Path,
-    name: &str,
-    version_below: Option<String>,
-    json: bool,
-) -> Result<(), CmdError> {
+pub async fn software(dir: &Path, a: SoftwareArgs) -> Result<(), CmdError> {
     let creds = super::credentials(dir)?;
+    let (name, version_below) = (a.name.as_str(), a.version_below);
     let below = version_below.clone();
     let rows = call(&creds, async |s| s.software(name, below).await).await?;
-    if json {
+    if a.json {
         print_json(&output::software_json(&rows));
     } else if rows.is_empty() {
         let name = tether_protocol::text::clean(name, 64);
@@ -115,16 +136,23 @@ pub async fn software(
     Ok(())
 }
 
+/// What changed on a machine: software installed/removed/upgraded, hardware, OS.
+#[derive(clap::Args)]
+pub struct HistoryArgs {
+    pub device: String,
+    /// How far back (e.g. 30d, 12h).
+    #[arg(long, default_value = "30d", value_parser = humantime::parse_duration)]
+    pub since: Duration,
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// `tether history DEVICE [--since D] [--json]`.
-pub async fn history(
-    dir: &Path,
-    device: &str,
-    since: Duration,
-    json: bool,
-) -> Result<(), CmdError> {
+pub async fn history(dir: &Path, a: HistoryArgs) -> Result<(), CmdError> {
     let creds = super::credentials(dir)?;
+    let (device, since) = (a.device.as_str(), a.since);
     let h = call(&creds, async |s| s.history(device, since_ms(since)).await).await?;
-    if json {
+    if a.json {
         print_json(&output::history_json(&h));
     } else if h.changes.is_empty() {
         outln!(

@@ -7,15 +7,22 @@ use crate::relay::Session;
 use std::path::Path;
 use std::time::Duration;
 
+/// Show a short message to the user at a device (by their tray app) and print their reply.
+#[derive(clap::Args)]
+pub struct SayArgs {
+    pub device: String,
+    pub text: String,
+    /// How long to wait for the reply (5 s to 10 min).
+    #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
+    pub wait: Duration,
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// `tether say DEVICE TEXT [--wait D] [--json]`: shows the message, prints the reply.
-pub async fn say(
-    dir: &Path,
-    device: &str,
-    text: &str,
-    wait: Duration,
-    json: bool,
-) -> Result<(), CmdError> {
+pub async fn say(dir: &Path, a: SayArgs) -> Result<(), CmdError> {
     let creds = super::credentials(dir)?;
+    let (device, text, wait, json) = (a.device.as_str(), a.text.as_str(), a.wait, a.json);
     let line = format!(
         "message shown on {device}; waiting up to {} for a reply…",
         humantime::format_duration(wait)
@@ -38,9 +45,22 @@ pub async fn say(
     Ok(())
 }
 
+/// You are done on a device: end your engagement for the ticket, so your next session there
+/// asks the user again (and the user is asked to rate this visit).
+#[derive(clap::Args)]
+pub struct EndArgs {
+    pub device: String,
+    /// The ticket the engagement is for (empty: the one without a ticket).
+    #[arg(long, default_value = "")]
+    pub ticket: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// `tether end DEVICE [--ticket T] [--json]`.
-pub async fn end(dir: &Path, device: &str, ticket: &str, json: bool) -> Result<(), CmdError> {
+pub async fn end(dir: &Path, a: EndArgs) -> Result<(), CmdError> {
     let creds = super::credentials(dir)?;
+    let (device, ticket, json) = (a.device.as_str(), a.ticket.as_str(), a.json);
     let ended = call(&creds, async |s| s.end_engagement(device, ticket).await).await?;
     let for_ticket = if ticket.is_empty() {
         "without a ticket".to_string()

@@ -1,27 +1,42 @@
 //! `tether exec`: run a command on one device (its output streamed here) or on every device of
 //! a group (output collected per device), and exit with its exit code.
 
-use super::{CmdError, session_request, shell_permissions};
+use super::{AsRoot, CmdError, WhyArgs, session_request, shell_permissions};
 use crate::ops;
 use crate::outln;
 use crate::relay::Session;
 use std::io::{IsTerminal, Write};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tether_net::client::Credentials;
 use tether_protocol::session::{Activity, OutStream};
 
-/// What `tether exec` runs, where and how.
+/// Run a command on a device (or every device of a group) and exit with its exit code.
+#[derive(clap::Args)]
 pub struct ExecArgs {
+    /// The device (id, prefix or hostname); or use --group.
+    #[arg(required_unless_present = "group")]
     pub device: Option<String>,
+    /// Run on every device of this group (admins, where the group allows unattended access).
+    #[arg(long, conflicts_with = "device")]
     pub group: Option<String>,
-    pub command: Vec<String>,
+    #[command(flatten)]
+    pub root: AsRoot,
+    /// Kill the command after this long (exit code 124).
+    #[arg(long, value_parser = humantime::parse_duration)]
     pub timeout: Option<Duration>,
-    pub json: bool,
+    /// Devices at once in a group run.
+    #[arg(long, default_value_t = 8)]
     pub parallel: usize,
-    pub as_root: bool,
-    pub reason: String,
-    pub ticket: String,
+    /// Print JSON (exit code, stdout, stderr per device).
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub why: WhyArgs,
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, required = true)]
+    pub command: Vec<String>,
 }
 
 /// What one device's command produced (for `--json` and group runs).
@@ -44,7 +59,8 @@ fn keep(buf: &mut Vec<u8>, data: &[u8]) {
 
 /// `tether exec DEVICE|--group G -- COMMAND…`: ends with the command's exit code (with a
 /// group, 1 if any device failed).
-pub async fn exec(creds: &Credentials, a: ExecArgs) -> Result<(), CmdError> {
+pub async fn exec(dir: &Path, a: ExecArgs) -> Result<(), CmdError> {
+    let creds = &super::credentials(dir)?;
     let session = Session::open(creds).await?;
     match (&a.device, &a.group) {
         (Some(device), _) => {
@@ -71,9 +87,9 @@ async fn exec_one(
             creds,
             session_request(
                 device,
-                shell_permissions(a.as_root),
+                shell_permissions(a.root.as_root),
                 Activity::command(&a.command),
-                (&a.reason, &a.ticket),
+                (&a.why.reason, &a.why.ticket),
             ),
         )
         .await;
@@ -192,9 +208,9 @@ async fn exec_group(
         let (command, timeout) = (a.command.clone(), a.timeout);
         let mut req = session_request(
             &d.id,
-            shell_permissions(a.as_root),
+            shell_permissions(a.root.as_root),
             Activity::command(&a.command),
-            (&a.reason, &a.ticket),
+            (&a.why.reason, &a.why.ticket),
         );
         req.batch = true;
         tasks.spawn(async move {

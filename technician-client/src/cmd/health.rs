@@ -5,12 +5,50 @@ use crate::health::{alerts_json, alerts_table, health_json, health_text, now_ms}
 use crate::relay::{RequestError, Session};
 use crate::{out, outln};
 use std::io::{IsTerminal, Write};
+use std::path::Path;
 use std::time::Duration;
 use tether_net::client::Credentials;
-use tether_protocol::health::human_secs;
+use tether_protocol::text::human_secs;
+
+/// A machine's latest health report (CPU, memory, disks, top processes, failed units) and
+/// open alerts.
+#[derive(clap::Args)]
+pub struct HealthArgs {
+    /// Device id, unique id prefix, or hostname.
+    pub device: String,
+    /// Keep refreshing until Ctrl-C (redraws in place on a terminal).
+    #[arg(long)]
+    pub watch: bool,
+    /// With --watch: how often to ask the relay.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration, requires = "watch")]
+    pub every: Duration,
+    /// Print JSON (with --watch: one line per new report).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Open alerts across all machines: full disks, memory pressure, failed units, silent agents.
+#[derive(clap::Args)]
+pub struct AlertsArgs {
+    /// Also alerts closed in the last 7 days.
+    #[arg(long)]
+    pub all: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `tether health DEVICE [--watch [--every D]] [--json]`.
+pub async fn health(dir: &Path, a: HealthArgs) -> Result<(), CmdError> {
+    let creds = super::credentials(dir)?;
+    if a.watch {
+        watch(&creds, &a.device, a.json, a.every).await
+    } else {
+        show(&creds, &a.device, a.json).await
+    }
+}
 
 /// `tether health DEVICE [--json]`.
-pub async fn show(creds: &Credentials, device: &str, json: bool) -> Result<(), CmdError> {
+async fn show(creds: &Credentials, device: &str, json: bool) -> Result<(), CmdError> {
     let session = Session::open(creds).await?;
     let h = session.health(device).await;
     session.close().await;
@@ -26,7 +64,7 @@ pub async fn show(creds: &Credentials, device: &str, json: bool) -> Result<(), C
 /// `tether health DEVICE --watch`: redraws every `every` until Ctrl-C. On a terminal the screen
 /// is redrawn in place; into a pipe (and with --json, one line per report) only new reports are
 /// written, so the output grows only when the device reports.
-pub async fn watch(
+async fn watch(
     creds: &Credentials,
     device: &str,
     json: bool,
@@ -93,8 +131,10 @@ pub async fn watch(
 }
 
 /// `tether alerts [--all] [--json]`.
-pub async fn list(creds: &Credentials, all: bool, json: bool) -> Result<(), CmdError> {
-    let session = Session::open(creds).await?;
+pub async fn alerts(dir: &Path, a: AlertsArgs) -> Result<(), CmdError> {
+    let (all, json) = (a.all, a.json);
+    let creds = super::credentials(dir)?;
+    let session = Session::open(&creds).await?;
     let rows = session.alerts(all).await;
     session.close().await;
     let rows = rows?;

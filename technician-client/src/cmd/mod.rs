@@ -1,5 +1,6 @@
-//! The `tether` commands, one module per command or family of commands; `main.rs` only parses
-//! the arguments and calls one of them.
+//! The `tether` commands, one module per command or family of commands, each with its
+//! arguments (a clap `Args` struct) and what it does; `main.rs` only parses the arguments and
+//! calls one of them.
 //!
 //! Most commands have the same shape: load the technician's credentials, open a connection to
 //! the relay, make one request, close the connection, print the answer (a table for people,
@@ -122,6 +123,48 @@ pub struct Why {
     /// Ticket reference, e.g. HD-1042.
     pub ticket: String,
     pub as_root: bool,
+}
+
+/// Why a session is opened, as given on the command line: recorded by the relay and shown to
+/// the user.
+#[derive(clap::Args, Debug, Clone)]
+pub struct WhyArgs {
+    /// Why you need the session (shown to the user, kept in the audit trail).
+    #[arg(long, default_value = "")]
+    pub reason: String,
+    /// Ticket reference, e.g. HD-1042.
+    #[arg(long, default_value = "")]
+    pub ticket: String,
+}
+
+/// Who the session acts as on the device: the desktop user, or root when asked for.
+#[derive(clap::Args, Debug)]
+pub struct AsRoot {
+    /// Run as root instead of the desktop user. The user sees it in the prompt, the audit
+    /// record keeps it, and the relay refuses unless the device group's policy allows it
+    /// (`tether policy --group G --allow-root on`).
+    #[arg(long)]
+    pub as_root: bool,
+}
+
+impl WhyArgs {
+    /// With `--as-root` (or not).
+    pub fn with_root(self, root: AsRoot) -> Why {
+        Why {
+            as_root: root.as_root,
+            ..self.into()
+        }
+    }
+}
+
+impl From<WhyArgs> for Why {
+    fn from(w: WhyArgs) -> Self {
+        Why {
+            reason: w.reason,
+            ticket: w.ticket,
+            as_root: false,
+        }
+    }
 }
 
 /// [`call`] with a session on `device` in between: opens it (the user may be asked), runs `f`

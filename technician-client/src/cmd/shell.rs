@@ -1,12 +1,23 @@
 //! `tether shell`: an interactive terminal on a device, glued to this terminal (raw mode,
 //! window size, piped input).
 
-use super::{CmdError, session_request, shell_permissions, waiting};
+use super::{AsRoot, CmdError, WhyArgs, session_request, shell_permissions, waiting};
 use crate::ops;
 use crate::relay::Session;
 use std::io::{IsTerminal, Read, Write};
+use std::path::Path;
 use tether_net::client::Credentials;
 use tether_protocol::session::{Activity, ToAgent, ToViewer};
+
+/// An interactive terminal on the device (the user approves the shell permission).
+#[derive(clap::Args)]
+pub struct ShellArgs {
+    pub device: String,
+    #[command(flatten)]
+    pub root: AsRoot,
+    #[command(flatten)]
+    pub why: WhyArgs,
+}
 
 /// Puts the terminal in raw mode while alive (keystrokes go to the remote shell unchanged).
 struct RawMode(bool);
@@ -28,7 +39,13 @@ impl Drop for RawMode {
 
 /// `tether shell DEVICE`: the remote shell on this terminal (raw mode when it is one) until it
 /// exits; ends with the shell's exit code.
-pub async fn shell(
+pub async fn run(dir: &Path, a: ShellArgs) -> Result<(), CmdError> {
+    let creds = super::credentials(dir)?;
+    let (reason, ticket) = (&a.why.reason, &a.why.ticket);
+    shell(&creds, &a.device, a.root.as_root, reason, ticket).await
+}
+
+async fn shell(
     creds: &Credentials,
     device: &str,
     as_root: bool,

@@ -1,13 +1,14 @@
 //! `tether push` and `tether pull`: copy files to or from a device with a progress bar,
 //! reconnecting and resuming while the connection keeps breaking (see [`crate::ops`]).
 
-use super::{CmdError, Why, session_request, waiting};
+use super::{AsRoot, CmdError, Why, WhyArgs, session_request, waiting};
 use crate::ops::{self, Transferred};
+use crate::outln;
 use crate::relay::{RequestError, Session};
 use crate::remote::RemoteSession;
 use std::collections::HashSet;
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tether_net::client::{ClientError, Credentials};
 use tether_protocol::session::{Activity, Permissions};
@@ -23,6 +24,58 @@ fn progress_bar(quiet: bool) -> indicatif::ProgressBar {
         bar.set_style(style);
     }
     bar
+}
+
+/// Copy a file or directory to a device (checksummed, resumed after a dropped connection).
+#[derive(clap::Args)]
+pub struct PushArgs {
+    pub device: String,
+    pub local: PathBuf,
+    /// Absolute destination on the device; ending in / puts LOCAL inside that directory.
+    pub remote: String,
+    #[command(flatten)]
+    pub root: AsRoot,
+    #[command(flatten)]
+    pub why: WhyArgs,
+}
+
+/// Copy a file or directory from a device (checksummed, resumed after a dropped connection).
+#[derive(clap::Args)]
+pub struct PullArgs {
+    pub device: String,
+    /// Absolute path on the device.
+    pub remote: String,
+    /// Where to put it (an existing directory keeps the remote name).
+    pub local: PathBuf,
+    #[command(flatten)]
+    pub root: AsRoot,
+    #[command(flatten)]
+    pub why: WhyArgs,
+}
+
+/// `tether push DEVICE LOCAL REMOTE`.
+pub async fn push(dir: &Path, a: PushArgs) -> Result<(), CmdError> {
+    let op = Transfer::Push {
+        local: a.local,
+        remote: a.remote,
+    };
+    run(dir, &a.device, op, a.why.with_root(a.root)).await
+}
+
+/// `tether pull DEVICE REMOTE LOCAL`.
+pub async fn pull(dir: &Path, a: PullArgs) -> Result<(), CmdError> {
+    let op = Transfer::Pull {
+        remote: a.remote,
+        local: a.local,
+    };
+    run(dir, &a.device, op, a.why.with_root(a.root)).await
+}
+
+/// Runs a push or pull and prints its summary.
+async fn run(dir: &Path, device: &str, op: Transfer, why: Why) -> Result<(), CmdError> {
+    let creds = super::credentials(dir)?;
+    outln!("{}", transfer_and_report(&creds, device, op, &why).await?);
+    Ok(())
 }
 
 /// A push or a pull.

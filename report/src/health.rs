@@ -1,19 +1,8 @@
 //! A health report as text for a terminal. Everything in it came from a device and was cleaned
-//! by [`HealthReport::sanitize`] before.
+//! by [`HealthReport::sanitize`] before; every string is cleaned again for the terminal here.
 
-use super::*;
-
-/// "42 s", "5 min 3 s", "2 h 5 min", "3 d 4 h".
-pub fn human_secs(s: i64) -> String {
-    let s = s.max(0);
-    match s {
-        0..=59 => format!("{s} s"),
-        60..=3599 if s % 60 == 0 => format!("{} min", s / 60),
-        60..=3599 => format!("{} min {} s", s / 60, s % 60),
-        3600..=86_399 => format!("{} h {} min", s / 3600, (s % 3600) / 60),
-        _ => format!("{} d {} h", s / 86_400, (s % 86_400) / 3600),
-    }
-}
+use tether_protocol::health::{HealthReport, MAX_PATH, MAX_TEXT, MAX_UNIT_NAME, ProcessUsage};
+use tether_protocol::text::{self, bytes, human_secs};
 
 /// "0.73".
 fn hundredths(v: u32) -> String {
@@ -60,7 +49,7 @@ fn process_rows(procs: &[ProcessUsage]) -> Vec<Vec<String>> {
                 p.pid.to_string(),
                 p.user.clone(),
                 permille(p.cpu_permille),
-                crate::report::bytes(p.memory_bytes),
+                bytes(p.memory_bytes),
                 p.name.clone(),
             ]
         })
@@ -87,9 +76,9 @@ pub fn text(r: &HealthReport) -> String {
         out,
         "memory  {} % used: {} of {} ({} available)",
         m.used_percent(),
-        crate::report::bytes(m.used_bytes()),
-        crate::report::bytes(m.total_bytes),
-        crate::report::bytes(m.available_bytes)
+        bytes(m.used_bytes()),
+        bytes(m.total_bytes),
+        bytes(m.available_bytes)
     );
     if m.swap_total_bytes == 0 {
         out.push_str("swap    none\n");
@@ -98,8 +87,8 @@ pub fn text(r: &HealthReport) -> String {
             out,
             "swap    {} % used: {} of {}",
             m.swap_used_percent(),
-            crate::report::bytes(m.swap_used_bytes()),
-            crate::report::bytes(m.swap_total_bytes)
+            bytes(m.swap_used_bytes()),
+            bytes(m.swap_total_bytes)
         );
     }
     out.push('\n');
@@ -110,9 +99,9 @@ pub fn text(r: &HealthReport) -> String {
             vec![
                 f.mount_point.clone(),
                 f.fs_type.clone(),
-                crate::report::bytes(f.size_bytes),
-                crate::report::bytes(f.used_bytes()),
-                crate::report::bytes(f.available_bytes),
+                bytes(f.size_bytes),
+                bytes(f.used_bytes()),
+                bytes(f.available_bytes),
                 format!("{} %", f.used_percent()),
                 f.device.clone(),
             ]
@@ -165,49 +154,55 @@ pub fn text(r: &HealthReport) -> String {
     out
 }
 
-/// One alert as JSON: the `alert` object the relay POSTs to webhooks and a row of
-/// `tether alerts --json`, one shape for both (serialise it with serde_json).
-#[derive(Serialize, Debug)]
-pub struct AlertJson<'a> {
-    pub id: i64,
-    pub device_id: &'a str,
-    pub hostname: &'a str,
-    pub group: &'a str,
-    pub kind: &'static str,
-    pub subject: &'a str,
-    pub value: i64,
-    pub threshold: i64,
-    pub detail: &'a str,
-    pub opened_at: String,
-    pub opened_unix_ms: i64,
-    pub closed_at: Option<String>,
-    pub closed_unix_ms: Option<i64>,
-    pub close_detail: Option<&'a str>,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tether_protocol::health::{FailedUnit, FilesystemUsage, MemoryUsage};
 
-impl AlertRow {
-    pub fn json(&self) -> AlertJson<'_> {
-        AlertJson {
-            id: self.id,
-            device_id: &self.device_id,
-            hostname: &self.hostname,
-            group: &self.group,
-            kind: self.kind.as_str(),
-            subject: &self.subject,
-            value: self.value,
-            threshold: self.threshold,
-            detail: &self.detail,
-            opened_at: rfc3339(self.opened_unix_ms),
-            opened_unix_ms: self.opened_unix_ms,
-            closed_at: self.closed_unix_ms.map(rfc3339),
-            closed_unix_ms: self.closed_unix_ms,
-            close_detail: self.close_detail.as_deref(),
+    fn fs(mp: &str, size: u64, avail: u64) -> FilesystemUsage {
+        FilesystemUsage {
+            mount_point: mp.into(),
+            fs_type: "ext4".into(),
+            device: "/dev/vda1".into(),
+            size_bytes: size,
+            free_bytes: avail,
+            available_bytes: avail,
         }
     }
-}
 
-/// `2026-12-03T06:40:22.123Z`; times before 1970 read as 1970.
-pub fn rfc3339(ms: i64) -> String {
-    let t = std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
-    humantime::format_rfc3339_millis(t).to_string()
+    fn report(mem_used_pct: u64, disks: Vec<FilesystemUsage>) -> HealthReport {
+        HealthReport {
+            memory: MemoryUsage {
+                total_bytes: 1000,
+                available_bytes: 1000 - mem_used_pct * 10,
+                ..Default::default()
+            },
+            filesystems: disks,
+            failed_units: Some(Vec::new()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn text_is_escaped() {
+        let mut r = report(50, vec![fs("/x\u{1b}[2J", 100, 10)]);
+        r.top_cpu = vec![ProcessUsage {
+            pid: 1,
+            name: "evil\u{1b}]0;t\u{7}".into(),
+            user: "root".into(),
+            cpu_permille: 1234,
+            memory_bytes: 2048,
+        }];
+        r.failed_units = Some(vec![FailedUnit {
+            name: "a\u{202e}.service".into(),
+            description: "\u{1b}[31mred".into(),
+        }]);
+        r.load.one = 73;
+        let t = text(&r);
+        assert!(!t.contains('\u{1b}') && !t.contains('\u{7}') && !t.contains('\u{202e}'));
+        assert!(t.contains("load 0.73 0.00 0.00"), "{t}");
+        assert!(t.contains("123.4 %"), "{t}");
+        assert!(t.contains("memory  50 % used"), "{t}");
+        assert!(t.contains("failed units: 1"), "{t}");
+    }
 }

@@ -2,27 +2,11 @@
 //! Shared by `tether-agent inventory` and `tether inventory`.
 //!
 //! Inventory text comes from agents and is untrusted: every value goes through
-//! [`crate::text::clean`] here (terminal) or [`crate::inventory::csv_cell`] (spreadsheets).
+//! [`tether_protocol::text::clean`] here (terminal) or [`csv_cell`] (spreadsheets).
 
-use crate::inventory::{Inventory, Summary, csv_cell};
-use crate::text::clean;
 use std::fmt::Write;
-
-/// "16.0 GiB", "512 MiB", "0 B".
-pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
+use tether_protocol::inventory::{Inventory, Summary, csv_cell};
+use tether_protocol::text::{bytes, clean};
 
 fn c(s: &str) -> String {
     clean(s, 512)
@@ -266,7 +250,7 @@ fn uptime(secs: u64) -> String {
     if secs == 0 {
         return "-".into();
     }
-    crate::text::duration_words(std::time::Duration::from_secs(secs))
+    tether_protocol::text::duration_words(std::time::Duration::from_secs(secs))
 }
 
 #[cfg(test)]
@@ -280,13 +264,6 @@ mod tests {
         assert!(text(&inv, false).contains("uptime        15 minutes"));
         inv.host.uptime_s = 2 * 86_400 + 4 * 3600 + 59;
         assert!(text(&inv, false).contains("uptime        2 days 4 hours"));
-    }
-
-    #[test]
-    fn byte_units() {
-        assert_eq!(bytes(0), "0 B");
-        assert_eq!(bytes(1536), "1.5 KiB");
-        assert_eq!(bytes(16 << 30), "16.0 GiB");
     }
 
     #[test]
@@ -313,5 +290,20 @@ mod tests {
             CSV_HEADER.matches(',').count(),
             "one cell per column: {row}"
         );
+    }
+
+    /// What the `decode` fuzz target does with an upload: the relay's decoding and cleaning,
+    /// then this printing, whole or cut short.
+    #[test]
+    fn decoded_uploads_print() {
+        let payload = tether_protocol::fuzzing::empty_modules_upload(1, 300).unwrap();
+        let mut printed = 0;
+        for cut in [payload.len(), payload.len() - 1, payload.len() / 2, 3] {
+            tether_protocol::fuzzing::decode_everything_then(&payload[..cut], &mut |inv| {
+                assert!(text(inv, true).contains("\nSoftware\n"));
+                printed += 1;
+            });
+        }
+        assert_eq!(printed, 1, "only the whole upload decodes");
     }
 }
