@@ -31,6 +31,7 @@ pub mod inventory;
 pub mod keys;
 pub mod liveness;
 pub mod message;
+pub mod palette;
 pub mod paths;
 pub mod session;
 pub mod text;
