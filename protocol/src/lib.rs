@@ -33,6 +33,7 @@ pub mod liveness;
 pub mod message;
 pub mod palette;
 pub mod paths;
+pub mod scroll;
 pub mod session;
 pub mod text;
 pub mod tiles;
