@@ -17,10 +17,8 @@
 //! path once and work from that handle; a tree is walked directory handle by directory handle.
 
 use crate::account::RunAs;
+use crate::platform::fs::{self as pfs, Dir, Found, Kind, LinkSafeError};
 use ring::digest::{Context, SHA256};
-use rustix::fd::{AsFd, OwnedFd};
-use rustix::fs::{AtFlags, CWD, FileType, Mode, OFlags, ResolveFlags};
-use rustix::io::Errno;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
@@ -36,7 +34,7 @@ use tokio::sync::mpsc;
 pub struct Put {
     who: RunAs,
     /// The directory the file goes into, held open since it was checked.
-    dir: Arc<OwnedFd>,
+    dir: Arc<Dir>,
     part_name: String,
     name: String,
     /// The destination as the technician named it (for messages and the audit record).
@@ -70,16 +68,8 @@ pub(crate) mod race {
     }
 }
 
-fn resolve() -> ResolveFlags {
-    ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS
-}
-
-fn dir_flags() -> OFlags {
-    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC
-}
-
 /// Opens the destination root: an existing absolute directory, no symlink anywhere on its path.
-fn open_root(root: &str) -> Result<OwnedFd, String> {
+fn open_root(root: &str) -> Result<Dir, String> {
     if !Path::new(root).is_absolute() {
         return Err(format!(
             "destination {root} must be an absolute path on the device"
@@ -95,56 +85,35 @@ fn open_root(root: &str) -> Result<OwnedFd, String> {
             "destination {root} contains '..'; name the directory itself"
         ));
     }
-    rustix::fs::openat2(
-        CWD,
-        root,
-        dir_flags(),
-        Mode::empty(),
-        ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
-    )
-    .map_err(|e| match e {
-        Errno::NOENT => format!("destination directory {root} does not exist on the device"),
-        // (O_NOFOLLOW with O_DIRECTORY reports a symlink as "not a directory"; the message is
-        // all the second look decides.)
-        Errno::NOTDIR
-            if std::fs::symlink_metadata(root).is_ok_and(|m| m.file_type().is_symlink()) =>
-        {
-            format!(
-                "destination {root} is a symlink; not writing through it (name the real directory)"
-            )
+    pfs::open_dir_nofollow(root).map_err(|e| match e {
+        LinkSafeError::NotFound => {
+            format!("destination directory {root} does not exist on the device")
         }
-        Errno::NOTDIR => format!("destination {root} is not a directory on the device"),
-        Errno::LOOP => format!(
+        LinkSafeError::Symlink => format!(
+            "destination {root} is a symlink; not writing through it (name the real directory)"
+        ),
+        LinkSafeError::NotDirectory => {
+            format!("destination {root} is not a directory on the device")
+        }
+        LinkSafeError::ThroughSymlink => format!(
             "destination {root} is or passes through a symlink; not writing through it (name the real directory)"
         ),
-        Errno::NOSYS => "file transfer needs Linux 5.6 or later (openat2) on the device".into(),
-        e => format!("{root}: {}", std::io::Error::from(e)),
+        LinkSafeError::Unsupported => {
+            "file transfer needs Linux 5.6 or later (openat2) on the device".into()
+        }
+        LinkSafeError::Io(e) => format!("{root}: {e}"),
     })
 }
 
 /// Opens (making it if missing) the directory `name` inside `parent`, never through a symlink.
-fn open_subdir(parent: &OwnedFd, name: &str, shown: &str) -> Result<OwnedFd, String> {
-    let open = || rustix::fs::openat2(parent, name, dir_flags(), Mode::empty(), resolve());
-    let fd = match open() {
-        Err(Errno::NOENT) => {
-            match rustix::fs::mkdirat(parent, name, Mode::from_raw_mode(0o777)) {
-                Ok(()) | Err(Errno::EXIST) => {}
-                Err(e) => return Err(format!("{shown}: {}", std::io::Error::from(e))),
-            }
-            open()
+fn open_subdir(parent: &Dir, name: &str, shown: &str) -> Result<Dir, String> {
+    parent.open_or_make_subdir(name).map_err(|e| match e {
+        LinkSafeError::Symlink | LinkSafeError::ThroughSymlink => {
+            format!("{shown} is a symlink; not writing through it")
         }
-        other => other,
-    };
-    let is_link = || {
-        rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW)
-            .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Symlink)
-    };
-    fd.map_err(|e| match e {
-        Errno::LOOP => format!("{shown} is a symlink; not writing through it"),
-        // O_NOFOLLOW with O_DIRECTORY reports a symlink as "not a directory".
-        Errno::NOTDIR if is_link() => format!("{shown} is a symlink; not writing through it"),
-        Errno::NOTDIR => format!("{shown} exists and is not a directory"),
-        e => format!("{shown}: {}", std::io::Error::from(e)),
+        LinkSafeError::NotDirectory => format!("{shown} exists and is not a directory"),
+        LinkSafeError::Io(e) => format!("{shown}: {e}"),
+        e => format!("{shown}: {e}"),
     })
 }
 
@@ -223,9 +192,9 @@ impl Put {
 
     fn remove_part(&self) {
         let (dir, part) = (self.dir.clone(), self.part_name.clone());
-        let _ = self.who.run(move || {
-            rustix::fs::unlinkat(&*dir, part.as_str(), AtFlags::empty()).map_err(|e| e.to_string())
-        });
+        let _ = self
+            .who
+            .run(move || dir.remove_file(&part).map_err(|e| e.to_string()));
     }
 
     pub fn finish(&mut self) -> Result<ToViewer, String> {
@@ -247,12 +216,11 @@ impl Put {
         let dest = self.dest.clone();
         self.who.run(move || {
             file.sync_all().map_err(|e| e.to_string())?;
-            rustix::fs::fchmod(&file, Mode::from_raw_mode(mode)).map_err(|e| e.to_string())?;
+            pfs::set_mode(&file, mode).map_err(|e| e.to_string())?;
             #[cfg(test)]
             race::at(&dest, "rename");
             // Inside the directory held since the check: a swapped path cannot redirect it.
-            rustix::fs::renameat(&*dir, part.as_str(), &*dir, name.as_str())
-                .map_err(|e| format!("{dest}: {}", std::io::Error::from(e)))
+            dir.rename(&part, &name).map_err(|e| format!("{dest}: {e}"))
         })?;
         Ok(ToViewer::PutDone {
             size: self.size,
@@ -277,7 +245,7 @@ fn open_part(
     part_name: &str,
     uid: u32,
     size: u64,
-) -> Result<(OwnedFd, File, u64, Context), String> {
+) -> Result<(Dir, File, u64, Context), String> {
     let mut dir = open_root(root)?;
     let mut shown = root.trim_end_matches('/').to_string();
     for d in dirs {
@@ -289,38 +257,28 @@ fn open_part(
     #[cfg(test)]
     race::at(root, "walked");
     let dest = format!("{shown}/{name}");
-    match rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {
-        Ok(st) if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile => {
-            return Err(format!(
-                "{dest} exists and is not a regular file; not replacing it"
-            ));
-        }
-        _ => {}
+    if dir.kind_of(name).is_some_and(|k| k != Kind::File) {
+        return Err(format!(
+            "{dest} exists and is not a regular file; not replacing it"
+        ));
     }
-    let fd = rustix::fs::openat2(
-        &dir,
-        part_name,
-        OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY,
-        Mode::from_raw_mode(0o600),
-        resolve(),
-    )
-    .map_err(|e| match e {
-        Errno::LOOP => format!("{shown}/{part_name} is a symlink; not writing through it"),
-        e => format!("{dest}: {}", std::io::Error::from(e)),
-    })?;
+    let (mut file, st) = dir
+        .create_or_open_nofollow(part_name, 0o600)
+        .map_err(|e| match e {
+            LinkSafeError::Symlink => {
+                format!("{shown}/{part_name} is a symlink; not writing through it")
+            }
+            LinkSafeError::Io(e) => format!("{dest}: {e}"),
+            e => format!("{dest}: {e}"),
+        })?;
     // A part file someone else prepared (a hard link to another file, a file of another
     // user) is not resumed into.
-    let st = rustix::fs::fstat(&fd).map_err(|e| e.to_string())?;
-    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile
-        || st.st_nlink != 1
-        || st.st_uid != uid
-    {
+    if st.kind != Kind::File || st.links != 1 || st.owner != uid {
         return Err(format!(
             "{shown}/{part_name} exists and is not this transfer's own file; remove it and push again"
         ));
     }
-    let mut file = File::from(fd);
-    let mut have = st.st_size.max(0) as u64;
+    let mut have = st.size;
     if have > size {
         file.set_len(0).map_err(|e| e.to_string())?;
         have = 0;
@@ -343,10 +301,6 @@ fn open_part(
     Ok((dir, file, have, hash))
 }
 
-fn mode_of(st: &rustix::fs::Stat) -> u32 {
-    st.st_mode & 0o777
-}
-
 /// What is at `path`: a file, or a directory and every file and directory below it (symlinks
 /// inside are skipped, names that are not UTF-8 too). Runs as the session's account.
 pub fn stat(path: &str, who: &RunAs) -> Result<RemoteEntry, String> {
@@ -358,62 +312,42 @@ fn stat_as_user(path: &str) -> Result<RemoteEntry, String> {
     if !Path::new(path).is_absolute() {
         return Err(format!("{path} must be an absolute path on the device"));
     }
-    // O_PATH: a FIFO or device is looked at, never opened.
-    let top = rustix::fs::open(path, OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
-        .map_err(|e| format!("{path}: {}", std::io::Error::from(e)))?;
-    let st = rustix::fs::fstat(&top).map_err(|e| format!("{path}: {e}"))?;
-    match FileType::from_raw_mode(st.st_mode) {
-        FileType::RegularFile => {
+    let root = match pfs::look_at(path).map_err(|e| format!("{path}: {e}"))? {
+        Found::File(st) => {
             return Ok(RemoteEntry::File {
-                size: st.st_size.max(0) as u64,
-                mode: mode_of(&st),
+                size: st.size,
+                mode: st.mode,
             });
         }
-        FileType::Directory => {}
-        _ => return Err(format!("{path} is neither a file nor a directory")),
-    }
-    let root = rustix::fs::openat(&top, ".", dir_flags(), Mode::empty())
-        .map_err(|e| format!("{path}: {}", std::io::Error::from(e)))?;
+        Found::Directory(dir) => dir,
+        Found::Other => return Err(format!("{path} is neither a file nor a directory")),
+    };
     let mut entries = Vec::new();
     // Directories still to list: the one they are in (held open), their name, their prefix.
-    let mut stack: Vec<(Arc<OwnedFd>, Option<String>, String)> =
+    let mut stack: Vec<(Arc<Dir>, Option<String>, String)> =
         vec![(Arc::new(root), None, String::new())];
     while let Some((parent, name, prefix)) = stack.pop() {
         let shown = format!("{path}/{prefix}");
         let dir = match &name {
             None => parent,
-            Some(n) => Arc::new(
-                rustix::fs::openat2(&*parent, n.as_str(), dir_flags(), Mode::empty(), resolve())
-                    .map_err(|e| format!("{shown}: {}", std::io::Error::from(e)))?,
-            ),
+            Some(n) => Arc::new(parent.open_subdir(n).map_err(|e| format!("{shown}: {e}"))?),
         };
-        let rd = rustix::fs::Dir::read_from(dir.as_fd())
-            .map_err(|e| format!("{shown}: {}", std::io::Error::from(e)))?;
-        for e in rd.flatten() {
-            let Ok(name) = e.file_name().to_str().map(str::to_string) else {
-                continue;
-            };
-            if name == "." || name == ".." {
-                continue;
-            }
-            let Ok(st) = rustix::fs::statat(&*dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW) else {
-                continue;
-            };
+        for (name, st) in dir.entries().map_err(|e| format!("{shown}: {e}"))? {
             let rel = format!("{prefix}{name}");
-            match FileType::from_raw_mode(st.st_mode) {
-                FileType::Directory => {
+            match st.kind {
+                Kind::Directory => {
                     entries.push(DirEntry {
                         rel: rel.clone(),
                         size: 0,
-                        mode: mode_of(&st),
+                        mode: st.mode,
                         dir: true,
                     });
                     stack.push((dir.clone(), Some(name), format!("{rel}/")));
                 }
-                FileType::RegularFile => entries.push(DirEntry {
+                Kind::File => entries.push(DirEntry {
                     rel,
-                    size: st.st_size.max(0) as u64,
-                    mode: mode_of(&st),
+                    size: st.size,
+                    mode: st.mode,
                     dir: false,
                 }),
                 _ => {}
@@ -435,17 +369,11 @@ fn open_for_get(path: &str) -> Result<File, String> {
     if !Path::new(path).is_absolute() {
         return Err(format!("{path} must be an absolute path on the device"));
     }
-    let fd = rustix::fs::open(
-        path,
-        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK,
-        Mode::empty(),
-    )
-    .map_err(|e| format!("{path}: {}", std::io::Error::from(e)))?;
-    let st = rustix::fs::fstat(&fd).map_err(|e| format!("{path}: {e}"))?;
-    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+    let (file, st) = pfs::open_for_reading(path).map_err(|e| format!("{path}: {e}"))?;
+    if st.kind != Kind::File {
         return Err(format!("{path} is not a regular file"));
     }
-    Ok(File::from(fd))
+    Ok(file)
 }
 
 /// Streams the file at `path` from `offset` into `out`, then its size and the SHA-256 of the
@@ -698,9 +626,9 @@ mod tests {
                 let mut flips = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     rustix::fs::renameat_with(
-                        CWD,
+                        rustix::fs::CWD,
                         d.join("sub"),
-                        CWD,
+                        rustix::fs::CWD,
                         d.join("link"),
                         rustix::fs::RenameFlags::EXCHANGE,
                     )

@@ -2,6 +2,7 @@
 //! shells and commands on pseudo-terminals and in process groups, and file access that never
 //! follows a symbolic link.
 
+pub mod fs;
 pub mod ipc;
 pub mod paths;
 pub mod process;
