@@ -23,7 +23,7 @@ pub use clipboard::ClipboardError;
 
 /// The machine side, for this operating system.
 #[cfg(target_os = "linux")]
-pub use linux::{fs, ipc as local, paths::default_state_dir, process, users::parse_user};
+pub use linux::{fs, ipc as local, paths::default_state_dir, process, pty, users::parse_user};
 
 /// Why the platform cannot give what was asked.
 #[derive(Debug, Error)]

@@ -6,4 +6,5 @@ pub mod fs;
 pub mod ipc;
 pub mod paths;
 pub mod process;
+pub mod pty;
 pub mod users;
