@@ -6,7 +6,8 @@
 //! sample (the first sample waits sysinfo's minimum interval, 200 ms). Nothing here fails the
 //! report: a part that cannot be read adds a line to `errors` and stays empty.
 
-use crate::collect::filesystems::PSEUDO;
+use crate::platform::inventory::filesystems::PSEUDO;
+use crate::platform::mounts;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -86,7 +87,7 @@ pub fn parse_mounts(text: &str) -> Vec<Mount> {
         else {
             continue;
         };
-        let mp = crate::collect::filesystems::unescape(mp);
+        let mp = crate::platform::inventory::filesystems::unescape(mp);
         let read_only = opts.split(',').any(|o| o == "ro");
         let skipped_dir = SKIP_UNDER.iter().any(|d| under(&mp, d)) && !under(&mp, "/dev/shm");
         if !mp.starts_with('/') || skipped_type(ty) || skipped_dir {
@@ -100,7 +101,7 @@ pub fn parse_mounts(text: &str) -> Vec<Mount> {
         by_mp.insert(
             mp.clone(),
             Mount {
-                device: crate::collect::filesystems::unescape(dev),
+                device: crate::platform::inventory::filesystems::unescape(dev),
                 mount_point: mp,
                 fs_type: ty.to_string(),
             },
@@ -109,40 +110,30 @@ pub fn parse_mounts(text: &str) -> Vec<Mount> {
     by_mp.into_values().collect()
 }
 
-/// Sizes of the mounts in `/proc/self/mounts` (statvfs). The fullest are kept when there are
+/// Sizes of the mounts in the platform's mount table (`/proc/self/mounts`, statvfs). The fullest are kept when there are
 /// more than the report holds.
 pub fn filesystems(errors: &mut Vec<String>) -> Vec<FilesystemUsage> {
-    let read = std::fs::File::open("/proc/self/mounts").and_then(|f| {
-        let mut b = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::Read::take(f, 4 << 20), &mut b).map(|_| b)
-    });
-    let text = match read {
-        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+    let text = match mounts::mount_table() {
+        Ok(t) => t,
         Err(e) => {
-            errors.push(format!("/proc/self/mounts: {e}"));
+            errors.push(format!("{}: {e}", mounts::MOUNT_TABLE));
             return Vec::new();
         }
     };
     let mut out: Vec<FilesystemUsage> = Vec::new();
     for m in parse_mounts(&text) {
-        match rustix::fs::statvfs(m.mount_point.as_str()) {
-            Ok(st) => {
-                let unit = if st.f_frsize > 0 {
-                    st.f_frsize
-                } else {
-                    st.f_bsize
-                };
-                let size = st.f_blocks.saturating_mul(unit);
-                if size == 0 {
+        match mounts::usage(&m.mount_point) {
+            Ok(u) => {
+                if u.size == 0 {
                     continue;
                 }
                 out.push(FilesystemUsage {
                     mount_point: m.mount_point,
                     fs_type: m.fs_type,
                     device: m.device,
-                    size_bytes: size,
-                    free_bytes: st.f_bfree.saturating_mul(unit),
-                    available_bytes: st.f_bavail.saturating_mul(unit),
+                    size_bytes: u.size,
+                    free_bytes: u.free,
+                    available_bytes: u.available,
                 });
             }
             // Unmounted meanwhile, or not ours to look at.

@@ -1,9 +1,10 @@
 //! The agent's connection to the relay: connect, hello, status, heartbeats through
 //! [`AgentConn`], and reconnect with jittered exponential backoff (0.5 s up to 30 s) forever.
 
+use crate::SOFTWARE;
 use crate::consent::Consent;
+use crate::platform::host;
 use crate::reporter::{Latest, LatestRx};
-use crate::{SOFTWARE, host};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;

@@ -5,7 +5,8 @@
 //!   input, the clipboard — is a [`Desktop`], chosen at run time among desktop kinds
 //!   ([`DesktopKind`]: X11 today; Wayland is recognised but not supported yet).
 //! * What a machine gives the service — local IPC with peer identity, paths and the state
-//!   directory, shells and commands, file creation without following links — is chosen by
+//!   directory, users and acting as one, shells (pseudo-terminals) and commands, file creation
+//!   without following links, mounted filesystems, the inventory's sources — is chosen by
 //!   `cfg(target_os)`: [`linux`] today.
 
 pub mod clipboard;
@@ -23,7 +24,10 @@ pub use clipboard::ClipboardError;
 
 /// The machine side, for this operating system.
 #[cfg(target_os = "linux")]
-pub use linux::{fs, ipc as local, paths::default_state_dir, process, pty, users::parse_user};
+pub use linux::{
+    credentials, fs, host, inventory, ipc as local, mounts, paths::default_state_dir, process, pty,
+    users, users::parse_user,
+};
 
 /// Why the platform cannot give what was asked.
 #[derive(Debug, Error)]
