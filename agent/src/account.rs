@@ -12,8 +12,29 @@
 //! nor ptrace it (a fatal signal would take the whole agent down); the kernel checks every
 //! access as the user and files are created as theirs. The thread ends with the operation.
 
-use crate::platform::credentials;
+use crate::platform::credentials::{self, CredentialsError};
+use crate::platform::users::UserError;
 use tether_protocol::session::Permissions;
+use thiserror::Error;
+
+/// Why a session cannot act as its account. Each is one line for the technician.
+#[derive(Debug, Error)]
+pub enum AccountError {
+    #[error(transparent)]
+    User(#[from] UserError),
+    #[error("the agent on this device does not run as root, so the session cannot run as root")]
+    AgentNotRoot,
+    #[error("{NO_SESSION_USER}")]
+    NoSessionUser,
+    #[error(transparent)]
+    Credentials(#[from] CredentialsError),
+    #[error("cannot act as {who}: {source}")]
+    Become { who: String, source: std::io::Error },
+    #[error("cannot start a thread: {0}")]
+    Thread(std::io::Error),
+    #[error("file operation failed unexpectedly")]
+    Panicked,
+}
 
 pub use crate::platform::users::Account;
 
@@ -31,14 +52,11 @@ impl RunAs {
     pub fn for_session(
         permissions: Permissions,
         session_user: Option<u32>,
-    ) -> Result<RunAs, String> {
+    ) -> Result<RunAs, AccountError> {
         let me = tether_net::local::current_uid();
         if permissions.as_root() {
             if me != 0 {
-                return Err(
-                    "the agent on this device does not run as root, so the session cannot run as root"
-                        .into(),
-                );
+                return Err(AccountError::AgentNotRoot);
             }
             return Ok(RunAs {
                 account: Account::lookup(0)?,
@@ -56,7 +74,7 @@ impl RunAs {
                 account: Account::lookup(uid)?,
                 switch: true,
             }),
-            _ => Err(NO_SESSION_USER.into()),
+            _ => Err(AccountError::NoSessionUser),
         }
     }
 
@@ -71,19 +89,22 @@ impl RunAs {
 
     /// What to put in front of a command so that it runs as this account, when switching
     /// (`setpriv` and its arguments on Linux).
-    pub fn wrapper(&self) -> Result<Option<Vec<String>>, String> {
+    pub fn wrapper(&self) -> Result<Option<Vec<String>>, AccountError> {
         if !self.switch {
             return Ok(None);
         }
-        credentials::switch_wrapper(self.account.uid, self.account.gid).map(Some)
+        Ok(Some(credentials::switch_wrapper(
+            self.account.uid,
+            self.account.gid,
+        )?))
     }
 
     /// Runs `f` with this account's credentials on a fresh thread of its own (see the module
     /// docs), and waits for it.
-    pub fn run<T: Send + 'static>(
+    pub fn run<T: Send + 'static, E: From<AccountError> + Send + 'static>(
         &self,
-        f: impl FnOnce() -> Result<T, String> + Send + 'static,
-    ) -> Result<T, String> {
+        f: impl FnOnce() -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E> {
         let who = self.clone();
         std::thread::Builder::new()
             .name("tether-as-user".into())
@@ -91,18 +112,21 @@ impl RunAs {
                 who.become_on_this_thread()?;
                 f()
             })
-            .map_err(|e| format!("cannot start a thread: {e}"))?
+            .map_err(AccountError::Thread)?
             .join()
-            .map_err(|_| "file operation failed unexpectedly".to_string())?
+            .map_err(|_| AccountError::Panicked)?
     }
 
     /// Only ever called on a thread that ends right after (see [`RunAs::run`]).
-    fn become_on_this_thread(&self) -> Result<(), String> {
+    fn become_on_this_thread(&self) -> Result<(), AccountError> {
         if !self.switch {
             return Ok(());
         }
         credentials::become_on_this_thread(self.account.uid, self.account.gid, &self.account.groups)
-            .map_err(|e| format!("cannot act as {}: {e}", self.describe()))
+            .map_err(|source| AccountError::Become {
+                who: self.describe(),
+                source,
+            })
     }
 }
 
@@ -131,11 +155,11 @@ mod tests {
         assert_eq!(user.account.uid, 65534);
         assert!(user.switch);
         assert_eq!(
-            RunAs::for_session(shell, None).unwrap_err(),
+            RunAs::for_session(shell, None).unwrap_err().to_string(),
             NO_SESSION_USER
         );
         assert_eq!(
-            RunAs::for_session(shell, Some(0)).unwrap_err(),
+            RunAs::for_session(shell, Some(0)).unwrap_err().to_string(),
             NO_SESSION_USER
         );
         // Root alone (without shell or files) is not a way in.
@@ -154,7 +178,7 @@ mod tests {
         let who = RunAs::for_session(Permissions::FILES, Some(65534)).unwrap();
         let (euid, denied) = who
             .run(|| {
-                Ok((
+                Ok::<_, AccountError>((
                     nix::unistd::geteuid().as_raw(),
                     std::fs::read("/etc/shadow").is_err(),
                 ))

@@ -97,7 +97,7 @@ pub async fn serve(
                 warn!(session = %g.session_id, "session refused: {message}");
                 let reply = OfferReply::Refuse {
                     kind: RefuseKind::Invalid,
-                    message,
+                    message: message.to_string(),
                 };
                 let _ = write_msg(&mut send, &reply, limits::CONTROL).await;
                 let _ = send.finish();
@@ -333,7 +333,9 @@ async fn run(
                                 ));
                                 None
                             }
-                            Err(message) => Some(ToViewer::Error { message }),
+                            Err(e) => Some(ToViewer::Error {
+                                message: e.to_string(),
+                            }),
                         }
                     } else {
                         Some(nobody())
@@ -379,7 +381,9 @@ async fn run(
                                     &session_id,
                                     format!("exec {} failed: {message}", command_line(&argv)),
                                 );
-                                Some(ToViewer::Error { message })
+                                Some(ToViewer::Error {
+                                    message: message.to_string(),
+                                })
                             }
                         }
                     } else {
@@ -393,7 +397,7 @@ async fn run(
                 }
                 ToAgent::PutStart(p) => {
                     put = None;
-                    let who = who.clone().ok_or_else(|| "no account".to_string());
+                    let who = who.clone().ok_or(crate::files::FileError::NoAccount);
                     match tokio::task::block_in_place(|| {
                         who.and_then(|who| crate::files::Put::start(&p, &who))
                     }) {
@@ -406,7 +410,9 @@ async fn run(
                                         consent.audit(&session_id, started.describe());
                                         Some(d)
                                     }
-                                    Err(message) => Some(ToViewer::Error { message }),
+                                    Err(e) => Some(ToViewer::Error {
+                                        message: e.to_string(),
+                                    }),
                                 }
                             } else {
                                 put = Some(started);
@@ -415,7 +421,9 @@ async fn run(
                         }
                         Err(message) => {
                             consent.audit(&session_id, format!("push refused: {message}"));
-                            Some(ToViewer::Error { message })
+                            Some(ToViewer::Error {
+                                message: message.to_string(),
+                            })
                         }
                     }
                 }
@@ -431,7 +439,9 @@ async fn run(
                             consent
                                 .audit(&session_id, format!("{} failed: {message}", p.describe()));
                             put = None;
-                            Some(ToViewer::Error { message })
+                            Some(ToViewer::Error {
+                                message: message.to_string(),
+                            })
                         }
                     },
                     None => Some(ToViewer::Error {
@@ -443,13 +453,15 @@ async fn run(
                         let who = who.clone();
                         move || match who {
                             Some(who) => crate::files::stat(&path, &who),
-                            None => Err("no account".into()),
+                            None => Err(crate::files::FileError::NoAccount),
                         }
                     })
                     .await
                     {
                         Ok(Ok(entry)) => ToViewer::StatReply(entry),
-                        Ok(Err(message)) => ToViewer::Error { message },
+                        Ok(Err(e)) => ToViewer::Error {
+                            message: e.to_string(),
+                        },
                         Err(e) => ToViewer::Error {
                             message: e.to_string(),
                         },
@@ -473,7 +485,11 @@ async fn run(
                             Ok(_) => {}
                             Err(message) => {
                                 consent.audit(&id, format!("pull {path} failed: {message}"));
-                                let _ = out.send(ToViewer::Error { message }).await;
+                                let _ = out
+                                    .send(ToViewer::Error {
+                                        message: message.to_string(),
+                                    })
+                                    .await;
                             }
                         }
                     }));

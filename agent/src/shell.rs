@@ -12,17 +12,33 @@
 //! whole terminal session (every job the shell started) is killed when the shell ends or the
 //! session does.
 
-use crate::account::RunAs;
+use crate::account::{AccountError, RunAs};
 use crate::platform::process::{
     exit_signal, find_program, kill_group, kill_session, own_process_group, wait_exited,
 };
-use crate::platform::pty::{self, PtyCommand, PtyKiller, PtyResizer};
+use crate::platform::pty::{self, PtyCommand, PtyError, PtyKiller, PtyResizer};
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 use tether_protocol::session::{OutStream, ToViewer};
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 use tracing::warn;
+
+/// Why a shell or command did not start: one line for the technician.
+#[derive(Debug, thiserror::Error)]
+pub enum ShellError {
+    #[error(transparent)]
+    Account(#[from] AccountError),
+    #[error(transparent)]
+    Pty(#[from] PtyError),
+    #[error("empty command")]
+    EmptyCommand,
+    #[error("cannot run {program}: {source}")]
+    CannotRun {
+        program: String,
+        source: std::io::Error,
+    },
+}
 
 /// How the shell or command ended, for the audit record.
 pub type Ended = tokio::sync::oneshot::Receiver<ToViewer>;
@@ -43,7 +59,7 @@ fn size(cols: u16, rows: u16) -> (u16, u16) {
 }
 
 /// The login shell of the session's account, switched to it when the agent is root.
-fn shell_command(who: &RunAs) -> Result<PtyCommand, String> {
+fn shell_command(who: &RunAs) -> Result<PtyCommand, ShellError> {
     let shell = who.account.login_shell();
     let mut argv: Vec<String> = who.wrapper()?.unwrap_or_default();
     argv.push(shell.display().to_string());
@@ -71,7 +87,7 @@ impl Shell {
         who: &RunAs,
         out: mpsc::Sender<ToViewer>,
         transcript: Option<mpsc::Sender<Vec<u8>>>,
-    ) -> Result<(Shell, Ended), String> {
+    ) -> Result<(Shell, Ended), ShellError> {
         let cmd = shell_command(who)?;
         let (cols, rows) = size(cols, rows);
         let pty::Pty {
@@ -79,7 +95,7 @@ impl Shell {
             mut writer,
             resizer,
             mut child,
-        } = pty::spawn(cmd, cols, rows).map_err(|e| e.to_string())?;
+        } = pty::spawn(cmd, cols, rows)?;
         let killer = child.killer();
         let sid = child.process_id().and_then(|p| i32::try_from(p).ok());
         let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -210,8 +226,12 @@ pub fn exec(
     timeout: Option<Duration>,
     who: &RunAs,
     out: mpsc::Sender<ToViewer>,
-) -> Result<(Exec, Ended), String> {
-    let program = argv.first().ok_or("empty command")?;
+) -> Result<(Exec, Ended), ShellError> {
+    let program = argv.first().ok_or(ShellError::EmptyCommand)?;
+    let cannot_run = |source| ShellError::CannotRun {
+        program: program.clone(),
+        source,
+    };
     let env = who.account.env();
     let mut full = match who.wrapper()? {
         Some(wrapper) => {
@@ -221,13 +241,13 @@ pub fn exec(
                 .find(|(k, _)| *k == "PATH")
                 .map(|(_, v)| v.as_str())
                 .unwrap_or_default();
-            find_program(program, path).map_err(|e| format!("cannot run {program}: {e}"))?;
+            find_program(program, path).map_err(cannot_run)?;
             wrapper
         }
         None => Vec::new(),
     };
     full.extend(argv.iter().cloned());
-    let (first, rest) = full.split_first().ok_or("empty command")?;
+    let (first, rest) = full.split_first().ok_or(ShellError::EmptyCommand)?;
     let mut cmd = tokio::process::Command::new(first);
     cmd.args(rest)
         .env_clear()
@@ -238,9 +258,7 @@ pub fn exec(
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true);
     own_process_group(&mut cmd);
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot run {program}: {e}"))?;
+    let mut child = cmd.spawn().map_err(cannot_run)?;
     let pgid = child.id().map(|p| p as i32);
     let pump = |stream: OutStream, mut r: Box<dyn tokio::io::AsyncRead + Unpin + Send>| {
         let out = out.clone();

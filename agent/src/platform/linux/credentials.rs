@@ -12,13 +12,22 @@
 //!   wrappers): supplementary groups, then gid, then the effective uid. The real and saved uid
 //!   stay as they were (0), so the user can neither signal nor ptrace that thread.
 
+/// Why a process cannot be started as another user.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialsError {
+    #[error(
+        "setpriv (util-linux) is missing on the device; it is needed to run as the desktop user"
+    )]
+    NoSetpriv,
+}
+
 /// The program and arguments to put in front of a command so that it runs as `uid`/`gid` with
 /// the user's supplementary groups.
-pub fn switch_wrapper(uid: u32, gid: u32) -> Result<Vec<String>, String> {
+pub fn switch_wrapper(uid: u32, gid: u32) -> Result<Vec<String>, CredentialsError> {
     let setpriv = ["/usr/bin/setpriv", "/bin/setpriv", "/usr/sbin/setpriv"]
         .into_iter()
         .find(|p| std::path::Path::new(p).exists())
-        .ok_or("setpriv (util-linux) is missing on the device; it is needed to run as the desktop user")?;
+        .ok_or(CredentialsError::NoSetpriv)?;
     Ok(vec![
         setpriv.to_string(),
         format!("--reuid={uid}"),

@@ -17,6 +17,8 @@ pub enum PtyError {
     /// The terminal's reader or writer could not be had.
     #[error("{0}")]
     Handle(String),
+    #[error("{0}")]
+    Resize(String),
 }
 
 /// What to start on the terminal: nothing is inherited from the agent's environment.
@@ -84,9 +86,11 @@ pub struct PtyResizer(
 );
 
 impl PtyResizer {
-    pub fn resize(&self, cols: u16, rows: u16) -> Result<(), String> {
+    pub fn resize(&self, cols: u16, rows: u16) -> Result<(), PtyError> {
         match self.0.lock() {
-            Ok(m) => m.resize(size(cols, rows)).map_err(|e| e.to_string()),
+            Ok(m) => m
+                .resize(size(cols, rows))
+                .map_err(|e| PtyError::Resize(e.to_string())),
             Err(_) => Ok(()),
         }
     }

@@ -3,19 +3,37 @@
 
 use std::ffi::CString;
 use std::path::PathBuf;
+use thiserror::Error;
+
+/// Why a user cannot be found.
+#[derive(Debug, Error)]
+pub enum UserError {
+    #[error("{0}")]
+    Passwd(std::io::Error),
+    #[error("no user named {0}")]
+    NoSuchName(String),
+    #[error("uid -1 is not a user")]
+    NotAUser,
+    #[error("looking up uid {uid}: {source}")]
+    Lookup { uid: u32, source: nix::errno::Errno },
+    #[error("uid {0} has no entry in the user database")]
+    NoEntry(u32),
+    #[error("uid {0} has gid -1")]
+    NoGid(u32),
+}
 
 /// A user name (looked up in `/etc/passwd`) or a numeric uid.
-pub fn parse_user(s: &str) -> Result<u32, String> {
+pub fn parse_user(s: &str) -> Result<u32, UserError> {
     if let Ok(uid) = s.parse() {
         return Ok(uid);
     }
-    let passwd = std::fs::read_to_string("/etc/passwd").map_err(|e| e.to_string())?;
+    let passwd = std::fs::read_to_string("/etc/passwd").map_err(UserError::Passwd)?;
     passwd
         .lines()
         .map(|l| l.split(':').collect::<Vec<_>>())
         .find(|f| f.first() == Some(&s))
         .and_then(|f| f.get(2).and_then(|uid| uid.parse().ok()))
-        .ok_or_else(|| format!("no user named {s}"))
+        .ok_or_else(|| UserError::NoSuchName(s.to_string()))
 }
 
 /// A user's identity from the user database (NSS: local files, LDAP, …).
@@ -31,16 +49,16 @@ pub struct Account {
 }
 
 impl Account {
-    pub fn lookup(uid: u32) -> Result<Account, String> {
+    pub fn lookup(uid: u32) -> Result<Account, UserError> {
         if uid == u32::MAX {
-            return Err("uid -1 is not a user".into());
+            return Err(UserError::NotAUser);
         }
         let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
-            .map_err(|e| format!("looking up uid {uid}: {e}"))?
-            .ok_or_else(|| format!("uid {uid} has no entry in the user database"))?;
+            .map_err(|source| UserError::Lookup { uid, source })?
+            .ok_or(UserError::NoEntry(uid))?;
         let gid = user.gid.as_raw();
         if gid == u32::MAX {
-            return Err(format!("uid {uid} has gid -1"));
+            return Err(UserError::NoGid(uid));
         }
         let groups = CString::new(user.name.clone())
             .ok()
@@ -116,8 +134,8 @@ mod tests {
 
     #[test]
     fn users_by_name_or_number() {
-        assert_eq!(parse_user("0"), Ok(0));
-        assert_eq!(parse_user("root"), Ok(0));
+        assert_eq!(parse_user("0").ok(), Some(0));
+        assert_eq!(parse_user("root").ok(), Some(0));
         assert!(parse_user("no-such-user-here").is_err());
     }
 }
