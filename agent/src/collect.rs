@@ -43,9 +43,18 @@ impl Default for CollectOptions {
 
 type Apply = Box<dyn FnOnce(&mut Inventory) + Send>;
 
+/// Why a collector gave nothing.
+#[derive(Debug, thiserror::Error)]
+enum Failed {
+    #[error(transparent)]
+    Collect(#[from] CollectError),
+    #[error("collector panicked")]
+    Panicked,
+}
+
 struct Msg {
     name: &'static str,
-    result: Result<Apply, String>,
+    result: Result<Apply, Failed>,
     warnings: Warnings,
 }
 
@@ -74,8 +83,8 @@ impl Spawn for Runner {
                 }));
                 let result = match outcome {
                     Ok(Ok(v)) => Ok(Box::new(move |inv: &mut Inventory| apply(inv, v)) as Apply),
-                    Ok(Err(e)) => Err(e.to_string()),
-                    Err(_) => Err("collector panicked".to_string()),
+                    Ok(Err(e)) => Err(Failed::Collect(e)),
+                    Err(_) => Err(Failed::Panicked),
                 };
                 // The receiver may be gone after a timeout; nothing to do then.
                 let _ = tx.send(Msg {
@@ -156,7 +165,7 @@ pub fn collect(opts: &CollectOptions) -> Inventory {
                 tracing::warn!(collector = msg.name, error = %e, "collector failed");
                 errors.push(CollectorError {
                     collector: msg.name.to_string(),
-                    message: e,
+                    message: e.to_string(),
                 });
             }
         }

@@ -7,18 +7,81 @@ use crate::consent::Consent;
 use crate::input;
 use crate::screen;
 use quinn::{RecvStream, SendStream};
+use tether_net::NetError;
+use tether_net::client::ClientError;
 use tether_net::client::Credentials;
 use tether_net::framed::{read_msg, write_msg};
 use tether_net::pki;
+use tether_net::pki::PkiError;
+use tether_protocol::codec::CodecError;
 use tether_protocol::consent::Outcome;
+use tether_protocol::frame::FrameError;
 use tether_protocol::identity::Identity;
+use tether_protocol::session::GrantError;
 use tether_protocol::session::{
     OfferReply, RefuseKind, RelayStream, SessionGate, SessionGrant, ToAgent, ToViewer, command_line,
 };
 use tether_protocol::{codec, frame, limits};
+use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
+
+/// Why a session offer is refused before anyone is asked.
+#[derive(Debug, Error)]
+pub enum OfferError {
+    #[error(transparent)]
+    Credentials(#[from] ClientError),
+    #[error(transparent)]
+    Signer(#[from] PkiError),
+    #[error("session grant is not signed by this organisation")]
+    NotSigned,
+    #[error(transparent)]
+    Decode(#[from] CodecError),
+    #[error(transparent)]
+    Grant(#[from] GrantError),
+}
+
+/// Why an accepted session ended early.
+#[derive(Debug, Error)]
+pub enum SessionError {
+    #[error(transparent)]
+    Credentials(#[from] ClientError),
+    #[error(transparent)]
+    Tls(#[from] NetError),
+    #[error("end-to-end TLS failed (relay or peer tampering?): {0}")]
+    Handshake(std::io::Error),
+    #[error("technician presented no certificate")]
+    NoPeerCertificate,
+    #[error(transparent)]
+    PeerCertificate(#[from] PkiError),
+    #[error("session peer is {0}, not the granted technician")]
+    WrongPeer(String),
+    #[error(transparent)]
+    Channel(#[from] ChannelError),
+    #[error("session writer ended")]
+    WriterEnded,
+}
+
+/// Why the end-to-end session channel broke. Only data failing TLS's integrity check may be
+/// tampering; a reset stream or a lost connection is the technician or the relay going away.
+#[derive(Debug, Error)]
+pub enum ChannelError {
+    #[error("session channel failed its integrity check (relay or peer tampering?): {0}")]
+    Integrity(std::io::Error),
+    #[error("the technician's side closed the session channel: {0}")]
+    PeerClosed(std::io::Error),
+    #[error("connection to the relay lost: {0}")]
+    RelayLost(std::io::Error),
+    #[error("session channel broken: {0}")]
+    Broken(std::io::Error),
+    #[error("{0}")]
+    Write(std::io::Error),
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+}
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -80,7 +143,7 @@ pub async fn serve(
             warn!("session refused: {message}");
             let reply = OfferReply::Refuse {
                 kind: RefuseKind::Invalid,
-                message,
+                message: message.to_string(),
             };
             let _ = write_msg(&mut send, &reply, limits::CONTROL).await;
             let _ = send.finish();
@@ -172,8 +235,8 @@ fn check_offer(
     grant: &[u8],
     signature: &[u8],
     signer_cert: &[u8],
-) -> Result<SessionGate, String> {
-    let ca = creds.ca().map_err(|e| e.to_string())?;
+) -> Result<SessionGate, OfferError> {
+    let ca = creds.ca()?;
     verify_offer(&ca, device_id, grant, signature, signer_cert, now_ms())
 }
 
@@ -187,14 +250,14 @@ fn verify_offer(
     signature: &[u8],
     signer_cert: &[u8],
     now_ms: i64,
-) -> Result<SessionGate, String> {
+) -> Result<SessionGate, OfferError> {
     let now_secs = u64::try_from(now_ms / 1000).unwrap_or(0);
-    pki::verify_grant_signer(ca_der, signer_cert, now_secs).map_err(|e| e.to_string())?;
+    pki::verify_grant_signer(ca_der, signer_cert, now_secs)?;
     if !pki::verify_signature(signer_cert, grant, signature) {
-        return Err("session grant is not signed by this organisation".into());
+        return Err(OfferError::NotSigned);
     }
-    let grant: SessionGrant = codec::from_payload(grant).map_err(|e| e.to_string())?;
-    SessionGate::new(grant, device_id, now_ms).map_err(|e| e.to_string())
+    let grant: SessionGrant = codec::from_payload(grant)?;
+    Ok(SessionGate::new(grant, device_id, now_ms)?)
 }
 
 /// What a running session works with besides its streams.
@@ -212,7 +275,7 @@ async fn run(
     recv: RecvStream,
     mut ended_by_user: tokio::sync::watch::Receiver<bool>,
     ctx: Ctx<'_>,
-) -> Result<(), String> {
+) -> Result<(), SessionError> {
     let Ctx {
         consent,
         relay,
@@ -224,28 +287,26 @@ async fn run(
         message: "this session may not run commands or transfer files".into(),
     };
     let session_id = gate.grant().session_id.clone();
-    let (chain, key) = creds.identity_material().map_err(|e| e.to_string())?;
-    let ca = creds.ca().map_err(|e| e.to_string())?;
-    let cfg = tether_net::tls::session_server_config(&ca, chain, key).map_err(|e| e.to_string())?;
+    let (chain, key) = creds.identity_material()?;
+    let ca = creds.ca()?;
+    let cfg = tether_net::tls::session_server_config(&ca, chain, key)?;
     let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
     let tls = acceptor
         .accept(tokio::io::join(recv, send))
         .await
-        .map_err(|e| format!("end-to-end TLS failed (relay or peer tampering?): {e}"))?;
+        .map_err(SessionError::Handshake)?;
     // The peer must be the technician the relay granted the session to.
     let peer = tls
         .get_ref()
         .1
         .peer_certificates()
         .and_then(|c| c.first())
-        .ok_or("technician presented no certificate")?;
-    let info = pki::cert_info(peer).map_err(|e| e.to_string())?;
+        .ok_or(SessionError::NoPeerCertificate)?;
+    let info = pki::cert_info(peer)?;
     match &info.identity {
         Identity::Technician { name, .. } if *name == gate.grant().technician => {}
         other => {
-            return Err(format!(
-                "session peer is {other}, not the granted technician"
-            ));
+            return Err(SessionError::WrongPeer(other.to_string()));
         }
     }
 
@@ -299,7 +360,7 @@ async fn run(
         let msg: ToAgent = match received {
             Ok(Some(m)) => m,
             Ok(None) => break Ok(()),
-            Err(e) => break Err(e),
+            Err(e) => break Err(e.into()),
         };
         let reply = match gate.check(&msg) {
             Err(denied) => Some(ToViewer::Error {
@@ -600,7 +661,7 @@ async fn run(
         if let Some(reply) = reply
             && out.send(reply).await.is_err()
         {
-            break Err("session writer ended".to_string());
+            break Err(SessionError::WriterEnded);
         }
     };
     if let Some((_, task)) = stream.take() {
@@ -723,46 +784,37 @@ async fn user_ends(ended: &mut tokio::sync::watch::Receiver<bool>) {
 async fn send_msg<W: tokio::io::AsyncWrite + Unpin>(
     tls: &mut W,
     msg: &ToViewer,
-) -> Result<(), String> {
-    let bytes = codec::to_frame(msg, limits::BULK).map_err(|e| e.to_string())?;
-    tls.write_all(&bytes).await.map_err(|e| e.to_string())?;
-    tls.flush().await.map_err(|e| e.to_string())
+) -> Result<(), ChannelError> {
+    let bytes = codec::to_frame(msg, limits::BULK)?;
+    tls.write_all(&bytes).await.map_err(ChannelError::Write)?;
+    tls.flush().await.map_err(ChannelError::Write)
 }
 
 async fn recv_msg<R: tokio::io::AsyncRead + Unpin>(
     tls: &mut R,
     max: usize,
-) -> Result<Option<ToAgent>, String> {
+) -> Result<Option<ToAgent>, ChannelError> {
     let mut header = [0u8; frame::HEADER_LEN];
     match tls.read_exact(&mut header).await {
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(channel_broken(&e)),
+        Err(e) => return Err(channel_broken(e)),
     }
-    let len = frame::payload_len(header, max).map_err(|e| e.to_string())?;
+    let len = frame::payload_len(header, max)?;
     let mut payload = vec![0u8; len];
-    tls.read_exact(&mut payload)
-        .await
-        .map_err(|e| channel_broken(&e))?;
-    codec::from_payload(&payload)
-        .map(Some)
-        .map_err(|e| e.to_string())
+    tls.read_exact(&mut payload).await.map_err(channel_broken)?;
+    Ok(codec::from_payload(&payload).map(Some)?)
 }
 
-/// Why the session channel broke. Only data failing TLS's integrity check may be tampering; a
-/// reset stream or a lost connection is the technician or the relay going away.
-fn channel_broken(e: &std::io::Error) -> String {
+/// Why the session channel broke (see [`ChannelError`]).
+fn channel_broken(e: std::io::Error) -> ChannelError {
     match e.kind() {
-        std::io::ErrorKind::InvalidData => {
-            format!("session channel failed its integrity check (relay or peer tampering?): {e}")
-        }
-        std::io::ErrorKind::ConnectionReset => {
-            format!("the technician's side closed the session channel: {e}")
-        }
+        std::io::ErrorKind::InvalidData => ChannelError::Integrity(e),
+        std::io::ErrorKind::ConnectionReset => ChannelError::PeerClosed(e),
         std::io::ErrorKind::NotConnected | std::io::ErrorKind::ConnectionAborted => {
-            format!("connection to the relay lost: {e}")
+            ChannelError::RelayLost(e)
         }
-        _ => format!("session channel broken: {e}"),
+        _ => ChannelError::Broken(e),
     }
 }
 
@@ -873,7 +925,7 @@ mod tests {
                 ExtendedKeyUsagePurpose::ServerAuth,
             ],
         );
-        let e = offer(&key, &cert).unwrap_err();
+        let e = offer(&key, &cert).unwrap_err().to_string();
         assert!(e.contains("grant signer"), "{e}");
         // Nor is a technician's.
         let (key, cert) = leaf(
@@ -893,7 +945,7 @@ mod tests {
         // The right certificate with a signature by another key, or over another grant.
         let (_, cert) = leaf(&org, "grant-signer:relay", "grant-signer", signer_eku());
         let (stranger, _) = leaf(&org, "grant-signer:x", "grant-signer", signer_eku());
-        let e = offer(&stranger, &cert).unwrap_err();
+        let e = offer(&stranger, &cert).unwrap_err().to_string();
         assert!(e.contains("not signed"), "{e}");
         // Garbage instead of a certificate.
         assert!(verify_offer(&org_der, device, &grant, b"sig", b"junk", now).is_err());

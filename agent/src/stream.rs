@@ -11,7 +11,7 @@
 //! The async side sends frames while flow-control credit lasts and the pointer position
 //! separately, so moving the mouse resends no pixels.
 
-use crate::platform::{Damage, Desktop, Pointer, PointerImage, ScreenSource};
+use crate::platform::{Damage, Desktop, Pointer, PointerImage, ScreenError, ScreenSource};
 use openh264::encoder::{Encoder, EncoderConfig, RateControlMode, UsageType};
 use openh264::formats::{BgraSliceU8, YUVBuffer};
 use std::sync::Arc;
@@ -51,7 +51,16 @@ fn cursor_shape(img: PointerImage) -> ToViewer {
     }
 }
 
-type GrabReply = oneshot::Sender<Result<Grab, String>>;
+type GrabReply = oneshot::Sender<Result<Grab, ScreenError>>;
+
+/// Why the H.264 encoder gave no frame.
+#[derive(Debug, thiserror::Error)]
+enum H264Error {
+    #[error(transparent)]
+    Encoder(#[from] openh264::Error),
+    #[error("no encoder")]
+    NoEncoder,
+}
 
 /// Encoder state kept on the capture thread.
 struct Coder {
@@ -79,7 +88,7 @@ impl Coder {
             .unwrap_or_default()
     }
 
-    fn h264(&mut self, pixels: &[u8], w: u32, h: u32) -> Result<Vec<EncodedRect>, String> {
+    fn h264(&mut self, pixels: &[u8], w: u32, h: u32) -> Result<Vec<EncodedRect>, H264Error> {
         if self
             .encoder
             .as_ref()
@@ -90,15 +99,14 @@ impl Coder {
                 .rate_control_mode(RateControlMode::Bitrate)
                 .bitrate(openh264::encoder::BitRate::from_bps(H264_BPS))
                 .skip_frames(false);
-            let enc = Encoder::with_api_config(openh264::OpenH264API::from_source(), cfg)
-                .map_err(|e| e.to_string())?;
+            let enc = Encoder::with_api_config(openh264::OpenH264API::from_source(), cfg)?;
             self.encoder = Some((w, h, enc));
         }
         let Some((_, _, enc)) = self.encoder.as_mut() else {
-            return Err("no encoder".into());
+            return Err(H264Error::NoEncoder);
         };
         let yuv = YUVBuffer::from_bgra8_source(BgraSliceU8::new(pixels, (w as usize, h as usize)));
-        let data = enc.encode(&yuv).map_err(|e| e.to_string())?.to_vec();
+        let data = enc.encode(&yuv)?.to_vec();
         self.viewer_exact = false;
         Ok(vec![EncodedRect {
             rect: Rect { x: 0, y: 0, w, h },
@@ -197,7 +205,7 @@ fn capture_thread(
     for reply in requests {
         let started = Instant::now();
         let damage = screen.damage(display);
-        let grabbed = screen.capture(display).map_err(|e| e.to_string());
+        let grabbed = screen.capture(display);
         let (cursor, shape) = match pointer.as_mut().and_then(|p| p.poll()) {
             Some((pos, shape)) => (Some(pos), shape.map(cursor_shape)),
             None => (None, None),
@@ -260,7 +268,11 @@ pub async fn run(
             Ok(Ok(g)) => g,
             Ok(Err(e)) => {
                 warn!("capture failed: {e}");
-                let _ = out.send(ToViewer::Error { message: e }).await;
+                let _ = out
+                    .send(ToViewer::Error {
+                        message: e.to_string(),
+                    })
+                    .await;
                 return;
             }
             Err(_) => return,
