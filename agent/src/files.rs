@@ -98,9 +98,6 @@ pub enum FileError {
     Handle(std::io::Error),
     #[error(transparent)]
     Account(#[from] AccountError),
-    /// The session has no account to act as (it lacks the files permission).
-    #[error("no account")]
-    NoAccount,
 }
 
 fn io_at(path: impl Into<String>) -> impl FnOnce(std::io::Error) -> FileError {

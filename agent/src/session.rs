@@ -5,8 +5,10 @@
 use crate::account::RunAs;
 use crate::consent::Consent;
 use crate::input;
+use crate::platform::Desktop;
 use crate::screen;
 use quinn::{RecvStream, SendStream};
+use std::sync::Arc;
 use tether_net::NetError;
 use tether_net::client::ClientError;
 use tether_net::client::Credentials;
@@ -281,58 +283,11 @@ async fn run(
         relay,
         who,
     } = ctx;
-    // The gate lets shell and file messages through only with those permissions, and then
-    // `who` is set; this is the answer should that ever not hold.
-    let nobody = || ToViewer::Error {
-        message: "this session may not run commands or transfer files".into(),
-    };
-    let session_id = gate.grant().session_id.clone();
-    let (chain, key) = creds.identity_material()?;
-    let ca = creds.ca()?;
-    let cfg = tether_net::tls::session_server_config(&ca, chain, key)?;
-    let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
-    let tls = acceptor
-        .accept(tokio::io::join(recv, send))
-        .await
-        .map_err(SessionError::Handshake)?;
-    // The peer must be the technician the relay granted the session to.
-    let peer = tls
-        .get_ref()
-        .1
-        .peer_certificates()
-        .and_then(|c| c.first())
-        .ok_or(SessionError::NoPeerCertificate)?;
-    let info = pki::cert_info(peer)?;
-    match &info.identity {
-        Identity::Technician { name, .. } if *name == gate.grant().technician => {}
-        other => {
-            return Err(SessionError::WrongPeer(other.to_string()));
-        }
-    }
-
+    let tls = accept_technician(creds, &gate, send, recv).await?;
     let desktop = crate::platform::session_desktop();
     let displays = desktop.screens().unwrap_or_default();
-    let (mut rd, mut wr) = tokio::io::split(tls);
-    // One writer: replies, frames and cursor updates share the channel in order.
-    let (out, mut out_rx) = mpsc::channel::<ToViewer>(8);
-    let writer = tokio::spawn(async move {
-        let idle = std::time::Duration::from_millis(tether_protocol::session::KEEPALIVE_MS);
-        loop {
-            let msg = match tokio::time::timeout(idle, out_rx.recv()).await {
-                Ok(Some(m)) => m,
-                Ok(None) => break,
-                Err(_) => ToViewer::KeepAlive,
-            };
-            let bye = matches!(msg, ToViewer::Bye { .. });
-            if send_msg(&mut wr, &msg).await.is_err() {
-                return;
-            }
-            if bye {
-                let _ = wr.shutdown().await;
-                return;
-            }
-        }
-    });
+    let (mut rd, wr) = tokio::io::split(tls);
+    let (out, writer) = spawn_writer(wr);
     let _ = out
         .send(ToViewer::Ready {
             session_id: gate.grant().session_id.clone(),
@@ -340,13 +295,24 @@ async fn run(
             permissions: gate.grant().permissions,
         })
         .await;
-    let mut stream: Option<(mpsc::UnboundedSender<u64>, tokio::task::JoinHandle<()>)> = None;
-    // One input connection for the whole session; dropping it releases every held key.
-    let input = input::Input::spawn(desktop.clone());
-    // At most one shell or command at a time; its end is reported to the audit trail.
-    let mut job: Option<Job> = None;
-    let mut put: Option<crate::files::Put> = None;
-    let mut get: Option<tokio::task::JoinHandle<()>> = None;
+    let audit = Audit {
+        consent: consent.clone(),
+        session_id: gate.grant().session_id.clone(),
+    };
+    let mut screen = Screen::new(desktop);
+    let mut shell = Shells {
+        job: None,
+        who: who.clone(),
+        record: gate
+            .grant()
+            .record_shell
+            .then(|| (relay.clone(), audit.session_id.clone())),
+    };
+    let mut files = Transfers {
+        put: None,
+        get: None,
+        who,
+    };
     let result = loop {
         let received = tokio::select! {
             r = recv_msg(&mut rd, limits::CONTROL) => r,
@@ -367,195 +333,6 @@ async fn run(
                 message: denied.to_string(),
             }),
             Ok(()) => match msg {
-                ToAgent::ShellOpen { cols, rows, user } => {
-                    if job.as_ref().is_some_and(|j| !j.finished()) {
-                        Some(busy())
-                    } else if let Some(message) = chosen_user(user.as_deref(), who.as_ref()) {
-                        Some(ToViewer::Error { message })
-                    } else if let Some(who) = &who {
-                        let transcript = gate
-                            .grant()
-                            .record_shell
-                            .then(|| record(relay.clone(), session_id.clone()));
-                        match crate::shell::Shell::open(cols, rows, who, out.clone(), transcript) {
-                            Ok((shell, ended)) => {
-                                consent.audit(
-                                    &session_id,
-                                    format!("shell opened as {}", who.describe()),
-                                );
-                                job = Some(Job::Shell(
-                                    shell,
-                                    watch_end(
-                                        ended,
-                                        consent.clone(),
-                                        session_id.clone(),
-                                        "shell".into(),
-                                    ),
-                                ));
-                                None
-                            }
-                            Err(e) => Some(ToViewer::Error {
-                                message: e.to_string(),
-                            }),
-                        }
-                    } else {
-                        Some(nobody())
-                    }
-                }
-                ToAgent::ShellInput(bytes) => match &job {
-                    Some(Job::Shell(shell, _)) => {
-                        let input = shell.input();
-                        let _ = input.send(bytes).await;
-                        None
-                    }
-                    _ => Some(ToViewer::Error {
-                        message: "no shell is open".into(),
-                    }),
-                },
-                ToAgent::ShellResize { cols, rows } => {
-                    if let Some(Job::Shell(shell, _)) = &job {
-                        shell.resize(cols, rows);
-                    }
-                    None
-                }
-                ToAgent::Exec { argv, timeout_ms } => {
-                    if job.as_ref().is_some_and(|j| !j.finished()) {
-                        Some(busy())
-                    } else if let Some(who) = &who {
-                        let timeout = timeout_ms.map(std::time::Duration::from_millis);
-                        match crate::shell::exec(&argv, timeout, who, out.clone()) {
-                            Ok((exec, ended)) => {
-                                let line = command_line(&argv);
-                                job = Some(Job::Exec(
-                                    exec,
-                                    watch_end(
-                                        ended,
-                                        consent.clone(),
-                                        session_id.clone(),
-                                        format!("exec {line}"),
-                                    ),
-                                ));
-                                None
-                            }
-                            Err(message) => {
-                                consent.audit(
-                                    &session_id,
-                                    format!("exec {} failed: {message}", command_line(&argv)),
-                                );
-                                Some(ToViewer::Error {
-                                    message: message.to_string(),
-                                })
-                            }
-                        }
-                    } else {
-                        Some(nobody())
-                    }
-                }
-                ToAgent::PutStart(_) | ToAgent::Stat { .. } | ToAgent::GetStart { .. }
-                    if who.is_none() =>
-                {
-                    Some(nobody())
-                }
-                ToAgent::PutStart(p) => {
-                    put = None;
-                    let who = who.clone().ok_or(crate::files::FileError::NoAccount);
-                    match tokio::task::block_in_place(|| {
-                        who.and_then(|who| crate::files::Put::start(&p, &who))
-                    }) {
-                        Ok((mut started, offset)) => {
-                            if started.is_complete() && offset == 0 {
-                                // An empty file: nothing to send.
-                                let done = tokio::task::block_in_place(|| started.finish());
-                                match done {
-                                    Ok(d) => {
-                                        consent.audit(&session_id, started.describe());
-                                        Some(d)
-                                    }
-                                    Err(e) => Some(ToViewer::Error {
-                                        message: e.to_string(),
-                                    }),
-                                }
-                            } else {
-                                put = Some(started);
-                                Some(ToViewer::PutReady { offset })
-                            }
-                        }
-                        Err(message) => {
-                            consent.audit(&session_id, format!("push refused: {message}"));
-                            Some(ToViewer::Error {
-                                message: message.to_string(),
-                            })
-                        }
-                    }
-                }
-                ToAgent::FileChunk(data) => match put.as_mut() {
-                    Some(p) => match tokio::task::block_in_place(|| p.chunk(&data)) {
-                        Ok(None) => None,
-                        Ok(Some(done)) => {
-                            consent.audit(&session_id, p.describe());
-                            put = None;
-                            Some(done)
-                        }
-                        Err(message) => {
-                            consent
-                                .audit(&session_id, format!("{} failed: {message}", p.describe()));
-                            put = None;
-                            Some(ToViewer::Error {
-                                message: message.to_string(),
-                            })
-                        }
-                    },
-                    None => Some(ToViewer::Error {
-                        message: "no push in progress".into(),
-                    }),
-                },
-                ToAgent::Stat { path } => Some(
-                    match tokio::task::spawn_blocking({
-                        let who = who.clone();
-                        move || match who {
-                            Some(who) => crate::files::stat(&path, &who),
-                            None => Err(crate::files::FileError::NoAccount),
-                        }
-                    })
-                    .await
-                    {
-                        Ok(Ok(entry)) => ToViewer::StatReply(entry),
-                        Ok(Err(e)) => ToViewer::Error {
-                            message: e.to_string(),
-                        },
-                        Err(e) => ToViewer::Error {
-                            message: e.to_string(),
-                        },
-                    },
-                ),
-                ToAgent::GetStart { path, offset } => {
-                    if let Some(g) = get.take() {
-                        g.abort();
-                    }
-                    let out = out.clone();
-                    let consent = consent.clone();
-                    let id = session_id.clone();
-                    let who = who.clone();
-                    get = Some(tokio::spawn(async move {
-                        let Some(who) = who else { return };
-                        match crate::files::get(path.clone(), offset, who, out.clone()).await {
-                            Ok(ToViewer::FileEnd { size, sha256 }) => consent.audit(
-                                &id,
-                                format!("pull {path} ({size} bytes from offset {offset}, sha256 {sha256})"),
-                            ),
-                            Ok(_) => {}
-                            Err(message) => {
-                                consent.audit(&id, format!("pull {path} failed: {message}"));
-                                let _ = out
-                                    .send(ToViewer::Error {
-                                        message: message.to_string(),
-                                    })
-                                    .await;
-                            }
-                        }
-                    }));
-                    None
-                }
                 ToAgent::Bye => {
                     let _ = out
                         .send(ToViewer::Bye {
@@ -564,98 +341,23 @@ async fn run(
                         .await;
                     break Ok(());
                 }
-                ToAgent::FrameAck { seq } => {
-                    if let Some((acks, _)) = &stream {
-                        let _ = acks.send(seq);
-                    }
-                    None
+                ToAgent::ShellOpen { .. }
+                | ToAgent::ShellInput(_)
+                | ToAgent::ShellResize { .. }
+                | ToAgent::Exec { .. } => shell_message(msg, &mut shell, &audit, &out).await,
+                ToAgent::PutStart(_)
+                | ToAgent::FileChunk(_)
+                | ToAgent::Stat { .. }
+                | ToAgent::GetStart { .. } => file_message(msg, &mut files, &audit, &out).await,
+                ToAgent::GetClipboard | ToAgent::SetClipboard { .. } => {
+                    clipboard_message(msg, &screen.desktop).await
                 }
-                ToAgent::StartStream {
-                    display,
-                    max_in_flight,
-                    h264,
-                } => {
-                    if let Some((_, task)) = stream.take() {
-                        task.abort();
-                    }
-                    let (acks, acks_rx) = mpsc::unbounded_channel();
-                    let task = tokio::spawn(crate::stream::run(
-                        desktop.clone(),
-                        display,
-                        max_in_flight.clamp(1, 8),
-                        h264,
-                        acks_rx,
-                        out.clone(),
-                    ));
-                    stream = Some((acks, task));
-                    None
-                }
-                ToAgent::GetClipboard => Some(
-                    match tokio::task::spawn_blocking({
-                        let desktop = desktop.clone();
-                        move || desktop.clipboard().get()
-                    })
-                    .await
-                    {
-                        Ok(Ok(text)) => ToViewer::Clipboard {
-                            text: truncate(text, tether_protocol::session::MAX_CLIPBOARD),
-                        },
-                        Ok(Err(e)) => ToViewer::Error {
-                            message: e.to_string(),
-                        },
-                        Err(e) => ToViewer::Error {
-                            message: e.to_string(),
-                        },
-                    },
-                ),
-                ToAgent::SetClipboard { text } => Some(
-                    match tokio::task::spawn_blocking({
-                        let desktop = desktop.clone();
-                        move || desktop.clipboard().set(text)
-                    })
-                    .await
-                    {
-                        Ok(Ok(())) => ToViewer::Done,
-                        Ok(Err(e)) => ToViewer::Error {
-                            message: e.to_string(),
-                        },
-                        Err(e) => ToViewer::Error {
-                            message: e.to_string(),
-                        },
-                    },
-                ),
-                ToAgent::StopStream => {
-                    if let Some((_, task)) = stream.take() {
-                        task.abort();
-                    }
-                    None
-                }
-                ToAgent::Screenshot { display } => Some(
-                    match tokio::task::spawn_blocking({
-                        let desktop = desktop.clone();
-                        move || screen::screenshot(&mut *desktop.screen(), display)
-                    })
-                    .await
-                    {
-                        Ok(Ok(img)) => ToViewer::Screenshot(img),
-                        Ok(Err(e)) => ToViewer::Error {
-                            message: e.to_string(),
-                        },
-                        Err(e) => ToViewer::Error {
-                            message: e.to_string(),
-                        },
-                    },
-                ),
-                ToAgent::KeepAlive => {
-                    input.keep_alive();
-                    None
-                }
-                ToAgent::Input(ev) => Some(match input.apply(ev).await {
-                    Ok(()) => ToViewer::Done,
-                    Err(e) => ToViewer::Error {
-                        message: e.to_string(),
-                    },
-                }),
+                ToAgent::Screenshot { .. }
+                | ToAgent::StartStream { .. }
+                | ToAgent::StopStream
+                | ToAgent::FrameAck { .. }
+                | ToAgent::Input(_)
+                | ToAgent::KeepAlive => screen_message(msg, &mut screen, &out).await,
             },
         };
         if let Some(reply) = reply
@@ -664,17 +366,439 @@ async fn run(
             break Err(SessionError::WriterEnded);
         }
     };
-    if let Some((_, task)) = stream.take() {
-        task.abort();
-    }
-    if let Some(g) = get.take() {
-        g.abort();
-    }
-    // Ending the session ends its shell or command.
-    drop(job);
+    // Ending the session ends its stream, its transfer, and its shell or command.
+    screen.end();
+    files.end();
+    drop(shell);
     drop(out);
     let _ = writer.await;
     result
+}
+
+/// Runs TLS 1.3 as server over the relay's splice and checks that the peer is the technician
+/// the relay granted the session to.
+async fn accept_technician(
+    creds: &Credentials,
+    gate: &SessionGate,
+    send: SendStream,
+    recv: RecvStream,
+) -> Result<tokio_rustls::server::TlsStream<tokio::io::Join<RecvStream, SendStream>>, SessionError>
+{
+    let (chain, key) = creds.identity_material()?;
+    let ca = creds.ca()?;
+    let cfg = tether_net::tls::session_server_config(&ca, chain, key)?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
+    let tls = acceptor
+        .accept(tokio::io::join(recv, send))
+        .await
+        .map_err(SessionError::Handshake)?;
+    let peer = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .ok_or(SessionError::NoPeerCertificate)?;
+    let info = pki::cert_info(peer)?;
+    match &info.identity {
+        Identity::Technician { name, .. } if *name == gate.grant().technician => Ok(tls),
+        other => Err(SessionError::WrongPeer(other.to_string())),
+    }
+}
+
+/// The session's one writer: replies, frames and cursor updates share the channel in order,
+/// and a keep-alive goes out whenever nothing did for a while. Ends after a `Bye`.
+fn spawn_writer<W>(mut wr: W) -> (mpsc::Sender<ToViewer>, tokio::task::JoinHandle<()>)
+where
+    W: tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (out, mut out_rx) = mpsc::channel::<ToViewer>(8);
+    let writer = tokio::spawn(async move {
+        let idle = std::time::Duration::from_millis(tether_protocol::session::KEEPALIVE_MS);
+        loop {
+            let msg = match tokio::time::timeout(idle, out_rx.recv()).await {
+                Ok(Some(m)) => m,
+                Ok(None) => break,
+                Err(_) => ToViewer::KeepAlive,
+            };
+            let bye = matches!(msg, ToViewer::Bye { .. });
+            if send_msg(&mut wr, &msg).await.is_err() {
+                return;
+            }
+            if bye {
+                let _ = wr.shutdown().await;
+                return;
+            }
+        }
+    });
+    (out, writer)
+}
+
+/// Reports a session's actions for its audit record.
+#[derive(Clone)]
+struct Audit {
+    consent: Consent,
+    session_id: String,
+}
+
+impl Audit {
+    fn note(&self, action: String) {
+        self.consent.audit(&self.session_id, action);
+    }
+}
+
+/// The screen side of a session: the desktop, the stream of one display, and the one input
+/// connection (dropping it releases every held key).
+struct Screen {
+    desktop: Arc<dyn Desktop>,
+    stream: Option<(mpsc::UnboundedSender<u64>, tokio::task::JoinHandle<()>)>,
+    input: input::Input,
+}
+
+impl Screen {
+    fn new(desktop: Arc<dyn Desktop>) -> Self {
+        Screen {
+            input: input::Input::spawn(desktop.clone()),
+            desktop,
+            stream: None,
+        }
+    }
+
+    fn stop_stream(&mut self) {
+        if let Some((_, task)) = self.stream.take() {
+            task.abort();
+        }
+    }
+
+    fn end(&mut self) {
+        self.stop_stream();
+    }
+}
+
+/// Screenshots, streaming (start, stop, acknowledgements), input and keep-alives.
+async fn screen_message(
+    msg: ToAgent,
+    screen: &mut Screen,
+    out: &mpsc::Sender<ToViewer>,
+) -> Option<ToViewer> {
+    match msg {
+        ToAgent::FrameAck { seq } => {
+            if let Some((acks, _)) = &screen.stream {
+                let _ = acks.send(seq);
+            }
+            None
+        }
+        ToAgent::StartStream {
+            display,
+            max_in_flight,
+            h264,
+        } => {
+            screen.stop_stream();
+            let (acks, acks_rx) = mpsc::unbounded_channel();
+            let task = tokio::spawn(crate::stream::run(
+                screen.desktop.clone(),
+                display,
+                max_in_flight.clamp(1, 8),
+                h264,
+                acks_rx,
+                out.clone(),
+            ));
+            screen.stream = Some((acks, task));
+            None
+        }
+        ToAgent::StopStream => {
+            screen.stop_stream();
+            None
+        }
+        ToAgent::Screenshot { display } => Some(
+            match tokio::task::spawn_blocking({
+                let desktop = screen.desktop.clone();
+                move || screen::screenshot(&mut *desktop.screen(), display)
+            })
+            .await
+            {
+                Ok(Ok(img)) => ToViewer::Screenshot(img),
+                Ok(Err(e)) => ToViewer::Error {
+                    message: e.to_string(),
+                },
+                Err(e) => ToViewer::Error {
+                    message: e.to_string(),
+                },
+            },
+        ),
+        ToAgent::KeepAlive => {
+            screen.input.keep_alive();
+            None
+        }
+        ToAgent::Input(ev) => Some(match screen.input.apply(ev).await {
+            Ok(()) => ToViewer::Done,
+            Err(e) => ToViewer::Error {
+                message: e.to_string(),
+            },
+        }),
+        // Other families are answered elsewhere.
+        _ => None,
+    }
+}
+
+/// Reading and setting the desktop's clipboard.
+async fn clipboard_message(msg: ToAgent, desktop: &Arc<dyn Desktop>) -> Option<ToViewer> {
+    let desktop = desktop.clone();
+    match msg {
+        ToAgent::GetClipboard => Some(
+            match tokio::task::spawn_blocking(move || desktop.clipboard().get()).await {
+                Ok(Ok(text)) => ToViewer::Clipboard {
+                    text: truncate(text, tether_protocol::session::MAX_CLIPBOARD),
+                },
+                Ok(Err(e)) => ToViewer::Error {
+                    message: e.to_string(),
+                },
+                Err(e) => ToViewer::Error {
+                    message: e.to_string(),
+                },
+            },
+        ),
+        ToAgent::SetClipboard { text } => Some(
+            match tokio::task::spawn_blocking(move || desktop.clipboard().set(text)).await {
+                Ok(Ok(())) => ToViewer::Done,
+                Ok(Err(e)) => ToViewer::Error {
+                    message: e.to_string(),
+                },
+                Err(e) => ToViewer::Error {
+                    message: e.to_string(),
+                },
+            },
+        ),
+        // Other families are answered elsewhere.
+        _ => None,
+    }
+}
+
+/// The gate lets shell and file messages through only with those permissions, and then the
+/// session has an account; this is the answer should that ever not hold.
+fn nobody() -> ToViewer {
+    ToViewer::Error {
+        message: "this session may not run commands or transfer files".into(),
+    }
+}
+
+/// The shell side of a session: at most one shell or command at a time (its end is reported
+/// to the audit trail; dropping it ends it).
+struct Shells {
+    job: Option<Job>,
+    /// Whom shells and commands run as (`None` without the shell permission).
+    who: Option<RunAs>,
+    /// Where a recorded shell's transcript goes: the relay, for this session.
+    record: Option<(quinn::Connection, String)>,
+}
+
+impl Shells {
+    fn busy(&self) -> bool {
+        self.job.as_ref().is_some_and(|j| !j.finished())
+    }
+}
+
+/// Opening a shell, typing into it and resizing it, and running one command.
+async fn shell_message(
+    msg: ToAgent,
+    shells: &mut Shells,
+    audit: &Audit,
+    out: &mpsc::Sender<ToViewer>,
+) -> Option<ToViewer> {
+    match msg {
+        ToAgent::ShellOpen { cols, rows, user } => {
+            if shells.busy() {
+                return Some(busy());
+            }
+            if let Some(message) = chosen_user(user.as_deref(), shells.who.as_ref()) {
+                return Some(ToViewer::Error { message });
+            }
+            let Some(who) = &shells.who else {
+                return Some(nobody());
+            };
+            let transcript = shells
+                .record
+                .as_ref()
+                .map(|(relay, session_id)| record(relay.clone(), session_id.clone()));
+            match crate::shell::Shell::open(cols, rows, who, out.clone(), transcript) {
+                Ok((shell, ended)) => {
+                    audit.note(format!("shell opened as {}", who.describe()));
+                    shells.job = Some(Job::Shell(shell, watch_end(ended, audit, "shell".into())));
+                    None
+                }
+                Err(e) => Some(ToViewer::Error {
+                    message: e.to_string(),
+                }),
+            }
+        }
+        ToAgent::ShellInput(bytes) => match &shells.job {
+            Some(Job::Shell(shell, _)) => {
+                let input = shell.input();
+                let _ = input.send(bytes).await;
+                None
+            }
+            _ => Some(ToViewer::Error {
+                message: "no shell is open".into(),
+            }),
+        },
+        ToAgent::ShellResize { cols, rows } => {
+            if let Some(Job::Shell(shell, _)) = &shells.job {
+                shell.resize(cols, rows);
+            }
+            None
+        }
+        ToAgent::Exec { argv, timeout_ms } => {
+            if shells.busy() {
+                return Some(busy());
+            }
+            let Some(who) = &shells.who else {
+                return Some(nobody());
+            };
+            let timeout = timeout_ms.map(std::time::Duration::from_millis);
+            match crate::shell::exec(&argv, timeout, who, out.clone()) {
+                Ok((exec, ended)) => {
+                    let line = command_line(&argv);
+                    shells.job = Some(Job::Exec(
+                        exec,
+                        watch_end(ended, audit, format!("exec {line}")),
+                    ));
+                    None
+                }
+                Err(message) => {
+                    audit.note(format!("exec {} failed: {message}", command_line(&argv)));
+                    Some(ToViewer::Error {
+                        message: message.to_string(),
+                    })
+                }
+            }
+        }
+        // Other families are answered elsewhere.
+        _ => None,
+    }
+}
+
+/// The file side of a session: the push in progress and the pull being sent.
+struct Transfers {
+    put: Option<crate::files::Put>,
+    get: Option<tokio::task::JoinHandle<()>>,
+    /// Whom file access runs as (`None` without the files permission).
+    who: Option<RunAs>,
+}
+
+impl Transfers {
+    fn end(&mut self) {
+        if let Some(g) = self.get.take() {
+            g.abort();
+        }
+    }
+}
+
+/// Pushes (start, chunks), looking at a path, and pulls.
+async fn file_message(
+    msg: ToAgent,
+    files: &mut Transfers,
+    audit: &Audit,
+    out: &mpsc::Sender<ToViewer>,
+) -> Option<ToViewer> {
+    let who = || files.who.clone().ok_or_else(nobody);
+    match msg {
+        ToAgent::PutStart(p) => {
+            let who = match who() {
+                Ok(w) => w,
+                Err(e) => return Some(e),
+            };
+            files.put = None;
+            match tokio::task::block_in_place(|| crate::files::Put::start(&p, &who)) {
+                Ok((mut started, offset)) => {
+                    if started.is_complete() && offset == 0 {
+                        // An empty file: nothing to send.
+                        match tokio::task::block_in_place(|| started.finish()) {
+                            Ok(d) => {
+                                audit.note(started.describe());
+                                Some(d)
+                            }
+                            Err(message) => Some(ToViewer::Error {
+                                message: message.to_string(),
+                            }),
+                        }
+                    } else {
+                        files.put = Some(started);
+                        Some(ToViewer::PutReady { offset })
+                    }
+                }
+                Err(message) => {
+                    audit.note(format!("push refused: {message}"));
+                    Some(ToViewer::Error {
+                        message: message.to_string(),
+                    })
+                }
+            }
+        }
+        ToAgent::FileChunk(data) => match files.put.as_mut() {
+            Some(p) => match tokio::task::block_in_place(|| p.chunk(&data)) {
+                Ok(None) => None,
+                Ok(Some(done)) => {
+                    audit.note(p.describe());
+                    files.put = None;
+                    Some(done)
+                }
+                Err(message) => {
+                    audit.note(format!("{} failed: {message}", p.describe()));
+                    files.put = None;
+                    Some(ToViewer::Error {
+                        message: message.to_string(),
+                    })
+                }
+            },
+            None => Some(ToViewer::Error {
+                message: "no push in progress".into(),
+            }),
+        },
+        ToAgent::Stat { path } => {
+            let who = match who() {
+                Ok(w) => w,
+                Err(e) => return Some(e),
+            };
+            Some(
+                match tokio::task::spawn_blocking(move || crate::files::stat(&path, &who)).await {
+                    Ok(Ok(entry)) => ToViewer::StatReply(entry),
+                    Ok(Err(e)) => ToViewer::Error {
+                        message: e.to_string(),
+                    },
+                    Err(e) => ToViewer::Error {
+                        message: e.to_string(),
+                    },
+                },
+            )
+        }
+        ToAgent::GetStart { path, offset } => {
+            let who = match who() {
+                Ok(w) => w,
+                Err(e) => return Some(e),
+            };
+            files.end();
+            let out = out.clone();
+            let audit = audit.clone();
+            files.get = Some(tokio::spawn(async move {
+                match crate::files::get(path.clone(), offset, who, out.clone()).await {
+                    Ok(ToViewer::FileEnd { size, sha256 }) => audit.note(format!(
+                        "pull {path} ({size} bytes from offset {offset}, sha256 {sha256})"
+                    )),
+                    Ok(_) => {}
+                    Err(message) => {
+                        audit.note(format!("pull {path} failed: {message}"));
+                        let _ = out
+                            .send(ToViewer::Error {
+                                message: message.to_string(),
+                            })
+                            .await;
+                    }
+                }
+            }));
+            None
+        }
+        // Other families are answered elsewhere.
+        _ => None,
+    }
 }
 
 /// Sends a recorded shell's output to the relay on a stream of its own.
@@ -751,10 +875,10 @@ fn busy() -> ToViewer {
 /// Records how a shell or command ended on the session's audit record.
 fn watch_end(
     ended: crate::shell::Ended,
-    consent: Consent,
-    session_id: String,
+    audit: &Audit,
     what: String,
 ) -> tokio::task::JoinHandle<()> {
+    let audit = audit.clone();
     tokio::spawn(async move {
         let how = match ended.await {
             Ok(ToViewer::Exited {
@@ -770,7 +894,7 @@ fn watch_end(
             },
             _ => "ended with the session".to_string(),
         };
-        consent.audit(&session_id, format!("{what} → {how}"));
+        audit.note(format!("{what} → {how}"));
     })
 }
 
