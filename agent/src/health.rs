@@ -8,23 +8,21 @@
 
 use crate::platform::inventory::filesystems::PSEUDO;
 use crate::platform::mounts;
+use crate::platform::units::failed_units;
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sysinfo::{ProcessRefreshKind, ProcessesToUpdate, System, UpdateKind, Users};
 use tether_protocol::health::{
-    FailedUnit, FilesystemUsage, HealthReport, LoadAverage, MAX_FILESYSTEMS, MAX_PROCESSES,
-    MemoryUsage, ProcessUsage,
+    FilesystemUsage, HealthReport, LoadAverage, MAX_FILESYSTEMS, MAX_PROCESSES, MemoryUsage,
+    ProcessUsage,
 };
 use tether_protocol::message::AgentToRelay;
 use tether_protocol::{codec, limits};
 use tokio::sync::{Notify, watch};
 use tracing::{debug, warn};
 
-/// How long `systemctl` may take.
-pub const SYSTEMCTL_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long reading filesystem usage may take (a hung mount must not stop the reports).
 pub const FILESYSTEMS_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -146,63 +144,6 @@ pub fn filesystems(errors: &mut Vec<String>) -> Vec<FilesystemUsage> {
         out.sort_by(|a, b| a.mount_point.cmp(&b.mount_point));
     }
     out
-}
-
-/// Units from `systemctl --failed --plain --no-legend --no-pager`: `UNIT LOAD ACTIVE SUB
-/// DESCRIPTION…` per line.
-pub fn parse_failed_units(text: &str) -> Vec<FailedUnit> {
-    text.lines()
-        .filter_map(|line| {
-            let line = line.trim_start_matches(['●', '*', ' ']);
-            let mut f = line.split_whitespace();
-            let name = f.next()?;
-            // LOAD, ACTIVE, SUB; the rest is the description.
-            let description = f.skip(3).collect::<Vec<_>>().join(" ");
-            Some(FailedUnit {
-                name: name.to_string(),
-                description,
-            })
-        })
-        .collect()
-}
-
-/// Failed units, or `None` when systemd is not running this machine.
-pub async fn failed_units(errors: &mut Vec<String>) -> Option<Vec<FailedUnit>> {
-    // sd_booted(3): systemd is the init system iff this directory exists.
-    if !Path::new("/run/systemd/system").is_dir() {
-        return None;
-    }
-    let mut cmd = tokio::process::Command::new("systemctl");
-    cmd.args(["--failed", "--plain", "--no-legend", "--no-pager"])
-        .env("SYSTEMD_COLORS", "0")
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true);
-    match tokio::time::timeout(SYSTEMCTL_TIMEOUT, cmd.output()).await {
-        Ok(Ok(out)) if out.status.success() => {
-            let text = String::from_utf8_lossy(&out.stdout[..out.stdout.len().min(1 << 20)]);
-            Some(parse_failed_units(&text))
-        }
-        Ok(Ok(out)) => {
-            errors.push(format!(
-                "systemctl --failed: {} {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-            None
-        }
-        Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Ok(Err(e)) => {
-            errors.push(format!("systemctl: {e}"));
-            None
-        }
-        Err(_) => {
-            errors.push(format!(
-                "systemctl --failed: no answer within {} s",
-                SYSTEMCTL_TIMEOUT.as_secs()
-            ));
-            None
-        }
-    }
 }
 
 /// Keeps sysinfo's state between samples, so CPU figures cover the time since the last one.
@@ -495,27 +436,6 @@ mod tests {
     fn remounted_read_only_is_dropped() {
         let m = parse_mounts("/dev/a /data ext4 rw 0 0\n/dev/a /data ext4 ro 0 0\n");
         assert!(m.is_empty());
-    }
-
-    #[test]
-    fn failed_units_output() {
-        let t = "nginx.service  loaded failed failed A high performance web server\n\
-                 ● backup.timer loaded failed failed\n\n   \n";
-        let u = parse_failed_units(t);
-        assert_eq!(
-            u,
-            vec![
-                FailedUnit {
-                    name: "nginx.service".into(),
-                    description: "A high performance web server".into()
-                },
-                FailedUnit {
-                    name: "backup.timer".into(),
-                    description: String::new()
-                }
-            ]
-        );
-        assert!(parse_failed_units("").is_empty());
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //!   ([`DesktopKind`]: X11 today; Wayland is recognised but not supported yet).
 //! * What a machine gives the service — local IPC with peer identity, paths and the state
 //!   directory, users and acting as one, shells (pseudo-terminals) and commands, file creation
-//!   without following links, mounted filesystems, the inventory's sources — is chosen by
+//!   without following links, mounted filesystems, failed service units, the inventory's
+//!   sources — is chosen by
 //!   `cfg(target_os)`: [`linux`] today.
 
 pub mod clipboard;
@@ -27,7 +28,7 @@ pub use clipboard::ClipboardError;
 #[cfg(target_os = "linux")]
 pub use linux::{
     credentials, fs, host, inventory, ipc as local, mounts, paths::default_state_dir, process, pty,
-    users, users::parse_user,
+    units, users, users::parse_user,
 };
 
 /// Why the platform cannot give what was asked.

@@ -1,7 +1,8 @@
 //! What a Linux machine gives the service: local IPC with peer identity, the state directory,
 //! users and acting as one (per-thread credentials, `setpriv`), shells on pseudo-terminals and
 //! commands in process groups, file access that never follows a symbolic link, mounted
-//! filesystems, and the inventory's sources (`/proc`, `/sys`, package databases).
+//! filesystems, failed service units (systemd), host facts, and the inventory's sources
+//! (`/proc`, `/sys`, package databases).
 
 pub mod credentials;
 pub mod fs;
@@ -12,4 +13,5 @@ pub mod mounts;
 pub mod paths;
 pub mod process;
 pub mod pty;
+pub mod units;
 pub mod users;
