@@ -1,33 +1,36 @@
 //! The agent's side of a screen session: check the relay-signed grant, run TLS 1.3 as server
-//! over the relay's splice (requiring the technician's org certificate), then serve screenshots
-//! and input within the grant's permissions.
+//! over the relay's splice (requiring the technician's org certificate), then serve the
+//! technician's messages within the grant's permissions, each family by a module of its own:
+//! the desktop (screen, input, clipboard: [`desktop`]), shells and commands ([`jobs`]) and file
+//! transfers ([`transfers`]).
 
 use crate::account::RunAs;
 use crate::consent::Consent;
-use crate::input;
-use crate::platform::Desktop;
-use crate::screen;
 use quinn::{RecvStream, SendStream};
-use std::sync::Arc;
 use tether_net::NetError;
-use tether_net::client::ClientError;
-use tether_net::client::Credentials;
+use tether_net::client::{ClientError, Credentials};
 use tether_net::framed::{read_msg, write_msg};
-use tether_net::pki;
-use tether_net::pki::PkiError;
-use tether_protocol::codec::CodecError;
+use tether_net::pki::{self, PkiError};
+use tether_protocol::codec::{self, CodecError};
 use tether_protocol::consent::Outcome;
-use tether_protocol::frame::FrameError;
+use tether_protocol::frame::{self, FrameError};
 use tether_protocol::identity::Identity;
-use tether_protocol::session::GrantError;
+use tether_protocol::limits;
 use tether_protocol::session::{
-    OfferReply, RefuseKind, RelayStream, SessionGate, SessionGrant, ToAgent, ToViewer, command_line,
+    GrantError, OfferReply, RefuseKind, RelayStream, SessionGate, SessionGrant, ToAgent, ToViewer,
 };
-use tether_protocol::{codec, frame, limits};
 use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
+
+mod desktop;
+mod jobs;
+mod transfers;
+
+use desktop::{Screen, clipboard_message, screen_message};
+use jobs::{Shells, shell_message};
+use transfers::{Transfers, file_message};
 
 /// Why a session offer is refused before anyone is asked.
 #[derive(Debug, Error)]
@@ -446,456 +449,12 @@ impl Audit {
     }
 }
 
-/// The screen side of a session: the desktop, the stream of one display, and the one input
-/// connection (dropping it releases every held key).
-struct Screen {
-    desktop: Arc<dyn Desktop>,
-    stream: Option<(mpsc::UnboundedSender<u64>, tokio::task::JoinHandle<()>)>,
-    input: input::Input,
-}
-
-impl Screen {
-    fn new(desktop: Arc<dyn Desktop>) -> Self {
-        Screen {
-            input: input::Input::spawn(desktop.clone()),
-            desktop,
-            stream: None,
-        }
-    }
-
-    fn stop_stream(&mut self) {
-        if let Some((_, task)) = self.stream.take() {
-            task.abort();
-        }
-    }
-
-    fn end(&mut self) {
-        self.stop_stream();
-    }
-}
-
-/// Screenshots, streaming (start, stop, acknowledgements), input and keep-alives.
-async fn screen_message(
-    msg: ToAgent,
-    screen: &mut Screen,
-    out: &mpsc::Sender<ToViewer>,
-) -> Option<ToViewer> {
-    match msg {
-        ToAgent::FrameAck { seq } => {
-            if let Some((acks, _)) = &screen.stream {
-                let _ = acks.send(seq);
-            }
-            None
-        }
-        ToAgent::StartStream {
-            display,
-            max_in_flight,
-            h264,
-        } => {
-            screen.stop_stream();
-            let (acks, acks_rx) = mpsc::unbounded_channel();
-            let task = tokio::spawn(crate::stream::run(
-                screen.desktop.clone(),
-                display,
-                max_in_flight.clamp(1, 8),
-                h264,
-                acks_rx,
-                out.clone(),
-            ));
-            screen.stream = Some((acks, task));
-            None
-        }
-        ToAgent::StopStream => {
-            screen.stop_stream();
-            None
-        }
-        ToAgent::Screenshot { display } => Some(
-            match tokio::task::spawn_blocking({
-                let desktop = screen.desktop.clone();
-                move || screen::screenshot(&mut *desktop.screen(), display)
-            })
-            .await
-            {
-                Ok(Ok(img)) => ToViewer::Screenshot(img),
-                Ok(Err(e)) => ToViewer::Error {
-                    message: e.to_string(),
-                },
-                Err(e) => ToViewer::Error {
-                    message: e.to_string(),
-                },
-            },
-        ),
-        ToAgent::KeepAlive => {
-            screen.input.keep_alive();
-            None
-        }
-        ToAgent::Input(ev) => Some(match screen.input.apply(ev).await {
-            Ok(()) => ToViewer::Done,
-            Err(e) => ToViewer::Error {
-                message: e.to_string(),
-            },
-        }),
-        // Other families are answered elsewhere.
-        _ => None,
-    }
-}
-
-/// Reading and setting the desktop's clipboard.
-async fn clipboard_message(msg: ToAgent, desktop: &Arc<dyn Desktop>) -> Option<ToViewer> {
-    let desktop = desktop.clone();
-    match msg {
-        ToAgent::GetClipboard => Some(
-            match tokio::task::spawn_blocking(move || desktop.clipboard().get()).await {
-                Ok(Ok(text)) => ToViewer::Clipboard {
-                    text: truncate(text, tether_protocol::session::MAX_CLIPBOARD),
-                },
-                Ok(Err(e)) => ToViewer::Error {
-                    message: e.to_string(),
-                },
-                Err(e) => ToViewer::Error {
-                    message: e.to_string(),
-                },
-            },
-        ),
-        ToAgent::SetClipboard { text } => Some(
-            match tokio::task::spawn_blocking(move || desktop.clipboard().set(text)).await {
-                Ok(Ok(())) => ToViewer::Done,
-                Ok(Err(e)) => ToViewer::Error {
-                    message: e.to_string(),
-                },
-                Err(e) => ToViewer::Error {
-                    message: e.to_string(),
-                },
-            },
-        ),
-        // Other families are answered elsewhere.
-        _ => None,
-    }
-}
-
 /// The gate lets shell and file messages through only with those permissions, and then the
 /// session has an account; this is the answer should that ever not hold.
 fn nobody() -> ToViewer {
     ToViewer::Error {
         message: "this session may not run commands or transfer files".into(),
     }
-}
-
-/// The shell side of a session: at most one shell or command at a time (its end is reported
-/// to the audit trail; dropping it ends it).
-struct Shells {
-    job: Option<Job>,
-    /// Whom shells and commands run as (`None` without the shell permission).
-    who: Option<RunAs>,
-    /// Where a recorded shell's transcript goes: the relay, for this session.
-    record: Option<(quinn::Connection, String)>,
-}
-
-impl Shells {
-    fn busy(&self) -> bool {
-        self.job.as_ref().is_some_and(|j| !j.finished())
-    }
-}
-
-/// Opening a shell, typing into it and resizing it, and running one command.
-async fn shell_message(
-    msg: ToAgent,
-    shells: &mut Shells,
-    audit: &Audit,
-    out: &mpsc::Sender<ToViewer>,
-) -> Option<ToViewer> {
-    match msg {
-        ToAgent::ShellOpen { cols, rows, user } => {
-            if shells.busy() {
-                return Some(busy());
-            }
-            if let Some(message) = chosen_user(user.as_deref(), shells.who.as_ref()) {
-                return Some(ToViewer::Error { message });
-            }
-            let Some(who) = &shells.who else {
-                return Some(nobody());
-            };
-            let transcript = shells
-                .record
-                .as_ref()
-                .map(|(relay, session_id)| record(relay.clone(), session_id.clone()));
-            match crate::shell::Shell::open(cols, rows, who, out.clone(), transcript) {
-                Ok((shell, ended)) => {
-                    audit.note(format!("shell opened as {}", who.describe()));
-                    shells.job = Some(Job::Shell(shell, watch_end(ended, audit, "shell".into())));
-                    None
-                }
-                Err(e) => Some(ToViewer::Error {
-                    message: e.to_string(),
-                }),
-            }
-        }
-        ToAgent::ShellInput(bytes) => match &shells.job {
-            Some(Job::Shell(shell, _)) => {
-                let input = shell.input();
-                let _ = input.send(bytes).await;
-                None
-            }
-            _ => Some(ToViewer::Error {
-                message: "no shell is open".into(),
-            }),
-        },
-        ToAgent::ShellResize { cols, rows } => {
-            if let Some(Job::Shell(shell, _)) = &shells.job {
-                shell.resize(cols, rows);
-            }
-            None
-        }
-        ToAgent::Exec { argv, timeout_ms } => {
-            if shells.busy() {
-                return Some(busy());
-            }
-            let Some(who) = &shells.who else {
-                return Some(nobody());
-            };
-            let timeout = timeout_ms.map(std::time::Duration::from_millis);
-            match crate::shell::exec(&argv, timeout, who, out.clone()) {
-                Ok((exec, ended)) => {
-                    let line = command_line(&argv);
-                    shells.job = Some(Job::Exec(
-                        exec,
-                        watch_end(ended, audit, format!("exec {line}")),
-                    ));
-                    None
-                }
-                Err(message) => {
-                    audit.note(format!("exec {} failed: {message}", command_line(&argv)));
-                    Some(ToViewer::Error {
-                        message: message.to_string(),
-                    })
-                }
-            }
-        }
-        // Other families are answered elsewhere.
-        _ => None,
-    }
-}
-
-/// The file side of a session: the push in progress and the pull being sent.
-struct Transfers {
-    put: Option<crate::files::Put>,
-    get: Option<tokio::task::JoinHandle<()>>,
-    /// Whom file access runs as (`None` without the files permission).
-    who: Option<RunAs>,
-}
-
-impl Transfers {
-    fn end(&mut self) {
-        if let Some(g) = self.get.take() {
-            g.abort();
-        }
-    }
-}
-
-/// Pushes (start, chunks), looking at a path, and pulls.
-async fn file_message(
-    msg: ToAgent,
-    files: &mut Transfers,
-    audit: &Audit,
-    out: &mpsc::Sender<ToViewer>,
-) -> Option<ToViewer> {
-    let who = || files.who.clone().ok_or_else(nobody);
-    match msg {
-        ToAgent::PutStart(p) => {
-            let who = match who() {
-                Ok(w) => w,
-                Err(e) => return Some(e),
-            };
-            files.put = None;
-            match tokio::task::block_in_place(|| crate::files::Put::start(&p, &who)) {
-                Ok((mut started, offset)) => {
-                    if started.is_complete() && offset == 0 {
-                        // An empty file: nothing to send.
-                        match tokio::task::block_in_place(|| started.finish()) {
-                            Ok(d) => {
-                                audit.note(started.describe());
-                                Some(d)
-                            }
-                            Err(message) => Some(ToViewer::Error {
-                                message: message.to_string(),
-                            }),
-                        }
-                    } else {
-                        files.put = Some(started);
-                        Some(ToViewer::PutReady { offset })
-                    }
-                }
-                Err(message) => {
-                    audit.note(format!("push refused: {message}"));
-                    Some(ToViewer::Error {
-                        message: message.to_string(),
-                    })
-                }
-            }
-        }
-        ToAgent::FileChunk(data) => match files.put.as_mut() {
-            Some(p) => match tokio::task::block_in_place(|| p.chunk(&data)) {
-                Ok(None) => None,
-                Ok(Some(done)) => {
-                    audit.note(p.describe());
-                    files.put = None;
-                    Some(done)
-                }
-                Err(message) => {
-                    audit.note(format!("{} failed: {message}", p.describe()));
-                    files.put = None;
-                    Some(ToViewer::Error {
-                        message: message.to_string(),
-                    })
-                }
-            },
-            None => Some(ToViewer::Error {
-                message: "no push in progress".into(),
-            }),
-        },
-        ToAgent::Stat { path } => {
-            let who = match who() {
-                Ok(w) => w,
-                Err(e) => return Some(e),
-            };
-            Some(
-                match tokio::task::spawn_blocking(move || crate::files::stat(&path, &who)).await {
-                    Ok(Ok(entry)) => ToViewer::StatReply(entry),
-                    Ok(Err(e)) => ToViewer::Error {
-                        message: e.to_string(),
-                    },
-                    Err(e) => ToViewer::Error {
-                        message: e.to_string(),
-                    },
-                },
-            )
-        }
-        ToAgent::GetStart { path, offset } => {
-            let who = match who() {
-                Ok(w) => w,
-                Err(e) => return Some(e),
-            };
-            files.end();
-            let out = out.clone();
-            let audit = audit.clone();
-            files.get = Some(tokio::spawn(async move {
-                match crate::files::get(path.clone(), offset, who, out.clone()).await {
-                    Ok(ToViewer::FileEnd { size, sha256 }) => audit.note(format!(
-                        "pull {path} ({size} bytes from offset {offset}, sha256 {sha256})"
-                    )),
-                    Ok(_) => {}
-                    Err(message) => {
-                        audit.note(format!("pull {path} failed: {message}"));
-                        let _ = out
-                            .send(ToViewer::Error {
-                                message: message.to_string(),
-                            })
-                            .await;
-                    }
-                }
-            }));
-            None
-        }
-        // Other families are answered elsewhere.
-        _ => None,
-    }
-}
-
-/// Sends a recorded shell's output to the relay on a stream of its own.
-fn record(relay: quinn::Connection, session_id: String) -> mpsc::Sender<Vec<u8>> {
-    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(64);
-    tokio::spawn(async move {
-        let sent = async {
-            let (mut send, _recv) = relay.open_bi().await?;
-            write_msg(
-                &mut send,
-                &tether_protocol::message::AgentStream::Transcript {
-                    session_id: session_id.clone(),
-                },
-                limits::CONTROL,
-            )
-            .await?;
-            while let Some(chunk) = rx.recv().await {
-                write_msg(
-                    &mut send,
-                    &tether_protocol::message::TranscriptChunk(chunk),
-                    limits::CONTROL,
-                )
-                .await?;
-            }
-            let _ = send.finish();
-            let _ = send.stopped().await;
-            Ok::<_, tether_net::NetError>(())
-        };
-        if let Err(e) = sent.await {
-            warn!(session = %session_id, "shell transcript not delivered: {e}");
-        }
-    });
-    tx
-}
-
-/// A shell or command running in a session.
-enum Job {
-    Shell(crate::shell::Shell, tokio::task::JoinHandle<()>),
-    /// The command is held only to kill its process group when dropped.
-    Exec(
-        #[allow(dead_code)] crate::shell::Exec,
-        tokio::task::JoinHandle<()>,
-    ),
-}
-
-impl Job {
-    fn finished(&self) -> bool {
-        match self {
-            Job::Shell(_, w) | Job::Exec(_, w) => w.is_finished(),
-        }
-    }
-}
-
-/// The technician may not pick an account: a session runs as the desktop user, or as root
-/// with the root permission (a `user` naming that same account is accepted, for older clients).
-fn chosen_user(user: Option<&str>, who: Option<&RunAs>) -> Option<String> {
-    match (user, who) {
-        (None, _) => None,
-        (Some(""), _) => None,
-        (Some(u), Some(w)) if u == w.account.name => None,
-        (Some(u), _) => Some(format!(
-            "a shell cannot be opened as {}: sessions run as the desktop user, or as root when asked for with --as-root",
-            tether_protocol::text::clean(u, 64)
-        )),
-    }
-}
-
-fn busy() -> ToViewer {
-    ToViewer::Error {
-        message: "a shell or command is already running in this session".into(),
-    }
-}
-
-/// Records how a shell or command ended on the session's audit record.
-fn watch_end(
-    ended: crate::shell::Ended,
-    audit: &Audit,
-    what: String,
-) -> tokio::task::JoinHandle<()> {
-    let audit = audit.clone();
-    tokio::spawn(async move {
-        let how = match ended.await {
-            Ok(ToViewer::Exited {
-                code,
-                signal,
-                timed_out,
-                ..
-            }) => match (code, signal, timed_out) {
-                (_, _, true) => "timed out, killed".to_string(),
-                (Some(c), _, _) => format!("exit {c}"),
-                (None, Some(s), _) => format!("killed by signal {s}"),
-                _ => "ended".to_string(),
-            },
-            _ => "ended with the session".to_string(),
-        };
-        audit.note(format!("{what} → {how}"));
-    })
 }
 
 /// Resolves when the user ends the session (never, if the consent service is gone).
@@ -940,18 +499,6 @@ fn channel_broken(e: std::io::Error) -> ChannelError {
         }
         _ => ChannelError::Broken(e),
     }
-}
-
-/// Cuts `s` to at most `max` bytes at a character boundary.
-fn truncate(mut s: String, max: usize) -> String {
-    if s.len() > max {
-        let mut cut = max;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
-    }
-    s
 }
 
 #[cfg(test)]
