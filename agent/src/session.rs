@@ -370,8 +370,8 @@ async fn run(
         }
     };
     // Ending the session ends its stream, its transfer, and its shell or command.
-    screen.end();
-    files.end();
+    screen.stop_stream();
+    files.stop_pull();
     drop(shell);
     drop(out);
     let _ = writer.await;

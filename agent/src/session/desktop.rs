@@ -25,14 +25,10 @@ impl Screen {
         }
     }
 
-    fn stop_stream(&mut self) {
+    pub(super) fn stop_stream(&mut self) {
         if let Some((_, task)) = self.stream.take() {
             task.abort();
         }
-    }
-
-    pub(super) fn end(&mut self) {
-        self.stop_stream();
     }
 }
 

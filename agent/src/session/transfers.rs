@@ -15,7 +15,8 @@ pub(super) struct Transfers {
 }
 
 impl Transfers {
-    pub(super) fn end(&mut self) {
+    /// Stops the pull being sent, if any.
+    pub(super) fn stop_pull(&mut self) {
         if let Some(g) = self.get.take() {
             g.abort();
         }
@@ -105,7 +106,7 @@ pub(super) async fn file_message(
                 Ok(w) => w,
                 Err(e) => return Some(e),
             };
-            files.end();
+            files.stop_pull();
             let out = out.clone();
             let audit = audit.clone();
             files.get = Some(tokio::spawn(async move {
