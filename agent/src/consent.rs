@@ -81,6 +81,15 @@ pub struct Consent {
 /// Returned when the consent task is gone (the agent is stopping).
 const GONE: &str = "the agent is stopping";
 
+/// Why the consent service could not do what the tray asked.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsentError {
+    #[error("{GONE}")]
+    Gone,
+    #[error(transparent)]
+    Book(#[from] BookError),
+}
+
 impl Consent {
     /// Starts the task. `to_relay` carries the user's end and rating reports to the relay.
     pub fn spawn(opts: ConsentOptions, to_relay: mpsc::Sender<AgentToRelay>) -> Self {
@@ -136,15 +145,20 @@ impl Consent {
         let _ = self.tx.send(Cmd::Ended(id)).await;
     }
 
-    pub async fn answer(&self, id: String, answer: Answer) -> Result<String, String> {
+    pub async fn answer(&self, id: String, answer: Answer) -> Result<String, ConsentError> {
         self.ask(|r| Cmd::Answer(id, answer, r)).await
     }
 
-    pub async fn end(&self, id: String) -> Result<String, String> {
+    pub async fn end(&self, id: String) -> Result<String, ConsentError> {
         self.ask(|r| Cmd::End(id, r)).await
     }
 
-    pub async fn rate(&self, id: String, rating: u8, comment: String) -> Result<String, String> {
+    pub async fn rate(
+        &self,
+        id: String,
+        rating: u8,
+        comment: String,
+    ) -> Result<String, ConsentError> {
         self.ask(|r| Cmd::Rate(id, rating, comment, r)).await
     }
 
@@ -172,7 +186,7 @@ impl Consent {
         rx.await.unwrap_or(MessageReply::NoTray)
     }
 
-    pub async fn reply(&self, id: String, text: String) -> Result<String, String> {
+    pub async fn reply(&self, id: String, text: String) -> Result<String, ConsentError> {
         self.ask(|r| Cmd::Reply(id, text, r)).await
     }
 
@@ -192,15 +206,15 @@ impl Consent {
     async fn ask(
         &self,
         cmd: impl FnOnce(oneshot::Sender<Result<String, BookError>>) -> Cmd,
-    ) -> Result<String, String> {
+    ) -> Result<String, ConsentError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(cmd(reply))
             .await
-            .map_err(|_| GONE.to_string())?;
+            .map_err(|_| ConsentError::Gone)?;
         match rx.await {
-            Ok(r) => r.map_err(|e| e.to_string()),
-            Err(_) => Err(GONE.into()),
+            Ok(r) => Ok(r?),
+            Err(_) => Err(ConsentError::Gone),
         }
     }
 }

@@ -16,11 +16,9 @@
 //! opened, so the write can never land in the symlink's target. Reads (stat, pull) open the
 //! path once and work from that handle; a tree is walked directory handle by directory handle.
 
-use crate::account::RunAs;
+use crate::account::{AccountError, RunAs};
+use crate::platform::fs::{self as pfs, Dir, Found, Kind, LinkSafeError};
 use ring::digest::{Context, SHA256};
-use rustix::fd::{AsFd, OwnedFd};
-use rustix::fs::{AtFlags, CWD, FileType, Mode, OFlags, ResolveFlags};
-use rustix::io::Errno;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
@@ -30,13 +28,88 @@ use tether_protocol::session::{
     DirEntry, MAX_ENTRIES, MAX_GET_CHUNK, PutStart, RemoteEntry, ToViewer,
 };
 use tether_protocol::token::hex;
+use thiserror::Error;
 use tokio::sync::mpsc;
+
+/// Why a transfer or a look at a path failed: one line for the technician (and the audit).
+#[derive(Debug, Error)]
+pub enum FileError {
+    #[error("destination {0} must be an absolute path on the device")]
+    RootNotAbsolute(String),
+    #[error("destination {0} contains '..'; name the directory itself")]
+    RootClimbs(String),
+    #[error("destination directory {0} does not exist on the device")]
+    RootMissing(String),
+    #[error("destination {0} is a symlink; not writing through it (name the real directory)")]
+    RootIsSymlink(String),
+    #[error("destination {0} is not a directory on the device")]
+    RootNotDirectory(String),
+    #[error(
+        "destination {0} is or passes through a symlink; not writing through it (name the real directory)"
+    )]
+    RootThroughSymlink(String),
+    #[error("file transfer needs Linux 5.6 or later (openat2) on the device")]
+    Unsupported,
+    #[error("{0} is a symlink; not writing through it")]
+    Symlink(String),
+    #[error("{0} exists and is not a directory")]
+    NotDirectory(String),
+    #[error("{0} exists and is not a regular file; not replacing it")]
+    NotReplacing(String),
+    #[error("{0} exists and is not this transfer's own file; remove it and push again")]
+    ForeignPart(String),
+    #[error("bad checksum in push request")]
+    BadChecksum,
+    #[error(transparent)]
+    BadPath(#[from] paths::PathError),
+    #[error("empty path")]
+    EmptyPath,
+    #[error("more data than the announced size")]
+    TooMuchData,
+    #[error(
+        "checksum mismatch for {dest} (sent {sent}, received {got}); the partial file was removed"
+    )]
+    ChecksumMismatch {
+        dest: String,
+        sent: String,
+        got: String,
+    },
+    #[error("{0} must be an absolute path on the device")]
+    NotAbsolute(String),
+    #[error("{0} is neither a file nor a directory")]
+    NeitherFileNorDirectory(String),
+    #[error("{0} holds more than {MAX_ENTRIES} entries; pull a smaller directory")]
+    TooManyEntries(String),
+    #[error("{0} is not a regular file")]
+    NotRegular(String),
+    #[error("{0} changed size while being read")]
+    ChangedSize(String),
+    #[error("session ended")]
+    SessionEnded,
+    #[error("file reader stopped")]
+    ReaderStopped,
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    /// An I/O error on a handle already held (its path was named before).
+    #[error("{0}")]
+    Handle(std::io::Error),
+    #[error(transparent)]
+    Account(#[from] AccountError),
+}
+
+fn io_at(path: impl Into<String>) -> impl FnOnce(std::io::Error) -> FileError {
+    let path = path.into();
+    move |source| FileError::Io { path, source }
+}
 
 /// A push in progress.
 pub struct Put {
     who: RunAs,
     /// The directory the file goes into, held open since it was checked.
-    dir: Arc<OwnedFd>,
+    dir: Arc<Dir>,
     part_name: String,
     name: String,
     /// The destination as the technician named it (for messages and the audit record).
@@ -70,20 +143,10 @@ pub(crate) mod race {
     }
 }
 
-fn resolve() -> ResolveFlags {
-    ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS
-}
-
-fn dir_flags() -> OFlags {
-    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC
-}
-
 /// Opens the destination root: an existing absolute directory, no symlink anywhere on its path.
-fn open_root(root: &str) -> Result<OwnedFd, String> {
+fn open_root(root: &str) -> Result<Dir, FileError> {
     if !Path::new(root).is_absolute() {
-        return Err(format!(
-            "destination {root} must be an absolute path on the device"
-        ));
+        return Err(FileError::RootNotAbsolute(root.into()));
     }
     // `/tmp/a/../x` is not "under /tmp/a": what the user was shown (and the audit keeps) must be
     // where the file lands, so a destination that climbs is refused rather than resolved.
@@ -91,60 +154,25 @@ fn open_root(root: &str) -> Result<OwnedFd, String> {
         .components()
         .any(|c| c == std::path::Component::ParentDir)
     {
-        return Err(format!(
-            "destination {root} contains '..'; name the directory itself"
-        ));
+        return Err(FileError::RootClimbs(root.into()));
     }
-    rustix::fs::openat2(
-        CWD,
-        root,
-        dir_flags(),
-        Mode::empty(),
-        ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
-    )
-    .map_err(|e| match e {
-        Errno::NOENT => format!("destination directory {root} does not exist on the device"),
-        // (O_NOFOLLOW with O_DIRECTORY reports a symlink as "not a directory"; the message is
-        // all the second look decides.)
-        Errno::NOTDIR
-            if std::fs::symlink_metadata(root).is_ok_and(|m| m.file_type().is_symlink()) =>
-        {
-            format!(
-                "destination {root} is a symlink; not writing through it (name the real directory)"
-            )
-        }
-        Errno::NOTDIR => format!("destination {root} is not a directory on the device"),
-        Errno::LOOP => format!(
-            "destination {root} is or passes through a symlink; not writing through it (name the real directory)"
-        ),
-        Errno::NOSYS => "file transfer needs Linux 5.6 or later (openat2) on the device".into(),
-        e => format!("{root}: {}", std::io::Error::from(e)),
+    pfs::open_dir_nofollow(root).map_err(|e| match e {
+        LinkSafeError::NotFound => FileError::RootMissing(root.into()),
+        LinkSafeError::Symlink => FileError::RootIsSymlink(root.into()),
+        LinkSafeError::NotDirectory => FileError::RootNotDirectory(root.into()),
+        LinkSafeError::ThroughSymlink => FileError::RootThroughSymlink(root.into()),
+        LinkSafeError::Unsupported => FileError::Unsupported,
+        LinkSafeError::Io(e) => io_at(root)(e),
     })
 }
 
 /// Opens (making it if missing) the directory `name` inside `parent`, never through a symlink.
-fn open_subdir(parent: &OwnedFd, name: &str, shown: &str) -> Result<OwnedFd, String> {
-    let open = || rustix::fs::openat2(parent, name, dir_flags(), Mode::empty(), resolve());
-    let fd = match open() {
-        Err(Errno::NOENT) => {
-            match rustix::fs::mkdirat(parent, name, Mode::from_raw_mode(0o777)) {
-                Ok(()) | Err(Errno::EXIST) => {}
-                Err(e) => return Err(format!("{shown}: {}", std::io::Error::from(e))),
-            }
-            open()
-        }
-        other => other,
-    };
-    let is_link = || {
-        rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW)
-            .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Symlink)
-    };
-    fd.map_err(|e| match e {
-        Errno::LOOP => format!("{shown} is a symlink; not writing through it"),
-        // O_NOFOLLOW with O_DIRECTORY reports a symlink as "not a directory".
-        Errno::NOTDIR if is_link() => format!("{shown} is a symlink; not writing through it"),
-        Errno::NOTDIR => format!("{shown} exists and is not a directory"),
-        e => format!("{shown}: {}", std::io::Error::from(e)),
+fn open_subdir(parent: &Dir, name: &str, shown: &str) -> Result<Dir, FileError> {
+    parent.open_or_make_subdir(name).map_err(|e| match e {
+        LinkSafeError::Symlink | LinkSafeError::ThroughSymlink => FileError::Symlink(shown.into()),
+        LinkSafeError::NotDirectory => FileError::NotDirectory(shown.into()),
+        LinkSafeError::Io(e) => io_at(shown)(e),
+        e => io_at(shown)(std::io::Error::other(e)),
     })
 }
 
@@ -163,13 +191,13 @@ fn effective_uid(who: &RunAs) -> u32 {
 
 impl Put {
     /// Opens (or resumes) the part file. Returns the offset the technician sends from.
-    pub fn start(p: &PutStart, who: &RunAs) -> Result<(Put, u64), String> {
+    pub fn start(p: &PutStart, who: &RunAs) -> Result<(Put, u64), FileError> {
         if !valid_sha(&p.sha256) {
-            return Err("bad checksum in push request".into());
+            return Err(FileError::BadChecksum);
         }
         let sha256 = p.sha256.to_ascii_lowercase();
-        let parts = paths::relative(&p.rel).map_err(|e| e.to_string())?;
-        let (name, dirs) = parts.split_last().ok_or("empty path")?;
+        let parts = paths::relative(&p.rel)?;
+        let (name, dirs) = parts.split_last().ok_or(FileError::EmptyPath)?;
         let name = name.to_string();
         let dirs: Vec<String> = dirs.iter().map(|d| d.to_string()).collect();
         let root = p.root.clone();
@@ -200,14 +228,14 @@ impl Put {
     }
 
     /// Appends a chunk. `Ok(Some(done))` when the file is complete and in place.
-    pub fn chunk(&mut self, data: &[u8]) -> Result<Option<ToViewer>, String> {
+    pub fn chunk(&mut self, data: &[u8]) -> Result<Option<ToViewer>, FileError> {
         if self.written + data.len() as u64 > self.size {
             self.remove_part();
-            return Err("more data than the announced size".into());
+            return Err(FileError::TooMuchData);
         }
         self.file
             .write_all(data)
-            .map_err(|e| format!("{}: {e}", self.dest))?;
+            .map_err(io_at(self.dest.as_str()))?;
         self.hash.update(data);
         self.written += data.len() as u64;
         if self.written < self.size {
@@ -223,21 +251,22 @@ impl Put {
 
     fn remove_part(&self) {
         let (dir, part) = (self.dir.clone(), self.part_name.clone());
-        let _ = self.who.run(move || {
-            rustix::fs::unlinkat(&*dir, part.as_str(), AtFlags::empty()).map_err(|e| e.to_string())
-        });
+        let _ = self
+            .who
+            .run(move || dir.remove_file(&part).map_err(FileError::Handle));
     }
 
-    pub fn finish(&mut self) -> Result<ToViewer, String> {
+    pub fn finish(&mut self) -> Result<ToViewer, FileError> {
         let got = hex(self.hash.clone().finish().as_ref());
         if got != self.sha256 {
             self.remove_part();
-            return Err(format!(
-                "checksum mismatch for {} (sent {}, received {got}); the partial file was removed",
-                self.dest, self.sha256
-            ));
+            return Err(FileError::ChecksumMismatch {
+                dest: self.dest.clone(),
+                sent: self.sha256.clone(),
+                got,
+            });
         }
-        let file = self.file.try_clone().map_err(|e| e.to_string())?;
+        let file = self.file.try_clone().map_err(FileError::Handle)?;
         let (dir, part, name, mode) = (
             self.dir.clone(),
             self.part_name.clone(),
@@ -246,13 +275,12 @@ impl Put {
         );
         let dest = self.dest.clone();
         self.who.run(move || {
-            file.sync_all().map_err(|e| e.to_string())?;
-            rustix::fs::fchmod(&file, Mode::from_raw_mode(mode)).map_err(|e| e.to_string())?;
+            file.sync_all().map_err(FileError::Handle)?;
+            pfs::set_mode(&file, mode).map_err(FileError::Handle)?;
             #[cfg(test)]
             race::at(&dest, "rename");
             // Inside the directory held since the check: a swapped path cannot redirect it.
-            rustix::fs::renameat(&*dir, part.as_str(), &*dir, name.as_str())
-                .map_err(|e| format!("{dest}: {}", std::io::Error::from(e)))
+            dir.rename(&part, &name).map_err(io_at(dest))
         })?;
         Ok(ToViewer::PutDone {
             size: self.size,
@@ -277,7 +305,7 @@ fn open_part(
     part_name: &str,
     uid: u32,
     size: u64,
-) -> Result<(OwnedFd, File, u64, Context), String> {
+) -> Result<(Dir, File, u64, Context), FileError> {
     let mut dir = open_root(root)?;
     let mut shown = root.trim_end_matches('/').to_string();
     for d in dirs {
@@ -289,40 +317,24 @@ fn open_part(
     #[cfg(test)]
     race::at(root, "walked");
     let dest = format!("{shown}/{name}");
-    match rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {
-        Ok(st) if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile => {
-            return Err(format!(
-                "{dest} exists and is not a regular file; not replacing it"
-            ));
-        }
-        _ => {}
+    if dir.kind_of(name).is_some_and(|k| k != Kind::File) {
+        return Err(FileError::NotReplacing(dest));
     }
-    let fd = rustix::fs::openat2(
-        &dir,
-        part_name,
-        OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY,
-        Mode::from_raw_mode(0o600),
-        resolve(),
-    )
-    .map_err(|e| match e {
-        Errno::LOOP => format!("{shown}/{part_name} is a symlink; not writing through it"),
-        e => format!("{dest}: {}", std::io::Error::from(e)),
-    })?;
+    let (mut file, st) = dir
+        .create_or_open_nofollow(part_name, 0o600)
+        .map_err(|e| match e {
+            LinkSafeError::Symlink => FileError::Symlink(format!("{shown}/{part_name}")),
+            LinkSafeError::Io(e) => io_at(dest.as_str())(e),
+            e => io_at(dest.as_str())(std::io::Error::other(e)),
+        })?;
     // A part file someone else prepared (a hard link to another file, a file of another
     // user) is not resumed into.
-    let st = rustix::fs::fstat(&fd).map_err(|e| e.to_string())?;
-    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile
-        || st.st_nlink != 1
-        || st.st_uid != uid
-    {
-        return Err(format!(
-            "{shown}/{part_name} exists and is not this transfer's own file; remove it and push again"
-        ));
+    if st.kind != Kind::File || st.links != 1 || st.owner != uid {
+        return Err(FileError::ForeignPart(format!("{shown}/{part_name}")));
     }
-    let mut file = File::from(fd);
-    let mut have = st.st_size.max(0) as u64;
+    let mut have = st.size;
     if have > size {
-        file.set_len(0).map_err(|e| e.to_string())?;
+        file.set_len(0).map_err(FileError::Handle)?;
         have = 0;
     }
     // Resuming: the checksum covers the whole file, so hash what is already there.
@@ -331,7 +343,7 @@ fn open_part(
     let mut left = have;
     while left > 0 {
         let want = left.min(buf.len() as u64) as usize;
-        let n = file.read(&mut buf[..want]).map_err(|e| e.to_string())?;
+        let n = file.read(&mut buf[..want]).map_err(FileError::Handle)?;
         if n == 0 {
             break;
         }
@@ -339,89 +351,63 @@ fn open_part(
         left -= n as u64;
     }
     file.seek(SeekFrom::Start(have))
-        .map_err(|e| e.to_string())?;
+        .map_err(FileError::Handle)?;
     Ok((dir, file, have, hash))
-}
-
-fn mode_of(st: &rustix::fs::Stat) -> u32 {
-    st.st_mode & 0o777
 }
 
 /// What is at `path`: a file, or a directory and every file and directory below it (symlinks
 /// inside are skipped, names that are not UTF-8 too). Runs as the session's account.
-pub fn stat(path: &str, who: &RunAs) -> Result<RemoteEntry, String> {
+pub fn stat(path: &str, who: &RunAs) -> Result<RemoteEntry, FileError> {
     let path = path.to_string();
     who.run(move || stat_as_user(&path))
 }
 
-fn stat_as_user(path: &str) -> Result<RemoteEntry, String> {
+fn stat_as_user(path: &str) -> Result<RemoteEntry, FileError> {
     if !Path::new(path).is_absolute() {
-        return Err(format!("{path} must be an absolute path on the device"));
+        return Err(FileError::NotAbsolute(path.into()));
     }
-    // O_PATH: a FIFO or device is looked at, never opened.
-    let top = rustix::fs::open(path, OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
-        .map_err(|e| format!("{path}: {}", std::io::Error::from(e)))?;
-    let st = rustix::fs::fstat(&top).map_err(|e| format!("{path}: {e}"))?;
-    match FileType::from_raw_mode(st.st_mode) {
-        FileType::RegularFile => {
+    let root = match pfs::look_at(path).map_err(io_at(path))? {
+        Found::File(st) => {
             return Ok(RemoteEntry::File {
-                size: st.st_size.max(0) as u64,
-                mode: mode_of(&st),
+                size: st.size,
+                mode: st.mode,
             });
         }
-        FileType::Directory => {}
-        _ => return Err(format!("{path} is neither a file nor a directory")),
-    }
-    let root = rustix::fs::openat(&top, ".", dir_flags(), Mode::empty())
-        .map_err(|e| format!("{path}: {}", std::io::Error::from(e)))?;
+        Found::Directory(dir) => dir,
+        Found::Other => return Err(FileError::NeitherFileNorDirectory(path.into())),
+    };
     let mut entries = Vec::new();
     // Directories still to list: the one they are in (held open), their name, their prefix.
-    let mut stack: Vec<(Arc<OwnedFd>, Option<String>, String)> =
+    let mut stack: Vec<(Arc<Dir>, Option<String>, String)> =
         vec![(Arc::new(root), None, String::new())];
     while let Some((parent, name, prefix)) = stack.pop() {
         let shown = format!("{path}/{prefix}");
         let dir = match &name {
             None => parent,
-            Some(n) => Arc::new(
-                rustix::fs::openat2(&*parent, n.as_str(), dir_flags(), Mode::empty(), resolve())
-                    .map_err(|e| format!("{shown}: {}", std::io::Error::from(e)))?,
-            ),
+            Some(n) => Arc::new(parent.open_subdir(n).map_err(io_at(shown.as_str()))?),
         };
-        let rd = rustix::fs::Dir::read_from(dir.as_fd())
-            .map_err(|e| format!("{shown}: {}", std::io::Error::from(e)))?;
-        for e in rd.flatten() {
-            let Ok(name) = e.file_name().to_str().map(str::to_string) else {
-                continue;
-            };
-            if name == "." || name == ".." {
-                continue;
-            }
-            let Ok(st) = rustix::fs::statat(&*dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW) else {
-                continue;
-            };
+        for (name, st) in dir.entries().map_err(io_at(shown.as_str()))? {
             let rel = format!("{prefix}{name}");
-            match FileType::from_raw_mode(st.st_mode) {
-                FileType::Directory => {
+            match st.kind {
+                Kind::Directory => {
                     entries.push(DirEntry {
                         rel: rel.clone(),
                         size: 0,
-                        mode: mode_of(&st),
+                        mode: st.mode,
                         dir: true,
                     });
                     stack.push((dir.clone(), Some(name), format!("{rel}/")));
                 }
-                FileType::RegularFile => entries.push(DirEntry {
+                Kind::File => entries.push(DirEntry {
                     rel,
-                    size: st.st_size.max(0) as u64,
-                    mode: mode_of(&st),
+                    size: st.size,
+                    mode: st.mode,
                     dir: false,
                 }),
                 _ => {}
             }
             if entries.len() > MAX_ENTRIES {
-                return Err(format!(
-                    "{path} holds more than {MAX_ENTRIES} entries; pull a smaller directory"
-                ));
+                return Err(FileError::TooManyEntries(path.into()));
             }
         }
     }
@@ -431,21 +417,15 @@ fn stat_as_user(path: &str) -> Result<RemoteEntry, String> {
 
 /// Opens the file a pull reads, once, as the session's account: a regular file only (a FIFO
 /// or device is refused before any read could block or never end).
-fn open_for_get(path: &str) -> Result<File, String> {
+fn open_for_get(path: &str) -> Result<File, FileError> {
     if !Path::new(path).is_absolute() {
-        return Err(format!("{path} must be an absolute path on the device"));
+        return Err(FileError::NotAbsolute(path.into()));
     }
-    let fd = rustix::fs::open(
-        path,
-        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK,
-        Mode::empty(),
-    )
-    .map_err(|e| format!("{path}: {}", std::io::Error::from(e)))?;
-    let st = rustix::fs::fstat(&fd).map_err(|e| format!("{path}: {e}"))?;
-    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
-        return Err(format!("{path} is not a regular file"));
+    let (file, st) = pfs::open_for_reading(path).map_err(io_at(path))?;
+    if st.kind != Kind::File {
+        return Err(FileError::NotRegular(path.into()));
     }
-    Ok(File::from(fd))
+    Ok(file)
 }
 
 /// Streams the file at `path` from `offset` into `out`, then its size and the SHA-256 of the
@@ -455,19 +435,19 @@ pub async fn get(
     offset: u64,
     who: RunAs,
     out: mpsc::Sender<ToViewer>,
-) -> Result<ToViewer, String> {
-    let (tx, mut rx) = mpsc::channel::<Result<ToViewer, String>>(4);
+) -> Result<ToViewer, FileError> {
+    let (tx, mut rx) = mpsc::channel::<Result<ToViewer, FileError>>(4);
     // Disk reads and hashing on a thread of their own, as the session's account; the channel
     // paces them to the network.
     let reader = tokio::task::spawn_blocking(move || {
         who.run(move || {
             let mut f = open_for_get(&path)?;
-            let size = f.metadata().map_err(|e| e.to_string())?.len();
+            let size = f.metadata().map_err(FileError::Handle)?.len();
             let mut hash = Context::new(&SHA256);
             let mut buf = vec![0u8; MAX_GET_CHUNK];
             let mut pos = 0u64;
             loop {
-                let n = f.read(&mut buf).map_err(|e| format!("{path}: {e}"))?;
+                let n = f.read(&mut buf).map_err(io_at(path.as_str()))?;
                 if n == 0 {
                     break;
                 }
@@ -479,13 +459,13 @@ pub async fn get(
                         .blocking_send(Ok(ToViewer::FileChunk(buf[from..n].to_vec())))
                         .is_err()
                     {
-                        return Err("session ended".to_string());
+                        return Err(FileError::SessionEnded);
                     }
                 }
                 pos = end;
             }
             if pos != size {
-                return Err(format!("{path} changed size while being read"));
+                return Err(FileError::ChangedSize(path));
             }
             let end = ToViewer::FileEnd {
                 size: pos,
@@ -501,13 +481,10 @@ pub async fn get(
             Ok(end @ ToViewer::FileEnd { .. }) => {
                 out.send(end.clone())
                     .await
-                    .map_err(|_| "session ended".to_string())?;
+                    .map_err(|_| FileError::SessionEnded)?;
                 sent_end = Some(end);
             }
-            Ok(chunk) => out
-                .send(chunk)
-                .await
-                .map_err(|_| "session ended".to_string())?,
+            Ok(chunk) => out.send(chunk).await.map_err(|_| FileError::SessionEnded)?,
             Err(e) => return Err(e),
         }
     }
@@ -517,7 +494,7 @@ pub async fn get(
     // The channel closed without an end: the reader's error says why.
     match reader.await {
         Ok(Err(e)) => Err(e),
-        _ => Err("file reader stopped".into()),
+        _ => Err(FileError::ReaderStopped),
     }
 }
 
@@ -588,7 +565,12 @@ mod tests {
         let mut req = put(dir.path(), "f", b"hello");
         req.sha256 = sha(b"other");
         let (mut p, _) = Put::start(&req, &me()).unwrap();
-        assert!(p.chunk(b"hello").unwrap_err().contains("checksum mismatch"));
+        assert!(
+            p.chunk(b"hello")
+                .unwrap_err()
+                .to_string()
+                .contains("checksum mismatch")
+        );
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
@@ -609,7 +591,7 @@ mod tests {
         let climbing = dir.path().join("inner/..");
         let err = Put::start(&put(&climbing, "x", b"x"), &me()).err();
         assert!(
-            err.is_some_and(|e| e.contains("'..'")),
+            err.is_some_and(|e| e.to_string().contains("'..'")),
             "a climbing root was accepted"
         );
         assert!(!dir.path().join("x").exists());
@@ -698,9 +680,9 @@ mod tests {
                 let mut flips = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     rustix::fs::renameat_with(
-                        CWD,
+                        rustix::fs::CWD,
                         d.join("sub"),
-                        CWD,
+                        rustix::fs::CWD,
                         d.join("link"),
                         rustix::fs::RenameFlags::EXCHANGE,
                     )

@@ -6,24 +6,23 @@
 //! sample (the first sample waits sysinfo's minimum interval, 200 ms). Nothing here fails the
 //! report: a part that cannot be read adds a line to `errors` and stays empty.
 
-use crate::collect::filesystems::PSEUDO;
+use crate::platform::inventory::filesystems::PSEUDO;
+use crate::platform::mounts;
+use crate::platform::units::failed_units;
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sysinfo::{ProcessRefreshKind, ProcessesToUpdate, System, UpdateKind, Users};
 use tether_protocol::health::{
-    FailedUnit, FilesystemUsage, HealthReport, LoadAverage, MAX_FILESYSTEMS, MAX_PROCESSES,
-    MemoryUsage, ProcessUsage,
+    FilesystemUsage, HealthReport, LoadAverage, MAX_FILESYSTEMS, MAX_PROCESSES, MemoryUsage,
+    ProcessUsage,
 };
 use tether_protocol::message::AgentToRelay;
 use tether_protocol::{codec, limits};
 use tokio::sync::{Notify, watch};
 use tracing::{debug, warn};
 
-/// How long `systemctl` may take.
-pub const SYSTEMCTL_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long reading filesystem usage may take (a hung mount must not stop the reports).
 pub const FILESYSTEMS_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -86,7 +85,7 @@ pub fn parse_mounts(text: &str) -> Vec<Mount> {
         else {
             continue;
         };
-        let mp = crate::collect::filesystems::unescape(mp);
+        let mp = crate::platform::inventory::filesystems::unescape(mp);
         let read_only = opts.split(',').any(|o| o == "ro");
         let skipped_dir = SKIP_UNDER.iter().any(|d| under(&mp, d)) && !under(&mp, "/dev/shm");
         if !mp.starts_with('/') || skipped_type(ty) || skipped_dir {
@@ -100,7 +99,7 @@ pub fn parse_mounts(text: &str) -> Vec<Mount> {
         by_mp.insert(
             mp.clone(),
             Mount {
-                device: crate::collect::filesystems::unescape(dev),
+                device: crate::platform::inventory::filesystems::unescape(dev),
                 mount_point: mp,
                 fs_type: ty.to_string(),
             },
@@ -109,40 +108,30 @@ pub fn parse_mounts(text: &str) -> Vec<Mount> {
     by_mp.into_values().collect()
 }
 
-/// Sizes of the mounts in `/proc/self/mounts` (statvfs). The fullest are kept when there are
+/// Sizes of the mounts in the platform's mount table (`/proc/self/mounts`, statvfs). The fullest are kept when there are
 /// more than the report holds.
 pub fn filesystems(errors: &mut Vec<String>) -> Vec<FilesystemUsage> {
-    let read = std::fs::File::open("/proc/self/mounts").and_then(|f| {
-        let mut b = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::Read::take(f, 4 << 20), &mut b).map(|_| b)
-    });
-    let text = match read {
-        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+    let text = match mounts::mount_table() {
+        Ok(t) => t,
         Err(e) => {
-            errors.push(format!("/proc/self/mounts: {e}"));
+            errors.push(format!("{}: {e}", mounts::MOUNT_TABLE));
             return Vec::new();
         }
     };
     let mut out: Vec<FilesystemUsage> = Vec::new();
     for m in parse_mounts(&text) {
-        match rustix::fs::statvfs(m.mount_point.as_str()) {
-            Ok(st) => {
-                let unit = if st.f_frsize > 0 {
-                    st.f_frsize
-                } else {
-                    st.f_bsize
-                };
-                let size = st.f_blocks.saturating_mul(unit);
-                if size == 0 {
+        match mounts::usage(&m.mount_point) {
+            Ok(u) => {
+                if u.size == 0 {
                     continue;
                 }
                 out.push(FilesystemUsage {
                     mount_point: m.mount_point,
                     fs_type: m.fs_type,
                     device: m.device,
-                    size_bytes: size,
-                    free_bytes: st.f_bfree.saturating_mul(unit),
-                    available_bytes: st.f_bavail.saturating_mul(unit),
+                    size_bytes: u.size,
+                    free_bytes: u.free,
+                    available_bytes: u.available,
                 });
             }
             // Unmounted meanwhile, or not ours to look at.
@@ -155,63 +144,6 @@ pub fn filesystems(errors: &mut Vec<String>) -> Vec<FilesystemUsage> {
         out.sort_by(|a, b| a.mount_point.cmp(&b.mount_point));
     }
     out
-}
-
-/// Units from `systemctl --failed --plain --no-legend --no-pager`: `UNIT LOAD ACTIVE SUB
-/// DESCRIPTION…` per line.
-pub fn parse_failed_units(text: &str) -> Vec<FailedUnit> {
-    text.lines()
-        .filter_map(|line| {
-            let line = line.trim_start_matches(['●', '*', ' ']);
-            let mut f = line.split_whitespace();
-            let name = f.next()?;
-            // LOAD, ACTIVE, SUB; the rest is the description.
-            let description = f.skip(3).collect::<Vec<_>>().join(" ");
-            Some(FailedUnit {
-                name: name.to_string(),
-                description,
-            })
-        })
-        .collect()
-}
-
-/// Failed units, or `None` when systemd is not running this machine.
-pub async fn failed_units(errors: &mut Vec<String>) -> Option<Vec<FailedUnit>> {
-    // sd_booted(3): systemd is the init system iff this directory exists.
-    if !Path::new("/run/systemd/system").is_dir() {
-        return None;
-    }
-    let mut cmd = tokio::process::Command::new("systemctl");
-    cmd.args(["--failed", "--plain", "--no-legend", "--no-pager"])
-        .env("SYSTEMD_COLORS", "0")
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true);
-    match tokio::time::timeout(SYSTEMCTL_TIMEOUT, cmd.output()).await {
-        Ok(Ok(out)) if out.status.success() => {
-            let text = String::from_utf8_lossy(&out.stdout[..out.stdout.len().min(1 << 20)]);
-            Some(parse_failed_units(&text))
-        }
-        Ok(Ok(out)) => {
-            errors.push(format!(
-                "systemctl --failed: {} {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-            None
-        }
-        Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Ok(Err(e)) => {
-            errors.push(format!("systemctl: {e}"));
-            None
-        }
-        Err(_) => {
-            errors.push(format!(
-                "systemctl --failed: no answer within {} s",
-                SYSTEMCTL_TIMEOUT.as_secs()
-            ));
-            None
-        }
-    }
 }
 
 /// Keeps sysinfo's state between samples, so CPU figures cover the time since the last one.
@@ -504,27 +436,6 @@ mod tests {
     fn remounted_read_only_is_dropped() {
         let m = parse_mounts("/dev/a /data ext4 rw 0 0\n/dev/a /data ext4 ro 0 0\n");
         assert!(m.is_empty());
-    }
-
-    #[test]
-    fn failed_units_output() {
-        let t = "nginx.service  loaded failed failed A high performance web server\n\
-                 ● backup.timer loaded failed failed\n\n   \n";
-        let u = parse_failed_units(t);
-        assert_eq!(
-            u,
-            vec![
-                FailedUnit {
-                    name: "nginx.service".into(),
-                    description: "A high performance web server".into()
-                },
-                FailedUnit {
-                    name: "backup.timer".into(),
-                    description: String::new()
-                }
-            ]
-        );
-        assert!(parse_failed_units("").is_empty());
     }
 
     #[test]

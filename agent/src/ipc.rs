@@ -3,10 +3,12 @@
 //! ([`crate::platform::local::peer_uid`]: on Linux the kernel, `SO_PEERCRED`); only the desktop's owner or root may talk ([`may_answer`]), so another local
 //! user cannot approve a session on someone else's screen.
 
-use crate::consent::Consent;
+use crate::consent::{Consent, ConsentError};
 use crate::platform::local::{self, LocalStream};
 use std::path::{Path, PathBuf};
+use tether_protocol::codec::CodecError;
 use tether_protocol::consent::{Answer, LocalEvent, LocalRequest, may_answer};
+use tether_protocol::frame::FrameError;
 use tether_protocol::{codec, frame, limits};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -81,7 +83,11 @@ async fn client(stream: LocalStream, desktop_uid: u32, consent: Consent) {
             Ok(Some(r)) => r,
             Ok(None) => break,
             Err(e) => {
-                let _ = out.send(LocalEvent::Error { message: e }).await;
+                let _ = out
+                    .send(LocalEvent::Error {
+                        message: e.to_string(),
+                    })
+                    .await;
                 break;
             }
         };
@@ -117,38 +123,53 @@ async fn client(stream: LocalStream, desktop_uid: u32, consent: Consent) {
     let _ = writer.await;
 }
 
-fn done(r: Result<String, String>, what: &str) -> LocalEvent {
+fn done(r: Result<String, ConsentError>, what: &str) -> LocalEvent {
     match r {
         Ok(id) => LocalEvent::Done {
             message: format!("{what} {id}"),
         },
-        Err(message) => LocalEvent::Error { message },
+        Err(e) => LocalEvent::Error {
+            message: e.to_string(),
+        },
     }
+}
+
+/// Why a local connection's frame could not be read or written.
+#[derive(Debug, thiserror::Error)]
+enum LocalIoError {
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    #[error(transparent)]
+    Encode(CodecError),
+    #[error("bad request: {0}")]
+    BadRequest(CodecError),
 }
 
 async fn write<W: tokio::io::AsyncWrite + Unpin>(
     wr: &mut W,
     ev: &LocalEvent,
-) -> Result<(), String> {
-    let bytes = codec::to_frame(ev, limits::CONTROL).map_err(|e| e.to_string())?;
-    wr.write_all(&bytes).await.map_err(|e| e.to_string())
+) -> Result<(), LocalIoError> {
+    let bytes = codec::to_frame(ev, limits::CONTROL).map_err(LocalIoError::Encode)?;
+    Ok(wr.write_all(&bytes).await?)
 }
 
-async fn read<R: tokio::io::AsyncRead + Unpin>(rd: &mut R) -> Result<Option<LocalRequest>, String> {
+async fn read<R: tokio::io::AsyncRead + Unpin>(
+    rd: &mut R,
+) -> Result<Option<LocalRequest>, LocalIoError> {
     let mut header = [0u8; frame::HEADER_LEN];
     match rd.read_exact(&mut header).await {
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e.to_string()),
+        Err(e) => return Err(e.into()),
     }
-    let len = frame::payload_len(header, limits::CONTROL).map_err(|e| e.to_string())?;
+    let len = frame::payload_len(header, limits::CONTROL)?;
     let mut payload = vec![0u8; len];
-    rd.read_exact(&mut payload)
-        .await
-        .map_err(|e| e.to_string())?;
+    rd.read_exact(&mut payload).await?;
     codec::from_payload(&payload)
         .map(Some)
-        .map_err(|e| format!("bad request: {e}"))
+        .map_err(LocalIoError::BadRequest)
 }
 
 /// The uid whose desktop this agent serves: its owner as the desktop says (on X11, the owner of

@@ -9,7 +9,6 @@ pub mod collect;
 pub mod consent;
 pub mod files;
 pub mod health;
-pub mod host;
 pub mod input;
 pub mod ipc;
 pub mod platform;
@@ -23,4 +22,4 @@ pub mod stream;
 /// `name version` sent in hellos and status reports.
 pub const SOFTWARE: &str = concat!("tether-agent ", env!("CARGO_PKG_VERSION"));
 
-pub use platform::default_state_dir;
+pub use platform::{default_state_dir, host};

@@ -1,9 +1,10 @@
 //! The agent's connection to the relay: connect, hello, status, heartbeats through
 //! [`AgentConn`], and reconnect with jittered exponential backoff (0.5 s up to 30 s) forever.
 
+use crate::SOFTWARE;
 use crate::consent::Consent;
+use crate::platform::host;
 use crate::reporter::{Latest, LatestRx};
-use crate::{SOFTWARE, host};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -163,7 +164,7 @@ async fn session<F: Future<Output = ()>>(
     // an inventory not acknowledged before a disconnect is sent again after the reconnect.
     inventory.mark_changed();
     let mut acked: Option<u64> = None;
-    let (upload_tx, mut upload_rx) = mpsc::channel::<Result<u64, String>>(1);
+    let (upload_tx, mut upload_rx) = mpsc::channel::<Result<u64, UploadError>>(1);
     let mut uploading = false;
     let mut inventory_closed = false;
 
@@ -280,35 +281,45 @@ async fn session<F: Future<Output = ()>>(
     ended
 }
 
+/// Why an inventory upload did not get acknowledged.
+#[derive(Debug, thiserror::Error)]
+enum UploadError {
+    #[error(transparent)]
+    Open(#[from] quinn::ConnectionError),
+    #[error(transparent)]
+    Net(#[from] NetError),
+    #[error("no acknowledgement within 120 s")]
+    NoAck,
+    #[error("{0}")]
+    Rejected(String),
+}
+
 /// Uploads one inventory on its own stream, so heartbeats go on meanwhile.
 async fn upload(
     conn: quinn::Connection,
     latest: Arc<Latest>,
-    done: mpsc::Sender<Result<u64, String>>,
+    done: mpsc::Sender<Result<u64, UploadError>>,
 ) {
     let result = async {
-        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
+        let (mut send, mut recv) = conn.open_bi().await?;
         let msg = AgentStream::InventoryUpload {
             hash: latest.hash,
             inventory: Box::new(latest.inventory.clone()),
         };
-        write_msg(&mut send, &msg, limits::BULK)
-            .await
-            .map_err(|e| e.to_string())?;
+        write_msg(&mut send, &msg, limits::BULK).await?;
         let _ = send.finish();
         let reply = tokio::time::timeout(
             Duration::from_secs(120),
             read_msg::<UploadReply>(&mut recv, limits::CONTROL),
         )
         .await
-        .map_err(|_| "no acknowledgement within 120 s".to_string())?
-        .map_err(|e| e.to_string())?;
+        .map_err(|_| UploadError::NoAck)??;
         match reply {
             UploadReply::Ack { hash, changes } => {
                 info!(changes, "inventory acknowledged by relay");
                 Ok(hash)
             }
-            UploadReply::Rejected { message } => Err(message),
+            UploadReply::Rejected { message } => Err(UploadError::Rejected(message)),
         }
     }
     .await;

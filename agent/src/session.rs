@@ -1,24 +1,92 @@
 //! The agent's side of a screen session: check the relay-signed grant, run TLS 1.3 as server
-//! over the relay's splice (requiring the technician's org certificate), then serve screenshots
-//! and input within the grant's permissions.
+//! over the relay's splice (requiring the technician's org certificate), then serve the
+//! technician's messages within the grant's permissions, each family by a module of its own:
+//! the desktop (screen, input, clipboard: [`desktop`]), shells and commands ([`jobs`]) and file
+//! transfers ([`transfers`]).
 
 use crate::account::RunAs;
 use crate::consent::Consent;
-use crate::input;
-use crate::screen;
 use quinn::{RecvStream, SendStream};
-use tether_net::client::Credentials;
+use tether_net::NetError;
+use tether_net::client::{ClientError, Credentials};
 use tether_net::framed::{read_msg, write_msg};
-use tether_net::pki;
+use tether_net::pki::{self, PkiError};
+use tether_protocol::codec::{self, CodecError};
 use tether_protocol::consent::Outcome;
+use tether_protocol::frame::{self, FrameError};
 use tether_protocol::identity::Identity;
+use tether_protocol::limits;
 use tether_protocol::session::{
-    OfferReply, RefuseKind, RelayStream, SessionGate, SessionGrant, ToAgent, ToViewer, command_line,
+    GrantError, OfferReply, RefuseKind, RelayStream, SessionGate, SessionGrant, ToAgent, ToViewer,
 };
-use tether_protocol::{codec, frame, limits};
+use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
+
+mod desktop;
+mod jobs;
+mod transfers;
+
+use desktop::{Screen, clipboard_message, screen_message};
+use jobs::{Shells, shell_message};
+use transfers::{Transfers, file_message};
+
+/// Why a session offer is refused before anyone is asked.
+#[derive(Debug, Error)]
+pub enum OfferError {
+    #[error(transparent)]
+    Credentials(#[from] ClientError),
+    #[error(transparent)]
+    Signer(#[from] PkiError),
+    #[error("session grant is not signed by this organisation")]
+    NotSigned,
+    #[error(transparent)]
+    Decode(#[from] CodecError),
+    #[error(transparent)]
+    Grant(#[from] GrantError),
+}
+
+/// Why an accepted session ended early.
+#[derive(Debug, Error)]
+pub enum SessionError {
+    #[error(transparent)]
+    Credentials(#[from] ClientError),
+    #[error(transparent)]
+    Tls(#[from] NetError),
+    #[error("end-to-end TLS failed (relay or peer tampering?): {0}")]
+    Handshake(std::io::Error),
+    #[error("technician presented no certificate")]
+    NoPeerCertificate,
+    #[error(transparent)]
+    PeerCertificate(#[from] PkiError),
+    #[error("session peer is {0}, not the granted technician")]
+    WrongPeer(String),
+    #[error(transparent)]
+    Channel(#[from] ChannelError),
+    #[error("session writer ended")]
+    WriterEnded,
+}
+
+/// Why the end-to-end session channel broke. Only data failing TLS's integrity check may be
+/// tampering; a reset stream or a lost connection is the technician or the relay going away.
+#[derive(Debug, Error)]
+pub enum ChannelError {
+    #[error("session channel failed its integrity check (relay or peer tampering?): {0}")]
+    Integrity(std::io::Error),
+    #[error("the technician's side closed the session channel: {0}")]
+    PeerClosed(std::io::Error),
+    #[error("connection to the relay lost: {0}")]
+    RelayLost(std::io::Error),
+    #[error("session channel broken: {0}")]
+    Broken(std::io::Error),
+    #[error("{0}")]
+    Write(std::io::Error),
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+}
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -80,7 +148,7 @@ pub async fn serve(
             warn!("session refused: {message}");
             let reply = OfferReply::Refuse {
                 kind: RefuseKind::Invalid,
-                message,
+                message: message.to_string(),
             };
             let _ = write_msg(&mut send, &reply, limits::CONTROL).await;
             let _ = send.finish();
@@ -97,7 +165,7 @@ pub async fn serve(
                 warn!(session = %g.session_id, "session refused: {message}");
                 let reply = OfferReply::Refuse {
                     kind: RefuseKind::Invalid,
-                    message,
+                    message: message.to_string(),
                 };
                 let _ = write_msg(&mut send, &reply, limits::CONTROL).await;
                 let _ = send.finish();
@@ -172,8 +240,8 @@ fn check_offer(
     grant: &[u8],
     signature: &[u8],
     signer_cert: &[u8],
-) -> Result<SessionGate, String> {
-    let ca = creds.ca().map_err(|e| e.to_string())?;
+) -> Result<SessionGate, OfferError> {
+    let ca = creds.ca()?;
     verify_offer(&ca, device_id, grant, signature, signer_cert, now_ms())
 }
 
@@ -187,14 +255,14 @@ fn verify_offer(
     signature: &[u8],
     signer_cert: &[u8],
     now_ms: i64,
-) -> Result<SessionGate, String> {
+) -> Result<SessionGate, OfferError> {
     let now_secs = u64::try_from(now_ms / 1000).unwrap_or(0);
-    pki::verify_grant_signer(ca_der, signer_cert, now_secs).map_err(|e| e.to_string())?;
+    pki::verify_grant_signer(ca_der, signer_cert, now_secs)?;
     if !pki::verify_signature(signer_cert, grant, signature) {
-        return Err("session grant is not signed by this organisation".into());
+        return Err(OfferError::NotSigned);
     }
-    let grant: SessionGrant = codec::from_payload(grant).map_err(|e| e.to_string())?;
-    SessionGate::new(grant, device_id, now_ms).map_err(|e| e.to_string())
+    let grant: SessionGrant = codec::from_payload(grant)?;
+    Ok(SessionGate::new(grant, device_id, now_ms)?)
 }
 
 /// What a running session works with besides its streams.
@@ -212,47 +280,140 @@ async fn run(
     recv: RecvStream,
     mut ended_by_user: tokio::sync::watch::Receiver<bool>,
     ctx: Ctx<'_>,
-) -> Result<(), String> {
+) -> Result<(), SessionError> {
     let Ctx {
         consent,
         relay,
         who,
     } = ctx;
-    // The gate lets shell and file messages through only with those permissions, and then
-    // `who` is set; this is the answer should that ever not hold.
-    let nobody = || ToViewer::Error {
-        message: "this session may not run commands or transfer files".into(),
+    let tls = accept_technician(creds, &gate, send, recv).await?;
+    let desktop = crate::platform::session_desktop();
+    let displays = desktop.screens().unwrap_or_default();
+    let (mut rd, wr) = tokio::io::split(tls);
+    let (out, writer) = spawn_writer(wr);
+    let _ = out
+        .send(ToViewer::Ready {
+            session_id: gate.grant().session_id.clone(),
+            displays,
+            permissions: gate.grant().permissions,
+        })
+        .await;
+    let audit = Audit {
+        consent: consent.clone(),
+        session_id: gate.grant().session_id.clone(),
     };
-    let session_id = gate.grant().session_id.clone();
-    let (chain, key) = creds.identity_material().map_err(|e| e.to_string())?;
-    let ca = creds.ca().map_err(|e| e.to_string())?;
-    let cfg = tether_net::tls::session_server_config(&ca, chain, key).map_err(|e| e.to_string())?;
+    let mut screen = Screen::new(desktop);
+    let mut shell = Shells {
+        job: None,
+        who: who.clone(),
+        record: gate
+            .grant()
+            .record_shell
+            .then(|| (relay.clone(), audit.session_id.clone())),
+    };
+    let mut files = Transfers {
+        put: None,
+        get: None,
+        who,
+    };
+    let result = loop {
+        let received = tokio::select! {
+            r = recv_msg(&mut rd, limits::CONTROL) => r,
+            // The user pressed "End session": say so and close. (Cancelling a half-read frame
+            // is fine, nothing more is read after it.)
+            () = user_ends(&mut ended_by_user) => {
+                let _ = out.send(ToViewer::Bye { reason: "ended by the user".into() }).await;
+                break Ok(());
+            }
+        };
+        let msg: ToAgent = match received {
+            Ok(Some(m)) => m,
+            Ok(None) => break Ok(()),
+            Err(e) => break Err(e.into()),
+        };
+        let reply = match gate.check(&msg) {
+            Err(denied) => Some(ToViewer::Error {
+                message: denied.to_string(),
+            }),
+            Ok(()) => match msg {
+                ToAgent::Bye => {
+                    let _ = out
+                        .send(ToViewer::Bye {
+                            reason: "ended by technician".into(),
+                        })
+                        .await;
+                    break Ok(());
+                }
+                ToAgent::ShellOpen { .. }
+                | ToAgent::ShellInput(_)
+                | ToAgent::ShellResize { .. }
+                | ToAgent::Exec { .. } => shell_message(msg, &mut shell, &audit, &out).await,
+                ToAgent::PutStart(_)
+                | ToAgent::FileChunk(_)
+                | ToAgent::Stat { .. }
+                | ToAgent::GetStart { .. } => file_message(msg, &mut files, &audit, &out).await,
+                ToAgent::GetClipboard | ToAgent::SetClipboard { .. } => {
+                    clipboard_message(msg, &screen.desktop).await
+                }
+                ToAgent::Screenshot { .. }
+                | ToAgent::StartStream { .. }
+                | ToAgent::StopStream
+                | ToAgent::FrameAck { .. }
+                | ToAgent::Input(_)
+                | ToAgent::KeepAlive => screen_message(msg, &mut screen, &out).await,
+            },
+        };
+        if let Some(reply) = reply
+            && out.send(reply).await.is_err()
+        {
+            break Err(SessionError::WriterEnded);
+        }
+    };
+    // Ending the session ends its stream, its transfer, and its shell or command.
+    screen.stop_stream();
+    files.stop_pull();
+    drop(shell);
+    drop(out);
+    let _ = writer.await;
+    result
+}
+
+/// Runs TLS 1.3 as server over the relay's splice and checks that the peer is the technician
+/// the relay granted the session to.
+async fn accept_technician(
+    creds: &Credentials,
+    gate: &SessionGate,
+    send: SendStream,
+    recv: RecvStream,
+) -> Result<tokio_rustls::server::TlsStream<tokio::io::Join<RecvStream, SendStream>>, SessionError>
+{
+    let (chain, key) = creds.identity_material()?;
+    let ca = creds.ca()?;
+    let cfg = tether_net::tls::session_server_config(&ca, chain, key)?;
     let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
     let tls = acceptor
         .accept(tokio::io::join(recv, send))
         .await
-        .map_err(|e| format!("end-to-end TLS failed (relay or peer tampering?): {e}"))?;
-    // The peer must be the technician the relay granted the session to.
+        .map_err(SessionError::Handshake)?;
     let peer = tls
         .get_ref()
         .1
         .peer_certificates()
         .and_then(|c| c.first())
-        .ok_or("technician presented no certificate")?;
-    let info = pki::cert_info(peer).map_err(|e| e.to_string())?;
+        .ok_or(SessionError::NoPeerCertificate)?;
+    let info = pki::cert_info(peer)?;
     match &info.identity {
-        Identity::Technician { name, .. } if *name == gate.grant().technician => {}
-        other => {
-            return Err(format!(
-                "session peer is {other}, not the granted technician"
-            ));
-        }
+        Identity::Technician { name, .. } if *name == gate.grant().technician => Ok(tls),
+        other => Err(SessionError::WrongPeer(other.to_string())),
     }
+}
 
-    let desktop = crate::platform::session_desktop();
-    let displays = desktop.screens().unwrap_or_default();
-    let (mut rd, mut wr) = tokio::io::split(tls);
-    // One writer: replies, frames and cursor updates share the channel in order.
+/// The session's one writer: replies, frames and cursor updates share the channel in order,
+/// and a keep-alive goes out whenever nothing did for a while. Ends after a `Bye`.
+fn spawn_writer<W>(mut wr: W) -> (mpsc::Sender<ToViewer>, tokio::task::JoinHandle<()>)
+where
+    W: tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let (out, mut out_rx) = mpsc::channel::<ToViewer>(8);
     let writer = tokio::spawn(async move {
         let idle = std::time::Duration::from_millis(tether_protocol::session::KEEPALIVE_MS);
@@ -272,429 +433,28 @@ async fn run(
             }
         }
     });
-    let _ = out
-        .send(ToViewer::Ready {
-            session_id: gate.grant().session_id.clone(),
-            displays,
-            permissions: gate.grant().permissions,
-        })
-        .await;
-    let mut stream: Option<(mpsc::UnboundedSender<u64>, tokio::task::JoinHandle<()>)> = None;
-    // One input connection for the whole session; dropping it releases every held key.
-    let input = input::Input::spawn(desktop.clone());
-    // At most one shell or command at a time; its end is reported to the audit trail.
-    let mut job: Option<Job> = None;
-    let mut put: Option<crate::files::Put> = None;
-    let mut get: Option<tokio::task::JoinHandle<()>> = None;
-    let result = loop {
-        let received = tokio::select! {
-            r = recv_msg(&mut rd, limits::CONTROL) => r,
-            // The user pressed "End session": say so and close. (Cancelling a half-read frame
-            // is fine, nothing more is read after it.)
-            () = user_ends(&mut ended_by_user) => {
-                let _ = out.send(ToViewer::Bye { reason: "ended by the user".into() }).await;
-                break Ok(());
-            }
-        };
-        let msg: ToAgent = match received {
-            Ok(Some(m)) => m,
-            Ok(None) => break Ok(()),
-            Err(e) => break Err(e),
-        };
-        let reply = match gate.check(&msg) {
-            Err(denied) => Some(ToViewer::Error {
-                message: denied.to_string(),
-            }),
-            Ok(()) => match msg {
-                ToAgent::ShellOpen { cols, rows, user } => {
-                    if job.as_ref().is_some_and(|j| !j.finished()) {
-                        Some(busy())
-                    } else if let Some(message) = chosen_user(user.as_deref(), who.as_ref()) {
-                        Some(ToViewer::Error { message })
-                    } else if let Some(who) = &who {
-                        let transcript = gate
-                            .grant()
-                            .record_shell
-                            .then(|| record(relay.clone(), session_id.clone()));
-                        match crate::shell::Shell::open(cols, rows, who, out.clone(), transcript) {
-                            Ok((shell, ended)) => {
-                                consent.audit(
-                                    &session_id,
-                                    format!("shell opened as {}", who.describe()),
-                                );
-                                job = Some(Job::Shell(
-                                    shell,
-                                    watch_end(
-                                        ended,
-                                        consent.clone(),
-                                        session_id.clone(),
-                                        "shell".into(),
-                                    ),
-                                ));
-                                None
-                            }
-                            Err(message) => Some(ToViewer::Error { message }),
-                        }
-                    } else {
-                        Some(nobody())
-                    }
-                }
-                ToAgent::ShellInput(bytes) => match &job {
-                    Some(Job::Shell(shell, _)) => {
-                        let input = shell.input();
-                        let _ = input.send(bytes).await;
-                        None
-                    }
-                    _ => Some(ToViewer::Error {
-                        message: "no shell is open".into(),
-                    }),
-                },
-                ToAgent::ShellResize { cols, rows } => {
-                    if let Some(Job::Shell(shell, _)) = &job {
-                        shell.resize(cols, rows);
-                    }
-                    None
-                }
-                ToAgent::Exec { argv, timeout_ms } => {
-                    if job.as_ref().is_some_and(|j| !j.finished()) {
-                        Some(busy())
-                    } else if let Some(who) = &who {
-                        let timeout = timeout_ms.map(std::time::Duration::from_millis);
-                        match crate::shell::exec(&argv, timeout, who, out.clone()) {
-                            Ok((exec, ended)) => {
-                                let line = command_line(&argv);
-                                job = Some(Job::Exec(
-                                    exec,
-                                    watch_end(
-                                        ended,
-                                        consent.clone(),
-                                        session_id.clone(),
-                                        format!("exec {line}"),
-                                    ),
-                                ));
-                                None
-                            }
-                            Err(message) => {
-                                consent.audit(
-                                    &session_id,
-                                    format!("exec {} failed: {message}", command_line(&argv)),
-                                );
-                                Some(ToViewer::Error { message })
-                            }
-                        }
-                    } else {
-                        Some(nobody())
-                    }
-                }
-                ToAgent::PutStart(_) | ToAgent::Stat { .. } | ToAgent::GetStart { .. }
-                    if who.is_none() =>
-                {
-                    Some(nobody())
-                }
-                ToAgent::PutStart(p) => {
-                    put = None;
-                    let who = who.clone().ok_or_else(|| "no account".to_string());
-                    match tokio::task::block_in_place(|| {
-                        who.and_then(|who| crate::files::Put::start(&p, &who))
-                    }) {
-                        Ok((mut started, offset)) => {
-                            if started.is_complete() && offset == 0 {
-                                // An empty file: nothing to send.
-                                let done = tokio::task::block_in_place(|| started.finish());
-                                match done {
-                                    Ok(d) => {
-                                        consent.audit(&session_id, started.describe());
-                                        Some(d)
-                                    }
-                                    Err(message) => Some(ToViewer::Error { message }),
-                                }
-                            } else {
-                                put = Some(started);
-                                Some(ToViewer::PutReady { offset })
-                            }
-                        }
-                        Err(message) => {
-                            consent.audit(&session_id, format!("push refused: {message}"));
-                            Some(ToViewer::Error { message })
-                        }
-                    }
-                }
-                ToAgent::FileChunk(data) => match put.as_mut() {
-                    Some(p) => match tokio::task::block_in_place(|| p.chunk(&data)) {
-                        Ok(None) => None,
-                        Ok(Some(done)) => {
-                            consent.audit(&session_id, p.describe());
-                            put = None;
-                            Some(done)
-                        }
-                        Err(message) => {
-                            consent
-                                .audit(&session_id, format!("{} failed: {message}", p.describe()));
-                            put = None;
-                            Some(ToViewer::Error { message })
-                        }
-                    },
-                    None => Some(ToViewer::Error {
-                        message: "no push in progress".into(),
-                    }),
-                },
-                ToAgent::Stat { path } => Some(
-                    match tokio::task::spawn_blocking({
-                        let who = who.clone();
-                        move || match who {
-                            Some(who) => crate::files::stat(&path, &who),
-                            None => Err("no account".into()),
-                        }
-                    })
-                    .await
-                    {
-                        Ok(Ok(entry)) => ToViewer::StatReply(entry),
-                        Ok(Err(message)) => ToViewer::Error { message },
-                        Err(e) => ToViewer::Error {
-                            message: e.to_string(),
-                        },
-                    },
-                ),
-                ToAgent::GetStart { path, offset } => {
-                    if let Some(g) = get.take() {
-                        g.abort();
-                    }
-                    let out = out.clone();
-                    let consent = consent.clone();
-                    let id = session_id.clone();
-                    let who = who.clone();
-                    get = Some(tokio::spawn(async move {
-                        let Some(who) = who else { return };
-                        match crate::files::get(path.clone(), offset, who, out.clone()).await {
-                            Ok(ToViewer::FileEnd { size, sha256 }) => consent.audit(
-                                &id,
-                                format!("pull {path} ({size} bytes from offset {offset}, sha256 {sha256})"),
-                            ),
-                            Ok(_) => {}
-                            Err(message) => {
-                                consent.audit(&id, format!("pull {path} failed: {message}"));
-                                let _ = out.send(ToViewer::Error { message }).await;
-                            }
-                        }
-                    }));
-                    None
-                }
-                ToAgent::Bye => {
-                    let _ = out
-                        .send(ToViewer::Bye {
-                            reason: "ended by technician".into(),
-                        })
-                        .await;
-                    break Ok(());
-                }
-                ToAgent::FrameAck { seq } => {
-                    if let Some((acks, _)) = &stream {
-                        let _ = acks.send(seq);
-                    }
-                    None
-                }
-                ToAgent::StartStream {
-                    display,
-                    max_in_flight,
-                    h264,
-                } => {
-                    if let Some((_, task)) = stream.take() {
-                        task.abort();
-                    }
-                    let (acks, acks_rx) = mpsc::unbounded_channel();
-                    let task = tokio::spawn(crate::stream::run(
-                        desktop.clone(),
-                        display,
-                        max_in_flight.clamp(1, 8),
-                        h264,
-                        acks_rx,
-                        out.clone(),
-                    ));
-                    stream = Some((acks, task));
-                    None
-                }
-                ToAgent::GetClipboard => Some(
-                    match tokio::task::spawn_blocking({
-                        let desktop = desktop.clone();
-                        move || desktop.clipboard().get()
-                    })
-                    .await
-                    {
-                        Ok(Ok(text)) => ToViewer::Clipboard {
-                            text: truncate(text, tether_protocol::session::MAX_CLIPBOARD),
-                        },
-                        Ok(Err(e)) => ToViewer::Error {
-                            message: e.to_string(),
-                        },
-                        Err(e) => ToViewer::Error {
-                            message: e.to_string(),
-                        },
-                    },
-                ),
-                ToAgent::SetClipboard { text } => Some(
-                    match tokio::task::spawn_blocking({
-                        let desktop = desktop.clone();
-                        move || desktop.clipboard().set(text)
-                    })
-                    .await
-                    {
-                        Ok(Ok(())) => ToViewer::Done,
-                        Ok(Err(e)) => ToViewer::Error {
-                            message: e.to_string(),
-                        },
-                        Err(e) => ToViewer::Error {
-                            message: e.to_string(),
-                        },
-                    },
-                ),
-                ToAgent::StopStream => {
-                    if let Some((_, task)) = stream.take() {
-                        task.abort();
-                    }
-                    None
-                }
-                ToAgent::Screenshot { display } => Some(
-                    match tokio::task::spawn_blocking({
-                        let desktop = desktop.clone();
-                        move || screen::screenshot(&mut *desktop.screen(), display)
-                    })
-                    .await
-                    {
-                        Ok(Ok(img)) => ToViewer::Screenshot(img),
-                        Ok(Err(e)) => ToViewer::Error {
-                            message: e.to_string(),
-                        },
-                        Err(e) => ToViewer::Error {
-                            message: e.to_string(),
-                        },
-                    },
-                ),
-                ToAgent::KeepAlive => {
-                    input.keep_alive();
-                    None
-                }
-                ToAgent::Input(ev) => Some(match input.apply(ev).await {
-                    Ok(()) => ToViewer::Done,
-                    Err(e) => ToViewer::Error {
-                        message: e.to_string(),
-                    },
-                }),
-            },
-        };
-        if let Some(reply) = reply
-            && out.send(reply).await.is_err()
-        {
-            break Err("session writer ended".to_string());
-        }
-    };
-    if let Some((_, task)) = stream.take() {
-        task.abort();
-    }
-    if let Some(g) = get.take() {
-        g.abort();
-    }
-    // Ending the session ends its shell or command.
-    drop(job);
-    drop(out);
-    let _ = writer.await;
-    result
+    (out, writer)
 }
 
-/// Sends a recorded shell's output to the relay on a stream of its own.
-fn record(relay: quinn::Connection, session_id: String) -> mpsc::Sender<Vec<u8>> {
-    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(64);
-    tokio::spawn(async move {
-        let sent = async {
-            let (mut send, _recv) = relay.open_bi().await?;
-            write_msg(
-                &mut send,
-                &tether_protocol::message::AgentStream::Transcript {
-                    session_id: session_id.clone(),
-                },
-                limits::CONTROL,
-            )
-            .await?;
-            while let Some(chunk) = rx.recv().await {
-                write_msg(
-                    &mut send,
-                    &tether_protocol::message::TranscriptChunk(chunk),
-                    limits::CONTROL,
-                )
-                .await?;
-            }
-            let _ = send.finish();
-            let _ = send.stopped().await;
-            Ok::<_, tether_net::NetError>(())
-        };
-        if let Err(e) = sent.await {
-            warn!(session = %session_id, "shell transcript not delivered: {e}");
-        }
-    });
-    tx
-}
-
-/// A shell or command running in a session.
-enum Job {
-    Shell(crate::shell::Shell, tokio::task::JoinHandle<()>),
-    /// The command is held only to kill its process group when dropped.
-    Exec(
-        #[allow(dead_code)] crate::shell::Exec,
-        tokio::task::JoinHandle<()>,
-    ),
-}
-
-impl Job {
-    fn finished(&self) -> bool {
-        match self {
-            Job::Shell(_, w) | Job::Exec(_, w) => w.is_finished(),
-        }
-    }
-}
-
-/// The technician may not pick an account: a session runs as the desktop user, or as root
-/// with the root permission (a `user` naming that same account is accepted, for older clients).
-fn chosen_user(user: Option<&str>, who: Option<&RunAs>) -> Option<String> {
-    match (user, who) {
-        (None, _) => None,
-        (Some(""), _) => None,
-        (Some(u), Some(w)) if u == w.account.name => None,
-        (Some(u), _) => Some(format!(
-            "a shell cannot be opened as {}: sessions run as the desktop user, or as root when asked for with --as-root",
-            tether_protocol::text::clean(u, 64)
-        )),
-    }
-}
-
-fn busy() -> ToViewer {
-    ToViewer::Error {
-        message: "a shell or command is already running in this session".into(),
-    }
-}
-
-/// Records how a shell or command ended on the session's audit record.
-fn watch_end(
-    ended: crate::shell::Ended,
+/// Reports a session's actions for its audit record.
+#[derive(Clone)]
+struct Audit {
     consent: Consent,
     session_id: String,
-    what: String,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let how = match ended.await {
-            Ok(ToViewer::Exited {
-                code,
-                signal,
-                timed_out,
-                ..
-            }) => match (code, signal, timed_out) {
-                (_, _, true) => "timed out, killed".to_string(),
-                (Some(c), _, _) => format!("exit {c}"),
-                (None, Some(s), _) => format!("killed by signal {s}"),
-                _ => "ended".to_string(),
-            },
-            _ => "ended with the session".to_string(),
-        };
-        consent.audit(&session_id, format!("{what} → {how}"));
-    })
+}
+
+impl Audit {
+    fn note(&self, action: String) {
+        self.consent.audit(&self.session_id, action);
+    }
+}
+
+/// The gate lets shell and file messages through only with those permissions, and then the
+/// session has an account; this is the answer should that ever not hold.
+fn nobody() -> ToViewer {
+    ToViewer::Error {
+        message: "this session may not run commands or transfer files".into(),
+    }
 }
 
 /// Resolves when the user ends the session (never, if the consent service is gone).
@@ -707,59 +467,38 @@ async fn user_ends(ended: &mut tokio::sync::watch::Receiver<bool>) {
 async fn send_msg<W: tokio::io::AsyncWrite + Unpin>(
     tls: &mut W,
     msg: &ToViewer,
-) -> Result<(), String> {
-    let bytes = codec::to_frame(msg, limits::BULK).map_err(|e| e.to_string())?;
-    tls.write_all(&bytes).await.map_err(|e| e.to_string())?;
-    tls.flush().await.map_err(|e| e.to_string())
+) -> Result<(), ChannelError> {
+    let bytes = codec::to_frame(msg, limits::BULK)?;
+    tls.write_all(&bytes).await.map_err(ChannelError::Write)?;
+    tls.flush().await.map_err(ChannelError::Write)
 }
 
 async fn recv_msg<R: tokio::io::AsyncRead + Unpin>(
     tls: &mut R,
     max: usize,
-) -> Result<Option<ToAgent>, String> {
+) -> Result<Option<ToAgent>, ChannelError> {
     let mut header = [0u8; frame::HEADER_LEN];
     match tls.read_exact(&mut header).await {
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(channel_broken(&e)),
+        Err(e) => return Err(channel_broken(e)),
     }
-    let len = frame::payload_len(header, max).map_err(|e| e.to_string())?;
+    let len = frame::payload_len(header, max)?;
     let mut payload = vec![0u8; len];
-    tls.read_exact(&mut payload)
-        .await
-        .map_err(|e| channel_broken(&e))?;
-    codec::from_payload(&payload)
-        .map(Some)
-        .map_err(|e| e.to_string())
+    tls.read_exact(&mut payload).await.map_err(channel_broken)?;
+    Ok(codec::from_payload(&payload).map(Some)?)
 }
 
-/// Why the session channel broke. Only data failing TLS's integrity check may be tampering; a
-/// reset stream or a lost connection is the technician or the relay going away.
-fn channel_broken(e: &std::io::Error) -> String {
+/// Why the session channel broke (see [`ChannelError`]).
+fn channel_broken(e: std::io::Error) -> ChannelError {
     match e.kind() {
-        std::io::ErrorKind::InvalidData => {
-            format!("session channel failed its integrity check (relay or peer tampering?): {e}")
-        }
-        std::io::ErrorKind::ConnectionReset => {
-            format!("the technician's side closed the session channel: {e}")
-        }
+        std::io::ErrorKind::InvalidData => ChannelError::Integrity(e),
+        std::io::ErrorKind::ConnectionReset => ChannelError::PeerClosed(e),
         std::io::ErrorKind::NotConnected | std::io::ErrorKind::ConnectionAborted => {
-            format!("connection to the relay lost: {e}")
+            ChannelError::RelayLost(e)
         }
-        _ => format!("session channel broken: {e}"),
+        _ => ChannelError::Broken(e),
     }
-}
-
-/// Cuts `s` to at most `max` bytes at a character boundary.
-fn truncate(mut s: String, max: usize) -> String {
-    if s.len() > max {
-        let mut cut = max;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
-    }
-    s
 }
 
 #[cfg(test)]
@@ -857,7 +596,7 @@ mod tests {
                 ExtendedKeyUsagePurpose::ServerAuth,
             ],
         );
-        let e = offer(&key, &cert).unwrap_err();
+        let e = offer(&key, &cert).unwrap_err().to_string();
         assert!(e.contains("grant signer"), "{e}");
         // Nor is a technician's.
         let (key, cert) = leaf(
@@ -877,7 +616,7 @@ mod tests {
         // The right certificate with a signature by another key, or over another grant.
         let (_, cert) = leaf(&org, "grant-signer:relay", "grant-signer", signer_eku());
         let (stranger, _) = leaf(&org, "grant-signer:x", "grant-signer", signer_eku());
-        let e = offer(&stranger, &cert).unwrap_err();
+        let e = offer(&stranger, &cert).unwrap_err().to_string();
         assert!(e.contains("not signed"), "{e}");
         // Garbage instead of a certificate.
         assert!(verify_offer(&org_der, device, &grant, b"sig", b"junk", now).is_err());

@@ -1,5 +1,5 @@
 //! Commands and shells for a session (shell permission): a login shell on a real
-//! pseudo-terminal (portable-pty), or one command with its stdout and stderr piped. Output goes
+//! pseudo-terminal (the platform's, [`crate::platform::pty`]), or one command with its stdout and stderr piped. Output goes
 //! into the session's bounded writer channel, so a command that floods output is slowed down to
 //! what the technician reads (the channel fills, the reader blocks, the pipe fills, the command
 //! waits) instead of being buffered without bound.
@@ -12,11 +12,11 @@
 //! whole terminal session (every job the shell started) is killed when the shell ends or the
 //! session does.
 
-use crate::account::RunAs;
+use crate::account::{AccountError, RunAs};
 use crate::platform::process::{
     exit_signal, find_program, kill_group, kill_session, own_process_group, wait_exited,
 };
-use portable_pty::{CommandBuilder, MasterPty, PtySize, native_pty_system};
+use crate::platform::pty::{self, PtyCommand, PtyError, PtyKiller, PtyResizer};
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 use tether_protocol::session::{OutStream, ToViewer};
@@ -24,43 +24,58 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 use tracing::warn;
 
+/// Why a shell or command did not start: one line for the technician.
+#[derive(Debug, thiserror::Error)]
+pub enum ShellError {
+    #[error(transparent)]
+    Account(#[from] AccountError),
+    #[error(transparent)]
+    Pty(#[from] PtyError),
+    #[error("empty command")]
+    EmptyCommand,
+    #[error("cannot run {program}: {source}")]
+    CannotRun {
+        program: String,
+        source: std::io::Error,
+    },
+}
+
 /// How the shell or command ended, for the audit record.
 pub type Ended = tokio::sync::oneshot::Receiver<ToViewer>;
 
 pub struct Shell {
-    // Behind a mutex only to make the shell `Sync`; resizing is the only use.
-    master: std::sync::Mutex<Box<dyn MasterPty + Send>>,
+    terminal: PtyResizer,
     input: mpsc::Sender<Vec<u8>>,
-    killer: Box<dyn portable_pty::ChildKiller + Send + Sync>,
-    /// The shell's pid, which is its terminal session's id (portable-pty calls `setsid`).
+    killer: PtyKiller,
+    /// The shell's pid, which is its terminal session's id (it leads its terminal's session).
     sid: Option<i32>,
     /// Set once the shell was reaped: its session id may then belong to someone else.
     done: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
-fn size(cols: u16, rows: u16) -> PtySize {
-    PtySize {
-        rows: rows.clamp(2, 1000),
-        cols: cols.clamp(10, 1000),
-        pixel_width: 0,
-        pixel_height: 0,
-    }
+/// The terminal's size as (cols, rows), within what a terminal can sensibly be.
+fn size(cols: u16, rows: u16) -> (u16, u16) {
+    (cols.clamp(10, 1000), rows.clamp(2, 1000))
 }
 
 /// The login shell of the session's account, switched to it when the agent is root.
-fn shell_command(who: &RunAs) -> Result<CommandBuilder, String> {
+fn shell_command(who: &RunAs) -> Result<PtyCommand, ShellError> {
     let shell = who.account.login_shell();
     let mut argv: Vec<String> = who.wrapper()?.unwrap_or_default();
     argv.push(shell.display().to_string());
     argv.push("-l".into());
-    let mut cmd = CommandBuilder::from_argv(argv.into_iter().map(Into::into).collect());
-    cmd.env_clear();
-    for (k, v) in who.account.env() {
-        cmd.env(k, v);
-    }
-    cmd.env("TERM", "xterm-256color");
-    cmd.cwd(who.account.start_dir());
-    Ok(cmd)
+    let mut env: Vec<(String, String)> = who
+        .account
+        .env()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    env.push(("TERM".into(), "xterm-256color".into()));
+    Ok(PtyCommand {
+        argv,
+        env,
+        cwd: who.account.start_dir(),
+    })
 }
 
 impl Shell {
@@ -72,22 +87,19 @@ impl Shell {
         who: &RunAs,
         out: mpsc::Sender<ToViewer>,
         transcript: Option<mpsc::Sender<Vec<u8>>>,
-    ) -> Result<(Shell, Ended), String> {
+    ) -> Result<(Shell, Ended), ShellError> {
         let cmd = shell_command(who)?;
-        let pair = native_pty_system()
-            .openpty(size(cols, rows))
-            .map_err(|e| format!("cannot open a pseudo-terminal: {e}"))?;
-        let mut child = pair
-            .slave
-            .spawn_command(cmd)
-            .map_err(|e| format!("cannot start the shell: {e}"))?;
-        drop(pair.slave);
-        let killer = child.clone_killer();
+        let (cols, rows) = size(cols, rows);
+        let pty::Pty {
+            mut reader,
+            mut writer,
+            resizer,
+            mut child,
+        } = pty::spawn(cmd, cols, rows)?;
+        let killer = child.killer();
         let sid = child.process_id().and_then(|p| i32::try_from(p).ok());
         let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let reaped = done.clone();
-        let mut reader = pair.master.try_clone_reader().map_err(|e| e.to_string())?;
-        let mut writer = pair.master.take_writer().map_err(|e| e.to_string())?;
         let (input, mut input_rx) = mpsc::channel::<Vec<u8>>(64);
         std::thread::spawn(move || {
             while let Some(bytes) = input_rx.blocking_recv() {
@@ -138,8 +150,8 @@ impl Shell {
             // Everything the terminal showed goes out before the exit status.
             let _ = reading.join();
             let exited = match status {
-                Ok(s) => ToViewer::Exited {
-                    code: Some(s.exit_code() as i32),
+                Ok(code) => ToViewer::Exited {
+                    code: Some(code as i32),
                     signal: None,
                     timed_out: false,
                 },
@@ -157,7 +169,7 @@ impl Shell {
         });
         Ok((
             Shell {
-                master: std::sync::Mutex::new(pair.master),
+                terminal: resizer,
                 input,
                 killer,
                 sid,
@@ -173,9 +185,8 @@ impl Shell {
     }
 
     pub fn resize(&self, cols: u16, rows: u16) {
-        if let Ok(m) = self.master.lock()
-            && let Err(e) = m.resize(size(cols, rows))
-        {
+        let (cols, rows) = size(cols, rows);
+        if let Err(e) = self.terminal.resize(cols, rows) {
             warn!("resizing the terminal: {e}");
         }
     }
@@ -215,8 +226,12 @@ pub fn exec(
     timeout: Option<Duration>,
     who: &RunAs,
     out: mpsc::Sender<ToViewer>,
-) -> Result<(Exec, Ended), String> {
-    let program = argv.first().ok_or("empty command")?;
+) -> Result<(Exec, Ended), ShellError> {
+    let program = argv.first().ok_or(ShellError::EmptyCommand)?;
+    let cannot_run = |source| ShellError::CannotRun {
+        program: program.clone(),
+        source,
+    };
     let env = who.account.env();
     let mut full = match who.wrapper()? {
         Some(wrapper) => {
@@ -226,13 +241,13 @@ pub fn exec(
                 .find(|(k, _)| *k == "PATH")
                 .map(|(_, v)| v.as_str())
                 .unwrap_or_default();
-            find_program(program, path).map_err(|e| format!("cannot run {program}: {e}"))?;
+            find_program(program, path).map_err(cannot_run)?;
             wrapper
         }
         None => Vec::new(),
     };
     full.extend(argv.iter().cloned());
-    let (first, rest) = full.split_first().ok_or("empty command")?;
+    let (first, rest) = full.split_first().ok_or(ShellError::EmptyCommand)?;
     let mut cmd = tokio::process::Command::new(first);
     cmd.args(rest)
         .env_clear()
@@ -243,9 +258,7 @@ pub fn exec(
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true);
     own_process_group(&mut cmd);
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot run {program}: {e}"))?;
+    let mut child = cmd.spawn().map_err(cannot_run)?;
     let pgid = child.id().map(|p| p as i32);
     let pump = |stream: OutStream, mut r: Box<dyn tokio::io::AsyncRead + Unpin + Send>| {
         let out = out.clone();

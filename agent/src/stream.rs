@@ -11,7 +11,7 @@
 //! The async side sends frames while flow-control credit lasts and the pointer position
 //! separately, so moving the mouse resends no pixels.
 
-use crate::platform::{Desktop, Pointer, PointerImage, ScreenSource};
+use crate::platform::{Damage, Desktop, Pointer, PointerImage, ScreenError, ScreenSource};
 use openh264::encoder::{Encoder, EncoderConfig, RateControlMode, UsageType};
 use openh264::formats::{BgraSliceU8, YUVBuffer};
 use std::sync::Arc;
@@ -51,7 +51,16 @@ fn cursor_shape(img: PointerImage) -> ToViewer {
     }
 }
 
-type GrabReply = oneshot::Sender<Result<Grab, String>>;
+type GrabReply = oneshot::Sender<Result<Grab, ScreenError>>;
+
+/// Why the H.264 encoder gave no frame.
+#[derive(Debug, thiserror::Error)]
+enum H264Error {
+    #[error(transparent)]
+    Encoder(#[from] openh264::Error),
+    #[error("no encoder")]
+    NoEncoder,
+}
 
 /// Encoder state kept on the capture thread.
 struct Coder {
@@ -79,7 +88,7 @@ impl Coder {
             .unwrap_or_default()
     }
 
-    fn h264(&mut self, pixels: &[u8], w: u32, h: u32) -> Result<Vec<EncodedRect>, String> {
+    fn h264(&mut self, pixels: &[u8], w: u32, h: u32) -> Result<Vec<EncodedRect>, H264Error> {
         if self
             .encoder
             .as_ref()
@@ -90,15 +99,14 @@ impl Coder {
                 .rate_control_mode(RateControlMode::Bitrate)
                 .bitrate(openh264::encoder::BitRate::from_bps(H264_BPS))
                 .skip_frames(false);
-            let enc = Encoder::with_api_config(openh264::OpenH264API::from_source(), cfg)
-                .map_err(|e| e.to_string())?;
+            let enc = Encoder::with_api_config(openh264::OpenH264API::from_source(), cfg)?;
             self.encoder = Some((w, h, enc));
         }
         let Some((_, _, enc)) = self.encoder.as_mut() else {
-            return Err("no encoder".into());
+            return Err(H264Error::NoEncoder);
         };
         let yuv = YUVBuffer::from_bgra8_source(BgraSliceU8::new(pixels, (w as usize, h as usize)));
-        let data = enc.encode(&yuv).map_err(|e| e.to_string())?.to_vec();
+        let data = enc.encode(&yuv)?.to_vec();
         self.viewer_exact = false;
         Ok(vec![EncodedRect {
             rect: Rect { x: 0, y: 0, w, h },
@@ -120,15 +128,21 @@ impl Coder {
         }
     }
 
+    /// What to send for a new capture. `damage` says where it may differ from the last one:
+    /// where the source reports that nothing changed, no comparison is made.
     fn encode(
         &mut self,
         pixels: Vec<u8>,
         w: u32,
         h: u32,
+        damage: &Damage,
         now: Instant,
     ) -> Option<Vec<EncodedRect>> {
         let same_size = self.last.as_ref().is_some_and(|l| l.len() == pixels.len());
-        let rects = changed_rects(self.last.as_deref().filter(|_| same_size), &pixels, w, h);
+        let rects = match damage {
+            Damage::Areas(areas) if areas.is_empty() && same_size => Vec::new(),
+            _ => changed_rects(self.last.as_deref().filter(|_| same_size), &pixels, w, h),
+        };
         let out = if rects.is_empty() {
             if self.viewer_exact || now.duration_since(self.last_change) < SETTLE {
                 None
@@ -190,14 +204,15 @@ fn capture_thread(
     };
     for reply in requests {
         let started = Instant::now();
-        let grabbed = screen.capture(display).map_err(|e| e.to_string());
+        let damage = screen.damage(display);
+        let grabbed = screen.capture(display);
         let (cursor, shape) = match pointer.as_mut().and_then(|p| p.poll()) {
             Some((pos, shape)) => (Some(pos), shape.map(cursor_shape)),
             None => (None, None),
         };
         let result = grabbed.map(|(w, h, pixels)| {
             let update = coder
-                .encode(pixels, w, h, Instant::now())
+                .encode(pixels, w, h, &damage, Instant::now())
                 .map(|rects| (w, h, rects));
             Grab {
                 update,
@@ -253,7 +268,11 @@ pub async fn run(
             Ok(Ok(g)) => g,
             Ok(Err(e)) => {
                 warn!("capture failed: {e}");
-                let _ = out.send(ToViewer::Error { message: e }).await;
+                let _ = out
+                    .send(ToViewer::Error {
+                        message: e.to_string(),
+                    })
+                    .await;
                 return;
             }
             Err(_) => return,
@@ -367,7 +386,9 @@ mod tests {
         let mut fb = Vec::new();
         let t0 = Instant::now();
         // First frame: lossless and whole.
-        let r = c.encode(frame(w, h, 0), w, h, t0).unwrap();
+        let r = c
+            .encode(frame(w, h, 0), w, h, &Damage::Unknown, t0)
+            .unwrap();
         assert_eq!(r[0].compression, Compression::Zstd);
         apply(&mut fb, w, h, &r, &mut dec);
         assert_eq!(fb, frame(w, h, 0));
@@ -378,6 +399,7 @@ mod tests {
                     frame(w, h, i),
                     w,
                     h,
+                    &Damage::Unknown,
                     t0 + Duration::from_millis(u64::from(i) * 30),
                 )
                 .unwrap();
@@ -395,10 +417,19 @@ mod tests {
         }
         // Still, but not for long enough: nothing.
         let t = t0 + Duration::from_millis(150);
-        assert!(c.encode(frame(w, h, 4), w, h, t).is_none());
+        assert!(
+            c.encode(frame(w, h, 4), w, h, &Damage::Unknown, t)
+                .is_none()
+        );
         // Settled: one lossless refresh, then exact again and back to XOR deltas.
         let r = c
-            .encode(frame(w, h, 4), w, h, t0 + Duration::from_millis(500))
+            .encode(
+                frame(w, h, 4),
+                w,
+                h,
+                &Damage::Unknown,
+                t0 + Duration::from_millis(500),
+            )
             .unwrap();
         assert_eq!(r[0].compression, Compression::Zstd);
         apply(&mut fb, w, h, &r, &mut dec);
@@ -406,7 +437,13 @@ mod tests {
         let mut small = frame(w, h, 4);
         small[1000] ^= 0xff;
         let r = c
-            .encode(small.clone(), w, h, t0 + Duration::from_millis(600))
+            .encode(
+                small.clone(),
+                w,
+                h,
+                &Damage::Unknown,
+                t0 + Duration::from_millis(600),
+            )
             .unwrap();
         assert!(r.iter().all(|x| x.compression == Compression::ZstdXor));
         apply(&mut fb, w, h, &r, &mut dec);
@@ -421,10 +458,39 @@ mod tests {
         let mut fb = Vec::new();
         let t0 = Instant::now();
         for i in 0..4 {
-            let r = c.encode(frame(w, h, i), w, h, t0).unwrap();
+            let r = c
+                .encode(frame(w, h, i), w, h, &Damage::Unknown, t0)
+                .unwrap();
             assert!(r.iter().all(|x| x.compression != Compression::H264));
             apply(&mut fb, w, h, &r, &mut dec);
             assert_eq!(fb, frame(w, h, i));
         }
+    }
+
+    /// A source that reports damage is believed: "nothing changed" skips the comparison, any
+    /// area (or not knowing) compares the whole screen as before.
+    #[test]
+    fn damage_reported_by_the_source_is_used() {
+        let (w, h) = (128, 128);
+        let t0 = Instant::now();
+        let mut changed = frame(w, h, 0);
+        changed[40] ^= 0xff;
+        let mut c = coder(false);
+        assert!(
+            c.encode(frame(w, h, 0), w, h, &Damage::Unknown, t0)
+                .is_some()
+        );
+        let none = Damage::Areas(Vec::new());
+        assert!(c.encode(changed.clone(), w, h, &none, t0).is_none());
+        let mut c = coder(false);
+        c.encode(frame(w, h, 0), w, h, &Damage::Unknown, t0);
+        let some = Damage::Areas(vec![Rect {
+            x: 0,
+            y: 0,
+            w: 8,
+            h: 8,
+        }]);
+        let r = c.encode(changed, w, h, &some, t0).unwrap();
+        assert!(r.iter().all(|x| x.compression == Compression::ZstdXor));
     }
 }

@@ -1,11 +1,13 @@
 //! The platform layer: everything the agent asks of the desktop and of the machine it runs on,
 //! behind one seam, so the session and stream code never name X11 or Linux.
 //!
-//! * What a desktop gives a session — screens (list, capture), the pointer (position, image),
+//! * What a desktop gives a session — screens (list, capture, damage), the pointer (position, image),
 //!   input, the clipboard — is a [`Desktop`], chosen at run time among desktop kinds
 //!   ([`DesktopKind`]: X11 today; Wayland is recognised but not supported yet).
 //! * What a machine gives the service — local IPC with peer identity, paths and the state
-//!   directory, shells and commands, file creation without following links — is chosen by
+//!   directory, users and acting as one, shells (pseudo-terminals) and commands, file creation
+//!   without following links, mounted filesystems, failed service units, the inventory's
+//!   sources — is chosen by
 //!   `cfg(target_os)`: [`linux`] today.
 
 pub mod clipboard;
@@ -17,13 +19,17 @@ mod x11;
 use std::ffi::OsString;
 use std::sync::Arc;
 use tether_protocol::session::{DisplayInfo, InputEvent};
+use tether_protocol::tiles::Rect;
 use thiserror::Error;
 
 pub use clipboard::ClipboardError;
 
 /// The machine side, for this operating system.
 #[cfg(target_os = "linux")]
-pub use linux::{ipc as local, paths::default_state_dir, process, users::parse_user};
+pub use linux::{
+    credentials, fs, host, inventory, ipc as local, mounts, paths::default_state_dir, process, pty,
+    units, users, users::parse_user,
+};
 
 /// Why the platform cannot give what was asked.
 #[derive(Debug, Error)]
@@ -56,12 +62,28 @@ pub enum InputError {
     Failed(String),
 }
 
+/// Which parts of a display changed since the last capture.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Damage {
+    /// Not known: anything may have changed (the whole screen is compared).
+    Unknown,
+    /// Only these areas may have changed (none: nothing did).
+    Areas(Vec<Rect>),
+}
+
 /// Something that can list displays and capture one as BGRX pixels. It may be tied to the
 /// thread that made it (X11's shared-memory capturer is), so it is made where it is used.
 pub trait ScreenSource {
     fn displays(&self) -> Result<Vec<DisplayInfo>, ScreenError>;
     /// One full frame of `display`, rows packed (stride = width × 4).
     fn capture(&mut self, display: u32) -> Result<(u32, u32, Vec<u8>), ScreenError>;
+    /// What changed on `display` since the last capture; asked just before capturing, so a
+    /// change that lands between the two is reported again next time rather than lost. A
+    /// source that cannot tell says [`Damage::Unknown`] (the default).
+    fn damage(&mut self, display: u32) -> Damage {
+        let _ = display;
+        Damage::Unknown
+    }
 }
 
 /// The pointer's image: premultiplied RGBA, at most 256×256.

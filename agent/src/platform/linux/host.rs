@@ -1,4 +1,5 @@
-//! Facts about this machine needed before the full inventory exists: its name and OS.
+//! Facts about this machine needed before the full inventory exists: its name and OS (on
+//! Linux, from `/proc/sys/kernel/hostname` and os-release, under the inventory root).
 
 use std::path::Path;
 

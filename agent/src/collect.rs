@@ -1,6 +1,7 @@
-//! Linux inventory collection.
+//! Inventory collection.
 //!
-//! [`collect`] runs every collector on its own thread, in parallel, and waits
+//! [`collect`] runs every collector the platform has ([`crate::platform::inventory`]: on
+//! Linux, one per source under a configurable root) on its own thread, in parallel, and waits
 //! for them up to [`CollectOptions::collector_timeout`]. A collector that
 //! fails, panics or times out contributes a [`CollectorError`] and leaves its
 //! part of the [`Inventory`] at its default: the result is always an
@@ -11,30 +12,16 @@
 //! when `root` is `/`: for filesystem sizes (statvfs) and interface
 //! addresses (getifaddrs).
 
-use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::platform::inventory::{self, Ctx, Spawn, Warnings};
 use tether_protocol::inventory::{CollectorError, Inventory, Limits, SCHEMA_VERSION};
 
-pub mod edid;
-pub mod smbios;
-mod util;
-
-mod battery;
-mod block;
-mod cpu;
-mod dmi;
-pub(crate) mod filesystems;
-mod gpu;
-mod host;
-mod memory;
-mod monitors;
-mod network;
-mod packages;
-
-pub use packages::{DpkgParse, parse_dpkg_status, parse_rpm_qa};
+pub use crate::platform::inventory::{
+    CollectError, DpkgParse, edid, parse_dpkg_status, parse_rpm_qa, smbios,
+};
 
 /// Options for [`collect`].
 #[derive(Debug, Clone, PartialEq)]
@@ -54,54 +41,20 @@ impl Default for CollectOptions {
     }
 }
 
-/// Error of one collector.
-#[derive(Debug, thiserror::Error)]
-pub enum CollectError {
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: io::Error,
-    },
-    #[error("{0}")]
-    Invalid(String),
-}
-
-/// What a collector sees.
-pub(crate) struct Ctx {
-    pub root: PathBuf,
-    /// `root` is the real `/`: live-only sources (sysinfo, subprocesses) may be used.
-    pub live: bool,
-}
-
-impl Ctx {
-    /// `rel` (no leading slash) resolved under the root.
-    pub fn path(&self, rel: &str) -> PathBuf {
-        self.root.join(rel.trim_start_matches('/'))
-    }
-
-    /// The path relative to the root, for messages.
-    pub fn display(&self, p: &Path) -> String {
-        let rel = p.strip_prefix(&self.root).unwrap_or(p);
-        format!("/{}", rel.display())
-    }
-
-    pub fn io_err(&self, p: &Path, source: io::Error) -> CollectError {
-        CollectError::Io {
-            path: self.display(p),
-            source,
-        }
-    }
-}
-
-/// Non-fatal problems a collector reports alongside its result.
-pub(crate) type Warnings = Vec<String>;
-
 type Apply = Box<dyn FnOnce(&mut Inventory) + Send>;
+
+/// Why a collector gave nothing.
+#[derive(Debug, thiserror::Error)]
+enum Failed {
+    #[error(transparent)]
+    Collect(#[from] CollectError),
+    #[error("collector panicked")]
+    Panicked,
+}
 
 struct Msg {
     name: &'static str,
-    result: Result<Apply, String>,
+    result: Result<Apply, Failed>,
     warnings: Warnings,
 }
 
@@ -112,7 +65,7 @@ struct Runner {
     errors: Vec<CollectorError>,
 }
 
-impl Runner {
+impl Spawn for Runner {
     fn spawn<T: Send + 'static>(
         &mut self,
         name: &'static str,
@@ -130,8 +83,8 @@ impl Runner {
                 }));
                 let result = match outcome {
                     Ok(Ok(v)) => Ok(Box::new(move |inv: &mut Inventory| apply(inv, v)) as Apply),
-                    Ok(Err(e)) => Err(e.to_string()),
-                    Err(_) => Err("collector panicked".to_string()),
+                    Ok(Err(e)) => Err(Failed::Collect(e)),
+                    Err(_) => Err(Failed::Panicked),
                 };
                 // The receiver may be gone after a timeout; nothing to do then.
                 let _ = tx.send(Msg {
@@ -169,25 +122,7 @@ pub fn collect(opts: &CollectOptions) -> Inventory {
         errors: Vec::new(),
     };
 
-    // Slowest first so they start earliest.
-    r.spawn("dpkg", packages::dpkg, |i, v| i.software.extend(v));
-    r.spawn("rpm", packages::rpm, |i, v| i.software.extend(v));
-    r.spawn("filesystems", filesystems::collect, |i, v| {
-        i.hardware.filesystems = v
-    });
-    r.spawn("network", network::collect, |i, v| i.hardware.network = v);
-    r.spawn("host", host::collect, |i, v| i.host = v);
-    r.spawn("cpu", cpu::collect, |i, v| i.hardware.cpu = v);
-    r.spawn("memory", memory::collect, |i, v| i.hardware.memory = v);
-    r.spawn("dmi", dmi::collect, |i, v| i.hardware.system = v);
-    r.spawn("block", block::collect, |i, v| i.hardware.block_devices = v);
-    r.spawn("gpu", gpu::collect, |i, v| i.hardware.gpus = v);
-    r.spawn("monitors", monitors::collect, |i, v| {
-        i.hardware.monitors = v
-    });
-    r.spawn("battery", battery::collect, |i, v| i.hardware.batteries = v);
-    r.spawn("flatpak", packages::flatpak, |i, v| i.software.extend(v));
-    r.spawn("snap", packages::snap, |i, v| i.software.extend(v));
+    inventory::spawn_all(&mut r);
 
     let Runner {
         tx,
@@ -230,7 +165,7 @@ pub fn collect(opts: &CollectOptions) -> Inventory {
                 tracing::warn!(collector = msg.name, error = %e, "collector failed");
                 errors.push(CollectorError {
                     collector: msg.name.to_string(),
-                    message: e,
+                    message: e.to_string(),
                 });
             }
         }
