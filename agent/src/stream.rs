@@ -3,8 +3,8 @@
 //!
 //! * nothing changed: nothing, or a lossless refresh of the whole screen if the viewer last got a
 //!   lossy H.264 frame (so text ends crisp when motion stops);
-//! * a small part changed: the changed 64×64 tile runs, each zstd of its XOR against the previous
-//!   frame (lossless, and mostly zeros for typing);
+//! * a small part changed: the changed runs of 64×64 tiles, tightened to the pixels that changed,
+//!   each zstd of its XOR against the previous frame (lossless, and mostly zeros for typing);
 //! * a large part changed (scrolling a page, video, animation) and the viewer decodes H.264: one
 //!   H.264 frame of the whole screen.
 //!
