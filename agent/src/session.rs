@@ -11,7 +11,7 @@ use tether_net::NetError;
 use tether_net::client::{ClientError, Credentials};
 use tether_net::framed::{read_msg, write_msg};
 use tether_net::pki::{self, PkiError};
-use tether_protocol::codec::{self, CodecError};
+use tether_protocol::codec::{self, CodecError, Decoded};
 use tether_protocol::consent::Outcome;
 use tether_protocol::frame::{self, FrameError};
 use tether_protocol::identity::Identity;
@@ -22,7 +22,7 @@ use tether_protocol::session::{
 use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 mod desktop;
 mod jobs;
@@ -477,16 +477,22 @@ async fn recv_msg<R: tokio::io::AsyncRead + Unpin>(
     tls: &mut R,
     max: usize,
 ) -> Result<Option<ToAgent>, ChannelError> {
-    let mut header = [0u8; frame::HEADER_LEN];
-    match tls.read_exact(&mut header).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(channel_broken(e)),
+    loop {
+        let mut header = [0u8; frame::HEADER_LEN];
+        match tls.read_exact(&mut header).await {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(e) => return Err(channel_broken(e)),
+        }
+        let len = frame::payload_len(header, max)?;
+        let mut payload = vec![0u8; len];
+        tls.read_exact(&mut payload).await.map_err(channel_broken)?;
+        match codec::from_payload_extensible(&payload)? {
+            Decoded::Known(msg) => return Ok(Some(msg)),
+            // A newer viewer's message: what it asks for, this agent does not offer.
+            Decoded::Newer(index) => debug!(index, "skipping a message from a newer viewer"),
+        }
     }
-    let len = frame::payload_len(header, max)?;
-    let mut payload = vec![0u8; len];
-    tls.read_exact(&mut payload).await.map_err(channel_broken)?;
-    Ok(codec::from_payload(&payload).map(Some)?)
 }
 
 /// Why the session channel broke (see [`ChannelError`]).
@@ -508,8 +514,26 @@ mod tests {
         BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
         KeyPair, KeyUsagePurpose,
     };
+    use tether_protocol::codec::Extensible;
     use tether_protocol::identity::Role;
     use tether_protocol::session::{GRANT_TTL_MS, Permissions};
+
+    /// A message from a newer viewer is skipped; the session reads on.
+    #[tokio::test]
+    async fn a_newer_viewers_message_is_skipped() {
+        let (mut viewer, mut agent) = tokio::io::duplex(1024);
+        let mut newer = codec::to_bytes(&ToAgent::KNOWN).unwrap();
+        newer.extend_from_slice(b"fields of a later version");
+        let mut wire = frame::encode(&newer, limits::CONTROL).unwrap();
+        wire.extend(codec::to_frame(&ToAgent::GetClipboard, limits::CONTROL).unwrap());
+        tokio::io::AsyncWriteExt::write_all(&mut viewer, &wire)
+            .await
+            .unwrap();
+        drop(viewer);
+        let got = recv_msg(&mut agent, limits::CONTROL).await.unwrap();
+        assert_eq!(got, Some(ToAgent::GetClipboard));
+        assert_eq!(recv_msg(&mut agent, limits::CONTROL).await.unwrap(), None);
+    }
 
     fn ca(name: &str) -> (Issuer<'static, KeyPair>, Vec<u8>) {
         let key = KeyPair::generate().unwrap();

@@ -46,6 +46,34 @@ pub fn from_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, CodecError
     Ok(msg)
 }
 
+/// A message enum that may grow: new variants are only ever appended, and a receiver that meets
+/// one it does not know (from a newer peer) skips it instead of failing the session. `KNOWN` is
+/// how many variants this build knows; a test pins it to the enum.
+pub trait Extensible {
+    const KNOWN: u32;
+}
+
+/// A decoded [`Extensible`] message, or the index of a variant from a newer peer.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Decoded<T> {
+    Known(T),
+    Newer(u32),
+}
+
+/// Decodes one payload of an [`Extensible`] enum; a variant beyond [`Extensible::KNOWN`] is
+/// [`Decoded::Newer`], anything else malformed is an error as with [`from_payload`].
+pub fn from_payload_extensible<T: DeserializeOwned + Extensible>(
+    payload: &[u8],
+) -> Result<Decoded<T>, CodecError> {
+    // Serde enums start with their variant index (a varint u32 in this configuration).
+    let (index, _) = bincode::serde::decode_from_slice::<u32, _>(payload, config())
+        .map_err(|e| CodecError::Malformed(e.to_string()))?;
+    if index >= T::KNOWN {
+        return Ok(Decoded::Newer(index));
+    }
+    from_payload(payload).map(Decoded::Known)
+}
+
 /// Reads only the leading protocol version of a `Hello` payload.
 ///
 /// `Hello` keeps its version as the first field forever, so a relay can refuse a future client
@@ -92,5 +120,35 @@ mod tests {
             to_frame(&big, 50),
             Err(CodecError::Frame(FrameError::TooLarge { .. }))
         ));
+    }
+
+    /// `KNOWN` is the enums' real variant count (the last variant encodes as `KNOWN - 1`), a
+    /// newer peer's variant is skipped as `Newer`, and known ones still decode.
+    #[test]
+    fn newer_variants_are_recognised_not_fatal() {
+        use crate::session::{ToAgent, ToViewer};
+        fn index(bytes: &[u8]) -> u32 {
+            bincode::serde::decode_from_slice::<u32, _>(bytes, config())
+                .unwrap()
+                .0
+        }
+        let agent_last = to_bytes(&ToAgent::KeepAlive).unwrap();
+        assert_eq!(index(&agent_last), ToAgent::KNOWN - 1);
+        let viewer_last = to_bytes(&ToViewer::KeepAlive).unwrap();
+        assert_eq!(index(&viewer_last), ToViewer::KNOWN - 1);
+        assert_eq!(
+            from_payload_extensible::<ToAgent>(&agent_last).unwrap(),
+            Decoded::Known(ToAgent::KeepAlive)
+        );
+        // A variant appended by a newer peer, with whatever fields it has.
+        let mut newer = to_bytes(&ToViewer::KNOWN).unwrap();
+        newer.extend_from_slice(&[1, 2, 3]);
+        assert_eq!(
+            from_payload_extensible::<ToViewer>(&newer).unwrap(),
+            Decoded::Newer(ToViewer::KNOWN)
+        );
+        // Garbage is still an error.
+        assert!(from_payload_extensible::<ToViewer>(&[]).is_err());
+        assert!(from_payload_extensible::<ToViewer>(&[0, 0xff, 0xff]).is_err());
     }
 }

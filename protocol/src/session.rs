@@ -688,6 +688,14 @@ pub enum ToViewer {
     KeepAlive,
 }
 
+impl crate::codec::Extensible for ToAgent {
+    const KNOWN: u32 = 17;
+}
+
+impl crate::codec::Extensible for ToViewer {
+    const KNOWN: u32 = 17;
+}
+
 /// How long an agent stays silent in a session before it sends [`ToViewer::KeepAlive`].
 pub const KEEPALIVE_MS: u64 = 400;
 /// How long a technician waits without hearing from the device before calling it gone.

@@ -229,6 +229,23 @@ async fn read_frame<R: tokio::io::AsyncRead + Unpin>(
     tls: &mut R,
     relay: &quinn::Connection,
 ) -> Result<ToViewer, RequestError> {
+    loop {
+        match codec::from_payload_extensible(&read_payload(tls, relay).await?)
+            .map_err(session_err)?
+        {
+            codec::Decoded::Known(msg) => return Ok(msg),
+            // A newer agent's message this client has no use for.
+            codec::Decoded::Newer(index) => {
+                tracing::debug!(index, "skipping a message from a newer agent")
+            }
+        }
+    }
+}
+
+async fn read_payload<R: tokio::io::AsyncRead + Unpin>(
+    tls: &mut R,
+    relay: &quinn::Connection,
+) -> Result<Vec<u8>, RequestError> {
     let mut header = [0u8; frame::HEADER_LEN];
     let silent = std::time::Duration::from_millis(SILENT_MS);
     match tokio::time::timeout(silent, tls.read(&mut header[..1])).await {
@@ -247,7 +264,7 @@ async fn read_frame<R: tokio::io::AsyncRead + Unpin>(
     if let Err(e) = tls.read_exact(&mut payload).await {
         return Err(channel_broken(relay, e).await);
     }
-    codec::from_payload(&payload).map_err(session_err)
+    Ok(payload)
 }
 
 impl RemoteSession {
