@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use sqlx::PgPool;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{SqlSafeStr, Transaction};
+use sqlx::{ConnectOptions, Connection, SqlSafeStr, Transaction};
 use std::time::Duration;
 
 /// Connections per relay: several relays share one server, whose default limit is 100.
@@ -88,6 +88,9 @@ impl Postgres {
     /// Connects to the database `url` names and brings its schema up to date.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         let opts: PgConnectOptions = url.parse()?;
+        // One connection first: a pool that cannot connect reports only that it timed out,
+        // this says why (refused, authentication, no such database).
+        opts.connect().await?.close().await?;
         let pool = PgPoolOptions::new()
             .max_connections(POOL_SIZE)
             .acquire_timeout(Duration::from_secs(10))
