@@ -32,7 +32,8 @@ fn secrets_are_owner_only_and_never_logged() {
     agent.start();
     ana.wait_online(&agent.id);
     // A recorded shell, so a transcript exists too.
-    ok(run(Command::new(bin("tether-relay"))
+    ok(run(relay
+        .cli()
         .args(["policy", "--data"])
         .arg(relay.data())
         .args(["--group", "default", "--record-shells", "on"])));

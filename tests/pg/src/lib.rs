@@ -16,7 +16,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
 
 /// The running cluster of this process.
 struct Cluster {
@@ -50,21 +49,6 @@ pub fn database(hint: &str) -> String {
     c.psql(&format!("CREATE DATABASE \"{name}\""))
         .unwrap_or_else(|e| panic!("{e}"));
     format!("postgres://postgres@127.0.0.1:{}/{name}", c.port)
-}
-
-/// How long the cluster took to start (`initdb` and `pg_ctl start`), starting it if needed.
-pub fn startup() -> std::time::Duration {
-    static TOOK: OnceLock<std::time::Duration> = OnceLock::new();
-    *TOOK.get_or_init(|| {
-        let t = Instant::now();
-        let started = CLUSTER.get().is_none();
-        let _ = database("startup");
-        if started {
-            t.elapsed()
-        } else {
-            Default::default()
-        }
-    })
 }
 
 /// The newest `/usr/lib/postgresql/<version>/bin` holding `initdb` and `pg_ctl`.
@@ -239,8 +223,15 @@ pub fn cluster_dir() -> Option<&'static Path> {
 mod tests {
     #[test]
     fn two_databases_on_one_cluster() {
+        let t = std::time::Instant::now();
         let a = super::database("a");
+        let started = t.elapsed();
+        let t = std::time::Instant::now();
         let b = super::database("b");
+        eprintln!(
+            "cluster started and first database in {started:?}; another database in {:?}",
+            t.elapsed()
+        );
         assert_ne!(a, b);
         assert!(a.starts_with("postgres://postgres@127.0.0.1:"));
         assert!(super::cluster_dir().unwrap().join("data").exists());
