@@ -160,6 +160,10 @@ impl Relay {
         ok(run(relay_command(store.as_deref())
             .args(["init", "--name", "localhost", "--data"])
             .arg(dir.path().join("data"))));
+        if store.is_some() {
+            // The relay is on the database, not on a file beside its keys.
+            assert!(!dir.path().join("data/tether.db").exists());
+        }
         Relay {
             dir,
             store,

@@ -51,13 +51,16 @@ pub fn database(hint: &str) -> String {
     format!("postgres://postgres@127.0.0.1:{}/{name}", c.port)
 }
 
-/// The newest `/usr/lib/postgresql/<version>/bin` holding `initdb` and `pg_ctl`.
-fn find_bin() -> Result<PathBuf, String> {
+/// The newest `<root>/<version>/bin` (Debian's root: `/usr/lib/postgresql`) holding `initdb`
+/// and `pg_ctl`.
+fn find_bin(root: &Path) -> Result<PathBuf, String> {
     let missing = || {
-        "PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb): run `bash deploy/install-deps.sh test`"
-            .to_string()
+        format!(
+            "PostgreSQL is not installed (no {}/*/bin/initdb): run `bash deploy/install-deps.sh test`",
+            root.display()
+        )
     };
-    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir(root)
         .map_err(|_| missing())?
         .filter_map(Result::ok)
         .filter_map(|e| {
@@ -87,7 +90,7 @@ fn free_port() -> Result<u16, String> {
 
 impl Cluster {
     fn start() -> Result<Self, String> {
-        let bin = find_bin()?;
+        let bin = find_bin(Path::new("/usr/lib/postgresql"))?;
         let as_postgres = is_root();
         let dir = std::env::temp_dir().join(format!("tether-pg-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -235,5 +238,13 @@ mod tests {
         assert_ne!(a, b);
         assert!(a.starts_with("postgres://postgres@127.0.0.1:"));
         assert!(super::cluster_dir().unwrap().join("data").exists());
+    }
+
+    /// Without PostgreSQL the tests fail, saying in one line what to do.
+    #[test]
+    fn a_missing_postgresql_says_how_to_install_it() {
+        let e = super::find_bin(std::path::Path::new("/nonexistent/postgresql")).unwrap_err();
+        assert!(e.contains("deploy/install-deps.sh test"), "{e}");
+        assert_eq!(e.lines().count(), 1);
     }
 }
