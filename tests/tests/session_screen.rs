@@ -230,6 +230,7 @@ fn relay_that_alters_bytes_breaks_the_session() {
             &data,
             tether_relay::server::ServeOptions {
                 splice_filter: Some(filter),
+                store: relay.store_url(),
                 ..tether_relay::server::ServeOptions::new("127.0.0.1:0".parse().unwrap())
             },
         ))
