@@ -110,20 +110,37 @@ impl std::fmt::Debug for StoreUrl {
     }
 }
 
-/// A URL with the password of its user information (`user:password@`) replaced by `***`.
+/// A URL with its password (`user:password@`, or a `password=` parameter) replaced by `***`.
 fn redact_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{scheme}://{user}:***@{host}{tail}"),
-            None => url.to_string(),
-        },
-        None => url.to_string(),
+    // The user information ends at the last `@` (a password may hold `/` or `?`; when in
+    // doubt, hide more).
+    let (mut out, tail) = match rest.rfind('@') {
+        Some(at) => {
+            let user = rest[..at].split(':').next().unwrap_or_default();
+            let hidden = if rest[..at].contains(':') { ":***" } else { "" };
+            (format!("{scheme}://{user}{hidden}@"), &rest[at + 1..])
+        }
+        None => (format!("{scheme}://"), rest),
+    };
+    match tail.split_once('?') {
+        Some((path, query)) => {
+            let params: Vec<String> = query
+                .split('&')
+                .map(|kv| match kv.split_once('=') {
+                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                    _ => kv.to_string(),
+                })
+                .collect();
+            out.push_str(path);
+            out.push('?');
+            out.push_str(&params.join("&"));
+        }
+        None => out.push_str(tail),
     }
+    out
 }
 
 /// An error about `url` with any copy of the URL in it redacted.
@@ -318,6 +335,16 @@ mod url_tests {
             "postgres://relay:***@db:5432/tether?sslmode=require"
         );
         assert!(!format!("{url:?}").contains("s3cret"));
+        for (url, shown) in [
+            ("postgres://relay:a/b?c@db/t", "postgres://relay:***@db/t"),
+            (
+                "postgres://db/t?user=relay&password=s3cret&sslmode=require",
+                "postgres://db/t?user=relay&password=***&sslmode=require",
+            ),
+            ("postgres://relay@db/t", "postgres://relay@db/t"),
+        ] {
+            assert_eq!(redact_password(url), shown);
+        }
         let e = "postgres://relay:s3cret@db:bad/x"
             .parse::<StoreUrl>()
             .unwrap_err()
