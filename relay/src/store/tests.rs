@@ -56,6 +56,7 @@ backend_tests!(
     concurrent_uploads_of_one_device_both_land_with_a_consistent_history,
     software_globs_match_like_sqlite_glob,
     session_actions_are_numbered_once_each,
+    racing_re_enrollments_leave_one_valid_certificate,
 );
 
 /// A hostile agent naming an engagement that is another technician's, or another device's,
@@ -470,4 +471,36 @@ where
         out.push(h.await.unwrap());
     }
     out
+}
+
+/// Two `--replace` enrollments of one name at once (two relays): both are issued, one after
+/// the other, so the later revokes the earlier and exactly one certificate stays valid.
+async fn racing_re_enrollments_leave_one_valid_certificate(store: Store) {
+    store
+        .enroll_technician("ana", Role::Admin, "01", false, 1)
+        .await
+        .unwrap()
+        .unwrap();
+    for round in 0..4 {
+        let (x, y) = (format!("a{round}"), format!("b{round}"));
+        let (a, b) = tokio::join!(
+            store.enroll_technician("ana", Role::Admin, &x, true, 2),
+            store.enroll_technician("ana", Role::Admin, &y, true, 2)
+        );
+        let (a, b) = (a.unwrap().unwrap(), b.unwrap().unwrap());
+        // One of them revoked the other's new certificate.
+        assert!(
+            a.contains(&y) || b.contains(&x),
+            "round {round}: {a:?} {b:?}"
+        );
+        let valid: Vec<_> = store
+            .certificates(None, Some("ana"))
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|c| c.revoked_at.is_none())
+            .map(|c| c.serial)
+            .collect();
+        assert_eq!(valid.len(), 1, "round {round}: {valid:?}");
+    }
 }
