@@ -18,6 +18,9 @@ test_pkgs+=(libgl1-mesa-dri libegl1 libgl1 libxkbcommon-x11-0 libxcursor1 libxra
 # The tray icon at run time (without it tether-tray falls back to a plain window), and a private
 # session bus for the tray tests (dbus-daemon).
 test_pkgs+=(libayatana-appindicator3-1 dbus-daemon)
+# The PostgreSQL store's tests: a private server per test process (tests/pg, as the postgres
+# user when run as root; apt starts no service here).
+test_pkgs+=(postgresql)
 
 # Benchmark peers (optional; the bench installs them itself when run as root).
 bench_pkgs=(socat fusioninventory-agent x11vnc tigervnc-viewer)

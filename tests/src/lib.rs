@@ -129,9 +129,22 @@ impl Drop for Proc {
     }
 }
 
-/// A relay with its own data directory (and so its own CA).
+/// The store the tests' relays use, from `TETHER_TEST_STORE`: unset or `sqlite`, the SQLite file
+/// in each relay's data directory; `postgres`, a fresh database per relay on the test process's
+/// private PostgreSQL server (`tether_pg`).
+fn test_store() -> Option<String> {
+    match std::env::var("TETHER_TEST_STORE").as_deref() {
+        Err(_) | Ok("") | Ok("sqlite") => None,
+        Ok("postgres") => Some(tether_pg::database("relay")),
+        Ok(other) => panic!("TETHER_TEST_STORE={other:?}: expected sqlite or postgres"),
+    }
+}
+
+/// A relay with its own data directory (and so its own CA), and its own store.
 pub struct Relay {
     pub dir: TempDir,
+    /// `--store` (a PostgreSQL URL) when `TETHER_TEST_STORE=postgres`; else the default.
+    pub store: Option<String>,
     pub addr: Option<SocketAddr>,
     pub proc: Option<Proc>,
     hello_timeout: String,
@@ -143,11 +156,17 @@ impl Relay {
     /// `tether-relay init` in a fresh temporary directory.
     pub fn init() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        ok(run(Command::new(bin("tether-relay"))
+        let store = test_store();
+        ok(run(relay_command(store.as_deref())
             .args(["init", "--name", "localhost", "--data"])
             .arg(dir.path().join("data"))));
+        if store.is_some() {
+            // The relay is on the database, not on a file beside its keys.
+            assert!(!dir.path().join("data/tether.db").exists());
+        }
         Relay {
             dir,
+            store,
             addr: None,
             proc: None,
             hello_timeout: "10s".into(),
@@ -157,6 +176,18 @@ impl Relay {
 
     pub fn data(&self) -> PathBuf {
         self.dir.path().join("data")
+    }
+
+    /// `tether-relay`, on this relay's store (its `--data` is the caller's to add).
+    pub fn cli(&self) -> Command {
+        relay_command(self.store.as_deref())
+    }
+
+    /// The store for an in-process relay (`ServeOptions::store`): this relay's.
+    pub fn store_url(&self) -> Option<tether_relay::store::StoreUrl> {
+        self.store
+            .as_deref()
+            .map(|u| u.parse().expect("test store URL"))
     }
 
     pub fn with_hello_timeout(mut self, t: &str) -> Self {
@@ -173,7 +204,7 @@ impl Relay {
 
     /// Starts `serve` and waits for its "listening on" line.
     pub fn serve(&mut self, listen: SocketAddr) {
-        let mut cmd = Command::new(bin("tether-relay"));
+        let mut cmd = self.cli();
         cmd.args(["serve", "--hello-timeout", &self.hello_timeout, "--listen"])
             .arg(listen.to_string())
             .arg("--data")
@@ -226,7 +257,8 @@ impl Relay {
     }
 
     fn token(&self, extra: &[&str]) -> String {
-        let out = ok(run(Command::new(bin("tether-relay"))
+        let out = ok(run(self
+            .cli()
             .arg("token")
             .arg("--data")
             .arg(self.data())
@@ -262,7 +294,8 @@ impl Relay {
 
     /// `tether-relay grant ARGS…` on this relay's data directory; returns its output.
     pub fn grant(&self, args: &[&str]) -> String {
-        ok(run(Command::new(bin("tether-relay"))
+        ok(run(self
+            .cli()
             .arg("grant")
             .arg("--data")
             .arg(self.data())
@@ -272,6 +305,16 @@ impl Relay {
     pub fn ca_pem(&self) -> PathBuf {
         self.data().join("ca.pem")
     }
+}
+
+/// `tether-relay` on the store `store` names (`TETHER_RELAY_STORE`), or the data directory's.
+pub fn relay_command(store: Option<&str>) -> Command {
+    let mut cmd = Command::new(bin("tether-relay"));
+    match store {
+        Some(url) => cmd.env("TETHER_RELAY_STORE", url),
+        None => cmd.env_remove("TETHER_RELAY_STORE"),
+    };
+    cmd
 }
 
 /// An enrolled agent (its state directory) and, when running, its process.

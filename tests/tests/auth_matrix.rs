@@ -75,7 +75,8 @@ fn roles_against_actions() {
             .all(|r| r["technician"] == "ana")
     );
     // Group runs (unattended) are for admins only.
-    ok(run(Command::new(bin("tether-relay"))
+    ok(run(relay
+        .cli()
         .args(["policy", "--data"])
         .arg(relay.data())
         .args(["--group", "default", "--unattended", "on"])));
@@ -272,7 +273,8 @@ fn admins_manage_tokens_and_policy_remotely_and_nobody_else_does() {
 fn grants_name_known_technicians_and_say_what_they_do_for_admins() {
     let relay = Relay::start();
     let _boss = Tech::enroll(&relay.tech_token("boss", "admin"));
-    let out = run(Command::new(bin("tether-relay"))
+    let out = run(relay
+        .cli()
         .args([
             "grant",
             "--technician",

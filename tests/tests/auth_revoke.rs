@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use tether_tests::{Agent, Relay, Tech, bin, ok, run, stderr, wait_until};
 
 fn revoke(relay: &Relay, args: &[&str]) -> String {
-    ok(run(Command::new(bin("tether-relay"))
+    ok(run(relay
+        .cli()
         .args(["revoke", "--data"])
         .arg(relay.data())
         .args(args)))
@@ -47,7 +48,8 @@ fn a_revoked_device_is_disconnected_within_a_second_and_stays_out() {
     assert!(back.is_none(), "a revoked device came back");
     assert_eq!(boss.is_online(&other.id), Some(true));
 
-    let out = run(Command::new(bin("tether-relay"))
+    let out = run(relay
+        .cli()
         .args(["revoke", "--data"])
         .arg(relay.data())
         .args(["--device", "no-such-device"]));
@@ -139,7 +141,8 @@ fn an_old_admin_certificate_is_refused_after_re_enrollment_and_revocation() {
     ok(ana_admin.tether(&["token", "--agent", "--relay", &addr]));
 
     // Re-enrolling a technician who holds a valid certificate is an explicit choice.
-    let out = run(Command::new(bin("tether-relay"))
+    let out = run(relay
+        .cli()
         .args(["token", "--technician", "ana", "--role", "viewer", "--data"])
         .arg(relay.data()));
     assert!(!out.status.success());
@@ -183,7 +186,8 @@ fn an_old_admin_certificate_is_refused_after_re_enrollment_and_revocation() {
     assert_refused(&ana_admin, &["token", "--agent", "--relay", &addr]);
     assert_refused(&ana_viewer, &["devices"]);
     // Every certificate is listed, and all but the newest are revoked.
-    let out = ok(run(Command::new(bin("tether-relay"))
+    let out = ok(run(relay
+        .cli()
         .args(["certificates", "--technician", "ana", "--json", "--data"])
         .arg(relay.data())));
     let certs: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -232,7 +236,8 @@ fn one_certificate_is_revoked_by_serial() {
     assert_eq!(boss.is_online(&agent.id), Some(true));
 
     // A device's certificate by serial: it is disconnected.
-    let out = ok(run(Command::new(bin("tether-relay"))
+    let out = ok(run(relay
+        .cli()
         .args(["certificates", "--device", &agent.id, "--json", "--data"])
         .arg(relay.data())));
     let certs: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -245,7 +250,8 @@ fn one_certificate_is_revoked_by_serial() {
 
     // Serials the relay never issued, and non-hex, are refused with a clear error.
     for bad in ["0badc0ffee", "not-hex"] {
-        let out = run(Command::new(bin("tether-relay"))
+        let out = run(relay
+            .cli()
             .args(["revoke", "--data"])
             .arg(relay.data())
             .args(["--serial", bad]));
@@ -277,13 +283,14 @@ fn a_revocation_right_after_the_connect_check_still_disconnects() {
     let ambushed = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let hook: CertCheckHook = {
         let (target, sweeps, ambushed) = (target.clone(), sweeps.clone(), ambushed.clone());
-        let data = relay.data();
+        let (data, store) = (relay.data(), relay.store.clone());
         Arc::new(move |serial: String| {
-            let (target, sweeps, ambushed, data) = (
+            let (target, sweeps, ambushed, data, store) = (
                 target.clone(),
                 sweeps.clone(),
                 ambushed.clone(),
                 data.clone(),
+                store.clone(),
             );
             Box::pin(async move {
                 if target.lock().unwrap().as_deref() != Some(serial.as_str()) {
@@ -295,7 +302,7 @@ fn a_revocation_right_after_the_connect_check_still_disconnects() {
                 let before = *rx.borrow_and_update();
                 let s = serial.clone();
                 tokio::task::spawn_blocking(move || {
-                    ok(run(Command::new(bin("tether-relay"))
+                    ok(run(tether_tests::relay_command(store.as_deref())
                         .args(["revoke", "--data"])
                         .arg(&data)
                         .args(["--serial", &s])))
@@ -316,6 +323,7 @@ fn a_revocation_right_after_the_connect_check_still_disconnects() {
             &tether_relay::config::DataDir::new(relay.data()),
             ServeOptions {
                 after_cert_check: Some(hook),
+                store: relay.store_url(),
                 ..ServeOptions::new("127.0.0.1:0".parse().unwrap())
             },
         ))
@@ -324,7 +332,8 @@ fn a_revocation_right_after_the_connect_check_still_disconnects() {
     let addr = server.local_addr().unwrap();
     rt.spawn(server.run(std::future::pending()));
     let token = |name: &str| {
-        ok(run(Command::new(bin("tether-relay"))
+        ok(run(relay
+            .cli()
             .args(["token", "--data"])
             .arg(relay.data())
             .args(["--relay", &addr.to_string()])

@@ -2,9 +2,8 @@
 //! and a hostname two devices share (or one shaped like an id) is refused with the candidates
 //! listed, for technicians' requests and for `tether-relay revoke` alike (review finding 6).
 
-use std::process::Command;
 use std::time::Duration;
-use tether_tests::{Agent, FixtureRoot, Relay, Tech, bin, ok, run, stderr, wait_until};
+use tether_tests::{Agent, FixtureRoot, Relay, Tech, ok, run, stderr, wait_until};
 
 fn start_named(agent: &mut Agent, root: &FixtureRoot) {
     agent.start_with(&["--inventory-root", root.path().to_str().unwrap()]);
@@ -94,7 +93,8 @@ fn a_shared_hostname_is_refused_with_the_candidates_and_revokes_nothing() {
     }
     assert!(boss.json(&["sessions"]).as_array().unwrap().is_empty());
 
-    let out = run(Command::new(bin("tether-relay"))
+    let out = run(relay
+        .cli()
         .args(["revoke", "--data"])
         .arg(relay.data())
         .args(["--device", "twin"]));

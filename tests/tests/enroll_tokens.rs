@@ -135,7 +135,8 @@ fn technician_role_is_in_the_certificate() {
 #[test]
 fn bad_role_and_name_are_refused_by_the_cli() {
     let relay = Relay::start();
-    let out = run(Command::new(bin("tether-relay"))
+    let out = run(relay
+        .cli()
         .args(["token", "--technician", "ana", "--role", "root", "--data"])
         .arg(relay.data()));
     assert!(!out.status.success());
@@ -144,7 +145,8 @@ fn bad_role_and_name_are_refused_by_the_cli() {
         "{}",
         stderr(&out)
     );
-    let out = run(Command::new(bin("tether-relay"))
+    let out = run(relay
+        .cli()
         .args([
             "token",
             "--technician",
@@ -180,7 +182,8 @@ fn a_second_token_for_an_enrolled_name_is_refused_unspent() {
     );
     assert_eq!(err.trim().lines().count(), 1, "one-line error: {err}");
 
-    tether_tests::ok(run(Command::new(bin("tether-relay"))
+    tether_tests::ok(run(relay
+        .cli()
         .args(["revoke", "--technician", "zoe", "--data"])
         .arg(relay.data())));
     let zoe = Tech::enroll(&second);

@@ -18,7 +18,7 @@ use tether_protocol::health::{
 };
 use tether_protocol::limits;
 use tether_protocol::message::{AgentStatus, AgentToRelay, Intent, capability, close_code};
-use tether_tests::{Agent, Relay, Tech, bin, ok, run, stderr, stdout, wait_until};
+use tether_tests::{Agent, Relay, Tech, ok, run, stderr, stdout, wait_until};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -55,7 +55,8 @@ fn find<'a>(rows: &'a [Value], device: &str, kind: &str, subject: &str) -> Optio
 }
 
 fn alerts_policy(relay: &Relay, args: &[&str]) -> String {
-    ok(run(Command::new(bin("tether-relay"))
+    ok(run(relay
+        .cli()
         .arg("alerts-policy")
         .arg("--data")
         .arg(relay.data())

@@ -2,9 +2,8 @@
 //! store is intact and every device's inventory is there exactly once (agents resend what was
 //! not acknowledged), and audit records written before the crash survive.
 
-use std::process::Command;
 use std::time::Duration;
-use tether_tests::{Agent, FixtureRoot, Relay, Tech, bin, ok, run, wait_until};
+use tether_tests::{Agent, FixtureRoot, Relay, Tech, ok, run, wait_until};
 
 #[test]
 fn relay_killed_during_ingest_loses_nothing() {
@@ -70,9 +69,7 @@ fn relay_killed_during_ingest_loses_nothing() {
             20_000
         );
     }
-    let out = ok(run(Command::new(bin("tether-relay"))
-        .args(["check", "--data"])
-        .arg(relay.data())));
+    let out = ok(run(relay.cli().args(["check", "--data"]).arg(relay.data())));
     assert!(out.contains("store intact"), "{out}");
     let audit = ana.json(&["sessions"]);
     assert_eq!(audit[0]["ticket"], "HD-99");

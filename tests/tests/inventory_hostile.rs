@@ -306,7 +306,8 @@ fn idle_upload_streams_of_one_device_delay_no_one_else() {
     let relay = Relay::start();
     let tech = Tech::enroll(&relay.tech_token("ana", "support"));
     ok(tether_tests::run(
-        std::process::Command::new(tether_tests::bin("tether-relay"))
+        relay
+            .cli()
             .args(["policy", "--data"])
             .arg(relay.data())
             .args(["--group", "default", "--record-shells", "on"]),

@@ -252,12 +252,11 @@ fn unattended_only_where_policy_allows_and_only_for_admins() {
     boss.wait_online(&server.id);
     boss.wait_online(&desk.id);
     let policy = |args: &[&str]| {
-        ok(run(std::process::Command::new(tether_tests::bin(
-            "tether-relay",
-        ))
-        .args(["policy", "--data"])
-        .arg(relay.data())
-        .args(args)))
+        ok(run(relay
+            .cli()
+            .args(["policy", "--data"])
+            .arg(relay.data())
+            .args(args)))
     };
 
     // Off by default: nobody is at either machine, so every request is denied.

@@ -166,11 +166,13 @@ fn root_is_a_permission_the_group_allows_and_the_user_sees() {
     let v: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
     assert_eq!(v["requests"].as_array().map(Vec::len), Some(0));
 
-    ok(run(Command::new(tether_tests::bin("tether-relay"))
+    ok(run(relay
+        .cli()
         .args(["policy", "--data"])
         .arg(relay.data())
         .args(["--group", "default", "--allow-root", "on"])));
-    let policies = ok(run(Command::new(tether_tests::bin("tether-relay"))
+    let policies = ok(run(relay
+        .cli()
         .args(["policy", "--json", "--data"])
         .arg(relay.data())));
     assert!(policies.contains("\"allow_root\": true"), "{policies}");

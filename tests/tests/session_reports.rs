@@ -318,12 +318,11 @@ fn transcript_notes(tech: &Tech, id: &str) -> Vec<String> {
 fn transcripts_only_for_recorded_running_sessions_and_capped_per_session() {
     let relay = Relay::start();
     let tech = Tech::enroll(&relay.tech_token("ana", "support"));
-    ok(run(std::process::Command::new(tether_tests::bin(
-        "tether-relay",
-    ))
-    .args(["policy", "--data"])
-    .arg(relay.data())
-    .args(["--group", "default", "--record-shells", "on"])));
+    ok(run(relay
+        .cli()
+        .args(["policy", "--data"])
+        .arg(relay.data())
+        .args(["--group", "default", "--record-shells", "on"])));
     let a = Agent::enroll(&relay.agent_token());
     let b = Agent::enroll(&relay.agent_token());
     let rt = rt();

@@ -2,13 +2,12 @@
 //! clicks arrive exactly; permissions are enforced; a relay that alters bytes breaks the
 //! session instead of corrupting it.
 
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tether_net::client::Credentials;
 use tether_protocol::session::{InputEvent, MouseButton, Permissions};
-use tether_tests::{Agent, Approver, Relay, Tech, Xvfb, bin, read_png_rgb, stderr, wait_until};
+use tether_tests::{Agent, Approver, Relay, Tech, Xvfb, read_png_rgb, stderr, wait_until};
 
 struct Desk {
     x: Xvfb,
@@ -231,6 +230,7 @@ fn relay_that_alters_bytes_breaks_the_session() {
             &data,
             tether_relay::server::ServeOptions {
                 splice_filter: Some(filter),
+                store: relay.store_url(),
                 ..tether_relay::server::ServeOptions::new("127.0.0.1:0".parse().unwrap())
             },
         ))
@@ -239,7 +239,8 @@ fn relay_that_alters_bytes_breaks_the_session() {
     rt.spawn(server.run(std::future::pending()));
     let token = |extra: &[&str]| {
         tether_tests::ok(tether_tests::run(
-            Command::new(bin("tether-relay"))
+            relay
+                .cli()
                 .arg("token")
                 .arg("--data")
                 .arg(relay.data())

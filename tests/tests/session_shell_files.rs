@@ -176,7 +176,8 @@ fn group_runs_only_where_unattended_and_for_admins() {
         boss.wait_online(&a.id);
     }
     let policy = |on: &str| {
-        ok(run(Command::new(tether_tests::bin("tether-relay"))
+        ok(run(relay
+            .cli()
             .args(["policy", "--data"])
             .arg(relay.data())
             .args(["--group", "servers", "--unattended", on])))
@@ -568,7 +569,9 @@ fn shells_are_recorded_where_the_group_policy_asks() {
         assert!(out.status.success(), "{}", stderr(&out));
     };
     shell(b"echo unrecorded-$((1+1))\nexit\n");
-    ok(run(Command::new(tether_tests::bin("tether-relay"))
+    ok(run(d
+        .relay
+        .cli()
         .args(["policy", "--data"])
         .arg(d.relay.data())
         .args(["--group", "default", "--record-shells", "on"])));

@@ -3,14 +3,15 @@
 //! Callers use [`Store`] only. Below it a backend implements the primitives of
 //! [`backend`] (one trait per concern: identity, inventory, sessions, health); the rules —
 //! what an inventory upload changes, say — live in [`Store`]'s domain steps, written once.
-//! Today the one backend is an embedded SQLite file (WAL, one transaction per change); a
-//! PostgreSQL backend is a module beside `sqlite` implementing the same traits, opened from a
-//! `postgres://` [`StoreUrl`], and the store tests (`tests.rs`) run against any backend.
+//! Two backends: an embedded SQLite file (WAL, one transaction per change) for one relay, and
+//! a PostgreSQL database (`postgres`) that several relays share, each opened from its
+//! [`StoreUrl`]; the store tests (`tests.rs`) run against both.
 
 mod backend;
 mod health;
 mod identity;
 pub mod inventory;
+mod postgres;
 mod sqlite;
 #[cfg(test)]
 mod tests;
@@ -42,11 +43,15 @@ pub enum StoreError {
     Url(String),
 }
 
-/// Where a store lives, from the one URL the relay is given (`--store`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where a store lives, from the one URL the relay is given (`--store`). `Debug` and
+/// `Display` show a PostgreSQL URL without its password.
+#[derive(Clone, PartialEq, Eq)]
 pub enum StoreUrl {
     /// `sqlite:///absolute/path.db` or `sqlite://relative/path.db`: one relay.
     Sqlite(PathBuf),
+    /// `postgres://user:password@host:port/database?sslmode=…` (or `postgresql://`): a
+    /// database several relays share. Shown with its password redacted.
+    Postgres(String),
 }
 
 impl StoreUrl {
@@ -68,12 +73,20 @@ impl std::str::FromStr for StoreUrl {
         match scheme {
             "sqlite" if !rest.is_empty() => Ok(StoreUrl::Sqlite(PathBuf::from(rest))),
             "sqlite" => Err(StoreError::Url("sqlite:// needs a file path".into())),
-            "postgres" | "postgresql" => Err(StoreError::Url(
-                "PostgreSQL stores are not supported by this relay yet; use sqlite:///path/tether.db"
-                    .into(),
-            )),
+            "postgres" | "postgresql" => {
+                // Checked now, so a mistyped URL is refused before anything starts (and the
+                // error never repeats the URL, which may hold a password).
+                url.parse::<sqlx::postgres::PgConnectOptions>()
+                    .map_err(|e| {
+                        StoreError::Url(format!(
+                            "invalid PostgreSQL URL: {}",
+                            redact_error(&e, url)
+                        ))
+                    })?;
+                Ok(StoreUrl::Postgres(url.to_string()))
+            }
             other => Err(StoreError::Url(format!(
-                "unknown store type {other:?} (expected sqlite://)"
+                "unknown store type {other:?} (expected sqlite:// or postgres://)"
             ))),
         }
     }
@@ -83,8 +96,56 @@ impl std::fmt::Display for StoreUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StoreUrl::Sqlite(path) => write!(f, "sqlite://{}", path.display()),
+            StoreUrl::Postgres(url) => f.write_str(&redact_password(url)),
         }
     }
+}
+
+impl std::fmt::Debug for StoreUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreUrl::Sqlite(path) => f.debug_tuple("Sqlite").field(path).finish(),
+            StoreUrl::Postgres(_) => f.debug_tuple("Postgres").field(&self.to_string()).finish(),
+        }
+    }
+}
+
+/// A URL with its password (`user:password@`, or a `password=` parameter) replaced by `***`.
+fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    // The user information ends at the last `@` (a password may hold `/` or `?`; when in
+    // doubt, hide more).
+    let (mut out, tail) = match rest.rfind('@') {
+        Some(at) => {
+            let user = rest[..at].split(':').next().unwrap_or_default();
+            let hidden = if rest[..at].contains(':') { ":***" } else { "" };
+            (format!("{scheme}://{user}{hidden}@"), &rest[at + 1..])
+        }
+        None => (format!("{scheme}://"), rest),
+    };
+    match tail.split_once('?') {
+        Some((path, query)) => {
+            let params: Vec<String> = query
+                .split('&')
+                .map(|kv| match kv.split_once('=') {
+                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                    _ => kv.to_string(),
+                })
+                .collect();
+            out.push_str(path);
+            out.push('?');
+            out.push_str(&params.join("&"));
+        }
+        None => out.push_str(tail),
+    }
+    out
+}
+
+/// An error about `url` with any copy of the URL in it redacted.
+fn redact_error(e: &dyn std::fmt::Display, url: &str) -> String {
+    e.to_string().replace(url, &redact_password(url))
 }
 
 /// What a token enrolls.
@@ -166,6 +227,9 @@ impl Store {
     pub async fn open(url: &StoreUrl) -> Result<Self, StoreError> {
         match url {
             StoreUrl::Sqlite(path) => Self::open_sqlite(path).await,
+            StoreUrl::Postgres(url) => Ok(Self {
+                backend: Arc::new(postgres::Postgres::open(url).await?),
+            }),
         }
     }
 
@@ -246,11 +310,45 @@ mod url_tests {
         for (bad, says) in [
             ("/var/lib/x.db", "is not a store URL"),
             ("sqlite://", "needs a file path"),
-            ("postgres://db/tether", "not supported by this relay yet"),
+            ("postgres://db:notaport/tether", "invalid PostgreSQL URL"),
             ("mysql://db", "unknown store type"),
         ] {
             let e = bad.parse::<StoreUrl>().unwrap_err().to_string();
             assert!(e.contains(says), "{bad}: {e}");
         }
+        for ok in [
+            "postgres://db.example.org/tether",
+            "postgresql://relay@db:5433/tether?sslmode=verify-full",
+        ] {
+            assert_eq!(
+                ok.parse::<StoreUrl>().ok(),
+                Some(StoreUrl::Postgres(ok.into()))
+            );
+            assert_eq!(ok.parse::<StoreUrl>().unwrap().to_string(), ok);
+        }
+        // The password never shows.
+        let url: StoreUrl = "postgres://relay:s3cret@db:5432/tether?sslmode=require"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            url.to_string(),
+            "postgres://relay:***@db:5432/tether?sslmode=require"
+        );
+        assert!(!format!("{url:?}").contains("s3cret"));
+        for (url, shown) in [
+            ("postgres://relay:a/b?c@db/t", "postgres://relay:***@db/t"),
+            (
+                "postgres://db/t?user=relay&password=s3cret&sslmode=require",
+                "postgres://db/t?user=relay&password=***&sslmode=require",
+            ),
+            ("postgres://relay@db/t", "postgres://relay@db/t"),
+        ] {
+            assert_eq!(redact_password(url), shown);
+        }
+        let e = "postgres://relay:s3cret@db:bad/x"
+            .parse::<StoreUrl>()
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("s3cret"), "{e}");
     }
 }

@@ -1,6 +1,7 @@
 //! The store's behaviour, written once and run against every backend: each test is an
 //! `async fn(Store)`, and `backend_tests!` makes one `#[tokio::test]` per backend for it
-//! (SQLite in a fresh file; a second backend adds one line to the macro).
+//! (SQLite in a fresh file; PostgreSQL in a fresh database on the test process's private
+//! server, `tether_pg`, which fails the test when PostgreSQL is not installed).
 
 use super::*;
 use tether_protocol::identity::Role;
@@ -13,6 +14,17 @@ pub(super) async fn fresh_sqlite(name: &str) -> Store {
     Store::open_sqlite(&dir.join("tether.db")).await.unwrap()
 }
 
+/// A fresh, empty PostgreSQL store: its own database on the process's private cluster.
+pub(super) async fn fresh_postgres(name: &str) -> Store {
+    let url = tokio::task::spawn_blocking({
+        let name = name.to_string();
+        move || tether_pg::database(&name)
+    })
+    .await
+    .unwrap();
+    Store::open(&StoreUrl::Postgres(url)).await.unwrap()
+}
+
 macro_rules! backend_tests {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -20,6 +32,14 @@ macro_rules! backend_tests {
                 #[tokio::test]
                 async fn $name() {
                     super::$name(super::fresh_sqlite(stringify!($name)).await).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(super::fresh_postgres(stringify!($name)).await).await
                 }
             )*
         }
@@ -33,6 +53,10 @@ backend_tests!(
     inventories_keep_history_and_the_package_index,
     alerts_open_and_close_once_per_key,
     group_policy_defaults_off_and_is_per_group,
+    concurrent_uploads_of_one_device_both_land_with_a_consistent_history,
+    software_globs_match_like_sqlite_glob,
+    session_actions_are_numbered_once_each,
+    racing_re_enrollments_leave_one_valid_certificate,
 );
 
 /// A hostile agent naming an engagement that is another technician's, or another device's,
@@ -289,4 +313,194 @@ async fn group_policy_defaults_off_and_is_per_group(store: Store) {
         .find(|p| p.group == "lab")
         .unwrap();
     assert_eq!(lab.updated_at, Some(3));
+}
+
+/// Two uploads of the same device at once (two relays, or a reconnect racing an upload): both
+/// are stored, one after the other, and the history is the chain of both replacements — the
+/// second diffed against the first, nothing recorded twice or lost.
+async fn concurrent_uploads_of_one_device_both_land_with_a_consistent_history(store: Store) {
+    use tether_protocol::inventory::Inventory;
+    for round in 0..4 {
+        let id = format!("d{round}");
+        store
+            .enroll_device(&device(&id, &format!("ws{round}")), &format!("0{round}"))
+            .await
+            .unwrap();
+        let base = Inventory {
+            software: vec![package("curl", "7.88")],
+            ..Default::default()
+        };
+        store.ingest_inventory(&id, 1, &base, 10).await.unwrap();
+        // x: curl upgraded. y: curl upgraded and vim installed.
+        let x = Inventory {
+            software: vec![package("curl", "8.0")],
+            ..Default::default()
+        };
+        let y = Inventory {
+            software: vec![package("curl", "8.0"), package("vim", "9.0")],
+            ..Default::default()
+        };
+        let (a, b) = tokio::join!(
+            store.ingest_inventory(&id, 2, &x, 20),
+            store.ingest_inventory(&id, 3, &y, 20)
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        let history = store.history(&id, 0).await.unwrap();
+        let (_, last) = store.inventory(&id).await.unwrap().unwrap();
+        let mut names: Vec<_> = last.software.iter().map(|p| p.name.clone()).collect();
+        names.sort();
+        match store.inventory_hash(&id).await.unwrap() {
+            // x, then y over it: one change each.
+            Some(3) => {
+                assert_eq!((a, b), (1, 1), "round {round}");
+                assert_eq!(names, ["curl", "vim"]);
+            }
+            // y, then x over it: two changes, then vim removed.
+            Some(2) => {
+                assert_eq!((a, b), (1, 2), "round {round}");
+                assert_eq!(names, ["curl"]);
+            }
+            other => panic!("round {round}: stored hash {other:?}"),
+        }
+        assert_eq!(
+            history.len() as u32,
+            1 + a + b,
+            "round {round}: {history:?}"
+        );
+        let vim = store.software("vim").await.unwrap();
+        assert_eq!(
+            vim.iter().any(|h| h.device_id == id),
+            names.contains(&"vim".to_string())
+        );
+    }
+}
+
+/// `software` with a `*` matches like SQLite's GLOB: `*` any run, `?` one character, and
+/// everything else literally (LIKE's `_` and `%` included), case-sensitive.
+async fn software_globs_match_like_sqlite_glob(store: Store) {
+    use tether_protocol::inventory::Inventory;
+    store
+        .enroll_device(&device("d1", "ws1"), "01")
+        .await
+        .unwrap();
+    let inv = Inventory {
+        software: ["lib_a", "libxa", "lib%b", "Libc", "python3.11", "python3.9"]
+            .iter()
+            .map(|n| package(n, "1"))
+            .collect(),
+        ..Default::default()
+    };
+    store.ingest_inventory("d1", 1, &inv, 1).await.unwrap();
+    let names = async |q: &str| -> Vec<String> {
+        let mut v: Vec<_> = store
+            .software(q)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|h| h.name)
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names("lib_*").await, ["lib_a"]);
+    assert_eq!(names("lib%*").await, ["lib%b"]);
+    assert_eq!(names("lib*").await, ["lib%b", "lib_a", "libxa"]);
+    assert_eq!(names("python3.?*").await, ["python3.11", "python3.9"]);
+    assert_eq!(names("python3.?").await, Vec::<String>::new());
+    assert_eq!(names("*").await.len(), 6);
+    assert_eq!(names("lib_a").await, ["lib_a"]);
+}
+
+/// Actions reported at once for one session each get their own number, in a session that ran
+/// on that device only.
+async fn session_actions_are_numbered_once_each(store: Store) {
+    store
+        .session_requested(&SessionRow {
+            id: "s1".into(),
+            technician: "ana".into(),
+            device_id: "d1".into(),
+            requested_unix_ms: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(!store.session_action("s1", "d1", "early", 2).await.unwrap());
+    store
+        .session_decided(
+            "s1",
+            tether_protocol::decision::Decision::Approved,
+            "",
+            "view",
+            Some(2),
+        )
+        .await
+        .unwrap();
+    let results = futures_join_all(
+        (0..8)
+            .map(|i| {
+                let store = store.clone();
+                async move { store.session_action("s1", "d1", &format!("a{i}"), 3).await }
+            })
+            .collect(),
+    )
+    .await;
+    assert!(results.into_iter().all(|r| r.unwrap()));
+    assert!(
+        !store
+            .session_action("s1", "d2", "other device", 4)
+            .await
+            .unwrap()
+    );
+    let rows = store.sessions(&SessionFilter::default()).await.unwrap();
+    let mut actions = rows[0].actions.clone();
+    actions.sort();
+    assert_eq!(actions.len(), 8);
+    actions.dedup();
+    assert_eq!(actions.len(), 8);
+}
+
+/// Runs the futures at once (on tasks of their own) and gives back their outputs.
+async fn futures_join_all<F>(fs: Vec<F>) -> Vec<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = fs.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out
+}
+
+/// Two `--replace` enrollments of one name at once (two relays): both are issued, one after
+/// the other, so the later revokes the earlier and exactly one certificate stays valid.
+async fn racing_re_enrollments_leave_one_valid_certificate(store: Store) {
+    store
+        .enroll_technician("ana", Role::Admin, "01", false, 1)
+        .await
+        .unwrap()
+        .unwrap();
+    for round in 0..4 {
+        let (x, y) = (format!("a{round}"), format!("b{round}"));
+        let (a, b) = tokio::join!(
+            store.enroll_technician("ana", Role::Admin, &x, true, 2),
+            store.enroll_technician("ana", Role::Admin, &y, true, 2)
+        );
+        let (a, b) = (a.unwrap().unwrap(), b.unwrap().unwrap());
+        // One of them revoked the other's new certificate.
+        assert!(
+            a.contains(&y) || b.contains(&x),
+            "round {round}: {a:?} {b:?}"
+        );
+        let valid: Vec<_> = store
+            .certificates(None, Some("ana"))
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|c| c.revoked_at.is_none())
+            .map(|c| c.serial)
+            .collect();
+        assert_eq!(valid.len(), 1, "round {round}: {valid:?}");
+    }
 }

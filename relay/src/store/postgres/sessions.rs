@@ -1,0 +1,391 @@
+//! PostgreSQL side of the session audit trail and the groups' session policy.
+
+use super::Postgres;
+use crate::store::backend::SessionStore;
+use crate::store::{GroupPolicy, SessionFilter, SessionRow, StoreError};
+use async_trait::async_trait;
+use sqlx::Row;
+use tether_protocol::message::ReportRow;
+
+#[async_trait]
+impl SessionStore for Postgres {
+    async fn session_requested(&self, r: &SessionRow) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO sessions (id, technician, device_id, reason, ticket, permissions_asked, requested_at, activity)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&r.id)
+        .bind(&r.technician)
+        .bind(&r.device_id)
+        .bind(&r.reason)
+        .bind(&r.ticket)
+        .bind(&r.permissions_asked)
+        .bind(r.requested_unix_ms)
+        .bind(&r.activity)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn session_decided(
+        &self,
+        id: &str,
+        decision: tether_protocol::decision::Decision,
+        detail: &str,
+        granted: &str,
+        started_at: Option<i64>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE sessions SET decision = $1, decision_detail = $2, permissions_granted = $3, started_at = $4
+             WHERE id = $5",
+        )
+        .bind(decision.as_str())
+        .bind(detail)
+        .bind(granted)
+        .bind(started_at)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn session_engaged(&self, id: &str, engagement: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE sessions SET engagement_id = $1
+             WHERE id = $2 AND EXISTS (
+                 SELECT 1 FROM sessions e
+                 WHERE e.id = $1 AND e.device_id = sessions.device_id
+                   AND e.technician = sessions.technician)",
+        )
+        .bind(engagement)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn session_ended(
+        &self,
+        id: &str,
+        ended_at: i64,
+        ended_by: &str,
+        bytes_up: u64,
+        bytes_down: u64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE sessions SET ended_at = $1, ended_by = COALESCE(ended_by, $2), bytes_up = $3, bytes_down = $4
+             WHERE id = $5",
+        )
+        .bind(ended_at)
+        .bind(ended_by)
+        .bind(i64::try_from(bytes_up).unwrap_or(i64::MAX))
+        .bind(i64::try_from(bytes_down).unwrap_or(i64::MAX))
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The device's user ended this session. Wins over the splice's view (the relay only sees
+    /// the agent's side close), whichever is recorded first. False if no such session runs or
+    /// ran on this device.
+    async fn session_ended_by_user(&self, id: &str, device_id: &str) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "UPDATE sessions SET ended_by = 'user'
+             WHERE id = $1 AND device_id = $2 AND started_at IS NOT NULL",
+        )
+        .bind(id)
+        .bind(device_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn session_action(
+        &self,
+        id: &str,
+        device_id: &str,
+        action: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        // The session's row, locked: two actions of one session (through two relays, say) take
+        // the next numbers one after the other. The next statement reads after the lock.
+        let mut tx = self.pool.begin().await?;
+        let started = sqlx::query(
+            "SELECT id FROM sessions WHERE id = $1 AND device_id = $2 AND started_at IS NOT NULL
+             FOR UPDATE",
+        )
+        .bind(id)
+        .bind(device_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if started.is_none() {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO session_actions (session_id, seq, at, action)
+             SELECT $1, COALESCE(MAX(seq) + 1, 0), $2, $3 FROM session_actions WHERE session_id = $1",
+        )
+        .bind(id)
+        .bind(now)
+        .bind(action)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// The user's rating of a session that started on this device. False if there is none.
+    async fn rate_session(
+        &self,
+        id: &str,
+        device_id: &str,
+        rating: u8,
+        comment: &str,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "UPDATE sessions SET rating = $1, rating_comment = $2
+             WHERE id = $3 AND device_id = $4 AND started_at IS NOT NULL",
+        )
+        .bind(i64::from(rating))
+        .bind(comment)
+        .bind(id)
+        .bind(device_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn set_unattended(&self, group: &str, on: bool, now: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO group_policy (group_name, unattended, updated_at) VALUES ($1, $2, $3)
+             ON CONFLICT (group_name) DO UPDATE SET unattended = excluded.unattended,
+             updated_at = excluded.updated_at",
+        )
+        .bind(group)
+        .bind(on)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn set_record_shells(&self, group: &str, on: bool, now: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO group_policy (group_name, record_shells, updated_at) VALUES ($1, $2, $3)
+             ON CONFLICT (group_name) DO UPDATE SET record_shells = excluded.record_shells,
+             updated_at = excluded.updated_at",
+        )
+        .bind(group)
+        .bind(on)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn set_allow_root(&self, group: &str, on: bool, now: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO group_policy (group_name, allow_root, updated_at) VALUES ($1, $2, $3)
+             ON CONFLICT (group_name) DO UPDATE SET allow_root = excluded.allow_root,
+             updated_at = excluded.updated_at",
+        )
+        .bind(group)
+        .bind(on)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn allow_root(&self, group: &str) -> Result<bool, StoreError> {
+        let on: Option<bool> =
+            sqlx::query_scalar("SELECT allow_root FROM group_policy WHERE group_name = $1")
+                .bind(group)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(on.unwrap_or(false))
+    }
+
+    async fn record_shells(&self, group: &str) -> Result<bool, StoreError> {
+        let on: Option<bool> =
+            sqlx::query_scalar("SELECT record_shells FROM group_policy WHERE group_name = $1")
+                .bind(group)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(on.unwrap_or(false))
+    }
+
+    async fn unattended(&self, group: &str) -> Result<bool, StoreError> {
+        let on: Option<bool> =
+            sqlx::query_scalar("SELECT unattended FROM group_policy WHERE group_name = $1")
+                .bind(group)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(on.unwrap_or(false))
+    }
+
+    /// Every group with a policy row, or a device: (group, unattended, updated_at).
+    async fn policies(&self) -> Result<Vec<GroupPolicy>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT g AS group_name, COALESCE(p.unattended, FALSE) AS unattended,
+                    COALESCE(p.record_shells, FALSE) AS record_shells,
+                    COALESCE(p.allow_root, FALSE) AS allow_root, p.updated_at
+             FROM (SELECT group_name AS g FROM group_policy UNION SELECT group_name FROM devices) AS all_groups
+             LEFT JOIN group_policy p ON p.group_name = all_groups.g ORDER BY g",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(GroupPolicy {
+                    group: r.try_get("group_name")?,
+                    unattended: r.try_get("unattended")?,
+                    record_shells: r.try_get("record_shells")?,
+                    allow_root: r.try_get("allow_root")?,
+                    updated_at: r.try_get("updated_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Per-technician figures over sessions requested since `since` (all technicians, or one).
+    /// Messages (`tether say`) are not session requests: they are left out of every column.
+    async fn report(
+        &self,
+        since: i64,
+        technician: Option<&str>,
+    ) -> Result<Vec<ReportRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT technician,
+                    COUNT(*) AS requests,
+                    COUNT(CASE WHEN decision = 'approved' THEN 1 END) AS approved,
+                    COUNT(CASE WHEN decision = 'unattended' THEN 1 END) AS unattended,
+                    COUNT(CASE WHEN decision = 'denied' THEN 1 END) AS denied,
+                    COUNT(CASE WHEN decision = 'timed_out' THEN 1 END) AS timed_out,
+                    COUNT(CASE WHEN decision = 'failed' THEN 1 END) AS failed,
+                    CAST(SUM(CASE WHEN started_at IS NOT NULL AND ended_at IS NOT NULL
+                        THEN ended_at - started_at END) AS BIGINT) AS total_ms,
+                    CAST(AVG(CASE WHEN started_at IS NOT NULL AND ended_at IS NOT NULL
+                        THEN ended_at - started_at END) AS DOUBLE PRECISION) AS mean_ms,
+                    COUNT(rating) AS ratings,
+                    CAST(AVG(rating) AS DOUBLE PRECISION) AS mean_rating
+             FROM sessions WHERE requested_at >= $1 AND ($2 IS NULL OR technician = $3)
+               AND permissions_asked <> 'message'
+             GROUP BY technician ORDER BY technician",
+        )
+        .bind(since)
+        .bind(technician)
+        .bind(technician)
+        .fetch_all(&self.pool)
+        .await?;
+        let count = |r: &sqlx::postgres::PgRow, c: &str| -> Result<u64, StoreError> {
+            Ok(r.try_get::<Option<i64>, _>(c)?.unwrap_or(0).max(0) as u64)
+        };
+        rows.iter()
+            .map(|r| {
+                Ok(ReportRow {
+                    technician: r.try_get("technician")?,
+                    requests: count(r, "requests")?,
+                    approved: count(r, "approved")?,
+                    unattended: count(r, "unattended")?,
+                    denied: count(r, "denied")?,
+                    timed_out: count(r, "timed_out")?,
+                    failed: count(r, "failed")?,
+                    total_seconds: count(r, "total_ms")? / 1000,
+                    mean_seconds: r.try_get::<Option<f64>, _>("mean_ms")?.map(|v| v / 1000.0),
+                    ratings: count(r, "ratings")?,
+                    mean_rating: r.try_get("mean_rating")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Appends resolution notes to a session of `technician`. False if there is no such session.
+    async fn add_notes(&self, id: &str, technician: &str, text: &str) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "UPDATE sessions SET notes = CASE WHEN notes = '' THEN $1 ELSE notes || chr(10) || $2 END
+             WHERE id = $3 AND technician = $4",
+        )
+        .bind(text)
+        .bind(text)
+        .bind(id)
+        .bind(technician)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn sessions(&self, f: &SessionFilter) -> Result<Vec<SessionRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT s.*, COALESCE(d.hostname, '') AS hostname
+             FROM sessions s LEFT JOIN devices d ON d.id = s.device_id
+             WHERE requested_at >= $1 AND ($2 IS NULL OR device_id = $3) AND ($4 IS NULL OR technician = $5)
+             ORDER BY requested_at, id",
+        )
+        .bind(f.since)
+        .bind(&f.device_id)
+        .bind(&f.device_id)
+        .bind(&f.technician)
+        .bind(&f.technician)
+        .fetch_all(&self.pool)
+        .await?;
+        let records = rows
+            .into_iter()
+            .map(|r| {
+                Ok(SessionRow {
+                    id: r.try_get("id")?,
+                    technician: r.try_get("technician")?,
+                    device_id: r.try_get("device_id")?,
+                    hostname: r.try_get("hostname")?,
+                    reason: r.try_get("reason")?,
+                    ticket: r.try_get("ticket")?,
+                    permissions_asked: r.try_get("permissions_asked")?,
+                    permissions_granted: r.try_get("permissions_granted")?,
+                    decision: r.try_get("decision")?,
+                    decision_detail: r.try_get("decision_detail")?,
+                    requested_unix_ms: r.try_get("requested_at")?,
+                    started_unix_ms: r.try_get("started_at")?,
+                    ended_unix_ms: r.try_get("ended_at")?,
+                    ended_by: r.try_get("ended_by")?,
+                    bytes_up: r.try_get::<i64, _>("bytes_up")?.max(0) as u64,
+                    bytes_down: r.try_get::<i64, _>("bytes_down")?.max(0) as u64,
+                    notes: r.try_get("notes")?,
+                    rating: r
+                        .try_get::<Option<i64>, _>("rating")?
+                        .map(|v| v.clamp(0, 5) as u8),
+                    rating_comment: r.try_get("rating_comment")?,
+                    actions: Vec::new(),
+                    activity: r.try_get("activity")?,
+                    engagement: r.try_get("engagement_id")?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let actions = sqlx::query(
+            "SELECT a.session_id, a.action FROM session_actions a JOIN sessions s ON s.id = a.session_id
+             WHERE s.requested_at >= $1 AND ($2 IS NULL OR s.device_id = $3) AND ($4 IS NULL OR s.technician = $5)
+             ORDER BY a.session_id, a.seq",
+        )
+        .bind(f.since)
+        .bind(&f.device_id)
+        .bind(&f.device_id)
+        .bind(&f.technician)
+        .bind(&f.technician)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut by_session: std::collections::HashMap<String, Vec<String>> = Default::default();
+        for a in actions {
+            by_session
+                .entry(a.try_get("session_id")?)
+                .or_default()
+                .push(a.try_get("action")?);
+        }
+        Ok(records
+            .into_iter()
+            .map(|mut r| {
+                r.actions = by_session.remove(&r.id).unwrap_or_default();
+                r
+            })
+            .collect())
+    }
+}
