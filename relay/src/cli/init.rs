@@ -40,6 +40,14 @@ pub async fn run(ctx: &Ctx, a: InitArgs) -> Result<()> {
         "CA fingerprint (sha256): {}",
         tether_protocol::token::hex(&ca.fingerprint())
     );
-    println!("next: tether-relay serve --data {}", data.display());
+    match &ctx.store {
+        // The same store must be given to serve (the password shown as ***: type it again).
+        Some(_) => println!(
+            "next: tether-relay serve --data {} --store {}",
+            data.display(),
+            ctx.store_url(&dd)?
+        ),
+        None => println!("next: tether-relay serve --data {}", data.display()),
+    }
     Ok(())
 }
