@@ -7,3 +7,6 @@ bash deploy/install-deps.sh test
 # The end-to-end tests run the built binaries; build them once, up front.
 cargo build --workspace --bins -j2
 cargo test --workspace -j2 -- --test-threads=3
+# The end-to-end tests again, every relay on its own database of a private PostgreSQL cluster
+# (tests/pg), so both store backends carry the whole product.
+TETHER_TEST_STORE=postgres cargo test -p tether-tests -j2 -- --test-threads=3
