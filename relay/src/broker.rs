@@ -6,7 +6,7 @@
 use crate::policy::{self, GroupPolicy};
 use crate::scope::{Scope, resolve};
 use crate::state::State;
-use crate::store::{DeviceRow, SessionRow, now_ms};
+use crate::store::{DeviceRow, PolicyFlag, SessionRow, now_ms};
 use quinn::{RecvStream, SendStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -274,7 +274,7 @@ async fn group_policy_of(
 ) -> GroupPolicy {
     GroupPolicy {
         unattended: role == Role::Admin
-            && match state.store.unattended(group).await {
+            && match state.store.policy_flag(group, PolicyFlag::Unattended).await {
                 Ok(on) => on,
                 Err(e) => {
                     warn!("store error reading policy (treating as attended): {e}");
@@ -282,7 +282,7 @@ async fn group_policy_of(
                 }
             },
         allow_root: req.permissions.root
-            && match state.store.allow_root(group).await {
+            && match state.store.policy_flag(group, PolicyFlag::AllowRoot).await {
                 Ok(on) => on,
                 Err(e) => {
                     warn!("store error reading policy (treating root as not allowed): {e}");
@@ -290,7 +290,11 @@ async fn group_policy_of(
                 }
             },
         record_shells: if req.permissions.shell {
-            match state.store.record_shells(group).await {
+            match state
+                .store
+                .policy_flag(group, PolicyFlag::RecordShells)
+                .await
+            {
                 Ok(on) => Some(on),
                 Err(e) => {
                     warn!("store error reading policy: {e}");

@@ -1,7 +1,7 @@
 //! Changing a device group's session policy (unattended access, shell recording, root): the
 //! one code path behind `tether-relay policy` and an admin's `SetPolicy` request.
 
-use crate::store::{Store, StoreError, now_ms};
+use crate::store::{PolicyFlag, Store, StoreError, now_ms};
 use tether_protocol::identity::{IdentityError, validate_name};
 
 /// What to change; `None` leaves a setting as it is.
@@ -26,13 +26,19 @@ pub async fn change(store: &Store, by: &str, c: &PolicyChange) -> Result<(), Gro
     validate_name("group", &c.group)?;
     let now = now_ms();
     if let Some(on) = c.unattended {
-        store.set_unattended(&c.group, on, now).await?;
+        store
+            .set_policy_flag(&c.group, PolicyFlag::Unattended, on, now)
+            .await?;
     }
     if let Some(on) = c.record_shells {
-        store.set_record_shells(&c.group, on, now).await?;
+        store
+            .set_policy_flag(&c.group, PolicyFlag::RecordShells, on, now)
+            .await?;
     }
     if let Some(on) = c.allow_root {
-        store.set_allow_root(&c.group, on, now).await?;
+        store
+            .set_policy_flag(&c.group, PolicyFlag::AllowRoot, on, now)
+            .await?;
     }
     tracing::info!(
         by,

@@ -7,8 +7,8 @@
 
 use super::{
     AlertFilter, AlertPolicy, AlreadyEnrolled, CertRow, CertStatus, DeviceRow, Grants, GroupPolicy,
-    NewToken, RedeemError, RevokeOutcome, RevokeTarget, SessionFilter, SessionRow, SoftwareHit,
-    StoreError, TokenKind,
+    NewToken, PolicyFlag, RedeemError, RevokeOutcome, RevokeTarget, SessionFilter, SessionRow,
+    SoftwareHit, StoreError, TokenKind,
 };
 use async_trait::async_trait;
 use tether_protocol::decision::Decision;
@@ -181,15 +181,16 @@ pub trait SessionStore {
         rating: u8,
         comment: &str,
     ) -> Result<bool, StoreError>;
-    async fn set_unattended(&self, group: &str, on: bool, now: i64) -> Result<(), StoreError>;
-    /// Whether the group allows unattended access (off unless an admin turned it on).
-    async fn unattended(&self, group: &str) -> Result<bool, StoreError>;
-    async fn set_record_shells(&self, group: &str, on: bool, now: i64) -> Result<(), StoreError>;
-    /// Whether shells on the group's devices are recorded (off unless an admin turned it on).
-    async fn record_shells(&self, group: &str) -> Result<bool, StoreError>;
-    async fn set_allow_root(&self, group: &str, on: bool, now: i64) -> Result<(), StoreError>;
-    /// Whether sessions may run as root on the group's devices (off unless turned on).
-    async fn allow_root(&self, group: &str) -> Result<bool, StoreError>;
+    /// Turns one setting of a group's session policy on or off.
+    async fn set_policy_flag(
+        &self,
+        group: &str,
+        flag: PolicyFlag,
+        on: bool,
+        now: i64,
+    ) -> Result<(), StoreError>;
+    /// One setting of a group's session policy (off unless an admin turned it on).
+    async fn policy_flag(&self, group: &str, flag: PolicyFlag) -> Result<bool, StoreError>;
     async fn policies(&self) -> Result<Vec<GroupPolicy>, StoreError>;
     async fn report(
         &self,

@@ -196,6 +196,29 @@ pub struct DeviceRow {
     pub last_seen: i64,
 }
 
+/// One on/off setting of a device group's session policy; every one is off until an admin
+/// turns it on (`tether-relay policy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyFlag {
+    /// Admins' sessions start without asking the user.
+    Unattended,
+    /// Shells are recorded to a transcript on the relay.
+    RecordShells,
+    /// Sessions may run as root when the technician asks for it.
+    AllowRoot,
+}
+
+impl PolicyFlag {
+    /// Its column in `group_policy` (a fixed name: safe to put in SQL).
+    pub(crate) fn column(self) -> &'static str {
+        match self {
+            PolicyFlag::Unattended => "unattended",
+            PolicyFlag::RecordShells => "record_shells",
+            PolicyFlag::AllowRoot => "allow_root",
+        }
+    }
+}
+
 /// One device group's policy (defaults for a group nobody configured).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupPolicy {

@@ -298,13 +298,26 @@ async fn alerts_open_and_close_once_per_key(store: Store) {
 
 /// Group policy is off until turned on, per group.
 async fn group_policy_defaults_off_and_is_per_group(store: Store) {
-    assert!(!store.unattended("lab").await.unwrap());
-    store.set_unattended("lab", true, 3).await.unwrap();
-    store.set_allow_root("lab", true, 3).await.unwrap();
-    assert!(store.unattended("lab").await.unwrap());
-    assert!(store.allow_root("lab").await.unwrap());
-    assert!(!store.record_shells("lab").await.unwrap());
-    assert!(!store.unattended("office").await.unwrap());
+    use PolicyFlag::*;
+    assert!(!store.policy_flag("lab", Unattended).await.unwrap());
+    store
+        .set_policy_flag("lab", Unattended, true, 3)
+        .await
+        .unwrap();
+    store
+        .set_policy_flag("lab", AllowRoot, true, 3)
+        .await
+        .unwrap();
+    assert!(store.policy_flag("lab", Unattended).await.unwrap());
+    assert!(store.policy_flag("lab", AllowRoot).await.unwrap());
+    assert!(!store.policy_flag("lab", RecordShells).await.unwrap());
+    assert!(!store.policy_flag("office", Unattended).await.unwrap());
+    store
+        .set_policy_flag("lab", Unattended, false, 4)
+        .await
+        .unwrap();
+    assert!(!store.policy_flag("lab", Unattended).await.unwrap());
+    assert!(store.policy_flag("lab", AllowRoot).await.unwrap());
     let lab = store
         .policies()
         .await
@@ -312,7 +325,7 @@ async fn group_policy_defaults_off_and_is_per_group(store: Store) {
         .into_iter()
         .find(|p| p.group == "lab")
         .unwrap();
-    assert_eq!(lab.updated_at, Some(3));
+    assert_eq!(lab.updated_at, Some(4));
 }
 
 /// Two uploads of the same device at once (two relays, or a reconnect racing an upload): both

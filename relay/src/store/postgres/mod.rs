@@ -157,9 +157,17 @@ mod tests {
     async fn reopens() {
         let url = StoreUrl::Postgres(tether_pg::database("reopens"));
         let store = Store::open(&url).await.unwrap();
-        store.set_unattended("lab", true, 1).await.unwrap();
+        store
+            .set_policy_flag("lab", crate::store::PolicyFlag::Unattended, true, 1)
+            .await
+            .unwrap();
         let again = Store::open(&url).await.unwrap();
-        assert!(again.unattended("lab").await.unwrap());
+        assert!(
+            again
+                .policy_flag("lab", crate::store::PolicyFlag::Unattended)
+                .await
+                .unwrap()
+        );
         assert!(again.integrity_problems().await.unwrap().is_empty());
         store.close().await;
         again.close().await;

@@ -2,9 +2,9 @@
 
 use super::Postgres;
 use crate::store::backend::SessionStore;
-use crate::store::{GroupPolicy, SessionFilter, SessionRow, StoreError};
+use crate::store::{GroupPolicy, PolicyFlag, SessionFilter, SessionRow, StoreError};
 use async_trait::async_trait;
-use sqlx::Row;
+use sqlx::{AssertSqlSafe, Row};
 use tether_protocol::message::ReportRow;
 
 #[async_trait]
@@ -156,72 +156,37 @@ impl SessionStore for Postgres {
         Ok(r.rows_affected() == 1)
     }
 
-    async fn set_unattended(&self, group: &str, on: bool, now: i64) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO group_policy (group_name, unattended, updated_at) VALUES ($1, $2, $3)
-             ON CONFLICT (group_name) DO UPDATE SET unattended = excluded.unattended,
-             updated_at = excluded.updated_at",
-        )
-        .bind(group)
-        .bind(on)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
+    async fn set_policy_flag(
+        &self,
+        group: &str,
+        flag: PolicyFlag,
+        on: bool,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let col = flag.column();
+        let sql = format!(
+            "INSERT INTO group_policy (group_name, {col}, updated_at) VALUES ($1, $2, $3)
+             ON CONFLICT (group_name) DO UPDATE SET {col} = excluded.{col},
+             updated_at = excluded.updated_at"
+        );
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(group)
+            .bind(on)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
-    async fn set_record_shells(&self, group: &str, on: bool, now: i64) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO group_policy (group_name, record_shells, updated_at) VALUES ($1, $2, $3)
-             ON CONFLICT (group_name) DO UPDATE SET record_shells = excluded.record_shells,
-             updated_at = excluded.updated_at",
-        )
-        .bind(group)
-        .bind(on)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn set_allow_root(&self, group: &str, on: bool, now: i64) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO group_policy (group_name, allow_root, updated_at) VALUES ($1, $2, $3)
-             ON CONFLICT (group_name) DO UPDATE SET allow_root = excluded.allow_root,
-             updated_at = excluded.updated_at",
-        )
-        .bind(group)
-        .bind(on)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn allow_root(&self, group: &str) -> Result<bool, StoreError> {
-        let on: Option<bool> =
-            sqlx::query_scalar("SELECT allow_root FROM group_policy WHERE group_name = $1")
-                .bind(group)
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(on.unwrap_or(false))
-    }
-
-    async fn record_shells(&self, group: &str) -> Result<bool, StoreError> {
-        let on: Option<bool> =
-            sqlx::query_scalar("SELECT record_shells FROM group_policy WHERE group_name = $1")
-                .bind(group)
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(on.unwrap_or(false))
-    }
-
-    async fn unattended(&self, group: &str) -> Result<bool, StoreError> {
-        let on: Option<bool> =
-            sqlx::query_scalar("SELECT unattended FROM group_policy WHERE group_name = $1")
-                .bind(group)
-                .fetch_optional(&self.pool)
-                .await?;
+    async fn policy_flag(&self, group: &str, flag: PolicyFlag) -> Result<bool, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM group_policy WHERE group_name = $1",
+            flag.column()
+        );
+        let on: Option<bool> = sqlx::query_scalar(AssertSqlSafe(sql))
+            .bind(group)
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(on.unwrap_or(false))
     }
 
