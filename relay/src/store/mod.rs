@@ -12,6 +12,7 @@ mod health;
 mod identity;
 pub mod inventory;
 mod postgres;
+mod rows;
 mod sqlite;
 #[cfg(test)]
 mod tests;

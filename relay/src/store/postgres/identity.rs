@@ -6,10 +6,11 @@ use crate::store::identity::{
     ALL_GROUPS, AlreadyEnrolled, CertRow, CertStatus, Grants, RevokeOutcome, RevokeTarget,
     normalize_serial,
 };
+use crate::store::rows;
 use crate::store::{DeviceRow, StoreError};
 use crate::store::{NewToken, RedeemError, TokenKind};
 use async_trait::async_trait;
-use sqlx::Row;
+use sqlx::{FromRow, Row};
 use tether_protocol::identity::Role;
 
 /// Serials of a technician's certificates that are not revoked.
@@ -74,28 +75,7 @@ impl IdentityStore for Postgres {
         .fetch_optional(&self.pool)
         .await?;
         if let Some(row) = row {
-            let kind: String = row.try_get("kind")?;
-            return Ok(Ok(match kind.as_str() {
-                "agent" => TokenKind::Agent {
-                    group: row
-                        .try_get::<Option<String>, _>("group_name")?
-                        .unwrap_or_default(),
-                },
-                _ => {
-                    let role: Option<String> = row.try_get("role")?;
-                    TokenKind::Technician {
-                        name: row
-                            .try_get::<Option<String>, _>("tech_name")?
-                            .unwrap_or_default(),
-                        role: role.unwrap_or_default().parse().map_err(
-                            |e: tether_protocol::identity::IdentityError| {
-                                StoreError::Corrupt(e.to_string())
-                            },
-                        )?,
-                        replace: row.try_get("replace_existing")?,
-                    }
-                }
-            }));
+            return Ok(Ok(rows::RedeemedToken::from_row(&row)?.kind()?));
         }
         // Not redeemed: find out why, for a useful message.
         let row =
@@ -103,17 +83,10 @@ impl IdentityStore for Postgres {
                 .bind(&secret_hash[..])
                 .fetch_optional(&self.pool)
                 .await?;
-        Ok(Err(match row {
-            None => RedeemError::Unknown,
-            Some(r) if r.try_get::<Option<i64>, _>("used_at")?.is_some() => {
-                RedeemError::AlreadyUsed
-            }
-            Some(r) if r.try_get::<i64, _>("expires_at")? <= now => RedeemError::Expired,
-            Some(r) => RedeemError::AlreadyEnrolled(
-                r.try_get::<Option<String>, _>("tech_name")?
-                    .unwrap_or_default(),
-            ),
-        }))
+        let token = row
+            .map(|r| rows::UnredeemedToken::from_row(&r))
+            .transpose()?;
+        Ok(Err(rows::UnredeemedToken::why(token, now)))
     }
 
     async fn update_device_status(

@@ -2,9 +2,10 @@
 
 use super::Sqlite;
 use crate::store::backend::SessionStore;
+use crate::store::rows;
 use crate::store::{GroupPolicy, PolicyFlag, SessionFilter, SessionRow, StoreError};
 use async_trait::async_trait;
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::{AssertSqlSafe, FromRow, Row};
 use tether_protocol::message::ReportRow;
 
 #[async_trait]
@@ -283,36 +284,9 @@ impl SessionStore for Sqlite {
         .fetch_all(&self.pool)
         .await?;
         let records = rows
-            .into_iter()
-            .map(|r| {
-                Ok(SessionRow {
-                    id: r.try_get("id")?,
-                    technician: r.try_get("technician")?,
-                    device_id: r.try_get("device_id")?,
-                    hostname: r.try_get("hostname")?,
-                    reason: r.try_get("reason")?,
-                    ticket: r.try_get("ticket")?,
-                    permissions_asked: r.try_get("permissions_asked")?,
-                    permissions_granted: r.try_get("permissions_granted")?,
-                    decision: r.try_get("decision")?,
-                    decision_detail: r.try_get("decision_detail")?,
-                    requested_unix_ms: r.try_get("requested_at")?,
-                    started_unix_ms: r.try_get("started_at")?,
-                    ended_unix_ms: r.try_get("ended_at")?,
-                    ended_by: r.try_get("ended_by")?,
-                    bytes_up: r.try_get::<i64, _>("bytes_up")?.max(0) as u64,
-                    bytes_down: r.try_get::<i64, _>("bytes_down")?.max(0) as u64,
-                    notes: r.try_get("notes")?,
-                    rating: r
-                        .try_get::<Option<i64>, _>("rating")?
-                        .map(|v| v.clamp(0, 5) as u8),
-                    rating_comment: r.try_get("rating_comment")?,
-                    actions: Vec::new(),
-                    activity: r.try_get("activity")?,
-                    engagement: r.try_get("engagement_id")?,
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
+            .iter()
+            .map(|r| rows::Session::from_row(r).map(SessionRow::from))
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
         let actions = sqlx::query(
             "SELECT a.session_id, a.action FROM session_actions a JOIN sessions s ON s.id = a.session_id
              WHERE s.requested_at >= ? AND (? IS NULL OR s.device_id = ?) AND (? IS NULL OR s.technician = ?)
