@@ -25,6 +25,7 @@ pub mod frame;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod health;
+pub mod helper;
 pub mod history;
 pub mod identity;
 pub mod inventory;

@@ -15,30 +15,7 @@ fn button(b: MouseButton) -> Button {
     }
 }
 
-/// The keysym of a named key of the older key model (`tether key`, the toolbar's combos).
-fn keysym(k: Key) -> Option<u32> {
-    use tether_protocol::keys::{function_key, sym};
-    Some(match k {
-        Key::Return => sym::RETURN,
-        Key::Tab => sym::TAB,
-        Key::Backspace => sym::BACKSPACE,
-        Key::Escape => sym::ESCAPE,
-        Key::Delete => sym::DELETE,
-        Key::Up => sym::UP,
-        Key::Down => sym::DOWN,
-        Key::Left => sym::LEFT,
-        Key::Right => sym::RIGHT,
-        Key::Home => sym::HOME,
-        Key::End => sym::END,
-        Key::PageUp => sym::PAGE_UP,
-        Key::PageDown => sym::PAGE_DOWN,
-        Key::Control => sym::CONTROL_L,
-        Key::Alt => sym::ALT_L,
-        Key::Shift => sym::SHIFT_L,
-        Key::Meta => sym::SUPER_L,
-        Key::F(n) => return function_key(n),
-    })
-}
+use tether_protocol::keys::keysym_of_key as keysym;
 
 fn key_event(keysym: u32, down: bool) -> KeyEvent {
     KeyEvent {

@@ -1,0 +1,27 @@
+//! `tether-wayland`: the agent's hands and eyes in a Wayland session.
+//!
+//! Wayland gives no process outside the user's session a way to see or drive the screen: the
+//! APIs live on the user's session bus and Wayland socket (mode 0700, the user's). So the agent,
+//! a system service, starts this helper **as the desktop user**, with that session's
+//! environment, and talks to it over the helper's standard input and output
+//! ([`tether_protocol::helper`]). One helper serves one remote session and ends with it (the
+//! agent closes the pipe), which also ends the compositor's screen sharing.
+//!
+//! Backends, picked at start ([`pick`]):
+//! - [`gnome`]: `org.gnome.Mutter.ScreenCast` + `org.gnome.Mutter.RemoteDesktop` on the session
+//!   bus, frames from PipeWire — no extra prompt (Tether's consent dialog is the user's one
+//!   decision), as gnome-remote-desktop does.
+//! - [`wlr`]: wlroots compositors (sway, …): `wlr-screencopy` with damage, the virtual keyboard
+//!   and pointer protocols.
+//! - [`portal`]: `org.freedesktop.portal.ScreenCast`/`RemoteDesktop` (KDE and others), with a
+//!   restore token so the portal asks once.
+
+pub mod backend;
+#[cfg(target_os = "linux")]
+pub mod gnome;
+pub mod keymap;
+#[cfg(target_os = "linux")]
+pub mod portal;
+pub mod serve;
+#[cfg(target_os = "linux")]
+pub mod wlr;
