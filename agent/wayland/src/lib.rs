@@ -22,6 +22,40 @@ pub mod gnome;
 pub mod keymap;
 #[cfg(target_os = "linux")]
 pub mod portal;
+pub mod pw;
 pub mod serve;
 #[cfg(target_os = "linux")]
 pub mod wlr;
+
+/// The backend for this session: `choice` names one ("gnome", "wlroots", "portal"), or "auto"
+/// tries mutter's own API first (no prompt), then wlroots' protocols, then the portal.
+#[cfg(target_os = "linux")]
+pub fn pick(
+    choice: &str,
+) -> Result<Box<dyn backend::Backend>, tether_protocol::helper::HelperError> {
+    use tether_protocol::helper::HelperError;
+    let gnome = || gnome::Gnome::connect().map(|b| Box::new(b) as Box<dyn backend::Backend>);
+    let wlr = || wlr::Wlr::connect().map(|b| Box::new(b) as Box<dyn backend::Backend>);
+    let portal = || portal::Portal::connect().map(|b| Box::new(b) as Box<dyn backend::Backend>);
+    match choice {
+        "gnome" => gnome(),
+        "wlroots" => wlr(),
+        "portal" => portal(),
+        "auto" => {
+            if gnome::available() {
+                gnome()
+            } else if wlr::available() {
+                wlr()
+            } else if portal::available() {
+                portal()
+            } else {
+                Err(HelperError::Unsupported(
+                    "this Wayland session offers none of mutter's ScreenCast, wlroots' screencopy or the desktop portal".into(),
+                ))
+            }
+        }
+        other => Err(HelperError::Unsupported(format!(
+            "unknown backend {other:?} (gnome, wlroots, portal or auto)"
+        ))),
+    }
+}
