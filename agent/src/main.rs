@@ -61,6 +61,12 @@ enum Cmd {
         /// [default: owner of the X server for $DISPLAY].
         #[arg(long)]
         desktop_user: Option<String>,
+        /// Which desktop sessions share: `x11`, `wayland` (through the tether-wayland helper,
+        /// run as the desktop user in their session), or `auto`: Wayland where
+        /// WAYLAND_DISPLAY is set or the desktop user has a Wayland socket in
+        /// /run/user/<uid>, else X11.
+        #[arg(long, default_value = "auto", value_parser = ["auto", "x11", "wayland"])]
+        desktop: String,
         /// Whom sessions' shells, commands and file access run as (name or uid; not root) when
         /// the technician did not get root [default: the desktop user]. With neither (a
         /// headless machine), only root sessions run, where the group's policy allows them.
@@ -228,6 +234,7 @@ async fn run(cli: Cli) -> Result<()> {
             inventory_root,
             ipc_socket,
             desktop_user,
+            desktop,
             session_user,
             consent_timeout,
             terminal_approval,
@@ -288,6 +295,10 @@ async fn run(cli: Cli) -> Result<()> {
                 root: inventory_root.clone(),
                 health: Some(tether_agent::health::spawn(health_interval)),
                 session_user,
+                desktop: tether_agent::platform::DesktopSpec {
+                    kind: tether_agent::platform::DesktopKind::parse(&desktop),
+                    user: Some(desktop_uid),
+                },
                 ..AgentOptions::default()
             };
             let inventory = reporter::spawn(

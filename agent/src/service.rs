@@ -35,6 +35,8 @@ pub struct AgentOptions {
     /// Whom sessions without the root permission run as (a uid other than 0); `None`: nobody,
     /// so such sessions are refused when the agent runs as root ([`crate::account`]).
     pub session_user: Option<u32>,
+    /// Which desktop sessions reach.
+    pub desktop: crate::platform::DesktopSpec,
 }
 
 impl Default for AgentOptions {
@@ -46,6 +48,7 @@ impl Default for AgentOptions {
             root: "/".into(),
             health: None,
             session_user: None,
+            desktop: Default::default(),
         }
     }
 }
@@ -260,7 +263,7 @@ async fn session<F: Future<Output = ()>>(
             stream = conn.accept_bi() => match stream {
                 Ok((s, r)) => {
                     if let tether_protocol::identity::Identity::Device { id, .. } = &creds.identity {
-                        tokio::spawn(crate::session::serve(creds.clone(), id.clone(), opts.session_user, link.consent.clone(), conn.clone(), s, r));
+                        tokio::spawn(crate::session::serve(creds.clone(), id.clone(), crate::session::Local { session_user: opts.session_user, desktop: opts.desktop.clone() }, link.consent.clone(), conn.clone(), s, r));
                     }
                 }
                 Err(e) => break Ended::Lost(ClientError::Net(NetError::from_connection(&e))),

@@ -95,12 +95,20 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// Handles one stream the relay opened. `session_user` is whom shells, commands and file
-/// access run as when the grant does not carry the root permission (see [`crate::account`]).
+/// What the machine gives sessions: whom shells, commands and file access run as when the
+/// grant does not carry the root permission (see [`crate::account`]), and which desktop
+/// screen, input and clipboard requests reach.
+#[derive(Debug, Clone, Default)]
+pub struct Local {
+    pub session_user: Option<u32>,
+    pub desktop: crate::platform::DesktopSpec,
+}
+
+/// Handles one stream the relay opened.
 pub async fn serve(
     creds: Credentials,
     device_id: String,
-    session_user: Option<u32>,
+    local: Local,
     consent: Consent,
     relay: quinn::Connection,
     mut send: SendStream,
@@ -159,7 +167,7 @@ pub async fn serve(
     // Who the session acts as follows from the signed grant alone: root only with its root
     // permission. Decided before the user is asked, so nobody approves what cannot run.
     let who = if g.permissions.shell || g.permissions.files {
-        match RunAs::for_session(g.permissions, session_user) {
+        match RunAs::for_session(g.permissions, local.session_user) {
             Ok(w) => Some(w),
             Err(message) => {
                 warn!(session = %g.session_id, "session refused: {message}");
@@ -225,6 +233,7 @@ pub async fn serve(
         consent: &consent,
         relay: &relay,
         who,
+        desktop: &local.desktop,
     };
     if let Err(e) = run(&creds, gate, send, recv, ended_by_user, ctx).await {
         warn!(session = %g.session_id, "session ended: {e}");
@@ -271,6 +280,7 @@ struct Ctx<'a> {
     relay: &'a quinn::Connection,
     /// Whom shells, commands and file access run as (`None` without shell or files).
     who: Option<RunAs>,
+    desktop: &'a crate::platform::DesktopSpec,
 }
 
 async fn run(
@@ -285,9 +295,10 @@ async fn run(
         consent,
         relay,
         who,
+        desktop,
     } = ctx;
     let tls = accept_technician(creds, &gate, send, recv).await?;
-    let desktop = crate::platform::session_desktop();
+    let desktop = crate::platform::session_desktop(desktop);
     let displays = desktop.screens().unwrap_or_default();
     let (mut rd, wr) = tokio::io::split(tls);
     let (out, writer) = spawn_writer(wr);

@@ -324,6 +324,8 @@ pub struct Agent {
     pub id: String,
     /// Send the agent's log here, at this `RUST_LOG` level, instead of the test's stderr.
     pub log: Option<(PathBuf, String)>,
+    /// More environment for `run` (a Wayland session's variables).
+    pub env: Vec<(String, String)>,
 }
 
 impl Agent {
@@ -343,6 +345,7 @@ impl Agent {
             proc: None,
             id,
             log: None,
+            env: Vec::new(),
         }
     }
 
@@ -371,6 +374,8 @@ impl Agent {
             Some(d) => cmd.env("DISPLAY", d),
             None => cmd.env_remove("DISPLAY"),
         };
+        cmd.env_remove("WAYLAND_DISPLAY");
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         let socket = self.socket();
         if let Some(parent) = socket.parent() {
             std::fs::create_dir_all(parent).expect("mkdir ipc");

@@ -14,6 +14,8 @@ pub mod clipboard;
 #[cfg(target_os = "linux")]
 pub mod linux;
 #[cfg(target_os = "linux")]
+mod wayland;
+#[cfg(target_os = "linux")]
 mod x11;
 
 use std::ffi::OsString;
@@ -35,9 +37,9 @@ pub use linux::{
 #[derive(Debug, Error)]
 pub enum PlatformError {
     #[error(
-        "Wayland desktops are not supported yet (the session is Wayland and DISPLAY is not set, so there is no X display to use)"
+        "no Wayland session found{0} (WAYLAND_DISPLAY is not set and /run/user/<uid> has no wayland socket)"
     )]
-    WaylandUnsupported,
+    NoWaylandSession(String),
     #[error("no supported desktop on this operating system")]
     UnsupportedOs,
 }
@@ -141,48 +143,86 @@ pub enum DesktopKind {
 }
 
 impl DesktopKind {
-    /// The kind of desktop the environment describes: X11 wherever `DISPLAY` is set (an X
-    /// server, or Wayland's XWayland); Wayland when only Wayland is there (`WAYLAND_DISPLAY`,
-    /// or `XDG_SESSION_TYPE=wayland`); else X11, whose requests then fail saying `DISPLAY` is
-    /// not set.
+    /// The kind of desktop the environment describes: Wayland wherever `WAYLAND_DISPLAY` is set
+    /// (X11 through XWayland would see only X clients) or `XDG_SESSION_TYPE=wayland`; else X11
+    /// (whose requests fail saying `DISPLAY` is not set when it is not).
     pub fn detect(var: impl Fn(&str) -> Option<OsString>) -> Self {
         let set = |name: &str| var(name).is_some_and(|v| !v.is_empty());
-        if set("DISPLAY") {
-            return DesktopKind::X11;
-        }
         if set("WAYLAND_DISPLAY") || var("XDG_SESSION_TYPE").is_some_and(|v| v == "wayland") {
             return DesktopKind::Wayland;
         }
         DesktopKind::X11
     }
-}
 
-/// The desktop of `kind`, or why there is none.
-pub fn desktop_of(kind: DesktopKind) -> Result<Arc<dyn Desktop>, PlatformError> {
-    match kind {
-        #[cfg(target_os = "linux")]
-        DesktopKind::X11 => Ok(Arc::new(x11::X11Desktop)),
-        #[cfg(not(target_os = "linux"))]
-        DesktopKind::X11 => Err(PlatformError::UnsupportedOs),
-        DesktopKind::Wayland => Err(PlatformError::WaylandUnsupported),
+    /// `x11`, `wayland`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "x11" => Some(DesktopKind::X11),
+            "wayland" => Some(DesktopKind::Wayland),
+            _ => None,
+        }
     }
 }
 
-/// The desktop this process's environment describes ([`DesktopKind::detect`]).
-pub fn desktop() -> Result<Arc<dyn Desktop>, PlatformError> {
-    desktop_of(DesktopKind::detect(|n| std::env::var_os(n)))
+/// Which desktop sessions serve: a kind forced by the admin (`tether-agent run --desktop`) or
+/// found, and the desktop user whose session it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DesktopSpec {
+    /// `None`: find it ([`session_desktop`]).
+    pub kind: Option<DesktopKind>,
+    /// The desktop user, when known (`--desktop-user`, or the owner of the X display).
+    pub user: Option<u32>,
 }
 
-/// The desktop a session serves. Where the environment's kind is not supported yet (Wayland
-/// without XWayland), that is logged and the X11 desktop is used as before this layer existed:
-/// the session still runs (shell and files work) and screen, input and clipboard requests fail
-/// saying there is no X display.
-pub fn session_desktop() -> Arc<dyn Desktop> {
-    match desktop() {
+/// The desktop `spec` names. Wayland when forced or found: the session this process's
+/// environment names (`WAYLAND_DISPLAY`), else the desktop user's (`/run/user/<uid>`); X11
+/// otherwise.
+pub fn desktop_for(spec: &DesktopSpec) -> Result<Arc<dyn Desktop>, PlatformError> {
+    #[cfg(target_os = "linux")]
+    {
+        let from_env = || {
+            wayland::SessionEnv::from_env(|n| {
+                std::env::var_os(n).and_then(|v| v.into_string().ok())
+            })
+        };
+        let found = || from_env().or_else(|| spec.user.and_then(wayland::SessionEnv::for_user));
+        match spec.kind {
+            Some(DesktopKind::X11) => Ok(Arc::new(x11::X11Desktop)),
+            Some(DesktopKind::Wayland) => match found() {
+                Some(env) => Ok(Arc::new(wayland::WaylandDesktop::new(env))),
+                None => Err(PlatformError::NoWaylandSession(
+                    spec.user
+                        .map(|u| format!(" for uid {u}"))
+                        .unwrap_or_default(),
+                )),
+            },
+            None => match found() {
+                Some(env) => Ok(Arc::new(wayland::WaylandDesktop::new(env))),
+                None => Ok(Arc::new(x11::X11Desktop)),
+            },
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = spec;
+        Err(PlatformError::UnsupportedOs)
+    }
+}
+
+/// The desktop this process's environment describes, without a known desktop user.
+pub fn desktop() -> Result<Arc<dyn Desktop>, PlatformError> {
+    desktop_for(&DesktopSpec::default())
+}
+
+/// The desktop a session serves. Where there is none (a Wayland session was asked for and is
+/// not there), that is logged and the session still runs (shell and files work) while screen,
+/// input and clipboard requests fail with the reason.
+pub fn session_desktop(spec: &DesktopSpec) -> Arc<dyn Desktop> {
+    match desktop_for(spec) {
         Ok(d) => d,
         Err(e) => {
-            tracing::warn!("{e}; trying X11");
-            desktop_of(DesktopKind::X11).unwrap_or_else(|e| Arc::new(NoDesktop(e.to_string())))
+            tracing::warn!("{e}");
+            Arc::new(NoDesktop(e.to_string()))
         }
     }
 }
@@ -263,22 +303,29 @@ mod tests {
             DesktopKind::detect(env(&[("DISPLAY", ":0")])),
             DesktopKind::X11
         );
-        // XWayland: X11 clients work.
+        // XWayland too: X11 there sees only X clients.
         let xwayland = [
             ("DISPLAY", ":1"),
             ("WAYLAND_DISPLAY", "wayland-0"),
             ("XDG_SESSION_TYPE", "wayland"),
         ];
-        assert_eq!(DesktopKind::detect(env(&xwayland)), DesktopKind::X11);
+        assert_eq!(DesktopKind::detect(env(&xwayland)), DesktopKind::Wayland);
         let wayland = [("WAYLAND_DISPLAY", "wayland-0")];
         assert_eq!(DesktopKind::detect(env(&wayland)), DesktopKind::Wayland);
         let wayland = [("DISPLAY", ""), ("XDG_SESSION_TYPE", "wayland")];
         assert_eq!(DesktopKind::detect(env(&wayland)), DesktopKind::Wayland);
         // Nothing at all: X11, as before (its errors say DISPLAY is not set).
         assert_eq!(DesktopKind::detect(env(&[])), DesktopKind::X11);
-        assert!(matches!(
-            desktop_of(DesktopKind::Wayland),
-            Err(PlatformError::WaylandUnsupported)
-        ));
+        // Wayland asked for where there is none: a reason, not a desktop.
+        let spec = DesktopSpec {
+            kind: Some(DesktopKind::Wayland),
+            user: Some(u32::MAX - 1),
+        };
+        if std::env::var_os("WAYLAND_DISPLAY").is_none() {
+            assert!(matches!(
+                desktop_for(&spec),
+                Err(PlatformError::NoWaylandSession(_))
+            ));
+        }
     }
 }

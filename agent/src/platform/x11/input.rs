@@ -5,7 +5,7 @@ use super::keyboard::{Keyboard, KeyboardError};
 use crate::platform::{InputError, InputSink};
 use enigo::{Axis, Button, Coordinate, Direction, Enigo, Mouse, Settings};
 use tether_protocol::keys::{KeyEvent, KeyMode};
-use tether_protocol::session::{InputEvent, Key, MouseButton};
+use tether_protocol::session::{InputEvent, MouseButton};
 
 fn button(b: MouseButton) -> Button {
     match b {

@@ -1,0 +1,230 @@
+//! The Wayland desktop: screens, input, pointer and clipboard through `tether-wayland`, the
+//! helper the agent starts **as the desktop user, inside the user's session** (the compositor's
+//! APIs live on the session bus and the Wayland socket, both the user's alone).
+//!
+//! Who starts it and how it is found: the agent, on a session's first desktop request, runs the
+//! `tether-wayland` next to its own executable (or `TETHER_WAYLAND_HELPER`) through `setpriv`
+//! as the session's user, with an environment made of nothing but that session's
+//! `XDG_RUNTIME_DIR`, `WAYLAND_DISPLAY` and `DBUS_SESSION_BUS_ADDRESS` ([`SessionEnv`]). They
+//! talk over the helper's standard input and output (`tether_protocol::helper`): a pipe has no
+//! name, so no other local user can reach the helper or the screen it shares. The helper ends
+//! when the agent drops this desktop (the session ended), which ends the compositor's sharing.
+//!
+//! The helper runs as the user, who can drive it at will, so its replies are untrusted: sizes
+//! are checked before anything is allocated ([`FrameHeader::check`]) and damage clipped.
+
+mod env;
+mod helper;
+
+pub use env::SessionEnv;
+
+use crate::platform::{
+    Clipboard, ClipboardError, Damage, Desktop, DesktopKind, InputError, InputSink, Pointer,
+    PointerImage, ScreenError, ScreenSource,
+};
+use helper::{Helper, Reply};
+use std::collections::HashMap;
+use std::sync::Arc;
+use tether_protocol::helper::{FromHelper, ToHelper};
+use tether_protocol::session::{DisplayInfo, InputEvent};
+
+pub struct WaylandDesktop {
+    env: SessionEnv,
+    helper: Arc<Helper>,
+}
+
+impl WaylandDesktop {
+    pub fn new(env: SessionEnv) -> Self {
+        let helper = Arc::new(Helper::new(env.clone()));
+        WaylandDesktop { env, helper }
+    }
+}
+
+fn io(e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::other(e.to_string())
+}
+
+impl Desktop for WaylandDesktop {
+    fn kind(&self) -> DesktopKind {
+        DesktopKind::Wayland
+    }
+
+    fn screens(&self) -> Result<Vec<DisplayInfo>, ScreenError> {
+        match self.helper.request(&ToHelper::Displays) {
+            Ok(Reply::Message(FromHelper::Displays(d))) => Ok(d),
+            Ok(Reply::Message(FromHelper::Error(e))) => Err(ScreenError::Capture(io(e))),
+            Ok(other) => Err(ScreenError::Capture(io(format!(
+                "unexpected reply from the desktop helper: {other}"
+            )))),
+            Err(e) => Err(ScreenError::NoDisplay(io(e))),
+        }
+    }
+
+    fn screen(&self) -> Box<dyn ScreenSource> {
+        Box::new(WaylandScreen {
+            helper: self.helper.clone(),
+            last: HashMap::new(),
+            pending: None,
+        })
+    }
+
+    fn pointer(&self) -> Option<Box<dyn Pointer>> {
+        Some(Box::new(WaylandPointer {
+            helper: self.helper.clone(),
+        }))
+    }
+
+    fn input(&self) -> Box<dyn InputSink> {
+        Box::new(WaylandInput {
+            helper: self.helper.clone(),
+        })
+    }
+
+    fn clipboard(&self) -> &dyn Clipboard {
+        self
+    }
+
+    fn owner(&self) -> Option<u32> {
+        Some(self.env.uid)
+    }
+}
+
+impl Clipboard for WaylandDesktop {
+    fn get(&self) -> Result<String, ClipboardError> {
+        match self.helper.request(&ToHelper::GetClipboard) {
+            Ok(Reply::Message(FromHelper::Clipboard(t))) => Ok(t),
+            Ok(Reply::Message(FromHelper::Error(e))) => Err(ClipboardError::Failed(e.to_string())),
+            Ok(other) => Err(ClipboardError::Failed(format!("unexpected reply {other}"))),
+            Err(e) => Err(ClipboardError::Unavailable(e.to_string())),
+        }
+    }
+
+    fn set(&self, text: String) -> Result<(), ClipboardError> {
+        match self.helper.request(&ToHelper::SetClipboard(text)) {
+            Ok(Reply::Message(FromHelper::Done)) => Ok(()),
+            Ok(Reply::Message(FromHelper::Error(e))) => Err(ClipboardError::Failed(e.to_string())),
+            Ok(other) => Err(ClipboardError::Failed(format!("unexpected reply {other}"))),
+            Err(e) => Err(ClipboardError::Unavailable(e.to_string())),
+        }
+    }
+}
+
+/// A frame (width, height, pixels), or why there is none.
+type Grabbed = Result<(u32, u32, Vec<u8>), String>;
+
+/// A display's frames. The helper says what changed with each frame, so [`ScreenSource::damage`]
+/// fetches the frame and [`ScreenSource::capture`] hands it over; an unchanged display gives the
+/// previous pixels again with no damage.
+struct WaylandScreen {
+    helper: Arc<Helper>,
+    /// The last frame of each display (the stream compares against its own copy; this one
+    /// answers "unchanged").
+    last: HashMap<u32, (u32, u32, Vec<u8>)>,
+    /// A frame fetched by `damage` for the `capture` that follows.
+    pending: Option<(u32, Grabbed)>,
+}
+
+impl WaylandScreen {
+    fn fetch(&mut self, display: u32) -> (Damage, Grabbed) {
+        match self.helper.request(&ToHelper::Capture { display }) {
+            Ok(Reply::Frame(header, pixels)) => {
+                let damage = match header.damage {
+                    Some(rects) => Damage::Areas(rects),
+                    None => Damage::Unknown,
+                };
+                let damage = match self.last.get(&display) {
+                    Some((w, h, _)) if (*w, *h) == (header.width, header.height) => damage,
+                    // A new size: everything changed.
+                    _ => Damage::Unknown,
+                };
+                self.last
+                    .insert(display, (header.width, header.height, pixels.clone()));
+                (damage, Ok((header.width, header.height, pixels)))
+            }
+            Ok(Reply::Message(FromHelper::Unchanged)) => match self.last.get(&display) {
+                Some((w, h, p)) => (Damage::Areas(Vec::new()), Ok((*w, *h, p.clone()))),
+                None => (
+                    Damage::Unknown,
+                    Err("the desktop helper said unchanged before any frame".into()),
+                ),
+            },
+            Ok(Reply::Message(FromHelper::Error(e))) => (Damage::Unknown, Err(e.to_string())),
+            Ok(other) => (
+                Damage::Unknown,
+                Err(format!("unexpected reply from the desktop helper: {other}")),
+            ),
+            Err(e) => (Damage::Unknown, Err(e.to_string())),
+        }
+    }
+}
+
+impl ScreenSource for WaylandScreen {
+    fn displays(&self) -> Result<Vec<DisplayInfo>, ScreenError> {
+        match self.helper.request(&ToHelper::Displays) {
+            Ok(Reply::Message(FromHelper::Displays(d))) => Ok(d),
+            Ok(other) => Err(ScreenError::Capture(io(format!(
+                "unexpected reply {other}"
+            )))),
+            Err(e) => Err(ScreenError::NoDisplay(io(e))),
+        }
+    }
+
+    fn damage(&mut self, display: u32) -> Damage {
+        let (damage, frame) = self.fetch(display);
+        self.pending = Some((display, frame));
+        damage
+    }
+
+    fn capture(&mut self, display: u32) -> Result<(u32, u32, Vec<u8>), ScreenError> {
+        let frame = match self.pending.take() {
+            Some((d, f)) if d == display => f,
+            _ => self.fetch(display).1,
+        };
+        frame.map_err(|e| ScreenError::Capture(io(e)))
+    }
+}
+
+struct WaylandPointer {
+    helper: Arc<Helper>,
+}
+
+impl Pointer for WaylandPointer {
+    fn poll(&mut self) -> Option<((i32, i32), Option<PointerImage>)> {
+        match self.helper.request(&ToHelper::Pointer) {
+            Ok(Reply::Message(FromHelper::Pointer(Some(p)))) => {
+                let image = p.image.filter(|i| i.is_valid()).map(|i| PointerImage {
+                    width: i.width,
+                    height: i.height,
+                    hot_x: i.hot_x,
+                    hot_y: i.hot_y,
+                    rgba: i.rgba,
+                });
+                Some(((p.x, p.y), image))
+            }
+            _ => None,
+        }
+    }
+}
+
+struct WaylandInput {
+    helper: Arc<Helper>,
+}
+
+impl InputSink for WaylandInput {
+    fn apply(&mut self, event: &InputEvent) -> Result<(), InputError> {
+        match self.helper.request(&ToHelper::Input(event.clone())) {
+            Ok(Reply::Message(FromHelper::Done)) => Ok(()),
+            Ok(Reply::Message(FromHelper::Error(e))) => Err(InputError::Failed(e.to_string())),
+            Ok(other) => Err(InputError::Failed(format!("unexpected reply {other}"))),
+            Err(e) => Err(InputError::Open(e.to_string())),
+        }
+    }
+
+    fn release_if_held(&mut self) {
+        if self.helper.is_running() {
+            let _ = self
+                .helper
+                .request(&ToHelper::Input(InputEvent::ReleaseKeys));
+        }
+    }
+}
