@@ -98,6 +98,70 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
     }
+    // Damage must cover every changed pixel: type a character between captures and compare.
+    let Capture::Frame(mut prev) = b.capture(0).and_then(|_| {
+        b.stop_capture();
+        b.capture(0)
+    })?
+    else {
+        return Err("no full frame".into());
+    };
+    let (mut frames, mut changed, mut outside, mut rects) = (0, 0usize, 0usize, 0usize);
+    let t = Instant::now();
+    let mut n = 0u32;
+    while t.elapsed() < Duration::from_secs(2) {
+        if n < 12 {
+            b.input(&InputEvent::Text(if n % 2 == 0 {
+                "x".into()
+            } else {
+                "\u{8}".into()
+            }))?;
+            n += 1;
+        }
+        if let Capture::Frame(f) = b.capture(0)? {
+            let d = f
+                .damage
+                .clone()
+                .ok_or("damage unknown after the first frame")?;
+            frames += 1;
+            rects += d.len();
+            for (i, (a, c)) in f
+                .pixels
+                .chunks_exact(4)
+                .zip(prev.pixels.chunks_exact(4))
+                .enumerate()
+            {
+                if a[..3] != c[..3] {
+                    changed += 1;
+                    let (x, y) = ((i % f.width as usize) as u32, (i / f.width as usize) as u32);
+                    if !d
+                        .iter()
+                        .any(|r| x >= r.x && x < r.x + r.w && y >= r.y && y < r.y + r.h)
+                    {
+                        outside += 1;
+                    }
+                }
+            }
+            prev = f;
+        }
+    }
+    println!(
+        "damage check: {frames} frames, {rects} rects, {changed} changed pixels, {outside} outside the damage"
+    );
+    // Ctrl+A (select all in the entry) then "ok" replaces the text.
+    for (ks, down) in [
+        (sym::CONTROL_L, true),
+        (0x61, true),
+        (0x61, false),
+        (sym::CONTROL_L, false),
+    ] {
+        b.input(&key(ks, 0, down, KeyMode::Translate))?;
+    }
+    b.input(&InputEvent::Text("ok".into()))?;
+    // A held key is released by ReleaseKeys.
+    b.input(&key(sym::SHIFT_L, 0, true, KeyMode::Translate))?;
+    b.input(&InputEvent::ReleaseKeys)?;
+    b.input(&InputEvent::Text("!".into()))?;
     b.stop_capture();
     let Capture::Frame(f) = b.capture(0)? else {
         return Err("capture after stop unchanged".into());
