@@ -111,7 +111,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut n = 0u32;
     while t.elapsed() < Duration::from_secs(2) {
         if n < 12 {
-            b.input(&InputEvent::Text(if n % 2 == 0 {
+            b.input(&InputEvent::Text(if n.is_multiple_of(2) {
                 "x".into()
             } else {
                 "\u{8}".into()
@@ -162,6 +162,35 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     b.input(&key(sym::SHIFT_L, 0, true, KeyMode::Translate))?;
     b.input(&InputEvent::ReleaseKeys)?;
     b.input(&InputEvent::Text("!".into()))?;
+    // Clipboard: ours reads back; the app pastes it (Ctrl+V); the app's copy (Ctrl+A, Ctrl+C)
+    // reads back.
+    b.set_clipboard("from tether ✓".into())?;
+    println!("clipboard (ours): {:?}", b.get_clipboard());
+    let combo = |b: &mut Wlr, letter: u32| -> Result<(), Box<dyn std::error::Error>> {
+        for (ks, down) in [
+            (sym::CONTROL_L, true),
+            (letter, true),
+            (letter, false),
+            (sym::CONTROL_L, false),
+        ] {
+            b.input(&key(ks, 0, down, KeyMode::Translate))?;
+        }
+        Ok(())
+    };
+    combo(&mut b, 0x61)?;
+    combo(&mut b, 0x76)?;
+    // The paste request is answered while the connection is dispatched (here: captures).
+    for _ in 0..10 {
+        b.capture(0)?;
+    }
+    b.input(&InputEvent::Text(" pasted".into()))?;
+    combo(&mut b, 0x61)?;
+    combo(&mut b, 0x63)?;
+    for _ in 0..4 {
+        b.capture(0)?;
+    }
+    println!("clipboard (app's): {:?}", b.get_clipboard());
+    println!("oversized: {:?}", b.set_clipboard("x".repeat(200_000)));
     b.stop_capture();
     let Capture::Frame(f) = b.capture(0)? else {
         return Err("capture after stop unchanged".into());

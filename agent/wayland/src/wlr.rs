@@ -10,9 +10,13 @@
 //! with a deadline (`poll`), so no thread is needed and nothing blocks longer than the call
 //! allows.
 //!
+//! The clipboard goes through `wlr-data-control` ([`clipboard`]).
+//!
 //! Limits: screencopy has no cursor metadata, so [`Backend::pointer`] is `None` (frames are
-//! taken without the cursor); the clipboard is not supported yet; keys in translate mode are
-//! typed through a US keymap we upload, so keysyms it lacks (`é`, `€`) are refused.
+//! taken without the cursor); keys in translate mode are typed through a US keymap we upload,
+//! so keysyms it lacks (`é`, `€`) are refused.
+
+mod clipboard;
 
 use crate::backend::{Backend, Capture, Frame};
 use crate::keymap::{self, US_XKB_KEYMAP, evdev};
@@ -33,6 +37,7 @@ use wayland_protocols_misc::zwp_virtual_keyboard_v1::client::{
     zwp_virtual_keyboard_manager_v1::ZwpVirtualKeyboardManagerV1,
     zwp_virtual_keyboard_v1::ZwpVirtualKeyboardV1,
 };
+use wayland_protocols_wlr::data_control::v1::client::zwlr_data_control_manager_v1::ZwlrDataControlManagerV1;
 use wayland_protocols_wlr::screencopy::v1::client::{
     zwlr_screencopy_frame_v1::{self, ZwlrScreencopyFrameV1},
     zwlr_screencopy_manager_v1::ZwlrScreencopyManagerV1,
@@ -79,6 +84,8 @@ struct State {
     /// Events of the screencopy frame in flight (frames of older generations are ignored).
     frame: FrameEvents,
     generation: u64,
+    data_control: Option<ZwlrDataControlManagerV1>,
+    clip: clipboard::ClipState,
 }
 
 struct Output {
@@ -856,15 +863,11 @@ impl Backend for Wlr {
     }
 
     fn get_clipboard(&mut self) -> Result<String, HelperError> {
-        Err(HelperError::Unsupported(
-            "clipboard on wlroots: not implemented yet (wlr-data-control)".into(),
-        ))
+        self.read_clipboard()
     }
 
-    fn set_clipboard(&mut self, _text: String) -> Result<(), HelperError> {
-        Err(HelperError::Unsupported(
-            "clipboard on wlroots: not implemented yet (wlr-data-control)".into(),
-        ))
+    fn set_clipboard(&mut self, text: String) -> Result<(), HelperError> {
+        self.write_clipboard(text)
     }
 }
 
@@ -873,6 +876,7 @@ impl Drop for Wlr {
         // Keys left down would stay down in the user's session after we are gone.
         self.release_all();
         self.stop_sharing();
+        self.drop_clipboard();
         if let Some(input) = self.input.take() {
             input.keyboard.destroy();
             input.pointer.destroy();
@@ -915,6 +919,9 @@ impl Dispatch<wl_registry::WlRegistry, ()> for State {
                 }
                 "zwp_virtual_keyboard_manager_v1" => {
                     s.keyboards = Some(registry.bind(name, 1, qh, ()));
+                }
+                "zwlr_data_control_manager_v1" => {
+                    s.data_control = Some(registry.bind(name, 1, qh, ()));
                 }
                 "zwlr_virtual_pointer_manager_v1" => {
                     s.pointers = Some(registry.bind(name, version.min(2), qh, ()));
@@ -1015,3 +1022,60 @@ delegate_noop!(State: ZwpVirtualKeyboardManagerV1);
 delegate_noop!(State: ignore ZwpVirtualKeyboardV1);
 delegate_noop!(State: ZwlrVirtualPointerManagerV1);
 delegate_noop!(State: ignore ZwlrVirtualPointerV1);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(keysym: u32, code: u16, mode: KeyMode) -> KeyEvent {
+        KeyEvent {
+            keysym,
+            code,
+            down: true,
+            mode,
+        }
+    }
+
+    fn planned(e: KeyEvent) -> Option<(u16, Option<bool>)> {
+        match plan_key(&e) {
+            Ok(Planned::Key { code, shift }) => Some((code, shift)),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn keys_are_planned_by_position_or_by_keysym() {
+        // Physical mode presses the code as is, whatever the keysym.
+        assert_eq!(planned(ev(0x41, 16, KeyMode::Physical)), Some((16, None)));
+        // Physical mode without a code falls back to the keysym.
+        assert_eq!(
+            planned(ev(0x41, 0, KeyMode::Physical)),
+            Some((evdev::KEY_A, Some(true)))
+        );
+        assert_eq!(
+            planned(ev(0x40, 0, KeyMode::Translate)),
+            Some((evdev::KEY_2, Some(true)))
+        );
+        assert_eq!(
+            planned(ev(0x61, 0, KeyMode::Translate)),
+            Some((evdev::KEY_A, Some(false)))
+        );
+        // Modifiers go down as the user holds them, no Shift juggling.
+        assert_eq!(
+            planned(ev(sym::CONTROL_L, 0, KeyMode::Translate)),
+            Some((evdev::KEY_LEFTCTRL, None))
+        );
+        assert_eq!(
+            planned(ev(sym::SHIFT_L, 0, KeyMode::Translate)),
+            Some((evdev::KEY_LEFTSHIFT, None))
+        );
+        assert!(matches!(
+            plan_key(&ev(sym::CAPS_LOCK, 58, KeyMode::Translate)),
+            Ok(Planned::Ignore)
+        ));
+        assert!(matches!(
+            plan_key(&ev(0x0100_20ac, 0, KeyMode::Translate)),
+            Err(HelperError::Input(m)) if m.contains("cannot be typed") && m.contains('€')
+        ));
+    }
+}
