@@ -44,7 +44,7 @@ pub fn pick(
         "auto" => {
             if gnome::available() {
                 gnome()
-            } else if wlr::available() {
+            } else if wlr::Wlr::available() {
                 wlr()
             } else if portal::available() {
                 portal()
