@@ -24,4 +24,6 @@
 //! follow the portal specification and ashpd 0.12; the unit tests cover the token store, the
 //! state machine and the input lowering.
 
+pub mod input;
+pub mod machine;
 pub mod token;
