@@ -24,6 +24,8 @@
 //! follow the portal specification and ashpd 0.12; the unit tests cover the token store, the
 //! state machine and the input lowering.
 
+#[cfg(test)]
+mod fake;
 pub mod input;
 pub mod machine;
 pub mod token;
@@ -143,30 +145,39 @@ async fn interface_version(conn: &zbus::Connection, interface: &'static str) -> 
     }
 }
 
-/// Whether the session bus has a desktop portal this backend can use (see
-/// [`versions_usable`]). Asks the bus, for a few seconds at most; starts nothing the user sees.
-pub fn available() -> bool {
-    let Ok(rt) = runtime() else {
-        return false;
-    };
+/// The ScreenCast and RemoteDesktop portal versions, `None` where missing; bounded by
+/// [`PROBE_TIMEOUT`].
+async fn probe_versions() -> (Option<u32>, Option<u32>) {
     let probe = async {
         let conn = match zbus::Connection::session().await {
             Ok(c) => c,
             Err(e) => {
                 tracing::debug!("session bus: {e}");
-                return false;
+                return (None, None);
             }
         };
         let sc = interface_version(&conn, "org.freedesktop.portal.ScreenCast").await;
         let rd = interface_version(&conn, "org.freedesktop.portal.RemoteDesktop").await;
         tracing::debug!(?sc, ?rd, "desktop portal versions");
-        versions_usable(sc, rd)
+        (sc, rd)
     };
-    rt.block_on(tokio::time::timeout(PROBE_TIMEOUT, probe))
+    tokio::time::timeout(PROBE_TIMEOUT, probe)
+        .await
         .unwrap_or_else(|_| {
             tracing::debug!("the desktop portal did not answer within {PROBE_TIMEOUT:?}");
-            false
+            (None, None)
         })
+}
+
+/// Whether the session bus has a desktop portal this backend can use (see
+/// [`versions_usable`]). Asks the bus, for a few seconds at most; starts nothing the user sees.
+/// Like every function here, it must not be called from inside an async runtime.
+pub fn available() -> bool {
+    let Ok(rt) = runtime() else {
+        return false;
+    };
+    let (sc, rd) = rt.block_on(probe_versions());
+    versions_usable(sc, rd)
 }
 
 /// The cursor as metadata when the portal offers it (the agent draws it and frames do not
@@ -480,11 +491,18 @@ fn compositor_name(current_desktop: Option<String>) -> String {
     }
 }
 
+/// The portal's D-Bus proxies.
+struct Proxies {
+    remote: RemoteDesktop<'static>,
+    screencast: Screencast<'static>,
+}
+
 /// The portal backend. See the module documentation.
 pub struct Portal {
     rt: &'static Runtime,
-    remote: RemoteDesktop<'static>,
-    screencast: Screencast<'static>,
+    /// Always `Some` until dropped: zbus proxies must be dropped inside the runtime (their drop
+    /// spawns a task), which `Drop for Portal` arranges by taking them out.
+    proxies: Option<Proxies>,
     cursor_mode: CursorMode,
     /// `None` when there is no state directory: the user is asked every time.
     store: Option<TokenStore>,
@@ -499,11 +517,34 @@ pub struct Portal {
 /// Opens the portal's interfaces (no dialog yet: that comes with the first displays, capture
 /// or input).
 pub fn connect() -> Result<Portal, HelperError> {
+    let store = match TokenStore::from_env() {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!("{e}: the desktop will ask for permission every time");
+            None
+        }
+    };
+    connect_with(store)
+}
+
+/// [`connect`] with the restore token kept in `store` (`None`: not kept).
+pub fn connect_with(store: Option<TokenStore>) -> Result<Portal, HelperError> {
     let rt = runtime()?;
     let unsupported = |what: &str, e: PortalCallError| {
         HelperError::Unsupported(format!("the desktop portal's {what}: {e}"))
     };
     let (remote, screencast, cursor_mode) = rt.block_on(async {
+        // ashpd takes a missing portal for version 1 of it, so ask the bus first.
+        let (sc, rd) = probe_versions().await;
+        if !versions_usable(sc, rd) {
+            return Err(HelperError::Unsupported(format!(
+                "no usable desktop portal on the session bus (ScreenCast version {}, \
+                 RemoteDesktop version {}; ScreenCast {MIN_SCREENCAST_VERSION} or later and \
+                 RemoteDesktop are needed)",
+                sc.map_or("none".into(), |v| v.to_string()),
+                rd.map_or("none".into(), |v| v.to_string()),
+            )));
+        }
         let remote = bounded(CALL_TIMEOUT, "RemoteDesktop", RemoteDesktop::new())
             .await
             .map_err(|e| unsupported("RemoteDesktop", e))?;
@@ -522,18 +563,10 @@ pub fn connect() -> Result<Portal, HelperError> {
         });
         Ok::<_, HelperError>((remote, screencast, pick_cursor_mode(modes)))
     })?;
-    let store = match TokenStore::from_env() {
-        Ok(s) => Some(s),
-        Err(e) => {
-            tracing::warn!("{e}: the desktop will ask for permission every time");
-            None
-        }
-    };
     tracing::info!(?cursor_mode, "desktop portal backend");
     Ok(Portal {
         rt,
-        remote,
-        screencast,
+        proxies: Some(Proxies { remote, screencast }),
         cursor_mode,
         store,
         live: None,
@@ -562,20 +595,25 @@ impl Portal {
             return Err(HelperError::ScreenRefused(reason));
         }
         if self.live.is_none() {
+            let px = self.proxies.as_ref().ok_or_else(gone)?;
             let (session, streams, fd) = self.rt.block_on(start_session(
-                &self.remote,
-                &self.screencast,
+                &px.remote,
+                &px.screencast,
                 self.cursor_mode,
                 self.store.as_ref(),
             ))?;
             tracing::info!(?streams, "desktop portal session started");
             let session = Arc::new(session);
             let closed = Arc::new(AtomicBool::new(false));
+            // Watch for the desktop closing the session (the user revoking it). The task
+            // subscribes before this returns, so a close right after the start is not missed.
+            let (subscribed, ready) = tokio::sync::oneshot::channel();
             let watch = {
                 let (session, closed) = (Arc::clone(&session), Arc::clone(&closed));
                 self.rt.spawn(async move {
                     match session.receive_closed().await {
                         Ok(mut s) => {
+                            let _ = subscribed.send(());
                             if s.next().await.is_some() {
                                 closed.store(true, Ordering::SeqCst);
                             }
@@ -584,6 +622,13 @@ impl Portal {
                     }
                 })
             };
+            if self
+                .rt
+                .block_on(async { tokio::time::timeout(CALL_TIMEOUT, ready).await })
+                .map_or(true, |r| r.is_err())
+            {
+                tracing::debug!("the portal session's Closed signal is not watched");
+            }
             self.held = Held::default();
             self.live = Some(Live {
                 session,
@@ -601,6 +646,8 @@ impl Portal {
 
     /// Ends the portal session, if any.
     fn close(&mut self) {
+        // The session's proxy is dropped here, which needs the runtime's context.
+        let _rt = self.rt.enter();
         if let Some(live) = self.live.take() {
             live.watch.abort();
             // The PipeWire streams go first, then the session (which ends the sharing).
@@ -663,7 +710,8 @@ impl Backend for Portal {
         let stream = live.streams.get(current).or(live.streams.first()).copied();
         let session = Arc::clone(&live.session);
         let calls = input::lower(event, stream.as_ref(), &mut self.held)?;
-        let remote = &self.remote;
+        let remote = &self.proxies.as_ref().ok_or_else(gone)?.remote;
+        let _rt = self.rt.enter();
         self.rt
             .block_on(bounded(CALL_TIMEOUT, "input", async {
                 for c in calls {
@@ -694,7 +742,13 @@ impl Backend for Portal {
 impl Drop for Portal {
     fn drop(&mut self) {
         self.close();
+        let _rt = self.rt.enter();
+        self.proxies = None;
     }
+}
+
+fn gone() -> HelperError {
+    HelperError::Unsupported("the desktop portal backend was shut down".into())
 }
 
 #[cfg(test)]
