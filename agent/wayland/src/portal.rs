@@ -19,10 +19,15 @@
 //! Tether uses the screen. If the desktop ends the session (the user revokes it), requests fail
 //! with `ScreenRefused` until the agent stops the capture, rather than popping the dialog again.
 //!
-//! **Untested end to end here**: the portal could not run on the development machine
+//! The helper is synchronous: `Portal` blocks on one process-wide tokio runtime, so none of
+//! this may be called from inside an async runtime.
+//!
+//! **Untested end to end here**: no real portal could run on the development machine
 //! (xdg-desktop-portal-wlr needs a GPU; see `docs/research/wayland/FINDINGS.md`). The calls
-//! follow the portal specification and ashpd 0.12; the unit tests cover the token store, the
-//! state machine and the input lowering.
+//! follow the portal specification and ashpd 0.12. The unit tests cover the token store, the
+//! state machine and the input lowering; an ignored test (`fake`, run it under
+//! `dbus-run-session`) drives this driver against a scripted portal on a private bus. Frames
+//! are not covered: they come from `crate::pw`.
 
 #[cfg(test)]
 mod fake;
