@@ -36,7 +36,7 @@ pub fn pick(
     use tether_protocol::helper::HelperError;
     let gnome = || gnome::Gnome::connect().map(|b| Box::new(b) as Box<dyn backend::Backend>);
     let wlr = || wlr::Wlr::connect().map(|b| Box::new(b) as Box<dyn backend::Backend>);
-    let portal = || portal::Portal::connect().map(|b| Box::new(b) as Box<dyn backend::Backend>);
+    let portal = || portal::connect().map(|b| Box::new(b) as Box<dyn backend::Backend>);
     match choice {
         "gnome" => gnome(),
         "wlroots" => wlr(),
