@@ -70,6 +70,8 @@ pub struct WaylandSession {
     /// Runtime directory, logs, configuration, the test client's copy.
     pub dir: TempDir,
     account: Option<Account>,
+    /// Last: it outlives the teardown of the group and the removal of `dir`.
+    watchdog: Watchdog,
 }
 
 /// A user account from the password database.
@@ -272,6 +274,7 @@ impl WaylandSession {
             group: Group::default(),
             dir,
             account,
+            watchdog: Watchdog::default(),
         }
     }
 
@@ -437,6 +440,7 @@ impl WaylandSession {
             .group
             .spawn("dbus-daemon", cmd, self.dir.path())
             .expect("dbus-daemon stdout");
+        self.watchdog = Watchdog::start(self.group.pgid.expect("group"), self.dir.path());
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             let mut line = String::new();
@@ -504,6 +508,43 @@ struct Group {
     children: Mutex<Vec<(String, Child)>>,
 }
 
+/// A watchdog beside the session's group (its own process group, the test's own user): when
+/// the test process is gone without dropping the session (killed by a timeout, SIGKILL, also in
+/// the middle of a teardown), it kills the whole group and removes the state, so that no desktop
+/// outlives its test. Stopped last on a normal teardown.
+#[derive(Default)]
+struct Watchdog(Option<Child>);
+
+impl Watchdog {
+    fn start(pgid: i32, dir: &Path) -> Self {
+        let script = format!(
+            "while kill -0 {} 2>/dev/null; do sleep 1; done; kill -KILL -{pgid}; \
+             for i in $(seq 50); do kill -0 -{pgid} 2>/dev/null || break; sleep 0.1; done; \
+             rm -rf '{}'",
+            std::process::id(),
+            dir.display()
+        );
+        let child = Command::new("sh")
+            .args(["-c", &script])
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start the session's watchdog: {e}"));
+        Watchdog(Some(child))
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        if let Some(mut w) = self.0.take() {
+            let _ = w.kill();
+            let _ = w.wait();
+        }
+    }
+}
+
 impl Group {
     /// Spawns `cmd` into the group (its output to `<dir>/logs/<name>.log` unless piped);
     /// returns its stdout when piped.
@@ -520,40 +561,13 @@ impl Group {
         let mut child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        let first = self.pgid.is_none();
         self.pgid.get_or_insert(child.id() as i32);
         let stdout = child.stdout.take();
         self.children
             .get_mut()
             .expect("children")
             .push((name.into(), child));
-        if first {
-            self.watchdog();
-        }
         stdout
-    }
-
-    /// A watchdog in the group, as the test's own user: kills the whole group when the test
-    /// process is gone without dropping the session (killed by a timeout, SIGKILL), so that no
-    /// desktop outlives its test.
-    fn watchdog(&mut self) {
-        let pgid = self.pgid.expect("group started");
-        let script = format!(
-            "while kill -0 {} 2>/dev/null; do sleep 1; done; kill -KILL 0",
-            std::process::id()
-        );
-        let child = Command::new("sh")
-            .args(["-c", &script])
-            .process_group(pgid)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start the session's watchdog: {e}"));
-        self.children
-            .get_mut()
-            .expect("children")
-            .push(("watchdog".into(), child));
     }
 
     /// The first daemon found to have exited, described.
@@ -570,9 +584,6 @@ impl Group {
     fn logs(&self, dir: &Path) -> String {
         let mut s = String::new();
         for (name, _) in self.children.lock().expect("children").iter() {
-            if name == "watchdog" {
-                continue;
-            }
             let text = std::fs::read_to_string(dir.join("logs").join(format!("{name}.log")))
                 .unwrap_or_default();
             let lines: Vec<&str> = text.lines().collect();
