@@ -3,9 +3,11 @@
 //! after the session is dropped. Skipped only with `TETHER_TEST_WAYLAND=0`; a missing program is
 //! a failure (`deploy/install-deps.sh test` installs them).
 
+use std::io::{BufRead, BufReader, Write};
+use std::process::Stdio;
 use std::time::Duration;
 use tether_tests::wayland::{self, Kind, SWAY_USER, WaylandSession};
-use tether_tests::{read_png_rgb, stdout};
+use tether_tests::{Proc, read_png_rgb, stdout, wait_until};
 
 /// Drops the session and checks that none of its processes survived, nor its state.
 fn teardown(s: WaylandSession) {
@@ -82,6 +84,42 @@ fn mutter_session_serves_screencast_and_shows_the_test_client() {
     assert_eq!(app.wait_ready(), (1280, 720));
     assert_eq!(app.text(), "");
     assert_eq!(app.wait_click(Duration::from_millis(100)), None);
+
+    // The client takes input: typed text and a click through mutter's RemoteDesktop API (what
+    // the agent will use), sent by a small D-Bus client without Tether.
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/wayland/rd_input.py");
+    let (x, y) = wayland::CLICK_POINT;
+    let text = "Hello, World! @#";
+    let mut rd = s
+        .command(
+            "/usr/bin/python3",
+            &[script, text, &x.to_string(), &y.to_string()],
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("rd_input.py");
+    let mut to_rd = rd.stdin.take().expect("stdin");
+    let mut from_rd = BufReader::new(rd.stdout.take().expect("stdout")).lines();
+    let _rd = Proc { child: rd };
+    // Wait until the client shows the probe ".": its keyboard works.
+    loop {
+        let line = from_rd.next().expect("rd_input.py ended").expect("read");
+        assert_eq!(line, "probe");
+        if wait_until(Duration::from_secs(3), || app.text().ends_with('.')).is_some() {
+            break;
+        }
+        writeln!(to_rd, "again").expect("write");
+    }
+    writeln!(to_rd, "go {}", app.text().chars().count()).expect("write");
+    assert_eq!(
+        from_rd.next().expect("rd_input.py ended").expect("read"),
+        "sent"
+    );
+    app.wait_text(text, Duration::from_secs(20))
+        .unwrap_or_else(|last| panic!("typed {text:?}, the entry shows {last:?}"));
+    assert_eq!(app.wait_click(Duration::from_secs(20)), Some((1, x, y)));
     drop(app);
     teardown(s);
 }
