@@ -8,6 +8,9 @@ what=${1:-test}
 # Build: C/C++ compilers for ring, zstd, the bundled SQLite and OpenH264 (nasm, or its encoder runs
 # ~4.5x slower without assembly); XCB headers for screen capture (scrap); GTK 3 for the tray app.
 build_pkgs=(gcc g++ libc6-dev pkg-config libxcb1-dev libxcb-shm0-dev libxcb-randr0-dev nasm libgtk-3-dev)
+# The Wayland capture (tether-wayland, the `pipewire` crate): PipeWire headers, and libclang for
+# its bindgen (docs/research/wayland/FINDINGS.md §1; clang itself may not be needed, unverified).
+build_pkgs+=(libpipewire-0.3-dev libclang-dev clang)
 # Tests: a private X server, X clients to drive and check it, an independent screen capture.
 test_pkgs=(procps xvfb xdotool xterm imagemagick xclip iproute2 util-linux)
 # Keyboard tests: a key-logging probe window (xev), the XTEST key state (xinput), a German
@@ -21,6 +24,11 @@ test_pkgs+=(libayatana-appindicator3-1 dbus-daemon)
 # The PostgreSQL store's tests: a private server per test process (tests/pg, as the postgres
 # user when run as root; apt starts no service here).
 test_pkgs+=(postgresql)
+# Headless Wayland desktops (tests/src/wayland.rs): GNOME's mutter with PipeWire for its
+# ScreenCast API, sway (wlroots) with grim for an independent screenshot, the session bus tools
+# (dbus-send, dbus-run-session), and the GTK 3 test client's Python bindings with cairo drawing
+# (it runs with /usr/bin/python3). FINDINGS §1.
+test_pkgs+=(mutter pipewire pipewire-bin wireplumber sway grim dbus-bin python3-gi-cairo gir1.2-gtk-3.0)
 
 # Benchmark peers (optional; the bench installs them itself when run as root).
 bench_pkgs=(socat fusioninventory-agent x11vnc tigervnc-viewer)

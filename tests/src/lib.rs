@@ -16,6 +16,7 @@ use tether_net::local::LocalClient;
 use tether_protocol::consent::{LocalEvent, LocalRequest};
 
 pub mod hostile;
+pub mod wayland;
 
 /// Path of a workspace binary in the same target directory as the running test.
 pub fn bin(name: &str) -> PathBuf {
