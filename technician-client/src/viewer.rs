@@ -607,11 +607,17 @@ impl Viewer {
                 egui::Color32::WHITE,
             );
         }
+        // The picture starts on a whole pixel (the presenter rounds its place, egui snaps the
+        // image): measure from there, or every pointer position is off by one where the layout
+        // puts the rectangle at a fraction of a pixel.
+        let ppp = ui.ctx().pixels_per_point();
+        let origin = (resp.rect.min.to_vec2() * ppp).round() / ppp;
+        // Scale before dividing: (500 / 720) × 720 is 499.99997 in f32, one pixel short.
         let to_remote = |p: egui::Pos2| -> (i32, i32) {
-            let rel = (p - resp.rect.min) / size;
+            let d = p - origin.to_pos2();
             (
-                (rel.x * natural.x).clamp(0.0, natural.x - 1.0) as i32,
-                (rel.y * natural.y).clamp(0.0, natural.y - 1.0) as i32,
+                (d.x * natural.x / size.x).clamp(0.0, natural.x - 1.0) as i32,
+                (d.y * natural.y / size.y).clamp(0.0, natural.y - 1.0) as i32,
             )
         };
         if !self.permissions.control {

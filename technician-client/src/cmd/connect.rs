@@ -98,6 +98,11 @@ fn connect(
         // The remote's pixels are shown as they are: no dither noise over them (and no
         // per-pixel shader work on every repaint, which software renderers feel).
         dithering: false,
+        // Ctrl+C/X/V are the remote's keys: egui would otherwise turn them into its own
+        // clipboard events, and swallow Ctrl+V entirely when this computer's clipboard holds
+        // no text (this build of egui has no clipboard at all). Moving text between the two
+        // clipboards is the toolbar's Paste to remote / Copy from remote.
+        clipboard_shortcuts: false,
         ..Default::default()
     };
     let shown = eframe::run_native(
