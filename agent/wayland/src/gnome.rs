@@ -647,10 +647,21 @@ impl Backend for Gnome {
             tokio::time::timeout(Duration::from_secs(5), rd.selection_read(TEXT_MIME)).await
         }) {
             Ok(Ok(fd)) => {
+                // Read on a thread of its own: an application that never finishes writing must
+                // not hold the helper.
                 let fd: std::os::fd::OwnedFd = fd.into();
-                self.rt
-                    .block_on(tokio::task::spawn_blocking(move || read_selection(fd)))
-                    .map_err(|e| HelperError::Clipboard(e.to_string()))?
+                let (tx, rx) = std::sync::mpsc::channel();
+                std::thread::Builder::new()
+                    .name("clipboard-read".into())
+                    .spawn(move || {
+                        let _ = tx.send(read_selection(fd));
+                    })
+                    .map_err(|e| HelperError::Clipboard(e.to_string()))?;
+                rx.recv_timeout(Duration::from_secs(5)).map_err(|_| {
+                    HelperError::Clipboard(
+                        "the application owning the clipboard did not finish within 5 s".into(),
+                    )
+                })?
             }
             // The session owns the selection: it is what the technician put there.
             Ok(Err(e)) if e.to_string().contains("own selection") => Ok(offered
