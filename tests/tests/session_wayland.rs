@@ -289,3 +289,42 @@ fn sway_screen_keys_click_and_clipboard_through_the_relay() {
     };
     technician_works_on(session);
 }
+
+/// Two monitors on GNOME: each display is its own stream, at its own size.
+#[test]
+fn gnome_monitors_are_separate_displays() {
+    let Some(session) = WaylandSession::mutter(&[(1280, 720), (1024, 768)]) else {
+        return;
+    };
+    let app = session.test_app();
+    app.wait_ready();
+    let scene = Scene::start(&session);
+    for (display, size) in [("0", (1280, 720)), ("1", (1024, 768))] {
+        let png = scene.dir.path().join(format!("display{display}.png"));
+        let out = scene.tech.tether(&[
+            "screenshot",
+            &scene.agent.id,
+            "--display",
+            display,
+            "-o",
+            png.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "display {display}: {}\nagent log:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            scene.agent_log()
+        );
+        let (w, h, _) = read_png_rgb(&png);
+        assert_eq!((w, h), size, "display {display}");
+    }
+    let out = scene.tech.tether(&[
+        "screenshot",
+        &scene.agent.id,
+        "--display",
+        "2",
+        "-o",
+        scene.dir.path().join("none.png").to_str().unwrap(),
+    ]);
+    assert!(!out.status.success(), "a third display does not exist");
+}
