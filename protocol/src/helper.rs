@@ -183,14 +183,11 @@ pub fn key_events(event: &InputEvent) -> Vec<KeyEvent> {
         mode: KeyMode::Translate,
     };
     match event {
-        InputEvent::Key { key, down } => crate::keys::keysym_of_key(*key)
-            .map(|k| vec![ev(k, *down)])
-            .unwrap_or_default(),
+        InputEvent::Key { key, down } => {
+            key.keysym().map(|k| vec![ev(k, *down)]).unwrap_or_default()
+        }
         InputEvent::Combo(keys) => {
-            let syms: Vec<u32> = keys
-                .iter()
-                .filter_map(|k| crate::keys::keysym_of_key(*k))
-                .collect();
+            let syms: Vec<u32> = keys.iter().filter_map(|k| k.keysym()).collect();
             syms.iter()
                 .map(|&s| ev(s, true))
                 .chain(syms.iter().rev().map(|&s| ev(s, false)))

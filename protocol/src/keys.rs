@@ -76,31 +76,6 @@ pub fn function_key(n: u8) -> Option<u32> {
     (1..=35).contains(&n).then(|| sym::F1 + u32::from(n) - 1)
 }
 
-/// The keysym of a named key of the older key model (`tether key`, the toolbar's combos).
-pub fn keysym_of_key(k: crate::session::Key) -> Option<u32> {
-    use crate::session::Key;
-    Some(match k {
-        Key::Return => sym::RETURN,
-        Key::Tab => sym::TAB,
-        Key::Backspace => sym::BACKSPACE,
-        Key::Escape => sym::ESCAPE,
-        Key::Delete => sym::DELETE,
-        Key::Up => sym::UP,
-        Key::Down => sym::DOWN,
-        Key::Left => sym::LEFT,
-        Key::Right => sym::RIGHT,
-        Key::Home => sym::HOME,
-        Key::End => sym::END,
-        Key::PageUp => sym::PAGE_UP,
-        Key::PageDown => sym::PAGE_DOWN,
-        Key::Control => sym::CONTROL_L,
-        Key::Alt => sym::ALT_L,
-        Key::Shift => sym::SHIFT_L,
-        Key::Meta => sym::SUPER_L,
-        Key::F(n) => return function_key(n),
-    })
-}
-
 /// The keysym of a character: Latin-1 printable characters are their own keysym, every other
 /// character `0x0100_0000 + code point`. Control characters have the keys that type them.
 pub fn keysym_for_char(c: char) -> u32 {

@@ -438,6 +438,33 @@ pub enum Key {
     F(u8),
 }
 
+impl Key {
+    /// The keysym of a named key of the older key model (`tether key`, the toolbar's combos).
+    pub fn keysym(self) -> Option<u32> {
+        use crate::keys::{function_key, sym};
+        Some(match self {
+            Key::Return => sym::RETURN,
+            Key::Tab => sym::TAB,
+            Key::Backspace => sym::BACKSPACE,
+            Key::Escape => sym::ESCAPE,
+            Key::Delete => sym::DELETE,
+            Key::Up => sym::UP,
+            Key::Down => sym::DOWN,
+            Key::Left => sym::LEFT,
+            Key::Right => sym::RIGHT,
+            Key::Home => sym::HOME,
+            Key::End => sym::END,
+            Key::PageUp => sym::PAGE_UP,
+            Key::PageDown => sym::PAGE_DOWN,
+            Key::Control => sym::CONTROL_L,
+            Key::Alt => sym::ALT_L,
+            Key::Shift => sym::SHIFT_L,
+            Key::Meta => sym::SUPER_L,
+            Key::F(n) => return function_key(n),
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum InputEvent {
     MouseMove {

@@ -15,7 +15,9 @@ fn button(b: MouseButton) -> Button {
     }
 }
 
-use tether_protocol::keys::keysym_of_key as keysym;
+fn keysym(k: tether_protocol::session::Key) -> Option<u32> {
+    k.keysym()
+}
 
 fn key_event(keysym: u32, down: bool) -> KeyEvent {
     KeyEvent {
