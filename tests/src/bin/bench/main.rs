@@ -8,7 +8,11 @@
 //! * `screen` — a session through the relay to an agent on Xvfb at 1280×800 and 1920×1080, for
 //!   idle, typing, scrolling, window dragging and full-screen animation: bytes/s, frames/s, agent
 //!   CPU, encode time, and key-to-pixels latency; then the viewer window's CPU (`tether connect`
-//!   on a second Xvfb) with the remote screen idle and while typing into it.
+//!   on a second Xvfb) with the remote screen idle and while typing into it. Then the same
+//!   session on a headless GNOME (mutter) Wayland desktop at 1280×720 (the agent through its
+//!   `tether-wayland` helper, ScreenCast + PipeWire): idle, typing (through the session's own
+//!   input, not xdotool) and an animation, with the compositor's CPU beside the agent's, and
+//!   key-to-pixels. `screen-x11` and `screen-wayland` run one half alone.
 //!
 //! * `relay` — a `tether-relay serve` process: one session's bulk throughput (exec of
 //!   `head -c`, `--bulk-mib N`, default 1024) beside a socat TCP splice, relay CPU per Gbit,
@@ -43,12 +47,48 @@ use tether_relay::config::{DataDir, RelaySettings};
 use tether_relay::server::{Relay, ServeOptions};
 use tether_relay::store::{Store, TokenKind};
 
+/// The suites that can be named on the command line (none named: all of them).
+const SUITES: [&str; 7] = [
+    "inventory",
+    "screen",
+    "screen-x11",
+    "screen-wayland",
+    "relay",
+    "capacity",
+    "agent",
+];
+
+const USAGE: &str = "\
+usage: bench [SUITE…] [OPTIONS] [--json]
+
+Runs the named suites (all of them when none is named), printing each metric on stderr;
+--json prints them all as JSON on stdout at the end.
+
+suites:
+  inventory       local inventory collection, relay ingest, fleet queries
+  screen          screen sessions: screen-x11, then screen-wayland
+  screen-x11      Xvfb at 1280x800 and 1920x1080, beside x11vnc + TigerVNC
+  screen-wayland  headless GNOME (mutter) Wayland at 1280x720, through tether-wayland
+  relay           a tether-relay process: throughput, round trips, CPU
+  capacity        simulated agents held by a tether-relay process
+  agent           an idle tether-agent: RSS, CPU; inventory time
+
+options:
+  --devices N --packages N     inventory (default 10000, 1500)
+  --idle-seconds N             agent (default 60)
+  --bulk-mib N --sessions N    relay (default 1024, 100)
+  --agents N --endpoints N --window-seconds N   capacity (default 10000, 100, 30)
+  --json                       the report as JSON on stdout
+";
+
 struct Metric {
     name: String,
     value: f64,
     unit: &'static str,
     target: Option<String>,
     peer: Option<Peer>,
+    /// What the number means where its name does not say it all, or why there is none.
+    note: Option<String>,
 }
 
 /// The same measurement for the program Tether is compared with, or why there is none.
@@ -92,7 +132,7 @@ impl Report {
         unit: &'static str,
         target: Option<&str>,
     ) {
-        self.push(name.into(), value, unit, target, None);
+        self.push(name.into(), value, unit, target, None, None);
     }
 
     /// A metric with the peer's value for the same measurement.
@@ -104,7 +144,25 @@ impl Report {
         target: Option<&str>,
         peer: Peer,
     ) {
-        self.push(name.into(), value, unit, target, Some(peer));
+        self.push(name.into(), value, unit, target, Some(peer), None);
+    }
+
+    /// A metric with a note on what it measures (printed after it, and `note` in the JSON).
+    fn add_noted(
+        &mut self,
+        name: impl Into<String>,
+        value: f64,
+        unit: &'static str,
+        target: Option<&str>,
+        peer: Option<Peer>,
+        note: impl Into<String>,
+    ) {
+        self.push(name.into(), value, unit, target, peer, Some(note.into()));
+    }
+
+    /// A measurement that could not be made: no value (NaN; `null` in the JSON), and why.
+    fn unavailable(&mut self, name: impl Into<String>, why: impl Into<String>) {
+        self.push(name.into(), f64::NAN, "", None, None, Some(why.into()));
     }
 
     fn push(
@@ -114,6 +172,7 @@ impl Report {
         unit: &'static str,
         target: Option<&str>,
         peer: Option<Peer>,
+        note: Option<String>,
     ) {
         let peer_text = match &peer {
             Some(Peer {
@@ -129,9 +188,12 @@ impl Report {
             _ => String::new(),
         };
         eprintln!(
-            "  {name:<48} {value:>12.2} {unit}{}{peer_text}",
+            "  {name:<48} {value:>12.2} {unit}{}{peer_text}{}",
             target
                 .map(|t| format!("   (target {t})"))
+                .unwrap_or_default(),
+            note.as_ref()
+                .map(|n| format!("   [{n}]"))
                 .unwrap_or_default()
         );
         self.metrics.push(Metric {
@@ -140,6 +202,7 @@ impl Report {
             unit,
             target: target.map(str::to_string),
             peer,
+            note,
         });
     }
 }
@@ -174,6 +237,10 @@ fn main() -> Result<()> {
     if args.first().map(String::as_str) == Some("__pace") {
         let n = |i: usize| -> Result<u64> { Ok(args.get(i).context("__pace RATE SECS")?.parse()?) };
         return relay::pace(n(1)?, n(2)?);
+    }
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        print!("{USAGE}");
+        return Ok(());
     }
     let json_out = args.iter().any(|a| a == "--json");
     let opt = |name: &str, default: usize| -> Result<usize> {
@@ -214,6 +281,9 @@ fn main() -> Result<()> {
         .filter(|&(i, a)| !a.starts_with("--") && (i == 0 || !takes_value(&args[i - 1])))
         .map(|(_, a)| a.as_str())
         .collect();
+    if let Some(unknown) = suites.iter().find(|s| !SUITES.contains(s)) {
+        anyhow::bail!("no suite {unknown:?}; suites: {}", SUITES.join(", "));
+    }
     let run_all = suites.is_empty();
     let mut report = Report { metrics: vec![] };
     if cfg!(debug_assertions) {
@@ -228,7 +298,8 @@ fn main() -> Result<()> {
             .build()?;
         rt.block_on(ingest(&mut report, devices, packages))?;
     }
-    if run_all || suites.contains(&"screen") {
+    let screen_all = run_all || suites.contains(&"screen");
+    if screen_all || suites.contains(&"screen-x11") {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?;
@@ -236,6 +307,17 @@ fn main() -> Result<()> {
             eprintln!("screen: {w}x{h} on Xvfb, through the relay");
             rt.block_on(screen(&mut report, w, h))?;
         }
+    }
+    if screen_all || suites.contains(&"screen-wayland") {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        eprintln!(
+            "screen: {}x{} on a headless GNOME (mutter) Wayland session, through the relay",
+            screen::WAYLAND_SIZE.0,
+            screen::WAYLAND_SIZE.1
+        );
+        rt.block_on(screen::screen_wayland(&mut report));
     }
     if run_all || suites.contains(&"relay") {
         eprintln!("relay: throughput, latency and CPU of a tether-relay process");
@@ -267,7 +349,7 @@ fn main() -> Result<()> {
         let arr: Vec<_> = report
             .metrics
             .iter()
-            .map(|m| json!({"name": m.name, "value": m.value, "unit": m.unit, "target": m.target, "peer": m.peer.as_ref().map(Peer::to_json)}))
+            .map(|m| json!({"name": m.name, "value": m.value, "unit": m.unit, "target": m.target, "peer": m.peer.as_ref().map(Peer::to_json), "note": m.note}))
             .collect();
         println!("{}", serde_json::to_string_pretty(&arr)?);
     }

@@ -6,6 +6,11 @@
 //! process's `utime + stime` from `/proc/PID/stat`, as % of one core, over [`VIEWER_SECS`] with
 //! the remote screen idle, then while `xdotool type` types into the viewer window at 10 keys/s
 //! (the viewer forwards the keys to the terminal on the remote screen, which echoes them).
+//!
+//! `screen/wayland.rs`: the same session on a headless GNOME (mutter) Wayland desktop, where
+//! the agent captures and injects through its `tether-wayland` helper; [`tether_session`]
+//! serves both, told how the agent reaches its desktop ([`Desktop`]) and how each workload
+//! starts.
 
 use super::*;
 
@@ -16,7 +21,7 @@ pub fn workspace_bin(name: &str) -> Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let dir = exe.parent().context("bench location")?;
     let status = std::process::Command::new("cargo")
-        .args(["build", "--release", "-q", "--bin", name])
+        .args(["build", "--release", "-q", "-j2", "--bin", name])
         .status()?;
     anyhow::ensure!(status.success(), "cargo build {name} failed");
     Ok(dir.join(name))
@@ -33,6 +38,49 @@ pub fn cpu_seconds(pid: u32) -> f64 {
     let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     // utime and stime are fields 14 and 15 of stat, i.e. 11 and 12 after the ')'.
     (ticks(11) + ticks(12)) / 100.0
+}
+
+/// CPU seconds of each of `pids`, to measure them over a window with [`cpu_percent`].
+pub fn cpu_snapshot(pids: &[u32]) -> Vec<(u32, f64)> {
+    pids.iter().map(|&p| (p, cpu_seconds(p))).collect()
+}
+
+/// The CPU the processes of `before` used since, in % of one core over `secs` (a process gone
+/// in the meantime counts for nothing rather than for a negative number).
+pub fn cpu_percent(before: &[(u32, f64)], secs: f64) -> f64 {
+    let used: f64 = before
+        .iter()
+        .map(|&(p, c)| (cpu_seconds(p) - c).max(0.0))
+        .sum();
+    used / secs * 100.0
+}
+
+/// `pid`'s parent pid and command name, from `/proc/PID/stat`.
+pub fn parent_and_name(pid: u32) -> Option<(u32, String)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (head, rest) = stat.rsplit_once(')')?;
+    let name = head.split_once('(')?.1.to_string();
+    let ppid = rest.split_whitespace().nth(1)?.parse().ok()?;
+    Some((ppid, name))
+}
+
+/// `pid` and every process descending from it (children, theirs, …), from /proc.
+pub fn with_descendants(pid: u32) -> Vec<u32> {
+    let all: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|p| Some((p, parent_and_name(p)?.0)))
+        .collect();
+    let mut found = vec![pid];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(all.iter().filter(|&&(_, pp)| pp == parent).map(|&(p, _)| p));
+        i += 1;
+    }
+    found
 }
 
 struct Xserver {
@@ -197,7 +245,10 @@ async fn wait_window(display: &str, pattern: &str) -> Result<String> {
 struct OurWorkload {
     bytes_per_s: f64,
     fps: f64,
+    /// The agent and its children (on Wayland: its `tether-wayland` helper).
     agent_cpu: f64,
+    /// The desktop's own processes ([`Desktop::compositor`]; NaN where none are measured).
+    compositor_cpu: f64,
     encode_ms_p50: f64,
 }
 
@@ -286,7 +337,20 @@ pub async fn screen(report: &mut Report, w: u32, h: u32) -> Result<()> {
     )?;
     wait_window(&x.display, TERM_TITLE).await?;
 
-    let ours = tether_session(&x, w, h, tmp.path(), &loads).await?;
+    let mut start = |i: usize, _: &Tx| -> Result<Box<dyn std::any::Any>> {
+        Ok(match &loads[i].cmd {
+            Some(c) => Box::new(x_spawn(&x.display, c)?),
+            None => Box::new(()),
+        })
+    };
+    let ours = tether_session(
+        Desktop::X11(&x.display),
+        tmp.path(),
+        loads.len(),
+        &mut start,
+        Some((w, h)),
+    )
+    .await?;
     eprintln!("  peer: {} on the same display", vnc::PEER);
     let peer = vnc::measure(&x.display, w, h, &loads, WORKLOAD_SECS, LATENCY_SAMPLES)
         .await
@@ -406,14 +470,52 @@ async fn drain_frames(
     (bytes, frames, enc)
 }
 
-/// Tether's own session on display `x`: a relay in this process, a real `tether-agent run` on
-/// the display, and this process as the technician.
+/// The technician's channel to the agent in [`tether_session`].
+type Tx = tokio::sync::mpsc::UnboundedSender<ToAgent>;
+
+/// Starts the `i`-th workload on the desktop (the session's channel at hand, to send input
+/// through it); the workload stops when the returned guard is dropped.
+type StartLoad<'a> = dyn FnMut(usize, &Tx) -> Result<Box<dyn std::any::Any>> + 'a;
+
+/// The desktop the agent under test serves, and how it is started on it.
+pub enum Desktop<'a> {
+    /// An X display: `DISPLAY` set, `--desktop x11`.
+    X11(&'a str),
+    /// A Wayland session: its environment (`WAYLAND_DISPLAY`, `XDG_RUNTIME_DIR`,
+    /// `DBUS_SESSION_BUS_ADDRESS`; no `DISPLAY`) and `--desktop wayland --desktop-user UID`;
+    /// the agent starts `tether-wayland` (beside it) as that user.
+    Wayland(&'a tether_tests::wayland::WaylandSession),
+}
+
+impl Desktop<'_> {
+    /// The compositor's processes whose CPU is measured beside the agent's (on Wayland: mutter,
+    /// pipewire and wireplumber of the session; on X11 none).
+    fn compositor(&self) -> Vec<u32> {
+        match self {
+            Desktop::X11(_) => vec![],
+            Desktop::Wayland(session) => session
+                .processes()
+                .into_iter()
+                .filter(|&p| {
+                    parent_and_name(p).is_some_and(|(_, n)| {
+                        matches!(n.as_str(), "mutter" | "pipewire" | "wireplumber")
+                    })
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Tether's own session on `desktop`: a relay in this process, a real `tether-agent run` on
+/// the desktop, and this process as the technician. `loads` workloads, each started by
+/// `start_load` and measured for [`WORKLOAD_SECS`]; then key-to-pixels; then, with `viewer`
+/// (the remote screen's size, X11 only), the real viewer window's CPU.
 async fn tether_session(
-    x: &Xserver,
-    w: u32,
-    h: u32,
+    desktop: Desktop<'_>,
     tmp: &Path,
-    loads: &[Workload],
+    loads: usize,
+    start_load: &mut StartLoad<'_>,
+    viewer: Option<(u32, u32)>,
 ) -> Result<Ours> {
     let (data, addr, stop_tx, relay_task) = bench_relay(tmp).await?;
     let store = Store::open_sqlite(&data.database()).await?;
@@ -456,15 +558,34 @@ async fn tether_session(
         _ => anyhow::bail!("not a device"),
     };
     let socket = tmp.join("agent.sock");
-    let agent = Bg(std::process::Command::new(workspace_bin("tether-agent")?)
-        .args(["run", "--state"])
+    let mut cmd = std::process::Command::new(workspace_bin("tether-agent")?);
+    cmd.args(["run", "--state"])
         .arg(&agent_dir)
         .arg("--socket")
         .arg(&socket)
-        .env("DISPLAY", &x.display)
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
         .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .spawn()?);
+        .stdout(std::process::Stdio::null());
+    match &desktop {
+        Desktop::X11(display) => {
+            cmd.env("DISPLAY", display).args(["--desktop", "x11"]);
+        }
+        Desktop::Wayland(session) => {
+            // The agent starts the helper from beside its own executable.
+            workspace_bin("tether-wayland")?;
+            cmd.envs(
+                session
+                    .env
+                    .iter()
+                    .filter(|(k, _)| k != "GDK_BACKEND" && k != "SWAYSOCK")
+                    .map(|(k, v)| (k, v)),
+            )
+            .args(["--desktop", "wayland", "--desktop-user"])
+            .arg(session.uid.to_string());
+        }
+    }
+    let agent = Bg(cmd.spawn()?);
     let agent_pid = agent.0.id();
 
     let creds = Credentials::load(&tech_dir)?;
@@ -494,26 +615,52 @@ async fn tether_session(
         max_in_flight: 2,
         h264: true,
     })?;
-    // Point into the terminal so it has the keyboard.
-    tx.send(ToAgent::Input(
-        tether_protocol::session::InputEvent::MouseMove { x: 200, y: 200 },
-    ))?;
+    if let Desktop::X11(_) = desktop {
+        // Point into the terminal so it has the keyboard. (On Wayland the test client's entry
+        // has it.)
+        tx.send(ToAgent::Input(
+            tether_protocol::session::InputEvent::MouseMove { x: 200, y: 200 },
+        ))?;
+    }
     // Settle: the first full frame.
     drain_frames(&mut rx, &tx, 1.0).await;
+    // The agent's helpers (on Wayland `tether-wayland`) run once the session has started.
+    let agent_pids = with_descendants(agent_pid);
+    if agent_pids.len() > 1 {
+        let names: Vec<String> = agent_pids[1..]
+            .iter()
+            .filter_map(|&p| Some(format!("{} ({p})", parent_and_name(p)?.1)))
+            .collect();
+        eprintln!(
+            "  agent CPU: tether-agent ({agent_pid}) and {}",
+            names.join(", ")
+        );
+    }
+    let compositor_pids = desktop.compositor();
+    if !compositor_pids.is_empty() {
+        let names: Vec<String> = compositor_pids
+            .iter()
+            .filter_map(|&p| Some(format!("{} ({p})", parent_and_name(p)?.1)))
+            .collect();
+        eprintln!("  compositor CPU: {}", names.join(", "));
+    }
 
     let mut workloads = vec![];
-    for load in loads {
-        let _load = match &load.cmd {
-            Some(c) => Some(x_spawn(&x.display, c)?),
-            None => None,
-        };
+    for i in 0..loads {
+        let _load = start_load(i, &tx)?;
         let secs = WORKLOAD_SECS;
-        let cpu0 = cpu_seconds(agent_pid);
+        let agent0 = cpu_snapshot(&agent_pids);
+        let compositor0 = cpu_snapshot(&compositor_pids);
         let (bytes, frames, mut enc) = drain_frames(&mut rx, &tx, secs).await;
         workloads.push(OurWorkload {
             bytes_per_s: bytes as f64 / secs,
             fps: frames as f64 / secs,
-            agent_cpu: (cpu_seconds(agent_pid) - cpu0) / secs * 100.0,
+            agent_cpu: cpu_percent(&agent0, secs),
+            compositor_cpu: if compositor_pids.is_empty() {
+                f64::NAN
+            } else {
+                cpu_percent(&compositor0, secs)
+            },
             encode_ms_p50: pctl(&mut enc, 0.5),
         });
         drop(_load);
@@ -555,8 +702,13 @@ async fn tether_session(
         while rx.recv().await.is_some() {}
     })
     .await;
-    eprintln!("  viewer: tether connect on a second Xvfb");
-    let viewer_cpu = tether_viewer(&x.display, w, h, &tech_dir, &agent_id).await;
+    let viewer_cpu = match (viewer, &desktop) {
+        (Some((w, h)), Desktop::X11(display)) => {
+            eprintln!("  viewer: tether connect on a second Xvfb");
+            tether_viewer(display, w, h, &tech_dir, &agent_id).await
+        }
+        _ => Ok(vec![]),
+    };
 
     drop(agent);
     session.close().await;
@@ -570,3 +722,5 @@ async fn tether_session(
 }
 
 mod vnc;
+mod wayland;
+pub use wayland::{WAYLAND_SIZE, screen_wayland};
