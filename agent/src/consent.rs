@@ -36,6 +36,7 @@ impl Default for ConsentOptions {
 }
 
 enum Cmd {
+    Notice(String, String),
     Offer(SessionGrant, Option<String>, oneshot::Sender<Decided>),
     Answer(String, Answer, oneshot::Sender<Result<String, BookError>>),
     Started(SessionGrant, bool, oneshot::Sender<watch::Receiver<bool>>),
@@ -190,6 +191,11 @@ impl Consent {
         self.ask(|r| Cmd::Reply(id, text, r)).await
     }
 
+    /// Shows `text` on session `id`'s banner (a desktop dialog is coming).
+    pub async fn notice(&self, id: String, text: String) {
+        let _ = self.tx.send(Cmd::Notice(id, text)).await;
+    }
+
     /// Every event from now on goes to `events` (the tray). Dropping its receiver unsubscribes.
     pub async fn subscribe(&self, events: mpsc::Sender<LocalEvent>) {
         let _ = self.tx.send(Cmd::Subscribe(events)).await;
@@ -322,6 +328,11 @@ async fn run(
             }
             Some(Cmd::Snapshot(reply)) => {
                 let _ = reply.send(book.snapshot(now));
+            }
+            Some(Cmd::Notice(id, text)) => {
+                info!(session = %id, "notice for the user: {text}");
+                let ev = LocalEvent::Notice { id, text };
+                subscribers.retain(|s| s.try_send(ev.clone()).is_ok());
             }
         }
         while let Some((id, outcome)) = book.poll_outcome() {

@@ -299,6 +299,9 @@ async fn run(
     } = ctx;
     let tls = accept_technician(creds, &gate, send, recv).await?;
     let desktop = crate::platform::session_desktop(desktop);
+    if let Some(text) = desktop.notice() {
+        consent.notice(gate.grant().session_id.clone(), text).await;
+    }
     let displays = desktop.screens().unwrap_or_default();
     let (mut rd, wr) = tokio::io::split(tls);
     let (out, writer) = spawn_writer(wr);

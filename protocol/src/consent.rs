@@ -168,6 +168,12 @@ pub enum LocalEvent {
     MessageClosed {
         id: String,
     },
+    /// Something the user should know while session `id` runs, shown on its banner: the
+    /// desktop is about to ask, in a dialog of its own, which screen to share.
+    Notice {
+        id: String,
+        text: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -133,6 +133,11 @@ pub trait Desktop: Send + Sync {
     fn clipboard(&self) -> &dyn Clipboard;
     /// The uid of the user whose desktop this is, when the desktop says.
     fn owner(&self) -> Option<u32>;
+    /// What the user should be told before the desktop is first used (a dialog of the desktop's
+    /// own will ask them), if anything.
+    fn notice(&self) -> Option<String> {
+        None
+    }
 }
 
 /// The kinds of desktop the agent knows of.

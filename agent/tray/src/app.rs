@@ -45,6 +45,7 @@ pub fn run(socket: PathBuf, want_icon: bool) -> anyhow::Result<()> {
         engagements: Vec::new(),
         consents: HashMap::new(),
         messages: HashMap::new(),
+        notices: HashMap::new(),
     };
     app.refresh();
     glib::MainContext::default().spawn_local(async move {
@@ -71,6 +72,8 @@ struct App {
     consents: HashMap<String, ConsentDialog>,
     /// Technicians' messages on screen, by message id.
     messages: HashMap<String, MessageWindow>,
+    /// What the banner adds under a session's line, by session id.
+    notices: HashMap<String, String>,
 }
 
 impl App {
@@ -175,6 +178,7 @@ impl App {
                 by_user,
             } => {
                 info!(id = %id, technician = %technician, by_user, "session ended");
+                self.notices.remove(&id);
                 self.active.retain(|a| a.id != id);
                 self.refresh();
             }
@@ -197,6 +201,11 @@ impl App {
             LocalEvent::Done { message } => info!("agent: {message}"),
             LocalEvent::Error { message } => warn!("agent refused: {message}"),
             LocalEvent::Message(m) => self.message(&m),
+            LocalEvent::Notice { id, text } => {
+                info!(id = %id, "notice: {text}");
+                self.notices.insert(id, text);
+                self.refresh();
+            }
             LocalEvent::MessageClosed { id } => {
                 if let Some(w) = self.messages.remove(&id) {
                     info!(id = %id, "message closed by the agent");
@@ -256,7 +265,7 @@ impl App {
         };
         let can_end = !self.active.is_empty() || !self.engagements.is_empty();
         self.indicator.update(&status, look, can_end);
-        self.banner.update(&self.active);
+        self.banner.update(&self.active, &self.notices);
     }
 
     fn quit(&mut self) {

@@ -186,10 +186,18 @@ pub fn session_line(s: &ActiveSession) -> String {
 }
 
 /// The session the banner shows (the latest started) and its text; `None` when nothing runs.
-pub fn banner(active: &[ActiveSession]) -> Option<(&ActiveSession, String)> {
+pub fn banner<'a>(
+    active: &'a [ActiveSession],
+    notices: &std::collections::HashMap<String, String>,
+) -> Option<(&'a ActiveSession, String)> {
     let latest = active.last()?;
     let mut text = session_line(latest);
     text.push_str(&more(active.len()));
+    // A dialog of the desktop's own is coming (the portal): say so under the session line.
+    if let Some(n) = notices.get(&latest.id) {
+        text.push('\n');
+        text.push_str(&tether_protocol::text::clean(n, 300));
+    }
     Some((latest, text))
 }
 
@@ -453,10 +461,24 @@ mod tests {
             "alice (support) is viewing this computer (unattended access)"
         );
         let both = [a, b];
-        let (shown, text) = banner(&both).expect("a session runs");
+        let none = std::collections::HashMap::new();
+        let (shown, text) = banner(&both, &none).expect("a session runs");
         assert_eq!(shown.id, "b");
         assert!(text.ends_with("(unattended access) (+1 more)"));
-        assert!(banner(&[]).is_none());
+        assert!(banner(&[], &none).is_none());
+        // A notice for the session shown goes under its line, cleaned; another session's not.
+        let notices = std::collections::HashMap::from([
+            (
+                "b".to_string(),
+                "Your desktop may ask\u{1b}[2J which screen".to_string(),
+            ),
+            ("a".to_string(), "not shown".to_string()),
+        ]);
+        let (_, text) = banner(&both, &notices).expect("a session runs");
+        assert!(
+            text.ends_with("(+1 more)\nYour desktop may ask[2J which screen"),
+            "{text:?}"
+        );
         assert_eq!(rating_question("alice"), "How did alice do?");
     }
 

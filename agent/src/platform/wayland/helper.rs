@@ -58,6 +58,8 @@ impl std::fmt::Display for Reply {
 }
 
 struct Running {
+    /// The backend the helper said it uses ("gnome", "wlroots", "portal").
+    backend: String,
     child: Child,
     stdin: ChildStdin,
     stdout: BufReader<ChildStdout>,
@@ -139,6 +141,7 @@ impl Running {
             return Err(HelperIoError::Spawn("no pipes".into()));
         };
         let mut running = Running {
+            backend: String::new(),
             child,
             stdin,
             stdout: BufReader::with_capacity(1 << 20, stdout),
@@ -154,6 +157,7 @@ impl Running {
                     return Err(HelperIoError::Version(version));
                 }
                 tracing::info!(uid = env.uid, %backend, %compositor, "Wayland helper started");
+                running.backend = backend;
                 Ok(running)
             }
             Ok(_) => {
@@ -234,9 +238,8 @@ impl Helper {
         )
     }
 
-    /// One request and its reply, starting the helper when it is not running.
-    pub fn request(&self, req: &ToHelper) -> Result<Reply, HelperIoError> {
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+    /// The running helper, started when it is not running (and did not fail just now).
+    fn running<'a>(&self, state: &'a mut State) -> Result<&'a mut Running, HelperIoError> {
         if let State::Failed(at, why) = &*state {
             if at.elapsed() < RETRY_AFTER {
                 return Err(HelperIoError::Failed(why.clone()));
@@ -253,9 +256,22 @@ impl Helper {
                 }
             }
         }
-        let State::Running(running) = &mut *state else {
-            return Err(HelperIoError::NoHello);
-        };
+        match state {
+            State::Running(r) => Ok(r),
+            _ => Err(HelperIoError::NoHello),
+        }
+    }
+
+    /// The backend of the helper, starting it if needed; `None` when it cannot start.
+    pub fn backend(&self) -> Option<String> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        self.running(&mut state).ok().map(|r| r.backend.clone())
+    }
+
+    /// One request and its reply, starting the helper when it is not running.
+    pub fn request(&self, req: &ToHelper) -> Result<Reply, HelperIoError> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let running = self.running(&mut state)?;
         match running.exchange(req) {
             Ok(r) => Ok(r),
             Err(e) => {

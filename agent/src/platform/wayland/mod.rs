@@ -87,6 +87,14 @@ impl Desktop for WaylandDesktop {
     fn owner(&self) -> Option<u32> {
         Some(self.env.uid)
     }
+
+    /// Through the desktop portal, the desktop asks the user which screen to share the first
+    /// time (and whenever its restore token is not accepted): the banner says why.
+    fn notice(&self) -> Option<String> {
+        (self.helper.backend().as_deref() == Some("portal")).then(|| {
+            "Your desktop may now ask which screen to share with Tether: choose one to let the technician see it, or cancel to refuse.".to_string()
+        })
+    }
 }
 
 impl Clipboard for WaylandDesktop {

@@ -81,8 +81,12 @@ impl Banner {
     }
 
     /// Shows the latest active session, or hides the banner when none runs.
-    pub fn update(&self, active: &[ActiveSession]) {
-        match text::banner(active) {
+    pub fn update(
+        &self,
+        active: &[ActiveSession],
+        notices: &std::collections::HashMap<String, String>,
+    ) {
+        match text::banner(active, notices) {
             None => {
                 *self.shown.borrow_mut() = None;
                 self.window.hide();
