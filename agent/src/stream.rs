@@ -66,6 +66,8 @@ enum H264Error {
 struct Coder {
     h264: bool,
     last: Option<Vec<u8>>,
+    /// Width and height of `last`.
+    last_dims: (u32, u32),
     /// The viewer holds `last` exactly (false after a lossy frame).
     viewer_exact: bool,
     /// When the screen last changed (for the refresh after motion).
@@ -74,6 +76,21 @@ struct Coder {
 }
 
 impl Coder {
+    /// What to send when the source says nothing changed since the last capture, without
+    /// capturing: nothing, or the lossless refresh once motion settled. `None` when there is no
+    /// last frame to stand for the screen (then the caller captures).
+    fn unchanged(&mut self, now: Instant) -> Option<(u32, u32, Option<Vec<EncodedRect>>)> {
+        let (w, h) = self.last_dims;
+        let last = self.last.take()?;
+        let out = if self.viewer_exact || now.duration_since(self.last_change) < SETTLE {
+            None
+        } else {
+            Some(self.full_lossless(&last, w, h))
+        };
+        self.last = Some(last);
+        Some((w, h, out))
+    }
+
     fn full_lossless(&mut self, pixels: &[u8], w: u32, h: u32) -> Vec<EncodedRect> {
         self.viewer_exact = true;
         let r = Rect { x: 0, y: 0, w, h };
@@ -182,6 +199,7 @@ impl Coder {
             }
         };
         self.last = Some(pixels);
+        self.last_dims = (w, h);
         out
     }
 }
@@ -198,6 +216,7 @@ fn capture_thread(
     let mut coder = Coder {
         h264,
         last: None,
+        last_dims: (0, 0),
         viewer_exact: true,
         last_change: Instant::now(),
         encoder: None,
@@ -205,10 +224,31 @@ fn capture_thread(
     for reply in requests {
         let started = Instant::now();
         let damage = screen.damage(display);
-        let grabbed = screen.capture(display);
+        // A source that says nothing changed is not captured at all (no copy of the screen).
+        let skipped = match &damage {
+            Damage::Areas(a) if a.is_empty() => coder.unchanged(Instant::now()),
+            _ => None,
+        };
+        let grabbed = match skipped {
+            Some(_) => None,
+            None => Some(screen.capture(display)),
+        };
         let (cursor, shape) = match pointer.as_mut().and_then(|p| p.poll()) {
             Some((pos, shape)) => (Some(pos), shape.map(cursor_shape)),
             None => (None, None),
+        };
+        let grabbed = match (skipped, grabbed) {
+            (Some((w, h, rects)), _) => {
+                let _ = reply.send(Ok(Grab {
+                    update: rects.map(|r| (w, h, r)),
+                    cursor,
+                    shape,
+                    encode_us: started.elapsed().as_micros().min(u128::from(u32::MAX)) as u32,
+                }));
+                continue;
+            }
+            (None, Some(g)) => g,
+            (None, None) => continue,
         };
         let result = grabbed.map(|(w, h, pixels)| {
             let update = coder
@@ -319,6 +359,7 @@ mod tests {
         Coder {
             h264,
             last: None,
+            last_dims: (0, 0),
             viewer_exact: true,
             last_change: Instant::now(),
             encoder: None,
@@ -492,5 +533,29 @@ mod tests {
         }]);
         let r = c.encode(changed, w, h, &some, t0).unwrap();
         assert!(r.iter().all(|x| x.compression == Compression::ZstdXor));
+    }
+
+    /// "Nothing changed" from the source needs no capture: nothing is sent while the viewer
+    /// holds the screen exactly, and the lossless refresh once a lossy frame settled.
+    #[test]
+    fn an_unchanged_screen_is_answered_without_capturing() {
+        let (w, h) = (64, 32);
+        let t0 = Instant::now();
+        let mut c = coder(false);
+        assert!(c.unchanged(t0).is_none(), "no frame yet: capture");
+        c.encode(frame(w, h, 0), w, h, &Damage::Unknown, t0);
+        assert_eq!(
+            c.unchanged(t0).map(|(w, h, r)| (w, h, r.is_none())),
+            Some((64, 32, true))
+        );
+        c.viewer_exact = false;
+        assert!(
+            matches!(c.unchanged(t0), Some((_, _, None))),
+            "still settling"
+        );
+        let (_, _, refresh) = c.unchanged(t0 + SETTLE * 2).unwrap();
+        let refresh = refresh.expect("the lossless refresh");
+        assert_eq!(refresh[0].compression, Compression::Zstd);
+        assert!(c.viewer_exact);
     }
 }

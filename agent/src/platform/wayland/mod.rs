@@ -117,23 +117,28 @@ impl Clipboard for WaylandDesktop {
     }
 }
 
-/// A frame (width, height, pixels), or why there is none.
-type Grabbed = Result<(u32, u32, Vec<u8>), String>;
+/// What the helper gave for a display.
+enum Fetched {
+    Frame(u32, u32, Vec<u8>),
+    /// Nothing changed since the last frame (kept in `WaylandScreen::last`).
+    Unchanged,
+    Failed(String),
+}
 
 /// A display's frames. The helper says what changed with each frame, so [`ScreenSource::damage`]
-/// fetches the frame and [`ScreenSource::capture`] hands it over; an unchanged display gives the
-/// previous pixels again with no damage.
+/// fetches the frame and [`ScreenSource::capture`] hands it over; an unchanged display is not
+/// copied unless the capture is asked for anyway.
 struct WaylandScreen {
     helper: Arc<Helper>,
     /// The last frame of each display (the stream compares against its own copy; this one
-    /// answers "unchanged").
+    /// stands for the screen when nothing changed).
     last: HashMap<u32, (u32, u32, Vec<u8>)>,
-    /// A frame fetched by `damage` for the `capture` that follows.
-    pending: Option<(u32, Grabbed)>,
+    /// What `damage` fetched for the `capture` that follows.
+    pending: Option<(u32, Fetched)>,
 }
 
 impl WaylandScreen {
-    fn fetch(&mut self, display: u32) -> (Damage, Grabbed) {
+    fn fetch(&mut self, display: u32) -> (Damage, Fetched) {
         match self.helper.request(&ToHelper::Capture { display }) {
             Ok(Reply::Frame(header, pixels)) => {
                 let damage = match header.damage {
@@ -147,21 +152,23 @@ impl WaylandScreen {
                 };
                 self.last
                     .insert(display, (header.width, header.height, pixels.clone()));
-                (damage, Ok((header.width, header.height, pixels)))
+                (damage, Fetched::Frame(header.width, header.height, pixels))
             }
-            Ok(Reply::Message(FromHelper::Unchanged)) => match self.last.get(&display) {
-                Some((w, h, p)) => (Damage::Areas(Vec::new()), Ok((*w, *h, p.clone()))),
-                None => (
-                    Damage::Unknown,
-                    Err("the desktop helper said unchanged before any frame".into()),
-                ),
-            },
-            Ok(Reply::Message(FromHelper::Error(e))) => (Damage::Unknown, Err(e.to_string())),
+            Ok(Reply::Message(FromHelper::Unchanged)) if self.last.contains_key(&display) => {
+                (Damage::Areas(Vec::new()), Fetched::Unchanged)
+            }
+            Ok(Reply::Message(FromHelper::Unchanged)) => (
+                Damage::Unknown,
+                Fetched::Failed("the desktop helper said unchanged before any frame".into()),
+            ),
+            Ok(Reply::Message(FromHelper::Error(e))) => {
+                (Damage::Unknown, Fetched::Failed(e.to_string()))
+            }
             Ok(other) => (
                 Damage::Unknown,
-                Err(format!("unexpected reply from the desktop helper: {other}")),
+                Fetched::Failed(format!("unexpected reply from the desktop helper: {other}")),
             ),
-            Err(e) => (Damage::Unknown, Err(e.to_string())),
+            Err(e) => (Damage::Unknown, Fetched::Failed(e.to_string())),
         }
     }
 }
@@ -178,17 +185,24 @@ impl ScreenSource for WaylandScreen {
     }
 
     fn damage(&mut self, display: u32) -> Damage {
-        let (damage, frame) = self.fetch(display);
-        self.pending = Some((display, frame));
+        let (damage, fetched) = self.fetch(display);
+        self.pending = Some((display, fetched));
         damage
     }
 
     fn capture(&mut self, display: u32) -> Result<(u32, u32, Vec<u8>), ScreenError> {
-        let frame = match self.pending.take() {
+        let fetched = match self.pending.take() {
             Some((d, f)) if d == display => f,
             _ => self.fetch(display).1,
         };
-        frame.map_err(|e| ScreenError::Capture(io(e)))
+        match fetched {
+            Fetched::Frame(w, h, p) => Ok((w, h, p)),
+            Fetched::Unchanged => match self.last.get(&display) {
+                Some((w, h, p)) => Ok((*w, *h, p.clone())),
+                None => Err(ScreenError::Capture(io("no frame yet"))),
+            },
+            Fetched::Failed(e) => Err(ScreenError::Capture(io(e))),
+        }
     }
 }
 
