@@ -19,6 +19,10 @@ use std::time::{Duration, Instant};
 use tether_protocol::helper::{HelperError, MAX_SIDE, PointerBitmap, PointerState};
 use tether_protocol::tiles::Rect;
 
+/// How long [`PwStream::take`] waits for a change before saying "unchanged" (within
+/// `tether_protocol::helper::CHANGE_WAIT_MAX`).
+pub const CHANGE_WAIT: Duration = Duration::from_millis(40);
+
 /// What the PipeWire thread leaves for the reader.
 #[derive(Default)]
 struct Slot {
@@ -88,9 +92,12 @@ impl PwStream {
         })
     }
 
-    /// The newest frame since the last call, waiting up to `first_wait` for the very first one.
+    /// The newest frame since the last call, waiting up to `first_wait` for the very first one
+    /// and up to [`CHANGE_WAIT`] for a change after it: the agent asks again at once, so a
+    /// frame goes out as soon as the compositor paints it.
     pub fn take(&self, first_wait: Duration) -> Result<Capture, HelperError> {
-        let deadline = Instant::now() + first_wait;
+        let now = Instant::now();
+        let (first, change) = (now + first_wait, now + CHANGE_WAIT);
         let mut g = self.shared.slot.lock().unwrap_or_else(|p| p.into_inner());
         loop {
             if let Some(f) = g.frame.take() {
@@ -102,10 +109,11 @@ impl PwStream {
                     "the screen stream ended: {e}"
                 )));
             }
-            if g.started {
+            let deadline = if g.started { change } else { first };
+            let now = Instant::now();
+            if g.started && now >= deadline {
                 return Ok(Capture::Unchanged);
             }
-            let now = Instant::now();
             if now >= deadline {
                 return Err(HelperError::Capture(format!(
                     "no frame from the compositor within {} s",
