@@ -18,6 +18,25 @@ use tether_protocol::consent::{LocalEvent, LocalRequest};
 pub mod hostile;
 pub mod wayland;
 
+/// The id of the viewer's window (`Tether: …`) on `x`, once it is mapped (within 60 s).
+pub fn viewer_window(x: &Xvfb) -> String {
+    let mut id = String::new();
+    wait_until(Duration::from_secs(60), || {
+        let out = x.run(
+            "xdotool",
+            &["search", "--onlyvisible", "--name", "Tether: "],
+        );
+        id = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        !id.is_empty()
+    })
+    .expect("the viewer window never appeared");
+    id
+}
+
 /// Path of a workspace binary in the same target directory as the running test.
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
@@ -646,6 +665,24 @@ pub struct Tech {
 }
 
 impl Tech {
+    /// `tether connect DEVICE --actual-size ARGS…` on the X display `local` (software GL), as
+    /// this technician, with more environment `env`.
+    pub fn viewer(&self, local: &Xvfb, device: &str, args: &[&str], env: &[(&str, &str)]) -> Proc {
+        Proc {
+            child: Command::new(bin("tether"))
+                .arg("--config")
+                .arg(self.config())
+                .args(["connect", device, "--actual-size"])
+                .args(args)
+                .env("DISPLAY", &local.display)
+                .env("LIBGL_ALWAYS_SOFTWARE", "1")
+                .envs(env.iter().copied())
+                .stdin(Stdio::null())
+                .spawn()
+                .expect("spawn tether connect"),
+        }
+    }
+
     pub fn enroll(token: &str) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let t = Tech { dir };

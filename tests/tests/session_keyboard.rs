@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use tether_tests::{Agent, Approver, Proc, Relay, Tech, Xvfb, bin, wait_until};
+use tether_tests::{Agent, Approver, Proc, Relay, Tech, Xvfb, wait_until};
 
 const SHIFT_L: u32 = 0xffe1;
 const CONTROL_L: u32 = 0xffe3;
@@ -193,25 +193,12 @@ impl Desk {
     }
 
     fn viewer(tech: &Tech, local: &Xvfb, device: &str, keys: &str) -> Proc {
-        Proc {
-            child: Command::new(bin("tether"))
-                .arg("--config")
-                .arg(tech.config())
-                .args([
-                    "connect",
-                    device,
-                    "--actual-size",
-                    "--keys",
-                    keys,
-                    "--reason",
-                    "keyboard test",
-                ])
-                .env("DISPLAY", &local.display)
-                .env("LIBGL_ALWAYS_SOFTWARE", "1")
-                .stdin(Stdio::null())
-                .spawn()
-                .unwrap(),
-        }
+        tech.viewer(
+            local,
+            device,
+            &["--keys", keys, "--reason", "keyboard test"],
+            &[],
+        )
     }
 
     /// Waits for the viewer window (it opens once the session runs).

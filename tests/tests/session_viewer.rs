@@ -2,7 +2,7 @@
 //! forwards what is typed into it.
 
 use std::time::Duration;
-use tether_tests::{Agent, Relay, Tech, Xvfb, bin, read_png_rgb, wait_until};
+use tether_tests::{Agent, Relay, Tech, Xvfb, read_png_rgb, wait_until};
 
 /// Finds the top-left corner of `needle` (w×h RGB) inside `hay` (W×H RGB), if present exactly.
 fn find(hay: &[u8], hw: u32, hh: u32, needle: &[u8], nw: u32, nh: u32) -> Option<(u32, u32)> {
@@ -62,32 +62,8 @@ fn start_viewer(
     device: &str,
     env: &[(&str, &str)],
 ) -> (tether_tests::Proc, String) {
-    let viewer = tether_tests::Proc {
-        child: std::process::Command::new(bin("tether"))
-            .arg("--config")
-            .arg(tech.config())
-            .args([
-                "connect",
-                device,
-                "--actual-size",
-                "--reason",
-                "viewer test",
-            ])
-            .env("DISPLAY", &local.display)
-            .env("LIBGL_ALWAYS_SOFTWARE", "1")
-            .envs(env.iter().copied())
-            .stdin(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    };
-    let search = || local.run("xdotool", &["search", "--name", "Tether: "]);
-    let win = wait_until(Duration::from_secs(60), || search().status.success());
-    assert!(win.is_some(), "viewer window never appeared");
-    let win_id = String::from_utf8_lossy(&search().stdout)
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .to_string();
+    let viewer = tech.viewer(local, device, &["--reason", "viewer test"], env);
+    let win_id = tether_tests::viewer_window(local);
     (viewer, win_id)
 }
 

@@ -6,10 +6,9 @@
 //! entry exactly, a click through the viewer landing where it was sent, and the clipboard.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 use tether_tests::wayland::{CLICK_POINT, TestApp, WaylandSession, check_pattern};
-use tether_tests::{Agent, Approver, Proc, Relay, Tech, Xvfb, bin, read_png_rgb, wait_until};
+use tether_tests::{Agent, Approver, Relay, Tech, Xvfb, read_png_rgb, viewer_window, wait_until};
 
 const LONG: Duration = Duration::from_secs(60);
 
@@ -130,48 +129,9 @@ fn remote_origin(local: &Xvfb, dir: &Path) -> (u32, u32) {
     at.expect("the viewer never showed the remote screen at 1:1")
 }
 
-fn viewer(tech: &Tech, local: &Xvfb, device: &str) -> Proc {
-    Proc {
-        child: Command::new(bin("tether"))
-            .arg("--config")
-            .arg(tech.config())
-            .args([
-                "connect",
-                device,
-                "--actual-size",
-                "--reason",
-                "wayland keyboard test",
-            ])
-            .env("DISPLAY", &local.display)
-            .env("LIBGL_ALWAYS_SOFTWARE", "1")
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap(),
-    }
-}
-
 fn xdotool(local: &Xvfb, args: &[&str]) {
     let out = local.run("xdotool", args);
     assert!(out.status.success(), "xdotool {args:?}: {out:?}");
-}
-
-/// The viewer's window id on `local`, once it is mapped.
-fn viewer_window(local: &Xvfb) -> String {
-    let mut id = String::new();
-    wait_until(LONG, || {
-        let out = local.run(
-            "xdotool",
-            &["search", "--onlyvisible", "--name", "Tether: "],
-        );
-        id = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .to_string();
-        !id.is_empty()
-    })
-    .expect("the viewer window never appeared");
-    id
 }
 
 /// The uids of the `tether-wayland` processes serving `session` (found by its runtime
@@ -211,7 +171,12 @@ fn technician_works_on(session: WaylandSession) {
     scene.screenshot_shows_the_pattern();
 
     let local = Xvfb::start(1400, 900);
-    let _viewer = viewer(&scene.tech, &local, &scene.agent.id);
+    let _viewer = scene.tech.viewer(
+        &local,
+        &scene.agent.id,
+        &["--reason", "wayland keyboard test"],
+        &[],
+    );
     let win = viewer_window(&local);
     let (ox, oy) = remote_origin(&local, scene.dir.path());
     // Keep the local pointer off the picture while typing: only the keyboard is under test.
