@@ -38,8 +38,6 @@ struct Grab {
     /// A new pointer image, when it changed since the last grab.
     shape: Option<ToViewer>,
     encode_us: u32,
-    /// The source waited for a change already: ask again without pausing.
-    waited: bool,
 }
 
 /// The pointer's image for the viewer.
@@ -246,7 +244,6 @@ fn capture_thread(
                     cursor,
                     shape,
                     encode_us: started.elapsed().as_micros().min(u128::from(u32::MAX)) as u32,
-                    waited: screen.waits_for_change(),
                 }));
                 continue;
             }
@@ -262,7 +259,6 @@ fn capture_thread(
                 cursor,
                 shape,
                 encode_us: started.elapsed().as_micros().min(u128::from(u32::MAX)) as u32,
-                waited: screen.waits_for_change(),
             }
         });
         let _ = reply.send(result);
@@ -335,9 +331,7 @@ pub async fn run(
             }
         }
         let Some((width, height, rects)) = grab.update else {
-            if !grab.waited {
-                tokio::time::sleep(POLL).await;
-            }
+            tokio::time::sleep(POLL).await;
             continue;
         };
         let seq = flow.on_send();

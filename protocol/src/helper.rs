@@ -30,8 +30,6 @@ pub const MAX_FRAME_BYTES: u64 = 128 * 1024 * 1024;
 pub const MAX_DAMAGE_RECTS: usize = 1024;
 /// Most bytes of clipboard text either way.
 pub const MAX_CLIPBOARD: usize = 128 * 1024;
-/// The longest a helper waits for a change before answering a capture with "unchanged".
-pub const CHANGE_WAIT_MAX: std::time::Duration = std::time::Duration::from_millis(100);
 /// The pointer image's largest side.
 pub const MAX_POINTER_SIDE: u16 = 256;
 
@@ -40,9 +38,7 @@ pub const MAX_POINTER_SIDE: u16 = 256;
 pub enum ToHelper {
     /// The displays (monitors), the first being the primary. Starts no screen sharing.
     Displays,
-    /// The newest frame of a display. The first capture of a display starts sharing it. The
-    /// helper may wait a little (at most [`CHANGE_WAIT_MAX`]) for a change before it answers
-    /// [`FromHelper::Unchanged`], so the agent asks again without pausing.
+    /// The newest frame of a display. The first capture of a display starts sharing it.
     Capture {
         display: u32,
     },

@@ -86,11 +86,6 @@ pub trait ScreenSource {
         let _ = display;
         Damage::Unknown
     }
-    /// Whether the source itself waits a little for a change before saying nothing changed
-    /// (then the stream asks again at once instead of pausing between captures).
-    fn waits_for_change(&self) -> bool {
-        false
-    }
 }
 
 /// The pointer's image: premultiplied RGBA, at most 256×256.

@@ -19,10 +19,6 @@ use std::time::{Duration, Instant};
 use tether_protocol::helper::{HelperError, MAX_SIDE, PointerBitmap, PointerState};
 use tether_protocol::tiles::Rect;
 
-/// How long [`PwStream::take`] waits for a change before saying "unchanged" (within
-/// `tether_protocol::helper::CHANGE_WAIT_MAX`).
-pub const CHANGE_WAIT: Duration = Duration::from_millis(40);
-
 /// What the PipeWire thread leaves for the reader.
 #[derive(Default)]
 struct Slot {
@@ -92,12 +88,9 @@ impl PwStream {
         })
     }
 
-    /// The newest frame since the last call, waiting up to `first_wait` for the very first one
-    /// and up to [`CHANGE_WAIT`] for a change after it: the agent asks again at once, so a
-    /// frame goes out as soon as the compositor paints it.
+    /// The newest frame since the last call, waiting up to `first_wait` for the very first one.
     pub fn take(&self, first_wait: Duration) -> Result<Capture, HelperError> {
-        let now = Instant::now();
-        let (first, change) = (now + first_wait, now + CHANGE_WAIT);
+        let deadline = Instant::now() + first_wait;
         let mut g = self.shared.slot.lock().unwrap_or_else(|p| p.into_inner());
         loop {
             if let Some(f) = g.frame.take() {
@@ -109,11 +102,10 @@ impl PwStream {
                     "the screen stream ended: {e}"
                 )));
             }
-            let deadline = if g.started { change } else { first };
-            let now = Instant::now();
-            if g.started && now >= deadline {
+            if g.started {
                 return Ok(Capture::Unchanged);
             }
+            let now = Instant::now();
             if now >= deadline {
                 return Err(HelperError::Capture(format!(
                     "no frame from the compositor within {} s",

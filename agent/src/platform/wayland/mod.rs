@@ -184,11 +184,6 @@ impl ScreenSource for WaylandScreen {
         }
     }
 
-    /// The helper waits for the compositor's next frame (up to `CHANGE_WAIT_MAX`).
-    fn waits_for_change(&self) -> bool {
-        true
-    }
-
     fn damage(&mut self, display: u32) -> Damage {
         let (damage, fetched) = self.fetch(display);
         self.pending = Some((display, fetched));
