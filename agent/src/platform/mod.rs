@@ -11,6 +11,7 @@
 //!   `cfg(target_os)`: [`linux`] today.
 
 pub mod clipboard;
+pub mod collector;
 #[cfg(target_os = "linux")]
 pub mod linux;
 #[cfg(target_os = "linux")]

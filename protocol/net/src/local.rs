@@ -2,17 +2,27 @@
 //! commands reach the agent service ([`tether_protocol::consent`] messages, length-prefixed like
 //! every other channel, with the control limit). Blocking std I/O: the tray runs a GTK main loop
 //! and the terminal commands make one request each, so neither needs a runtime.
+//!
+//! On Unix the socket is a Unix-domain socket; on Windows it is a named pipe
+//! (`\\.\pipe\tether-agent`), which std opens as a file.
 
 use std::io::{Read, Write};
-use std::os::unix::fs::MetadataExt;
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+
+#[cfg(unix)]
+type Stream = std::os::unix::net::UnixStream;
+#[cfg(windows)]
+type Stream = std::fs::File;
 use tether_protocol::consent::{LocalEvent, LocalRequest};
 use tether_protocol::{codec, frame, limits};
 use thiserror::Error;
 
 /// File name of the socket inside a runtime directory.
 pub const SOCKET_NAME: &str = "tether-agent.sock";
+
+/// The agent service's named pipe on Windows (one per machine: the service serves the
+/// interactive session's user and administrators).
+pub const PIPE_NAME: &str = r"\\.\pipe\tether-agent";
 
 #[derive(Debug, Error)]
 pub enum LocalError {
@@ -32,10 +42,14 @@ pub enum LocalError {
 }
 
 /// The socket the current user's tools use: `$TETHER_AGENT_SOCKET`, else
-/// `$XDG_RUNTIME_DIR/tether-agent.sock`, else `/run/user/<uid>/tether-agent.sock`.
+/// `$XDG_RUNTIME_DIR/tether-agent.sock`, else `/run/user/<uid>/tether-agent.sock`; on Windows
+/// the service's named pipe, [`PIPE_NAME`].
 pub fn default_socket() -> PathBuf {
     if let Some(p) = std::env::var_os("TETHER_AGENT_SOCKET").filter(|p| !p.is_empty()) {
         return p.into();
+    }
+    if cfg!(windows) {
+        return PathBuf::from(PIPE_NAME);
     }
     if let Some(dir) = std::env::var_os("XDG_RUNTIME_DIR").filter(|p| !p.is_empty()) {
         return Path::new(&dir).join(SOCKET_NAME);
@@ -48,20 +62,42 @@ pub fn runtime_socket(uid: u32) -> PathBuf {
     PathBuf::from(format!("/run/user/{uid}")).join(SOCKET_NAME)
 }
 
-/// The effective uid of this process (owner of `/proc/self`), 0 if unknown.
+/// The effective uid of this process (owner of `/proc/self`), 0 if unknown (and on Windows,
+/// which has no uids: the agent's Windows code names users by their token, not a number).
 pub fn current_uid() -> u32 {
-    std::fs::metadata("/proc/self")
-        .map(|m| m.uid())
-        .unwrap_or(0)
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata("/proc/self")
+            .map(|m| m.uid())
+            .unwrap_or(0)
+    }
+    #[cfg(not(unix))]
+    {
+        0
+    }
 }
 
 pub struct LocalClient {
-    stream: UnixStream,
+    stream: Stream,
+}
+
+#[cfg(unix)]
+fn open(path: &Path) -> std::io::Result<Stream> {
+    Stream::connect(path)
+}
+
+#[cfg(windows)]
+fn open(path: &Path) -> std::io::Result<Stream> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
 }
 
 impl LocalClient {
     pub fn connect(path: &Path) -> Result<Self, LocalError> {
-        let stream = UnixStream::connect(path).map_err(|source| LocalError::Connect {
+        let stream = open(path).map_err(|source| LocalError::Connect {
             path: path.to_path_buf(),
             source,
         })?;
@@ -99,7 +135,10 @@ impl LocalClient {
     }
 
     /// Closes the connection both ways (wakes a thread blocked in [`LocalClient::recv`]).
+    /// A pipe handle cannot be shut down while another thread reads it: on Windows the
+    /// connection ends when the last clone is dropped.
     pub fn shutdown(&self) {
+        #[cfg(unix)]
         let _ = self.stream.shutdown(std::net::Shutdown::Both);
     }
 }

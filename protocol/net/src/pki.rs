@@ -4,7 +4,6 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::fs::OpenOptions;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use tether_protocol::identity::Identity;
 use thiserror::Error;
@@ -68,7 +67,9 @@ pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, PkiError> {
 }
 
 /// Writes a file readable by its owner only (keys, databases, tokens). The mode is set when the
-/// file is created, so there is no window in which another user could open it.
+/// file is created, so there is no window in which another user could open it. On Windows the
+/// file inherits its directory's ACL (the agent's state directory admits only SYSTEM and
+/// Administrators).
 pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), PkiError> {
     let io = |source| PkiError::Io {
         path: path.display().to_string(),
@@ -76,12 +77,11 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), PkiError> {
     };
     let tmp = path.with_extension("tmp");
     let _ = std::fs::remove_file(&tmp);
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io)?;
+    let mut opts = OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts.open(&tmp).map_err(io)?;
     f.write_all(bytes).map_err(io)?;
     f.sync_all().map_err(io)?;
     std::fs::rename(&tmp, path).map_err(io)

@@ -2,11 +2,6 @@
 //! package databases, …), each read under a configurable root so tests can point at fixture
 //! trees. [`spawn_all`] hands each to the OS-neutral runner (the agent's `collect` module).
 
-use std::io;
-use std::path::{Path, PathBuf};
-
-use tether_protocol::inventory::Inventory;
-
 pub mod edid;
 pub mod smbios;
 mod util;
@@ -25,59 +20,7 @@ mod packages;
 
 pub use packages::{DpkgParse, parse_dpkg_status, parse_rpm_qa};
 
-/// Error of one collector.
-#[derive(Debug, thiserror::Error)]
-pub enum CollectError {
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: io::Error,
-    },
-    #[error("{0}")]
-    Invalid(String),
-}
-
-/// What a collector sees.
-pub(crate) struct Ctx {
-    pub root: PathBuf,
-    /// `root` is the real `/`: live-only sources (sysinfo, subprocesses) may be used.
-    pub live: bool,
-}
-
-impl Ctx {
-    /// `rel` (no leading slash) resolved under the root.
-    pub fn path(&self, rel: &str) -> PathBuf {
-        self.root.join(rel.trim_start_matches('/'))
-    }
-
-    /// The path relative to the root, for messages.
-    pub fn display(&self, p: &Path) -> String {
-        let rel = p.strip_prefix(&self.root).unwrap_or(p);
-        format!("/{}", rel.display())
-    }
-
-    pub fn io_err(&self, p: &Path, source: io::Error) -> CollectError {
-        CollectError::Io {
-            path: self.display(p),
-            source,
-        }
-    }
-}
-
-/// Non-fatal problems a collector reports alongside its result.
-pub(crate) type Warnings = Vec<String>;
-
-/// Runs collectors (each on a thread of its own, with a deadline).
-pub(crate) trait Spawn {
-    /// Starts collector `name`; what it returns goes into the inventory through `apply`.
-    fn spawn<T: Send + 'static>(
-        &mut self,
-        name: &'static str,
-        f: fn(&Ctx, &mut Warnings) -> Result<T, CollectError>,
-        apply: fn(&mut Inventory, T),
-    );
-}
+pub use crate::platform::collector::{CollectError, Ctx, Spawn, Warnings};
 
 /// Starts every collector this platform has.
 pub(crate) fn spawn_all(r: &mut impl Spawn) {
