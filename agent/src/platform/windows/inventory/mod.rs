@@ -56,3 +56,54 @@ fn live(ctx: &Ctx) -> Result<(), CollectError> {
         )))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn live_ctx() -> Ctx {
+        Ctx {
+            root: PathBuf::from("/"),
+            live: true,
+        }
+    }
+
+    /// Every collector runs on this machine without panicking; the ones every Windows (and
+    /// Wine) answers give something.
+    #[test]
+    fn collectors_run_on_this_machine() {
+        let ctx = live_ctx();
+        let mut w = Warnings::new();
+        let h = host::collect(&ctx, &mut w).expect("host");
+        assert_eq!(h.os_id.as_deref(), Some("windows"));
+        assert!(h.os_name.starts_with("Windows") || h.os_name.contains("Windows"));
+        assert!(!h.hostname.is_empty());
+        let c = hardware::cpu(&ctx, &mut w).expect("cpu");
+        assert!(c.threads > 0 && !c.model.is_empty());
+        let m = hardware::memory(&ctx, &mut w).expect("memory");
+        assert!(m.total_bytes > 0);
+        assert!(software::uninstall(&ctx, &mut w).is_ok());
+        // These may fail where a class is missing; they must not panic.
+        let _ = hardware::system(&ctx, &mut w);
+        let _ = hardware::block(&ctx, &mut w);
+        let _ = hardware::filesystems(&ctx, &mut w);
+        let _ = hardware::gpu(&ctx, &mut w);
+        let _ = hardware::monitors(&ctx, &mut w);
+        let _ = hardware::network(&ctx, &mut w);
+        let _ = hardware::battery(&ctx, &mut w);
+        let _ = software::hotfixes(&ctx, &mut w);
+    }
+
+    #[test]
+    fn another_root_is_refused() {
+        let ctx = Ctx {
+            root: PathBuf::from("C:\\fixtures"),
+            live: false,
+        };
+        let mut w = Warnings::new();
+        assert!(host::collect(&ctx, &mut w).is_err());
+        assert!(software::uninstall(&ctx, &mut w).is_err());
+        assert!(hardware::cpu(&ctx, &mut w).is_err());
+    }
+}
