@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use tether_protocol::inventory::{
-    Battery, BlockDevice, Cpu, Filesystem, Gpu, MAX_ITEMS, Memory, Monitor, NetworkInterface,
-    SystemInfo,
+    Battery, BlockDevice, Cpu, Filesystem, Gpu, MAX_ADDRESSES, MAX_ITEMS, MAX_STRING, Memory,
+    Monitor, NetworkInterface, SystemInfo,
 };
 
 use super::mapping::{self, SystemRows, num, text};
@@ -128,10 +128,65 @@ pub(crate) fn network(
     ctx: &Ctx,
     warn: &mut Warnings,
 ) -> Result<Vec<NetworkInterface>, CollectError> {
-    let w = cimv2(ctx)?;
-    let configs = w.rows("Win32_NetworkAdapterConfiguration", 4 * MAX_ITEMS)?;
-    let adapters = w.rows_or_warn("Win32_NetworkAdapter", 4 * MAX_ITEMS, warn);
-    Ok(mapping::network(&configs, &adapters))
+    live(ctx)?;
+    // sysinfo names interfaces by their alias (`NetConnectionID`, "Ethernet") and knows the
+    // MTU, which WMI usually leaves empty; it is also the fallback when WMI does not answer.
+    let sys = sysinfo::Networks::new_with_refreshed_list()
+        .map_err(|e| warn.push(format!("sysinfo networks: {e}")))
+        .ok();
+    let wmi = Wmi::cimv2().and_then(|w| {
+        let configs = w.rows("Win32_NetworkAdapterConfiguration", 4 * MAX_ITEMS)?;
+        let adapters = w.rows_or_warn("Win32_NetworkAdapter", 4 * MAX_ITEMS, warn);
+        Ok(mapping::network(&configs, &adapters))
+    });
+    let mut nics = match (wmi, &sys) {
+        (Ok(n), _) => n,
+        (Err(e), Some(sys)) => {
+            warn.push(e.to_string());
+            from_sysinfo(sys)
+        }
+        (Err(e), None) => return Err(e),
+    };
+    if let Some(sys) = &sys {
+        for n in nics.iter_mut().filter(|n| n.mtu == 0) {
+            if let Some((_, d)) = sys
+                .iter()
+                .find(|(name, _)| name.to_string_lossy() == n.name)
+            {
+                n.mtu = u32::try_from(d.mtu()).unwrap_or(0);
+            }
+        }
+    }
+    Ok(nics)
+}
+
+/// Interfaces as sysinfo sees them (no speed, state or physical/virtual).
+fn from_sysinfo(sys: &sysinfo::Networks) -> Vec<NetworkInterface> {
+    sys.iter()
+        .take(MAX_ITEMS)
+        .map(|(name, d)| {
+            let (mut ipv4, mut ipv6) = (Vec::new(), Vec::new());
+            for ip in d.ip_networks().iter().take(2 * MAX_ADDRESSES) {
+                let s = format!("{}/{}", ip.addr, ip.prefix);
+                if ip.addr.is_ipv4() {
+                    ipv4.push(s)
+                } else {
+                    ipv6.push(s)
+                }
+            }
+            let mac = d.mac_address();
+            NetworkInterface {
+                name: mapping::bounded(&name.to_string_lossy(), MAX_STRING),
+                mac: (!mac.is_unspecified()).then(|| mac.to_string()),
+                ipv4,
+                ipv6,
+                mtu: u32::try_from(d.mtu()).unwrap_or(0),
+                speed_mbps: None,
+                state: "unknown".to_string(),
+                is_virtual: false,
+            }
+        })
+        .collect()
 }
 
 pub(crate) fn battery(ctx: &Ctx, _warn: &mut Warnings) -> Result<Vec<Battery>, CollectError> {
