@@ -95,6 +95,21 @@ mod tests {
         let _ = software::hotfixes(&ctx, &mut w);
     }
 
+    /// A class that does not exist gives no rows: an error on Windows (`WBEM_E_INVALID_CLASS`,
+    /// a warning in the collectors that have other sources), an empty answer under Wine 8;
+    /// never a panic.
+    #[test]
+    fn missing_wmi_classes_give_nothing() {
+        let w = wmi_rows::Wmi::cimv2().expect("root\\cimv2");
+        if let Ok(rows) = w.rows("Win32_NoSuchClass", 1) {
+            assert!(rows.is_empty());
+        }
+        let mut warn = Warnings::new();
+        assert!(w.rows_or_warn("Win32_NoSuchClass", 1, &mut warn).is_empty());
+        assert!(warn.len() <= 1, "{warn:?}");
+        assert!(wmi_rows::Wmi::connect("ROOT\\NoSuchNamespace").is_err());
+    }
+
     #[test]
     fn another_root_is_refused() {
         let ctx = Ctx {
