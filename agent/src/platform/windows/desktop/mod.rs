@@ -7,8 +7,11 @@
 //! virtual screen (the primary display until a capture says otherwise).
 
 mod gdi;
+mod input;
+mod keymap;
 mod pointer;
 mod screen;
+mod send;
 
 use crate::platform::clipboard::ArboardClipboard;
 use crate::platform::{
@@ -74,7 +77,7 @@ impl Desktop for WindowsDesktop {
     }
 
     fn input(&self) -> Box<dyn InputSink> {
-        Box::new(NoInput)
+        Box::new(input::WinInput::new(self.origin.clone()))
     }
 
     fn clipboard(&self) -> &dyn Clipboard {
@@ -84,19 +87,6 @@ impl Desktop for WindowsDesktop {
     fn owner(&self) -> Option<u32> {
         None
     }
-}
-
-/// Input until `SendInput` is wired.
-struct NoInput;
-
-impl InputSink for NoInput {
-    fn apply(
-        &mut self,
-        _: &tether_protocol::session::InputEvent,
-    ) -> Result<(), crate::platform::InputError> {
-        Err(crate::platform::InputError::Open("not yet".into()))
-    }
-    fn release_if_held(&mut self) {}
 }
 
 #[cfg(test)]
