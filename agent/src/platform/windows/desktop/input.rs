@@ -168,6 +168,21 @@ impl WinInput {
             && ev.code != 0
             && let Some(s) = keymap::physical(ev.code)
         {
+            // The virtual key the remote layout has at that position, as a keyboard would give.
+            let s = match s {
+                Stroke::Scan {
+                    scan,
+                    extended: false,
+                } => match send::vk_for_scan(scan, send::layout()) {
+                    Some(vk) => Stroke::Vk {
+                        vk,
+                        scan,
+                        extended: false,
+                    },
+                    None => s,
+                },
+                s => s,
+            };
             return Ok((vec![s], keymap::modifier_bit_of_code(ev.code)));
         }
         if let Some(named) = keymap::named(ev.keysym) {

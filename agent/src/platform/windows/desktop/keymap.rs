@@ -101,7 +101,8 @@ pub fn named(keysym: u32) -> Option<Named> {
 }
 
 /// The Windows key at the physical position of the Linux evdev code `code` (set-1 scan codes,
-/// which evdev numbers follow for the main block), if there is one.
+/// which evdev numbers follow for the main block), if there is one. A [`Stroke::Scan`] is
+/// resolved to the virtual key the layout puts there when it is pressed.
 pub fn physical(code: u16) -> Option<Stroke> {
     let scan = |scan: u16| {
         Some(Stroke::Scan {
@@ -109,8 +110,10 @@ pub fn physical(code: u16) -> Option<Stroke> {
             extended: false,
         })
     };
-    let ext = |scan: u16| {
-        Some(Stroke::Scan {
+    // Extended keys by their virtual key: their E0 scan codes do not map back everywhere.
+    let ext = |scan: u16, vk: u16| {
+        Some(Stroke::Vk {
+            vk,
             scan,
             extended: true,
         })
@@ -118,29 +121,29 @@ pub fn physical(code: u16) -> Option<Stroke> {
     match code {
         // Esc … keypad '.', then the ISO key left of Z, F11, F12: the same numbers.
         1..=83 | 86..=88 => scan(code),
-        89 => scan(0x73),  // RO
-        92 => scan(0x79),  // Henkan
-        93 => scan(0x70),  // Katakana/Hiragana
-        94 => scan(0x7b),  // Muhenkan
-        96 => ext(0x1c),   // KP Enter
-        97 => ext(0x1d),   // right Ctrl
-        98 => ext(0x35),   // KP /
-        99 => ext(0x37),   // SysRq / Print
-        100 => ext(0x38),  // right Alt
-        102 => ext(0x47),  // Home
-        103 => ext(0x48),  // Up
-        104 => ext(0x49),  // Page Up
-        105 => ext(0x4b),  // Left
-        106 => ext(0x4d),  // Right
-        107 => ext(0x4f),  // End
-        108 => ext(0x50),  // Down
-        109 => ext(0x51),  // Page Down
-        110 => ext(0x52),  // Insert
-        111 => ext(0x53),  // Delete
-        113 => ext(0x20),  // Mute
-        114 => ext(0x2e),  // Volume Down
-        115 => ext(0x30),  // Volume Up
-        117 => scan(0x59), // KP =
+        89 => scan(0x73),                 // RO
+        92 => scan(0x79),                 // Henkan
+        93 => scan(0x70),                 // Katakana/Hiragana
+        94 => scan(0x7b),                 // Muhenkan
+        96 => ext(0x1c, VK_RETURN),       // KP Enter
+        97 => ext(0x1d, VK_RCONTROL),     // right Ctrl
+        98 => ext(0x35, VK_DIVIDE),       // KP /
+        99 => ext(0x37, VK_SNAPSHOT),     // SysRq / Print
+        100 => ext(0x38, VK_RMENU),       // right Alt
+        102 => ext(0x47, VK_HOME),        // Home
+        103 => ext(0x48, VK_UP),          // Up
+        104 => ext(0x49, VK_PRIOR),       // Page Up
+        105 => ext(0x4b, VK_LEFT),        // Left
+        106 => ext(0x4d, VK_RIGHT),       // Right
+        107 => ext(0x4f, VK_END),         // End
+        108 => ext(0x50, VK_DOWN),        // Down
+        109 => ext(0x51, VK_NEXT),        // Page Down
+        110 => ext(0x52, VK_INSERT),      // Insert
+        111 => ext(0x53, VK_DELETE),      // Delete
+        113 => ext(0x20, VK_VOLUME_MUTE), // Mute
+        114 => ext(0x2e, VK_VOLUME_DOWN), // Volume Down
+        115 => ext(0x30, VK_VOLUME_UP),   // Volume Up
+        117 => scan(0x59),                // KP =
         // Pause's scan code is the E1 sequence, which SendInput cannot send: its virtual key.
         119 => Some(Stroke::Vk {
             vk: VK_PAUSE,
@@ -151,9 +154,9 @@ pub fn physical(code: u16) -> Option<Stroke> {
         122 => scan(0x72),                      // Hangeul
         123 => scan(0x71),                      // Hanja
         124 => scan(0x7d),                      // Yen
-        125 => ext(0x5b),                       // left Windows
-        126 => ext(0x5c),                       // right Windows
-        127 => ext(0x5d),                       // Menu
+        125 => ext(0x5b, VK_LWIN),              // left Windows
+        126 => ext(0x5c, VK_RWIN),              // right Windows
+        127 => ext(0x5d, VK_APPS),              // Menu
         183..=190 => scan(0x64 + (code - 183)), // F13–F20
         191..=193 => scan(0x6c + (code - 191)), // F21–F23
         194 => scan(0x76),                      // F24
@@ -217,7 +220,8 @@ mod tests {
         );
         assert_eq!(
             physical(103),
-            Some(Stroke::Scan {
+            Some(Stroke::Vk {
+                vk: VK_UP,
                 scan: 0x48,
                 extended: true
             })

@@ -8,7 +8,8 @@ use std::ptr;
 use windows_sys::Win32::UI::Input::KeyboardAndMouse::{
     GetAsyncKeyState, GetKeyState, GetKeyboardLayout, HKL, INPUT, INPUT_0, INPUT_KEYBOARD,
     INPUT_MOUSE, KEYBDINPUT, KEYEVENTF_EXTENDEDKEY, KEYEVENTF_KEYUP, KEYEVENTF_SCANCODE,
-    KEYEVENTF_UNICODE, MAPVK_VK_TO_VSC, MOUSEINPUT, MapVirtualKeyExW, SendInput, VkKeyScanExW,
+    KEYEVENTF_UNICODE, MAPVK_VK_TO_VSC, MAPVK_VSC_TO_VK_EX, MOUSEINPUT, MapVirtualKeyExW,
+    SendInput, VkKeyScanExW,
 };
 use windows_sys::Win32::UI::WindowsAndMessaging::{GetForegroundWindow, GetWindowThreadProcessId};
 
@@ -17,7 +18,8 @@ use windows_sys::Win32::UI::WindowsAndMessaging::{GetForegroundWindow, GetWindow
 pub enum Stroke {
     /// A virtual key, with its scan code for the applications that read it.
     Vk { vk: u16, scan: u16, extended: bool },
-    /// A scan code alone: the layout decides the virtual key.
+    /// A scan code alone: the layout decides the virtual key (`KEYEVENTF_SCANCODE`; Wine 8
+    /// ignores it, so presses resolve it first where the layout knows it, see `vk_for_scan`).
     Scan { scan: u16, extended: bool },
     /// A UTF-16 unit typed as is (`VK_PACKET`).
     Unicode(u16),
@@ -124,6 +126,13 @@ pub fn vk_for_char(unit: u16, layout: HKL) -> Option<(u16, u8)> {
 pub fn scan_for_vk(vk: u16, layout: HKL) -> u16 {
     // SAFETY: a plain lookup.
     (unsafe { MapVirtualKeyExW(u32::from(vk), MAPVK_VK_TO_VSC, layout) } & 0xff) as u16
+}
+
+/// The virtual key `layout` puts at the (non-extended) scan code `scan`, if any.
+pub fn vk_for_scan(scan: u16, layout: HKL) -> Option<u16> {
+    // SAFETY: a plain lookup.
+    let vk = unsafe { MapVirtualKeyExW(u32::from(scan), MAPVK_VSC_TO_VK_EX, layout) } as u16;
+    (vk != 0).then_some(vk)
 }
 
 /// Whether `vk` is down right now (system-wide, injected input included).
