@@ -27,23 +27,24 @@ impl Pointer for WinPointer {
             return Some(((x - ox, y - oy), None));
         };
         let handle = handle.unwrap_or(0);
-        let image = if self.last != Some(handle) {
-            self.last = Some(handle);
-            if handle == 0 {
-                // Hidden: a transparent pixel.
-                Some(PointerImage {
-                    width: 1,
-                    height: 1,
-                    hot_x: 0,
-                    hot_y: 0,
-                    rgba: vec![0; 4],
-                })
-            } else {
-                gdi::cursor_bits(handle).and_then(|b| to_image(&b))
-            }
-        } else {
+        let image = if self.last == Some(handle) {
             None
+        } else if handle == 0 {
+            // Hidden: a transparent pixel.
+            Some(PointerImage {
+                width: 1,
+                height: 1,
+                hot_x: 0,
+                hot_y: 0,
+                rgba: vec![0; 4],
+            })
+        } else {
+            // Not read (Wine cannot read another process's cursor): tried again next poll.
+            gdi::cursor_bits(handle).and_then(|b| to_image(&b))
         };
+        if image.is_some() {
+            self.last = Some(handle);
+        }
         Some(((x - ox, y - oy), image))
     }
 }
