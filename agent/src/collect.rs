@@ -19,9 +19,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::platform::inventory::{self, Ctx, Spawn, Warnings};
 use tether_protocol::inventory::{CollectorError, Inventory, Limits, SCHEMA_VERSION};
 
-pub use crate::platform::inventory::{
-    CollectError, DpkgParse, edid, parse_dpkg_status, parse_rpm_qa, smbios,
-};
+pub use crate::platform::inventory::CollectError;
+#[cfg(target_os = "linux")]
+pub use crate::platform::inventory::{DpkgParse, edid, parse_dpkg_status, parse_rpm_qa, smbios};
 
 /// Options for [`collect`].
 #[derive(Debug, Clone, PartialEq)]

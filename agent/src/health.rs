@@ -6,9 +6,12 @@
 //! sample (the first sample waits sysinfo's minimum interval, 200 ms). Nothing here fails the
 //! report: a part that cannot be read adds a line to `errors` and stays empty.
 
+#[cfg(target_os = "linux")]
 use crate::platform::inventory::filesystems::PSEUDO;
+#[cfg(target_os = "linux")]
 use crate::platform::mounts;
 use crate::platform::units::failed_units;
+#[cfg(target_os = "linux")]
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,6 +29,7 @@ use tracing::{debug, warn};
 /// How long reading filesystem usage may take (a hung mount must not stop the reports).
 pub const FILESYSTEMS_TIMEOUT: Duration = Duration::from_secs(5);
 
+#[cfg(target_os = "linux")]
 /// Besides the types that hold no storage ([`PSEUDO`], except `tmpfs`, whose filling up matters):
 /// read-only media, and network filesystems (a `hard` mount could hang `statvfs`).
 const ALSO_SKIP: &[&str] = &[
@@ -45,10 +49,12 @@ const ALSO_SKIP: &[&str] = &[
     "9p",
 ];
 
+#[cfg(target_os = "linux")]
 fn skipped_type(ty: &str) -> bool {
     (ty != "tmpfs" && PSEUDO.contains(&ty)) || ALSO_SKIP.contains(&ty)
 }
 
+#[cfg(target_os = "linux")]
 /// Mount points under these are the system's plumbing or other machines' (containers).
 const SKIP_UNDER: &[&str] = &[
     "/proc",
@@ -62,10 +68,12 @@ const SKIP_UNDER: &[&str] = &[
     "/var/lib/kubelet",
 ];
 
+#[cfg(target_os = "linux")]
 fn under(mp: &str, dir: &str) -> bool {
     mp == dir || mp.strip_prefix(dir).is_some_and(|r| r.starts_with('/'))
 }
 
+#[cfg(target_os = "linux")]
 /// A mount worth watching, from a mounts(5) table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mount {
@@ -74,6 +82,7 @@ pub struct Mount {
     pub fs_type: String,
 }
 
+#[cfg(target_os = "linux")]
 /// Writable storage mounts, one per mount point (the last mount on a path is the visible one),
 /// sorted by mount point. Skips pseudo and network filesystems, read-only mounts, and mount
 /// points under /proc, /sys, /dev (but not /dev/shm) and container storage.
@@ -108,6 +117,7 @@ pub fn parse_mounts(text: &str) -> Vec<Mount> {
     by_mp.into_values().collect()
 }
 
+#[cfg(target_os = "linux")]
 /// Sizes of the mounts in the platform's mount table (`/proc/self/mounts`, statvfs). The fullest are kept when there are
 /// more than the report holds.
 pub fn filesystems(errors: &mut Vec<String>) -> Vec<FilesystemUsage> {
@@ -143,6 +153,37 @@ pub fn filesystems(errors: &mut Vec<String>) -> Vec<FilesystemUsage> {
         out.truncate(MAX_FILESYSTEMS);
         out.sort_by(|a, b| a.mount_point.cmp(&b.mount_point));
     }
+    out
+}
+
+/// Sizes of the local fixed and removable volumes (drive letters), from sysinfo. The fullest
+/// are kept when there are more than the report holds.
+#[cfg(windows)]
+pub fn filesystems(errors: &mut Vec<String>) -> Vec<FilesystemUsage> {
+    let disks = match sysinfo::Disks::new_with_refreshed_list() {
+        Ok(d) => d,
+        Err(e) => {
+            errors.push(format!("volumes: {e}"));
+            return Vec::new();
+        }
+    };
+    let mut out: Vec<FilesystemUsage> = disks
+        .iter()
+        .filter(|d| d.total_space() > 0)
+        .map(|d| FilesystemUsage {
+            mount_point: d.mount_point().display().to_string(),
+            fs_type: d.file_system().to_string_lossy().into_owned(),
+            device: d.name().to_string_lossy().into_owned(),
+            size_bytes: d.total_space(),
+            free_bytes: d.available_space(),
+            available_bytes: d.available_space(),
+        })
+        .collect();
+    if out.len() > MAX_FILESYSTEMS {
+        out.sort_by_key(|f| std::cmp::Reverse(f.used_percent()));
+        out.truncate(MAX_FILESYSTEMS);
+    }
+    out.sort_by(|a, b| a.mount_point.cmp(&b.mount_point));
     out
 }
 

@@ -175,6 +175,10 @@ async fn read<R: tokio::io::AsyncRead + Unpin>(
 /// The uid whose desktop this agent serves: its owner as the desktop says (on X11, the owner of
 /// the X server's socket for `$DISPLAY`), else the agent's own uid.
 pub fn desktop_owner() -> u32 {
+    // Windows: the user at the console (see `platform::windows::ipc`).
+    #[cfg(windows)]
+    return local::interactive_uid();
+    #[cfg(not(windows))]
     crate::platform::desktop()
         .ok()
         .and_then(|d| d.owner())

@@ -254,7 +254,8 @@ async fn run(cli: Cli) -> Result<()> {
                     ),
                     uid => Some(uid),
                 },
-                None => (desktop_uid != 0).then_some(desktop_uid),
+                // Windows: the agent does not act as other accounts yet (sessions need root).
+                None => (desktop_uid != 0 && cfg!(unix)).then_some(desktop_uid),
             };
             match session_user {
                 Some(uid) => tracing::info!(uid, "sessions run as this user unless granted root"),
@@ -469,8 +470,11 @@ fn parse_engagement_idle(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-/// SIGHUP asks for a fresh inventory now.
+/// SIGHUP asks for a fresh inventory now (Unix; Windows has no such signal).
 fn spawn_sighup(refresh: Arc<Notify>) {
+    #[cfg(windows)]
+    let _ = refresh;
+    #[cfg(unix)]
     if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
         tokio::spawn(async move {
             while hup.recv().await.is_some() {
@@ -480,6 +484,12 @@ fn spawn_sighup(refresh: Arc<Notify>) {
     }
 }
 
+#[cfg(windows)]
+async fn shutdown_signal() {
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+#[cfg(unix)]
 async fn shutdown_signal() {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,

@@ -14,7 +14,7 @@
 
 use crate::account::{AccountError, RunAs};
 use crate::platform::process::{
-    exit_signal, find_program, kill_group, kill_session, own_process_group, wait_exited,
+    adopt, exit_signal, find_program, kill_group, kill_session, own_process_group, wait_exited,
 };
 use crate::platform::pty::{self, PtyCommand, PtyError, PtyKiller, PtyResizer};
 use std::io::{Read, Write};
@@ -97,6 +97,9 @@ impl Shell {
             mut child,
         } = pty::spawn(cmd, cols, rows)?;
         let killer = child.killer();
+        if let Some(pid) = child.process_id() {
+            adopt(pid);
+        }
         let sid = child.process_id().and_then(|p| i32::try_from(p).ok());
         let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let reaped = done.clone();
@@ -259,6 +262,9 @@ pub fn exec(
         .kill_on_drop(true);
     own_process_group(&mut cmd);
     let mut child = cmd.spawn().map_err(cannot_run)?;
+    if let Some(pid) = child.id() {
+        adopt(pid);
+    }
     let pgid = child.id().map(|p| p as i32);
     let pump = |stream: OutStream, mut r: Box<dyn tokio::io::AsyncRead + Unpin + Send>| {
         let out = out.clone();

@@ -8,14 +8,18 @@
 //!   directory, users and acting as one, shells (pseudo-terminals) and commands, file creation
 //!   without following links, mounted filesystems, failed service units, the inventory's
 //!   sources — is chosen by
-//!   `cfg(target_os)`: [`linux`] today.
+//!   `cfg(target_os)`: [`linux`], and [`windows`] (cross-built, tested under Wine). Shells on
+//!   pseudo-terminals ([`pty`]: portable-pty's, ConPTY on Windows) are shared.
 
 pub mod clipboard;
 pub mod collector;
 #[cfg(target_os = "linux")]
 pub mod linux;
+pub mod pty;
 #[cfg(target_os = "linux")]
 mod wayland;
+#[cfg(windows)]
+pub mod windows;
 #[cfg(target_os = "linux")]
 mod x11;
 
@@ -30,8 +34,13 @@ pub use clipboard::ClipboardError;
 /// The machine side, for this operating system.
 #[cfg(target_os = "linux")]
 pub use linux::{
-    credentials, fs, host, inventory, ipc as local, mounts, paths::default_state_dir, process, pty,
+    credentials, fs, host, inventory, ipc as local, mounts, paths::default_state_dir, process,
     units, users, users::parse_user,
+};
+#[cfg(windows)]
+pub use windows::{
+    credentials, fs, host, inventory, ipc as local, paths::default_state_dir, process, units,
+    users, users::parse_user,
 };
 
 /// Why the platform cannot give what was asked.
@@ -146,6 +155,8 @@ pub trait Desktop: Send + Sync {
 pub enum DesktopKind {
     X11,
     Wayland,
+    /// The Windows desktop of the interactive session (GDI capture, SendInput).
+    Windows,
 }
 
 impl DesktopKind {
@@ -193,6 +204,7 @@ pub fn desktop_for(spec: &DesktopSpec) -> Result<Arc<dyn Desktop>, PlatformError
         };
         let found = || from_env().or_else(|| spec.user.and_then(wayland::SessionEnv::for_user));
         match spec.kind {
+            Some(DesktopKind::Windows) => Err(PlatformError::UnsupportedOs),
             Some(DesktopKind::X11) => Ok(Arc::new(x11::X11Desktop)),
             Some(DesktopKind::Wayland) => match found() {
                 Some(env) => Ok(Arc::new(wayland::WaylandDesktop::new(env))),
@@ -208,7 +220,12 @@ pub fn desktop_for(spec: &DesktopSpec) -> Result<Arc<dyn Desktop>, PlatformError
             },
         }
     }
-    #[cfg(not(target_os = "linux"))]
+    #[cfg(windows)]
+    {
+        let _ = spec;
+        windows::desktop()
+    }
+    #[cfg(not(any(target_os = "linux", windows)))]
     {
         let _ = spec;
         Err(PlatformError::UnsupportedOs)

@@ -57,8 +57,11 @@ pub fn default_socket() -> PathBuf {
     runtime_socket(current_uid())
 }
 
-/// `/run/user/<uid>/tether-agent.sock`.
+/// `/run/user/<uid>/tether-agent.sock` (on Windows, the service's pipe).
 pub fn runtime_socket(uid: u32) -> PathBuf {
+    if cfg!(windows) {
+        return PathBuf::from(PIPE_NAME);
+    }
     PathBuf::from(format!("/run/user/{uid}")).join(SOCKET_NAME)
 }
 

@@ -1,6 +1,5 @@
 //! What a Linux machine gives the service: local IPC with peer identity, the state directory,
-//! users and acting as one (per-thread credentials, `setpriv`), shells on pseudo-terminals and
-//! commands in process groups, file access that never follows a symbolic link, mounted
+//! users and acting as one (per-thread credentials, `setpriv`), commands in process groups, file access that never follows a symbolic link, mounted
 //! filesystems, failed service units (systemd), host facts, and the inventory's sources
 //! (`/proc`, `/sys`, package databases).
 
@@ -12,6 +11,5 @@ pub mod ipc;
 pub mod mounts;
 pub mod paths;
 pub mod process;
-pub mod pty;
 pub mod units;
 pub mod users;

@@ -83,3 +83,7 @@ pub fn exit_signal(status: &std::process::ExitStatus) -> Option<i32> {
     use std::os::unix::process::ExitStatusExt;
     status.signal()
 }
+
+/// Nothing to do on Linux: a command's own process group (or a shell's session) already holds
+/// everything it starts. (Windows puts it in a job object here.)
+pub fn adopt(_pid: u32) {}

