@@ -214,7 +214,7 @@ pub struct Grabber {
     /// The bitmap the memory DC held before ours; put back before ours is deleted.
     old: HGDIOBJ,
     // Dropped in this order: the DIB (once deselected, in `Drop`), then the memory DC.
-    dib: Bitmap,
+    _dib: Bitmap,
     mem: MemDc,
 }
 
@@ -248,7 +248,7 @@ impl Grabber {
             bits: bits as *const u8,
             rop: SRCCOPY | CAPTUREBLT,
             old,
-            dib,
+            _dib: dib,
             mem,
         })
     }
@@ -305,7 +305,7 @@ impl Grabber {
     fn pixels(&self) -> &[u8] {
         let len = self.width as usize * self.height as usize * 4;
         // SAFETY: the DIB section is `width × height` 32-bit pixels with no row padding (a
-        // 32-bit row is always DWORD-aligned), alive while `self.dib` is; GDI writes it only
+        // 32-bit row is always DWORD-aligned), alive while `self._dib` is; GDI writes it only
         // in `blit`, which takes `&mut self`, so not while this borrow lives.
         unsafe { std::slice::from_raw_parts(self.bits, len) }
     }
