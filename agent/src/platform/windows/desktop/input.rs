@@ -14,6 +14,7 @@
 
 use super::Origin;
 use super::gdi;
+use super::inputdesk;
 use super::keymap;
 use super::send::{self, MouseEv, Stroke};
 use crate::platform::{InputError, InputSink};
@@ -21,7 +22,7 @@ use std::sync::Arc;
 use tether_protocol::keys::{self, KeyEvent, KeyMode};
 use tether_protocol::session::{InputEvent, MouseButton};
 use windows_sys::Win32::UI::Input::KeyboardAndMouse::{
-    MOUSEEVENTF_ABSOLUTE, MOUSEEVENTF_HWHEEL, MOUSEEVENTF_LEFTDOWN, MOUSEEVENTF_LEFTUP,
+    INPUT, MOUSEEVENTF_ABSOLUTE, MOUSEEVENTF_HWHEEL, MOUSEEVENTF_LEFTDOWN, MOUSEEVENTF_LEFTUP,
     MOUSEEVENTF_MIDDLEDOWN, MOUSEEVENTF_MIDDLEUP, MOUSEEVENTF_MOVE, MOUSEEVENTF_RIGHTDOWN,
     MOUSEEVENTF_RIGHTUP, MOUSEEVENTF_VIRTUALDESK, MOUSEEVENTF_WHEEL,
 };
@@ -56,15 +57,22 @@ pub struct WinInput {
     buttons: Vec<MouseButton>,
 }
 
-fn failed(e: std::io::Error) -> InputError {
-    InputError::Failed(e.to_string())
+/// Injects `inputs`; where Windows refuses them because input now goes to another desktop
+/// (a UAC prompt, the sign-in screen), attaches to that one and injects the rest there.
+fn deliver(inputs: &[INPUT]) -> Result<(), InputError> {
+    match send::send(inputs) {
+        Ok(()) => Ok(()),
+        Err(p) if inputdesk::follow() => send::send(&inputs[p.sent.min(inputs.len())..])
+            .map_err(|p| InputError::Failed(p.error.to_string())),
+        Err(p) => Err(InputError::Failed(p.error.to_string())),
+    }
 }
 
-fn downs(strokes: &[Stroke]) -> Vec<windows_sys::Win32::UI::Input::KeyboardAndMouse::INPUT> {
+fn downs(strokes: &[Stroke]) -> Vec<INPUT> {
     strokes.iter().map(|s| send::key_input(*s, false)).collect()
 }
 
-fn ups(strokes: &[Stroke]) -> Vec<windows_sys::Win32::UI::Input::KeyboardAndMouse::INPUT> {
+fn ups(strokes: &[Stroke]) -> Vec<INPUT> {
     strokes.iter().map(|s| send::key_input(*s, true)).collect()
 }
 
@@ -205,10 +213,10 @@ impl WinInput {
         if ev.down {
             if let Some(h) = self.held.iter().find(|h| same_key(h, ev)) {
                 // The viewer's autorepeat: Windows does not repeat injected keys itself.
-                return send::send(&downs(&h.strokes)).map_err(failed);
+                return deliver(&downs(&h.strokes));
             }
             let (strokes, modifier) = self.strokes_for(ev)?;
-            send::send(&downs(&strokes)).map_err(failed)?;
+            deliver(&downs(&strokes))?;
             tracing::debug!(keysym = ev.keysym, ?strokes, "key down");
             self.held.push(Held {
                 keysym: ev.keysym,
@@ -220,7 +228,7 @@ impl WinInput {
         } else if let Some(i) = self.held.iter().position(|h| same_key(h, ev)) {
             let h = self.held.remove(i);
             tracing::debug!(keysym = h.keysym, "key up");
-            send::send(&ups(&h.strokes)).map_err(failed)?;
+            deliver(&ups(&h.strokes))?;
         }
         Ok(())
     }
@@ -261,7 +269,7 @@ impl WinInput {
         }
         // One call per few characters: SendInput keeps each call's events together.
         for chunk in inputs.chunks(256) {
-            send::send(chunk).map_err(failed)?;
+            deliver(chunk)?;
         }
         Ok(())
     }
@@ -280,7 +288,7 @@ impl WinInput {
                 flags: button_flags(b).1,
             }));
         }
-        send::send(&inputs).map_err(failed)
+        deliver(&inputs)
     }
 
     fn move_to(&self, x: i32, y: i32) -> Result<(), InputError> {
@@ -292,7 +300,7 @@ impl WinInput {
             data: 0,
             flags: MOUSEEVENTF_MOVE | MOUSEEVENTF_ABSOLUTE | MOUSEEVENTF_VIRTUALDESK,
         };
-        send::send(&[send::mouse_input(ev)]).map_err(failed)
+        deliver(&[send::mouse_input(ev)])
     }
 
     fn button(&mut self, b: MouseButton, down: bool) -> Result<(), InputError> {
@@ -307,7 +315,7 @@ impl WinInput {
             data: 0,
             flags: if down { d } else { u },
         };
-        send::send(&[send::mouse_input(ev)]).map_err(failed)
+        deliver(&[send::mouse_input(ev)])
     }
 
     fn scroll(&self, dx: i32, dy: i32) -> Result<(), InputError> {
@@ -330,7 +338,7 @@ impl WinInput {
                 flags: MOUSEEVENTF_HWHEEL,
             }));
         }
-        send::send(&inputs).map_err(failed)
+        deliver(&inputs)
     }
 }
 

@@ -1,6 +1,8 @@
 //! The Windows desktop: capture through GDI (`BitBlt`), input through `SendInput`, the pointer
 //! through `GetCursorInfo`/`GetIconInfo`, the clipboard through arboard. The FFI lives in
-//! [`gdi`] and [`send`], the only modules that allow `unsafe`.
+//! [`gdi`], [`send`] and [`inputdesk`], the only modules that allow `unsafe`. Capture and input
+//! follow the input desktop (the secure desktop of UAC prompts and the sign-in screen) where
+//! the process may.
 //!
 //! Coordinates: input events and the pointer's position are in the pixels of the display last
 //! captured (the one the viewer shows), so they are offset by that display's origin on the
@@ -8,6 +10,7 @@
 
 mod gdi;
 mod input;
+mod inputdesk;
 mod keymap;
 mod pointer;
 mod screen;

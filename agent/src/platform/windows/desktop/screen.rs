@@ -6,15 +6,22 @@
 
 use super::Origin;
 use super::gdi::{self, Area, Grabber};
+use super::inputdesk;
 use crate::platform::{ScreenError, ScreenSource};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tether_protocol::session::DisplayInfo;
+
+/// How often a capturer checks that it is on the desktop that receives input.
+const DESKTOP_CHECK: Duration = Duration::from_millis(500);
 
 /// The monitors, through GDI. Keeps the grabber of the last display used; GDI handles belong
 /// to this thread's use, so this stays on the thread that made it.
 pub struct GdiScreen {
     origin: Arc<Origin>,
     cached: Option<(Area, Grabber)>,
+    /// When the input desktop was last checked.
+    checked: Option<Instant>,
 }
 
 impl GdiScreen {
@@ -22,6 +29,7 @@ impl GdiScreen {
         Self {
             origin,
             cached: None,
+            checked: None,
         }
     }
 }
@@ -46,6 +54,25 @@ impl ScreenSource for GdiScreen {
     }
 
     fn capture(&mut self, display: u32) -> Result<(u32, u32, Vec<u8>), ScreenError> {
+        // The secure desktop (UAC, sign-in) is another desktop: BitBlt from ours would show
+        // black or a stale screen, or fail.
+        if self.checked.is_none_or(|t| t.elapsed() >= DESKTOP_CHECK) {
+            self.checked = Some(Instant::now());
+            inputdesk::follow();
+        }
+        match self.grab(display) {
+            Err(ScreenError::Capture(e)) if inputdesk::follow() => {
+                tracing::debug!("capture failed ({e}); retrying on the input desktop");
+                self.cached = None;
+                self.grab(display)
+            }
+            r => r,
+        }
+    }
+}
+
+impl GdiScreen {
+    fn grab(&mut self, display: u32) -> Result<(u32, u32, Vec<u8>), ScreenError> {
         let area = gdi::monitors()
             .map_err(ScreenError::NoDisplay)?
             .get(display as usize)

@@ -72,8 +72,15 @@ pub fn mouse_input(ev: MouseEv) -> INPUT {
     }
 }
 
+/// `SendInput` injected only the first `sent` events.
+#[derive(Debug)]
+pub struct Partial {
+    pub sent: usize,
+    pub error: io::Error,
+}
+
 /// Injects `inputs` in order, as one uninterrupted sequence.
-pub fn send(inputs: &[INPUT]) -> io::Result<()> {
+pub fn send(inputs: &[INPUT]) -> Result<(), Partial> {
     if inputs.is_empty() {
         return Ok(());
     }
@@ -87,11 +94,14 @@ pub fn send(inputs: &[INPUT]) -> io::Result<()> {
     };
     if n as usize != inputs.len() {
         // Blocked by UIPI (a higher-integrity window has the focus) or another desktop.
-        return Err(io::Error::other(format!(
-            "SendInput injected {n} of {} events: {}",
-            inputs.len(),
-            io::Error::last_os_error()
-        )));
+        return Err(Partial {
+            sent: n as usize,
+            error: io::Error::other(format!(
+                "SendInput injected {n} of {} events: {}",
+                inputs.len(),
+                io::Error::last_os_error()
+            )),
+        });
     }
     Ok(())
 }
