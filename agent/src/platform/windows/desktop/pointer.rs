@@ -98,3 +98,64 @@ fn to_image(b: &CursorBits) -> Option<PointerImage> {
         rgba,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_become_premultiplied_rgba() {
+        // Monochrome 2×1: transparent, white, black, inverting (shown black).
+        let px = |v: u8| [v, v, v, 0];
+        let mono = CursorBits {
+            width: 4,
+            height: 1,
+            hot_x: 9,
+            hot_y: 0,
+            color: None,
+            // AND row, then XOR row.
+            mask: [
+                px(255),
+                px(0),
+                px(0),
+                px(255),
+                px(0),
+                px(255),
+                px(0),
+                px(255),
+            ]
+            .concat(),
+        };
+        let img = to_image(&mono).expect("image");
+        assert_eq!((img.width, img.height, img.hot_x, img.hot_y), (4, 1, 3, 0));
+        assert_eq!(
+            img.rgba,
+            [
+                [0, 0, 0, 0],
+                [255, 255, 255, 255],
+                [0, 0, 0, 255],
+                [0, 0, 0, 255]
+            ]
+            .concat()
+        );
+        // Colour with alpha (BGRA, straight): premultiplied, red and blue swapped.
+        let alpha = CursorBits {
+            width: 2,
+            height: 1,
+            hot_x: 0,
+            hot_y: 0,
+            color: Some(vec![255, 0, 200, 128, 10, 20, 30, 255]),
+            mask: vec![0; 8],
+        };
+        let img = to_image(&alpha).expect("image");
+        assert_eq!(img.rgba, vec![100, 0, 128, 128, 30, 20, 10, 255]);
+        // Colour without alpha: the AND mask says what is transparent.
+        let masked = CursorBits {
+            color: Some(vec![1, 2, 3, 0, 4, 5, 6, 0]),
+            mask: [px(255), px(0)].concat(),
+            ..alpha
+        };
+        let img = to_image(&masked).expect("image");
+        assert_eq!(img.rgba, vec![0, 0, 0, 0, 6, 5, 4, 255]);
+    }
+}
