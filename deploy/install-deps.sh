@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Tether needs to build and test, quietly and only if missing.
-# Usage: deploy/install-deps.sh [build|test|bench]   (default: test, which includes build;
-# bench adds the peers the benchmark compares with)
+# Usage: deploy/install-deps.sh [build|test|bench|windows]   (default: test, which includes build
+# and windows; bench adds the peers the benchmark compares with; windows: the cross-build only)
 set -euo pipefail
 
 what=${1:-test}
@@ -30,11 +30,18 @@ test_pkgs+=(postgresql)
 # (it runs with /usr/bin/python3). FINDINGS §1.
 test_pkgs+=(mutter pipewire pipewire-bin wireplumber sway grim dbus-bin python3-gi-cairo gir1.2-gtk-3.0)
 
+# The Windows agent, cross-built (deploy/build-windows.sh): Debian's Rust 1.96 toolchain with
+# the standard library's source (rustup cannot fetch the Windows target here) and MinGW-w64;
+# Wine 8 runs it for the tests (its `wine` launcher is a separate package).
+windows_pkgs=(rustc-web cargo-web rust-web-src gcc-mingw-w64-x86-64 g++-mingw-w64-x86-64)
+windows_test_pkgs=(wine64 wine)
+
 # Benchmark peers (optional; the bench installs them itself when run as root).
 bench_pkgs=(socat fusioninventory-agent x11vnc tigervnc-viewer)
 
 pkgs=("${build_pkgs[@]}")
-[ "$what" = test ] && pkgs+=("${test_pkgs[@]}")
+[ "$what" = test ] && pkgs+=("${test_pkgs[@]}" "${windows_pkgs[@]}" "${windows_test_pkgs[@]}")
+[ "$what" = windows ] && pkgs+=("${windows_pkgs[@]}")
 [ "$what" = bench ] && pkgs+=("${test_pkgs[@]}" "${bench_pkgs[@]}")
 
 missing=()

@@ -132,6 +132,28 @@ enum Cmd {
         #[arg(long, default_value = "")]
         comment: String,
     },
+    /// Register the agent as a Windows service (LocalSystem, automatic start) that runs
+    /// `tether-agent run` with the given arguments; makes the state directory readable by SYSTEM
+    /// and Administrators only. Enroll first (`enroll --state` the same directory).
+    #[cfg(windows)]
+    InstallService {
+        /// Where the agent keeps its key and certificate [default: %ProgramData%\Tether].
+        #[arg(long)]
+        state: Option<PathBuf>,
+        /// Further `run` arguments for the service (after `--`).
+        #[arg(last = true)]
+        run_args: Vec<std::ffi::OsString>,
+    },
+    /// Stop and remove the Windows service.
+    #[cfg(windows)]
+    UninstallService,
+    /// Run as the Windows service (started by the service manager, not by hand).
+    #[cfg(windows)]
+    #[command(hide = true)]
+    Service {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        run_args: Vec<std::ffi::OsString>,
+    },
     /// Print this machine's health report, as sent to the relay (no relay needed).
     Health {
         /// Print JSON.
@@ -181,6 +203,10 @@ impl Local {
 fn main() -> std::process::ExitCode {
     tether_net::logging::init("info,quinn=warn");
     let cli = Cli::parse();
+    #[cfg(windows)]
+    if let Cmd::Service { run_args } = cli.cmd {
+        return windows_service(run_args);
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -201,8 +227,78 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// Runs `tether-agent run RUN_ARGS…` under the service manager until it says stop.
+#[cfg(windows)]
+fn windows_service(run_args: Vec<std::ffi::OsString>) -> std::process::ExitCode {
+    use tether_agent::platform::windows::service;
+    let mut argv = vec!["tether-agent".into(), "run".into()];
+    argv.extend(run_args);
+    let cli = match Cli::try_parse_from(argv) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let body = move || {
+        let rt = match tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                tracing::error!("cannot start runtime: {e}");
+                return 1;
+            }
+        };
+        match rt.block_on(run(cli)) {
+            Ok(()) => 0,
+            Err(e) => {
+                tracing::error!("{e:#}");
+                1
+            }
+        }
+    };
+    match service::dispatch(body) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 async fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
+        #[cfg(windows)]
+        Cmd::Service { .. } => anyhow::bail!("`service` is started by the service manager"),
+        #[cfg(windows)]
+        Cmd::InstallService { state, run_args } => {
+            use tether_agent::platform::windows::service;
+            let dir = state.unwrap_or_else(default_state_dir);
+            if !Credentials::exists(&dir) {
+                anyhow::bail!(
+                    "{} holds no credentials: enroll first (tether-agent enroll --token TOKEN --state {})",
+                    dir.display(),
+                    dir.display()
+                );
+            }
+            let exe = std::env::current_exe().context("finding this program's path")?;
+            service::install(&exe, &dir, &run_args)?;
+            println!(
+                "service {} installed (runs {} as LocalSystem, starts with Windows); start it now with: sc start {}",
+                service::SERVICE_NAME,
+                exe.display(),
+                service::SERVICE_NAME
+            );
+        }
+        #[cfg(windows)]
+        Cmd::UninstallService => {
+            use tether_agent::platform::windows::service;
+            service::uninstall()?;
+            println!("service {} removed", service::SERVICE_NAME);
+        }
         Cmd::Enroll {
             token,
             state,
@@ -486,7 +582,10 @@ fn spawn_sighup(refresh: Arc<Notify>) {
 
 #[cfg(windows)]
 async fn shutdown_signal() {
-    let _ = tokio::signal::ctrl_c().await;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = tether_agent::platform::windows::service::STOP.notified() => {},
+    }
 }
 
 #[cfg(unix)]

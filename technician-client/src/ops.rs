@@ -147,15 +147,25 @@ fn local_files(local: &Path) -> std::io::Result<Vec<(String, PathBuf, u64)>> {
     Ok(files)
 }
 
+/// Whether `p` is absolute on the device, whichever its system: `/…` (Unix) or `C:\…` /
+/// `C:/…` (Windows; the technician need not know which the device runs).
+fn remote_absolute(p: &str) -> bool {
+    let b = p.as_bytes();
+    p.starts_with('/')
+        || (b.len() >= 3
+            && b[0].is_ascii_alphabetic()
+            && b[1] == b':'
+            && matches!(b[2], b'\\' | b'/'))
+}
+
 /// Where a push goes on the device: the directory that must exist there, and the name under
-/// it. `REMOTE/` (trailing slash) means "into that directory, keeping LOCAL's name".
+/// it. `REMOTE/` (trailing slash; `\` on Windows) means "into that directory, keeping LOCAL's
+/// name".
 pub fn push_target(local: &Path, remote: &str) -> Result<(String, String), RequestError> {
     // Refused, not resolved: the user's prompt and the audit show the path as given, so it must
-    // be where the file lands (`/tmp/a/../x` wrote to /tmp/x).
-    if Path::new(remote)
-        .components()
-        .any(|c| c == std::path::Component::ParentDir)
-    {
+    // be where the file lands (`/tmp/a/../x` wrote to /tmp/x). Both separators count: a
+    // Windows device reads `\` as one.
+    if remote.split(['/', '\\']).any(|c| c == "..") {
         return Err(RequestError::Denied(format!(
             "{remote}: '..' is not allowed in a destination; name the directory itself"
         )));
@@ -164,20 +174,36 @@ pub fn push_target(local: &Path, remote: &str) -> Result<(String, String), Reque
         .file_name()
         .and_then(|n| n.to_str())
         .ok_or_else(|| RequestError::Denied(format!("{} has no usable name", local.display())))?;
-    if remote.ends_with('/') {
-        if !remote.starts_with('/') {
-            return Err(RequestError::Denied(format!(
-                "{remote} must be an absolute path on the device"
-            )));
-        }
-        let dir = remote.trim_end_matches('/');
-        let dir = if dir.is_empty() { "/" } else { dir };
-        return Ok((dir.to_string(), local_name.to_string()));
+    if !remote_absolute(remote) {
+        return Err(RequestError::Denied(format!(
+            "{remote} must be an absolute path on the device"
+        )));
     }
-    let p = Path::new(remote);
-    match (p.parent(), p.file_name().and_then(|n| n.to_str())) {
-        (Some(parent), Some(name)) if p.is_absolute() => {
-            Ok((parent.display().to_string(), name.to_string()))
+    let windows = !remote.starts_with('/');
+    let seps: &[char] = if windows { &['/', '\\'] } else { &['/'] };
+    if remote.ends_with(seps) {
+        let dir = remote.trim_end_matches(seps);
+        // `/` stays `/`; `C:\` stays `C:\`.
+        let dir = if windows && dir.len() == 2 {
+            format!("{dir}\\")
+        } else if dir.is_empty() {
+            "/".to_string()
+        } else {
+            dir.to_string()
+        };
+        return Ok((dir, local_name.to_string()));
+    }
+    match remote.rfind(seps) {
+        Some(i) if !remote[i + 1..].is_empty() => {
+            let parent = &remote[..i];
+            let parent = if parent.is_empty() {
+                "/".to_string()
+            } else if windows && parent.len() == 2 {
+                format!("{parent}\\")
+            } else {
+                parent.to_string()
+            };
+            Ok((parent, remote[i + 1..].to_string()))
         }
         _ => Err(RequestError::Denied(format!(
             "{remote} must be an absolute path on the device"
@@ -470,6 +496,21 @@ mod tests {
         assert!(push_target(f, "relative/x").is_err());
         assert!(push_target(f, "/tmp/a/../escape.txt").is_err());
         assert!(push_target(f, "/tmp/a/../").is_err());
+        // Windows devices: drive paths, either separator; still no climbing.
+        assert_eq!(
+            push_target(f, r"C:\Users\ana\r.txt").unwrap(),
+            (r"C:\Users\ana".to_string(), "r.txt".to_string())
+        );
+        assert_eq!(
+            push_target(f, r"D:\").unwrap(),
+            (r"D:\".to_string(), "report.txt".to_string())
+        );
+        assert_eq!(
+            push_target(f, "C:/Temp/").unwrap(),
+            ("C:/Temp".to_string(), "report.txt".to_string())
+        );
+        assert!(push_target(f, r"C:\a\..\x").is_err());
+        assert!(push_target(f, r"C:relative").is_err());
     }
 
     #[test]

@@ -17,6 +17,7 @@ use tether_protocol::consent::{LocalEvent, LocalRequest};
 
 pub mod hostile;
 pub mod wayland;
+pub mod wine;
 
 /// The id of the viewer's window (`Tether: …`) on `x`, once it is mapped (within 60 s).
 pub fn viewer_window(x: &Xvfb) -> String {

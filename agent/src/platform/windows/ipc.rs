@@ -11,18 +11,15 @@
 //!   user signed in at the console, or an administrator, may answer for the desktop.
 #![allow(unsafe_code)]
 
+use super::acl::Descriptor;
 use std::ffi::c_void;
 use std::os::windows::io::AsRawHandle;
 use std::path::Path;
 use std::sync::Mutex;
 use tokio::net::windows::named_pipe::{NamedPipeServer, ServerOptions};
-use windows_sys::Win32::Foundation::{CloseHandle, HANDLE, LocalFree};
-use windows_sys::Win32::Security::Authorization::{
-    ConvertStringSecurityDescriptorToSecurityDescriptorW, SDDL_REVISION_1,
-};
+use windows_sys::Win32::Foundation::{CloseHandle, HANDLE};
 use windows_sys::Win32::Security::{
-    GetTokenInformation, PSECURITY_DESCRIPTOR, SECURITY_ATTRIBUTES, TOKEN_ELEVATION, TOKEN_QUERY,
-    TokenElevation, TokenSessionId,
+    GetTokenInformation, SECURITY_ATTRIBUTES, TOKEN_QUERY, TokenElevation, TokenSessionId,
 };
 use windows_sys::Win32::System::Pipes::GetNamedPipeClientProcessId;
 use windows_sys::Win32::System::RemoteDesktop::WTSGetActiveConsoleSessionId;
@@ -38,41 +35,6 @@ const PIPE_SDDL: &str = "D:P(A;;GA;;;SY)(A;;GA;;;BA)(A;;GRGW;;;IU)";
 pub struct LocalListener {
     name: String,
     next: Mutex<Option<NamedPipeServer>>,
-}
-
-fn wide(s: &str) -> Vec<u16> {
-    s.encode_utf16().chain(std::iter::once(0)).collect()
-}
-
-/// A security descriptor made from SDDL, freed on drop.
-struct Descriptor(PSECURITY_DESCRIPTOR);
-
-impl Descriptor {
-    fn from_sddl(sddl: &str) -> std::io::Result<Self> {
-        let w = wide(sddl);
-        let mut sd: PSECURITY_DESCRIPTOR = std::ptr::null_mut();
-        // SAFETY: `w` is a NUL-terminated UTF-16 string alive for the call; `sd` receives a
-        // LocalAlloc'ed descriptor that Drop frees.
-        let ok = unsafe {
-            ConvertStringSecurityDescriptorToSecurityDescriptorW(
-                w.as_ptr(),
-                SDDL_REVISION_1,
-                &mut sd,
-                std::ptr::null_mut(),
-            )
-        };
-        if ok == 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(Descriptor(sd))
-    }
-}
-
-impl Drop for Descriptor {
-    fn drop(&mut self) {
-        // SAFETY: allocated by ConvertStringSecurityDescriptorToSecurityDescriptorW.
-        unsafe { LocalFree(self.0) };
-    }
 }
 
 fn create(name: &str, first: bool) -> std::io::Result<NamedPipeServer> {
@@ -179,7 +141,6 @@ pub fn peer_uid(stream: &LocalStream) -> std::io::Result<u32> {
         return Err(std::io::Error::last_os_error());
     }
     let token = Handle(token);
-    let _ = std::mem::size_of::<TOKEN_ELEVATION>();
     if token_u32(&token, TokenElevation)? != 0 {
         return Ok(0);
     }

@@ -8,6 +8,7 @@
 //! what Wine cannot show (session-0 isolation, DXGI, UAC) is listed in the README's Windows
 //! section.
 
+pub mod acl;
 pub mod credentials;
 pub mod fs;
 pub mod host;
@@ -15,6 +16,7 @@ pub mod inventory;
 pub mod ipc;
 pub mod paths;
 pub mod process;
+pub mod service;
 pub mod units;
 pub mod users;
 

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Cross-builds the Windows agent on Debian: target/windows/dist/tether-agent.exe (one file,
+# statically linked: no MinGW DLLs to ship).
+# Usage: deploy/build-windows.sh [--debug]   (default: an optimised build)
+#
+# rustup cannot fetch the Windows standard library on these machines, so this uses Debian's own
+# Rust toolchain (rustc-web, 1.96, installed beside rustup's) and builds std from its source
+# (-Zbuild-std, which needs RUSTC_BOOTSTRAP on a stable compiler). It also builds, for the tests
+# under Wine only, target/windows/dist/wine/bcryptprimitives.dll (see its source).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash deploy/install-deps.sh windows
+profile=release
+flag=--release
+if [ "${1:-}" = --debug ]; then profile=debug; flag=; fi
+target=x86_64-pc-windows-gnu
+export PATH=/usr/bin:$PATH RUSTC_BOOTSTRAP=1
+# Static CRT and libstdc++ (OpenH264 is C++): the .exe needs nothing but Windows' own DLLs.
+export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUSTFLAGS="-C target-feature=+crt-static -C link-arg=-static"
+# shellcheck disable=SC2086
+cargo build --locked -j2 $flag -Zbuild-std=std,panic_abort --target $target \
+  --target-dir target/windows -p tether-agent
+dist=target/windows/dist
+mkdir -p "$dist/wine"
+cp "target/windows/$target/$profile/tether-agent.exe" "$dist/"
+x86_64-w64-mingw32-gcc -O2 -shared -o "$dist/wine/bcryptprimitives.dll" \
+  deploy/windows/wine-bcryptprimitives.c -ladvapi32
+echo "built $dist/tether-agent.exe ($profile)"

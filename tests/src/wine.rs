@@ -1,0 +1,159 @@
+//! The Windows agent under Wine: a private Wine prefix on a private X server, and the
+//! cross-built `tether-agent.exe` (`deploy/build-windows.sh --debug`, run by `tests/run.sh`)
+//! enrolled and running in it. Everything ends on drop (`wineserver -k`).
+
+use crate::{Proc, Xvfb, ok, run, wait_until};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+use tempfile::TempDir;
+
+/// `target/windows/dist`: the Windows build's output, beside the Linux target directory.
+pub fn dist() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/debug/deps/<test> → target/windows/dist
+    let target = exe
+        .parent()
+        .and_then(Path::parent)
+        .and_then(Path::parent)
+        .expect("target directory");
+    let dist = target.join("windows").join("dist");
+    assert!(
+        dist.join("tether-agent.exe").exists(),
+        "{} is missing: build it first with `deploy/build-windows.sh --debug` (tests/run.sh does)",
+        dist.join("tether-agent.exe").display()
+    );
+    dist
+}
+
+/// Whether the Windows tests run (`TETHER_TEST_WINDOWS=0` skips them, e.g. on a second pass).
+pub fn enabled() -> bool {
+    std::env::var("TETHER_TEST_WINDOWS").map_or(true, |v| v != "0")
+}
+
+/// A Wine prefix with its own X server.
+pub struct Wine {
+    pub x: Xvfb,
+    prefix: TempDir,
+}
+
+impl Wine {
+    /// A new prefix (`wineboot`), with the ProcessPrng shim Wine 8 lacks.
+    pub fn start() -> Self {
+        let x = Xvfb::start(1024, 768);
+        let prefix = tempfile::Builder::new()
+            .prefix("tether-wine")
+            .tempdir()
+            .expect("tempdir");
+        let w = Wine { x, prefix };
+        let boot = w.command("wineboot").arg("-i").output().expect(
+            "wine is not installed (tests/run.sh installs it: deploy/install-deps.sh test)",
+        );
+        assert!(boot.status.success(), "wineboot: {}", crate::stderr(&boot));
+        let system32 = w.prefix.path().join("drive_c/windows/system32");
+        std::fs::copy(
+            dist().join("wine/bcryptprimitives.dll"),
+            system32.join("bcryptprimitives.dll"),
+        )
+        .expect("copy the ProcessPrng shim into the prefix");
+        w
+    }
+
+    /// A command under this prefix and display (quiet Wine logs).
+    pub fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.env("WINEPREFIX", self.prefix.path())
+            .env("WINEDEBUG", "-all")
+            .env("DISPLAY", &self.x.display)
+            .env_remove("WAYLAND_DISPLAY")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// `wine PROGRAM ARGS…` to completion.
+    pub fn run(&self, program: &str, args: &[&str]) -> Output {
+        run(self.command("wine").arg(program).args(args))
+    }
+
+    /// `wine tether-agent.exe ARGS…` to completion.
+    pub fn agent(&self, args: &[&str]) -> Output {
+        run(self
+            .command("wine")
+            .arg(dist().join("tether-agent.exe"))
+            .args(args))
+    }
+
+    /// `wine PROGRAM ARGS…` in the background; killed on drop.
+    pub fn spawn(&self, program: &Path, args: &[&str], env: &[(&str, &str)]) -> Proc {
+        let child = self
+            .command("wine")
+            .arg(program)
+            .args(args)
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn wine");
+        Proc { child }
+    }
+
+    /// The Windows path (`Z:\…`) of a Linux path.
+    pub fn path(&self, p: &Path) -> String {
+        format!("Z:{}", p.display()).replace('/', "\\")
+    }
+
+    /// `C:\` of this prefix, as a Linux path.
+    pub fn drive_c(&self) -> PathBuf {
+        self.prefix.path().join("drive_c")
+    }
+}
+
+impl Drop for Wine {
+    fn drop(&mut self) {
+        let _ = self.command("wineserver").arg("-k").status();
+    }
+}
+
+/// The Windows agent enrolled into a prefix, and (once started) running there.
+pub struct WineAgent {
+    pub id: String,
+    pub state: String,
+    pub proc: Option<Proc>,
+}
+
+impl WineAgent {
+    /// `tether-agent.exe enroll --token TOKEN --state C:\ProgramData\Tether`.
+    pub fn enroll(wine: &Wine, token: &str) -> Self {
+        let state = r"C:\ProgramData\Tether".to_string();
+        let out = ok(wine.agent(&["enroll", "--token", token, "--state", &state]));
+        let id = out
+            .lines()
+            .find_map(|l| l.strip_prefix("enrolled as device "))
+            .and_then(|l| l.split_whitespace().next())
+            .expect("device id in enroll output")
+            .to_string();
+        WineAgent {
+            id,
+            state,
+            proc: None,
+        }
+    }
+
+    /// `tether-agent.exe run --state … EXTRA…` in the background.
+    pub fn start(&mut self, wine: &Wine, extra: &[&str]) {
+        let mut args = vec!["run", "--state", &self.state];
+        args.extend_from_slice(extra);
+        let log = crate::log_filter();
+        self.proc = Some(wine.spawn(
+            &dist().join("tether-agent.exe"),
+            &args,
+            &[("RUST_LOG", &log)],
+        ));
+    }
+}
+
+/// Waits (generously: Wine starts slowly on a busy machine) until `cond` holds.
+pub fn wait_wine(what: &str, cond: impl FnMut() -> bool) {
+    wait_until(Duration::from_secs(120), cond)
+        .unwrap_or_else(|| panic!("{what}: not within 120 s"));
+}
