@@ -16,7 +16,13 @@ if [ "${1:-}" = --debug ]; then profile=debug; flag=; fi
 target=x86_64-pc-windows-gnu
 export PATH=/usr/bin:$PATH RUSTC_BOOTSTRAP=1
 # Static CRT and libstdc++ (OpenH264 is C++): the .exe needs nothing but Windows' own DLLs.
-export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUSTFLAGS="-C target-feature=+crt-static -C link-arg=-static"
+# OpenH264's build asks for libstdc++ from four separate cc builds, which cc cannot make static
+# (CXXSTDLIB_STATIC fails on the duplicates); a library directory searched first that holds
+# only the static archive makes the linker take it.
+static=$PWD/target/windows/static-libs
+mkdir -p "$static"
+ln -sf "$(x86_64-w64-mingw32-gcc -print-file-name=libstdc++.a)" "$static/libstdc++.a"
+export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUSTFLAGS="-C target-feature=+crt-static -C link-arg=-static -L native=$static"
 # shellcheck disable=SC2086
 cargo build --locked -j2 $flag -Zbuild-std=std,panic_abort --target $target \
   --target-dir target/windows -p tether-agent

@@ -10,6 +10,7 @@
 
 pub mod acl;
 pub mod credentials;
+pub mod desktop;
 pub mod fs;
 pub mod host;
 pub mod inventory;
@@ -25,5 +26,5 @@ use std::sync::Arc;
 
 /// The interactive desktop (screens through GDI, input through SendInput).
 pub fn desktop() -> Result<Arc<dyn Desktop>, PlatformError> {
-    Err(PlatformError::UnsupportedOs)
+    Ok(Arc::new(desktop::WindowsDesktop::new()))
 }
