@@ -16,6 +16,7 @@ pub mod framed;
 pub mod local;
 pub mod logging;
 pub mod pki;
+pub mod plain_udp;
 pub mod tls;
 
 pub use error::NetError;

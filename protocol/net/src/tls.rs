@@ -216,10 +216,28 @@ pub fn client_endpoint(remote: std::net::SocketAddr) -> Result<quinn::Endpoint, 
     } else {
         "0.0.0.0:0".parse().map_err(cfg_err)?
     };
-    quinn::Endpoint::client(bind).map_err(|e| NetError::Unreachable {
+    let unreachable = |e: std::io::Error| NetError::Unreachable {
         addr: remote.to_string(),
         reason: e.to_string(),
-    })
+    };
+    match quinn::Endpoint::client(bind) {
+        Ok(e) => Ok(e),
+        // quinn-udp's socket options refused (Wine refuses ECN reporting): a plain socket
+        // still speaks QUIC. Binding itself failing fails again here, with its reason.
+        Err(e) => {
+            tracing::debug!("UDP socket options refused ({e}); using a plain UDP socket");
+            let socket = crate::plain_udp::PlainUdp::bind(bind).map_err(unreachable)?;
+            let runtime = quinn::default_runtime()
+                .ok_or_else(|| unreachable(std::io::Error::other("no async runtime")))?;
+            quinn::Endpoint::new_with_abstract_socket(
+                quinn::EndpointConfig::default(),
+                None,
+                std::sync::Arc::new(socket),
+                runtime,
+            )
+            .map_err(unreachable)
+        }
+    }
 }
 
 /// Peer certificates of an established connection (the client's, on the relay).
