@@ -213,7 +213,9 @@ impl Collector {
     pub fn new() -> Self {
         Self {
             sys: System::new().ok(),
-            users: Users::new_with_refreshed_list().ok(),
+            users: (!crate::platform::under_wine())
+                .then(|| Users::new_with_refreshed_list().ok())
+                .flatten(),
             sampled: false,
         }
     }
@@ -226,6 +228,8 @@ impl Collector {
                 five: (l.five * 100.0).round() as u32,
                 fifteen: (l.fifteen * 100.0).round() as u32,
             },
+            // Windows has no load average.
+            Err(_) if cfg!(windows) => LoadAverage::default(),
             Err(e) => {
                 report.errors.push(format!("load average: {e}"));
                 LoadAverage::default()
@@ -240,13 +244,23 @@ impl Collector {
             .with_cpu()
             .with_memory()
             .with_user(UpdateKind::OnlyIfNotSet);
+        let cpu = !crate::platform::under_wine();
+        if !cpu {
+            report
+                .errors
+                .push("CPU usage: not readable under Wine".into());
+        }
         if !self.sampled {
-            sys.refresh_cpu_usage();
+            if cpu {
+                sys.refresh_cpu_usage();
+            }
             sys.refresh_processes_specifics(ProcessesToUpdate::All, true, kind);
             std::thread::sleep(sysinfo::MINIMUM_CPU_UPDATE_INTERVAL);
             self.sampled = true;
         }
-        sys.refresh_cpu_usage();
+        if cpu {
+            sys.refresh_cpu_usage();
+        }
         sys.refresh_memory();
         sys.refresh_processes_specifics(ProcessesToUpdate::All, true, kind);
 

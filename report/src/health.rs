@@ -134,7 +134,7 @@ pub fn text(r: &HealthReport) -> String {
     );
     out.push('\n');
     match &r.failed_units {
-        None => out.push_str("failed units: unknown (systemd not running or not answering)\n"),
+        None => out.push_str("failed units: unknown (the service manager did not answer: systemd, or WMI on Windows)\n"),
         Some(u) if u.is_empty() => out.push_str("failed units: none\n"),
         Some(units) => {
             let _ = writeln!(out, "failed units: {}", units.len());

@@ -75,10 +75,12 @@ impl Wine {
         run(self.command("wine").arg(program).args(args))
     }
 
-    /// `wine tether-agent.exe ARGS…` to completion.
+    /// `wine tether-agent.exe ARGS…` to completion (killed after 120 s: a hung command fails
+    /// the test with its output rather than hanging it).
     pub fn agent(&self, args: &[&str]) -> Output {
         run(self
-            .command("wine")
+            .command("timeout")
+            .args(["120", "wine"])
             .arg(dist().join("tether-agent.exe"))
             .args(args))
     }

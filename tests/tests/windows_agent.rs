@@ -43,7 +43,7 @@ fn approve_all(wine: &Wine, done: &std::sync::atomic::AtomicBool) {
     while !done.load(std::sync::atomic::Ordering::SeqCst) {
         let out = wine.agent(&["sessions", "--json"]);
         if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout) {
-            for p in v["prompts"].as_array().into_iter().flatten() {
+            for p in v["requests"].as_array().into_iter().flatten() {
                 if let Some(id) = p["id"].as_str() {
                     let _ = wine.agent(&["approve", id]);
                 }
@@ -71,14 +71,25 @@ fn windows_agent_under_wine_enrolls_reports_runs_commands_and_moves_files() {
     wait_wine("the Windows agent's inventory", || {
         let out = d.tech.tether(&["inventory", &d.agent.id, "--json"]);
         inv = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        inv["host"]["os_name"].as_str().is_some()
+        inv["inventory"]["host"]["os_name"].as_str().is_some()
     });
-    let os = inv["host"]["os_name"].as_str().unwrap();
+    let os = inv["inventory"]["host"]["os_name"].as_str().unwrap();
     assert!(os.contains("Windows"), "{inv:#}");
 
     let done = std::sync::atomic::AtomicBool::new(false);
+    // Sessions on Windows run as the service's account, which is root's place: the group must
+    // allow it, and the technician asks for it.
+    ok(d.tech.tether(&["policy", "--group", "default", "--allow-root", "on"]));
     std::thread::scope(|s| {
         s.spawn(|| approve_all(&d.wine, &done));
+        // Stops the approver however this ends (a failed assertion included).
+        struct Stop<'a>(&'a std::sync::atomic::AtomicBool);
+        impl Drop for Stop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        let _stop = Stop(&done);
 
         // Commands: the exit code comes back, output too.
         let out = d.tech.tether(&[
@@ -130,7 +141,5 @@ fn windows_agent_under_wine_enrolls_reports_runs_commands_and_moves_files() {
             back.to_str().unwrap(),
         ]));
         assert_eq!(sha256sum(&back), sum);
-
-        done.store(true, std::sync::atomic::Ordering::SeqCst);
     });
 }

@@ -28,3 +28,11 @@ use std::sync::Arc;
 pub fn desktop() -> Result<Arc<dyn Desktop>, PlatformError> {
     Ok(Arc::new(desktop::WindowsDesktop::new()))
 }
+
+/// Whether this is Wine rather than Windows (Wine keeps its settings under `HKLM\Software\Wine`).
+/// Only to step around Wine's gaps, never to change what is reported.
+pub fn under_wine() -> bool {
+    winreg::RegKey::predef(winreg::enums::HKEY_LOCAL_MACHINE)
+        .open_subkey(r"Software\Wine")
+        .is_ok()
+}
