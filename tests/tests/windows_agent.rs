@@ -79,7 +79,8 @@ fn windows_agent_under_wine_enrolls_reports_runs_commands_and_moves_files() {
     let done = std::sync::atomic::AtomicBool::new(false);
     // Sessions on Windows run as the service's account, which is root's place: the group must
     // allow it, and the technician asks for it.
-    ok(d.tech.tether(&["policy", "--group", "default", "--allow-root", "on"]));
+    ok(d.tech
+        .tether(&["policy", "--group", "default", "--allow-root", "on"]));
     std::thread::scope(|s| {
         s.spawn(|| approve_all(&d.wine, &done));
         // Stops the approver however this ends (a failed assertion included).
@@ -141,5 +142,96 @@ fn windows_agent_under_wine_enrolls_reports_runs_commands_and_moves_files() {
             back.to_str().unwrap(),
         ]));
         assert_eq!(sha256sum(&back), sum);
+    });
+}
+
+/// Pixels that differ between two RGB images of the same size.
+fn differing(a: &[u8], b: &[u8]) -> usize {
+    a.chunks(3).zip(b.chunks(3)).filter(|(x, y)| x != y).count()
+}
+
+/// The screen and the keyboard through the relay: a screenshot equals what the Wine desktop
+/// shows (GDI capture), and keys typed into the real viewer window reach notepad exactly
+/// (capitals and symbols, then Ctrl+A / Ctrl+C, read back from Wine's clipboard).
+#[test]
+fn windows_agent_under_wine_shows_the_screen_and_takes_keys_from_the_viewer() {
+    if !wine::enabled() {
+        return;
+    }
+    let d = desk();
+    let _notepad = d.wine.spawn(std::path::Path::new("notepad"), &[], &[]);
+    wait_wine("notepad's window", || {
+        let out = d
+            .wine
+            .x
+            .run("xdotool", &["search", "--onlyvisible", "--name", "Notepad"]);
+        !stdout(&out).trim().is_empty()
+    });
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| approve_all(&d.wine, &done));
+        struct Stop<'a>(&'a std::sync::atomic::AtomicBool);
+        impl Drop for Stop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        let _stop = Stop(&done);
+        let work = tempfile::tempdir().unwrap();
+
+        // A screenshot equals the X server's own picture of the Wine desktop, but for the
+        // blinking caret (one thin column).
+        let shot = work.path().join("shot.png");
+        let root = work.path().join("root.png");
+        let mut diff = usize::MAX;
+        wait_wine("a screenshot equal to the Wine desktop", || {
+            let out = d.tech.tether(&[
+                "screenshot",
+                &d.agent.id,
+                "-o",
+                shot.to_str().unwrap(),
+                "--reason",
+                "windows test",
+            ]);
+            if !out.status.success() {
+                eprintln!("screenshot: {}", stderr(&out));
+                return false;
+            }
+            let imp = d
+                .wine
+                .x
+                .run("import", &["-window", "root", root.to_str().unwrap()]);
+            assert!(imp.status.success(), "import: {imp:?}");
+            let (w, h, a) = tether_tests::read_png_rgb(&shot);
+            let (rw, rh, b) = tether_tests::read_png_rgb(&root);
+            assert_eq!((w, h), (rw, rh), "screenshot size");
+            diff = differing(&a, &b);
+            diff <= 40
+        });
+        eprintln!("screenshot vs X root: {diff} pixels differ (the caret)");
+
+        // Typing through the real viewer window.
+        let local = tether_tests::Xvfb::start(1300, 900);
+        let _viewer = d
+            .tech
+            .viewer(&local, &d.agent.id, &["--reason", "windows keyboard"], &[]);
+        let win = tether_tests::viewer_window(&local);
+        let xdotool = |args: &[&str]| {
+            let out = local.run("xdotool", args);
+            assert!(out.status.success(), "xdotool {args:?}: {out:?}");
+        };
+        xdotool(&["mousemove", "0", "0"]);
+        xdotool(&["windowfocus", "--sync", &win]);
+        let text = "Hello, World! ABC";
+        xdotool(&["type", "--delay", "60", text]);
+        // Select all and copy in notepad, then read Wine's clipboard (the X selection).
+        let mut seen = String::new();
+        wait_wine("the typed text in notepad", || {
+            xdotool(&["key", "--delay", "80", "ctrl+a", "ctrl+c"]);
+            let out = d.wine.x.run("xclip", &["-o", "-selection", "clipboard"]);
+            seen = stdout(&out);
+            seen == text
+        });
+        assert_eq!(seen, text);
     });
 }

@@ -22,7 +22,7 @@ use thiserror::Error;
 use windows_sys::Win32::Storage::FileSystem::{
     BY_HANDLE_FILE_INFORMATION, FILE_ATTRIBUTE_DIRECTORY, FILE_ATTRIBUTE_READONLY,
     FILE_ATTRIBUTE_REPARSE_POINT, FILE_FLAG_BACKUP_SEMANTICS, FILE_FLAG_OPEN_REPARSE_POINT,
-    FILE_SHARE_READ, FILE_SHARE_WRITE, GetFileInformationByHandle,
+    FILE_SHARE_DELETE, FILE_SHARE_READ, FILE_SHARE_WRITE, GetFileInformationByHandle,
 };
 
 #[derive(Debug, Error)]
@@ -261,7 +261,8 @@ impl Dir {
             .write(true)
             .create(true)
             .truncate(false)
-            .share_mode(FILE_SHARE_READ)
+            // Delete sharing: the part file is renamed to its final name while still open.
+            .share_mode(FILE_SHARE_READ | FILE_SHARE_DELETE)
             .custom_flags(FILE_FLAG_OPEN_REPARSE_POINT)
             .open(&p)
             .map_err(LinkSafeError::Io)?;
