@@ -85,6 +85,22 @@ impl Wine {
             .args(args))
     }
 
+    /// `wine wmic ARGS…`'s answer as text (wmic writes UTF-16 with a byte-order mark).
+    pub fn wmic(&self, args: &[&str]) -> String {
+        let out = self.run("wmic", args);
+        assert!(out.status.success(), "wmic {args:?}: {out:?}");
+        let b = &out.stdout;
+        if b.starts_with(&[0xff, 0xfe]) {
+            let units: Vec<u16> = b[2..]
+                .chunks_exact(2)
+                .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                .collect();
+            String::from_utf16_lossy(&units)
+        } else {
+            String::from_utf8_lossy(b).into_owned()
+        }
+    }
+
     /// `wine PROGRAM ARGS…` in the background; killed on drop.
     pub fn spawn(&self, program: &Path, args: &[&str], env: &[(&str, &str)]) -> Proc {
         let child = self

@@ -25,6 +25,15 @@ fn desk() -> Desk {
     let relay = Relay::start();
     let tech = Tech::enroll(&relay.tech_token("ana", "admin"));
     let wine = Wine::start();
+    // An installed program, as an installer registers it (the 64-bit Uninstall key).
+    let key = r"HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion\Uninstall\TetherTestApp";
+    for (name, value) in [
+        ("DisplayName", "Tether Test App"),
+        ("DisplayVersion", "1.2.3"),
+        ("Publisher", "Tether QA"),
+    ] {
+        ok(wine.run("reg", &["add", key, "/v", name, "/d", value, "/f"]));
+    }
     let mut agent = WineAgent::enroll(&wine, &relay.agent_token());
     agent.start(&wine, &["--terminal-approval"]);
     wait_wine("the Windows agent online", || {
@@ -75,6 +84,81 @@ fn windows_agent_under_wine_enrolls_reports_runs_commands_and_moves_files() {
     });
     let os = inv["inventory"]["host"]["os_name"].as_str().unwrap();
     assert!(os.contains("Windows"), "{inv:#}");
+    // Software: the seeded program, and otherwise only what Wine itself registers.
+    let software = inv["inventory"]["software"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let names: Vec<&str> = software.iter().filter_map(|p| p["name"].as_str()).collect();
+    let app = software
+        .iter()
+        .find(|p| p["name"] == "Tether Test App")
+        .unwrap_or_else(|| panic!("seeded program missing: {names:?}"));
+    assert_eq!(app["version"], "1.2.3", "{app:#}");
+    let wines = ok(d.wine.run(
+        "reg",
+        &[
+            "query",
+            r"HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion\Uninstall",
+        ],
+    ));
+    for n in &names {
+        assert!(
+            *n == "Tether Test App"
+                || wines.contains(n)
+                || n.starts_with("KB")
+                || n.contains("Wine"),
+            "{n:?} is neither seeded nor Wine's own: {names:?}"
+        );
+    }
+    // WMI-derived fields match what `wmic` says.
+    let wmic = d.wine.wmic(&["cpu", "get", "name"]);
+    let cpu = inv["inventory"]["hardware"]["cpu"]["model"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        !cpu.is_empty() && wmic.contains(cpu.trim()),
+        "cpu {cpu:?} vs wmic {wmic:?}"
+    );
+    let wmic = d.wine.wmic(&["computersystem", "get", "manufacturer"]);
+    let vendor = inv["inventory"]["hardware"]["system"]["sys_vendor"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        !vendor.is_empty() && wmic.contains(vendor.trim()),
+        "vendor {vendor:?} vs wmic {wmic:?}"
+    );
+
+    // Consent over the named pipe: a denied request fails with the user's answer.
+    let shot = std::env::temp_dir().join(format!("tether-denied-{}.png", d.agent.id));
+    let pending = d.tech.spawn(&[
+        "screenshot",
+        &d.agent.id,
+        "-o",
+        shot.to_str().unwrap(),
+        "--reason",
+        "deny test",
+    ]);
+    let mut id = String::new();
+    wait_wine("the request on the pipe", || {
+        let out = d.wine.agent(&["sessions", "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        id = v["requests"][0]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        !id.is_empty()
+    });
+    ok(d.wine.agent(&["deny", &id]));
+    let out = pending.output();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("denied by the user"),
+        "{}",
+        stderr(&out)
+    );
 
     let done = std::sync::atomic::AtomicBool::new(false);
     // Sessions on Windows run as the service's account, which is root's place: the group must
