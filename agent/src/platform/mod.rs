@@ -13,6 +13,8 @@
 
 pub mod clipboard;
 pub mod collector;
+pub mod firmware;
+pub mod fsinfo;
 #[cfg(target_os = "linux")]
 pub mod linux;
 pub mod pty;

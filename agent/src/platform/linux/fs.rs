@@ -8,49 +8,8 @@ use rustix::fs::{AtFlags, CWD, FileType, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 use std::fs::File;
 use std::io;
-use thiserror::Error;
 
-/// Why a directory or file could not be opened without following a link.
-#[derive(Debug, Error)]
-pub enum LinkSafeError {
-    #[error("not found")]
-    NotFound,
-    /// The name itself is a symbolic link.
-    #[error("is a symlink")]
-    Symlink,
-    /// The name, or a directory on the way to it, is a symbolic link.
-    #[error("is or passes through a symlink")]
-    ThroughSymlink,
-    #[error("not a directory")]
-    NotDirectory,
-    /// The kernel cannot open without following links (Linux before 5.6: no `openat2`).
-    #[error("link-safe opening is not supported by this kernel")]
-    Unsupported,
-    #[error(transparent)]
-    Io(io::Error),
-}
-
-/// What a name is, looked at without following it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    File,
-    Directory,
-    Symlink,
-    Other,
-}
-
-/// What the file system says about a file (never about a link's target).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Info {
-    pub kind: Kind,
-    pub size: u64,
-    /// Permission bits (`0o777`).
-    pub mode: u32,
-    /// The owner's uid.
-    pub owner: u32,
-    /// How many names the file has.
-    pub links: u64,
-}
+pub use crate::platform::fsinfo::{Info, Kind, LinkSafeError};
 
 fn kind(mode: u32) -> Kind {
     match FileType::from_raw_mode(mode) {

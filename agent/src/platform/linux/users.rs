@@ -36,17 +36,7 @@ pub fn parse_user(s: &str) -> Result<u32, UserError> {
         .ok_or_else(|| UserError::NoSuchName(s.to_string()))
 }
 
-/// A user's identity from the user database (NSS: local files, LDAP, …).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Account {
-    pub uid: u32,
-    pub gid: u32,
-    /// Supplementary groups, primary included.
-    pub groups: Vec<u32>,
-    pub name: String,
-    pub home: PathBuf,
-    pub shell: PathBuf,
-}
+pub use crate::platform::fsinfo::Account;
 
 impl Account {
     pub fn lookup(uid: u32) -> Result<Account, UserError> {

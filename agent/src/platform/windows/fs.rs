@@ -18,48 +18,13 @@ use std::os::windows::fs::{MetadataExt, OpenOptionsExt};
 use std::os::windows::io::AsRawHandle;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
-use thiserror::Error;
 use windows_sys::Win32::Storage::FileSystem::{
     BY_HANDLE_FILE_INFORMATION, FILE_ATTRIBUTE_DIRECTORY, FILE_ATTRIBUTE_READONLY,
     FILE_ATTRIBUTE_REPARSE_POINT, FILE_FLAG_BACKUP_SEMANTICS, FILE_FLAG_OPEN_REPARSE_POINT,
     FILE_SHARE_DELETE, FILE_SHARE_READ, FILE_SHARE_WRITE, GetFileInformationByHandle,
 };
 
-#[derive(Debug, Error)]
-pub enum LinkSafeError {
-    #[error("not found")]
-    NotFound,
-    #[error("is a symlink")]
-    Symlink,
-    #[error("is or passes through a symlink")]
-    ThroughSymlink,
-    #[error("not a directory")]
-    NotDirectory,
-    #[error("link-safe opening is not supported here")]
-    Unsupported,
-    #[error(transparent)]
-    Io(io::Error),
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    File,
-    Directory,
-    Symlink,
-    Other,
-}
-
-/// What the agent needs to know of a file. `mode` is Unix-like (0o444 for a read-only file,
-/// 0o666 otherwise, 0o777 for a directory); `owner` is always 0 (the agent's own account: it
-/// does not act as other users on Windows yet).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Info {
-    pub kind: Kind,
-    pub size: u64,
-    pub mode: u32,
-    pub owner: u32,
-    pub links: u64,
-}
+pub use crate::platform::fsinfo::{Info, Kind, LinkSafeError};
 
 fn kind_of_attributes(attrs: u32) -> Kind {
     if attrs & FILE_ATTRIBUTE_REPARSE_POINT != 0 {

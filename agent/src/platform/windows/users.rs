@@ -17,15 +17,7 @@ pub fn parse_user(_s: &str) -> Result<u32, UserError> {
     Err(UserError::NotSupported)
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Account {
-    pub uid: u32,
-    pub gid: u32,
-    pub groups: Vec<u32>,
-    pub name: String,
-    pub home: PathBuf,
-    pub shell: PathBuf,
-}
+pub use crate::platform::fsinfo::Account;
 
 fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())

@@ -2,39 +2,8 @@
 
 use super::util::{is_placeholder, read_attr};
 use super::{CollectError, Ctx, Warnings};
+use crate::platform::firmware::chassis_name;
 use tether_protocol::inventory::SystemInfo;
-
-fn chassis_name(n: u32) -> Option<&'static str> {
-    Some(match n {
-        1 => "Other",
-        2 => "Unknown",
-        3 => "Desktop",
-        4 => "Low Profile Desktop",
-        5 => "Pizza Box",
-        6 => "Mini Tower",
-        7 => "Tower",
-        8 => "Portable",
-        9 => "Laptop",
-        10 => "Notebook",
-        11 => "Hand Held",
-        12 => "Docking Station",
-        13 => "All in One",
-        14 => "Sub Notebook",
-        15 => "Space-saving",
-        16 => "Lunch Box",
-        17 => "Main Server Chassis",
-        23 => "Rack Mount Chassis",
-        24 => "Sealed-case PC",
-        30 => "Tablet",
-        31 => "Convertible",
-        32 => "Detachable",
-        33 => "IoT Gateway",
-        34 => "Embedded PC",
-        35 => "Mini PC",
-        36 => "Stick PC",
-        _ => return None,
-    })
-}
 
 pub(crate) fn collect(ctx: &Ctx, _warn: &mut Warnings) -> Result<SystemInfo, CollectError> {
     let dir = ctx.path("sys/class/dmi/id");

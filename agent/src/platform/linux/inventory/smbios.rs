@@ -5,6 +5,7 @@
 use tether_protocol::inventory::MemoryModule;
 
 use super::util::is_placeholder;
+use crate::platform::firmware::memory_type_name;
 
 /// One SMBIOS structure: formatted area (including the 4-byte header) and
 /// its string set.
@@ -77,30 +78,6 @@ fn structures(table: &[u8]) -> Vec<Structure<'_>> {
         i = j;
     }
     out
-}
-
-fn memory_type_name(t: u8) -> Option<&'static str> {
-    Some(match t {
-        0x03 => "DRAM",
-        0x07 => "RAM",
-        0x0F => "SDRAM",
-        0x12 => "DDR",
-        0x13 => "DDR2",
-        0x14 => "DDR2 FB-DIMM",
-        0x18 => "DDR3",
-        0x1A => "DDR4",
-        0x1B => "LPDDR",
-        0x1C => "LPDDR2",
-        0x1D => "LPDDR3",
-        0x1E => "LPDDR4",
-        0x1F => "Logical non-volatile device",
-        0x20 => "HBM",
-        0x21 => "HBM2",
-        0x22 => "DDR5",
-        0x23 => "LPDDR5",
-        0x24 => "HBM3",
-        _ => return None,
-    })
 }
 
 /// Installed memory devices (SMBIOS type 17) in a raw structure table.

@@ -1,6 +1,7 @@
 //! Bounded, panic-free file helpers. Everything read from the system goes
 //! through here: files may be missing, huge, FIFOs, garbage or non-UTF-8.
 
+pub use crate::platform::firmware::is_placeholder;
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -84,30 +85,6 @@ pub fn list_dir(path: &Path) -> Vec<(String, PathBuf)> {
 pub fn link_name(path: &Path) -> Option<String> {
     let t = fs::read_link(path).ok()?;
     t.file_name().map(|n| n.to_string_lossy().into_owned())
-}
-
-/// Values that vendors put in DMI/serial fields instead of real data.
-pub fn is_placeholder(s: &str) -> bool {
-    const P: &[&str] = &[
-        "to be filled by o.e.m.",
-        "to be filled by oem",
-        "default string",
-        "system serial number",
-        "system product name",
-        "system manufacturer",
-        "base board serial number",
-        "not specified",
-        "not applicable",
-        "none",
-        "n/a",
-        "0",
-        "00000000",
-        "0123456789",
-        "123456789",
-        "03000200-0400-0500-0006-000700080009",
-    ];
-    let l = s.trim().to_ascii_lowercase();
-    l.is_empty() || P.contains(&l.as_str())
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! on any operating system. Everything read is untrusted: strings are trimmed, stripped of NULs
 //! and bounded, numbers parsed leniently, and nothing panics on odd input.
 
+pub use crate::platform::firmware::{chassis_name, is_placeholder, memory_type_name};
 use std::collections::{BTreeMap, BTreeSet};
 
 use tether_protocol::inventory::{
@@ -54,32 +55,6 @@ pub fn bounded(s: &str, max: usize) -> String {
 pub fn non_empty(s: &str) -> Option<String> {
     let b = bounded(s, MAX_STRING);
     (!b.is_empty()).then_some(b)
-}
-
-/// Vendor filler values firmware and drivers put where they have nothing.
-pub fn is_placeholder(s: &str) -> bool {
-    const P: &[&str] = &[
-        "to be filled by o.e.m.",
-        "to be filled by oem",
-        "default string",
-        "system serial number",
-        "system product name",
-        "system manufacturer",
-        "base board serial number",
-        "not specified",
-        "not applicable",
-        "none",
-        "n/a",
-        "0",
-        "00000000",
-        "0123456789",
-        "123456789",
-        "03000200-0400-0500-0006-000700080009",
-        "ffffffff-ffff-ffff-ffff-ffffffffffff",
-        "00000000-0000-0000-0000-000000000000",
-    ];
-    let l = s.trim().to_ascii_lowercase();
-    l.is_empty() || P.contains(&l.as_str())
 }
 
 /// Property `k` as a bounded, non-empty string (numbers are rendered).
@@ -188,39 +163,6 @@ pub fn cim_date(s: &str) -> Option<String> {
     non_empty(s)
 }
 
-/// SMBIOS chassis type names (the same table the Linux DMI collector uses).
-pub fn chassis_name(n: u64) -> Option<&'static str> {
-    Some(match n {
-        1 => "Other",
-        2 => "Unknown",
-        3 => "Desktop",
-        4 => "Low Profile Desktop",
-        5 => "Pizza Box",
-        6 => "Mini Tower",
-        7 => "Tower",
-        8 => "Portable",
-        9 => "Laptop",
-        10 => "Notebook",
-        11 => "Hand Held",
-        12 => "Docking Station",
-        13 => "All in One",
-        14 => "Sub Notebook",
-        15 => "Space-saving",
-        16 => "Lunch Box",
-        17 => "Main Server Chassis",
-        23 => "Rack Mount Chassis",
-        24 => "Sealed-case PC",
-        30 => "Tablet",
-        31 => "Convertible",
-        32 => "Detachable",
-        33 => "IoT Gateway",
-        34 => "Embedded PC",
-        35 => "Mini PC",
-        36 => "Stick PC",
-        _ => return None,
-    })
-}
-
 /// The rows of the system-identity classes (each `None` when the class could not be read).
 #[derive(Debug, Default)]
 pub struct SystemRows<'a> {
@@ -258,7 +200,12 @@ pub fn system_info(s: &SystemRows) -> SystemInfo {
                 .copied()
                 .find(|&n| n != 2)
                 .or_else(|| types.first().copied())
-                .map(|n| chassis_name(n).map_or_else(|| n.to_string(), str::to_string))
+                .map(|n| {
+                    u32::try_from(n)
+                        .ok()
+                        .and_then(chassis_name)
+                        .map_or_else(|| n.to_string(), str::to_string)
+                })
         }),
     }
 }
@@ -289,25 +236,6 @@ pub fn cpu(rows: &[Row]) -> Cpu {
     }
 }
 
-/// SMBIOS memory device types (type 17, byte 0x12), as `Win32_PhysicalMemory.SMBIOSMemoryType`.
-pub fn memory_type_name(n: u64) -> Option<&'static str> {
-    Some(match n {
-        0x0F => "SDRAM",
-        0x12 => "DDR",
-        0x13 => "DDR2",
-        0x14 => "DDR2 FB-DIMM",
-        0x18 => "DDR3",
-        0x1A => "DDR4",
-        0x1B => "LPDDR",
-        0x1C => "LPDDR2",
-        0x1D => "LPDDR3",
-        0x1E => "LPDDR4",
-        0x22 => "DDR5",
-        0x23 => "LPDDR5",
-        _ => return None,
-    })
-}
-
 /// `Win32_PhysicalMemory` → modules (empty slots have no capacity and are left out).
 pub fn memory_modules(rows: &[Row]) -> Vec<MemoryModule> {
     rows.iter()
@@ -318,6 +246,7 @@ pub fn memory_modules(rows: &[Row]) -> Vec<MemoryModule> {
                 bank: real_text(r, "BankLabel"),
                 size_bytes,
                 memory_type: num(r, "SMBIOSMemoryType")
+                    .and_then(|n| u8::try_from(n).ok())
                     .and_then(memory_type_name)
                     .map(str::to_string),
                 speed_mts: num32(r, "ConfiguredClockSpeed")
