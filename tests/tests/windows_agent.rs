@@ -5,7 +5,7 @@
 use std::process::Command;
 use std::time::Duration;
 use tether_tests::wine::{self, Wine, WineAgent, wait_wine};
-use tether_tests::{Relay, Tech, ok, run, stderr, stdout};
+use tether_tests::{Relay, Tech, ok, run, stderr, stdout, wait_until};
 
 fn sha256sum(path: &std::path::Path) -> String {
     let out = ok(run(Command::new("sha256sum").arg(path)));
@@ -318,4 +318,42 @@ fn windows_agent_under_wine_shows_the_screen_and_takes_keys_from_the_viewer() {
         });
         assert_eq!(seen, text);
     });
+}
+
+/// The README's Windows steps as an admin runs them: enroll, install the service, start it
+/// (the agent comes online under the service manager and serves its pipe), stop it (offline),
+/// remove it.
+#[test]
+fn windows_agent_under_wine_runs_as_a_service() {
+    if !wine::enabled() {
+        return;
+    }
+    let relay = Relay::start();
+    let tech = Tech::enroll(&relay.tech_token("ana", "admin"));
+    let wine = Wine::start();
+    let agent = WineAgent::enroll(&wine, &relay.agent_token());
+    let out = ok(wine.agent(&[
+        "install-service",
+        "--state",
+        &agent.state,
+        "--",
+        "--terminal-approval",
+    ]));
+    assert!(out.contains("service TetherAgent installed"), "{out}");
+    // Wine's `sc` may exit 1 while the start is still pending: what counts is the agent
+    // coming online (its output is shown if it never does).
+    let started = wine.run("sc", &["start", "TetherAgent"]);
+    wait_until(Duration::from_secs(120), || {
+        tech.is_online(&agent.id) == Some(true)
+    })
+    .unwrap_or_else(|| panic!("the service never came online; sc start: {started:?}"));
+    let listed = ok(wine.agent(&["sessions"]));
+    assert!(listed.contains("no session requests"), "{listed}");
+    let _ = wine.run("sc", &["stop", "TetherAgent"]);
+    wait_wine("the service's agent offline", || {
+        tech.is_online(&agent.id) == Some(false)
+    });
+    ok(wine.agent(&["uninstall-service"]));
+    let q = wine.run("sc", &["query", "TetherAgent"]);
+    assert!(!stdout(&q).contains("RUNNING"), "{}", stdout(&q));
 }
