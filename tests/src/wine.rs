@@ -64,6 +64,9 @@ impl Wine {
         let mut cmd = Command::new(program);
         cmd.env("WINEPREFIX", self.prefix.path())
             .env("WINEDEBUG", "-all")
+            // No Mono or Gecko: wineboot would otherwise offer to download them in a dialog
+            // that nobody answers here (Wine's installers, not needed by the agent).
+            .env("WINEDLLOVERRIDES", "mscoree,mshtml=")
             .env("DISPLAY", &self.x.display)
             .env_remove("WAYLAND_DISPLAY")
             .stdin(Stdio::null());
