@@ -15,6 +15,8 @@ pub mod clipboard;
 pub mod collector;
 pub mod firmware;
 pub mod fsinfo;
+#[cfg(any(target_os = "linux", windows))]
+pub mod helper;
 #[cfg(target_os = "linux")]
 pub mod linux;
 pub mod pty;
@@ -220,7 +222,7 @@ pub fn desktop_for(spec: &DesktopSpec) -> Result<Arc<dyn Desktop>, PlatformError
             Some(DesktopKind::Windows) => Err(PlatformError::UnsupportedOs),
             Some(DesktopKind::X11) => Ok(Arc::new(x11::X11Desktop)),
             Some(DesktopKind::Wayland) => match found() {
-                Some(env) => Ok(Arc::new(wayland::WaylandDesktop::new(env))),
+                Some(env) => Ok(Arc::new(wayland::desktop(env))),
                 None => Err(PlatformError::NoWaylandSession(
                     spec.user
                         .map(|u| format!(" for uid {u}"))
@@ -228,7 +230,7 @@ pub fn desktop_for(spec: &DesktopSpec) -> Result<Arc<dyn Desktop>, PlatformError
                 )),
             },
             None => match found() {
-                Some(env) => Ok(Arc::new(wayland::WaylandDesktop::new(env))),
+                Some(env) => Ok(Arc::new(wayland::desktop(env))),
                 None => Ok(Arc::new(x11::X11Desktop)),
             },
         }

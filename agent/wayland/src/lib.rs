@@ -16,14 +16,15 @@
 //! - [`portal`]: `org.freedesktop.portal.ScreenCast`/`RemoteDesktop` (KDE and others), with a
 //!   restore token so the portal asks once.
 
-pub mod backend;
+/// The backend interface, shared with the Windows agent's desktop helper.
+pub use tether_protocol::helper::backend;
 #[cfg(target_os = "linux")]
 pub mod gnome;
 pub mod keymap;
 #[cfg(target_os = "linux")]
 pub mod portal;
 pub mod pw;
-pub mod serve;
+pub use tether_protocol::helper::serve;
 #[cfg(target_os = "linux")]
 pub mod wlr;
 

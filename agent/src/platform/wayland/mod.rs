@@ -9,244 +9,94 @@
 //! talk over the helper's standard input and output (`tether_protocol::helper`): a pipe has no
 //! name, so no other local user can reach the helper or the screen it shares. The helper ends
 //! when the agent drops this desktop (the session ended), which ends the compositor's sharing.
-//!
-//! The helper runs as the user, who can drive it at will, so its replies are untrusted: sizes
-//! are checked before anything is allocated ([`FrameHeader::check`]) and damage clipped.
+//! What is shared with the Windows helper (the process, the untrusted replies, the desktop made
+//! of them) is in [`crate::platform::helper`].
 
 mod env;
-mod helper;
 
 pub use env::SessionEnv;
 
-use crate::platform::{
-    Clipboard, ClipboardError, Damage, Desktop, DesktopKind, InputError, InputSink, Pointer,
-    PointerImage, ScreenError, ScreenSource,
-};
-use helper::{Helper, Reply};
-use std::collections::HashMap;
-use std::sync::Arc;
-use tether_protocol::helper::{FromHelper, ToHelper};
-use tether_protocol::session::{DisplayInfo, InputEvent};
+use crate::platform::DesktopKind;
+use crate::platform::helper::HelperDesktop;
+use crate::platform::helper::client::{HelperIoError, Launch, Launched};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 
-pub struct WaylandDesktop {
-    env: SessionEnv,
-    helper: Arc<Helper>,
+/// The Wayland session `env` names, served by `tether-wayland` as its user.
+pub fn desktop(env: SessionEnv) -> HelperDesktop {
+    HelperDesktop::new(DesktopKind::Wayland, Some(env.uid), Box::new(AsUser(env)))
 }
 
-impl WaylandDesktop {
-    pub fn new(env: SessionEnv) -> Self {
-        let helper = Arc::new(Helper::new(env.clone()));
-        WaylandDesktop { env, helper }
-    }
-}
+/// Starts `tether-wayland` as the session's user, in the session's environment only.
+struct AsUser(SessionEnv);
 
-fn io(e: impl std::fmt::Display) -> std::io::Error {
-    std::io::Error::other(e.to_string())
-}
-
-impl Desktop for WaylandDesktop {
-    fn kind(&self) -> DesktopKind {
-        DesktopKind::Wayland
-    }
-
-    fn screens(&self) -> Result<Vec<DisplayInfo>, ScreenError> {
-        match self.helper.request(&ToHelper::Displays) {
-            Ok(Reply::Message(FromHelper::Displays(d))) => Ok(d),
-            Ok(Reply::Message(FromHelper::Error(e))) => Err(ScreenError::Capture(io(e))),
-            Ok(other) => Err(ScreenError::Capture(io(format!(
-                "unexpected reply from the desktop helper: {other}"
-            )))),
-            Err(e) => Err(ScreenError::NoDisplay(io(e))),
-        }
-    }
-
-    fn screen(&self) -> Box<dyn ScreenSource> {
-        Box::new(WaylandScreen {
-            helper: self.helper.clone(),
-            last: HashMap::new(),
-            pending: None,
-        })
-    }
-
-    fn pointer(&self) -> Option<Box<dyn Pointer>> {
-        Some(Box::new(WaylandPointer {
-            helper: self.helper.clone(),
-        }))
-    }
-
-    fn input(&self) -> Box<dyn InputSink> {
-        Box::new(WaylandInput {
-            helper: self.helper.clone(),
-        })
-    }
-
-    fn clipboard(&self) -> &dyn Clipboard {
-        self
-    }
-
-    fn owner(&self) -> Option<u32> {
-        Some(self.env.uid)
-    }
-
-    /// Through the desktop portal, the desktop asks the user which screen to share the first
-    /// time (and whenever its restore token is not accepted): the banner says why.
-    fn notice(&self) -> Option<String> {
-        (self.helper.backend().as_deref() == Some("portal")).then(|| {
-            "Your desktop may now ask which screen to share with Tether: choose one to let the technician see it, or cancel to refuse.".to_string()
-        })
+/// The helper's executable: `TETHER_WAYLAND_HELPER`, else `tether-wayland` beside this one.
+fn program() -> Result<PathBuf, HelperIoError> {
+    let path = match std::env::var_os("TETHER_WAYLAND_HELPER") {
+        Some(p) => PathBuf::from(p),
+        None => std::env::current_exe()
+            .ok()
+            .and_then(|e| e.parent().map(|d| d.join("tether-wayland")))
+            .unwrap_or_else(|| PathBuf::from("/usr/local/bin/tether-wayland")),
+    };
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(HelperIoError::Unavailable(format!(
+            "the Wayland helper {} is missing (it is installed next to tether-agent, or named by TETHER_WAYLAND_HELPER)",
+            path.display()
+        )))
     }
 }
 
-impl Clipboard for WaylandDesktop {
-    fn get(&self) -> Result<String, ClipboardError> {
-        match self.helper.request(&ToHelper::GetClipboard) {
-            Ok(Reply::Message(FromHelper::Clipboard(t))) => Ok(t),
-            Ok(Reply::Message(FromHelper::Error(e))) => Err(ClipboardError::Failed(e.to_string())),
-            Ok(other) => Err(ClipboardError::Failed(format!("unexpected reply {other}"))),
-            Err(e) => Err(ClipboardError::Unavailable(e.to_string())),
-        }
+impl Launch for AsUser {
+    fn describe(&self) -> String {
+        format!("uid {}", self.0.uid)
     }
 
-    fn set(&self, text: String) -> Result<(), ClipboardError> {
-        match self.helper.request(&ToHelper::SetClipboard(text)) {
-            Ok(Reply::Message(FromHelper::Done)) => Ok(()),
-            Ok(Reply::Message(FromHelper::Error(e))) => Err(ClipboardError::Failed(e.to_string())),
-            Ok(other) => Err(ClipboardError::Failed(format!("unexpected reply {other}"))),
-            Err(e) => Err(ClipboardError::Unavailable(e.to_string())),
-        }
-    }
-}
-
-/// What the helper gave for a display.
-enum Fetched {
-    Frame(u32, u32, Vec<u8>),
-    /// Nothing changed since the last frame (kept in `WaylandScreen::last`).
-    Unchanged,
-    Failed(String),
-}
-
-/// A display's frames. The helper says what changed with each frame, so [`ScreenSource::damage`]
-/// fetches the frame and [`ScreenSource::capture`] hands it over; an unchanged display is not
-/// copied unless the capture is asked for anyway.
-struct WaylandScreen {
-    helper: Arc<Helper>,
-    /// The last frame of each display (the stream compares against its own copy; this one
-    /// stands for the screen when nothing changed).
-    last: HashMap<u32, (u32, u32, Vec<u8>)>,
-    /// What `damage` fetched for the `capture` that follows.
-    pending: Option<(u32, Fetched)>,
-}
-
-impl WaylandScreen {
-    fn fetch(&mut self, display: u32) -> (Damage, Fetched) {
-        match self.helper.request(&ToHelper::Capture { display }) {
-            Ok(Reply::Frame(header, pixels)) => {
-                let damage = match header.damage {
-                    Some(rects) => Damage::Areas(rects),
-                    None => Damage::Unknown,
-                };
-                let damage = match self.last.get(&display) {
-                    Some((w, h, _)) if (*w, *h) == (header.width, header.height) => damage,
-                    // A new size: everything changed.
-                    _ => Damage::Unknown,
-                };
-                self.last
-                    .insert(display, (header.width, header.height, pixels.clone()));
-                (damage, Fetched::Frame(header.width, header.height, pixels))
-            }
-            Ok(Reply::Message(FromHelper::Unchanged)) if self.last.contains_key(&display) => {
-                (Damage::Areas(Vec::new()), Fetched::Unchanged)
-            }
-            Ok(Reply::Message(FromHelper::Unchanged)) => (
-                Damage::Unknown,
-                Fetched::Failed("the desktop helper said unchanged before any frame".into()),
-            ),
-            Ok(Reply::Message(FromHelper::Error(e))) => {
-                (Damage::Unknown, Fetched::Failed(e.to_string()))
-            }
-            Ok(other) => (
-                Damage::Unknown,
-                Fetched::Failed(format!("unexpected reply from the desktop helper: {other}")),
-            ),
-            Err(e) => (Damage::Unknown, Fetched::Failed(e.to_string())),
-        }
-    }
-}
-
-impl ScreenSource for WaylandScreen {
-    fn displays(&self) -> Result<Vec<DisplayInfo>, ScreenError> {
-        match self.helper.request(&ToHelper::Displays) {
-            Ok(Reply::Message(FromHelper::Displays(d))) => Ok(d),
-            Ok(other) => Err(ScreenError::Capture(io(format!(
-                "unexpected reply {other}"
-            )))),
-            Err(e) => Err(ScreenError::NoDisplay(io(e))),
-        }
-    }
-
-    fn damage(&mut self, display: u32) -> Damage {
-        let (damage, fetched) = self.fetch(display);
-        self.pending = Some((display, fetched));
-        damage
-    }
-
-    fn capture(&mut self, display: u32) -> Result<(u32, u32, Vec<u8>), ScreenError> {
-        let fetched = match self.pending.take() {
-            Some((d, f)) if d == display => f,
-            _ => self.fetch(display).1,
+    fn launch(&self) -> Result<Launched, HelperIoError> {
+        let env = &self.0;
+        let program = program()?;
+        let account = crate::platform::users::Account::lookup(env.uid)
+            .map_err(|e| HelperIoError::Spawn(e.to_string()))?;
+        let mut cmd = if env.uid == tether_net::local::current_uid() {
+            Command::new(&program)
+        } else {
+            let wrapper = crate::platform::credentials::switch_wrapper(env.uid, account.gid)
+                .map_err(|e| HelperIoError::Spawn(e.to_string()))?;
+            let mut c = Command::new(&wrapper[0]);
+            c.args(&wrapper[1..]).arg(&program);
+            c
         };
-        match fetched {
-            Fetched::Frame(w, h, p) => Ok((w, h, p)),
-            Fetched::Unchanged => match self.last.get(&display) {
-                Some((w, h, p)) => Ok((*w, *h, p.clone())),
-                None => Err(ScreenError::Capture(io("no frame yet"))),
-            },
-            Fetched::Failed(e) => Err(ScreenError::Capture(io(e))),
+        // Nothing of the agent's environment: the user's account and the session's names.
+        cmd.env_clear();
+        for (k, v) in account.env() {
+            cmd.env(k, v);
         }
-    }
-}
-
-struct WaylandPointer {
-    helper: Arc<Helper>,
-}
-
-impl Pointer for WaylandPointer {
-    fn poll(&mut self) -> Option<((i32, i32), Option<PointerImage>)> {
-        match self.helper.request(&ToHelper::Pointer) {
-            Ok(Reply::Message(FromHelper::Pointer(Some(p)))) => {
-                let image = p.image.filter(|i| i.is_valid()).map(|i| PointerImage {
-                    width: i.width,
-                    height: i.height,
-                    hot_x: i.hot_x,
-                    hot_y: i.hot_y,
-                    rgba: i.rgba,
-                });
-                Some(((p.x, p.y), image))
+        for (k, v) in &env.vars {
+            cmd.env(k, v);
+        }
+        for k in ["RUST_LOG", "TETHER_WAYLAND_BACKEND"] {
+            if let Some(v) = std::env::var_os(k) {
+                cmd.env(k, v);
             }
-            _ => None,
         }
-    }
-}
-
-struct WaylandInput {
-    helper: Arc<Helper>,
-}
-
-impl InputSink for WaylandInput {
-    fn apply(&mut self, event: &InputEvent) -> Result<(), InputError> {
-        match self.helper.request(&ToHelper::Input(event.clone())) {
-            Ok(Reply::Message(FromHelper::Done)) => Ok(()),
-            Ok(Reply::Message(FromHelper::Error(e))) => Err(InputError::Failed(e.to_string())),
-            Ok(other) => Err(InputError::Failed(format!("unexpected reply {other}"))),
-            Err(e) => Err(InputError::Open(e.to_string())),
-        }
-    }
-
-    fn release_if_held(&mut self) {
-        if self.helper.is_running() {
-            let _ = self
-                .helper
-                .request(&ToHelper::Input(InputEvent::ReleaseKeys));
-        }
+        let mut child = cmd
+            .current_dir("/")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| HelperIoError::Spawn(format!("{}: {e}", program.display())))?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(HelperIoError::Spawn("no pipes".into()));
+        };
+        Ok(Launched {
+            process: Box::new(child),
+            stdin: Box::new(stdin),
+            stdout: Box::new(stdout),
+        })
     }
 }

@@ -1,17 +1,16 @@
-//! The `tether-wayland` process: started on first use as the session's user, one request at a
-//! time over its standard input and output, restarted after it failed (not more often than
-//! every few seconds), ended when the desktop is dropped.
+//! A desktop helper process: started on first use (by its [`Launch`]: as the session's user on
+//! Wayland, in the signed-in user's session on Windows), one request at a time over its
+//! standard input and output, restarted after it failed (not more often than every few
+//! seconds), ended when the desktop is dropped.
 
-use super::SessionEnv;
 use std::io::{BufReader, Read, Write};
-use std::path::PathBuf;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+use tether_protocol::codec;
+use tether_protocol::helper::serve::{ServeError, read_message};
 use tether_protocol::helper::{
     FrameCheckError, FrameHeader, FromHelper, HELPER_VERSION, MESSAGE_LIMIT, ToHelper,
 };
-use tether_protocol::{codec, frame};
 use thiserror::Error;
 
 /// After a failed start, requests fail at once for this long instead of starting it again.
@@ -19,23 +18,23 @@ const RETRY_AFTER: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Error)]
 pub enum HelperIoError {
-    #[error(
-        "the Wayland helper {0} is missing (it is installed next to tether-agent, or named by TETHER_WAYLAND_HELPER)"
-    )]
-    NotFound(PathBuf),
-    #[error("cannot start the Wayland helper: {0}")]
+    /// Why the helper cannot be started at all (missing program, nobody signed in …), as a
+    /// whole sentence.
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("cannot start the desktop helper: {0}")]
     Spawn(String),
-    #[error("the Wayland helper stopped: {0}")]
+    #[error("the desktop helper stopped: {0}")]
     Io(#[from] std::io::Error),
-    #[error("the Wayland helper sent a bad message: {0}")]
+    #[error("the desktop helper sent a bad message: {0}")]
+    Message(#[from] ServeError),
+    #[error("the desktop helper sent a bad message: {0}")]
     Codec(#[from] codec::CodecError),
-    #[error("the Wayland helper sent a bad message: {0}")]
-    Frame(#[from] frame::FrameError),
-    #[error("the Wayland helper sent a bad frame: {0}")]
+    #[error("the desktop helper sent a bad frame: {0}")]
     BadFrame(#[from] FrameCheckError),
-    #[error("the Wayland helper speaks version {0}, this agent {HELPER_VERSION}")]
+    #[error("the desktop helper speaks version {0}, this agent {HELPER_VERSION}")]
     Version(u16),
-    #[error("the Wayland helper did not greet")]
+    #[error("the desktop helper did not greet")]
     NoHello,
     #[error("{0} (retrying in a few seconds)")]
     Failed(String),
@@ -57,12 +56,45 @@ impl std::fmt::Display for Reply {
     }
 }
 
+/// The helper's process, as the agent holds it.
+pub trait HelperProcess: Send {
+    /// Whether it has exited.
+    fn exited(&mut self) -> bool;
+    /// Ends it now and reaps it.
+    fn kill(&mut self);
+}
+
+impl HelperProcess for std::process::Child {
+    fn exited(&mut self) -> bool {
+        !matches!(self.try_wait(), Ok(None))
+    }
+
+    fn kill(&mut self) {
+        let _ = std::process::Child::kill(self);
+        let _ = self.wait();
+    }
+}
+
+/// A started helper: its process and both ends of its standard input and output.
+pub struct Launched {
+    pub process: Box<dyn HelperProcess>,
+    pub stdin: Box<dyn Write + Send>,
+    pub stdout: Box<dyn Read + Send>,
+}
+
+/// How a platform starts its helper where the user's desktop is.
+pub trait Launch: Send + Sync {
+    fn launch(&self) -> Result<Launched, HelperIoError>;
+    /// Who it runs as, for the log.
+    fn describe(&self) -> String;
+}
+
 struct Running {
-    /// The backend the helper said it uses ("gnome", "wlroots", "portal").
+    /// The backend the helper said it uses ("gnome", "wlroots", "portal", "windows").
     backend: String,
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
+    process: Box<dyn HelperProcess>,
+    stdin: Box<dyn Write + Send>,
+    stdout: BufReader<Box<dyn Read + Send>>,
 }
 
 enum State {
@@ -72,81 +104,33 @@ enum State {
 }
 
 pub struct Helper {
-    env: SessionEnv,
+    launch: Box<dyn Launch>,
     state: Mutex<State>,
 }
 
-/// The helper's executable: `TETHER_WAYLAND_HELPER`, else `tether-wayland` beside this one.
-fn program() -> Result<PathBuf, HelperIoError> {
-    let path = match std::env::var_os("TETHER_WAYLAND_HELPER") {
-        Some(p) => PathBuf::from(p),
-        None => std::env::current_exe()
-            .ok()
-            .and_then(|e| e.parent().map(|d| d.join("tether-wayland")))
-            .unwrap_or_else(|| PathBuf::from("/usr/local/bin/tether-wayland")),
-    };
-    if path.is_file() {
-        Ok(path)
-    } else {
-        Err(HelperIoError::NotFound(path))
-    }
-}
-
-fn read_message(rd: &mut impl Read) -> Result<FromHelper, HelperIoError> {
-    let mut header = [0u8; frame::HEADER_LEN];
-    rd.read_exact(&mut header)?;
-    let len = frame::payload_len(header, MESSAGE_LIMIT)?;
-    let mut payload = vec![0u8; len];
-    rd.read_exact(&mut payload)?;
-    Ok(codec::from_payload(&payload)?)
+fn next(rd: &mut impl Read) -> Result<FromHelper, HelperIoError> {
+    read_message(rd)?.ok_or_else(|| {
+        HelperIoError::Io(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "it closed its output",
+        ))
+    })
 }
 
 impl Running {
-    fn start(env: &SessionEnv) -> Result<Running, HelperIoError> {
-        let program = program()?;
-        let account = crate::platform::users::Account::lookup(env.uid)
-            .map_err(|e| HelperIoError::Spawn(e.to_string()))?;
-        let mut cmd = if env.uid == tether_net::local::current_uid() {
-            Command::new(&program)
-        } else {
-            let wrapper = crate::platform::credentials::switch_wrapper(env.uid, account.gid)
-                .map_err(|e| HelperIoError::Spawn(e.to_string()))?;
-            let mut c = Command::new(&wrapper[0]);
-            c.args(&wrapper[1..]).arg(&program);
-            c
-        };
-        // Nothing of the agent's environment: the user's account and the session's names.
-        cmd.env_clear();
-        for (k, v) in account.env() {
-            cmd.env(k, v);
-        }
-        for (k, v) in &env.vars {
-            cmd.env(k, v);
-        }
-        for k in ["RUST_LOG", "TETHER_WAYLAND_BACKEND"] {
-            if let Some(v) = std::env::var_os(k) {
-                cmd.env(k, v);
-            }
-        }
-        let mut child = cmd
-            .current_dir("/")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .map_err(|e| HelperIoError::Spawn(format!("{}: {e}", program.display())))?;
-        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(HelperIoError::Spawn("no pipes".into()));
-        };
+    fn start(launch: &dyn Launch) -> Result<Running, HelperIoError> {
+        let Launched {
+            process,
+            stdin,
+            stdout,
+        } = launch.launch()?;
         let mut running = Running {
             backend: String::new(),
-            child,
+            process,
             stdin,
             stdout: BufReader::with_capacity(1 << 20, stdout),
         };
-        match read_message(&mut running.stdout) {
+        match next(&mut running.stdout) {
             Ok(FromHelper::Hello {
                 version,
                 backend,
@@ -156,7 +140,7 @@ impl Running {
                     running.stop();
                     return Err(HelperIoError::Version(version));
                 }
-                tracing::info!(uid = env.uid, %backend, %compositor, "Wayland helper started");
+                tracing::info!(who = %launch.describe(), %backend, %compositor, "desktop helper started");
                 running.backend = backend;
                 Ok(running)
             }
@@ -166,7 +150,7 @@ impl Running {
             }
             Err(e) => {
                 // Most often the helper found no way to share this desktop and said why on
-                // its standard error (in the agent's log); its exit status closes the pipe.
+                // its standard error (in the agent's log); its exit closes the pipe.
                 running.stop();
                 Err(e)
             }
@@ -177,7 +161,7 @@ impl Running {
         self.stdin
             .write_all(&codec::to_frame(req, MESSAGE_LIMIT)?)?;
         self.stdin.flush()?;
-        match read_message(&mut self.stdout)? {
+        match next(&mut self.stdout)? {
             FromHelper::Frame(mut header) => {
                 let len = header.check()?;
                 let mut pixels = vec![0u8; len];
@@ -199,34 +183,28 @@ impl Running {
     /// take a moment, and the caller may be an async task.
     fn stop(self) {
         let Running {
-            mut child, stdin, ..
+            mut process, stdin, ..
         } = self;
         drop(stdin);
         let _ = std::thread::Builder::new()
-            .name("wayland-helper-exit".into())
+            .name("desktop-helper-exit".into())
             .spawn(move || {
                 let deadline = Instant::now() + Duration::from_secs(5);
-                loop {
-                    match child.try_wait() {
-                        Ok(Some(_)) => return,
-                        Ok(None) if Instant::now() < deadline => {
-                            std::thread::sleep(Duration::from_millis(50))
-                        }
-                        _ => {
-                            let _ = child.kill();
-                            let _ = child.wait();
-                            return;
-                        }
+                while !process.exited() {
+                    if Instant::now() >= deadline {
+                        process.kill();
+                        return;
                     }
+                    std::thread::sleep(Duration::from_millis(50));
                 }
             });
     }
 }
 
 impl Helper {
-    pub fn new(env: SessionEnv) -> Self {
+    pub fn new(launch: Box<dyn Launch>) -> Self {
         Helper {
-            env,
+            launch,
             state: Mutex::new(State::Idle),
         }
     }
@@ -247,7 +225,7 @@ impl Helper {
             *state = State::Idle;
         }
         if matches!(*state, State::Idle) {
-            match Running::start(&self.env) {
+            match Running::start(self.launch.as_ref()) {
                 Ok(r) => *state = State::Running(r),
                 Err(e) => {
                     tracing::warn!("{e}");
