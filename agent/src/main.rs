@@ -154,6 +154,11 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         run_args: Vec<std::ffi::OsString>,
     },
+    /// Serve the desktop of this session to the agent service over standard input and output
+    /// (started by the service in the signed-in user's session, not by hand).
+    #[cfg(windows)]
+    #[command(hide = true)]
+    DesktopHelper,
     /// Print this machine's health report, as sent to the relay (no relay needed).
     Health {
         /// Print JSON.
@@ -200,18 +205,34 @@ impl Local {
     }
 }
 
+/// What the agent logs unless `RUST_LOG` says otherwise.
+const LOG_FILTER: &str = "info,quinn=warn";
+
 fn main() -> std::process::ExitCode {
-    tether_net::logging::init("info,quinn=warn");
     let cli = Cli::parse();
+    // A service has no stderr: it logs into its state directory (set up in `windows_service`).
     #[cfg(windows)]
-    if let Cmd::Service { run_args } = cli.cmd {
-        return windows_service(run_args);
+    let is_service = matches!(cli.cmd, Cmd::Service { .. });
+    #[cfg(not(windows))]
+    let is_service = false;
+    if !is_service {
+        tether_net::logging::init(LOG_FILTER);
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    #[cfg(windows)]
+    match cli.cmd {
+        Cmd::Service { run_args } => return windows_service(run_args),
+        Cmd::DesktopHelper => {
+            return match tether_agent::platform::windows::serve_desktop_helper() {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("desktop helper: {e}");
+                    std::process::ExitCode::FAILURE
+                }
+            };
+        }
+        _ => {}
+    }
+    let rt = match runtime() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start runtime: {e}");
@@ -227,6 +248,14 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// The agent's runtime: two workers are plenty for one machine's sessions.
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+}
+
 /// Runs `tether-agent run RUN_ARGS…` under the service manager until it says stop.
 #[cfg(windows)]
 fn windows_service(run_args: Vec<std::ffi::OsString>) -> std::process::ExitCode {
@@ -236,16 +265,29 @@ fn windows_service(run_args: Vec<std::ffi::OsString>) -> std::process::ExitCode 
     let cli = match Cli::try_parse_from(argv) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("error: {e}");
+            tether_net::logging::init(LOG_FILTER);
+            tracing::error!("{e}");
             return std::process::ExitCode::FAILURE;
         }
     };
+    let state = match &cli.cmd {
+        Cmd::Run { state, .. } => state.clone(),
+        _ => None,
+    }
+    .unwrap_or_else(default_state_dir);
+    let log = state.join("agent.log");
+    if let Err(e) = tether_net::logging::init_file(LOG_FILTER, &log) {
+        tether_net::logging::init(LOG_FILTER);
+        tracing::warn!("cannot write the log {}: {e}", log.display());
+    }
+    tracing::debug!(pid = std::process::id(), "service process started");
+    // A panic's message would go to the missing stderr: into the log with it.
+    std::panic::set_hook(Box::new(|info| {
+        let backtrace = std::backtrace::Backtrace::force_capture();
+        tracing::error!("panic: {info}\n{backtrace}");
+    }));
     let body = move || {
-        let rt = match tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-        {
+        let rt = match runtime() {
             Ok(rt) => rt,
             Err(e) => {
                 tracing::error!("cannot start runtime: {e}");
@@ -273,6 +315,8 @@ async fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
         #[cfg(windows)]
         Cmd::Service { .. } => anyhow::bail!("`service` is started by the service manager"),
+        #[cfg(windows)]
+        Cmd::DesktopHelper => anyhow::bail!("`desktop-helper` is started by the agent service"),
         #[cfg(windows)]
         Cmd::InstallService { state, run_args } => {
             use tether_agent::platform::windows::service;

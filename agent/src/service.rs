@@ -72,7 +72,7 @@ pub async fn run(
 ) -> Result<(), ClientError> {
     tokio::pin!(shutdown);
     let mut backoff = Backoff::new(opts.backoff_min, opts.backoff_max);
-    info!(identity = %creds.identity, relay = %creds.relay.addr, "agent starting");
+    info!(pid = std::process::id(), identity = %creds.identity, relay = %creds.relay.addr, "agent starting");
     loop {
         let link = Link {
             consent: &consent,

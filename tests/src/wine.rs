@@ -46,10 +46,24 @@ impl Wine {
             .tempdir()
             .expect("tempdir");
         let w = Wine { x, prefix };
-        let boot = w.command("wineboot").arg("-i").output().expect(
-            "wine is not installed (tests/run.sh installs it: deploy/install-deps.sh test)",
+        // Its output goes to a file, not a pipe: the Wine processes it starts (winedevice,
+        // services) inherit the pipe and could keep it open long after wineboot is done.
+        let log = w.prefix.path().join("wineboot.log");
+        let file = std::fs::File::create(&log).expect("wineboot log");
+        let boot = w
+            .command("timeout")
+            .args(["300", "wineboot", "-i"])
+            .stdout(Stdio::null())
+            .stderr(file)
+            .status()
+            .expect(
+                "wine is not installed (tests/run.sh installs it: deploy/install-deps.sh test)",
+            );
+        assert!(
+            boot.success(),
+            "wineboot: {boot}: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
         );
-        assert!(boot.status.success(), "wineboot: {}", crate::stderr(&boot));
         let system32 = w.prefix.path().join("drive_c/windows/system32");
         std::fs::copy(
             dist().join("wine/bcryptprimitives.dll"),
@@ -57,6 +71,13 @@ impl Wine {
         )
         .expect("copy the ProcessPrng shim into the prefix");
         w
+    }
+
+    /// Ends every process of this prefix (`wineserver -k`) and waits for it; the next Wine
+    /// command starts the session again (the service manager with it).
+    pub fn restart(&self) {
+        let _ = self.command("wineserver").arg("-k").status();
+        let _ = self.command("wineserver").arg("-w").status();
     }
 
     /// A command under this prefix and display (quiet Wine logs).
@@ -73,9 +94,13 @@ impl Wine {
         cmd
     }
 
-    /// `wine PROGRAM ARGS…` to completion.
+    /// `wine PROGRAM ARGS…` to completion (killed after 300 s: a hung Wine fails the test with
+    /// its output rather than hanging it).
     pub fn run(&self, program: &str, args: &[&str]) -> Output {
-        run(self.command("wine").arg(program).args(args))
+        run(self
+            .command("timeout")
+            .args(["300", "wine", program])
+            .args(args))
     }
 
     /// `wine tether-agent.exe ARGS…` to completion (killed after 120 s: a hung command fails
@@ -162,15 +187,30 @@ impl WineAgent {
 
     /// `tether-agent.exe run --state … EXTRA…` in the background.
     pub fn start(&mut self, wine: &Wine, extra: &[&str]) {
+        self.start_with_env(wine, extra, &[]);
+    }
+
+    /// As [`WineAgent::start`], with more environment variables.
+    pub fn start_with_env(&mut self, wine: &Wine, extra: &[&str], env: &[(&str, &str)]) {
         let mut args = vec!["run", "--state", &self.state];
         args.extend_from_slice(extra);
         let log = crate::log_filter();
-        self.proc = Some(wine.spawn(
-            &dist().join("tether-agent.exe"),
-            &args,
-            &[("RUST_LOG", &log)],
-        ));
+        let mut vars = vec![("RUST_LOG", log.as_str())];
+        vars.extend_from_slice(env);
+        self.proc = Some(wine.spawn(&dist().join("tether-agent.exe"), &args, &vars));
     }
+}
+
+/// How many `tether-agent.exe desktop-helper` processes run (under any Wine prefix).
+pub fn desktop_helpers() -> usize {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains("tether-agent.exe") && c.contains("desktop-helper"))
+        .count()
 }
 
 /// Waits (generously: Wine starts slowly on a busy machine) until `cond` holds.

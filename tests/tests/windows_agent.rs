@@ -22,6 +22,11 @@ struct Desk {
 /// A relay, a technician, and the Windows agent enrolled and online. The agent asks the user
 /// through `tether-agent approve` (its terminal approval, over the named pipe).
 fn desk() -> Desk {
+    desk_with_env(&[])
+}
+
+/// As [`desk`], the agent started with more environment variables.
+fn desk_with_env(env: &[(&str, &str)]) -> Desk {
     let relay = Relay::start();
     let tech = Tech::enroll(&relay.tech_token("ana", "admin"));
     let wine = Wine::start();
@@ -35,7 +40,7 @@ fn desk() -> Desk {
         ok(wine.run("reg", &["add", key, "/v", name, "/d", value, "/f"]));
     }
     let mut agent = WineAgent::enroll(&wine, &relay.agent_token());
-    agent.start(&wine, &["--terminal-approval"]);
+    agent.start_with_env(&wine, &["--terminal-approval"], env);
     wait_wine("the Windows agent online", || {
         tech.is_online(&agent.id) == Some(true)
     });
@@ -167,14 +172,7 @@ fn windows_agent_under_wine_enrolls_reports_runs_commands_and_moves_files() {
         .tether(&["policy", "--group", "default", "--allow-root", "on"]));
     std::thread::scope(|s| {
         s.spawn(|| approve_all(&d.wine, &done));
-        // Stops the approver however this ends (a failed assertion included).
-        struct Stop<'a>(&'a std::sync::atomic::AtomicBool);
-        impl Drop for Stop<'_> {
-            fn drop(&mut self) {
-                self.0.store(true, std::sync::atomic::Ordering::SeqCst);
-            }
-        }
-        let _stop = Stop(&done);
+        let _stop = StopOnDrop(&done);
 
         // Commands: the exit code comes back, output too.
         let out = d.tech.tether(&[
@@ -230,6 +228,59 @@ fn windows_agent_under_wine_enrolls_reports_runs_commands_and_moves_files() {
 }
 
 /// Pixels that differ between two RGB images of the same size.
+/// Prints a log file when dropped by a failing test.
+struct ShowLogOnPanic(std::path::PathBuf);
+
+impl Drop for ShowLogOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let text = std::fs::read_to_string(&self.0).unwrap_or_else(|e| format!("({e})"));
+            eprintln!("--- {} ---\n{text}", self.0.display());
+        }
+    }
+}
+
+/// Stops [`approve_all`] however the scope ends (a failed assertion included).
+struct StopOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Takes screenshots through the relay until one equals the X server's own picture of the
+/// Wine desktop (within 40 pixels: the blinking caret); returns how many pixels differed.
+fn screenshot_vs_root(tech: &Tech, wine: &Wine, id: &str, work: &std::path::Path) -> usize {
+    let shot = work.join("shot.png");
+    let root = work.join("root.png");
+    let mut diff = usize::MAX;
+    wait_wine("a screenshot equal to the Wine desktop", || {
+        let out = tech.tether(&[
+            "screenshot",
+            id,
+            "-o",
+            shot.to_str().unwrap(),
+            "--reason",
+            "windows test",
+        ]);
+        if !out.status.success() {
+            eprintln!("screenshot: {}", stderr(&out));
+            return false;
+        }
+        let imp = wine
+            .x
+            .run("import", &["-window", "root", root.to_str().unwrap()]);
+        assert!(imp.status.success(), "import: {imp:?}");
+        let (w, h, a) = tether_tests::read_png_rgb(&shot);
+        let (rw, rh, b) = tether_tests::read_png_rgb(&root);
+        assert_eq!((w, h), (rw, rh), "screenshot size");
+        diff = differing(&a, &b);
+        diff <= 40
+    });
+    diff
+}
+
 fn differing(a: &[u8], b: &[u8]) -> usize {
     a.chunks(3).zip(b.chunks(3)).filter(|(x, y)| x != y).count()
 }
@@ -237,12 +288,16 @@ fn differing(a: &[u8], b: &[u8]) -> usize {
 /// The screen and the keyboard through the relay: a screenshot equals what the Wine desktop
 /// shows (GDI capture), and keys typed into the real viewer window reach notepad exactly
 /// (capitals and symbols, then Ctrl+A / Ctrl+C, read back from Wine's clipboard).
+///
+/// Both go through the desktop helper, as from a service in session 0 on Windows (forced
+/// here: Wine has no session 0): `tether-agent.exe desktop-helper` started with the signed-in
+/// user's token, serving over pipes, ending with the session.
 #[test]
 fn windows_agent_under_wine_shows_the_screen_and_takes_keys_from_the_viewer() {
     if !wine::enabled() {
         return;
     }
-    let d = desk();
+    let d = desk_with_env(&[("TETHER_DESKTOP_HELPER", "always")]);
     let _notepad = d.wine.spawn(std::path::Path::new("notepad"), &[], &[]);
     wait_wine("notepad's window", || {
         let out = d
@@ -254,45 +309,17 @@ fn windows_agent_under_wine_shows_the_screen_and_takes_keys_from_the_viewer() {
     let done = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|s| {
         s.spawn(|| approve_all(&d.wine, &done));
-        struct Stop<'a>(&'a std::sync::atomic::AtomicBool);
-        impl Drop for Stop<'_> {
-            fn drop(&mut self) {
-                self.0.store(true, std::sync::atomic::Ordering::SeqCst);
-            }
-        }
-        let _stop = Stop(&done);
+        let _stop = StopOnDrop(&done);
         let work = tempfile::tempdir().unwrap();
 
         // A screenshot equals the X server's own picture of the Wine desktop, but for the
         // blinking caret (one thin column).
-        let shot = work.path().join("shot.png");
-        let root = work.path().join("root.png");
-        let mut diff = usize::MAX;
-        wait_wine("a screenshot equal to the Wine desktop", || {
-            let out = d.tech.tether(&[
-                "screenshot",
-                &d.agent.id,
-                "-o",
-                shot.to_str().unwrap(),
-                "--reason",
-                "windows test",
-            ]);
-            if !out.status.success() {
-                eprintln!("screenshot: {}", stderr(&out));
-                return false;
-            }
-            let imp = d
-                .wine
-                .x
-                .run("import", &["-window", "root", root.to_str().unwrap()]);
-            assert!(imp.status.success(), "import: {imp:?}");
-            let (w, h, a) = tether_tests::read_png_rgb(&shot);
-            let (rw, rh, b) = tether_tests::read_png_rgb(&root);
-            assert_eq!((w, h), (rw, rh), "screenshot size");
-            diff = differing(&a, &b);
-            diff <= 40
-        });
+        let diff = screenshot_vs_root(&d.tech, &d.wine, &d.agent.id, work.path());
         eprintln!("screenshot vs X root: {diff} pixels differ (the caret)");
+        // The helper served it, and ended with the screenshot's session.
+        wait_wine("the desktop helper to end with its session", || {
+            wine::desktop_helpers() == 0
+        });
 
         // Typing through the real viewer window.
         let local = tether_tests::Xvfb::start(1300, 900);
@@ -317,6 +344,11 @@ fn windows_agent_under_wine_shows_the_screen_and_takes_keys_from_the_viewer() {
             seen == text
         });
         assert_eq!(seen, text);
+        assert_eq!(
+            wine::desktop_helpers(),
+            1,
+            "one desktop helper for the session"
+        );
     });
 }
 
@@ -332,6 +364,29 @@ fn windows_agent_under_wine_runs_as_a_service() {
     let tech = Tech::enroll(&relay.tech_token("ana", "admin"));
     let wine = Wine::start();
     let agent = WineAgent::enroll(&wine, &relay.agent_token());
+    // Wine's service manager gives a service 10 s to reach its dispatcher (Windows 30 s); a
+    // debug build on a loaded machine may need longer. Read when the manager starts, so the
+    // Wine session restarts after it is set.
+    ok(wine.run(
+        "reg",
+        &[
+            "add",
+            r"HKLM\System\CurrentControlSet\Control",
+            "/v",
+            "ServicesPipeTimeout",
+            "/t",
+            "REG_DWORD",
+            "/d",
+            "120000",
+            "/f",
+        ],
+    ));
+    wine.restart();
+    // The signed-in user's session: a program of theirs keeps Wine's session up (Wine ends
+    // its services when the last user process exits), and shows on the screen.
+    let _notepad = wine.spawn(std::path::Path::new("notepad"), &[], &[]);
+    // The service logs into its state directory; shown if the test fails.
+    let _log = ShowLogOnPanic(wine.drive_c().join("ProgramData/Tether/agent.log"));
     let out = ok(wine.agent(&[
         "install-service",
         "--state",
@@ -349,6 +404,19 @@ fn windows_agent_under_wine_runs_as_a_service() {
     .unwrap_or_else(|| panic!("the service never came online; sc start: {started:?}"));
     let listed = ok(wine.agent(&["sessions"]));
     assert!(listed.contains("no session requests"), "{listed}");
+    // The service shows the user's desktop, not its own (session 0 on Windows).
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| approve_all(&wine, &done));
+        let _stop = StopOnDrop(&done);
+        let work = tempfile::tempdir().unwrap();
+        let diff = screenshot_vs_root(&tech, &wine, &agent.id, work.path());
+        eprintln!("service screenshot vs X root: {diff} pixels differ");
+    });
+    // Served by the desktop helper in the user's session: the service's own window station
+    // is not interactive (capturing from it fails with "Invalid window handle").
+    let log = std::fs::read_to_string(&_log.0).unwrap_or_default();
+    assert!(log.contains("desktop helper started"), "{log}");
     let _ = wine.run("sc", &["stop", "TetherAgent"]);
     wait_wine("the service's agent offline", || {
         tech.is_online(&agent.id) == Some(false)

@@ -23,7 +23,7 @@ use windows_sys::Win32::System::Threading::{
 };
 
 /// An owned kernel handle, closed on drop.
-struct Handle(HANDLE);
+pub(super) struct Handle(pub(super) HANDLE);
 
 // SAFETY: a kernel handle is a process-wide value, usable from any thread.
 unsafe impl Send for Handle {}
@@ -35,6 +35,9 @@ impl Drop for Handle {
     }
 }
 
+// SAFETY: the handle is only passed to kernel calls, which are thread-safe.
+unsafe impl Sync for Handle {}
+
 fn open_process(pid: u32, access: u32) -> Option<Handle> {
     // SAFETY: OpenProcess takes plain values and returns a handle or null.
     let h = unsafe { OpenProcess(access, 0, pid) };
@@ -44,8 +47,8 @@ fn open_process(pid: u32, access: u32) -> Option<Handle> {
 /// The jobs of running commands and shells, by the pid of the process that was adopted.
 static JOBS: Mutex<Option<HashMap<u32, Handle>>> = Mutex::new(None);
 
-/// Puts `pid` (just started) into a job of its own, killed when closed.
-pub fn adopt(pid: u32) {
+/// A new job whose processes are all killed when its last handle closes.
+pub(super) fn kill_on_close_job() -> Option<Handle> {
     // SAFETY: null attributes and name make an anonymous job; the result is checked.
     let job = unsafe { CreateJobObjectW(std::ptr::null(), std::ptr::null()) };
     if job.is_null() {
@@ -53,7 +56,7 @@ pub fn adopt(pid: u32) {
             "cannot create a job object: {}",
             std::io::Error::last_os_error()
         );
-        return;
+        return None;
     }
     let job = Handle(job);
     // SAFETY: a zeroed JOBOBJECT_EXTENDED_LIMIT_INFORMATION is a valid "no limits" value.
@@ -74,6 +77,14 @@ pub fn adopt(pid: u32) {
             std::io::Error::last_os_error()
         );
     }
+    Some(job)
+}
+
+/// Puts `pid` (just started) into a job of its own, killed when closed.
+pub fn adopt(pid: u32) {
+    let Some(job) = kill_on_close_job() else {
+        return;
+    };
     let Some(process) = open_process(pid, PROCESS_SET_QUOTA | PROCESS_TERMINATE) else {
         return;
     };

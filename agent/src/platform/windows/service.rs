@@ -98,6 +98,9 @@ pub fn uninstall() -> Result<(), ServiceError> {
 }
 
 type Body = Box<dyn FnOnce() -> i32 + Send>;
+
+/// The stack of the thread the service's body runs on.
+const AGENT_STACK: usize = 8 * 1024 * 1024;
 static BODY: OnceLock<std::sync::Mutex<Option<Body>>> = OnceLock::new();
 
 define_windows_service!(ffi_service_main, service_main);
@@ -138,7 +141,20 @@ fn service_main(_args: Vec<OsString>) {
     let body = BODY
         .get()
         .and_then(|b| b.lock().ok().and_then(|mut b| b.take()));
-    let code = body.map(|f| f()).unwrap_or(1);
+    // The service manager's thread has a small stack (1 MiB on Windows, less under Wine), and
+    // the agent's future is polled on the thread that runs it: a thread of our own, sized as
+    // a main thread is.
+    let code = body
+        .and_then(|f| {
+            std::thread::Builder::new()
+                .name("agent".into())
+                .stack_size(AGENT_STACK)
+                .spawn(f)
+                .map_err(|e| tracing::error!("cannot start the agent's thread: {e}"))
+                .ok()
+        })
+        .and_then(|t| t.join().ok())
+        .unwrap_or(1);
     let _ = handle.set_service_status(status(ServiceState::Stopped, code as u32));
 }
 

@@ -28,10 +28,17 @@ impl Drop for Desk {
     }
 }
 
-thread_local! {
+// Clippy 1.96 asks for the `const` initialiser this already has (a false positive of its
+// lint on the expanded macro with a source-built std).
+#[allow(clippy::missing_const_for_thread_local)]
+mod attached {
+    use super::*;
+    thread_local! {
     /// The desktop this thread was attached to by [`follow`], kept open while attached.
-    static ATTACHED: RefCell<Option<Desk>> = const { RefCell::new(None) };
+    pub(super) static ATTACHED: RefCell<Option<Desk>> = const { RefCell::new(None) };
+    }
 }
+use attached::ATTACHED;
 
 /// A desktop's name (`Default`, `Winlogon` …).
 fn name(desk: HDESK) -> Option<Vec<u16>> {
