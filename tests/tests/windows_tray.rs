@@ -191,6 +191,18 @@ fn windows_tray_under_wine_allows_denies_ends_and_rates() {
     assert_eq!(row["technician"], "ana", "{row:#}");
     assert_eq!(row["reason"], "tray test", "{row:#}");
     assert_eq!(row["ticket"], "WT-3", "{row:#}");
+
+    // A technician's message, answered in its window's reply box (typed on Wine's display).
+    let said = tech.spawn(&["say", dev, "Please save your work", "--wait", "90s"]);
+    let shown = tray.wait_for("message shown");
+    let title = "Tether: message from ana";
+    click(&wine.x, title, field(&shown, "entry"));
+    let out = wine.x.run("xdotool", &["type", "--delay", "50", "saved"]);
+    assert!(out.status.success(), "typing the reply: {out:?}");
+    click(&wine.x, title, field(&shown, "send_button"));
+    let out = said.output();
+    assert!(out.status.success(), "tether say: {}", stderr(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "saved");
 }
 
 /// `install-service` makes the tray start at every user's sign-in (the machine's Run key names
