@@ -1,10 +1,11 @@
 //! The session banner on Windows, as on Linux (`ui/banner.rs`): while anyone is connected to this
 //! computer, a small frameless window stays on top at the top centre of the screen, says who and
-//! how, and offers "End session". It never takes the keyboard, is not on the taskbar, and cannot
+//! how (beside the tray's red "session running" icon), and offers "End session". It never takes the keyboard, is not on the taskbar, and cannot
 //! be closed while a session runs, so remote access is never invisible.
 
-use super::sys::{Button, Control, Event, Font, Form, Kind, measure, px};
+use super::sys::{Button, Control, Event, Font, Form, Icon, Kind, measure, px};
 use super::{BUTTON_HEIGHT, centre};
+use crate::icon::{self, Look};
 use crate::ipc::Ipc;
 use crate::text;
 use std::cell::RefCell;
@@ -16,11 +17,13 @@ use tracing::info;
 pub const TITLE: &str = "Tether: session active";
 
 const END: u16 = 400;
-const RED: u32 = 0xdc2626;
-const DOT: &str = "●";
+/// The icon's side, in 96-DPI pixels.
+const ICON: i32 = 20;
 
 pub struct Banner {
     form: Form,
+    /// Kept alive for the picture showing it.
+    _icon: Icon,
     dot: Control,
     text: Control,
     end: Control,
@@ -34,8 +37,9 @@ impl Banner {
     /// Builds the (hidden) banner.
     pub fn new(ipc: Ipc) -> Result<Self, String> {
         let form = Form::create(Kind::Banner, TITLE)?;
-        let (dot, _) = form.label(DOT, Font::Bold, 0, 0, px(16));
-        form.colour(dot, RED);
+        let side = px(ICON);
+        let icon = Icon::from_rgba(&icon::rgba(Look::Active, side as u32), side as u32)?;
+        let dot = form.picture(&icon, (0, 0, side, side));
         let (text, _) = form.label("", Font::Normal, 0, 0, px(100));
         let end = form.button(END, "End session", Button::Push, (0, 0, px(100), px(26)));
         let shown: Rc<RefCell<Option<String>>> = Rc::default();
@@ -53,6 +57,7 @@ impl Banner {
         }
         Ok(Self {
             form,
+            _icon: icon,
             dot,
             text,
             end,
@@ -83,12 +88,12 @@ impl Banner {
         }
     }
 
-    /// One row: the red dot, the text (up to two lines), the button.
+    /// One row: the icon, the text, the button.
     fn layout(&self, line: &str) {
         self.text.set_text(line);
         let pad = px(6);
         let gap = px(12);
-        let (dot_w, dot_h) = measure(DOT, Font::Bold, None);
+        let (dot_w, dot_h) = (px(ICON), px(ICON));
         let (text_w, _) = measure(line, Font::Normal, None);
         let text_w = text_w.min(px(700));
         let (_, text_h) = measure(line, Font::Normal, Some(text_w));

@@ -22,9 +22,12 @@ use windows_sys::Win32::Foundation::{GetLastError, HWND, LPARAM, LRESULT, POINT,
 use windows_sys::Win32::Graphics::Gdi::{
     COLOR_BTNFACE, ClientToScreen, CreateFontIndirectW, DT_CALCRECT, DT_EDITCONTROL, DT_NOPREFIX,
     DT_SINGLELINE, DT_WORDBREAK, DrawTextW, FW_BOLD, GetDC, GetSysColorBrush, HDC, HFONT,
-    ReleaseDC, SelectObject, SetBkMode, SetTextColor, TRANSPARENT, UpdateWindow,
+    ReleaseDC, SelectObject, UpdateWindow,
 };
 use windows_sys::Win32::System::LibraryLoader::GetModuleHandleW;
+use windows_sys::Win32::UI::Controls::{
+    ICC_STANDARD_CLASSES, INITCOMMONCONTROLSEX, InitCommonControlsEx,
+};
 use windows_sys::Win32::UI::HiDpi::{
     DPI_AWARENESS_CONTEXT_SYSTEM_AWARE, GetDpiForSystem, SetProcessDpiAwarenessContext,
 };
@@ -48,6 +51,8 @@ const EM_SETCUEBANNER: u32 = 0x1501;
 const EM_SETLIMITTEXT: u32 = 0xC5;
 const SS_LEFT: u32 = 0;
 const SS_NOPREFIX: u32 = 0x80;
+const SS_ICON: u32 = 3;
+const SS_REALSIZECONTROL: u32 = 0x40;
 
 /// What a window's handler is told.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,8 +82,6 @@ pub type Handler = Rc<dyn Fn(Event)>;
 
 thread_local! {
     static HANDLERS: RefCell<BTreeMap<isize, Handler>> = const { RefCell::new(BTreeMap::new()) };
-    /// Static texts drawn in a colour of their own.
-    static COLOURS: RefCell<BTreeMap<isize, u32>> = const { RefCell::new(BTreeMap::new()) };
     static FONTS: Cell<Option<Fonts>> = const { Cell::new(None) };
     static TASKBAR_CREATED: Cell<u32> = const { Cell::new(0) };
 }
@@ -103,10 +106,16 @@ fn last_error(what: &str) -> String {
 /// Makes the process system-DPI aware and registers the window class with the tray's icon
 /// (`icon(size)` gives RGBA pixels). Call once, before any window.
 pub fn init(icon: &dyn Fn(u32) -> Vec<u8>) -> Result<(), String> {
-    // SAFETY: plain calls with constant arguments. Failure (already set, e.g. by a manifest)
-    // leaves the process as it was.
+    // SAFETY: plain calls with constant arguments or a fully initialised structure. Failure
+    // (awareness already set by the manifest) leaves the process as it was.
     unsafe {
         SetProcessDpiAwarenessContext(DPI_AWARENESS_CONTEXT_SYSTEM_AWARE);
+        // Loads Common Controls 6 (the manifest asks for it) before the first button.
+        let icc = INITCOMMONCONTROLSEX {
+            dwSize: std::mem::size_of::<INITCOMMONCONTROLSEX>() as u32,
+            dwICC: ICC_STANDARD_CLASSES,
+        };
+        InitCommonControlsEx(&icc);
         TASKBAR_CREATED.set(RegisterWindowMessageW(wide("TaskbarCreated").as_ptr()));
     }
     // The class's icons live as long as the process.
@@ -353,10 +362,18 @@ impl Form {
         (c, h)
     }
 
-    /// Draws `label` in the colour `rgb` (0xRRGGBB).
-    pub fn colour(self, label: Control, rgb: u32) {
-        let bgr = ((rgb & 0xff) << 16) | (rgb & 0xff00) | ((rgb >> 16) & 0xff);
-        COLOURS.with_borrow_mut(|m| m.insert(label.0, bgr));
+    /// A picture of `icon`, scaled to the control's size; the icon must outlive the control.
+    pub fn picture(self, icon: &Icon, r: (i32, i32, i32, i32)) -> Control {
+        let c = self.child(
+            "STATIC",
+            "",
+            (SS_ICON | SS_REALSIZECONTROL) as WINDOW_STYLE,
+            0,
+            rect(r.0, r.1, r.2, r.3),
+        );
+        // SAFETY: STM_SETICON takes the handle; the caller keeps the icon alive.
+        unsafe { SendMessageW(hwnd(c.0), STM_SETICON, icon.0 as WPARAM, 0) };
+        c
     }
 
     pub fn button(self, id: u16, text: &str, kind: Button, r: (i32, i32, i32, i32)) -> Control {
@@ -640,17 +657,6 @@ unsafe extern "system" fn window_proc(
             _ => None,
         },
         m if m != 0 && m == TASKBAR_CREATED.get() => Some(Event::TaskbarCreated),
-        WM_CTLCOLORSTATIC => {
-            if let Some(bgr) = COLOURS.with_borrow(|c| c.get(&lparam).copied()) {
-                // SAFETY: the DC is the one the system passed for this paint.
-                unsafe {
-                    SetTextColor(wparam as HDC, bgr);
-                    SetBkMode(wparam as HDC, TRANSPARENT as _);
-                    return GetSysColorBrush(COLOR_BTNFACE) as LRESULT;
-                }
-            }
-            None
-        }
         WM_NCDESTROY => {
             HANDLERS.with_borrow_mut(|m| m.remove(&key));
             None
