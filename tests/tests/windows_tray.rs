@@ -100,6 +100,19 @@ fn windows_tray_under_wine_allows_denies_ends_and_rates() {
     tray.wait_for("connected to the Tether agent");
     let dev = agent.id.as_str();
 
+    // A second tray in the same session (started by hand besides the one from sign-in) leaves.
+    let second = tether_tests::run(
+        wine.command("timeout")
+            .args(["60", "wine"])
+            .arg(wine::dist().join("tether-tray.exe")),
+    );
+    assert!(!second.status.success(), "{second:?}");
+    assert!(
+        stderr(&second).contains("already running in this session"),
+        "{}",
+        stderr(&second)
+    );
+
     // Allow: the command runs and its exit code comes back. (A ticket per step: an approved
     // visit would let the next request in without asking.)
     let exec = tech.spawn(&[

@@ -35,6 +35,11 @@ const BUTTON_HEIGHT: i32 = 26;
 
 /// Starts the agent connection and runs the message loop until "Quit".
 pub fn run(socket: PathBuf, want_icon: bool) -> anyhow::Result<()> {
+    // Started at sign-in and perhaps by hand as well: one tray per session is enough (two would
+    // show every dialog twice).
+    let Some(_instance) = sys::single_instance("TetherTray").map_err(|e| anyhow!("{e}"))? else {
+        anyhow::bail!("tether-tray is already running in this session");
+    };
     sys::init(&|size| icon::rgba(Look::Idle, size)).map_err(|e| anyhow!("{e}"))?;
     let hidden = Form::create(Kind::Hidden, "Tether tray").map_err(|e| anyhow!("{e}"))?;
     let waker = hidden.waker();

@@ -18,13 +18,17 @@ use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::ffi::c_void;
 use std::rc::Rc;
-use windows_sys::Win32::Foundation::{GetLastError, HWND, LPARAM, LRESULT, POINT, RECT, WPARAM};
+use windows_sys::Win32::Foundation::{
+    CloseHandle, ERROR_ALREADY_EXISTS, GetLastError, HANDLE, HWND, LPARAM, LRESULT, POINT, RECT,
+    WPARAM,
+};
 use windows_sys::Win32::Graphics::Gdi::{
     COLOR_BTNFACE, ClientToScreen, CreateFontIndirectW, DT_CALCRECT, DT_EDITCONTROL, DT_NOPREFIX,
     DT_SINGLELINE, DT_WORDBREAK, DrawTextW, FW_BOLD, GetDC, GetSysColorBrush, HDC, HFONT,
     ReleaseDC, SelectObject, UpdateWindow,
 };
 use windows_sys::Win32::System::LibraryLoader::GetModuleHandleW;
+use windows_sys::Win32::System::Threading::CreateMutexW;
 use windows_sys::Win32::UI::Controls::{
     ICC_STANDARD_CLASSES, INITCOMMONCONTROLSEX, InitCommonControlsEx,
 };
@@ -149,6 +153,36 @@ pub fn init(icon: &dyn Fn(u32) -> Vec<u8>) -> Result<(), String> {
     std::mem::forget(big);
     std::mem::forget(small);
     Ok(())
+}
+
+/// Held while this is the only tray app in the user's session (a named mutex in the session's
+/// namespace).
+pub struct Instance(HANDLE);
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        // SAFETY: we own the handle.
+        unsafe { CloseHandle(self.0) };
+    }
+}
+
+/// Claims `name` for this session; `None` when another process already holds it.
+pub fn single_instance(name: &str) -> Result<Option<Instance>, String> {
+    let name = wide(&format!("Local\\{name}"));
+    // SAFETY: default security, not initially owned; the name outlives the call. The last
+    // error is read right after, on the same thread.
+    let (h, err) = unsafe {
+        let h = CreateMutexW(std::ptr::null(), 0, name.as_ptr());
+        (h, GetLastError())
+    };
+    if h.is_null() {
+        return Err(last_error("creating the tray's instance mutex"));
+    }
+    if err == ERROR_ALREADY_EXISTS {
+        drop(Instance(h));
+        return Ok(None);
+    }
+    Ok(Some(Instance(h)))
 }
 
 /// `v` 96-DPI pixels in this screen's pixels.
