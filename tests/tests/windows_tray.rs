@@ -15,20 +15,40 @@ const PATIENCE: Duration = Duration::from_secs(120);
 
 /// `tether-tray.exe` in the prefix, its log lines readable as they come.
 struct WineTray {
-    _proc: Proc,
+    proc: Proc,
     lines: mpsc::Receiver<String>,
 }
 
 impl WineTray {
-    fn start(wine: &Wine) -> WineTray {
+    fn start(wine: &Wine, args: &[&str]) -> WineTray {
         let filter = format!("{},tether_tray=info", log_filter());
         let (proc, lines) = wine.spawn_logged(
             &wine::dist().join("tether-tray.exe"),
-            &[],
+            args,
             &[("RUST_LOG", &filter)],
             "tray",
         );
-        WineTray { _proc: proc, lines }
+        WineTray { proc, lines }
+    }
+
+    /// A log line containing each of `what` (in that order), whatever order they come in.
+    fn wait_for_all(&self, what: &[&str]) -> Vec<String> {
+        let mut found: Vec<Option<String>> = vec![None; what.len()];
+        let deadline = Instant::now() + PATIENCE;
+        while found.iter().any(Option::is_none) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => {
+                    if let Some(i) =
+                        (0..what.len()).find(|&i| found[i].is_none() && l.contains(what[i]))
+                    {
+                        found[i] = Some(l);
+                    }
+                }
+                Err(e) => panic!("the tray never logged all of {what:?}: {e}"),
+            }
+        }
+        found.into_iter().flatten().collect()
     }
 
     /// The next log line containing `what`.
@@ -96,7 +116,7 @@ fn windows_tray_under_wine_allows_denies_ends_and_rates() {
     wait_wine("the Windows agent online", || {
         tech.is_online(&agent.id) == Some(true)
     });
-    let tray = WineTray::start(&wine);
+    let tray = WineTray::start(&wine, &[]);
     tray.wait_for("connected to the Tether agent");
     let dev = agent.id.as_str();
 
@@ -216,6 +236,55 @@ fn windows_tray_under_wine_allows_denies_ends_and_rates() {
     let out = said.output();
     assert!(out.status.success(), "tether say: {}", stderr(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "saved");
+}
+
+/// Without a notification area (here `--no-tray-icon`) the status window stands in for the icon:
+/// its End session ends what runs, and Quit denies the request still waiting and leaves.
+#[test]
+fn windows_tray_status_window_ends_the_session_and_quits() {
+    if !wine::enabled() {
+        return;
+    }
+    let relay = Relay::start();
+    let tech = Tech::enroll(&relay.tech_token("ana", "support"));
+    let wine = Wine::start();
+    let mut agent = WineAgent::enroll(&wine, &relay.agent_token());
+    agent.start(&wine, &[]);
+    wait_wine("the Windows agent online", || {
+        tech.is_online(&agent.id) == Some(true)
+    });
+    let mut tray = WineTray::start(&wine, &["--no-tray-icon"]);
+    let status = tray
+        .wait_for_all(&["status window shown", "connected to the Tether agent"])
+        .remove(0);
+    let dev = agent.id.as_str();
+
+    let local = Xvfb::start(1300, 900);
+    let _viewer = tech.viewer(&local, dev, &["--ticket", "WT-4"], &[]);
+    let shown = tray.wait_for("consent dialog shown");
+    click(
+        &wine.x,
+        "Tether: remote support request",
+        field(&shown, "allow_button"),
+    );
+    let id = field(&tray.wait_for("banner shown"), "id").to_string();
+    click(&wine.x, "Tether", field(&status, "end_button"));
+    wait_wine("the session ended from the status window", || {
+        session(&tech, &id)["ended_by"] == "user"
+    });
+
+    let pending = tech.spawn(&["screenshot", dev, "-o", "/dev/null", "--ticket", "WT-5"]);
+    tray.wait_for("consent dialog shown");
+    click(&wine.x, "Tether", field(&status, "quit_button"));
+    let out = pending.output();
+    assert!(
+        stderr(&out).contains("denied by the user"),
+        "{}",
+        stderr(&out)
+    );
+    wait_wine("the tray gone after Quit", || {
+        matches!(tray.proc.child.try_wait(), Ok(Some(_)))
+    });
 }
 
 /// `install-service` makes the tray start at every user's sign-in (the machine's Run key names

@@ -3,7 +3,7 @@
 //! how (beside the tray's red "session running" icon), and offers "End session". It never takes the keyboard, is not on the taskbar, and cannot
 //! be closed while a session runs, so remote access is never invisible.
 
-use super::sys::{Button, Control, Event, Font, Form, Icon, Kind, measure, px};
+use super::sys::{Button, Control, Event, Font, Form, Icon, Kind, Place, measure, px};
 use super::{BUTTON_HEIGHT, centre};
 use crate::icon::{self, Look};
 use crate::ipc::Ipc;
@@ -77,7 +77,7 @@ impl Banner {
             Some((session, line)) => {
                 *self.shown.borrow_mut() = Some(session.id.clone());
                 self.layout(&line);
-                self.form.place(true);
+                self.form.place(Place::TopCentre);
                 self.form.show(false);
                 let now = (session.id.clone(), centre(self.end));
                 if self.logged.borrow().as_ref() != Some(&now) {

@@ -2,7 +2,7 @@
 //! Deny is the default everywhere: the focused button, Enter, Escape, closing the window, and the
 //! countdown running out all deny.
 
-use super::sys::{Button, Event, Font, Form, ID_CANCEL, ID_OK, Kind};
+use super::sys::{Button, Event, Font, Form, ID_CANCEL, ID_OK, Kind, Place};
 use super::{Column, centre, technician_header};
 use crate::ipc::Ipc;
 use crate::msg::{Msg, Post};
@@ -102,7 +102,7 @@ impl ConsentDialog {
         ]);
         let (deny, allow) = (buttons[0], buttons[1]);
         col.finish();
-        form.place(false);
+        form.place(Place::Centre);
 
         let id = prompt.id.clone();
         let total = prompt.seconds_left;

@@ -4,7 +4,8 @@
 //! status window titled "Tether" with the same line and buttons, as on Linux.
 
 use super::sys::{
-    Button, Control, Event, Font, Form, Icon, Kind, MenuItem, TrayIcon, popup_menu, small_icon_size,
+    Button, Control, Event, Font, Form, Icon, Kind, MenuItem, Place, TrayIcon, popup_menu,
+    small_icon_size,
 };
 use super::{Column, centre};
 use crate::icon::{self, Look};
@@ -185,7 +186,7 @@ impl StatusWindow {
         let (quit, end) = (buttons[0], buttons[1]);
         end.enable(false);
         col.finish();
-        form.place(false);
+        form.place(Place::BottomRight);
         form.on_event(move |event| match event {
             Event::Command(END) => {
                 post.send(Msg::EndAll);

@@ -3,7 +3,7 @@
 //! "Dismiss", Escape or closing the window answer with nothing ("no reply"). When the time runs
 //! out, or the agent says the message was answered elsewhere, the window just goes away.
 
-use super::sys::{Button, Event, Font, Form, ID_CANCEL, ID_OK, Kind};
+use super::sys::{Button, Event, Font, Form, ID_CANCEL, ID_OK, Kind, Place};
 use super::{Column, centre, technician_header};
 use crate::ipc::Ipc;
 use crate::msg::{Msg, Post};
@@ -95,7 +95,7 @@ impl MessageWindow {
         ]);
         let (dismiss, send) = (buttons[0], buttons[1]);
         col.finish();
-        form.place(false);
+        form.place(Place::Centre);
 
         let id = msg.id.clone();
         let total = msg.seconds_left;

@@ -1,7 +1,7 @@
 //! After an engagement ends, asks the user how it went, as on Linux (`ui/rating.rs`): 1 to 5 and
 //! an optional comment. Independent of everything else; closing it skips the rating.
 
-use super::sys::{Button, Event, Font, Form, ID_CANCEL, ID_OK, Kind, px};
+use super::sys::{Button, Event, Font, Form, ID_CANCEL, ID_OK, Kind, Place, px};
 use super::{Column, centre};
 use crate::ipc::Ipc;
 use crate::text;
@@ -43,7 +43,7 @@ pub fn show(ipc: Ipc, id: &str, technician: &str) -> Result<(), String> {
     let (skip, send) = (buttons[0], buttons[1]);
     send.enable(false);
     col.finish();
-    form.place(false);
+    form.place(Place::Centre);
 
     let id = id.to_string();
     let chosen = {

@@ -282,6 +282,15 @@ pub enum Kind {
     Hidden,
 }
 
+/// Where [`Form::place`] puts a window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    Centre,
+    TopCentre,
+    /// Near the notification area, out of the way of the dialogs (centred) and the banner (top).
+    BottomRight,
+}
+
 /// A top-level window (a handle: copying it does not copy the window).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Form(isize);
@@ -467,9 +476,9 @@ impl Form {
         }
     }
 
-    /// Moves the window to the centre of the primary screen's work area (`top`: to its top
-    /// centre instead).
-    pub fn place(self, top: bool) {
+    /// Moves the window to `place` in the primary screen's work area (the screen less the
+    /// taskbar).
+    pub fn place(self, place: Place) {
         // SAFETY: plain structures filled by the system; a stale handle fails harmlessly.
         unsafe {
             let mut area = rect(0, 0, 0, 0);
@@ -477,11 +486,14 @@ impl Form {
             let mut r = rect(0, 0, 0, 0);
             GetWindowRect(hwnd(self.0), &mut r);
             let (w, h) = (r.right - r.left, r.bottom - r.top);
-            let x = area.left + (area.right - area.left - w).max(0) / 2;
-            let y = if top {
-                area.top
-            } else {
-                area.top + (area.bottom - area.top - h).max(0) / 2
+            let centre_x = area.left + (area.right - area.left - w).max(0) / 2;
+            let (x, y) = match place {
+                Place::Centre => (centre_x, area.top + (area.bottom - area.top - h).max(0) / 2),
+                Place::TopCentre => (centre_x, area.top),
+                Place::BottomRight => (
+                    (area.right - w - px(12)).max(area.left),
+                    (area.bottom - h - px(12)).max(area.top),
+                ),
             };
             SetWindowPos(
                 hwnd(self.0),
