@@ -357,7 +357,8 @@ impl Form {
 
     /// Sends this window's events to `handler` from now on.
     pub fn on_event(self, handler: impl Fn(Event) + 'static) {
-        HANDLERS.with_borrow_mut(|m| m.insert(self.0, Rc::new(handler)));
+        let old = HANDLERS.with_borrow_mut(|m| m.insert(self.0, Rc::new(handler)));
+        drop(old);
     }
 
     fn child(self, class: &str, text: &str, style: WINDOW_STYLE, id: u16, r: RECT) -> Control {
@@ -704,7 +705,10 @@ unsafe extern "system" fn window_proc(
         },
         m if m != 0 && m == TASKBAR_CREATED.get() => Some(Event::TaskbarCreated),
         WM_NCDESTROY => {
-            HANDLERS.with_borrow_mut(|m| m.remove(&key));
+            // Dropped outside the map's borrow: what the handler owns (the whole app, for the
+            // hidden window) may call into Windows, which may send this procedure messages.
+            let handler = HANDLERS.with_borrow_mut(|m| m.remove(&key));
+            drop(handler);
             None
         }
         _ => None,
