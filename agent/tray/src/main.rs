@@ -39,8 +39,8 @@ struct Args {
     #[arg(long, value_name = "PATH")]
     socket: Option<PathBuf>,
     /// Show a small status window instead of a tray icon (chosen automatically when
-    /// libayatana-appindicator3 is missing or the desktop has no StatusNotifier host).
-    /// TETHER_TRAY_NO_ICON=1 does the same.
+    /// libayatana-appindicator3 is missing or the desktop has no StatusNotifier host; on
+    /// Windows, when the taskbar takes no notification icon). TETHER_TRAY_NO_ICON=1 does the same.
     #[arg(long, env = "TETHER_TRAY_NO_ICON", value_parser = clap::builder::FalseyValueParser::new())]
     no_tray_icon: bool,
     /// Append the log to FILE instead of standard error (a windowed program started from
