@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Cross-builds the Windows agent on Debian: target/windows/dist/tether-agent.exe (one file,
-# statically linked: no MinGW DLLs to ship).
+# Cross-builds the Windows agent on Debian: target/windows/dist/tether-agent.exe and the user's
+# tray app tether-tray.exe (each one file, statically linked: no MinGW DLLs to ship).
 # Usage: deploy/build-windows.sh [--debug]   (default: an optimised build)
 #
 # rustup cannot fetch the Windows standard library on these machines, so this uses Debian's own
@@ -25,10 +25,10 @@ ln -sf "$(x86_64-w64-mingw32-gcc -print-file-name=libstdc++.a)" "$static/libstdc
 export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUSTFLAGS="-C target-feature=+crt-static -C link-arg=-static -L native=$static"
 # shellcheck disable=SC2086
 cargo build --locked -j2 $flag -Zbuild-std=std,panic_abort --target $target \
-  --target-dir target/windows -p tether-agent
+  --target-dir target/windows -p tether-agent -p tether-tray
 dist=target/windows/dist
 mkdir -p "$dist/wine"
-cp "target/windows/$target/$profile/tether-agent.exe" "$dist/"
+cp "target/windows/$target/$profile/tether-agent.exe" "target/windows/$target/$profile/tether-tray.exe" "$dist/"
 x86_64-w64-mingw32-gcc -O2 -shared -o "$dist/wine/bcryptprimitives.dll" \
   deploy/windows/wine-bcryptprimitives.c -ladvapi32
-echo "built $dist/tether-agent.exe ($profile)"
+echo "built $dist/tether-agent.exe and $dist/tether-tray.exe ($profile)"

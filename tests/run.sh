@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 bash deploy/install-deps.sh test
 # The end-to-end tests run the built binaries; build them once, up front.
 cargo build --workspace --bins -j2
-# The Windows agent, cross-built, for its tests under Wine (tests/tests/windows_agent.rs).
+# The Windows agent and tray app, cross-built, for their tests under Wine (tests/tests/windows_agent.rs,
+# windows_tray.rs).
 bash deploy/build-windows.sh --debug
 cargo test --workspace -j2 -- --test-threads=3
 # The desktop portal backend against a stand-in portal on a private session bus (no real

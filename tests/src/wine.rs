@@ -143,6 +143,41 @@ impl Wine {
         Proc { child }
     }
 
+    /// `wine PROGRAM ARGS…` in the background with its standard error read line by line: each
+    /// line is echoed to the test's output (prefixed with `label`) and sent to the receiver.
+    /// Killed on drop.
+    pub fn spawn_logged(
+        &self,
+        program: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        label: &str,
+    ) -> (Proc, std::sync::mpsc::Receiver<String>) {
+        use std::io::BufRead;
+        let mut child = self
+            .command("wine")
+            .arg(program)
+            .args(args)
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn wine");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let label = label.to_string();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                eprintln!("{label}: {line}");
+                let _ = tx.send(line);
+            }
+        });
+        (Proc { child }, rx)
+    }
+
     /// The Windows path (`Z:\…`) of a Linux path.
     pub fn path(&self, p: &Path) -> String {
         format!("Z:{}", p.display()).replace('/', "\\")

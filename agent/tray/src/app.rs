@@ -1,83 +1,87 @@
-//! The tray's state and the one place it changes. Agent events, menu clicks and closed dialogs
-//! all arrive as [`Msg`]s on the GTK main loop and are handled in order by [`App::handle`], so no
-//! state is shared between callbacks.
+//! The tray's state and the one place it changes, the same on every desktop. Agent events, menu
+//! clicks and closed dialogs all arrive as [`Msg`]s on the toolkit's main loop and are handled in
+//! order by [`App::handle`], so no state is shared between callbacks. What the user sees is the
+//! toolkit's: GTK on Linux (`gtk_ui.rs`), Win32 on Windows (`win/`), both behind [`Ui`].
 
-use crate::icon::{self, Look};
-use crate::indicator::Indicator;
+use crate::icon::Look;
 use crate::ipc::{Ipc, Update};
 pub use crate::msg::{Msg, Post};
 use crate::text;
-use crate::ui::{self, banner::Banner, consent::ConsentDialog, message::MessageWindow, rating};
-use anyhow::{Context, anyhow};
-use gtk::glib;
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::time::Duration;
 use tether_protocol::consent::{
     ActiveSession, ChatMessage, EngagementInfo, LocalEvent, LocalRequest, Prompt,
 };
 use tracing::{info, warn};
 
-/// Opens the display, starts the agent connection and runs the GTK main loop until "Quit".
-pub fn run(socket: PathBuf, want_icon: bool) -> anyhow::Result<()> {
-    gtk::init().map_err(|e| {
-        anyhow!(
-            "cannot open the desktop display ({e}); run tether-tray inside the user's graphical session (DISPLAY or WAYLAND_DISPLAY set)"
-        )
-    })?;
-    gtk::Window::set_default_icon(&ui::pixbuf(Look::Idle, icon::SIZE));
-
-    let (tx, rx) = async_channel::unbounded();
-    let post = Post::new(tx);
-    let ipc = {
-        let post = post.clone();
-        Ipc::start(socket.clone(), move |u| post.send(Msg::Agent(u)))
-            .context("cannot start the agent connection thread")?
-    };
-    let mut app = App {
-        indicator: Indicator::new(want_icon, post.clone()),
-        banner: Banner::new(ipc.clone()),
-        ipc,
-        post,
-        connected: false,
-        refused: None,
-        active: Vec::new(),
-        engagements: Vec::new(),
-        consents: HashMap::new(),
-        messages: HashMap::new(),
-        notices: HashMap::new(),
-    };
-    app.refresh();
-    glib::MainContext::default().spawn_local(async move {
-        while let Ok(msg) = rx.recv().await {
-            app.handle(msg);
-        }
-    });
-    info!(socket = %socket.display(), "tether-tray started");
-    gtk::main();
-    Ok(())
+/// A window waiting for the user's answer (a consent dialog, a technician's message).
+pub trait Pending {
+    /// The agent closed the request (answered elsewhere, or it timed out): close the window
+    /// without answering.
+    fn dismiss(&self);
+    /// Give the safe answer and close (the tray is quitting): deny, or "no reply".
+    fn decline(&self);
 }
 
-struct App {
+/// What the tray shows between dialogs (icon, menu or status window, and the banner).
+pub struct State<'a> {
+    pub status: &'a str,
+    pub look: Look,
+    /// Whether "End session" has anything to end.
+    pub can_end: bool,
+    pub active: &'a [ActiveSession],
+    /// What the banner adds under a session's line, by session id.
+    pub notices: &'a HashMap<String, String>,
+}
+
+/// The toolkit's side: opens the windows the app decides on.
+pub trait Ui {
+    type Consent: Pending;
+    type Message: Pending;
+    /// `None` when the window could not be made (the toolkit has answered safely and logged
+    /// why).
+    fn open_consent(&mut self, prompt: &Prompt) -> Option<Self::Consent>;
+    fn open_message(&mut self, message: &ChatMessage) -> Option<Self::Message>;
+    /// Asks for a rating of the engagement `id` (an independent window nobody tracks).
+    fn open_rating(&mut self, id: &str, technician: &str);
+    fn show(&mut self, state: &State);
+    /// Leaves the main loop.
+    fn quit(&mut self);
+}
+
+pub struct App<U: Ui> {
     ipc: Ipc,
-    post: Post,
-    indicator: Indicator,
-    banner: Banner,
+    ui: U,
     connected: bool,
     /// Why the agent turned us away, while it does.
     refused: Option<String>,
     active: Vec<ActiveSession>,
     /// Open engagements: their technicians may come back without a prompt.
     engagements: Vec<EngagementInfo>,
-    consents: HashMap<String, ConsentDialog>,
+    consents: HashMap<String, U::Consent>,
     /// Technicians' messages on screen, by message id.
-    messages: HashMap<String, MessageWindow>,
+    messages: HashMap<String, U::Message>,
     /// What the banner adds under a session's line, by session id.
     notices: HashMap<String, String>,
 }
 
-impl App {
-    fn handle(&mut self, msg: Msg) {
+impl<U: Ui> App<U> {
+    /// The app before the agent answers; call [`App::refresh`] to show it.
+    pub fn new(ipc: Ipc, ui: U) -> Self {
+        App {
+            ipc,
+            ui,
+            connected: false,
+            refused: None,
+            active: Vec::new(),
+            engagements: Vec::new(),
+            consents: HashMap::new(),
+            messages: HashMap::new(),
+            notices: HashMap::new(),
+        }
+    }
+
+    pub fn handle(&mut self, msg: Msg) {
         match msg {
             Msg::Agent(Update::Connected) => {
                 self.connected = true;
@@ -196,7 +200,7 @@ impl App {
                 info!(id = %id, by_user, "engagement ended");
                 self.engagements.retain(|x| x.id != id);
                 self.refresh();
-                rating::show(self.ipc.clone(), &id, &technician);
+                self.ui.open_rating(&id, &technician);
             }
             LocalEvent::Done { message } => info!("agent: {message}"),
             LocalEvent::Error { message } => warn!("agent refused: {message}"),
@@ -220,8 +224,9 @@ impl App {
             return;
         }
         info!(id = %p.id, technician = %p.technician, seconds = p.seconds_left, "session request");
-        let dialog = ConsentDialog::open(p, self.ipc.clone(), self.post.clone());
-        self.consents.insert(p.id.clone(), dialog);
+        if let Some(dialog) = self.ui.open_consent(p) {
+            self.consents.insert(p.id.clone(), dialog);
+        }
     }
 
     fn message(&mut self, m: &ChatMessage) {
@@ -229,8 +234,9 @@ impl App {
             return;
         }
         info!(id = %m.id, technician = %m.technician, seconds = m.seconds_left, "message from a technician");
-        let window = MessageWindow::open(m, self.ipc.clone(), self.post.clone());
-        self.messages.insert(m.id.clone(), window);
+        if let Some(window) = self.ui.open_message(m) {
+            self.messages.insert(m.id.clone(), window);
+        }
     }
 
     fn disconnected(&mut self) {
@@ -248,7 +254,7 @@ impl App {
         self.refresh();
     }
 
-    fn refresh(&mut self) {
+    pub fn refresh(&mut self) {
         let status = match (
             &self.refused,
             self.active.is_empty(),
@@ -264,21 +270,26 @@ impl App {
             (true, false) => Look::Active,
         };
         let can_end = !self.active.is_empty() || !self.engagements.is_empty();
-        self.indicator.update(&status, look, can_end);
-        self.banner.update(&self.active, &self.notices);
+        self.ui.show(&State {
+            status: &status,
+            look,
+            can_end,
+            active: &self.active,
+            notices: &self.notices,
+        });
     }
 
     fn quit(&mut self) {
         // Requests still waiting are denied rather than left to time out.
         for (_, d) in self.consents.drain() {
-            d.deny();
+            d.decline();
         }
         // Messages get "no reply" at once instead of at their deadline.
         for (_, w) in self.messages.drain() {
-            w.no_reply();
+            w.decline();
         }
         self.ipc.flush(Duration::from_secs(1));
         info!("quitting");
-        gtk::main_quit();
+        self.ui.quit();
     }
 }

@@ -10,7 +10,9 @@ pub enum Look {
     Active,
 }
 
-/// Side of the generated icon in pixels; panels scale it down as needed.
+/// Side of the generated icon in pixels; panels scale it down as needed. (Windows asks for the
+/// sizes its metrics name instead.)
+#[cfg_attr(windows, allow(dead_code))]
 pub const SIZE: u32 = 64;
 
 const BLUE: [u8; 3] = [0x25, 0x63, 0xeb];

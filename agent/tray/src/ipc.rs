@@ -1,7 +1,12 @@
 //! The connection to the agent service. A reader thread connects (retrying every second while the
-//! agent is down, and again after it restarts), subscribes, and hands every event to the GTK main
-//! loop; a writer thread sends the user's answers on the same connection. Both block on the
+//! agent is down, and again after it restarts), subscribes, and hands every event to the UI's
+//! main loop; a writer thread sends the user's answers on the same connection. Both block on the
 //! socket so the UI thread never does: a stuck agent cannot freeze a dialog.
+//!
+//! On Windows the answers go on a connection of their own each (the agent takes them from any
+//! client it admits): the pipe is opened for synchronous I/O, and Windows serialises synchronous
+//! I/O on one file object, so a write would wait behind the reader's blocked read until the agent
+//! next said something.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -52,9 +57,10 @@ impl Ipc {
         let slot: Slot = Arc::new(Mutex::new(None));
         let (jobs, rx) = mpsc::channel();
         let writer_slot = slot.clone();
+        let writer_socket = socket.clone();
         thread::Builder::new()
             .name("agent-writer".into())
-            .spawn(move || write_loop(&rx, &writer_slot))?;
+            .spawn(move || write_loop(&rx, &writer_slot, &writer_socket))?;
         thread::Builder::new()
             .name("agent-reader".into())
             .spawn(move || read_loop(&socket, &slot, &deliver))?;
@@ -170,32 +176,55 @@ fn subscribe(socket: &Path) -> Result<(LocalClient, LocalEvent), Failure> {
     }
 }
 
-fn write_loop(jobs: &mpsc::Receiver<Job>, slot: &Slot) {
+fn write_loop(jobs: &mpsc::Receiver<Job>, slot: &Slot, socket: &Path) {
     for job in jobs {
-        let req = match job {
-            Job::Send(req) => req,
+        match job {
+            Job::Send(req) if cfg!(windows) => send_alone(socket, &req),
+            Job::Send(req) => send_subscribed(slot, &req),
             Job::Flush(done) => {
                 let _ = done.send(());
-                continue;
-            }
-        };
-        let mut guard = lock(slot);
-        let Some(client) = guard.as_mut() else {
-            warn!(
-                "not connected to the Tether agent; could not {}",
-                describe(&req)
-            );
-            continue;
-        };
-        match client.send(&req) {
-            Ok(()) => info!("sent: {}", describe(&req)),
-            Err(e) => {
-                warn!("could not {}: {e}", describe(&req));
-                // Wakes the reader, which reconnects.
-                client.shutdown();
-                *guard = None;
             }
         }
+    }
+}
+
+/// Sends `req` on the subscribed connection.
+fn send_subscribed(slot: &Slot, req: &LocalRequest) {
+    let mut guard = lock(slot);
+    let Some(client) = guard.as_mut() else {
+        warn!(
+            "not connected to the Tether agent; could not {}",
+            describe(req)
+        );
+        return;
+    };
+    match client.send(req) {
+        Ok(()) => info!("sent: {}", describe(req)),
+        Err(e) => {
+            warn!("could not {}: {e}", describe(req));
+            // Wakes the reader, which reconnects.
+            client.shutdown();
+            *guard = None;
+        }
+    }
+}
+
+/// Sends `req` on a connection of its own and logs the agent's answer (Windows: see the module
+/// documentation; used there only).
+fn send_alone(socket: &Path, req: &LocalRequest) {
+    match tether_net::local::request(socket, req) {
+        Ok(LocalEvent::Error { message }) => {
+            warn!("the agent refused to {}: {message}", describe(req));
+        }
+        Ok(LocalEvent::Done { message }) => {
+            info!("sent: {}", describe(req));
+            info!("agent: {message}");
+        }
+        Ok(other) => {
+            info!("sent: {}", describe(req));
+            debug!(?other, "agent answered");
+        }
+        Err(e) => warn!("could not {}: {e}", describe(req)),
     }
 }
 

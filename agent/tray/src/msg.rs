@@ -1,8 +1,10 @@
 //! What reaches the tray's main loop ([`Msg`]) and how anything posts it ([`Post`]). Its own
-//! module because the app (`app.rs`) and every window it opens (`ui/*`, `indicator.rs`) use
-//! them, and the windows must not depend on the app.
+//! module because the app (`app.rs`) and every window it opens use them, and the windows must not
+//! depend on the app. How a message reaches the loop is the toolkit's business (a channel the GTK
+//! loop awaits; on Windows a queue plus a posted window message), so [`Post`] wraps a function.
 
 use crate::ipc::Update;
+use std::sync::Arc;
 
 pub enum Msg {
     Agent(Update),
@@ -17,15 +19,16 @@ pub enum Msg {
 
 /// Posts a [`Msg`] to the main loop from any thread or callback.
 #[derive(Clone)]
-pub struct Post(async_channel::Sender<Msg>);
+pub struct Post(Arc<dyn Fn(Msg) -> bool + Send + Sync>);
 
 impl Post {
-    pub fn new(tx: async_channel::Sender<Msg>) -> Self {
-        Post(tx)
+    /// `deliver` queues a message for the main loop; false once the loop has stopped listening.
+    pub fn new(deliver: impl Fn(Msg) -> bool + Send + Sync + 'static) -> Self {
+        Post(Arc::new(deliver))
     }
 
     /// False once the main loop has stopped listening.
     pub fn send(&self, msg: Msg) -> bool {
-        self.0.try_send(msg).is_ok()
+        (self.0)(msg)
     }
 }

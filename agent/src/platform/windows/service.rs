@@ -1,11 +1,13 @@
 //! The agent as a Windows service: `tether-agent install-service` registers it (LocalSystem,
 //! automatic start) to run `tether-agent service --state DIR …`, which the service control
 //! manager starts; [`dispatch`] hands control to the SCM and runs the agent until it is told to
-//! stop. `uninstall-service` stops and removes it.
+//! stop. `uninstall-service` stops and removes it. Installing also makes the tray app
+//! (`tether-tray.exe`, when it lies beside `tether-agent.exe`) start at every user's sign-in, under
+//! the machine's `Run` key; uninstalling removes that.
 #![allow(unsafe_code)] // define_windows_service! expands to an FFI entry point.
 
 use std::ffi::OsString;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 use thiserror::Error;
@@ -20,6 +22,12 @@ use windows_service::{define_windows_service, service_dispatcher};
 
 pub const SERVICE_NAME: &str = "TetherAgent";
 pub const DISPLAY_NAME: &str = "Tether Agent";
+/// Where Windows finds the programs to start at every user's sign-in (64-bit view).
+pub const RUN_KEY: &str = r"SOFTWARE\Microsoft\Windows\CurrentVersion\Run";
+/// The tray app's value under [`RUN_KEY`] in `HKEY_LOCAL_MACHINE`.
+pub const RUN_VALUE: &str = "Tether";
+/// The tray app's file name, looked for beside `tether-agent.exe`.
+pub const TRAY_EXE: &str = "tether-tray.exe";
 
 #[derive(Debug, Error)]
 pub enum ServiceError {
@@ -73,11 +81,63 @@ pub fn install(exe: &Path, state: &Path, args: &[OsString]) -> Result<(), Servic
         .create_service(&info, ServiceAccess::CHANGE_CONFIG)
         .map_err(|e| manager("creating the service", e))?;
     let _ = service.set_description("Tether remote support: inventory, health and sessions");
+    // The service is what matters; without the tray users approve with `tether-agent approve`.
+    match register_tray(exe) {
+        Ok(Some(tray)) => tracing::info!(
+            "{} starts at every user's sign-in (HKLM\\{RUN_KEY}, value {RUN_VALUE})",
+            tray.display()
+        ),
+        Ok(None) => tracing::info!(
+            "no {TRAY_EXE} beside {}: users answer requests with `tether-agent approve` (or run the service with --terminal-approval)",
+            exe.display()
+        ),
+        Err(e) => tracing::warn!(
+            "cannot make {TRAY_EXE} start at sign-in (HKLM\\{RUN_KEY}): {e}; start it by hand"
+        ),
+    }
     Ok(())
+}
+
+/// Registers `tether-tray.exe` beside `exe` to start at every user's sign-in; `None` when there
+/// is no such file.
+fn register_tray(exe: &Path) -> std::io::Result<Option<PathBuf>> {
+    let Some(tray) = exe
+        .parent()
+        .map(|dir| dir.join(TRAY_EXE))
+        .filter(|p| p.is_file())
+    else {
+        return Ok(None);
+    };
+    let (key, _) =
+        winreg::RegKey::predef(winreg::enums::HKEY_LOCAL_MACHINE).create_subkey(RUN_KEY)?;
+    // Quoted: the path may hold spaces (C:\Program Files\…).
+    key.set_value(RUN_VALUE, &format!("\"{}\"", tray.display()))?;
+    Ok(Some(tray))
+}
+
+/// Removes the tray app's sign-in entry; nothing to do if it is not there.
+fn unregister_tray() -> std::io::Result<()> {
+    let key = match winreg::RegKey::predef(winreg::enums::HKEY_LOCAL_MACHINE)
+        .open_subkey_with_flags(RUN_KEY, winreg::enums::KEY_SET_VALUE)
+    {
+        Ok(k) => k,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    match key.delete_value(RUN_VALUE) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
 }
 
 /// Stops the service if it runs, and removes it.
 pub fn uninstall() -> Result<(), ServiceError> {
+    // First, so a half-removed installation does not keep starting the tray.
+    if let Err(e) = unregister_tray() {
+        tracing::warn!(
+            "cannot remove {TRAY_EXE} from sign-in (HKLM\\{RUN_KEY}, value {RUN_VALUE}): {e}"
+        );
+    }
     let m = ServiceManager::local_computer(None::<&str>, ServiceManagerAccess::CONNECT)
         .map_err(|e| manager("opening the service manager", e))?;
     let service = m
