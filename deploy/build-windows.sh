@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Cross-builds the Windows agent on Debian: target/windows/dist/tether-agent.exe and the user's
 # tray app tether-tray.exe (each one file, statically linked: no MinGW DLLs to ship).
-# Usage: deploy/build-windows.sh [--debug]   (default: an optimised build)
+# Usage: deploy/build-windows.sh [--debug | --clippy]   (default: an optimised build;
+#        --clippy lints the Windows-only code with -D warnings instead of building)
 #
 # rustup cannot fetch the Windows standard library on these machines, so this uses Debian's own
 # Rust toolchain (rustc-web, 1.96, installed beside rustup's) and builds std from its source
@@ -12,7 +13,11 @@ cd "$(dirname "$0")/.."
 bash deploy/install-deps.sh windows
 profile=release
 flag=--release
-if [ "${1:-}" = --debug ]; then profile=debug; flag=; fi
+clippy=
+case "${1:-}" in
+  --debug) profile=debug; flag= ;;
+  --clippy) clippy=1 ;;
+esac
 target=x86_64-pc-windows-gnu
 export PATH=/usr/bin:$PATH RUSTC_BOOTSTRAP=1
 # Static CRT and libstdc++ (OpenH264 is C++): the .exe needs nothing but Windows' own DLLs.
@@ -23,6 +28,12 @@ static=$PWD/target/windows/static-libs
 mkdir -p "$static"
 ln -sf "$(x86_64-w64-mingw32-gcc -print-file-name=libstdc++.a)" "$static/libstdc++.a"
 export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUSTFLAGS="-C target-feature=+crt-static -C link-arg=-static -L native=$static"
+if [ -n "$clippy" ]; then
+  # The Windows-only code, linted as CI lints the rest (.ci/run).
+  cargo clippy --locked -j2 -Zbuild-std=std,panic_abort --target $target \
+    --target-dir target/windows -p tether-agent -p tether-tray -- -D warnings
+  exit
+fi
 # shellcheck disable=SC2086
 cargo build --locked -j2 $flag -Zbuild-std=std,panic_abort --target $target \
   --target-dir target/windows -p tether-agent -p tether-tray

@@ -33,7 +33,7 @@ test_pkgs+=(mutter pipewire pipewire-bin wireplumber sway grim dbus-bin python3-
 # The Windows agent, cross-built (deploy/build-windows.sh): Debian's Rust 1.96 toolchain with
 # the standard library's source (rustup cannot fetch the Windows target here) and MinGW-w64;
 # Wine 8 runs it for the tests (its `wine` launcher is a separate package).
-windows_pkgs=(rustc-web cargo-web rust-web-src gcc-mingw-w64-x86-64 g++-mingw-w64-x86-64)
+windows_pkgs=(rustc-web cargo-web rust-web-src rust-web-clippy gcc-mingw-w64-x86-64 g++-mingw-w64-x86-64)
 windows_test_pkgs=(wine64 wine)
 
 # Benchmark peers (optional; the bench installs them itself when run as root).

@@ -2,7 +2,7 @@
 //! cross-built `tether-agent.exe` (`deploy/build-windows.sh --debug`, run by `tests/run.sh`)
 //! enrolled and running in it. Everything ends on drop (`wineserver -k`).
 
-use crate::{Proc, Xvfb, ok, run, wait_until};
+use crate::{Proc, Xvfb, ok, wait_until};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -64,20 +64,61 @@ impl Wine {
             "wineboot: {boot}: {}",
             std::fs::read_to_string(&log).unwrap_or_default()
         );
+        // The prefix is made by the session wineboot starts; tests begin once that session has
+        // ended (its service manager still registers Wine's own services while it runs), or
+        // end it when it does not end by itself.
+        let waited = w
+            .command("timeout")
+            .args(["120", "wineserver", "-w"])
+            .status();
+        if !waited.is_ok_and(|s| s.success()) {
+            w.end_session();
+        }
         let system32 = w.prefix.path().join("drive_c/windows/system32");
         std::fs::copy(
             dist().join("wine/bcryptprimitives.dll"),
             system32.join("bcryptprimitives.dll"),
         )
         .expect("copy the ProcessPrng shim into the prefix");
+        w.start_session();
         w
     }
 
-    /// Ends every process of this prefix (`wineserver -k`) and waits for it; the next Wine
-    /// command starts the session again (the service manager with it).
-    pub fn restart(&self) {
+    /// Starts the prefix's session (its service manager, drivers, desktop) with a trivial
+    /// command. Wine 8 on a loaded machine sometimes never finishes starting one (a driver
+    /// host spins and every process waits for it): that session is ended and started again,
+    /// up to three times, so a test meets a working Windows or fails saying why.
+    fn start_session(&self) {
+        for attempt in 1..=3 {
+            let mut cmd = self.command("timeout");
+            cmd.args(["120", "wine", "cmd", "/c", "echo", "ready"]);
+            let out = self.output(cmd);
+            if out.status.success() && crate::stdout(&out).contains("ready") {
+                return;
+            }
+            eprintln!(
+                "the Wine session did not start (attempt {attempt}: {}); starting it again",
+                out.status
+            );
+            self.end_session();
+        }
+        panic!("the Wine session did not start in three attempts");
+    }
+
+    /// Ends every process of this prefix (`wineserver -k`) and waits for it.
+    fn end_session(&self) {
         let _ = self.command("wineserver").arg("-k").status();
-        let _ = self.command("wineserver").arg("-w").status();
+        let _ = self
+            .command("timeout")
+            .args(["60", "wineserver", "-w"])
+            .status();
+    }
+
+    /// Ends every process of this prefix and starts its session again (the service manager
+    /// reads its settings anew).
+    pub fn restart(&self) {
+        self.end_session();
+        self.start_session();
     }
 
     /// A command under this prefix and display (quiet Wine logs).
@@ -94,23 +135,47 @@ impl Wine {
         cmd
     }
 
+    /// Runs `cmd` to completion with its output in files, not pipes: a Windows process it
+    /// started may outlive it holding its standard handles, and must not keep the test
+    /// waiting for the end of a pipe.
+    fn output(&self, mut cmd: Command) -> Output {
+        let out = tempfile::tempfile().expect("stdout file");
+        let err = tempfile::tempfile().expect("stderr file");
+        let status = cmd
+            .stdout(out.try_clone().expect("stdout file"))
+            .stderr(err.try_clone().expect("stderr file"))
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+        let read = |mut f: std::fs::File| {
+            use std::io::{Read, Seek};
+            let mut v = Vec::new();
+            let _ = f.seek(std::io::SeekFrom::Start(0));
+            let _ = f.read_to_end(&mut v);
+            v
+        };
+        Output {
+            status,
+            stdout: read(out),
+            stderr: read(err),
+        }
+    }
+
     /// `wine PROGRAM ARGS…` to completion (killed after 300 s: a hung Wine fails the test with
     /// its output rather than hanging it).
     pub fn run(&self, program: &str, args: &[&str]) -> Output {
-        run(self
-            .command("timeout")
-            .args(["300", "wine", program])
-            .args(args))
+        let mut cmd = self.command("timeout");
+        cmd.args(["300", "wine", program]).args(args);
+        self.output(cmd)
     }
 
     /// `wine tether-agent.exe ARGS…` to completion (killed after 120 s: a hung command fails
     /// the test with its output rather than hanging it).
     pub fn agent(&self, args: &[&str]) -> Output {
-        run(self
-            .command("timeout")
-            .args(["120", "wine"])
+        let mut cmd = self.command("timeout");
+        cmd.args(["120", "wine"])
             .arg(dist().join("tether-agent.exe"))
-            .args(args))
+            .args(args);
+        self.output(cmd)
     }
 
     /// `wine wmic ARGS…`'s answer as text (wmic writes UTF-16 with a byte-order mark).
@@ -127,6 +192,13 @@ impl Wine {
         } else {
             String::from_utf8_lossy(b).into_owned()
         }
+    }
+
+    /// A signed-in user's program (Notepad), running until dropped. Wine ends its services
+    /// (and may lose what they wrote) once no user process is left, which a real Windows
+    /// session never is: tests of services keep one up.
+    pub fn user_session(&self) -> Proc {
+        self.spawn(Path::new("notepad"), &[], &[])
     }
 
     /// `wine PROGRAM ARGS…` in the background; killed on drop.

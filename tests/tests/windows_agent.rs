@@ -384,7 +384,7 @@ fn windows_agent_under_wine_runs_as_a_service() {
     wine.restart();
     // The signed-in user's session: a program of theirs keeps Wine's session up (Wine ends
     // its services when the last user process exits), and shows on the screen.
-    let _notepad = wine.spawn(std::path::Path::new("notepad"), &[], &[]);
+    let _notepad = wine.user_session();
     // The service logs into its state directory; shown if the test fails.
     let _log = ShowLogOnPanic(wine.drive_c().join("ProgramData/Tether/agent.log"));
     let out = ok(wine.agent(&[

@@ -296,6 +296,7 @@ fn windows_service_install_registers_the_tray_at_sign_in() {
     }
     let relay = Relay::start();
     let wine = Wine::start();
+    let _session = wine.user_session();
     let agent = WineAgent::enroll(&wine, &relay.agent_token());
     let run_key = r"HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion\Run";
     let query = || wine.run("reg", &["query", run_key, "/v", "Tether"]);
