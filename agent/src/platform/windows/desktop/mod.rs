@@ -1,6 +1,6 @@
-//! The Windows desktop: capture through GDI (`BitBlt`), input through `SendInput`, the pointer
+//! The Windows desktop: capture through DXGI Desktop Duplication where it opens, else GDI (`BitBlt`), input through `SendInput`, the pointer
 //! through `GetCursorInfo`/`GetIconInfo`, the clipboard through arboard. The FFI lives in
-//! [`gdi`], [`send`] and [`inputdesk`], the only modules that allow `unsafe`. Capture and input
+//! [`dxgi`], [`gdi`], [`send`] and [`inputdesk`], the only modules that allow `unsafe`. Capture and input
 //! follow the input desktop (the secure desktop of UAC prompts and the sign-in screen) where
 //! the process may.
 //!
@@ -8,6 +8,7 @@
 //! captured (the one the viewer shows), so they are offset by that display's origin on the
 //! virtual screen (the primary display until a capture says otherwise).
 
+mod dxgi;
 mod gdi;
 mod input;
 mod inputdesk;

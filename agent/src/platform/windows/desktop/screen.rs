@@ -1,10 +1,11 @@
-//! Screen capture on Windows through GDI: `BitBlt` of a monitor's area of the screen into a
-//! 32-bit top-down DIB section, kept while the monitor keeps its place and size.
-//!
-//! DXGI Desktop Duplication (faster, and it sees full-screen Direct3D) is not used yet: Wine
-//! cannot test it (its `DuplicateOutput` is a stub), and it needs more `windows-sys` features.
+//! Screen capture on Windows: DXGI Desktop Duplication where it opens ([`super::dxgi`]: faster,
+//! sees full-screen Direct3D, and says when nothing changed), else GDI: `BitBlt` of a monitor's
+//! area of the screen into a 32-bit top-down DIB section, kept while the monitor keeps its place
+//! and size. A duplication that fails (lost on a desktop switch) falls back to GDI at once and
+//! is opened again later.
 
 use super::Origin;
+use super::dxgi::{Duplication, Grab};
 use super::gdi::{self, Area, Grabber};
 use super::inputdesk;
 use crate::platform::{ScreenError, ScreenSource};
@@ -14,6 +15,17 @@ use tether_protocol::session::DisplayInfo;
 
 /// How often a capturer checks that it is on the desktop that receives input.
 const DESKTOP_CHECK: Duration = Duration::from_millis(500);
+/// After DXGI failed to open, GDI is used this long before it is tried again.
+const DXGI_RETRY: Duration = Duration::from_secs(30);
+/// After a working duplication was lost (a desktop switch), how soon to open it again.
+const DXGI_REOPEN: Duration = Duration::from_secs(1);
+
+/// A monitor's duplication and its last image (what "unchanged" stands for).
+struct Dxgi {
+    area: Area,
+    dup: Duplication,
+    last: Vec<u8>,
+}
 
 /// The monitors, through GDI. Keeps the grabber of the last display used; GDI handles belong
 /// to this thread's use, so this stays on the thread that made it.
@@ -22,6 +34,11 @@ pub struct GdiScreen {
     cached: Option<(Area, Grabber)>,
     /// When the input desktop was last checked.
     checked: Option<Instant>,
+    dxgi: Option<Dxgi>,
+    /// When DXGI may be tried again after failing.
+    dxgi_after: Option<Instant>,
+    /// Whether "DXGI unavailable" was logged (once per capturer).
+    dxgi_told: bool,
 }
 
 impl GdiScreen {
@@ -30,6 +47,9 @@ impl GdiScreen {
             origin,
             cached: None,
             checked: None,
+            dxgi: None,
+            dxgi_after: None,
+            dxgi_told: false,
         }
     }
 }
@@ -78,6 +98,10 @@ impl GdiScreen {
             .get(display as usize)
             .map(|m| m.area)
             .ok_or(ScreenError::NoSuchDisplay(display))?;
+        if let Some(frame) = self.grab_dxgi(area) {
+            self.origin.set(area.left, area.top);
+            return Ok(frame);
+        }
         if self
             .cached
             .as_ref()
@@ -98,5 +122,52 @@ impl GdiScreen {
         // Input and the pointer are in this display's coordinates from now on.
         self.origin.set(area.left, area.top);
         Ok((area.width as u32, area.height as u32, out))
+    }
+
+    /// The monitor's image through DXGI, when it works here; `None`: use GDI this time.
+    fn grab_dxgi(&mut self, area: Area) -> Option<(u32, u32, Vec<u8>)> {
+        if self.dxgi.as_ref().is_some_and(|d| d.area != area) {
+            self.dxgi = None;
+        }
+        if self.dxgi.is_none() {
+            if self.dxgi_after.is_some_and(|t| Instant::now() < t) {
+                return None;
+            }
+            match Duplication::open(area.left, area.top, area.width, area.height) {
+                Ok(dup) => {
+                    tracing::info!("capturing with DXGI desktop duplication");
+                    self.dxgi = Some(Dxgi {
+                        area,
+                        dup,
+                        last: Vec::new(),
+                    });
+                }
+                Err(e) => {
+                    if !self.dxgi_told {
+                        self.dxgi_told = true;
+                        tracing::info!(
+                            "DXGI desktop duplication unavailable ({e}); capturing with GDI"
+                        );
+                    }
+                    self.dxgi_after = Some(Instant::now() + DXGI_RETRY);
+                    return None;
+                }
+            }
+        }
+        let d = self.dxgi.as_mut()?;
+        // The first image may take a moment; after it, "no new frame" means unchanged.
+        let wait = if d.last.is_empty() { 200 } else { 0 };
+        let size = (area.width as u32, area.height as u32);
+        match d.dup.grab(&mut d.last, wait) {
+            Ok(Grab::Frame) => Some((size.0, size.1, d.last.clone())),
+            Ok(Grab::Unchanged) if !d.last.is_empty() => Some((size.0, size.1, d.last.clone())),
+            Ok(Grab::Unchanged) => None,
+            Err(e) => {
+                tracing::debug!("DXGI desktop duplication lost ({e}); GDI until it reopens");
+                self.dxgi = None;
+                self.dxgi_after = Some(Instant::now() + DXGI_REOPEN);
+                None
+            }
+        }
     }
 }
