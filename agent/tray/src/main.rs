@@ -15,6 +15,7 @@ mod icon;
 mod indicator;
 mod ipc;
 mod msg;
+mod once;
 #[cfg(not(windows))]
 mod sni;
 mod text;
@@ -52,7 +53,7 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     if let Some(path) = &args.log_file {
-        if let Err(e) = log_to_file(path) {
+        if let Err(e) = tether_net::logging::init_file("info", path) {
             tether_net::logging::init("info");
             tracing::warn!(
                 "cannot write the log to {}: {e}; logging to standard error",
@@ -78,19 +79,3 @@ fn main() -> ExitCode {
 use gtk_ui::run;
 #[cfg(windows)]
 use win::run;
-
-/// Logs to `path` (appended), filtered by `RUST_LOG` like the standard-error log.
-fn log_to_file(path: &std::path::Path) -> std::io::Result<()> {
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)?;
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::sync::Mutex::new(file))
-        .with_ansi(false)
-        .init();
-    Ok(())
-}

@@ -5,11 +5,11 @@
 
 use super::{attention_window, emphasize, label, point, report_layout, technician_header};
 use crate::ipc::Ipc;
-use crate::msg::{Msg, Post};
+use crate::msg::Post;
+use crate::once::Decision;
 use crate::text;
 use gtk::glib;
 use gtk::prelude::*;
-use std::cell::Cell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 use tether_protocol::consent::{LocalRequest, Prompt};
@@ -20,34 +20,6 @@ pub const TITLE: &str = "Tether: remote support request";
 /// How often the countdown is recomputed; finer than a second so the label never lags by one.
 const TICK: Duration = Duration::from_millis(200);
 
-/// Makes sure a request is answered exactly once, whichever way the dialog goes away.
-struct Decision {
-    id: String,
-    ipc: Ipc,
-    post: Post,
-    made: Cell<bool>,
-}
-
-impl Decision {
-    /// Sends `req` (if any) unless a decision was already made; true if this call decided.
-    fn make(&self, req: Option<LocalRequest>) -> bool {
-        if self.made.replace(true) {
-            return false;
-        }
-        if let Some(req) = req {
-            self.ipc.send(req);
-        }
-        self.post.send(Msg::ConsentClosed(self.id.clone()));
-        true
-    }
-
-    fn deny(&self) -> bool {
-        self.make(Some(LocalRequest::Deny {
-            id: self.id.clone(),
-        }))
-    }
-}
-
 pub struct ConsentDialog {
     window: gtk::Window,
     decision: Rc<Decision>,
@@ -56,12 +28,7 @@ pub struct ConsentDialog {
 impl ConsentDialog {
     pub fn open(prompt: &Prompt, ipc: Ipc, post: Post) -> Self {
         let received = Instant::now();
-        let decision = Rc::new(Decision {
-            id: prompt.id.clone(),
-            ipc,
-            post,
-            made: Cell::new(false),
-        });
+        let decision = Rc::new(Decision::new(prompt.id.clone(), ipc, post));
 
         let window = attention_window(TITLE);
         let column = gtk::Box::new(gtk::Orientation::Vertical, 8);
@@ -151,7 +118,7 @@ impl ConsentDialog {
                 let Some(w) = w.upgrade() else {
                     return glib::ControlFlow::Break;
                 };
-                if d.made.get() {
+                if d.is_made() {
                     return glib::ControlFlow::Break;
                 }
                 let left = text::seconds_remaining(total, received.elapsed());
@@ -192,7 +159,7 @@ impl ConsentDialog {
     /// The agent closed the request (answered elsewhere, or it timed out): close the dialog
     /// without answering.
     pub fn dismiss(&self) {
-        self.decision.made.set(true);
+        self.decision.forget();
         self.window.close();
     }
 

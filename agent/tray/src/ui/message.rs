@@ -7,50 +7,19 @@
 
 use super::{attention_window, label, point, report_layout, technician_header};
 use crate::ipc::Ipc;
-use crate::msg::{Msg, Post};
+use crate::msg::Post;
+use crate::once::Answer;
 use crate::text;
 use gtk::glib;
 use gtk::prelude::*;
-use std::cell::Cell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
-use tether_protocol::consent::{ChatMessage, LocalRequest};
+use tether_protocol::consent::ChatMessage;
 use tether_protocol::session::MAX_MESSAGE;
 use tracing::info;
 
 /// How often the countdown is recomputed; finer than a second so the label never lags by one.
 const TICK: Duration = Duration::from_millis(200);
-
-/// Makes sure a message is answered at most once, whichever way the window goes away.
-struct Answer {
-    id: String,
-    ipc: Ipc,
-    post: Post,
-    done: Cell<bool>,
-}
-
-impl Answer {
-    /// Replies with `text` (empty: no reply) unless already answered or closed; true if this
-    /// call answered.
-    fn reply(&self, text: String) -> bool {
-        if self.done.replace(true) {
-            return false;
-        }
-        self.ipc.send(LocalRequest::Reply {
-            id: self.id.clone(),
-            text,
-        });
-        self.post.send(Msg::MessageWindowClosed(self.id.clone()));
-        true
-    }
-
-    /// Gone without answering (the agent closed the message, or its time ran out).
-    fn drop_silently(&self) {
-        if !self.done.replace(true) {
-            self.post.send(Msg::MessageWindowClosed(self.id.clone()));
-        }
-    }
-}
 
 pub struct MessageWindow {
     window: gtk::Window,
@@ -60,12 +29,7 @@ pub struct MessageWindow {
 impl MessageWindow {
     pub fn open(msg: &ChatMessage, ipc: Ipc, post: Post) -> Self {
         let received = Instant::now();
-        let answer = Rc::new(Answer {
-            id: msg.id.clone(),
-            ipc,
-            post,
-            done: Cell::new(false),
-        });
+        let answer = Rc::new(Answer::new(msg.id.clone(), ipc, post));
 
         let window = attention_window(&text::message_title(&msg.technician));
         // Appearing must not take the keyboard: whatever the user was typing (a password, say)
@@ -164,7 +128,7 @@ impl MessageWindow {
                 let Some(w) = w.upgrade() else {
                     return glib::ControlFlow::Break;
                 };
-                if a.done.get() {
+                if a.is_done() {
                     return glib::ControlFlow::Break;
                 }
                 let left = text::seconds_remaining(total, received.elapsed());
@@ -207,7 +171,7 @@ impl MessageWindow {
     /// The agent closed the message (answered elsewhere, or its time ran out): close the window
     /// without replying.
     pub fn dismiss(&self) {
-        self.answer.done.set(true);
+        self.answer.forget();
         self.window.close();
     }
 

@@ -5,7 +5,8 @@
 use super::sys::{Button, Event, Font, Form, ID_CANCEL, ID_OK, Kind, Place};
 use super::{Column, centre, technician_header};
 use crate::ipc::Ipc;
-use crate::msg::{Msg, Post};
+use crate::msg::Post;
+use crate::once::Decision;
 use crate::text;
 use std::cell::Cell;
 use std::rc::Rc;
@@ -21,34 +22,6 @@ const TICK: Duration = Duration::from_millis(200);
 const ALLOW: u16 = 100;
 const DENY: u16 = 101;
 
-/// Makes sure a request is answered exactly once, whichever way the dialog goes away.
-struct Decision {
-    id: String,
-    ipc: Ipc,
-    post: Post,
-    made: Cell<bool>,
-}
-
-impl Decision {
-    /// Sends `req` (if any) unless a decision was already made; true if this call decided.
-    fn make(&self, req: Option<LocalRequest>) -> bool {
-        if self.made.replace(true) {
-            return false;
-        }
-        if let Some(req) = req {
-            self.ipc.send(req);
-        }
-        self.post.send(Msg::ConsentClosed(self.id.clone()));
-        true
-    }
-
-    fn deny(&self) -> bool {
-        self.make(Some(LocalRequest::Deny {
-            id: self.id.clone(),
-        }))
-    }
-}
-
 pub struct ConsentDialog {
     form: Form,
     decision: Rc<Decision>,
@@ -59,12 +32,7 @@ impl ConsentDialog {
     /// the window.
     pub fn open(prompt: &Prompt, ipc: Ipc, post: Post) -> Option<Self> {
         let received = Instant::now();
-        let decision = Rc::new(Decision {
-            id: prompt.id.clone(),
-            ipc,
-            post,
-            made: Cell::new(false),
-        });
+        let decision = Rc::new(Decision::new(prompt.id.clone(), ipc, post));
         let form = match Form::create(Kind::Dialog { topmost: true }, TITLE) {
             Ok(f) => f,
             Err(e) => {
@@ -129,7 +97,7 @@ impl ConsentDialog {
                 form.destroy();
             }
             Event::Timer => {
-                if d.made.get() {
+                if d.is_made() {
                     form.stop_timer();
                     return;
                 }
@@ -164,7 +132,7 @@ impl ConsentDialog {
     /// The agent closed the request (answered elsewhere, or it timed out): close the dialog
     /// without answering.
     pub fn dismiss(&self) {
-        self.decision.made.set(true);
+        self.decision.forget();
         self.form.destroy();
     }
 

@@ -6,12 +6,13 @@
 use super::sys::{Button, Event, Font, Form, ID_CANCEL, ID_OK, Kind, Place};
 use super::{Column, centre, technician_header};
 use crate::ipc::Ipc;
-use crate::msg::{Msg, Post};
+use crate::msg::Post;
+use crate::once::Answer;
 use crate::text;
 use std::cell::Cell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
-use tether_protocol::consent::{ChatMessage, LocalRequest};
+use tether_protocol::consent::ChatMessage;
 use tether_protocol::session::MAX_MESSAGE;
 use tracing::{info, warn};
 
@@ -21,37 +22,6 @@ const TICK: Duration = Duration::from_millis(200);
 const SEND: u16 = 200;
 const DISMISS: u16 = 201;
 const ENTRY: u16 = 202;
-
-/// Makes sure a message is answered at most once, whichever way the window goes away.
-struct Answer {
-    id: String,
-    ipc: Ipc,
-    post: Post,
-    done: Cell<bool>,
-}
-
-impl Answer {
-    /// Replies with `text` (empty: no reply) unless already answered or closed; true if this
-    /// call answered.
-    fn reply(&self, text: String) -> bool {
-        if self.done.replace(true) {
-            return false;
-        }
-        self.ipc.send(LocalRequest::Reply {
-            id: self.id.clone(),
-            text,
-        });
-        self.post.send(Msg::MessageWindowClosed(self.id.clone()));
-        true
-    }
-
-    /// Gone without answering (the agent closed the message, or its time ran out).
-    fn drop_silently(&self) {
-        if !self.done.replace(true) {
-            self.post.send(Msg::MessageWindowClosed(self.id.clone()));
-        }
-    }
-}
 
 pub struct MessageWindow {
     form: Form,
@@ -64,12 +34,7 @@ impl MessageWindow {
     /// Enter.
     pub fn open(msg: &ChatMessage, ipc: Ipc, post: Post) -> Option<Self> {
         let received = Instant::now();
-        let answer = Rc::new(Answer {
-            id: msg.id.clone(),
-            ipc,
-            post,
-            done: Cell::new(false),
-        });
+        let answer = Rc::new(Answer::new(msg.id.clone(), ipc, post));
         let form = match Form::create(
             Kind::Dialog { topmost: true },
             &text::message_title(&msg.technician),
@@ -129,7 +94,7 @@ impl MessageWindow {
                 info!(id = %id, "message window closed: no reply");
             }
             Event::Timer => {
-                if a.done.get() {
+                if a.is_done() {
                     form.stop_timer();
                     return;
                 }
@@ -160,7 +125,7 @@ impl MessageWindow {
     /// The agent closed the message (answered elsewhere, or its time ran out): close the window
     /// without replying.
     pub fn dismiss(&self) {
-        self.answer.done.set(true);
+        self.answer.forget();
         self.form.destroy();
     }
 
