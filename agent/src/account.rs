@@ -69,6 +69,9 @@ impl RunAs {
                 switch: false,
             });
         }
+        // Windows: the user signed in at the console now, unless the agent was told.
+        #[cfg(windows)]
+        let session_user = session_user.or_else(credentials::default_session_user);
         match session_user {
             Some(uid) if uid != 0 => Ok(RunAs {
                 account: Account::lookup(uid)?,
@@ -78,10 +81,13 @@ impl RunAs {
         }
     }
 
-    /// "nobody (uid 65534)" or "root", for the audit record.
+    /// "nobody (uid 65534)" or "root" (on Windows "alice (session 1)"), for the audit record.
     pub fn describe(&self) -> String {
         if self.account.uid == 0 {
             "root".into()
+        } else if cfg!(windows) {
+            let session = self.account.uid - 1;
+            format!("{} (session {session})", self.account.name)
         } else {
             format!("{} (uid {})", self.account.name, self.account.uid)
         }
@@ -131,7 +137,11 @@ impl RunAs {
 }
 
 /// Why a session without root cannot run on a root agent that knows no desktop user.
+#[cfg(not(windows))]
 pub const NO_SESSION_USER: &str = "this device has no desktop user to run as (no X display owner); start its agent with --session-user NAME, or ask for --as-root where the group's policy allows it";
+/// Why a session without root cannot run on Windows: nobody is signed in at the console.
+#[cfg(windows)]
+pub const NO_SESSION_USER: &str = "nobody is signed in at this Windows computer's console, so there is no user to run as; ask for --as-root where the group's policy allows it";
 
 #[cfg(test)]
 mod tests {

@@ -159,6 +159,17 @@ enum Cmd {
     #[cfg(windows)]
     #[command(hide = true)]
     DesktopHelper,
+    /// Run PROGRAM as the user signed in to Windows session K, with this process's standard
+    /// handles, and exit with its exit code (put in front of a session's commands by the agent,
+    /// not run by hand).
+    #[cfg(windows)]
+    #[command(hide = true)]
+    RunAsUser {
+        #[arg(long)]
+        session: u32,
+        #[arg(last = true, required = true)]
+        argv: Vec<String>,
+    },
     /// Print this machine's health report, as sent to the relay (no relay needed).
     Health {
         /// Print JSON.
@@ -221,6 +232,16 @@ fn main() -> std::process::ExitCode {
     #[cfg(windows)]
     match cli.cmd {
         Cmd::Service { run_args } => return windows_service(run_args),
+        Cmd::RunAsUser { session, argv } => {
+            return match tether_agent::platform::credentials::run_as_user(session, &argv) {
+                // Exit codes are 32-bit on Windows; the same bits go back out.
+                Ok(code) => std::process::exit(code as i32),
+                Err(e) => {
+                    eprintln!("tether-agent: {e}");
+                    std::process::ExitCode::from(127)
+                }
+            };
+        }
         Cmd::DesktopHelper => {
             return match tether_agent::platform::windows::serve_desktop_helper() {
                 Ok(()) => std::process::ExitCode::SUCCESS,
@@ -318,6 +339,8 @@ async fn run(cli: Cli) -> Result<()> {
         #[cfg(windows)]
         Cmd::DesktopHelper => anyhow::bail!("`desktop-helper` is started by the agent service"),
         #[cfg(windows)]
+        Cmd::RunAsUser { .. } => anyhow::bail!("`run-as-user` is started by the agent"),
+        #[cfg(windows)]
         Cmd::InstallService { state, run_args } => {
             use tether_agent::platform::windows::service;
             let dir = state.unwrap_or_else(default_state_dir);
@@ -394,11 +417,15 @@ async fn run(cli: Cli) -> Result<()> {
                     ),
                     uid => Some(uid),
                 },
-                // Windows: the agent does not act as other accounts yet (sessions need root).
+                // Windows: whoever is signed in at the console when a session starts (see
+                // `RunAs::for_session`), as users sign in and out while the service runs.
                 None => (desktop_uid != 0 && cfg!(unix)).then_some(desktop_uid),
             };
             match session_user {
                 Some(uid) => tracing::info!(uid, "sessions run as this user unless granted root"),
+                None if cfg!(windows) => tracing::info!(
+                    "sessions run as the user signed in at the console unless granted root (refused while nobody is signed in)"
+                ),
                 None if local::current_uid() == 0 => tracing::warn!(
                     "no desktop user known: sessions without root are refused (--session-user NAME sets one)"
                 ),

@@ -22,6 +22,7 @@ pub mod linux;
 pub mod pty;
 #[cfg(target_os = "linux")]
 mod wayland;
+pub mod wincmdline;
 #[cfg(windows)]
 pub mod windows;
 #[cfg(target_os = "linux")]

@@ -20,8 +20,8 @@ use std::ffi::c_void;
 use std::fs::File;
 use std::os::windows::io::{FromRawHandle, OwnedHandle};
 use windows_sys::Win32::Foundation::{
-    DUPLICATE_SAME_ACCESS, DuplicateHandle, ERROR_NO_TOKEN, GetLastError, HANDLE,
-    HANDLE_FLAG_INHERIT, SetHandleInformation, WAIT_OBJECT_0,
+    DUPLICATE_SAME_ACCESS, DuplicateHandle, ERROR_NO_TOKEN, HANDLE, HANDLE_FLAG_INHERIT,
+    SetHandleInformation, WAIT_OBJECT_0,
 };
 use windows_sys::Win32::Security::SECURITY_ATTRIBUTES;
 use windows_sys::Win32::System::Console::{GetStdHandle, STD_ERROR_HANDLE};
@@ -91,7 +91,7 @@ pub fn needs_helper() -> bool {
 /// Starts the helper in the console session as its signed-in user.
 pub struct InUserSession;
 
-fn wide(s: &str) -> Vec<u16> {
+pub(super) fn wide(s: &str) -> Vec<u16> {
     s.encode_utf16().chain(std::iter::once(0)).collect()
 }
 
@@ -122,10 +122,17 @@ fn pipe(child_reads: bool) -> Result<(Handle, Handle), HelperIoError> {
 
 /// The user's environment block (UTF-16 `k=v\0…\0\0`) with the agent's `RUST_LOG` added.
 fn environment(token: HANDLE) -> Result<Vec<u16>, HelperIoError> {
+    user_environment(token)
+        .map_err(|e| HelperIoError::Spawn(format!("CreateEnvironmentBlock: {e}")))
+}
+
+/// The environment block of the user whose primary token this is (`CreateEnvironmentBlock`,
+/// without the caller's variables), as UTF-16 `k=v\0…\0\0`, with the agent's `RUST_LOG` added.
+pub(super) fn user_environment(token: HANDLE) -> std::io::Result<Vec<u16>> {
     let mut block: *mut c_void = std::ptr::null_mut();
     // SAFETY: `token` is a valid primary token; the block is freed below.
     if unsafe { CreateEnvironmentBlock(&mut block, token, 0) } == 0 {
-        return Err(last_error("CreateEnvironmentBlock"));
+        return Err(std::io::Error::last_os_error());
     }
     let mut env = Vec::new();
     let p = block as *const u16;
@@ -149,31 +156,46 @@ fn environment(token: HANDLE) -> Result<Vec<u16>, HelperIoError> {
     Ok(env)
 }
 
-/// The signed-in user's token in the console session.
-fn user_token() -> Result<Handle, HelperIoError> {
+/// The token of the user signed in to Windows session `session` (`WTSQueryUserToken`, which
+/// needs SeTcbPrivilege: LocalSystem has it). Fails with `ERROR_NO_TOKEN` when nobody is signed
+/// in there.
+pub(super) fn session_user_token(session: u32) -> std::io::Result<Handle> {
+    let mut token: HANDLE = std::ptr::null_mut();
+    // SAFETY: out-pointer to a local; the handle returned is ours to close.
+    if unsafe { WTSQueryUserToken(session, &mut token) } == 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(Handle(token))
+}
+
+/// Whether `e` (from [`session_user_token`]) means that nobody is signed in to that session.
+pub(super) fn nobody_signed_in(e: &std::io::Error) -> bool {
+    e.raw_os_error() == Some(ERROR_NO_TOKEN as i32)
+}
+
+/// The active console session, if one is attached.
+pub(super) fn console_session() -> Option<u32> {
     // SAFETY: no arguments.
     let session = unsafe { WTSGetActiveConsoleSessionId() };
-    if session == NO_SESSION {
+    (session != NO_SESSION).then_some(session)
+}
+
+/// The signed-in user's token in the console session.
+fn user_token() -> Result<Handle, HelperIoError> {
+    let Some(session) = console_session() else {
         return Err(HelperIoError::Unavailable(
             "nobody is signed in at this computer (no console session), so there is no desktop to share".into(),
         ));
-    }
-    let mut token: HANDLE = std::ptr::null_mut();
-    // SAFETY: out-pointer to a local; needs SeTcbPrivilege (LocalSystem has it).
-    if unsafe { WTSQueryUserToken(session, &mut token) } == 0 {
-        // SAFETY: no arguments.
-        let code = unsafe { GetLastError() };
-        if code == ERROR_NO_TOKEN {
-            return Err(HelperIoError::Unavailable(format!(
+    };
+    session_user_token(session).map_err(|e| {
+        if nobody_signed_in(&e) {
+            HelperIoError::Unavailable(format!(
                 "nobody is signed in at this computer (console session {session}), so there is no desktop to share"
-            )));
+            ))
+        } else {
+            HelperIoError::Spawn(format!("WTSQueryUserToken(session {session}): {e}"))
         }
-        return Err(HelperIoError::Spawn(format!(
-            "WTSQueryUserToken(session {session}): {}",
-            std::io::Error::from_raw_os_error(code as i32)
-        )));
-    }
-    Ok(Handle(token))
+    })
 }
 
 /// The agent's standard error, as an inheritable copy for the helper's; `None` without one
