@@ -90,6 +90,9 @@ pub async fn run(
         {
             Ended::Shutdown => return Ok(()),
             Ended::Lost(e) => {
+                // With several relays, the next try starts with another one: this one may be
+                // gone, and a dead relay costs a connect timeout.
+                creds.fail_over();
                 if matches!(&e, ClientError::Net(n) if n.is_auth()) {
                     error!("{e}; an administrator must re-enroll or un-revoke this machine");
                 } else {
@@ -153,7 +156,7 @@ async fn session<F: Future<Output = ()>>(
         return Ended::Lost(ClientError::Net(NetError::Protocol(e.to_string())));
     }
     backoff.reset();
-    info!("connected to relay {}", creds.relay.addr);
+    info!("connected to relay {}", conn.remote_address());
 
     let status = AgentToRelay::Status(AgentStatus {
         hostname: host::hostname_at(&opts.root),

@@ -79,6 +79,8 @@ pub struct RelayConn {
     transport_liveness: bool,
     /// The technician announced [`crate::message::capability::ASKING`].
     asking: bool,
+    /// The technician announced [`crate::message::capability::ELSEWHERE`].
+    follows: bool,
 }
 
 impl RelayConn {
@@ -92,6 +94,7 @@ impl RelayConn {
             last_rx: now,
             transport_liveness: false,
             asking: false,
+            follows: false,
         }
     }
 
@@ -155,6 +158,10 @@ impl RelayConn {
             .capabilities
             .iter()
             .any(|c| c == crate::message::capability::ASKING);
+        self.follows = hello
+            .capabilities
+            .iter()
+            .any(|c| c == crate::message::capability::ELSEWHERE);
         HelloReply::Welcome(Welcome {
             version,
             capabilities: vec![
@@ -162,6 +169,7 @@ impl RelayConn {
                 crate::message::capability::HEALTH.to_string(),
                 crate::liveness::CAPABILITY.to_string(),
                 crate::message::capability::ASKING.to_string(),
+                crate::message::capability::ELSEWHERE.to_string(),
             ],
             identity: self.identity.clone(),
             software: String::new(),
@@ -206,6 +214,11 @@ impl RelayConn {
     /// Whether the technician takes [`crate::message::TechResponse::Asking`] before an answer.
     pub fn peer_takes_asking(&self) -> bool {
         self.asking
+    }
+
+    /// Whether the technician follows [`crate::message::TechResponse::Elsewhere`].
+    pub fn peer_follows_elsewhere(&self) -> bool {
+        self.follows
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
@@ -585,10 +598,20 @@ mod tests {
         assert!(c.peer_takes_asking());
         // A technician from before `Asking` would not decode it.
         let mut old = Hello::new(Intent::Technician, "old tether");
-        old.capabilities.retain(|c| c != capability::ASKING);
-        let mut c = RelayConn::new(now, Timeouts::default(), Some(tech));
+        old.capabilities
+            .retain(|c| c != capability::ASKING && c != capability::ELSEWHERE);
+        let mut c = RelayConn::new(now, Timeouts::default(), Some(tech.clone()));
         check_hello_reply(c.handle_hello(now, &hello_bytes(&old))).unwrap();
         assert!(!c.peer_takes_asking());
+        // Nor sent elsewhere (it would not decode that either).
+        assert!(!c.peer_follows_elsewhere());
+        let mut c = RelayConn::new(now, Timeouts::default(), Some(tech));
+        let w = check_hello_reply(
+            c.handle_hello(now, &hello_bytes(&Hello::new(Intent::Technician, "t"))),
+        )
+        .unwrap();
+        assert!(c.peer_follows_elsewhere());
+        assert!(w.capabilities.iter().any(|c| c == capability::ELSEWHERE));
     }
 
     #[test]

@@ -27,6 +27,10 @@ pub mod capability {
     /// `OpenSession` and `Say`. The relay sends it only to technicians that announced this, and a
     /// technician whose relay does not announce it cannot know when the user is being asked.
     pub const ASKING: &str = "asking";
+    /// Technician and relay: a relay sharing its store with others may answer a request for a
+    /// device another relay holds with [`super::TechResponse::Elsewhere`], which the technician
+    /// follows by asking that relay. Sent only to technicians that announced this.
+    pub const ELSEWHERE: &str = "elsewhere";
 }
 
 /// At most this many capabilities are read from a peer.
@@ -60,6 +64,7 @@ impl Hello {
                 Intent::Technician => vec![
                     capability::PRESENCE.to_string(),
                     capability::ASKING.to_string(),
+                    capability::ELSEWHERE.to_string(),
                 ],
                 Intent::Enroll => vec![capability::PRESENCE.to_string()],
             },
@@ -439,6 +444,14 @@ pub enum TechResponse {
     /// screen. Not sent for sessions that start unattended, nor to technicians that did not
     /// announce [`capability::ASKING`] (older ones would not decode it).
     Asking,
+    /// The device's agent is connected to another relay of the organisation: ask again there
+    /// (the same request, with the same certificate; that relay checks everything anew). Only
+    /// to technicians that announced [`capability::ELSEWHERE`], and only for requests that
+    /// need the agent (sessions, messages, ending an engagement).
+    Elsewhere {
+        relay_id: String,
+        relay_addr: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

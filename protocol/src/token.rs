@@ -17,7 +17,8 @@ pub const MAX_TOKEN_LEN: usize = 2048;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnrollToken {
-    /// `host:port` the enrolling side connects to.
+    /// `host:port` the enrolling side connects to, or several separated by commas
+    /// ([`relay_addrs`]).
     pub relay_addr: String,
     /// Name the relay's certificate is checked against.
     pub server_name: String,
@@ -59,6 +60,13 @@ impl EnrollToken {
         }
         Ok(token)
     }
+}
+
+/// The relay addresses in a token's or a client's `relay_addr`: one `host:port`, or several
+/// separated by commas (relays sharing one store; a client fails over between them). Empty
+/// entries are skipped.
+pub fn relay_addrs(list: &str) -> impl Iterator<Item = &str> {
+    list.split(',').map(str::trim).filter(|a| !a.is_empty())
 }
 
 /// Lower-case hex, for fingerprints in messages and files.

@@ -64,7 +64,35 @@ async fn reachable_device(
     resolve(state, &scope, query).await.map_err(store_down)?
 }
 
-/// `asking`: the technician takes [`TechResponse::Asking`] once the user is being asked.
+/// The technician's request stream (for [`TechResponse::Asking`] before the answer) and what
+/// it understands.
+pub struct Peer<'a> {
+    pub send: &'a mut SendStream,
+    pub caps: crate::tech::Caps,
+}
+
+/// The answer for a device whose agent another relay holds: where to ask (a technician that
+/// follows), or why not here (one that does not). `None`: connected here, or nowhere.
+fn elsewhere(state: &State, device: &DeviceRow, follows: bool) -> Option<TechResponse> {
+    let holder = state.presence.elsewhere(&device.id)?;
+    info!(device = %device.id, relay = %holder.relay_id, follows, "device held by another relay");
+    Some(if follows {
+        TechResponse::Elsewhere {
+            relay_id: holder.relay_id,
+            relay_addr: holder.addr,
+        }
+    } else {
+        error(
+            ErrorCode::Offline,
+            format!(
+                "device {} is connected to relay {} ({}); this tether is too old to follow it there: upgrade it",
+                device.hostname, holder.relay_id, holder.addr
+            ),
+        )
+    })
+}
+
+/// `caps.asking`: the technician takes [`TechResponse::Asking`] once the user is being asked.
 ///
 /// The steps: find the device, record the request, decide ([`policy::decide`], pure), sign and
 /// offer the grant to the agent, then splice until either side ends; every outcome is written
@@ -73,11 +101,12 @@ pub async fn open_session(
     state: &State,
     technician: &str,
     role: Role,
-    asking: bool,
+    caps: crate::tech::Caps,
     req: SessionRequest,
     mut tsend: SendStream,
     trecv: RecvStream,
 ) {
+    let asking = caps.asking;
     let device = match reachable_device(state, technician, role, &req.device).await {
         Ok(d) => d,
         Err(resp) => {
@@ -85,6 +114,11 @@ pub async fn open_session(
             return;
         }
     };
+    // Held by another relay: the request is answered (and audited) there.
+    if let Some(resp) = elsewhere(state, &device, caps.follows) {
+        refuse(&mut tsend, &resp).await;
+        return;
+    }
     let activity = req.activity.cleaned();
     if !activity.fits(req.permissions) {
         refuse(
@@ -520,12 +554,18 @@ pub async fn say(
     device: &str,
     text: &str,
     wait_ms: u64,
-    asking: Option<&mut SendStream>,
+    peer: Peer<'_>,
 ) -> TechResponse {
+    let Peer { send, caps } = peer;
+    let follows = caps.follows;
+    let asking = caps.asking.then_some(send);
     let device = match reachable_device(state, technician, role, device).await {
         Ok(d) => d,
         Err(resp) => return resp,
     };
+    if let Some(resp) = elsewhere(state, &device, follows) {
+        return resp;
+    }
     let text = text::clean(text, tether_protocol::session::MAX_MESSAGE);
     if text.trim().is_empty() {
         return error(ErrorCode::BadRequest, "the message is empty");
@@ -622,6 +662,7 @@ pub async fn end_engagement(
     role: Role,
     device: &str,
     ticket: &str,
+    follows: bool,
 ) -> TechResponse {
     if !may_start_session(role) {
         return error(
@@ -633,6 +674,9 @@ pub async fn end_engagement(
         Ok(d) => d,
         Err(resp) => return resp,
     };
+    if let Some(resp) = elsewhere(state, &device, follows) {
+        return resp;
+    }
     let Some(agent) = state.presence.connection(&device.id) else {
         return error(
             ErrorCode::Offline,

@@ -134,6 +134,15 @@ impl Ca {
         })
     }
 
+    /// Loads the CA of another relay's data directory `from` and writes it into `dir`: relays
+    /// of one organisation share its CA (each issues its own server certificate from it).
+    pub fn join(dir: &DataDir, from: &DataDir) -> Result<Self, CaError> {
+        let ca = Self::load(from)?;
+        write_private(&dir.ca_key(), ca.issuer.key().serialize_pem().as_bytes())?;
+        write_public(&dir.ca_cert(), ca.cert_pem.as_bytes())?;
+        Ok(ca)
+    }
+
     pub fn load(dir: &DataDir) -> Result<Self, CaError> {
         let read = |p: std::path::PathBuf| {
             std::fs::read_to_string(&p).map_err(|source| PkiError::Io {

@@ -23,6 +23,17 @@ pub struct RelaySettings {
     pub name: String,
     /// `host:port` put into enrollment tokens: where agents and technicians reach the relay.
     pub public_addr: String,
+    /// This relay among several sharing one store (`init --id`); relays made before there
+    /// could be several have none and go by `name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+}
+
+impl RelaySettings {
+    /// The relay's id in the cluster: `id`, else `name`.
+    pub fn id(&self) -> &str {
+        self.id.as_deref().unwrap_or(&self.name)
+    }
 }
 
 /// Paths inside a data directory.

@@ -4,7 +4,9 @@
 mod cli;
 
 use clap::{Parser, Subcommand};
-use cli::{Ctx, alerts_policy, certificates, check, grant, init, policy, revoke, serve, token};
+use cli::{
+    Ctx, alerts_policy, certificates, check, grant, init, policy, relays, revoke, serve, token,
+};
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -41,6 +43,7 @@ enum Cmd {
     Revoke(revoke::RevokeArgs),
     Certificates(certificates::CertificatesArgs),
     Check(check::CheckArgs),
+    Relays(relays::RelaysArgs),
     Serve(serve::ServeArgs),
 }
 
@@ -77,6 +80,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Revoke(a) => revoke::run(&ctx, a).await,
         Cmd::Certificates(a) => certificates::run(&ctx, a).await,
         Cmd::Check(a) => check::run(&ctx, a).await,
+        Cmd::Relays(a) => relays::run(&ctx, a).await,
         Cmd::Serve(a) => serve::run(&ctx, a).await,
     }
 }

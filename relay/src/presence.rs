@@ -27,6 +27,17 @@ pub trait Presence: Send + Sync {
     fn devices(&self) -> Vec<String>;
     /// How many devices are connected to this relay.
     fn count(&self) -> usize;
+    /// The other relay holding the device's agent, when it is not connected here.
+    fn elsewhere(&self, _device: &str) -> Option<Holder> {
+        None
+    }
+}
+
+/// Another relay of the cluster and where it is reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    pub relay_id: String,
+    pub addr: String,
 }
 
 /// One relay: every online agent is connected here.

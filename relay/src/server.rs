@@ -61,6 +61,9 @@ pub struct ServeOptions {
     /// Tests only: runs (with the certificate's serial) right after a peer's certificate passed
     /// the revocation check at connect, so a test can land a revocation exactly there.
     pub after_cert_check: Option<CertCheckHook>,
+    /// Where technicians and agents reach this relay, told to the other relays sharing the
+    /// store (`None`: the settings' `public_addr`). Port 0: the port it listens on.
+    pub public_addr: Option<String>,
 }
 
 impl ServeOptions {
@@ -72,6 +75,7 @@ impl ServeOptions {
             admission: Default::default(),
             store: None,
             after_cert_check: None,
+            public_addr: None,
         }
     }
 }
@@ -145,12 +149,30 @@ impl Relay {
                 addr: opts.listen,
                 source,
             })?;
+        let bound = endpoint.local_addr().map_err(|source| RelayError::Bind {
+            addr: opts.listen,
+            source,
+        })?;
+        let me = crate::cluster::Me {
+            id: settings.id().to_string(),
+            addr: advertised(
+                opts.public_addr.as_deref().unwrap_or(&settings.public_addr),
+                bound.port(),
+            ),
+        };
+        let presence: Arc<dyn crate::presence::Presence> = if store.cluster().is_some() {
+            info!(id = %me.id, addr = %me.addr, "sharing the store with other relays: presence through leases");
+            crate::cluster::SharedPresence::start(store.clone(), me.clone()).await
+        } else {
+            Arc::new(LocalPresence::default())
+        };
         Ok(Self {
             state: Arc::new(State {
                 store,
                 ca,
                 signer,
-                presence: Box::new(LocalPresence::default()),
+                presence,
+                me,
                 timeouts: opts.timeouts,
                 next_conn_id: AtomicU64::new(1),
                 uploads: tokio::sync::Semaphore::new(MAX_CONCURRENT_UPLOADS),
@@ -248,6 +270,14 @@ impl Relay {
             .close(close_code::SHUTDOWN.into(), b"relay shutting down");
         let _ = tokio::time::timeout(Duration::from_secs(3), self.endpoint.wait_idle()).await;
         self.state.store.close().await;
+    }
+}
+
+/// `addr` with port 0 replaced by `port` (the one the relay is bound to).
+fn advertised(addr: &str, port: u16) -> String {
+    match addr.rsplit_once(':') {
+        Some((host, "0")) => format!("{host}:{port}"),
+        _ => addr.to_string(),
     }
 }
 
@@ -494,8 +524,11 @@ async fn handle_incoming(
                 .await;
         }
         (Intent::Technician, Some(Identity::Technician { name, role })) => {
-            let asking = machine.peer_takes_asking();
-            run_technician(&state, &conn, &name, role, asking)
+            let caps = tech::Caps {
+                asking: machine.peer_takes_asking(),
+                follows: machine.peer_follows_elsewhere(),
+            };
+            run_technician(&state, &conn, &name, role, caps)
                 .instrument(info_span!("technician", %name))
                 .await;
         }
@@ -1019,7 +1052,7 @@ async fn run_technician(
     conn: &Connection,
     name: &str,
     role: tether_protocol::identity::Role,
-    asking: bool,
+    caps: tech::Caps,
 ) {
     debug!(%role, "connected");
     loop {
@@ -1029,7 +1062,7 @@ async fn run_technician(
                 let state = state.clone();
                 let name = name.to_string();
                 tokio::spawn(
-                    async move { tech::handle_stream(&state, &name, role, asking, send, recv).await }
+                    async move { tech::handle_stream(&state, &name, role, caps, send, recv).await }
                         .in_current_span(),
                 );
             }

@@ -26,7 +26,9 @@ pub struct State {
     pub(crate) ca: Ca,
     /// Signs session grants (the CA key signs only certificates).
     pub(crate) signer: crate::ca::GrantSigner,
-    pub(crate) presence: Box<dyn Presence>,
+    pub(crate) presence: Arc<dyn Presence>,
+    /// This relay's id and address among those sharing the store.
+    pub(crate) me: crate::cluster::Me,
     pub(crate) timeouts: Timeouts,
     pub(crate) next_conn_id: AtomicU64,
     /// Bounds how many bulk uploads are read at once (each may be up to `limits::BULK`).

@@ -21,12 +21,20 @@ use tracing::{debug, info, warn};
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// `asking`: the technician announced `capability::ASKING` (see `TechResponse::Asking`).
+/// What the technician announced it understands.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Caps {
+    /// `capability::ASKING`: it takes `TechResponse::Asking` before an answer.
+    pub asking: bool,
+    /// `capability::ELSEWHERE`: it follows `TechResponse::Elsewhere` to another relay.
+    pub follows: bool,
+}
+
 pub async fn handle_stream(
     state: &State,
     name: &str,
     role: Role,
-    asking: bool,
+    caps: Caps,
     mut send: SendStream,
     mut recv: RecvStream,
 ) {
@@ -46,7 +54,7 @@ pub async fn handle_stream(
     debug!(technician = name, ?req, "request");
     if let TechRequest::OpenSession(req) = req {
         // This stream becomes the session channel.
-        crate::broker::open_session(state, name, role, asking, req, send, recv).await;
+        crate::broker::open_session(state, name, role, caps, req, send, recv).await;
         return;
     }
     if let TechRequest::Say {
@@ -55,15 +63,19 @@ pub async fn handle_stream(
         wait_ms,
     } = req
     {
-        let asking = asking.then_some(&mut send);
-        let resp = crate::broker::say(state, name, role, &device, &text, wait_ms, asking).await;
+        let peer = crate::broker::Peer {
+            send: &mut send,
+            caps,
+        };
+        let resp = crate::broker::say(state, name, role, &device, &text, wait_ms, peer).await;
         if write_msg(&mut send, &resp, limits::CONTROL).await.is_ok() {
             let _ = send.finish();
         }
         return;
     }
     if let TechRequest::EndEngagement { device, ticket } = &req {
-        let resp = crate::broker::end_engagement(state, name, role, device, ticket).await;
+        let resp =
+            crate::broker::end_engagement(state, name, role, device, ticket, caps.follows).await;
         if write_msg(&mut send, &resp, limits::CONTROL).await.is_ok() {
             let _ = send.finish();
         }
@@ -384,7 +396,11 @@ async fn create_token(
                     "relay address must be host:port".into(),
                 ));
             }
-            None => state.settings.public_addr.clone(),
+            // Every live relay sharing the store (this one first): the enrolled side fails
+            // over between them.
+            None => crate::cluster::relay_addrs(&state.store, &state.me)
+                .await
+                .join(","),
         };
         info!(admin = name, ?kind, "enrollment token created");
         match crate::tokens::create_for_ca(

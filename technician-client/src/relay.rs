@@ -49,6 +49,8 @@ type AskingHook = std::sync::Arc<dyn Fn() + Send + Sync>;
 pub struct Session {
     endpoint: Endpoint,
     conn: Connection,
+    /// To follow [`TechResponse::Elsewhere`] to another relay.
+    creds: Credentials,
     /// The relay sends [`TechResponse::Asking`] (it announced [`capability::ASKING`]).
     relay_asks: bool,
     asking: Option<AskingHook>,
@@ -69,9 +71,23 @@ impl Session {
         Ok(Self {
             endpoint,
             conn,
+            creds: creds.clone(),
             relay_asks,
             asking: None,
         })
+    }
+
+    /// A session with the relay at `addr`, where this relay sent a request
+    /// ([`TechResponse::Elsewhere`]): same certificate, same hook.
+    pub(crate) async fn follow(&self, relay_id: &str, addr: &str) -> Result<Self, RequestError> {
+        tracing::info!(
+            relay = relay_id,
+            addr,
+            "the device is on another relay: asking there"
+        );
+        let mut other = Self::open(&self.creds.at_relay(addr)).await?;
+        other.asking = self.asking.clone();
+        Ok(other)
     }
 
     /// Runs `hook` when the relay has accepted a session request or message and the user is
@@ -112,7 +128,27 @@ impl Session {
         &self.conn
     }
 
+    /// Sends `req` and reads the answer. A relay that says the device is held by another
+    /// relay is followed there, once.
     pub async fn request(&self, req: &TechRequest) -> Result<TechResponse, RequestError> {
+        match self.request_here(req).await? {
+            TechResponse::Elsewhere {
+                relay_id,
+                relay_addr,
+            } => {
+                let other = self.follow(&relay_id, &relay_addr).await?;
+                match other.request_here(req).await? {
+                    TechResponse::Elsewhere { .. } => Err(RequestError::Offline(
+                        "the relays disagree on which holds the device; try again".into(),
+                    )),
+                    answer => Ok(answer),
+                }
+            }
+            answer => Ok(answer),
+        }
+    }
+
+    async fn request_here(&self, req: &TechRequest) -> Result<TechResponse, RequestError> {
         let (mut send, mut recv) = self.conn.open_bi().await.map_err(NetError::from)?;
         write_msg(&mut send, req, limits::CONTROL).await?;
         let _ = send.finish();

@@ -40,6 +40,8 @@ type Tls = tokio_rustls::client::TlsStream<tokio::io::Join<RecvStream, SendStrea
 
 pub struct RemoteSession {
     tls: Tls,
+    /// The other relay's connection when the session was sent there (kept open with it).
+    _via: Option<Box<Session>>,
     /// The connection to the relay the session runs over (to tell why it ended).
     relay: quinn::Connection,
     /// The channel broke or the device went quiet: [`RemoteSession::close`] then has nobody to
@@ -107,6 +109,29 @@ impl Session {
         creds: &Credentials,
         req: SessionRequest,
     ) -> Result<RemoteSession, RequestError> {
+        match self.open_remote_here(creds, req.clone()).await? {
+            Opened::Session(s) => Ok(*s),
+            // The device is on another relay: the session runs through that one, once.
+            Opened::Elsewhere { relay_id, addr } => {
+                let other = self.follow(&relay_id, &addr).await?;
+                match other.open_remote_here(creds, req).await? {
+                    Opened::Session(mut s) => {
+                        s._via = Some(Box::new(other));
+                        Ok(*s)
+                    }
+                    Opened::Elsewhere { .. } => Err(RequestError::Offline(
+                        "the relays disagree on which holds the device; try again".into(),
+                    )),
+                }
+            }
+        }
+    }
+
+    async fn open_remote_here(
+        &self,
+        creds: &Credentials,
+        req: SessionRequest,
+    ) -> Result<Opened, RequestError> {
         let (mut send, mut recv) = self.conn().open_bi().await.map_err(NetError::from)?;
         write_msg(&mut send, &TechRequest::OpenSession(req), limits::CONTROL).await?;
         self.asking_if_relay_cannot_tell();
@@ -127,6 +152,15 @@ impl Session {
                 message,
             } => return Err(RequestError::Offline(message)),
             TechResponse::Error { message, .. } => return Err(RequestError::Denied(message)),
+            TechResponse::Elsewhere {
+                relay_id,
+                relay_addr,
+            } => {
+                return Ok(Opened::Elsewhere {
+                    relay_id,
+                    addr: relay_addr,
+                });
+            }
             _ => return Err(RequestError::Unexpected),
         };
         let (chain, key) = creds.identity_material()?;
@@ -146,8 +180,9 @@ impl Session {
                 displays,
                 permissions,
                 ..
-            } => Ok(RemoteSession {
+            } => Ok(Opened::Session(Box::new(RemoteSession {
                 tls,
+                _via: None,
                 relay: self.conn().clone(),
                 broken: false,
                 session_id,
@@ -155,13 +190,19 @@ impl Session {
                 hostname,
                 displays,
                 permissions,
-            }),
+            }))),
             ToViewer::Error { message } | ToViewer::Bye { reason: message } => {
                 Err(RequestError::Session(message))
             }
             _ => Err(RequestError::Unexpected),
         }
     }
+}
+
+/// A session request's outcome on one relay.
+enum Opened {
+    Session(Box<RemoteSession>),
+    Elsewhere { relay_id: String, addr: String },
 }
 
 /// What the technician is told when the device goes quiet mid-session.

@@ -171,6 +171,8 @@ pub struct Relay {
     hello_timeout: String,
     /// Send the relay's log here, at this `RUST_LOG` level, instead of the test's stderr.
     pub log: Option<(PathBuf, String)>,
+    /// More arguments for `serve`.
+    pub serve_args: Vec<String>,
 }
 
 impl Relay {
@@ -192,6 +194,46 @@ impl Relay {
             proc: None,
             hello_timeout: "10s".into(),
             log: None,
+            serve_args: Vec::new(),
+        }
+    }
+
+    /// The first relay of a cluster: id `id`, on the PostgreSQL database `store` (whatever
+    /// `TETHER_TEST_STORE` says), telling the others its real port.
+    pub fn init_cluster(store: &str, id: &str) -> Self {
+        Self::init_cluster_with(store, &["--id", id])
+    }
+
+    /// Another relay of `first`'s organisation on the same store (`init --join`).
+    pub fn join(first: &Relay, id: &str) -> Self {
+        let store = first.store.clone().expect("a cluster relay has a store");
+        let data = first.data();
+        let data = data.to_str().expect("utf-8 path");
+        Self::init_cluster_with(&store, &["--join", data, "--id", id])
+    }
+
+    fn init_cluster_with(store: &str, args: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        ok(run(relay_command(Some(store))
+            .arg("init")
+            .args(args)
+            .arg("--data")
+            .arg(dir.path().join("data"))));
+        Relay {
+            dir,
+            store: Some(store.to_string()),
+            addr: None,
+            proc: None,
+            hello_timeout: "10s".into(),
+            log: None,
+            serve_args: vec!["--public-addr".into(), "127.0.0.1:0".into()],
+        }
+    }
+
+    /// Ends the relay with SIGKILL: no goodbyes, nothing cleaned up (a crash, a power cut).
+    pub fn kill9(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            p.kill();
         }
     }
 
@@ -230,6 +272,7 @@ impl Relay {
             .arg(listen.to_string())
             .arg("--data")
             .arg(self.data())
+            .args(&self.serve_args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped());
         match &self.log {

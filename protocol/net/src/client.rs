@@ -9,6 +9,8 @@ use quinn::{Connection, Endpoint, RecvStream, SendStream};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tether_protocol::conn::{HandshakeError, check_hello_reply};
 use tether_protocol::identity::Identity;
@@ -58,6 +60,9 @@ pub struct Credentials {
     pub dir: PathBuf,
     pub relay: RelayInfo,
     pub identity: Identity,
+    /// Which of several relay addresses is tried first (the last that worked, moved on by
+    /// [`Credentials::fail_over`]); shared by clones.
+    first: Arc<AtomicUsize>,
 }
 
 impl Credentials {
@@ -86,7 +91,28 @@ impl Credentials {
             dir: dir.to_path_buf(),
             relay,
             identity: info.identity,
+            first: Arc::default(),
         })
+    }
+
+    /// These credentials for the relay at `addr` (another relay of the organisation, where a
+    /// request was sent on).
+    pub fn at_relay(&self, addr: &str) -> Self {
+        Self {
+            relay: RelayInfo {
+                addr: addr.to_string(),
+                server_name: self.relay.server_name.clone(),
+            },
+            first: Arc::default(),
+            ..self.clone()
+        }
+    }
+
+    /// The connection to the current relay was lost: the next connect starts with the next
+    /// relay address, if there are several (a relay that just died would cost a connect
+    /// timeout before the others were tried).
+    pub fn fail_over(&self) {
+        self.first.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The org CA certificate (DER).
@@ -206,14 +232,78 @@ pub async fn handshake(
     }
 }
 
-/// Connects with stored credentials and completes the hello.
+/// Connects with stored credentials and completes the hello. With several relay addresses (or
+/// a name with several addresses), tries each in turn, starting with the last that worked,
+/// until one answers; an error every relay would give (a refused certificate) ends the tries.
 pub async fn connect_with_credentials(
     creds: &Credentials,
     intent: Intent,
     software: &str,
     opts: TransportOptions,
 ) -> Result<(Endpoint, Connection, Welcome, SendStream, RecvStream), ClientError> {
-    let addr = resolve(&creds.relay.addr).await?;
+    let (mut candidates, mut last) = candidates(&creds.relay.addr).await;
+    if !candidates.is_empty() {
+        let n = candidates.len();
+        candidates.rotate_left(creds.first.load(Ordering::Relaxed) % n);
+    }
+    let several = candidates.len() > 1;
+    for (k, addr) in candidates.into_iter().enumerate() {
+        match connect_one(creds, addr, intent, software, opts).await {
+            Ok(c) => {
+                if k > 0 {
+                    creds.first.fetch_add(k, Ordering::Relaxed);
+                }
+                return Ok(c);
+            }
+            Err(ClientError::Net(e)) if !e.is_auth() => {
+                if several {
+                    tracing::info!("relay {addr}: {e}; trying the next relay");
+                }
+                last = Some(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(ClientError::Net(last.unwrap_or_else(|| {
+        NetError::Unreachable {
+            addr: creds.relay.addr.clone(),
+            reason: "no relay address".into(),
+        }
+    })))
+}
+
+/// Every address of every relay in `list` ([`tether_protocol::token::relay_addrs`]), and the
+/// last resolution error (a name that no longer resolves while the others do is skipped).
+async fn candidates(list: &str) -> (Vec<SocketAddr>, Option<NetError>) {
+    let mut out = Vec::new();
+    let mut last = None;
+    for relay in tether_protocol::token::relay_addrs(list) {
+        match tokio::net::lookup_host(relay).await {
+            Ok(addrs) => {
+                for a in addrs {
+                    if !out.contains(&a) {
+                        out.push(a);
+                    }
+                }
+            }
+            Err(e) => {
+                last = Some(NetError::Unreachable {
+                    addr: relay.to_string(),
+                    reason: e.to_string(),
+                })
+            }
+        }
+    }
+    (out, last)
+}
+
+async fn connect_one(
+    creds: &Credentials,
+    addr: SocketAddr,
+    intent: Intent,
+    software: &str,
+    opts: TransportOptions,
+) -> Result<(Endpoint, Connection, Welcome, SendStream, RecvStream), ClientError> {
     let endpoint = tls::client_endpoint(addr)?;
     let conn = connect(
         &endpoint,
@@ -240,10 +330,28 @@ pub async fn enroll(
         .and_then(|csr| csr.pem())
         .map_err(|e| ClientError::Key(e.to_string()))?;
 
-    let addr = resolve(&token.relay_addr).await?;
-    let endpoint = tls::client_endpoint(addr)?;
-    let config = tls::enroll_client_config(token.ca_fingerprint, TransportOptions::default())?;
-    let conn = connect(&endpoint, addr, &token.server_name, config).await?;
+    let (candidates, mut last) = candidates(&token.relay_addr).await;
+    let mut connected = None;
+    for addr in candidates {
+        let endpoint = tls::client_endpoint(addr)?;
+        let config = tls::enroll_client_config(token.ca_fingerprint, TransportOptions::default())?;
+        match connect(&endpoint, addr, &token.server_name, config).await {
+            Ok(conn) => {
+                connected = Some((endpoint, conn));
+                break;
+            }
+            Err(e) if e.is_auth() => return Err(e.into()),
+            Err(e) => last = Some(e),
+        }
+    }
+    let Some((endpoint, conn)) = connected else {
+        return Err(ClientError::Net(last.unwrap_or_else(|| {
+            NetError::Unreachable {
+                addr: token.relay_addr.clone(),
+                reason: "no relay address".into(),
+            }
+        })));
+    };
     let (_welcome, mut send, mut recv) =
         handshake(&conn, &Hello::new(Intent::Enroll, software)).await?;
     write_msg(

@@ -10,6 +10,7 @@ pub mod check;
 pub mod grant;
 pub mod init;
 pub mod policy;
+pub mod relays;
 pub mod revoke;
 pub mod serve;
 pub mod token;

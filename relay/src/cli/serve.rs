@@ -23,6 +23,10 @@ pub struct ServeArgs {
     /// reconnecting after a relay restart).
     #[arg(long, default_value_t = 200.0)]
     pub conn_burst: f64,
+    /// Where technicians and agents reach this relay, as other relays on the same store send
+    /// them here [default: the public_addr of relay.toml]. Port 0: the port listened on.
+    #[arg(long)]
+    pub public_addr: Option<String>,
 }
 
 pub async fn run(ctx: &Ctx, a: ServeArgs) -> Result<()> {
@@ -39,6 +43,7 @@ pub async fn run(ctx: &Ctx, a: ServeArgs) -> Result<()> {
                 burst: a.conn_burst.max(1.0),
             },
             store: Some(ctx.store_url(&dd)?),
+            public_addr: a.public_addr,
             ..ServeOptions::new(a.listen)
         },
     )

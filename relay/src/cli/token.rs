@@ -62,7 +62,19 @@ pub async fn run(ctx: &Ctx, a: TokenArgs) -> Result<()> {
     };
     let ttl = a.ttl;
     let store = Store::open(&ctx.store_url(&dd)?).await?;
-    let relay_addr = a.relay.unwrap_or(settings.public_addr.clone());
+    let relay_addr = match a.relay {
+        Some(a) => a,
+        None => {
+            // Every live relay sharing the store, so the enrolled side can fail over.
+            let me = tether_relay::cluster::Me {
+                id: settings.id().to_string(),
+                addr: settings.public_addr.clone(),
+            };
+            tether_relay::cluster::relay_addrs(&store, &me)
+                .await
+                .join(",")
+        }
+    };
     let created =
         tether_relay::tokens::create(&store, &dd, &relay_addr, &settings.name, kind.clone(), ttl)
             .await;

@@ -27,6 +27,10 @@ pub trait Backend:
     async fn close(&self);
     /// The store's consistency problems (empty: intact).
     async fn integrity_problems(&self) -> Result<Vec<String>, StoreError>;
+    /// What relays sharing this store know of each other; `None`: only one relay can use it.
+    fn cluster(&self) -> Option<&dyn super::cluster::ClusterStore> {
+        None
+    }
 }
 
 /// Enrollment tokens, devices, certificates and technicians' grants.

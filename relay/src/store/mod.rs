@@ -8,6 +8,7 @@
 //! [`StoreUrl`]; the store tests (`tests.rs`) run against both.
 
 mod backend;
+pub mod cluster;
 mod health;
 mod identity;
 pub mod inventory;

@@ -8,6 +8,7 @@
 //! once, one open alert per key) hold by conditional `UPDATE … RETURNING` and `ON CONFLICT`
 //! under the default READ COMMITTED.
 
+mod cluster;
 mod health;
 mod identity;
 mod inventory;
@@ -35,11 +36,18 @@ fn migrator() -> Migrator {
             false,
         )
     };
-    Migrator::with_migrations(vec![m(
-        1,
-        "init",
-        include_str!("../../../migrations/postgres/0001_init.sql"),
-    )])
+    Migrator::with_migrations(vec![
+        m(
+            1,
+            "init",
+            include_str!("../../../migrations/postgres/0001_init.sql"),
+        ),
+        m(
+            2,
+            "cluster",
+            include_str!("../../../migrations/postgres/0002_cluster.sql"),
+        ),
+    ])
 }
 
 /// `($first,$first+1,$first+2,$first+3),…` for `n` tuples.
@@ -106,6 +114,10 @@ impl Postgres {
 impl Backend for Postgres {
     async fn close(&self) {
         self.pool.close().await;
+    }
+
+    fn cluster(&self) -> Option<&dyn crate::store::cluster::ClusterStore> {
+        Some(self)
     }
 
     /// Foreign keys are enforced by the server, and its storage checks itself; what is left to

@@ -617,6 +617,7 @@ pub async fn bench_relay(
     data.save_settings(&RelaySettings {
         name: "localhost".into(),
         public_addr: "127.0.0.1:0".into(),
+        id: None,
     })?;
     let relay = Relay::start(&data, ServeOptions::new("127.0.0.1:0".parse()?)).await?;
     let addr = relay.local_addr()?.to_string();

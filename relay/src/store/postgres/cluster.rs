@@ -1,0 +1,129 @@
+//! PostgreSQL side of the cluster tables (migrations/postgres/0002_cluster.sql).
+
+use super::Postgres;
+use crate::store::StoreError;
+use crate::store::cluster::{ClusterStore, LeaseChange, LeaseRow, RelayRow};
+use async_trait::async_trait;
+use sqlx::Row;
+
+#[async_trait]
+impl ClusterStore for Postgres {
+    async fn relay_alive(
+        &self,
+        id: &str,
+        addr: &str,
+        started: i64,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO relays (id, public_addr, started_at, seen_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (id) DO UPDATE SET public_addr = EXCLUDED.public_addr,
+                 started_at = EXCLUDED.started_at, seen_at = EXCLUDED.seen_at",
+        )
+        .bind(id)
+        .bind(addr)
+        .bind(started)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn relays(&self, since: i64) -> Result<Vec<RelayRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, public_addr, started_at, seen_at FROM relays WHERE seen_at >= $1
+             ORDER BY id",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(RelayRow {
+                    id: r.try_get("id")?,
+                    public_addr: r.try_get("public_addr")?,
+                    started_at: r.try_get("started_at")?,
+                    seen_at: r.try_get("seen_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn change_leases(
+        &self,
+        relay: &str,
+        changes: &[LeaseChange],
+        expires: i64,
+    ) -> Result<(), StoreError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for c in changes {
+            match c {
+                LeaseChange::Take { device, epoch } => {
+                    sqlx::query(
+                        "INSERT INTO leases (device_id, relay_id, epoch, expires_at)
+                         VALUES ($1, $2, $3, $4)
+                         ON CONFLICT (device_id) DO UPDATE SET relay_id = EXCLUDED.relay_id,
+                             epoch = EXCLUDED.epoch, expires_at = EXCLUDED.expires_at",
+                    )
+                    .bind(device)
+                    .bind(relay)
+                    .bind(epoch)
+                    .bind(expires)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                LeaseChange::Give { device, epoch } => {
+                    sqlx::query(
+                        "DELETE FROM leases WHERE device_id = $1 AND relay_id = $2 AND epoch = $3",
+                    )
+                    .bind(device)
+                    .bind(relay)
+                    .bind(epoch)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn renew_leases(&self, relay: &str, expires: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query("UPDATE leases SET expires_at = $1 WHERE relay_id = $2")
+            .bind(expires)
+            .bind(relay)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn clear_leases(&self, relay: &str) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM leases WHERE relay_id = $1")
+            .bind(relay)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn leases(&self, now: i64, alive_since: i64) -> Result<Vec<LeaseRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT l.device_id, l.relay_id FROM leases l JOIN relays r ON r.id = l.relay_id
+             WHERE l.expires_at > $1 AND r.seen_at >= $2",
+        )
+        .bind(now)
+        .bind(alive_since)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(LeaseRow {
+                    device_id: r.try_get("device_id")?,
+                    relay_id: r.try_get("relay_id")?,
+                })
+            })
+            .collect()
+    }
+}
