@@ -8,6 +8,9 @@
 //! [`StoreUrl`]; the store tests (`tests.rs`) run against both.
 
 mod backend;
+pub mod copy;
+#[cfg(test)]
+mod copy_tests;
 mod health;
 mod identity;
 pub mod inventory;
@@ -18,7 +21,8 @@ mod sqlite;
 mod tests;
 
 pub use backend::{
-    Backend, HealthStore, IdentityStore, InventoryStore, InventoryTx, PackageKey, SessionStore,
+    Backend, CopyStore, ExportTx, HealthStore, IdentityStore, ImportTx, InventoryStore,
+    InventoryTx, PackageKey, SessionStore,
 };
 pub use health::{AlertFilter, AlertPolicy};
 pub use identity::{

@@ -8,6 +8,7 @@
 //! once, one open alert per key) hold by conditional `UPDATE … RETURNING` and `ON CONFLICT`
 //! under the default READ COMMITTED.
 
+mod copy;
 mod health;
 mod identity;
 mod inventory;
