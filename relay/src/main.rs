@@ -4,7 +4,10 @@
 mod cli;
 
 use clap::{Parser, Subcommand};
-use cli::{Ctx, alerts_policy, certificates, check, grant, init, policy, revoke, serve, token};
+use cli::{
+    Ctx, alerts_policy, certificates, check, grant, init, migrate_store, policy, revoke, serve,
+    token,
+};
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -41,6 +44,7 @@ enum Cmd {
     Revoke(revoke::RevokeArgs),
     Certificates(certificates::CertificatesArgs),
     Check(check::CheckArgs),
+    MigrateStore(migrate_store::MigrateStoreArgs),
     Serve(serve::ServeArgs),
 }
 
@@ -77,6 +81,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Revoke(a) => revoke::run(&ctx, a).await,
         Cmd::Certificates(a) => certificates::run(&ctx, a).await,
         Cmd::Check(a) => check::run(&ctx, a).await,
+        Cmd::MigrateStore(a) => migrate_store::run(&ctx, a).await,
         Cmd::Serve(a) => serve::run(&ctx, a).await,
     }
 }
