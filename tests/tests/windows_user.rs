@@ -8,7 +8,6 @@
 //! program gets the user's profile and environment; that it really runs with the user's rights
 //! and not SYSTEM's only Windows can show (see the README's Windows section).
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 use tether_tests::wine::{self, Wine, WineAgent, wait_wine};
 use tether_tests::{Relay, Tech, ok, stderr, stdout};
