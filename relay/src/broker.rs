@@ -64,11 +64,20 @@ async fn reachable_device(
     resolve(state, &scope, query).await.map_err(store_down)?
 }
 
+/// What the technician announced it understands.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Caps {
+    /// `capability::ASKING`: it takes `TechResponse::Asking` before an answer.
+    pub asking: bool,
+    /// `capability::ELSEWHERE`: it follows `TechResponse::Elsewhere` to another relay.
+    pub follows: bool,
+}
+
 /// The technician's request stream (for [`TechResponse::Asking`] before the answer) and what
 /// it understands.
 pub struct Peer<'a> {
     pub send: &'a mut SendStream,
-    pub caps: crate::tech::Caps,
+    pub caps: Caps,
 }
 
 /// The answer for a device whose agent another relay holds: where to ask (a technician that
@@ -101,7 +110,7 @@ pub async fn open_session(
     state: &State,
     technician: &str,
     role: Role,
-    caps: crate::tech::Caps,
+    caps: Caps,
     req: SessionRequest,
     mut tsend: SendStream,
     trecv: RecvStream,

@@ -5,7 +5,8 @@ mod cli;
 
 use clap::{Parser, Subcommand};
 use cli::{
-    Ctx, alerts_policy, certificates, check, grant, init, policy, relays, revoke, serve, token,
+    Ctx, alerts_policy, certificates, check, grant, init, migrate_store, policy, relays, revoke,
+    serve, token,
 };
 use std::path::PathBuf;
 
@@ -44,6 +45,7 @@ enum Cmd {
     Certificates(certificates::CertificatesArgs),
     Check(check::CheckArgs),
     Relays(relays::RelaysArgs),
+    MigrateStore(migrate_store::MigrateStoreArgs),
     Serve(serve::ServeArgs),
 }
 
@@ -81,6 +83,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Certificates(a) => certificates::run(&ctx, a).await,
         Cmd::Check(a) => check::run(&ctx, a).await,
         Cmd::Relays(a) => relays::run(&ctx, a).await,
+        Cmd::MigrateStore(a) => migrate_store::run(&ctx, a).await,
         Cmd::Serve(a) => serve::run(&ctx, a).await,
     }
 }

@@ -524,7 +524,7 @@ async fn handle_incoming(
                 .await;
         }
         (Intent::Technician, Some(Identity::Technician { name, role })) => {
-            let caps = tech::Caps {
+            let caps = crate::broker::Caps {
                 asking: machine.peer_takes_asking(),
                 follows: machine.peer_follows_elsewhere(),
             };
@@ -1052,7 +1052,7 @@ async fn run_technician(
     conn: &Connection,
     name: &str,
     role: tether_protocol::identity::Role,
-    caps: tech::Caps,
+    caps: crate::broker::Caps,
 ) {
     debug!(%role, "connected");
     loop {

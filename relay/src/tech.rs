@@ -21,20 +21,11 @@ use tracing::{debug, info, warn};
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// What the technician announced it understands.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Caps {
-    /// `capability::ASKING`: it takes `TechResponse::Asking` before an answer.
-    pub asking: bool,
-    /// `capability::ELSEWHERE`: it follows `TechResponse::Elsewhere` to another relay.
-    pub follows: bool,
-}
-
 pub async fn handle_stream(
     state: &State,
     name: &str,
     role: Role,
-    caps: Caps,
+    caps: crate::broker::Caps,
     mut send: SendStream,
     mut recv: RecvStream,
 ) {

@@ -9,6 +9,7 @@ pub mod certificates;
 pub mod check;
 pub mod grant;
 pub mod init;
+pub mod migrate_store;
 pub mod policy;
 pub mod relays;
 pub mod revoke;

@@ -5,6 +5,7 @@
 //! inventory's history entry, which packages to add and remove from the index — lives above, in
 //! the [`super::Store`] domain steps, and is written once. Time is always passed in.
 
+use super::copy::{Row, SchemaColumn, Table};
 use super::{
     AlertFilter, AlertPolicy, AlreadyEnrolled, CertRow, CertStatus, DeviceRow, Grants, GroupPolicy,
     NewToken, PolicyFlag, RedeemError, RevokeOutcome, RevokeTarget, SessionFilter, SessionRow,
@@ -21,7 +22,14 @@ use tether_protocol::message::ReportRow;
 /// A whole backend: every concern, plus its own upkeep.
 #[async_trait]
 pub trait Backend:
-    IdentityStore + InventoryStore + SessionStore + HealthStore + std::fmt::Debug + Send + Sync
+    IdentityStore
+    + InventoryStore
+    + SessionStore
+    + HealthStore
+    + CopyStore
+    + std::fmt::Debug
+    + Send
+    + Sync
 {
     /// Closes connections, waiting for writes in flight.
     async fn close(&self);
@@ -242,4 +250,42 @@ pub trait HealthStore {
     /// Every group with a policy or a device, with its effective policy.
     async fn alert_policies(&self) -> Result<Vec<AlertPolicy>, StoreError>;
     async fn set_alert_policy(&self, p: &AlertPolicy, now: i64) -> Result<(), StoreError>;
+}
+
+/// Whole tables, for copying one store into another ([`super::copy`]).
+#[async_trait]
+pub trait CopyStore {
+    /// Every table of the database with its columns, as the database describes them.
+    async fn schema(&self) -> Result<Vec<SchemaColumn>, StoreError>;
+    /// A read-only transaction on one snapshot of the store (writers go on meanwhile).
+    async fn begin_export(&self) -> Result<Box<dyn ExportTx>, StoreError>;
+    /// A write transaction; dropped uncommitted, nothing of it is stored.
+    async fn begin_import(&self) -> Result<Box<dyn ImportTx>, StoreError>;
+}
+
+/// Reading a snapshot (see [`CopyStore::begin_export`]).
+#[async_trait]
+pub trait ExportTx: Send {
+    async fn count(&mut self, table: &Table) -> Result<u64, StoreError>;
+    /// Up to `limit` rows in key order, those whose key comes after `after` (the key's values,
+    /// in the order of [`Table::key`]) or from the first.
+    async fn rows(
+        &mut self,
+        table: &Table,
+        after: Option<&[super::copy::Value]>,
+        limit: usize,
+    ) -> Result<Vec<Row>, StoreError>;
+    /// Ends the snapshot.
+    async fn end(self: Box<Self>) -> Result<(), StoreError>;
+}
+
+/// Filling tables (see [`CopyStore::begin_import`]).
+#[async_trait]
+pub trait ImportTx: Send {
+    async fn count(&mut self, table: &Table) -> Result<u64, StoreError>;
+    /// Inserts rows as they are (ids included).
+    async fn insert(&mut self, table: &Table, rows: &[Row]) -> Result<(), StoreError>;
+    /// After the last rows of a table: ids the database generates continue after the copied ones.
+    async fn finish(&mut self, table: &Table) -> Result<(), StoreError>;
+    async fn commit(self: Box<Self>) -> Result<(), StoreError>;
 }

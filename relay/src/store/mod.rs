@@ -9,6 +9,9 @@
 
 mod backend;
 pub mod cluster;
+pub mod copy;
+#[cfg(test)]
+mod copy_tests;
 mod health;
 mod identity;
 pub mod inventory;
@@ -19,7 +22,8 @@ mod sqlite;
 mod tests;
 
 pub use backend::{
-    Backend, HealthStore, IdentityStore, InventoryStore, InventoryTx, PackageKey, SessionStore,
+    Backend, CopyStore, ExportTx, HealthStore, IdentityStore, ImportTx, InventoryStore,
+    InventoryTx, PackageKey, SessionStore,
 };
 pub use health::{AlertFilter, AlertPolicy};
 pub use identity::{

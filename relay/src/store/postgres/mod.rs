@@ -9,6 +9,7 @@
 //! under the default READ COMMITTED.
 
 mod cluster;
+mod copy;
 mod health;
 mod identity;
 mod inventory;

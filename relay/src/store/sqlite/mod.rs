@@ -2,6 +2,7 @@
 //!
 //! One module per concern, each implementing its trait of [`super::backend`].
 
+mod copy;
 mod health;
 mod identity;
 mod inventory;
