@@ -18,7 +18,7 @@
 use crate::store::{AlertFilter, AlertPolicy, DeviceRow, Store, StoreError, now_ms};
 use serde_json::json;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tether_protocol::health::{
     AlertRow, DeviceAlerts, DeviceHealth, HealthReport, Thresholds, Transition,
@@ -84,7 +84,10 @@ pub struct Alerts {
 impl Alerts {
     /// Starts the alert engine (run while `seat` is held) and the webhook sender on the
     /// current runtime.
-    pub fn spawn(store: Store, relay_name: String, seat: Box<dyn Seat>) -> Self {
+    ///
+    /// `shared`: other relays store reports in the same store, which the engine (while this
+    /// relay holds the seat) reads back every [`CATCH_UP`] to evaluate them too.
+    pub fn spawn(store: Store, relay_name: String, seat: Arc<dyn Seat>, shared: bool) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
         let webhooks = spawn_webhooks();
         let engine = Engine {
@@ -97,10 +100,12 @@ impl Alerts {
             started: now_ms(),
             stale: true,
             webhooks,
-            seat,
+            seat: seat.clone(),
+            shared,
+            seen: HashMap::new(),
         };
         let (reports, pending) = mpsc::channel(QUEUE);
-        tokio::spawn(write_reports(engine.store.clone(), pending, tx));
+        tokio::spawn(write_reports(engine.store.clone(), pending, tx, seat));
         tokio::spawn(engine.run(rx));
         Self {
             reports,
@@ -149,6 +154,7 @@ async fn write_reports(
     store: Store,
     mut pending: mpsc::Receiver<(String, HealthReport, i64)>,
     engine: mpsc::Sender<Event>,
+    seat: Arc<dyn Seat>,
 ) {
     let mut batch = Vec::with_capacity(WRITE_BATCH);
     while pending.recv_many(&mut batch, WRITE_BATCH).await > 0 {
@@ -157,6 +163,11 @@ async fn write_reports(
                 "store error: {e}: {} health reports not stored",
                 batch.len()
             );
+            batch.clear();
+            continue;
+        }
+        if !seat.held() {
+            // Stored for the relay that evaluates (it reads them back from the store).
             batch.clear();
             continue;
         }
@@ -192,19 +203,37 @@ struct Engine {
     /// them possibly different from what the store holds).
     stale: bool,
     webhooks: mpsc::Sender<Delivery>,
-    seat: Box<dyn Seat>,
+    seat: Arc<dyn Seat>,
+    /// Other relays store reports too: read them back every [`CATCH_UP`].
+    shared: bool,
+    /// When the last report of each device the engine evaluated was received.
+    seen: HashMap<String, i64>,
 }
+
+/// How often the evaluating relay reads back the reports other relays stored.
+const CATCH_UP: Duration = Duration::from_secs(2);
 
 impl Engine {
     async fn run(mut self, mut rx: mpsc::Receiver<Event>) {
         let mut next_tick = tokio::time::Instant::now();
+        let mut next_catch_up = tokio::time::Instant::now() + CATCH_UP;
         loop {
             if !self.seat.held() {
                 // Another relay evaluates meanwhile: what this one held is no longer the truth.
                 self.stale = true;
                 self.seat.acquire().await;
+                // Reports queued before the seat changed hands were stored; the catch-up reads
+                // them back.
+                while rx.try_recv().is_ok() {}
             }
             tokio::select! {
+                () = tokio::time::sleep_until(next_catch_up), if self.shared => {
+                    if let Err(e) = self.catch_up().await {
+                        warn!("alerts: store error reading other relays' reports: {e}");
+                        self.stale = true;
+                    }
+                    next_catch_up = tokio::time::Instant::now() + CATCH_UP;
+                }
                 ev = rx.recv() => match ev {
                     Some(Event::Report { device, report, at }) => {
                         if let Err(e) = self.on_report(&device, &report, at).await {
@@ -241,6 +270,8 @@ impl Engine {
             open.entry(device).or_default().push(key);
         }
         let last: HashMap<String, i64> = self.store.health_received().await?.into_iter().collect();
+        // What is restored counts as seen: the catch-up evaluates only what comes after.
+        self.seen = last.clone();
         let mut ids: Vec<&String> = open.keys().chain(last.keys()).collect();
         ids.sort();
         ids.dedup();
@@ -322,6 +353,21 @@ impl Engine {
         (shortest / 4).clamp(Duration::from_millis(250), Duration::from_secs(30))
     }
 
+    /// Evaluates the reports stored since the engine last saw each device's (by other relays,
+    /// or by this one before it held the seat).
+    async fn catch_up(&mut self) -> Result<(), StoreError> {
+        self.restore_if_stale().await?;
+        for (device, at) in self.store.health_received().await? {
+            if self.seen.get(&device).is_some_and(|seen| *seen >= at) {
+                continue;
+            }
+            if let Some((at, report)) = self.store.health(&device).await? {
+                self.on_report(&device, &report, at).await?;
+            }
+        }
+        Ok(())
+    }
+
     async fn on_report(
         &mut self,
         device: &str,
@@ -329,6 +375,7 @@ impl Engine {
         at: i64,
     ) -> Result<(), StoreError> {
         self.restore_if_stale().await?;
+        self.seen.insert(device.to_string(), at);
         if !self.devices.contains_key(device) {
             self.refresh_devices().await?;
         }

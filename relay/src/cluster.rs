@@ -22,6 +22,8 @@ pub const BEAT: Duration = Duration::from_secs(1);
 /// A lease lasts this long unless renewed (every [`RENEW`]).
 const LEASE_MS: i64 = 30_000;
 const RENEW: Duration = Duration::from_secs(10);
+/// Failed beats in a row after which the other relays' leases are forgotten.
+const FORGET_AFTER: u32 = 4;
 /// Lease changes written in one transaction, at most.
 const BATCH: usize = 1024;
 
@@ -157,7 +159,7 @@ async fn write_leases(store: Store, me: String, mut rx: mpsc::UnboundedReceiver<
 async fn beat(store: Store, presence: std::sync::Weak<SharedPresence>, started: i64) {
     let Some(c) = store.cluster() else { return };
     let mut renewed = tokio::time::Instant::now();
-    let mut failing = false;
+    let mut failures = 0u32;
     loop {
         let Some(p) = presence.upgrade() else { return };
         let now = now_ms();
@@ -191,17 +193,21 @@ async fn beat(store: Store, presence: std::sync::Weak<SharedPresence>, started: 
                         .collect(),
                 };
                 *p.view.write().unwrap_or_else(|e| e.into_inner()) = view;
-                if failing {
+                if failures > 0 {
                     info!("shared store reachable again: presence across relays restored");
-                    failing = false;
+                    failures = 0;
                 }
             }
             Err(e) => {
-                if !failing {
-                    warn!(
-                        "store error in the cluster heartbeat: {e}; other relays' devices may show offline"
-                    );
-                    failing = true;
+                failures += 1;
+                if failures == 1 {
+                    warn!("store error in the cluster heartbeat: {e}");
+                }
+                if failures == FORGET_AFTER {
+                    // What the others hold can no longer be known: their devices show offline
+                    // here (and are not sent to them) until the store answers again.
+                    warn!("shared store unreachable: other relays' devices show offline here");
+                    *p.view.write().unwrap_or_else(|e| e.into_inner()) = View::default();
                 }
             }
         }
@@ -231,4 +237,62 @@ pub async fn relay_addrs(store: &Store, me: &Me) -> Vec<String> {
     others.retain(|a| a != &mine);
     others.insert(0, mine);
     others
+}
+
+/// How often a relay without the lead tries to take it, and the leader checks it still has it.
+const LEAD_CHECK: Duration = Duration::from_secs(1);
+
+/// The fleet-wide alert evaluator's seat among relays sharing the store: whoever holds the
+/// store's `alerts` lock (a PostgreSQL advisory lock, released by the server when its holder's
+/// connection ends). When the leader dies another relay takes it within [`LEAD_CHECK`] of the
+/// server noticing.
+pub struct Lead {
+    store: Store,
+    held: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Lead {
+    pub fn new(store: Store) -> Self {
+        Self {
+            store,
+            held: Arc::default(),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::alerts::Seat for Lead {
+    async fn acquire(&self) {
+        use std::sync::atomic::Ordering;
+        let Some(c) = self.store.cluster() else {
+            return;
+        };
+        loop {
+            match c.try_lock("alerts").await {
+                Ok(Some(mut lock)) => {
+                    info!("this relay now evaluates the fleet's alerts");
+                    self.held.store(true, Ordering::SeqCst);
+                    let held = self.held.clone();
+                    tokio::spawn(async move {
+                        loop {
+                            tokio::time::sleep(LEAD_CHECK).await;
+                            if !lock.still_held().await {
+                                warn!("lost the lead for the fleet's alerts (store unreachable)");
+                                held.store(false, Ordering::SeqCst);
+                                return;
+                            }
+                        }
+                    });
+                    return;
+                }
+                Ok(None) => {}
+                Err(e) => debug!("store error taking the lead for alerts: {e}"),
+            }
+            tokio::time::sleep(LEAD_CHECK).await;
+        }
+    }
+
+    fn held(&self) -> bool {
+        self.held.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }

@@ -120,11 +120,15 @@ impl Relay {
             .clone()
             .unwrap_or_else(|| crate::store::StoreUrl::in_data_dir(data));
         let store = Store::open(&url).await?;
-        let alerts = crate::alerts::Alerts::spawn(
-            store.clone(),
-            settings.name.clone(),
-            Box::new(crate::alerts::SoleRelay),
-        );
+        // With several relays on the store, one at a time evaluates the fleet's alerts.
+        let shared = store.cluster().is_some();
+        let seat: Arc<dyn crate::alerts::Seat> = if shared {
+            Arc::new(crate::cluster::Lead::new(store.clone()))
+        } else {
+            Arc::new(crate::alerts::SoleRelay)
+        };
+        let alerts =
+            crate::alerts::Alerts::spawn(store.clone(), settings.name.clone(), seat, shared);
         // Liveness is QUIC's keep-alive, at an interval set by the fleet's size (see
         // `tether_protocol::liveness`); `run` adapts it as devices enroll.
         let base_cfg = tls::server_config(

@@ -15,14 +15,37 @@ fn postgres_pass() -> bool {
     std::env::var("TETHER_TEST_STORE").as_deref() == Ok("postgres")
 }
 
-/// Relays `relay-a`, `relay-b`, `relay-c` of one organisation on one fresh database.
-fn three_relays(hint: &str) -> [Relay; 3] {
+/// Relays `relay-a`, `relay-b`, `relay-c` of one organisation on one fresh database, started
+/// in the order `c_first` says (the first to start evaluates the fleet's alerts), each logging
+/// to `<its dir>/relay.log`.
+fn three_relays(hint: &str, c_first: bool) -> [Relay; 3] {
     let db = tether_pg::database(hint);
     let mut a = Relay::init_cluster(&db, "relay-a");
     let mut b = Relay::join(&a, "relay-b");
     let mut c = Relay::join(&a, "relay-c");
     for r in [&mut a, &mut b, &mut c] {
+        r.log = Some((
+            r.dir.path().join("relay.log"),
+            "info,quinn=warn,sqlx=warn".into(),
+        ));
+    }
+    let order = if c_first {
+        [&mut c, &mut a, &mut b]
+    } else {
+        [&mut a, &mut b, &mut c]
+    };
+    for (i, r) in order.into_iter().enumerate() {
         r.serve("127.0.0.1:0".parse().unwrap());
+        if i == 0 {
+            // The first relay takes the lead for alerts before the others start.
+            let lead = wait_until(Duration::from_secs(20), || {
+                logged(r, "now evaluates the fleet's alerts")
+            });
+            assert!(
+                lead.is_some(),
+                "the first relay did not take the lead for alerts"
+            );
+        }
     }
     let seen = wait_until(Duration::from_secs(20), || {
         relays(&a)
@@ -37,6 +60,31 @@ fn three_relays(hint: &str) -> [Relay; 3] {
         relays(&a)
     );
     [a, b, c]
+}
+
+/// Whether `relay`'s log says `what`.
+fn logged(relay: &Relay, what: &str) -> bool {
+    std::fs::read_to_string(relay.dir.path().join("relay.log")).is_ok_and(|l| l.contains(what))
+}
+
+/// `tether-relay alerts-policy ARGS` on `relay`'s store.
+fn alerts_policy(relay: &Relay, args: &[&str]) {
+    ok(run(relay
+        .cli()
+        .arg("alerts-policy")
+        .arg("--data")
+        .arg(relay.data())
+        .args(args)));
+}
+
+/// Open "no report" alerts of `device`, as the technician sees them.
+fn silent_alerts(tech: &Tech, device: &str) -> usize {
+    tech.json(&["alerts"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["device_id"] == device && a["kind"] == "silent")
+        .count()
 }
 
 /// `tether-relay relays --json` on `relay`'s store.
@@ -108,7 +156,7 @@ fn three_relays_serve_one_fleet_and_sessions_meet_the_agent_where_it_is() {
     if postgres_pass() {
         return;
     }
-    let [a, b, c] = three_relays("cluster_fleet");
+    let [a, b, c] = three_relays("cluster_fleet", false);
     // A token made without --relay lists every live relay, this one first.
     let token = ok(run(a
         .cli()
@@ -196,12 +244,34 @@ fn a_killed_relay_s_agents_come_back_on_the_others_and_nothing_acknowledged_is_l
     if postgres_pass() {
         return;
     }
-    let [a, b, mut c] = three_relays("cluster_kill");
+    // C starts first, so it evaluates the fleet's alerts until it dies.
+    let [a, b, mut c] = three_relays("cluster_kill", true);
+    assert!(!logged(&a, "now evaluates the fleet's alerts"));
+    assert!(!logged(&b, "now evaluates the fleet's alerts"));
+    // Silence longer than a move between relays takes, far shorter than the default.
+    alerts_policy(&a, &["--group", "moving", "--silent-after", "15s"]);
     let boss = Tech::enroll(&a.tech_token("boss", "admin"));
-    let mut on_c = Agent::enroll(&agent_token(&a, &[&c, &a, &b]));
-    let mut also_c = Agent::enroll(&agent_token(&a, &[&c, &b, &a]));
-    on_c.start();
-    also_c.start();
+    let token = |order: &[&Relay]| {
+        let list: Vec<String> = order.iter().map(|r| r.addr().to_string()).collect();
+        ok(run(a
+            .cli()
+            .args([
+                "token",
+                "--agent",
+                "--group",
+                "moving",
+                "--relay",
+                &list.join(","),
+            ])
+            .arg("--data")
+            .arg(a.data())))
+        .trim()
+        .to_string()
+    };
+    let mut on_c = Agent::enroll(&token(&[&c, &a, &b]));
+    let mut also_c = Agent::enroll(&token(&[&c, &b, &a]));
+    on_c.start_with(&["--health-interval", "1s"]);
+    also_c.start_with(&["--health-interval", "1s"]);
     let _user = on_c.auto_approve();
     boss.wait_online(&on_c.id);
     boss.wait_online(&also_c.id);
@@ -274,4 +344,42 @@ fn a_killed_relay_s_agents_come_back_on_the_others_and_nothing_acknowledged_is_l
     let out = boss.tether(&["exec", &on_c.id, "--", "echo", "moved"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("moved"));
+
+    // The lead for alerts moved to A or B, and the agents that only moved raised no "no
+    // report" alert, past their silence time since C died.
+    let moved = wait_until(Duration::from_secs(20), || {
+        logged(&a, "now evaluates the fleet's alerts")
+            || logged(&b, "now evaluates the fleet's alerts")
+    });
+    assert!(
+        moved.is_some(),
+        "nobody took over the alerts from the killed relay"
+    );
+    let past_silence = wait_until(Duration::from_secs(60), || {
+        t0.elapsed() > Duration::from_secs(20)
+            && silent_alerts(&boss, &on_c.id) == 0
+            && silent_alerts(&boss, &also_c.id) == 0
+    });
+    assert!(past_silence.is_some());
+    assert_eq!(
+        silent_alerts(&boss, &on_c.id),
+        0,
+        "a device that only moved was called silent"
+    );
+    assert_eq!(
+        silent_alerts(&boss, &also_c.id),
+        0,
+        "a device that only moved was called silent"
+    );
+    // The new evaluator does call a device silent that is: one of them stops.
+    let mut stopped = also_c;
+    stopped.kill();
+    let raised = wait_until(Duration::from_secs(60), || {
+        silent_alerts(&boss, &stopped.id) == 1
+    });
+    assert!(
+        raised.is_some(),
+        "the new evaluator raised no alert for a silent device"
+    );
+    assert_eq!(silent_alerts(&boss, &on_c.id), 0);
 }

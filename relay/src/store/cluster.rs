@@ -65,4 +65,15 @@ pub trait ClusterStore: Send + Sync {
     async fn clear_leases(&self, relay: &str) -> Result<u64, StoreError>;
     /// The leases not expired at `now` held by relays seen alive since `alive_since`.
     async fn leases(&self, now: i64, alive_since: i64) -> Result<Vec<LeaseRow>, StoreError>;
+    /// Tries to take the cluster-wide lock `name` (one holder at a time), on a connection of
+    /// its own: held until the [`HeldLock`] is dropped or its connection dies (the holder's
+    /// process killed included). `None`: another relay holds it.
+    async fn try_lock(&self, name: &str) -> Result<Option<Box<dyn HeldLock>>, StoreError>;
+}
+
+/// A cluster-wide lock this relay holds.
+#[async_trait]
+pub trait HeldLock: Send + Sync {
+    /// Whether it is still held (its connection answers).
+    async fn still_held(&mut self) -> bool;
 }

@@ -2,9 +2,11 @@
 
 use super::Postgres;
 use crate::store::StoreError;
-use crate::store::cluster::{ClusterStore, LeaseChange, LeaseRow, RelayRow};
+use crate::store::cluster::{ClusterStore, HeldLock, LeaseChange, LeaseRow, RelayRow};
 use async_trait::async_trait;
 use sqlx::Row;
+use sqlx::{Connection, PgConnection};
+use std::time::Duration;
 
 #[async_trait]
 impl ClusterStore for Postgres {
@@ -108,6 +110,22 @@ impl ClusterStore for Postgres {
         Ok(done.rows_affected())
     }
 
+    /// A session-level advisory lock on a connection taken out of the pool: PostgreSQL
+    /// releases it when that connection ends, however the relay ends.
+    async fn try_lock(&self, name: &str) -> Result<Option<Box<dyn HeldLock>>, StoreError> {
+        let mut conn = self.pool.acquire().await?.detach();
+        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(super::lock_key("leader", name))
+            .fetch_one(&mut conn)
+            .await?;
+        if got {
+            Ok(Some(Box::new(PgLock { conn: Some(conn) })))
+        } else {
+            let _ = conn.close().await;
+            Ok(None)
+        }
+    }
+
     async fn leases(&self, now: i64, alive_since: i64) -> Result<Vec<LeaseRow>, StoreError> {
         let rows = sqlx::query(
             "SELECT l.device_id, l.relay_id FROM leases l JOIN relays r ON r.id = l.relay_id
@@ -125,5 +143,31 @@ impl ClusterStore for Postgres {
                 })
             })
             .collect()
+    }
+}
+
+/// A held advisory lock: the connection it lives on.
+struct PgLock {
+    conn: Option<PgConnection>,
+}
+
+/// How long the lock's connection may take to answer before the lock counts as lost.
+const LOCK_CHECK: Duration = Duration::from_secs(3);
+
+#[async_trait]
+impl HeldLock for PgLock {
+    async fn still_held(&mut self) -> bool {
+        let Some(conn) = self.conn.as_mut() else {
+            return false;
+        };
+        let alive = tokio::time::timeout(LOCK_CHECK, conn.ping())
+            .await
+            .is_ok_and(|r| r.is_ok());
+        if !alive {
+            // Whatever the server thinks, this relay no longer counts on the lock: dropping the
+            // connection makes sure the server lets it go too.
+            self.conn = None;
+        }
+        alive
     }
 }

@@ -78,6 +78,8 @@ options:
   --idle-seconds N             agent (default 60)
   --bulk-mib N --sessions N    relay (default 1024, 100)
   --agents N --endpoints N --window-seconds N   capacity (default 10000, 100, 30)
+  --store sqlite|postgres                      inventory: the relay's store (default sqlite;
+                                               postgres: a private server started by the bench)
   --json                       the report as JSON on stdout
 ";
 
@@ -261,6 +263,16 @@ fn main() -> Result<()> {
     let agents = opt("--agents", 10_000)?;
     let endpoints = opt("--endpoints", 100)?;
     let window = opt("--window-seconds", 30)?;
+    // `--store postgres`: the inventory suite's relay on a private PostgreSQL server.
+    if let Some(i) = args.iter().position(|a| a == "--store") {
+        match args.get(i + 1).map(String::as_str) {
+            Some("postgres") => {
+                INVENTORY_ON_POSTGRES.store(true, std::sync::atomic::Ordering::Relaxed)
+            }
+            Some("sqlite") => {}
+            _ => anyhow::bail!("--store takes sqlite or postgres"),
+        }
+    }
     // Suites are the words that are neither options nor option values.
     let takes_value = |o: &str| {
         matches!(
@@ -273,6 +285,7 @@ fn main() -> Result<()> {
                 | "--agents"
                 | "--endpoints"
                 | "--window-seconds"
+                | "--store"
         )
     };
     let suites: Vec<&str> = args
@@ -292,7 +305,14 @@ fn main() -> Result<()> {
     if run_all || suites.contains(&"inventory") {
         eprintln!("inventory: local collection");
         collection(&mut report)?;
-        eprintln!("inventory: relay ingest of {devices} devices x {packages} packages");
+        eprintln!(
+            "inventory: relay ingest of {devices} devices x {packages} packages ({} store)",
+            if on_postgres() {
+                "PostgreSQL"
+            } else {
+                "SQLite"
+            }
+        );
         let rt = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?;
@@ -553,6 +573,34 @@ async fn ingest(report: &mut Report, devices: usize, packages: usize) -> Result<
 
 /// `n` one-time agent tokens for `group` and one for a technician `bench` (role viewer), minted
 /// straight into the store of `data` (as `tether-relay token` does), for a relay at `addr`.
+/// `--store postgres`: the inventory suite's relay runs on PostgreSQL.
+static INVENTORY_ON_POSTGRES: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+/// The PostgreSQL database of each bench relay's data directory, made on first use.
+static PG_STORES: std::sync::Mutex<Vec<(PathBuf, String)>> = std::sync::Mutex::new(Vec::new());
+
+fn on_postgres() -> bool {
+    INVENTORY_ON_POSTGRES.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// The store of the bench relay in `data`: its SQLite file, or with `--store postgres` a
+/// database of the private PostgreSQL server (`tether_pg`, started on first use).
+fn store_url(data: &DataDir) -> tether_relay::store::StoreUrl {
+    if !on_postgres() {
+        return tether_relay::store::StoreUrl::in_data_dir(data);
+    }
+    let mut stores = PG_STORES.lock().unwrap_or_else(|p| p.into_inner());
+    let url = match stores.iter().find(|(d, _)| d == &data.root) {
+        Some((_, url)) => url.clone(),
+        None => {
+            let url = tether_pg::database("bench");
+            stores.push((data.root.clone(), url.clone()));
+            url
+        }
+    };
+    tether_relay::store::StoreUrl::Postgres(url)
+}
+
 pub async fn mint_tokens(
     data: &DataDir,
     addr: &str,
@@ -562,7 +610,7 @@ pub async fn mint_tokens(
     Vec<tether_protocol::token::EnrollToken>,
     tether_protocol::token::EnrollToken,
 )> {
-    let store = Store::open_sqlite(&data.database()).await?;
+    let store = Store::open(&store_url(data)).await?;
     let mint = |kind| {
         tether_relay::tokens::create(
             &store,
@@ -619,7 +667,14 @@ pub async fn bench_relay(
         public_addr: "127.0.0.1:0".into(),
         id: None,
     })?;
-    let relay = Relay::start(&data, ServeOptions::new("127.0.0.1:0".parse()?)).await?;
+    let relay = Relay::start(
+        &data,
+        ServeOptions {
+            store: Some(store_url(&data)),
+            ..ServeOptions::new("127.0.0.1:0".parse()?)
+        },
+    )
+    .await?;
     let addr = relay.local_addr()?.to_string();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let relay_task = tokio::spawn(relay.run(async {
