@@ -573,9 +573,10 @@ async fn check_not_revoked(state: &State, info: &CertInfo) -> Result<(), Close> 
         }),
         Err(e) => {
             warn!("store error checking revocation: {e}");
+            // Not a shutdown: the relay runs, its store does not answer (clients retry).
             Err(Close {
-                code: close_code::SHUTDOWN,
-                reason: "relay store unavailable".into(),
+                code: close_code::REFUSED,
+                reason: "relay store unavailable; try again shortly".into(),
             })
         }
     }

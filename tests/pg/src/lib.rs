@@ -24,6 +24,8 @@ struct Cluster {
     port: u16,
     /// `runuser -u postgres --` when running as root.
     as_postgres: bool,
+    /// The server's options (`pg_ctl -o`), to start it again.
+    opts: String,
 }
 
 static CLUSTER: OnceLock<Cluster> = OnceLock::new();
@@ -95,11 +97,12 @@ impl Cluster {
         let dir = std::env::temp_dir().join(format!("tether-pg-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let c = Cluster {
+        let mut c = Cluster {
             bin,
             dir,
             port: 0,
             as_postgres,
+            opts: String::new(),
         };
         // Cleanup first: whatever happens below, the directory (and a server, if one
         // started) goes when this process does.
@@ -124,22 +127,32 @@ impl Cluster {
                  -c synchronous_commit=off -c full_page_writes=off -c max_connections=400",
                 c.dir.display()
             );
-            match c.run(
-                c.tool("pg_ctl")
-                    .arg("-D")
-                    .arg(&data)
-                    .arg("-l")
-                    .arg(c.dir.join("log"))
-                    .args(["-o", &opts, "-w", "-t", "30", "start"]),
-            ) {
-                Ok(()) => return Ok(Cluster { port, ..c }),
+            let started = Cluster { port, opts, ..c };
+            match started.pg_ctl_start() {
+                Ok(()) => return Ok(started),
                 Err(e) => last = e,
             }
+            c = Cluster {
+                port: 0,
+                opts: String::new(),
+                ..started
+            };
         }
         Err(format!(
             "{last}; server log: {}",
             std::fs::read_to_string(c.dir.join("log")).unwrap_or_default()
         ))
+    }
+
+    fn pg_ctl_start(&self) -> Result<(), String> {
+        self.run(
+            self.tool("pg_ctl")
+                .arg("-D")
+                .arg(self.dir.join("data"))
+                .arg("-l")
+                .arg(self.dir.join("log"))
+                .args(["-o", &self.opts, "-w", "-t", "30", "start"]),
+        )
     }
 
     /// A PostgreSQL tool, run as `postgres` when we are root.
@@ -215,6 +228,26 @@ impl Cluster {
             .map(drop)
             .map_err(|e| format!("cannot start the cluster's watchdog: {e}"))
     }
+}
+
+/// Stops this process's server (`pg_ctl stop -m fast`: clients are disconnected), as an outage
+/// or a restart does. For a test binary of its own: every database of the process goes.
+pub fn stop_server() -> Result<(), String> {
+    let c = CLUSTER.get().ok_or("the cluster was not started")?;
+    c.run(
+        c.tool("pg_ctl")
+            .arg("-D")
+            .arg(c.dir.join("data"))
+            .args(["-m", "fast", "-w", "stop"]),
+    )
+}
+
+/// Starts this process's server again after [`stop_server`], on the same port and data.
+pub fn start_server() -> Result<(), String> {
+    CLUSTER
+        .get()
+        .ok_or("the cluster was not started")?
+        .pg_ctl_start()
 }
 
 /// The cluster's directory, if it was started (for tests of this crate).

@@ -24,6 +24,8 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, SqlSafeStr, Transaction};
 use std::time::Duration;
 
+/// How long a query may wait for a connection (see `Postgres::open`).
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(4);
 /// Connections per relay: several relays share one server, whose default limit is 100.
 const POOL_SIZE: u32 = 8;
 
@@ -102,7 +104,10 @@ impl Postgres {
         opts.connect().await?.close().await?;
         let pool = PgPoolOptions::new()
             .max_connections(POOL_SIZE)
-            .acquire_timeout(Duration::from_secs(10))
+            // While the server is down a query waits this long (sqlx keeps reconnecting) before
+            // failing: short enough that the relay's answer ("relay store unavailable") reaches
+            // a client before its own hello timeout (10 s) gives up on the relay.
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(opts)
             .await?;
         // Several relays may start at once: sqlx's migrator takes an advisory lock itself.
