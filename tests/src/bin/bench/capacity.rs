@@ -146,7 +146,7 @@ pub async fn capacity(
             let ep = eps[a.index % eps.len()].clone();
             tasks.push(tokio::spawn(sim_agent(
                 ep,
-                addr,
+                Arc::new(vec![addr]),
                 a,
                 health.clone(),
                 stats.clone(),
@@ -273,6 +273,17 @@ fn stop_relay(mut relay: Bg) -> Result<()> {
 
 /// Starts `tether-relay serve` on `addr`; returns it and the seconds until it listened.
 fn serve(bin: &Path, data: &DataDir, addr: SocketAddr, log: &Path) -> Result<(Bg, f64)> {
+    serve_on(bin, data, addr, log, None)
+}
+
+/// [`serve`], on the store `store` (a cluster member: it announces `addr` to the others).
+fn serve_on(
+    bin: &Path,
+    data: &DataDir,
+    addr: SocketAddr,
+    log: &Path,
+    store: Option<&str>,
+) -> Result<(Bg, f64)> {
     use std::io::BufRead;
     use std::os::unix::process::CommandExt;
     let t = Instant::now();
@@ -280,9 +291,14 @@ fn serve(bin: &Path, data: &DataDir, addr: SocketAddr, log: &Path) -> Result<(Bg
         .create(true)
         .append(true)
         .open(log)?;
-    let mut child = std::process::Command::new(bin)
-        .args(["serve", "--listen", &addr.to_string(), "--data"])
-        .arg(&data.root)
+    let mut cmd = std::process::Command::new(bin);
+    cmd.args(["serve", "--listen", &addr.to_string(), "--data"])
+        .arg(&data.root);
+    if let Some(url) = store {
+        cmd.env("TETHER_RELAY_STORE", url)
+            .args(["--public-addr", &addr.to_string()]);
+    }
+    let mut child = cmd
         .env("RUST_LOG", "warn")
         .process_group(0)
         .stdin(std::process::Stdio::null())
@@ -407,17 +423,21 @@ fn next_random(state: &mut u64) -> u64 {
 /// One simulated agent, forever: connect, run, back off, reconnect (as `tether-agent run`).
 async fn sim_agent(
     ep: quinn::Endpoint,
-    addr: SocketAddr,
+    addrs: Arc<Vec<SocketAddr>>,
     agent: SimAgent,
     health: Arc<Vec<u8>>,
     stats: Arc<Stats>,
 ) {
+    // Several relays: each agent starts with one (spread evenly) and, as `tether-agent` does,
+    // moves to the next when a connection is lost or an attempt fails.
+    let mut relay = agent.index;
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
     let mut rng = agent.index as u64 ^ 0x5EED;
     // The inventory this agent holds; acknowledged once, then only its hash is sent.
     let hash = agent.index as u64 + 1;
     let mut acked = false;
     loop {
+        let addr = addrs[relay % addrs.len()];
         match connect(&ep, addr, "localhost", agent.config.clone()).await {
             // Returns when the connection is lost; then back off as the agent does.
             Ok(conn) => {
@@ -431,6 +451,7 @@ async fn sim_agent(
                     &mut backoff,
                 )
                 .await;
+                relay += 1;
             }
             Err(e) => {
                 stats.failed_attempts.fetch_add(1, Ordering::Relaxed);
@@ -438,6 +459,7 @@ async fn sim_agent(
                     tokio::time::sleep(backoff.busy_delay(next_random(&mut rng))).await;
                     continue;
                 }
+                relay += 1;
             }
         }
         tokio::time::sleep(backoff.next_delay(next_random(&mut rng))).await;
@@ -568,4 +590,301 @@ async fn upload_small(conn: &quinn::Connection, index: usize, hash: u64) -> Resu
         UploadReply::Ack { .. } => Ok(()),
         UploadReply::Rejected { message } => anyhow::bail!("upload rejected: {message}"),
     }
+}
+
+/// The `capacity --relays R` suite: R `tether-relay` processes on one PostgreSQL database (the
+/// bench's private server), `per_relay` simulated agents started on each; the steady state of
+/// every relay and of PostgreSQL, then the last relay killed (`kill -9`) and the time until its
+/// agents are online on the others, as the agents and as a technician on the first relay see it.
+pub async fn cluster(
+    report: &mut Report,
+    relays: usize,
+    per_relay: usize,
+    endpoints: usize,
+    window: Duration,
+) -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let bin = workspace_bin("tether-relay")?;
+    let url = tether_pg::database("capacity");
+    let n = relays * per_relay;
+    let mut datas = Vec::new();
+    for i in 0..relays {
+        let data = DataDir::new(tmp.path().join(format!("relay-{i}")));
+        let mut cmd = std::process::Command::new(&bin);
+        cmd.env("TETHER_RELAY_STORE", &url)
+            .args(["init", "--name", "localhost", "--id", &format!("relay-{i}")])
+            .arg("--data")
+            .arg(&data.root);
+        if let Some(first) = datas.first() {
+            let first: &DataDir = first;
+            cmd.arg("--join").arg(&first.root);
+        }
+        let ok = cmd.stdout(std::process::Stdio::null()).status()?.success();
+        anyhow::ensure!(ok, "tether-relay init of relay-{i} failed");
+        datas.push(data);
+    }
+    let mut addrs = Vec::new();
+    for _ in 0..relays {
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        addrs.push(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    let list: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+    let t = Instant::now();
+    let store = tether_relay::store::StoreUrl::Postgres(url.clone());
+    let (tokens, tech_token) =
+        mint_tokens_on(&store, &datas[0], &list.join(","), "fleet", n).await?;
+    eprintln!("  minted {n} tokens in {:.1} s", t.elapsed().as_secs_f64());
+    let mut procs = Vec::new();
+    for (i, data) in datas.iter().enumerate() {
+        let log = tmp.path().join(format!("relay-{i}.log"));
+        procs.push(Some(serve_on(&bin, data, addrs[i], &log, Some(&url))?.0));
+    }
+    let tech_dir = tmp.path().join("tech");
+    tether_net::client::enroll(&tech_token, &tech_dir, "bench", "bench").await?;
+    let tech = Credentials::load(&tech_dir)?;
+
+    let transport = tether_net::tls::TransportOptions {
+        keep_alive: None,
+        idle_timeout: tether_protocol::liveness::AGENT_IDLE_TIMEOUT,
+    };
+    let t = Instant::now();
+    let dirs: Vec<_> = tokens
+        .into_iter()
+        .enumerate()
+        .map(|(i, tok)| (tok, tmp.path().join(format!("a{i}"))))
+        .collect();
+    let results: Vec<_> = stream::iter(dirs)
+        .map(|(tok, dir)| {
+            tokio::spawn(async move {
+                tether_net::client::enroll(&tok, &dir, "sim", "tether-bench-sim").await?;
+                Ok::<_, anyhow::Error>(dir)
+            })
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    let mut agents = Vec::with_capacity(n);
+    for (index, r) in results.into_iter().enumerate() {
+        let dir = r??;
+        agents.push(SimAgent {
+            index,
+            config: Credentials::load(&dir)?.quic_config(transport)?,
+        });
+    }
+    eprintln!(
+        "  enrolled {n} agents in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    // Restart the relays: they set the keep-alive interval by the fleet's size.
+    for (i, p) in procs.iter_mut().enumerate() {
+        if let Some(p) = p.take() {
+            stop_relay(p)?;
+        }
+        let log = tmp.path().join(format!("relay-{i}.log"));
+        *p = Some(serve_on(&bin, &datas[i], addrs[i], &log, Some(&url))?.0);
+    }
+
+    let eps: Vec<quinn::Endpoint> = (0..endpoints.max(1))
+        .map(|_| quinn::Endpoint::client("127.0.0.1:0".parse().expect("address")))
+        .collect::<Result<_, _>>()?;
+    let health = Arc::new(health_frame().await?);
+    let stats = Arc::new(Stats::default());
+    let shared_addrs = Arc::new(addrs.clone());
+    let t = Instant::now();
+    let mut tasks = Vec::with_capacity(n);
+    for a in agents {
+        let ep = eps[a.index % eps.len()].clone();
+        tasks.push(tokio::spawn(sim_agent(
+            ep,
+            shared_addrs.clone(),
+            a,
+            health.clone(),
+            stats.clone(),
+        )));
+    }
+    wait_all_online(&stats, n, Duration::from_secs(600)).await?;
+    while stats.uploads.load(Ordering::Relaxed) < n {
+        anyhow::ensure!(
+            t.elapsed() < Duration::from_secs(900),
+            "only {} of {n} inventories acknowledged",
+            stats.uploads.load(Ordering::Relaxed)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let first_s = t.elapsed().as_secs_f64();
+    eprintln!("  all {n} online with their first inventory in {first_s:.1} s");
+    report.add(
+        format!("cluster.{relays}x{per_relay}.first_connect_s"),
+        first_s,
+        "s",
+        None,
+    );
+    // The fleet as one relay sees it: the leases of the others included.
+    let seen = wait_listed(&tech, n, Duration::from_secs(30)).await?;
+    anyhow::ensure!(
+        seen == n,
+        "relay-0 lists {seen} devices online, expected {n}"
+    );
+    tokio::time::sleep(Duration::from_secs(10)).await;
+
+    // Steady state: every relay and PostgreSQL (the postmaster and its backends).
+    let pids: Vec<u32> = procs
+        .iter()
+        .map(|p| p.as_ref().map_or(0, |p| p.0.id()))
+        .collect();
+    let pg = postgres_pids();
+    let connects = stats.connects.load(Ordering::Relaxed);
+    let before: Vec<f64> = pids.iter().map(|&p| cpu_seconds(p)).collect();
+    let pg_before: f64 = pg.iter().map(|&p| cpu_seconds(p)).sum();
+    let me_before = cpu_seconds(std::process::id());
+    let t = Instant::now();
+    let mut rss = vec![0.0f64; relays];
+    while t.elapsed() < window {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        for (i, &p) in pids.iter().enumerate() {
+            rss[i] = rss[i].max(rss_mb(p).context("a relay exited")?);
+        }
+    }
+    let secs = t.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        stats.connects.load(Ordering::Relaxed) == connects,
+        "agents reconnected during the steady-state window"
+    );
+    for (i, &p) in pids.iter().enumerate() {
+        let pct = (cpu_seconds(p) - before[i]) / secs * 100.0;
+        eprintln!(
+            "  relay-{i}: RSS {:.0} MB, CPU {pct:.1} % of a core",
+            rss[i]
+        );
+        report.add(
+            format!("cluster.{relays}x{per_relay}.relay{i}_rss_mb"),
+            rss[i],
+            "MB",
+            None,
+        );
+        report.add(
+            format!("cluster.{relays}x{per_relay}.relay{i}_cpu_pct_of_core"),
+            pct,
+            "%",
+            None,
+        );
+    }
+    let pg_after: f64 = pg.iter().map(|&p| cpu_seconds(p)).sum();
+    let pg_pct = (pg_after - pg_before) / secs * 100.0;
+    eprintln!(
+        "  PostgreSQL: CPU {pg_pct:.1} % of a core ({} processes)",
+        pg.len()
+    );
+    report.add(
+        format!("cluster.{relays}x{per_relay}.postgres_cpu_pct_of_core"),
+        pg_pct,
+        "%",
+        None,
+    );
+    report.add(
+        format!("cluster.{relays}x{per_relay}.load_generator_cpu_pct"),
+        (cpu_seconds(std::process::id()) - me_before) / secs * 100.0,
+        "%",
+        None,
+    );
+
+    // kill -9 of the last relay: its agents notice (the QUIC idle timeout) and move on.
+    let victim = relays - 1;
+    eprintln!("cluster: kill -9 of relay-{victim}");
+    let connects_before = stats.connects.load(Ordering::Relaxed);
+    let killed = Instant::now();
+    if let Some(mut p) = procs[victim].take() {
+        p.0.kill()?;
+        p.0.wait()?;
+        std::mem::forget(p);
+    }
+    let mut last_report = Instant::now();
+    while stats.connects.load(Ordering::Relaxed) < connects_before + per_relay as u64
+        || stats.online.load(Ordering::Relaxed) < n
+    {
+        if last_report.elapsed() >= Duration::from_secs(5) {
+            eprintln!(
+                "  {:.0} s: {} of {n} online",
+                killed.elapsed().as_secs_f64(),
+                stats.online.load(Ordering::Relaxed)
+            );
+            last_report = Instant::now();
+        }
+        anyhow::ensure!(
+            killed.elapsed() < Duration::from_secs(300),
+            "after 300 s only {} of {n} agents are online",
+            stats.online.load(Ordering::Relaxed)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let back_s = killed.elapsed().as_secs_f64();
+    let seen = wait_listed(&tech, n, Duration::from_secs(60)).await?;
+    let listed_s = killed.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        seen == n,
+        "after the kill relay-0 lists {seen} online, expected {n}"
+    );
+    eprintln!("  all back in {back_s:.1} s (agents), listed online by relay-0 in {listed_s:.1} s");
+    report.add(
+        format!("cluster.{relays}x{per_relay}.kill9.all_back_s"),
+        back_s,
+        "s",
+        Some("<= 30"),
+    );
+    report.add(
+        format!("cluster.{relays}x{per_relay}.kill9.listed_online_s"),
+        listed_s,
+        "s",
+        None,
+    );
+    for t in tasks {
+        t.abort();
+    }
+    for ep in eps {
+        ep.close(0u32.into(), b"bench done");
+    }
+    Ok(())
+}
+
+/// Polls relay-0's device list until `n` are online (the other relays' leases are read every
+/// second) or `limit` passes; returns the last count.
+async fn wait_listed(tech: &Credentials, n: usize, limit: Duration) -> Result<usize> {
+    let t = Instant::now();
+    loop {
+        let seen = relay_online(tech).await?;
+        if seen == n || t.elapsed() > limit {
+            return Ok(seen);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The bench's PostgreSQL server: its postmaster and the backends it forked.
+fn postgres_pids() -> Vec<u32> {
+    let Some(master) = tether_pg::cluster_dir()
+        .and_then(|d| std::fs::read_to_string(d.join("data/postmaster.pid")).ok())
+        .and_then(|s| s.lines().next()?.trim().parse::<u32>().ok())
+    else {
+        return Vec::new();
+    };
+    let mut pids = vec![master];
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for e in dir.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
+            let ppid = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| {
+                    let rest = s.rsplit_once(')')?.1.to_string();
+                    rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+                });
+            if ppid == Some(master) {
+                pids.push(pid);
+            }
+        }
+    }
+    pids
 }

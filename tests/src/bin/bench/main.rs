@@ -80,6 +80,8 @@ options:
   --agents N --endpoints N --window-seconds N   capacity (default 10000, 100, 30)
   --store sqlite|postgres                      inventory: the relay's store (default sqlite;
                                                postgres: a private server started by the bench)
+  --relays N                                   capacity: N relays on one PostgreSQL database
+                                               (a private server), --agents split among them
   --json                       the report as JSON on stdout
 ";
 
@@ -263,6 +265,7 @@ fn main() -> Result<()> {
     let agents = opt("--agents", 10_000)?;
     let endpoints = opt("--endpoints", 100)?;
     let window = opt("--window-seconds", 30)?;
+    let relays = opt("--relays", 1)?;
     // `--store postgres`: the inventory suite's relay on a private PostgreSQL server.
     if let Some(i) = args.iter().position(|a| a == "--store") {
         match args.get(i + 1).map(String::as_str) {
@@ -285,6 +288,7 @@ fn main() -> Result<()> {
                 | "--agents"
                 | "--endpoints"
                 | "--window-seconds"
+                | "--relays"
                 | "--store"
         )
     };
@@ -346,7 +350,7 @@ fn main() -> Result<()> {
             .build()?;
         rt.block_on(relay::relay(&mut report, bulk_mib as u64, sessions))?;
     }
-    if run_all || suites.contains(&"capacity") {
+    if (run_all || suites.contains(&"capacity")) && relays <= 1 {
         eprintln!("capacity: simulated agents held by a tether-relay process");
         let rt = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
@@ -354,6 +358,22 @@ fn main() -> Result<()> {
         rt.block_on(capacity::capacity(
             &mut report,
             agents,
+            endpoints,
+            Duration::from_secs(window as u64),
+        ))?;
+    }
+    if suites.contains(&"capacity") && relays > 1 {
+        let per_relay = agents / relays;
+        eprintln!(
+            "capacity: {relays} tether-relay processes on one PostgreSQL database, {per_relay} agents each"
+        );
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(capacity::cluster(
+            &mut report,
+            relays,
+            per_relay,
             endpoints,
             Duration::from_secs(window as u64),
         ))?;
@@ -610,7 +630,21 @@ pub async fn mint_tokens(
     Vec<tether_protocol::token::EnrollToken>,
     tether_protocol::token::EnrollToken,
 )> {
-    let store = Store::open(&store_url(data)).await?;
+    mint_tokens_on(&store_url(data), data, addr, group, n).await
+}
+
+/// [`mint_tokens`] into the store `url` (with `data`'s CA).
+pub async fn mint_tokens_on(
+    url: &tether_relay::store::StoreUrl,
+    data: &DataDir,
+    addr: &str,
+    group: &str,
+    n: usize,
+) -> Result<(
+    Vec<tether_protocol::token::EnrollToken>,
+    tether_protocol::token::EnrollToken,
+)> {
+    let store = Store::open(url).await?;
     let mint = |kind| {
         tether_relay::tokens::create(
             &store,
