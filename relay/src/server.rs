@@ -339,6 +339,8 @@ async fn adapt_keepalive(
 /// How often the store is checked for new revocations (`tether-relay revoke` runs as another
 /// process): a revoked peer is disconnected within this time.
 const REVOCATION_POLL: Duration = Duration::from_millis(250);
+/// The same, while revocations also arrive as wake-ups from the store (`LISTEN`).
+const REVOCATION_POLL_LISTENING: Duration = Duration::from_secs(1);
 
 /// Closes the live connections of certificates revoked while they were connected.
 async fn watch_revocations(state: Arc<State>) {
@@ -349,8 +351,31 @@ async fn watch_revocations(state: Arc<State>) {
             (0, 0)
         }
     };
+    // Several relays: a revocation made anywhere wakes this one at once (PostgreSQL NOTIFY);
+    // the polling stays as the safety net for wake-ups lost while the listener reconnects.
+    let mut changes = match state.store.cluster() {
+        Some(c) => match c.changes().await {
+            Ok(ch) => Some(ch),
+            Err(e) => {
+                warn!("cannot listen for changes from other relays (polling instead): {e}");
+                None
+            }
+        },
+        None => None,
+    };
     loop {
-        tokio::time::sleep(REVOCATION_POLL).await;
+        match changes.as_mut() {
+            Some(ch) => tokio::select! {
+                () = tokio::time::sleep(REVOCATION_POLL_LISTENING) => {}
+                woke = ch.next() => {
+                    if let Err(e) = woke {
+                        debug!("listening for changes: {e}");
+                        tokio::time::sleep(REVOCATION_POLL).await;
+                    }
+                }
+            },
+            None => tokio::time::sleep(REVOCATION_POLL).await,
+        }
         let mark = match state.store.revocation_mark().await {
             Ok(m) => m,
             Err(e) => {

@@ -69,6 +69,17 @@ pub trait ClusterStore: Send + Sync {
     /// its own: held until the [`HeldLock`] is dropped or its connection dies (the holder's
     /// process killed included). `None`: another relay holds it.
     async fn try_lock(&self, name: &str) -> Result<Option<Box<dyn HeldLock>>, StoreError>;
+    /// Wake-ups for changes other relays (or `tether-relay` commands) made: a revocation, so
+    /// far. The tables stay the truth: a wake-up only says "read them now".
+    async fn changes(&self) -> Result<Box<dyn Changes>, StoreError>;
+}
+
+/// A stream of change wake-ups ([`ClusterStore::changes`]).
+#[async_trait]
+pub trait Changes: Send {
+    /// The next change's kind; `None` when the connection was lost and made again (changes may
+    /// have been missed: read everything).
+    async fn next(&mut self) -> Result<Option<String>, StoreError>;
 }
 
 /// A cluster-wide lock this relay holds.

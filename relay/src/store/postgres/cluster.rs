@@ -2,9 +2,10 @@
 
 use super::Postgres;
 use crate::store::StoreError;
-use crate::store::cluster::{ClusterStore, HeldLock, LeaseChange, LeaseRow, RelayRow};
+use crate::store::cluster::{Changes, ClusterStore, HeldLock, LeaseChange, LeaseRow, RelayRow};
 use async_trait::async_trait;
 use sqlx::Row;
+use sqlx::postgres::PgListener;
 use sqlx::{Connection, PgConnection};
 use std::time::Duration;
 
@@ -126,6 +127,12 @@ impl ClusterStore for Postgres {
         }
     }
 
+    async fn changes(&self) -> Result<Box<dyn Changes>, StoreError> {
+        let mut listener = PgListener::connect_with(&self.pool).await?;
+        listener.listen(CHANNEL).await?;
+        Ok(Box::new(Listener(listener)))
+    }
+
     async fn leases(&self, now: i64, alive_since: i64) -> Result<Vec<LeaseRow>, StoreError> {
         let rows = sqlx::query(
             "SELECT l.device_id, l.relay_id FROM leases l JOIN relays r ON r.id = l.relay_id
@@ -169,5 +176,36 @@ impl HeldLock for PgLock {
             self.conn = None;
         }
         alive
+    }
+}
+
+/// The `LISTEN`/`NOTIFY` channel of changes every relay must hear of; the payload says what
+/// changed ([`REVOCATIONS`]).
+const CHANNEL: &str = "tether_changes";
+/// A certificate was revoked.
+pub const REVOCATIONS: &str = "revocations";
+
+impl Postgres {
+    /// Wakes the relays listening ([`ClusterStore::changes`]). Only a wake-up, sent after the
+    /// change is committed: a server without `NOTIFY` (some PostgreSQL-compatible engines), or
+    /// a listener reconnecting meanwhile, leaves the relays to their polling.
+    pub(super) async fn notify(&self, what: &str) {
+        if let Err(e) = sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANNEL)
+            .bind(what)
+            .execute(&self.pool)
+            .await
+        {
+            tracing::debug!("NOTIFY {CHANNEL} failed: {e}");
+        }
+    }
+}
+
+struct Listener(PgListener);
+
+#[async_trait]
+impl Changes for Listener {
+    async fn next(&mut self) -> Result<Option<String>, StoreError> {
+        Ok(self.0.try_recv().await?.map(|n| n.payload().to_string()))
     }
 }

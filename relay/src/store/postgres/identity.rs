@@ -252,6 +252,8 @@ impl IdentityStore for Postgres {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        // Re-enrolling with --replace revoked the technician's older certificates.
+        self.notify(super::cluster::REVOCATIONS).await;
         Ok(Ok(live))
     }
 
@@ -363,6 +365,9 @@ impl IdentityStore for Postgres {
             }
         }
         tx.commit().await?;
+        if !revoked.is_empty() {
+            self.notify(super::cluster::REVOCATIONS).await;
+        }
         Ok(RevokeOutcome::Revoked {
             subject,
             serials: revoked,
