@@ -920,3 +920,31 @@ pub fn read_png_rgb(path: &Path) -> (u32, u32, Vec<u8>) {
     };
     (info.width, info.height, rgb)
 }
+
+/// A shell to `device` that stays open (stdin held) until something cuts it, once it ran.
+pub fn open_shell(tech: &Tech, device: &str) -> (std::process::Child, std::process::ChildStdin) {
+    let mut shell = Command::new(bin("tether"))
+        .arg("--config")
+        .arg(tech.config())
+        .args(["shell", device])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = shell.stdin.take().unwrap();
+    std::io::Write::write_all(&mut input, b"echo shell-$((40+2))\n").unwrap();
+    let mut out = shell.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("shell-42") {
+        let n = std::io::Read::read(&mut out, &mut buf).unwrap();
+        assert!(
+            n > 0,
+            "shell ended early: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend_from_slice(&buf[..n]);
+    }
+    (shell, input)
+}

@@ -1,10 +1,9 @@
 //! Revocation: `tether-relay revoke` disconnects a device or a technician from a running relay
 //! within a second (cutting their sessions) and refuses them from then on.
 
-use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use tether_tests::{Agent, Relay, Tech, bin, ok, run, stderr, wait_until};
+use tether_tests::{Agent, Relay, Tech, bin, ok, open_shell, run, stderr, wait_until};
 
 fn revoke(relay: &Relay, args: &[&str]) -> String {
     ok(run(relay
@@ -68,25 +67,7 @@ fn a_revoked_technician_loses_their_session_at_once_and_is_refused() {
     let _user = agent.auto_approve();
 
     // A shell that stays open (its stdin is held) until something cuts it.
-    let mut shell = Command::new(bin("tether"))
-        .arg("--config")
-        .arg(ana.config())
-        .args(["shell", &agent.id])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = shell.stdin.take().unwrap();
-    input.write_all(b"echo shell-$((40+2))\n").unwrap();
-    let mut out = shell.stdout.take().unwrap();
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !String::from_utf8_lossy(&seen).contains("shell-42") {
-        let n = std::io::Read::read(&mut out, &mut buf).unwrap();
-        assert!(n > 0, "shell ended early");
-        seen.extend_from_slice(&buf[..n]);
-    }
+    let (mut shell, input) = open_shell(&ana, &agent.id);
 
     revoke(&relay, &["--technician", "ana"]);
     let t0 = Instant::now();

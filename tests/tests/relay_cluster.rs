@@ -6,10 +6,9 @@
 //! of `tests/run.sh` and are skipped in the PostgreSQL pass, which would only repeat them.
 
 use serde_json::Value;
-use std::io::{Read, Write};
-use std::process::{Child, Command, Stdio};
+use std::io::Read;
 use std::time::{Duration, Instant};
-use tether_tests::{Agent, Relay, Tech, bin, ok, run, stderr, stdout, wait_until};
+use tether_tests::{Agent, Relay, Tech, ok, open_shell, run, stderr, stdout, wait_until};
 
 fn postgres_pass() -> bool {
     std::env::var("TETHER_TEST_STORE").as_deref() == Ok("postgres")
@@ -121,34 +120,6 @@ fn agent_token(relay: &Relay, order: &[&Relay]) -> String {
         .arg(relay.data())))
     .trim()
     .to_string()
-}
-
-/// A shell to `device` that stays open (stdin held) until something cuts it, once it ran.
-fn open_shell(tech: &Tech, device: &str) -> (Child, std::process::ChildStdin) {
-    let mut shell = Command::new(bin("tether"))
-        .arg("--config")
-        .arg(tech.config())
-        .args(["shell", device])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = shell.stdin.take().unwrap();
-    input.write_all(b"echo shell-$((40+2))\n").unwrap();
-    let mut out = shell.stdout.take().unwrap();
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !String::from_utf8_lossy(&seen).contains("shell-42") {
-        let n = out.read(&mut buf).unwrap();
-        assert!(
-            n > 0,
-            "shell ended early: {}",
-            String::from_utf8_lossy(&seen)
-        );
-        seen.extend_from_slice(&buf[..n]);
-    }
-    (shell, input)
 }
 
 #[test]

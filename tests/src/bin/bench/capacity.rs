@@ -152,17 +152,7 @@ pub async fn capacity(
                 stats.clone(),
             )));
         }
-        wait_all_online(&stats, n, Duration::from_secs(600)).await?;
-        // First connects also upload an inventory: wait for those to finish.
-        while stats.uploads.load(Ordering::Relaxed) < n {
-            anyhow::ensure!(
-                t.elapsed() < Duration::from_secs(900),
-                "only {} of {n} inventories acknowledged",
-                stats.uploads.load(Ordering::Relaxed)
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let first_s = t.elapsed().as_secs_f64();
+        let first_s = wait_online_and_uploaded(&stats, n, t).await?;
         eprintln!("  all {n} online with their first inventory in {first_s:.1} s");
         report.add(format!("capacity.{n}.first_connect_s"), first_s, "s", None);
         let seen = relay_online(&tech).await?;
@@ -192,27 +182,7 @@ pub async fn capacity(
     let (new_relay, listening_s) = serve(&bin, &data, addr, &log)?;
     relay = new_relay;
     // Every agent noticed the close and reconnected (not just ones still counted online).
-    let mut last_report = Instant::now();
-    while stats.connects.load(Ordering::Relaxed) < connects_before + n as u64
-        || stats.online.load(Ordering::Relaxed) < n
-    {
-        if last_report.elapsed() >= Duration::from_secs(5) {
-            eprintln!(
-                "  {:.0} s: {} of {n} back, {} attempts refused or failed",
-                start.elapsed().as_secs_f64(),
-                stats.online.load(Ordering::Relaxed),
-                stats.failed_attempts.load(Ordering::Relaxed)
-            );
-            last_report = Instant::now();
-        }
-        anyhow::ensure!(
-            start.elapsed() < Duration::from_secs(300),
-            "after 300 s only {} of {n} agents are back",
-            stats.online.load(Ordering::Relaxed)
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let back_s = start.elapsed().as_secs_f64();
+    let back_s = wait_back(&stats, n, connects_before + n as u64, start).await?;
     let seen = relay_online(&tech).await?;
     let listed_s = start.elapsed().as_secs_f64();
     anyhow::ensure!(
@@ -322,6 +292,49 @@ fn serve_on(
     // Keep reading, so the relay never writes into a closed pipe.
     std::thread::spawn(move || for _ in lines {});
     Ok((relay, listening))
+}
+
+/// Waits until all `n` agents are online and have their first inventory acknowledged; the
+/// seconds since `t`.
+async fn wait_online_and_uploaded(stats: &Stats, n: usize, t: Instant) -> Result<f64> {
+    wait_all_online(stats, n, Duration::from_secs(600)).await?;
+    // First connects also upload an inventory: wait for those to finish.
+    while stats.uploads.load(Ordering::Relaxed) < n {
+        anyhow::ensure!(
+            t.elapsed() < Duration::from_secs(900),
+            "only {} of {n} inventories acknowledged",
+            stats.uploads.load(Ordering::Relaxed)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(t.elapsed().as_secs_f64())
+}
+
+/// Waits until the agents have connected `connects` times in all and all `n` are online (every
+/// agent that lost its relay is back, not just ones still counted online); the seconds since
+/// `start`.
+async fn wait_back(stats: &Stats, n: usize, connects: u64, start: Instant) -> Result<f64> {
+    let mut last_report = Instant::now();
+    while stats.connects.load(Ordering::Relaxed) < connects
+        || stats.online.load(Ordering::Relaxed) < n
+    {
+        if last_report.elapsed() >= Duration::from_secs(5) {
+            eprintln!(
+                "  {:.0} s: {} of {n} back, {} attempts refused or failed",
+                start.elapsed().as_secs_f64(),
+                stats.online.load(Ordering::Relaxed),
+                stats.failed_attempts.load(Ordering::Relaxed)
+            );
+            last_report = Instant::now();
+        }
+        anyhow::ensure!(
+            start.elapsed() < Duration::from_secs(300),
+            "after 300 s only {} of {n} agents are back",
+            stats.online.load(Ordering::Relaxed)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(start.elapsed().as_secs_f64())
 }
 
 async fn wait_all_online(stats: &Stats, n: usize, limit: Duration) -> Result<()> {
@@ -704,16 +717,7 @@ pub async fn cluster(
             stats.clone(),
         )));
     }
-    wait_all_online(&stats, n, Duration::from_secs(600)).await?;
-    while stats.uploads.load(Ordering::Relaxed) < n {
-        anyhow::ensure!(
-            t.elapsed() < Duration::from_secs(900),
-            "only {} of {n} inventories acknowledged",
-            stats.uploads.load(Ordering::Relaxed)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let first_s = t.elapsed().as_secs_f64();
+    let first_s = wait_online_and_uploaded(&stats, n, t).await?;
     eprintln!("  all {n} online with their first inventory in {first_s:.1} s");
     report.add(
         format!("cluster.{relays}x{per_relay}.first_connect_s"),
@@ -800,26 +804,7 @@ pub async fn cluster(
         p.0.wait()?;
         std::mem::forget(p);
     }
-    let mut last_report = Instant::now();
-    while stats.connects.load(Ordering::Relaxed) < connects_before + per_relay as u64
-        || stats.online.load(Ordering::Relaxed) < n
-    {
-        if last_report.elapsed() >= Duration::from_secs(5) {
-            eprintln!(
-                "  {:.0} s: {} of {n} online",
-                killed.elapsed().as_secs_f64(),
-                stats.online.load(Ordering::Relaxed)
-            );
-            last_report = Instant::now();
-        }
-        anyhow::ensure!(
-            killed.elapsed() < Duration::from_secs(300),
-            "after 300 s only {} of {n} agents are online",
-            stats.online.load(Ordering::Relaxed)
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let back_s = killed.elapsed().as_secs_f64();
+    let back_s = wait_back(&stats, n, connects_before + per_relay as u64, killed).await?;
     let seen = wait_listed(&tech, n, Duration::from_secs(60)).await?;
     let listed_s = killed.elapsed().as_secs_f64();
     anyhow::ensure!(
