@@ -208,6 +208,36 @@ enum Opened {
 /// What the technician is told when the device goes quiet mid-session.
 pub const DEVICE_GONE: &str = "device disconnected (nothing heard from it for 1.5 s)";
 
+/// What the technician is told when the relay itself went quiet mid-session (killed, its
+/// machine down, or the network to it gone).
+pub const RELAY_GONE: &str = "the relay stopped answering (nothing heard from it for 1.5 s): the relay or the network to it is down";
+
+/// Which side went quiet when the session has been silent for [`SILENT_MS`]: the relay is sent
+/// something it must acknowledge (one byte on a stream of its own, which it ignores); an
+/// answer means the relay is there and the device is gone.
+async fn silent_side(relay: &quinn::Connection) -> &'static str {
+    let heard = relay.stats().udp_rx.datagrams;
+    let probe = async {
+        if let Ok(mut s) = relay.open_uni().await {
+            let _ = s.write_all(&[0]).await;
+            let _ = s.finish();
+        }
+    };
+    let _ = tokio::time::timeout(PROBE_WAIT, probe).await;
+    let deadline = tokio::time::Instant::now() + PROBE_WAIT;
+    while tokio::time::Instant::now() < deadline {
+        if relay.stats().udp_rx.datagrams > heard {
+            return DEVICE_GONE;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    RELAY_GONE
+}
+
+/// How long the relay has to acknowledge the probe of [`silent_side`] (many round trips of any
+/// link a session is usable over).
+const PROBE_WAIT: std::time::Duration = std::time::Duration::from_millis(700);
+
 /// What the technician is told when the relay reports the device's certificate revoked.
 pub const DEVICE_REVOKED: &str =
     "the device's certificate was revoked; the relay ended the session";
@@ -290,7 +320,7 @@ async fn read_payload<R: tokio::io::AsyncRead + Unpin>(
     let mut header = [0u8; frame::HEADER_LEN];
     let silent = std::time::Duration::from_millis(SILENT_MS);
     match tokio::time::timeout(silent, tls.read(&mut header[..1])).await {
-        Err(_) => return Err(RequestError::Session(DEVICE_GONE.into())),
+        Err(_) => return Err(RequestError::Session(silent_side(relay).await.into())),
         Ok(Ok(0)) => {
             return Err(channel_broken(relay, std::io::ErrorKind::UnexpectedEof.into()).await);
         }
