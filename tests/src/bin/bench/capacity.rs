@@ -41,7 +41,12 @@ struct Stats {
     failed_attempts: AtomicU64,
     heartbeats: AtomicU64,
     uploads: AtomicUsize,
+    /// Agents online on each relay (by index), for up to [`MAX_RELAYS`] relays.
+    on_relay: [AtomicUsize; MAX_RELAYS],
 }
+
+/// Most relays `capacity --relays` runs.
+const MAX_RELAYS: usize = 16;
 
 /// One simulated agent's fixed parts.
 struct SimAgent {
@@ -456,6 +461,7 @@ async fn sim_agent(
             Ok(conn) => {
                 let _ = sim_connection(
                     &conn,
+                    relay % addrs.len(),
                     &agent,
                     hash,
                     &mut acked,
@@ -480,16 +486,18 @@ async fn sim_agent(
 }
 
 /// Counts an agent online while it lives.
-struct Online<'a>(&'a Stats);
+struct Online<'a>(&'a Stats, usize);
 impl Drop for Online<'_> {
     fn drop(&mut self) {
         self.0.online.fetch_sub(1, Ordering::Relaxed);
+        self.0.on_relay[self.1].fetch_sub(1, Ordering::Relaxed);
     }
 }
 
 /// One connection of a simulated agent, until it is lost (the error says why).
 async fn sim_connection(
     conn: &quinn::Connection,
+    relay: usize,
     agent: &SimAgent,
     hash: u64,
     acked: &mut bool,
@@ -512,7 +520,8 @@ async fn sim_connection(
     backoff.reset();
     stats.connects.fetch_add(1, Ordering::Relaxed);
     stats.online.fetch_add(1, Ordering::Relaxed);
-    let _online = Online(stats);
+    stats.on_relay[relay % MAX_RELAYS].fetch_add(1, Ordering::Relaxed);
+    let _online = Online(stats, relay % MAX_RELAYS);
 
     let status = AgentToRelay::Status(AgentStatus {
         hostname: format!("ws-{:05}", agent.index),
@@ -636,6 +645,7 @@ pub async fn cluster(
         anyhow::ensure!(ok, "tether-relay init of relay-{i} failed");
         datas.push(data);
     }
+    anyhow::ensure!(relays <= MAX_RELAYS, "at most {MAX_RELAYS} relays");
     let mut addrs = Vec::new();
     for _ in 0..relays {
         let port = std::net::UdpSocket::bind("127.0.0.1:0")?
@@ -796,7 +806,18 @@ pub async fn cluster(
 
     // kill -9 of the last relay: its agents notice (the QUIC idle timeout) and move on.
     let victim = relays - 1;
-    eprintln!("cluster: kill -9 of relay-{victim}");
+    let held: Vec<usize> = (0..relays)
+        .map(|i| stats.on_relay[i].load(Ordering::Relaxed))
+        .collect();
+    eprintln!("  agents per relay: {held:?}");
+    let lost = held[victim];
+    eprintln!("cluster: kill -9 of relay-{victim} ({lost} agents)");
+    report.add(
+        format!("cluster.{relays}x{per_relay}.killed_relay_agents"),
+        lost as f64,
+        "agents",
+        None,
+    );
     let connects_before = stats.connects.load(Ordering::Relaxed);
     let killed = Instant::now();
     if let Some(mut p) = procs[victim].take() {
@@ -804,7 +825,7 @@ pub async fn cluster(
         p.0.wait()?;
         std::mem::forget(p);
     }
-    let back_s = wait_back(&stats, n, connects_before + per_relay as u64, killed).await?;
+    let back_s = wait_back(&stats, n, connects_before + lost as u64, killed).await?;
     let seen = wait_listed(&tech, n, Duration::from_secs(60)).await?;
     let listed_s = killed.elapsed().as_secs_f64();
     anyhow::ensure!(
