@@ -451,8 +451,7 @@ async fn sim_agent(
     let mut relay = agent.index;
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
     let mut rng = agent.index as u64 ^ 0x5EED;
-    // The inventory this agent holds; acknowledged once, then only its hash is sent.
-    let hash = agent.index as u64 + 1;
+    // Whether the relays acknowledged this agent's inventory (then only its hash is sent).
     let mut acked = false;
     loop {
         let addr = addrs[relay % addrs.len()];
@@ -463,7 +462,6 @@ async fn sim_agent(
                     &conn,
                     relay % addrs.len(),
                     &agent,
-                    hash,
                     &mut acked,
                     &health,
                     &stats,
@@ -499,12 +497,13 @@ async fn sim_connection(
     conn: &quinn::Connection,
     relay: usize,
     agent: &SimAgent,
-    hash: u64,
     acked: &mut bool,
     health: &Arc<Vec<u8>>,
     stats: &Stats,
     backoff: &mut Backoff,
 ) -> Result<()> {
+    // The inventory this agent holds; acknowledged once, then only its hash is sent.
+    let hash = agent.index as u64 + 1;
     let (welcome, mut send, recv) = match handshake(conn, &Hello::new(Intent::Agent, "sim")).await {
         Ok(h) => h,
         Err(e) => {
