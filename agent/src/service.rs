@@ -181,6 +181,10 @@ async fn session<F: Future<Output = ()>>(
     }
 
     let mut reader = tether_net::framed::FrameReader::spawn(recv, limits::CONTROL);
+    // The relay's silence is watched here when it announced its keep-alive interval: QUIC's
+    // PINGs never reach the application, so the count of datagrams received says it spoke.
+    let mut rx_seen = conn.stats().udp_rx.datagrams;
+    let mut next_rx_check = Instant::now() + RX_CHECK;
 
     let ended = loop {
         let now = Instant::now().into_std();
@@ -194,10 +198,13 @@ async fn session<F: Future<Output = ()>>(
         if let Some(e) = write_err {
             break Ended::Lost(e.into());
         }
-        let wake = machine
+        let mut wake = machine
             .poll_timeout()
             .map(Instant::from_std)
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+        if machine.watches_silence() {
+            wake = wake.min(next_rx_check);
+        }
         tokio::select! {
             changed = inventory.changed(), if !inventory_closed => {
                 if changed.is_err() {
@@ -271,7 +278,18 @@ async fn session<F: Future<Output = ()>>(
                 }
                 Err(e) => break Ended::Lost(ClientError::Net(NetError::from_connection(&e))),
             },
-            () = tokio::time::sleep_until(wake) => machine.handle_timeout(Instant::now().into_std()),
+            () = tokio::time::sleep_until(wake) => {
+                // Counted at every wake-up, so the deadline is never taken for silence
+                // while datagrams arrived since the last count.
+                let now = Instant::now();
+                next_rx_check = now + RX_CHECK;
+                let rx = conn.stats().udp_rx.datagrams;
+                if rx != rx_seen {
+                    rx_seen = rx;
+                    machine.handle_transport_rx(now.into_std());
+                }
+                machine.handle_timeout(now.into_std());
+            }
             () = shutdown.as_mut() => {
                 conn.close(close_code::NORMAL.into(), b"agent stopping");
                 break Ended::Shutdown;
@@ -286,6 +304,9 @@ async fn session<F: Future<Output = ()>>(
     let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
     ended
 }
+
+/// How often the datagrams received from the relay are counted, when its silence is watched.
+const RX_CHECK: Duration = Duration::from_secs(1);
 
 /// Why an inventory upload did not get acknowledged.
 #[derive(Debug, thiserror::Error)]

@@ -81,6 +81,9 @@ pub struct RelayConn {
     asking: bool,
     /// The technician announced [`crate::message::capability::ELSEWHERE`].
     follows: bool,
+    /// This connection's QUIC keep-alive interval, announced to agents that take
+    /// [`crate::liveness`] so they can watch for our silence.
+    keepalive: Option<Duration>,
 }
 
 impl RelayConn {
@@ -95,7 +98,14 @@ impl RelayConn {
             transport_liveness: false,
             asking: false,
             follows: false,
+            keepalive: None,
         }
+    }
+
+    /// The QUIC keep-alive interval this connection was accepted with (see
+    /// [`crate::liveness::announce_interval`]).
+    pub fn set_keepalive(&mut self, interval: Duration) {
+        self.keepalive = Some(interval);
     }
 
     pub fn state(&self) -> &RelayConnState {
@@ -162,15 +172,19 @@ impl RelayConn {
             .capabilities
             .iter()
             .any(|c| c == crate::message::capability::ELSEWHERE);
+        let mut capabilities = vec![
+            crate::message::capability::PRESENCE.to_string(),
+            crate::message::capability::HEALTH.to_string(),
+            crate::liveness::CAPABILITY.to_string(),
+            crate::message::capability::ASKING.to_string(),
+            crate::message::capability::ELSEWHERE.to_string(),
+        ];
+        if let Some(i) = self.keepalive.filter(|_| self.transport_liveness) {
+            capabilities.push(crate::liveness::announce_interval(i));
+        }
         HelloReply::Welcome(Welcome {
             version,
-            capabilities: vec![
-                crate::message::capability::PRESENCE.to_string(),
-                crate::message::capability::HEALTH.to_string(),
-                crate::liveness::CAPABILITY.to_string(),
-                crate::message::capability::ASKING.to_string(),
-                crate::message::capability::ELSEWHERE.to_string(),
-            ],
+            capabilities,
             identity: self.identity.clone(),
             software: String::new(),
         })
@@ -311,6 +325,10 @@ pub struct AgentConn {
     unacked: u64,
     /// The relay agreed to [`crate::liveness`]: no heartbeats, QUIC's idle timeout ends it.
     transport_liveness: bool,
+    /// With transport liveness, how long the relay may stay silent (nothing at all received)
+    /// before we end the connection ourselves: the idle timeout that goes with the keep-alive
+    /// interval it announced. `None`: it announced none; QUIC's idle timer alone ends it.
+    silent_limit: Option<Duration>,
 }
 
 impl AgentConn {
@@ -324,6 +342,7 @@ impl AgentConn {
             seq: 0,
             unacked: 0,
             transport_liveness: false,
+            silent_limit: None,
         }
     }
 
@@ -347,6 +366,9 @@ impl AgentConn {
                 self.next_heartbeat = now + self.timeouts.heartbeat;
                 // Our hello announced it; the relay's welcome agrees.
                 self.transport_liveness = crate::liveness::announced(&w.capabilities);
+                self.silent_limit = crate::liveness::announced_interval(&w.capabilities)
+                    .filter(|_| self.transport_liveness)
+                    .map(crate::liveness::idle_timeout);
                 Ok(w)
             }
             Err(e) => {
@@ -400,6 +422,18 @@ impl AgentConn {
         self.transport_liveness
     }
 
+    /// Whether the glue should report packets received ([`Self::handle_transport_rx`]): the
+    /// relay announced its keep-alive interval, so its silence is watched here.
+    pub fn watches_silence(&self) -> bool {
+        self.silent_limit.is_some()
+    }
+
+    /// Something arrived from the relay at the transport (a keep-alive PING counts, though it
+    /// never reaches the application).
+    pub fn handle_transport_rx(&mut self, now: Instant) {
+        self.last_rx = self.last_rx.max(now);
+    }
+
     /// Heartbeats sent since the last acknowledgement.
     pub fn unacked(&self) -> u64 {
         self.unacked
@@ -408,7 +442,9 @@ impl AgentConn {
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.state {
             AgentConnState::AwaitingWelcome => Some(self.hello_deadline),
-            AgentConnState::Established if self.transport_liveness => None,
+            AgentConnState::Established if self.transport_liveness => {
+                self.silent_limit.map(|l| self.last_rx + l)
+            }
             AgentConnState::Established => Some(
                 self.next_heartbeat
                     .min(self.last_rx + self.timeouts.dead_after),
@@ -432,6 +468,16 @@ impl AgentConn {
                     close_code::IDLE,
                     format!("relay silent for {:?}", self.timeouts.dead_after),
                 ));
+            }
+            AgentConnState::Established if self.transport_liveness => {
+                if let Some(limit) = self.silent_limit
+                    && now >= self.last_rx + limit
+                {
+                    self.state = AgentConnState::Closed(Close::new(
+                        close_code::IDLE,
+                        format!("relay silent for {limit:?} despite its keep-alive"),
+                    ));
+                }
             }
             _ => {}
         }
@@ -676,6 +722,51 @@ mod tests {
             "heartbeats at +4 s and +6 s went unanswered"
         );
         assert_eq!(a.poll_close().unwrap().code, close_code::IDLE);
+    }
+
+    #[test]
+    fn agent_watches_the_silence_of_a_relay_that_announced_its_keep_alive() {
+        let t0 = Instant::now();
+        let t = Timeouts::default();
+        let interval = Duration::from_millis(3_750);
+        let mut a = AgentConn::new(t0, t);
+        let mut relay = RelayConn::new(t0, t, Some(device()));
+        relay.set_keepalive(interval);
+        let reply = relay.handle_hello(t0, &hello_bytes(&a.hello("agent")));
+        a.handle_hello_reply(t0, reply).unwrap();
+        assert!(a.transport_liveness() && a.watches_silence());
+        let limit = crate::liveness::idle_timeout(interval);
+        assert_eq!(a.poll_timeout(), Some(t0 + limit));
+        // Keep-alive PINGs seen at the transport push the deadline on; no heartbeats are sent.
+        let mut now = t0;
+        for _ in 0..10 {
+            now += interval;
+            a.handle_transport_rx(now);
+            a.handle_timeout(now);
+            assert_eq!(a.poll_transmit(now), None);
+        }
+        assert!(a.poll_close().is_none());
+        // A report of an earlier packet, arriving late, does not move the deadline back.
+        a.handle_transport_rx(t0);
+        assert_eq!(a.poll_timeout(), Some(now + limit));
+        // The relay dies: the agent closes at the limit, whatever QUIC's RTT estimate is.
+        a.handle_timeout(now + limit - Duration::from_millis(1));
+        assert!(a.poll_close().is_none());
+        a.handle_timeout(now + limit);
+        assert_eq!(a.poll_close().unwrap().code, close_code::IDLE);
+    }
+
+    #[test]
+    fn no_interval_is_announced_to_an_agent_without_transport_liveness() {
+        let t0 = Instant::now();
+        let mut relay = RelayConn::new(t0, Timeouts::default(), Some(device()));
+        relay.set_keepalive(Duration::from_secs(5));
+        let mut h = Hello::new(Intent::Agent, "old agent");
+        h.capabilities.retain(|c| c != crate::liveness::CAPABILITY);
+        let HelloReply::Welcome(w) = relay.handle_hello(t0, &hello_bytes(&h)) else {
+            panic!("refused");
+        };
+        assert_eq!(crate::liveness::announced_interval(&w.capabilities), None);
     }
 
     #[test]

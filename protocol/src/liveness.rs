@@ -9,7 +9,8 @@
 //! The interval is chosen from the number of enrolled devices so that the relay's PINGs stay
 //! within [`PINGS_PER_SECOND`]: [`MIN_INTERVAL`] (offline seen within 7.5 s) for fleets up to 2,000
 //! devices, longer for larger ones, never beyond [`MAX_INTERVAL`] (UDP mappings in NATs
-//! commonly expire after 30 s). Peers without the capability keep the heartbeats of
+//! commonly expire after 30 s). Relays sharing a fleet each count their share
+//! ([`keepalive_interval_shared`]). Peers without the capability keep the heartbeats of
 //! [`crate::conn`].
 
 use std::time::Duration;
@@ -35,6 +36,14 @@ pub fn keepalive_interval(devices: u64) -> Duration {
         .clamp(MIN_INTERVAL, MAX_INTERVAL)
 }
 
+/// The keep-alive interval for new connections to one of `relays` relays sharing a fleet of
+/// `devices`: the PING budget is each relay's own, and agents spread over the relays, so each
+/// expects its share (a relay that holds more after another died pings faster than its
+/// budget until the fleet is counted again, never slower than the fleet's own interval).
+pub fn keepalive_interval_shared(devices: u64, relays: u64) -> Duration {
+    keepalive_interval(devices.div_ceil(relays.max(1)))
+}
+
 /// The idle timeout that goes with `interval`.
 pub fn idle_timeout(interval: Duration) -> Duration {
     interval * MISSES
@@ -43,6 +52,30 @@ pub fn idle_timeout(interval: Duration) -> Duration {
 /// At most this long after a peer falls silent, it is offline.
 pub fn offline_within(interval: Duration) -> Duration {
     interval * (MISSES + 1)
+}
+
+/// Prefix of the capability by which a relay tells the agent the keep-alive interval of this
+/// connection (`keepalive-ms=3750`), so the agent can watch for the relay's silence itself.
+/// QUIC's own idle timer is at least three probe timeouts, and an agent whose last RTT samples
+/// were taken while the relay was swamped (a connect storm) may hold an estimate of seconds:
+/// then it would notice a dead relay long after the idle timeout. The watch does not depend on
+/// the RTT.
+pub const INTERVAL_PREFIX: &str = "keepalive-ms=";
+
+/// The capability announcing `interval`.
+pub fn announce_interval(interval: Duration) -> String {
+    format!("{INTERVAL_PREFIX}{}", interval.as_millis())
+}
+
+/// The keep-alive interval a relay announced, if it did; a value outside
+/// [`MIN_INTERVAL`]..=[`MAX_INTERVAL`] or not a number is ignored (an agent then relies on QUIC's
+/// idle timeout alone rather than dropping a healthy connection on a bad announcement).
+pub fn announced_interval(capabilities: &[String]) -> Option<Duration> {
+    capabilities.iter().find_map(|c| {
+        let ms: u64 = c.strip_prefix(INTERVAL_PREFIX)?.parse().ok()?;
+        let d = Duration::from_millis(ms);
+        (MIN_INTERVAL..=MAX_INTERVAL).contains(&d).then_some(d)
+    })
 }
 
 /// Whether a peer's capability list announces transport liveness.
@@ -76,5 +109,50 @@ mod tests {
         assert_eq!(keepalive_interval(1_000_000), MAX_INTERVAL);
         assert_eq!(keepalive_interval(u64::MAX), MAX_INTERVAL);
         assert!(AGENT_IDLE_TIMEOUT >= idle_timeout(MAX_INTERVAL));
+    }
+
+    #[test]
+    fn several_relays_each_budget_their_share() {
+        // 9,000 devices on three relays: each pings its ~3,000 as a 3,000-device relay would,
+        // so a dead relay's agents notice within 11.25 s rather than 33.75 s.
+        assert_eq!(
+            keepalive_interval_shared(9_000, 3),
+            Duration::from_millis(3_750)
+        );
+        assert!(offline_within(keepalive_interval_shared(9_000, 3)) < Duration::from_secs(12));
+        assert_eq!(
+            keepalive_interval_shared(9_000, 1),
+            keepalive_interval(9_000)
+        );
+        // No relay counted (the store not reachable yet) is one relay, never a division by 0.
+        assert_eq!(
+            keepalive_interval_shared(9_000, 0),
+            keepalive_interval(9_000)
+        );
+        assert_eq!(keepalive_interval_shared(10, 7), MIN_INTERVAL);
+    }
+
+    #[test]
+    fn the_interval_announcement_round_trips_and_garbage_is_ignored() {
+        let caps = |c: &str| vec!["health".to_string(), c.to_string()];
+        let i = Duration::from_millis(3_750);
+        assert_eq!(announced_interval(&caps(&announce_interval(i))), Some(i));
+        assert_eq!(announced_interval(&caps("health")), None);
+        for bad in [
+            "keepalive-ms=",
+            "keepalive-ms=abc",
+            "keepalive-ms=-5",
+            "keepalive-ms=1",
+            "keepalive-ms=2499",
+            "keepalive-ms=20001",
+            "keepalive-ms=99999999999999999999999",
+            "keepalive-ms= 3000",
+        ] {
+            assert_eq!(announced_interval(&caps(bad)), None, "{bad}");
+        }
+        assert_eq!(
+            announced_interval(&caps("keepalive-ms=20000")),
+            Some(MAX_INTERVAL)
+        );
     }
 }

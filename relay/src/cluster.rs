@@ -239,6 +239,23 @@ pub async fn relay_addrs(store: &Store, me: &Me) -> Vec<String> {
     others
 }
 
+/// A relay seen alive this recently is counted among those sharing the fleet (long enough that
+/// a relay restarting, or one that starts before the others, still counts its peers).
+const SERVING_WITHIN_MS: i64 = 10 * 60 * 1000;
+
+/// How many relays share the fleet's agents (1 for a store of its own): each sets its
+/// keep-alive interval by its share.
+pub async fn serving_relays(store: &Store) -> u64 {
+    let Some(c) = store.cluster() else { return 1 };
+    match c.relays(now_ms().saturating_sub(SERVING_WITHIN_MS)).await {
+        Ok(relays) => (relays.len() as u64).max(1),
+        Err(e) => {
+            debug!("store error counting relays: {e}");
+            1
+        }
+    }
+}
+
 /// How often a relay without the lead tries to take it, and the leader checks it still has it.
 const LEAD_CHECK: Duration = Duration::from_secs(1);
 

@@ -94,12 +94,17 @@ const FIRST_FRAME: Duration = Duration::from_secs(10);
 /// How long an upload's body may take once its turn came.
 const UPLOAD_BODY: Duration = Duration::from_secs(60);
 
+/// The keep-alive interval for new connections and the server configuration that carries it:
+/// each connection is accepted with the pair read at once, so the interval its `Welcome`
+/// announces is the one QUIC runs (see [`liveness::announce_interval`]).
+type Keepalive = Arc<std::sync::RwLock<(Duration, Arc<quinn::ServerConfig>)>>;
+
 pub struct Relay {
     state: Arc<State>,
     endpoint: Endpoint,
     /// The server configuration without keep-alive; see [`with_keepalive`].
     base_cfg: quinn::ServerConfig,
-    interval: Duration,
+    keepalive: Keepalive,
     admission: Arc<std::sync::Mutex<crate::admission::Admission>>,
     handshakes: Arc<tokio::sync::Semaphore>,
 }
@@ -141,10 +146,16 @@ impl Relay {
             },
         )?;
         let devices = store.device_count().await?;
-        let interval = liveness::keepalive_interval(devices);
+        let relays = crate::cluster::serving_relays(&store).await;
+        let interval = liveness::keepalive_interval_shared(devices, relays);
         let server_cfg = with_keepalive(&base_cfg, interval)?;
+        let keepalive: Keepalive = Arc::new(std::sync::RwLock::new((
+            interval,
+            Arc::new(server_cfg.clone()),
+        )));
         info!(
             devices,
+            relays,
             "keep-alive every {interval:?}: a silent device is offline within {:?}",
             liveness::offline_within(interval)
         );
@@ -199,7 +210,7 @@ impl Relay {
             }),
             endpoint,
             base_cfg,
-            interval,
+            keepalive,
             admission: Arc::new(std::sync::Mutex::new(crate::admission::Admission::new(
                 opts.admission,
             ))),
@@ -229,9 +240,8 @@ impl Relay {
         let toucher = tokio::spawn(touch_online(self.state.clone()));
         let adapter = tokio::spawn(adapt_keepalive(
             self.state.clone(),
-            self.endpoint.clone(),
+            self.keepalive.clone(),
             self.base_cfg.clone(),
-            self.interval,
         ));
         loop {
             tokio::select! {
@@ -258,7 +268,15 @@ impl Relay {
                     let state = self.state.clone();
                     let span = info_span!("conn", remote = %remote);
                     let admission = self.admission.clone();
-                    tokio::spawn(handle_incoming(state, incoming, slot, admission).instrument(span));
+                    let keepalive = self
+                        .keepalive
+                        .read()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .clone();
+                    tokio::spawn(
+                        handle_incoming(state, incoming, keepalive, slot, admission)
+                            .instrument(span),
+                    );
                 }
                 () = &mut shutdown => break,
             }
@@ -301,13 +319,9 @@ fn with_keepalive(
 /// How often the fleet's size is re-read to adapt the keep-alive interval.
 const FLEET_POLL: Duration = Duration::from_secs(60);
 
-/// Keeps the keep-alive interval of new connections in step with the number of devices.
-async fn adapt_keepalive(
-    state: Arc<State>,
-    endpoint: Endpoint,
-    base: quinn::ServerConfig,
-    mut interval: Duration,
-) {
+/// Keeps the keep-alive interval of new connections in step with the number of devices (and of
+/// relays sharing them).
+async fn adapt_keepalive(state: Arc<State>, keepalive: Keepalive, base: quinn::ServerConfig) {
     loop {
         tokio::time::sleep(FLEET_POLL).await;
         let devices = match state.store.device_count().await {
@@ -317,19 +331,21 @@ async fn adapt_keepalive(
                 continue;
             }
         };
-        let next = liveness::keepalive_interval(devices);
+        let relays = crate::cluster::serving_relays(&state.store).await;
+        let next = liveness::keepalive_interval_shared(devices, relays);
+        let interval = keepalive.read().unwrap_or_else(|e| e.into_inner()).0;
         if next == interval {
             continue;
         }
         match with_keepalive(&base, next) {
             Ok(cfg) => {
-                endpoint.set_server_config(Some(cfg));
+                *keepalive.write().unwrap_or_else(|e| e.into_inner()) = (next, Arc::new(cfg));
                 info!(
                     devices,
+                    relays,
                     "keep-alive now every {next:?} for new connections: offline within {:?}",
                     liveness::offline_within(next)
                 );
-                interval = next;
             }
             Err(e) => warn!("cannot change the keep-alive interval: {e}"),
         }
@@ -428,10 +444,18 @@ fn close(conn: &Connection, c: &Close) {
 async fn handle_incoming(
     state: Arc<State>,
     incoming: quinn::Incoming,
+    (interval, cfg): (Duration, Arc<quinn::ServerConfig>),
     slot: tokio::sync::OwnedSemaphorePermit,
     admission: Arc<std::sync::Mutex<crate::admission::Admission>>,
 ) {
-    let conn = match tokio::time::timeout(state.timeouts.hello, incoming).await {
+    let connecting = match incoming.accept_with(cfg) {
+        Ok(c) => c,
+        Err(e) => {
+            info!("handshake failed: {e}");
+            return;
+        }
+    };
+    let conn = match tokio::time::timeout(state.timeouts.hello, connecting).await {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => {
             // Most often a client certificate our CA did not issue.
@@ -475,6 +499,7 @@ async fn handle_incoming(
         }
     }
     let mut machine = RelayConn::new(Instant::now().into_std(), state.timeouts, identity.clone());
+    machine.set_keepalive(interval);
 
     // The hello must arrive before the machine's deadline.
     let deadline = machine
