@@ -43,6 +43,8 @@ struct Stats {
     uploads: AtomicUsize,
     /// Agents online on each relay (by index), for up to [`MAX_RELAYS`] relays.
     on_relay: [AtomicUsize; MAX_RELAYS],
+    /// Live connections by agent index, with the relay each is on (for their QUIC RTT).
+    live: std::sync::Mutex<std::collections::HashMap<usize, (usize, quinn::Connection)>>,
 }
 
 /// Most relays `capacity --relays` runs.
@@ -324,10 +326,13 @@ async fn wait_back(stats: &Stats, n: usize, connects: u64, start: Instant) -> Re
         || stats.online.load(Ordering::Relaxed) < n
     {
         if last_report.elapsed() >= Duration::from_secs(5) {
+            // Agents of a dead relay count online until they notice: the reconnections
+            // still to come say how many have not.
             eprintln!(
-                "  {:.0} s: {} of {n} back, {} attempts refused or failed",
+                "  {:.0} s: {} of {n} online, {} reconnections to come, {} attempts refused or failed in all",
                 start.elapsed().as_secs_f64(),
                 stats.online.load(Ordering::Relaxed),
+                connects.saturating_sub(stats.connects.load(Ordering::Relaxed)),
                 stats.failed_attempts.load(Ordering::Relaxed)
             );
             last_report = Instant::now();
@@ -484,12 +489,37 @@ async fn sim_agent(
 }
 
 /// Counts an agent online while it lives.
-struct Online<'a>(&'a Stats, usize);
+struct Online<'a>(&'a Stats, usize, usize);
 impl Drop for Online<'_> {
     fn drop(&mut self) {
         self.0.online.fetch_sub(1, Ordering::Relaxed);
         self.0.on_relay[self.1].fetch_sub(1, Ordering::Relaxed);
+        if let Ok(mut live) = self.0.live.lock() {
+            live.remove(&self.2);
+        }
     }
+}
+
+/// The smoothed RTT (ms) QUIC holds for the agents on `relay`: p50, p99 and max. QUIC's idle
+/// timeout is at least three probe timeouts (RTT plus four deviations), so an RTT inflated by a
+/// connect storm delays noticing a dead relay.
+fn rtt_ms(stats: &Stats, relay: usize) -> (f64, f64, f64) {
+    let mut v: Vec<f64> = stats
+        .live
+        .lock()
+        .map(|l| {
+            l.values()
+                .filter(|(r, _)| *r == relay)
+                .map(|(_, c)| c.rtt().as_secs_f64() * 1000.0)
+                .collect()
+        })
+        .unwrap_or_default();
+    if v.is_empty() {
+        return (0.0, 0.0, 0.0);
+    }
+    v.sort_by(f64::total_cmp);
+    let at = |q: f64| v[((v.len() - 1) as f64 * q) as usize];
+    (at(0.5), at(0.99), v[v.len() - 1])
 }
 
 /// One connection of a simulated agent, until it is lost (the error says why).
@@ -520,7 +550,10 @@ async fn sim_connection(
     stats.connects.fetch_add(1, Ordering::Relaxed);
     stats.online.fetch_add(1, Ordering::Relaxed);
     stats.on_relay[relay % MAX_RELAYS].fetch_add(1, Ordering::Relaxed);
-    let _online = Online(stats, relay % MAX_RELAYS);
+    let _online = Online(stats, relay % MAX_RELAYS, agent.index);
+    if let Ok(mut live) = stats.live.lock() {
+        live.insert(agent.index, (relay % MAX_RELAYS, conn.clone()));
+    }
 
     let status = AgentToRelay::Status(AgentStatus {
         hostname: format!("ws-{:05}", agent.index),
@@ -538,6 +571,9 @@ async fn sim_connection(
     // A health report after connecting, then one a minute (the agent's default interval).
     let mut next_health = tokio::time::Instant::now();
     let (upload_tx, mut upload_rx) = tokio::sync::mpsc::channel::<bool>(1);
+    // As the agent: the relay's silence is watched by counting datagrams received.
+    let mut rx_seen = conn.stats().udp_rx.datagrams;
+    let mut next_rx_check = tokio::time::Instant::now() + Duration::from_secs(1);
     loop {
         while let Some(msg) = machine.poll_transmit(Instant::now()) {
             if matches!(msg, AgentToRelay::Heartbeat { .. }) {
@@ -545,10 +581,13 @@ async fn sim_connection(
             }
             write_msg(&mut send, &msg, limits::CONTROL).await?;
         }
-        let wake = machine
+        let mut wake = machine
             .poll_timeout()
             .map(tokio::time::Instant::from_std)
             .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(1));
+        if machine.watches_silence() {
+            wake = wake.min(next_rx_check);
+        }
         tokio::select! {
             frame = reader.rx.recv() => match frame {
                 Some(Ok(Some(payload))) => {
@@ -584,7 +623,15 @@ async fn sim_connection(
                 send.write_all(health).await?;
                 next_health += Duration::from_secs(60);
             }
-            () = tokio::time::sleep_until(wake) => machine.handle_timeout(Instant::now()),
+            () = tokio::time::sleep_until(wake) => {
+                next_rx_check = tokio::time::Instant::now() + Duration::from_secs(1);
+                let rx = conn.stats().udp_rx.datagrams;
+                if rx != rx_seen {
+                    rx_seen = rx;
+                    machine.handle_transport_rx(Instant::now());
+                }
+                machine.handle_timeout(Instant::now());
+            }
         }
         if let Some(c) = machine.poll_close() {
             conn.close(c.code.into(), c.reason.as_bytes());
@@ -810,6 +857,10 @@ pub async fn cluster(
         .collect();
     eprintln!("  agents per relay: {held:?}");
     let lost = held[victim];
+    let (p50, p99, max) = rtt_ms(&stats, victim);
+    eprintln!(
+        "  QUIC RTT of relay-{victim}'s agents: p50 {p50:.0} ms, p99 {p99:.0} ms, max {max:.0} ms"
+    );
     eprintln!("cluster: kill -9 of relay-{victim} ({lost} agents)");
     report.add(
         format!("cluster.{relays}x{per_relay}.killed_relay_agents"),
