@@ -583,8 +583,10 @@ async fn ingest(report: &mut Report, devices: usize, packages: usize) -> Result<
         rows.len()
     );
     session.close().await;
-    let db = std::fs::metadata(data.database())?.len() as f64 / 1e6;
-    report.add("inventory.store.sqlite_mb", db, "MB", None);
+    if !on_postgres() {
+        let db = std::fs::metadata(data.database())?.len() as f64 / 1e6;
+        report.add("inventory.store.sqlite_mb", db, "MB", None);
+    }
 
     let _ = stop_tx.send(());
     let _ = relay_task.await;
