@@ -43,8 +43,9 @@ const WEBHOOK_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long `tether alerts --all` looks back for closed alerts, and how many rows it returns.
 pub const RECENT: Duration = Duration::from_secs(7 * 24 * 3600);
 const MAX_ROWS: u32 = 1000;
-/// Policies are read again from the store at most this often (the CLI changes them).
-const POLICY_TTL: Duration = Duration::from_secs(2);
+/// Policies are read again from the store at most this often (the CLI changes them, on any
+/// relay): a change applies to evaluations from at most this long after it.
+const POLICY_TTL: Duration = Duration::from_secs(1);
 
 enum Event {
     Report {
