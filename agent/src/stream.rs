@@ -18,7 +18,9 @@ use std::sync::Arc;
 use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 use tether_protocol::session::{Compression, EncodedRect, FrameUpdate, ToViewer};
-use tether_protocol::tiles::{FlowControl, Rect, changed_rects, extract, tighten, xor};
+use tether_protocol::tiles::{
+    FlowControl, Rect, changed_rects, changed_rects_within, extract, tighten, xor,
+};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 
@@ -157,7 +159,9 @@ impl Coder {
     ) -> Option<Vec<EncodedRect>> {
         let same_size = self.last.as_ref().is_some_and(|l| l.len() == pixels.len());
         let rects = match damage {
-            Damage::Areas(areas) if areas.is_empty() && same_size => Vec::new(),
+            Damage::Areas(areas) if same_size => {
+                changed_rects_within(self.last.as_deref(), &pixels, w, h, areas)
+            }
             _ => changed_rects(self.last.as_deref().filter(|_| same_size), &pixels, w, h),
         };
         let out = if rects.is_empty() {

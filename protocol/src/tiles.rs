@@ -22,6 +22,44 @@ pub struct Rect {
 /// Rectangles (runs of changed tiles within a tile row) where `cur` differs from `prev`.
 /// With no previous frame (or a size change) the whole screen is one rectangle.
 pub fn changed_rects(prev: Option<&[u8]>, cur: &[u8], width: u32, height: u32) -> Vec<Rect> {
+    changed_tiles(prev, cur, width, height, |_| true)
+}
+
+/// [`changed_rects`] looking only at the tiles that meet one of `areas` (where the platform says
+/// the screen was drawn to): the rest of the screen is not read at all.
+pub fn changed_rects_within(
+    prev: Option<&[u8]>,
+    cur: &[u8],
+    width: u32,
+    height: u32,
+    areas: &[Rect],
+) -> Vec<Rect> {
+    changed_tiles(prev, cur, width, height, |t| {
+        areas.iter().any(|a| a.intersects(&t))
+    })
+}
+
+impl Rect {
+    /// Whether the two share at least one pixel.
+    pub fn intersects(&self, o: &Rect) -> bool {
+        self.w > 0
+            && self.h > 0
+            && o.w > 0
+            && o.h > 0
+            && u64::from(self.x) < u64::from(o.x) + u64::from(o.w)
+            && u64::from(o.x) < u64::from(self.x) + u64::from(self.w)
+            && u64::from(self.y) < u64::from(o.y) + u64::from(o.h)
+            && u64::from(o.y) < u64::from(self.y) + u64::from(self.h)
+    }
+}
+
+fn changed_tiles(
+    prev: Option<&[u8]>,
+    cur: &[u8],
+    width: u32,
+    height: u32,
+    look: impl Fn(Rect) -> bool,
+) -> Vec<Rect> {
     let full = Rect {
         x: 0,
         y: 0,
@@ -45,11 +83,18 @@ pub fn changed_rects(prev: Option<&[u8]>, cur: &[u8], width: u32, height: u32) -
         let mut tx = 0;
         while tx < width {
             let tw = TILE.min(width - tx);
-            let dirty = (ty..ty + th).any(|y| {
-                let start = y as usize * stride + tx as usize * 4;
-                let end = start + tw as usize * 4;
-                prev[start..end] != cur[start..end]
-            });
+            let tile = Rect {
+                x: tx,
+                y: ty,
+                w: tw,
+                h: th,
+            };
+            let dirty = look(tile)
+                && (ty..ty + th).any(|y| {
+                    let start = y as usize * stride + tx as usize * 4;
+                    let end = start + tw as usize * 4;
+                    prev[start..end] != cur[start..end]
+                });
             match (&mut run, dirty) {
                 (Some(r), true) => r.w += tw,
                 (None, true) => {
@@ -249,6 +294,72 @@ mod tests {
 
     fn frame(w: u32, h: u32, fill: u8) -> Vec<u8> {
         vec![fill; (w * h * 4) as usize]
+    }
+
+    #[test]
+    fn only_tiles_meeting_the_damage_are_compared() {
+        let (w, h) = (200, 130);
+        let a = frame(w, h, 0);
+        let mut b = a.clone();
+        let px = |x: u32, y: u32| ((y * w + x) * 4) as usize;
+        b[px(70, 10)] = 9;
+        b[px(199, 129)] = 9;
+        let near = |x, y| Rect { x, y, w: 3, h: 2 };
+        // Damage over both changes: the same as comparing everything.
+        assert_eq!(
+            changed_rects_within(Some(&a), &b, w, h, &[near(69, 9), near(198, 128)]),
+            changed_rects(Some(&a), &b, w, h)
+        );
+        // Damage over one: the other is not looked at.
+        assert_eq!(
+            changed_rects_within(Some(&a), &b, w, h, &[near(69, 9)]),
+            vec![Rect {
+                x: 64,
+                y: 0,
+                w: 64,
+                h: 64
+            }]
+        );
+        // Damage that touches a tile's last column counts; one just beside it does not.
+        assert_eq!(
+            changed_rects_within(Some(&a), &b, w, h, &[near(125, 0)]).len(),
+            1
+        );
+        assert!(changed_rects_within(Some(&a), &b, w, h, &[near(128, 0)]).is_empty());
+        // Damage where nothing differs (drawn with the same colour): nothing to send.
+        assert!(changed_rects_within(Some(&a), &a, w, h, &[near(69, 9)]).is_empty());
+        // No previous frame: the whole screen, whatever the damage.
+        assert_eq!(
+            changed_rects_within(None, &b, w, h, &[]),
+            vec![Rect { x: 0, y: 0, w, h }]
+        );
+    }
+
+    #[test]
+    fn rects_intersect_only_when_they_share_a_pixel() {
+        let r = Rect {
+            x: 10,
+            y: 10,
+            w: 10,
+            h: 10,
+        };
+        let at = |x, y| Rect { x, y, w: 1, h: 1 };
+        assert!(r.intersects(&at(10, 10)) && r.intersects(&at(19, 19)));
+        assert!(!r.intersects(&at(20, 10)) && !r.intersects(&at(10, 20)));
+        assert!(!r.intersects(&at(9, 9)));
+        let huge = Rect {
+            x: u32::MAX - 1,
+            y: 0,
+            w: u32::MAX,
+            h: 1,
+        };
+        assert!(!r.intersects(&huge) && !huge.intersects(&r));
+        assert!(!r.intersects(&Rect {
+            x: 12,
+            y: 12,
+            w: 0,
+            h: 5
+        }));
     }
 
     #[test]

@@ -1,13 +1,140 @@
-//! X11 screen capture through scrap (XShm).
+//! X11 screen capture through scrap (XShm), and what changed through the DAMAGE extension, so a
+//! still screen is never captured.
 
-use crate::platform::{ScreenError, ScreenSource};
+use crate::platform::{Damage, ScreenError, ScreenSource};
 use tether_protocol::session::DisplayInfo;
+use tether_protocol::tiles::Rect;
+use tracing::debug;
+use x11rb::connection::Connection as _;
+use x11rb::protocol::Event;
+use x11rb::protocol::damage::{self, ConnectionExt as _, ReportLevel};
+use x11rb::protocol::xfixes::ConnectionExt as _;
+use x11rb::rust_connection::RustConnection;
 
 /// X11 through scrap (XShm). Keeps the capturer of the last display used, so streaming reuses
 /// one shared-memory segment; scrap's types cannot move between threads, so neither can this.
 #[derive(Default)]
 pub struct X11Screen {
     cached: Option<(u32, scrap::Capturer)>,
+    /// The damage watch of the display last asked about (`None` inside: the server has no
+    /// DAMAGE extension, or it failed: every capture is compared in full).
+    watch: Option<(u32, Option<DamageWatch>)>,
+    /// When the whole screen was last compared (damage said nothing, or could not say).
+    verified: Option<std::time::Instant>,
+}
+
+/// Whatever the damage says, the screen is compared in full this often: a client
+/// drawing in a way the server does not account as damage (some direct-rendering paths have)
+/// then shows within this time instead of never.
+const VERIFY_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// More damaged rectangles than this in one poll: the whole screen is compared instead (one
+/// comparison is cheaper than hundreds of small ones, and the list stays bounded).
+const MAX_RECTS: usize = 256;
+
+/// The DAMAGE extension on one X screen's root window: the server accumulates the areas drawn
+/// to, tells us once when the accumulated area stops being empty (`NonEmpty` level, so an
+/// animation does not flood the connection), and hands the areas over on request.
+struct DamageWatch {
+    conn: RustConnection,
+    damage: damage::Damage,
+    /// Receives the accumulated damage at each [`Self::take`].
+    region: u32,
+    size: (u32, u32),
+    /// A notification arrived that [`Self::take`] has not collected yet.
+    pending: bool,
+}
+
+impl DamageWatch {
+    /// Watches X screen `screen` of the server named by `display` (`None`: `$DISPLAY`).
+    fn connect(display: Option<&str>, screen: u32) -> Option<Self> {
+        let (conn, _) = x11rb::connect(display).ok()?;
+        conn.damage_query_version(1, 1).ok()?.reply().ok()?;
+        conn.xfixes_query_version(5, 0).ok()?.reply().ok()?;
+        let root = conn.setup().roots.get(screen as usize)?;
+        let (root, size) = (
+            root.root,
+            (
+                u32::from(root.width_in_pixels),
+                u32::from(root.height_in_pixels),
+            ),
+        );
+        let damage = conn.generate_id().ok()?;
+        conn.damage_create(damage, root, ReportLevel::NON_EMPTY)
+            .ok()?
+            .check()
+            .ok()?;
+        let region = conn.generate_id().ok()?;
+        conn.xfixes_create_region(region, &[]).ok()?.check().ok()?;
+        Some(Self {
+            conn,
+            damage,
+            region,
+            size,
+            // What happened before the watch began is unknown: the first poll collects.
+            pending: true,
+        })
+    }
+
+    /// The areas drawn to since the last call (clipped to the screen); `None` when they cannot
+    /// be read (then everything may have changed). Costs no round trip while nothing changed.
+    fn take(&mut self) -> Option<Vec<Rect>> {
+        loop {
+            match self.conn.poll_for_event() {
+                Ok(Some(Event::DamageNotify(_))) => self.pending = true,
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(e) => {
+                    debug!("X11 damage: {e}");
+                    return None;
+                }
+            }
+        }
+        if !self.pending {
+            return Some(Vec::new());
+        }
+        // Moves the accumulated damage into our region (the server's becomes empty, so the
+        // next drawing notifies again), then reads it.
+        self.conn
+            .damage_subtract(self.damage, x11rb::NONE, self.region)
+            .ok()?;
+        let reply = self
+            .conn
+            .xfixes_fetch_region(self.region)
+            .ok()?
+            .reply()
+            .ok()?;
+        self.pending = false;
+        if reply.rectangles.len() > MAX_RECTS {
+            return Some(vec![Rect {
+                x: 0,
+                y: 0,
+                w: self.size.0,
+                h: self.size.1,
+            }]);
+        }
+        Some(
+            reply
+                .rectangles
+                .iter()
+                .filter_map(|r| clip(r, self.size))
+                .collect(),
+        )
+    }
+}
+
+/// `r` within a screen of `size`; `None` when nothing of it is on the screen.
+fn clip(r: &x11rb::protocol::xproto::Rectangle, size: (u32, u32)) -> Option<Rect> {
+    let x0 = i64::from(r.x).clamp(0, i64::from(size.0));
+    let y0 = i64::from(r.y).clamp(0, i64::from(size.1));
+    let x1 = (i64::from(r.x) + i64::from(r.width)).clamp(0, i64::from(size.0));
+    let y1 = (i64::from(r.y) + i64::from(r.height)).clamp(0, i64::from(size.1));
+    (x1 > x0 && y1 > y0).then(|| Rect {
+        x: x0 as u32,
+        y: y0 as u32,
+        w: (x1 - x0) as u32,
+        h: (y1 - y0) as u32,
+    })
 }
 
 impl ScreenSource for X11Screen {
@@ -62,5 +189,210 @@ impl ScreenSource for X11Screen {
             }
         }
         Ok((w as u32, h as u32, out))
+    }
+
+    fn damage(&mut self, display: u32) -> Damage {
+        if self.watch.as_ref().is_none_or(|(d, _)| *d != display) {
+            let w = DamageWatch::connect(None, display);
+            if w.is_none() {
+                debug!("no X11 DAMAGE extension: every capture is compared in full");
+            }
+            self.watch = Some((display, w));
+        }
+        let now = std::time::Instant::now();
+        let due = self
+            .verified
+            .is_none_or(|t| now.duration_since(t) >= VERIFY_EVERY);
+        let damage = match self.watch.as_mut().and_then(|(_, w)| w.as_mut()) {
+            Some(w) => match w.take() {
+                Some(_) if due => Damage::Unknown,
+                Some(areas) => Damage::Areas(areas),
+                None => {
+                    // The connection broke: compare in full from now on.
+                    self.watch = Some((display, None));
+                    Damage::Unknown
+                }
+            },
+            None => Damage::Unknown,
+        };
+        if damage == Damage::Unknown {
+            self.verified = Some(now);
+        }
+        damage
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read as _;
+    use x11rb::protocol::xproto::{ConnectionExt as _, CreateGCAux, Rectangle};
+
+    /// A private Xvfb, killed on drop; its display name.
+    struct Xvfb(std::process::Child, String);
+    impl Xvfb {
+        fn start() -> Self {
+            let mut child = std::process::Command::new("Xvfb")
+                .args([
+                    "-displayfd",
+                    "1",
+                    "-nolisten",
+                    "tcp",
+                    "-screen",
+                    "0",
+                    "640x480x24",
+                ])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("Xvfb (apt install xvfb)");
+            // Xvfb writes its display number once it accepts connections.
+            let mut out = child.stdout.take().expect("stdout");
+            let mut number = String::new();
+            let mut byte = [0u8; 1];
+            while out.read(&mut byte).expect("Xvfb output") == 1 && byte[0] != b'\n' {
+                number.push(byte[0] as char);
+            }
+            Xvfb(child, format!(":{}", number.trim()))
+        }
+    }
+    impl Drop for Xvfb {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    /// Polls `watch` until it reports damage (the server's notification is asynchronous).
+    fn next_damage(watch: &mut DamageWatch) -> Vec<Rect> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let areas = watch.take().expect("damage readable");
+            if !areas.is_empty() {
+                return areas;
+            }
+            assert!(std::time::Instant::now() < deadline, "no damage reported");
+            std::thread::yield_now();
+        }
+    }
+
+    #[test]
+    fn x11_damage_reports_exactly_what_was_drawn_and_nothing_while_still() {
+        let x = Xvfb::start();
+        let mut watch = DamageWatch::connect(Some(&x.1), 0).expect("Xvfb has DAMAGE");
+        assert_eq!(watch.size, (640, 480));
+        let _ = watch.take().expect("first poll");
+        // A still screen: no damage, and no round trip to learn it.
+        for _ in 0..100 {
+            assert_eq!(watch.take(), Some(Vec::new()));
+        }
+
+        // Another client fills a rectangle on the root window.
+        let (painter, screen) = x11rb::connect(Some(&x.1)).expect("connect");
+        let root = painter.setup().roots[screen].root;
+        let gc = painter.generate_id().expect("id");
+        painter
+            .create_gc(gc, root, &CreateGCAux::new().foreground(0x00ff_8800))
+            .expect("gc");
+        let drawn = Rectangle {
+            x: 100,
+            y: 50,
+            width: 20,
+            height: 10,
+        };
+        painter
+            .poly_fill_rectangle(root, gc, &[drawn])
+            .expect("fill");
+        painter
+            .get_input_focus()
+            .expect("sync")
+            .reply()
+            .expect("sync");
+
+        let areas = next_damage(&mut watch);
+        assert_eq!(
+            areas,
+            vec![Rect {
+                x: 100,
+                y: 50,
+                w: 20,
+                h: 10
+            }]
+        );
+        // Taken: the screen is still again.
+        assert_eq!(watch.take(), Some(Vec::new()));
+
+        // Drawing partly off screen is clipped to it.
+        let off = Rectangle {
+            x: 630,
+            y: 470,
+            width: 50,
+            height: 50,
+        };
+        painter.poly_fill_rectangle(root, gc, &[off]).expect("fill");
+        painter
+            .get_input_focus()
+            .expect("sync")
+            .reply()
+            .expect("sync");
+        assert_eq!(
+            next_damage(&mut watch),
+            vec![Rect {
+                x: 630,
+                y: 470,
+                w: 10,
+                h: 10
+            }]
+        );
+    }
+
+    #[test]
+    fn damage_is_clipped_to_the_screen() {
+        let r = |x, y, width, height| Rectangle {
+            x,
+            y,
+            width,
+            height,
+        };
+        let size = (1280, 800);
+        assert_eq!(
+            clip(&r(10, 20, 30, 40), size),
+            Some(Rect {
+                x: 10,
+                y: 20,
+                w: 30,
+                h: 40
+            })
+        );
+        assert_eq!(
+            clip(&r(-10, -5, 30, 40), size),
+            Some(Rect {
+                x: 0,
+                y: 0,
+                w: 20,
+                h: 35
+            })
+        );
+        assert_eq!(
+            clip(&r(1270, 790, 100, 100), size),
+            Some(Rect {
+                x: 1270,
+                y: 790,
+                w: 10,
+                h: 10
+            })
+        );
+        assert_eq!(clip(&r(1280, 0, 10, 10), size), None);
+        assert_eq!(clip(&r(-100, 0, 50, 10), size), None);
+        assert_eq!(clip(&r(0, 0, 0, 10), size), None);
+        assert_eq!(
+            clip(&r(i16::MIN, i16::MIN, u16::MAX, u16::MAX), size),
+            Some(Rect {
+                x: 0,
+                y: 0,
+                w: 1280,
+                h: 800
+            })
+        );
     }
 }
