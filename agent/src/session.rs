@@ -374,7 +374,8 @@ async fn run(
                 | ToAgent::StopStream
                 | ToAgent::FrameAck { .. }
                 | ToAgent::Input(_)
-                | ToAgent::KeepAlive => screen_message(msg, &mut screen, &out).await,
+                | ToAgent::KeepAlive
+                | ToAgent::StreamOptions(_) => screen_message(msg, &mut screen, &out).await,
             },
         };
         if let Some(reply) = reply

@@ -64,9 +64,47 @@ enum H264Error {
     NoEncoder,
 }
 
+/// What the viewer decodes beyond lossless zstd and XOR tiles.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Encodings {
+    pub h264: bool,
+    /// [`Compression::ZstdPalette`] (the viewer announced `stream_feature::PALETTE`).
+    pub palette: bool,
+}
+
+/// The smallest lossless form of rectangle `r` of `pixels` (a `w`-wide frame): zstd of its XOR
+/// against `base` (what the viewer holds), or, for a viewer that takes it, zstd of its palette
+/// form when that is smaller (text: few colours).
+fn lossless_rect(
+    base: &[u8],
+    pixels: &[u8],
+    w: u32,
+    r: Rect,
+    palette: bool,
+) -> Option<EncodedRect> {
+    let cur = extract(pixels, w, r);
+    let xored = zstd::bulk::compress(&xor(&cur, &extract(base, w, r)), 1).ok();
+    let indexed = palette
+        .then(|| tether_protocol::palette::encode(&cur, r.w, r.h))
+        .flatten()
+        .and_then(|p| zstd::bulk::compress(&p, 1).ok());
+    match (xored, indexed) {
+        (Some(x), Some(p)) if p.len() < x.len() => Some((p, Compression::ZstdPalette)),
+        (Some(x), _) => Some((x, Compression::ZstdXor)),
+        (None, Some(p)) => Some((p, Compression::ZstdPalette)),
+        (None, None) => None,
+    }
+    .map(|(data, compression)| EncodedRect {
+        rect: r,
+        compression,
+        data,
+    })
+}
+
 /// Encoder state kept on the capture thread.
 struct Coder {
     h264: bool,
+    palette: bool,
     last: Option<Vec<u8>>,
     /// Width and height of `last`.
     last_dims: (u32, u32),
@@ -96,15 +134,27 @@ impl Coder {
     fn full_lossless(&mut self, pixels: &[u8], w: u32, h: u32) -> Vec<EncodedRect> {
         self.viewer_exact = true;
         let r = Rect { x: 0, y: 0, w, h };
-        zstd::bulk::compress(pixels, 1)
-            .map(|data| {
-                vec![EncodedRect {
-                    rect: r,
-                    compression: Compression::Zstd,
-                    data,
-                }]
-            })
-            .unwrap_or_default()
+        // A screen of text and flat windows often has few enough colours for a palette.
+        let indexed = self
+            .palette
+            .then(|| tether_protocol::palette::encode(pixels, w, h))
+            .flatten()
+            .and_then(|p| zstd::bulk::compress(&p, 1).ok());
+        let plain = zstd::bulk::compress(pixels, 1).ok();
+        match (plain, indexed) {
+            (Some(z), Some(p)) if p.len() < z.len() => Some((p, Compression::ZstdPalette)),
+            (Some(z), _) => Some((z, Compression::Zstd)),
+            (None, Some(p)) => Some((p, Compression::ZstdPalette)),
+            (None, None) => None,
+        }
+        .map(|(data, compression)| {
+            vec![EncodedRect {
+                rect: r,
+                compression,
+                data,
+            }]
+        })
+        .unwrap_or_default()
     }
 
     fn h264(&mut self, pixels: &[u8], w: u32, h: u32) -> Result<Vec<EncodedRect>, H264Error> {
@@ -188,16 +238,7 @@ impl Coder {
                     rects
                         .into_iter()
                         .map(|r| tighten(base, &pixels, w, r))
-                        .filter_map(|r| {
-                            let delta = xor(&extract(&pixels, w, r), &extract(base, w, r));
-                            zstd::bulk::compress(&delta, 1)
-                                .ok()
-                                .map(|data| EncodedRect {
-                                    rect: r,
-                                    compression: Compression::ZstdXor,
-                                    data,
-                                })
-                        })
+                        .filter_map(|r| lossless_rect(base, &pixels, w, r, self.palette))
                         .collect(),
                 )
             }
@@ -212,13 +253,14 @@ impl Coder {
 fn capture_thread(
     desktop: Arc<dyn Desktop>,
     display: u32,
-    h264: bool,
+    encodings: Encodings,
     requests: std_mpsc::Receiver<GrabReply>,
 ) {
     let mut screen: Box<dyn ScreenSource> = desktop.screen();
     let mut pointer: Option<Box<dyn Pointer>> = desktop.pointer();
     let mut coder = Coder {
-        h264,
+        h264: encodings.h264,
+        palette: encodings.palette,
         last: None,
         last_dims: (0, 0),
         viewer_exact: true,
@@ -274,14 +316,14 @@ pub async fn run(
     desktop: Arc<dyn Desktop>,
     display: u32,
     max_in_flight: u8,
-    h264: bool,
+    encodings: Encodings,
     mut acks: mpsc::UnboundedReceiver<u64>,
     out: mpsc::Sender<ToViewer>,
 ) {
     let (req_tx, req_rx) = std_mpsc::channel::<GrabReply>();
     std::thread::Builder::new()
         .name(format!("capture-{display}"))
-        .spawn(move || capture_thread(desktop, display, h264, req_rx))
+        .spawn(move || capture_thread(desktop, display, encodings, req_rx))
         .ok();
     let mut flow = FlowControl::new(u32::from(max_in_flight));
     let mut cursor: Option<(i32, i32)> = None;
@@ -362,6 +404,7 @@ mod tests {
     fn coder(h264: bool) -> Coder {
         Coder {
             h264,
+            palette: false,
             last: None,
             last_dims: (0, 0),
             viewer_exact: true,
@@ -397,6 +440,12 @@ mod tests {
                     let px = zstd::bulk::decompress(&r.data, (r.rect.w * r.rect.h * 4) as usize)
                         .unwrap();
                     patch_xor(fb, w, h, r.rect, &px).unwrap();
+                }
+                Compression::ZstdPalette => {
+                    let bound = tether_protocol::palette::max_encoded_len(r.rect.w, r.rect.h);
+                    let p = zstd::bulk::decompress(&r.data, bound).unwrap();
+                    let px = tether_protocol::palette::decode(&p, r.rect.w, r.rect.h).unwrap();
+                    patch(fb, w, h, r.rect, &px).unwrap();
                 }
                 _ => {
                     let px = zstd::bulk::decompress(&r.data, (r.rect.w * r.rect.h * 4) as usize)
@@ -512,8 +561,8 @@ mod tests {
         }
     }
 
-    /// A source that reports damage is believed: "nothing changed" skips the comparison, any
-    /// area (or not knowing) compares the whole screen as before.
+    /// A source that reports damage is believed: "nothing changed" skips the comparison, areas
+    /// limit it to the tiles they meet, not knowing compares the whole screen.
     #[test]
     fn damage_reported_by_the_source_is_used() {
         let (w, h) = (128, 128);
@@ -535,8 +584,66 @@ mod tests {
             w: 8,
             h: 8,
         }]);
-        let r = c.encode(changed, w, h, &some, t0).unwrap();
+        let r = c.encode(changed.clone(), w, h, &some, t0).unwrap();
         assert!(r.iter().all(|x| x.compression == Compression::ZstdXor));
+        // A change the damage does not cover is not looked for (the source's word is taken).
+        let mut c = coder(false);
+        c.encode(frame(w, h, 0), w, h, &Damage::Unknown, t0);
+        let elsewhere = Damage::Areas(vec![Rect {
+            x: 100,
+            y: 100,
+            w: 8,
+            h: 8,
+        }]);
+        assert!(c.encode(changed, w, h, &elsewhere, t0).is_none());
+    }
+
+    /// Text-like content: few colours. With a viewer that takes palette rectangles they are
+    /// used where smaller, and the viewer's picture is exact either way.
+    #[test]
+    fn palette_rectangles_go_to_viewers_that_take_them_and_decode_exactly() {
+        let (w, h) = (256, 128);
+        // A white page with black-and-grey "glyphs" that change from frame to frame.
+        let page = |seed: u32| {
+            let mut v = Vec::with_capacity((w * h * 4) as usize);
+            for y in 0..h {
+                for x in 0..w {
+                    let ink = (x / 3 + y / 5 + seed).is_multiple_of(7) && y % 16 > 3;
+                    let shade = if ink {
+                        ((x + seed) % 3 * 60) as u8
+                    } else {
+                        255
+                    };
+                    v.extend_from_slice(&[shade, shade, shade, 0]);
+                }
+            }
+            v
+        };
+        let t0 = Instant::now();
+        let mut dec = openh264::decoder::Decoder::new().unwrap();
+        let (mut sizes, mut kinds) = (Vec::new(), Vec::new());
+        for palette in [false, true] {
+            let mut c = coder(false);
+            c.palette = palette;
+            let mut fb = Vec::new();
+            let mut bytes = 0;
+            for i in 0..4 {
+                let r = c.encode(page(i), w, h, &Damage::Unknown, t0).unwrap();
+                bytes += r.iter().map(|x| x.data.len()).sum::<usize>();
+                kinds.extend(r.iter().map(|x| (palette, x.compression)));
+                apply(&mut fb, w, h, &r, &mut dec);
+                assert_eq!(fb, page(i), "palette {palette}, frame {i}");
+            }
+            sizes.push(bytes);
+        }
+        assert!(!kinds.contains(&(false, Compression::ZstdPalette)));
+        assert!(kinds.contains(&(true, Compression::ZstdPalette)));
+        assert!(
+            sizes[1] < sizes[0],
+            "palette {} vs {} bytes",
+            sizes[1],
+            sizes[0]
+        );
     }
 
     /// "Nothing changed" from the source needs no capture: nothing is sent while the viewer

@@ -132,14 +132,18 @@ mod tests {
                 .unwrap()
                 .0
         }
-        let agent_last = to_bytes(&ToAgent::KeepAlive).unwrap();
+        let agent_last = to_bytes(&ToAgent::StreamOptions(vec![])).unwrap();
         assert_eq!(index(&agent_last), ToAgent::KNOWN - 1);
         let viewer_last = to_bytes(&ToViewer::KeepAlive).unwrap();
         assert_eq!(index(&viewer_last), ToViewer::KNOWN - 1);
         assert_eq!(
             from_payload_extensible::<ToAgent>(&agent_last).unwrap(),
-            Decoded::Known(ToAgent::KeepAlive)
+            Decoded::Known(ToAgent::StreamOptions(vec![]))
         );
+        // Agents from before `StreamOptions` knew 17 variants: its index, 17, is beyond them,
+        // so they skip it as a newer viewer's message.
+        let options = to_bytes(&ToAgent::StreamOptions(vec!["palette".into()])).unwrap();
+        assert_eq!(index(&options), 17);
         // A variant appended by a newer peer, with whatever fields it has.
         let mut newer = to_bytes(&ToViewer::KNOWN).unwrap();
         newer.extend_from_slice(&[1, 2, 3]);

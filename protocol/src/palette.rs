@@ -91,6 +91,13 @@ pub fn encode(pixels: &[u8], width: u32, height: u32) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// The longest palette form of a `width` × `height` rectangle (to bound decompression).
+pub fn max_encoded_len(width: u32, height: u32) -> usize {
+    (width as usize)
+        .saturating_mul(height as usize)
+        .saturating_add(1 + 4 * MAX_COLOURS)
+}
+
 /// Pixels (`width` × `height`, 4 bytes each) from their palette form. Untrusted input: every
 /// length and index is checked.
 pub fn decode(data: &[u8], width: u32, height: u32) -> Result<Vec<u8>, PaletteError> {
@@ -166,6 +173,15 @@ mod tests {
             out.extend_from_slice(&c.to_le_bytes());
         }
         out
+    }
+
+    #[test]
+    fn the_decompression_bound_covers_every_palette_size() {
+        for colours in [1, 2, 3, 16, 17, 256] {
+            let px = image(61, 37, colours, 5);
+            let enc = encode(&px, 61, 37).expect("encodes");
+            assert!(enc.len() <= max_encoded_len(61, 37), "{colours} colours");
+        }
     }
 
     #[test]

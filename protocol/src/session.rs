@@ -395,6 +395,20 @@ pub enum Compression {
     /// One H.264 access unit (Annex B) covering the whole screen; lossy. Used only while large
     /// parts of the screen move, and followed by a lossless refresh when the motion stops.
     H264,
+    /// zstd of the rectangle's [`crate::palette`] form (its colours and packed indices): text
+    /// and flat interface areas, lossless. Sent only to viewers that announced
+    /// [`stream_feature::PALETTE`].
+    ZstdPalette,
+}
+
+/// What a viewer can take beyond the base encodings, announced in [`ToAgent::StreamOptions`]
+/// before [`ToAgent::StartStream`]. An agent that does not know the message skips it and sends
+/// the base encodings; one that knows it ignores features it does not know.
+pub mod stream_feature {
+    /// [`super::Compression::ZstdPalette`] rectangles.
+    pub const PALETTE: &str = "palette";
+    /// Most features one announcement carries (more are ignored).
+    pub const MAX: usize = 32;
 }
 
 /// A whole screen image, rows packed (stride = width × 4).
@@ -565,6 +579,9 @@ pub enum ToAgent {
     /// the device, so the agent lets go of them when the viewer falls silent (a killed viewer's
     /// connection is noticed by the relay only at its idle timeout).
     KeepAlive,
+    /// What the viewer decodes beyond the base encodings ([`stream_feature`]), for the streams
+    /// it starts from now on.
+    StreamOptions(Vec<String>),
 }
 
 /// How often a viewer holding keys says it is still there ([`ToAgent::KeepAlive`]).
@@ -716,7 +733,7 @@ pub enum ToViewer {
 }
 
 impl crate::codec::Extensible for ToAgent {
-    const KNOWN: u32 = 17;
+    const KNOWN: u32 = 18;
 }
 
 impl crate::codec::Extensible for ToViewer {

@@ -463,6 +463,11 @@ pub fn decode_rect(r: &tether_protocol::session::EncodedRect) -> Result<Vec<u8>,
         Compression::Zstd | Compression::ZstdXor => {
             zstd::bulk::decompress(&r.data, len).map_err(session_err)
         }
+        Compression::ZstdPalette => {
+            let bound = tether_protocol::palette::max_encoded_len(r.rect.w, r.rect.h);
+            let indexed = zstd::bulk::decompress(&r.data, bound).map_err(session_err)?;
+            tether_protocol::palette::decode(&indexed, r.rect.w, r.rect.h).map_err(session_err)
+        }
         Compression::H264 => Err(session_err("H.264 frames are decoded by the viewer")),
     }
 }
@@ -472,7 +477,7 @@ fn decode(img: Image) -> Result<Screenshot, RequestError> {
     let bgrx = match img.compression {
         Compression::None => img.data,
         Compression::Zstd => zstd::bulk::decompress(&img.data, len).map_err(session_err)?,
-        Compression::ZstdXor | Compression::H264 => {
+        Compression::ZstdXor | Compression::H264 | Compression::ZstdPalette => {
             return Err(session_err("a screenshot must be lossless and whole"));
         }
     };

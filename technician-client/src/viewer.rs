@@ -86,6 +86,13 @@ pub struct Viewer {
     encode_ms: f32,
 }
 
+/// The stream features this viewer decodes ([`ToAgent::StreamOptions`]).
+fn stream_options() -> ToAgent {
+    ToAgent::StreamOptions(vec![
+        tether_protocol::session::stream_feature::PALETTE.to_string(),
+    ])
+}
+
 impl Viewer {
     pub fn new(
         to_agent: mpsc::UnboundedSender<ToAgent>,
@@ -94,6 +101,8 @@ impl Viewer {
         displays: Vec<DisplayInfo>,
         permissions: Permissions,
     ) -> Self {
+        // What this viewer decodes beyond the base encodings (an older agent skips it).
+        let _ = to_agent.send(stream_options());
         let _ = to_agent.send(ToAgent::StartStream {
             display: 0,
             max_in_flight: 2,
@@ -453,6 +462,7 @@ impl Viewer {
                     });
                 if chosen != self.display {
                     self.display = chosen;
+                    self.send(stream_options());
                     self.send(ToAgent::StartStream {
                         display: chosen,
                         max_in_flight: 2,

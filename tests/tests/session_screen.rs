@@ -405,3 +405,130 @@ async fn recv5(
         .ok()
         .flatten()
 }
+
+/// The stream as a viewer without H.264 rebuilds it, with or without palette rectangles:
+/// after anti-aliased text scrolled and a window moved, its picture equals the display's own
+/// capture. A viewer that did not announce the palette (an older one) never gets it.
+#[test]
+fn streamed_pictures_are_exact_for_viewers_with_and_without_palette() {
+    use tether_protocol::session::{Compression, ToAgent, ToViewer, stream_feature};
+    use tether_protocol::tiles::{patch, patch_xor};
+    for palette in [false, true] {
+        let d = desk("support");
+        let creds = Credentials::load(&d.tech.config()).unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let local = dir.path().join("local.png");
+        let kinds = rt.block_on(async {
+            let session = tether_technician::relay::Session::open(&creds)
+                .await
+                .unwrap();
+            let remote = session
+                .open_remote(&creds, &d.agent.id, Permissions::VIEW, "", "")
+                .await
+                .unwrap();
+            let (tx, mut rx) = remote.into_duplex();
+            if palette {
+                tx.send(ToAgent::StreamOptions(vec![
+                    stream_feature::PALETTE.to_string(),
+                ]))
+                .unwrap();
+            }
+            tx.send(ToAgent::StartStream {
+                display: 0,
+                max_in_flight: 2,
+                h264: false,
+            })
+            .unwrap();
+            // Anti-aliased text that scrolls, in a window that then moves.
+            let _term = d.x.spawn(
+                "xterm",
+                &[
+                    "-fa",
+                    "DejaVu Sans Mono",
+                    "-fs",
+                    "11",
+                    "-geometry",
+                    "70x12+40+60",
+                    "-T",
+                    "tether-scroll",
+                    "-e",
+                    "sh",
+                    "-c",
+                    "for i in $(seq 1 40); do echo \"line $i: the quick brown fox jumps\"; done; \
+                     xdotool search --name tether-scroll windowmove 300 200; \
+                     printf '\\033]2;tether-done\\007'; sleep 600",
+                ],
+            );
+            let (mut fb, mut w, mut h) = (Vec::new(), 0u32, 0u32);
+            let mut kinds = std::collections::BTreeSet::new();
+            let mut done = false;
+            let deadline = std::time::Instant::now() + Duration::from_secs(120);
+            loop {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the streamed picture never matched the display (palette {palette})"
+                );
+                // Frames until the stream is quiet for a moment, then compare.
+                match tokio::time::timeout(Duration::from_millis(300), rx.recv()).await {
+                    Ok(Some(ToViewer::Frame(f))) => {
+                        if (f.width, f.height) != (w, h) {
+                            (w, h) = (f.width, f.height);
+                            fb = vec![0; (w * h * 4) as usize];
+                        }
+                        for r in &f.rects {
+                            kinds.insert(format!("{:?}", r.compression));
+                            let px = tether_technician::remote::decode_rect(r).unwrap();
+                            match r.compression {
+                                Compression::ZstdXor => patch_xor(&mut fb, w, h, r.rect, &px),
+                                _ => patch(&mut fb, w, h, r.rect, &px),
+                            }
+                            .unwrap();
+                        }
+                        tx.send(ToAgent::FrameAck { seq: f.seq }).unwrap();
+                        continue;
+                    }
+                    Ok(Some(_)) => continue,
+                    Ok(None) => panic!("the session ended"),
+                    Err(_) => {}
+                }
+                if !done {
+                    done =
+                        d.x.run("xdotool", &["search", "--name", "tether-done"])
+                            .status
+                            .success();
+                    continue;
+                }
+                assert!(
+                    d.x.run(
+                        "import",
+                        &["-window", "root", &format!("PNG24:{}", local.display())],
+                    )
+                    .status
+                    .success()
+                );
+                let (lw, lh, l) = read_png_rgb(&local);
+                let ours: Vec<u8> = fb
+                    .chunks_exact(4)
+                    .flat_map(|p| [p[2], p[1], p[0]])
+                    .collect();
+                if (lw, lh) == (w, h) && l == ours {
+                    break;
+                }
+            }
+            let _ = tx.send(ToAgent::Bye);
+            session.close().await;
+            kinds
+        });
+        eprintln!("palette {palette}: rectangles {kinds:?}");
+        assert_eq!(
+            kinds.contains("ZstdPalette"),
+            palette,
+            "palette rectangles only to a viewer that announced them: {kinds:?}"
+        );
+    }
+}

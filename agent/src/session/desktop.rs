@@ -5,7 +5,7 @@ use crate::input;
 use crate::platform::Desktop;
 use crate::screen;
 use std::sync::Arc;
-use tether_protocol::session::{ToAgent, ToViewer};
+use tether_protocol::session::{ToAgent, ToViewer, stream_feature};
 use tokio::sync::mpsc;
 
 /// The screen side of a session: the desktop, the stream of one display, and the one input
@@ -14,6 +14,8 @@ pub(super) struct Screen {
     pub(super) desktop: Arc<dyn Desktop>,
     stream: Option<(mpsc::UnboundedSender<u64>, tokio::task::JoinHandle<()>)>,
     input: input::Input,
+    /// What the viewer said it decodes ([`ToAgent::StreamOptions`]), for its next streams.
+    palette: bool,
 }
 
 impl Screen {
@@ -22,6 +24,7 @@ impl Screen {
             input: input::Input::spawn(desktop.clone()),
             desktop,
             stream: None,
+            palette: false,
         }
     }
 
@@ -45,6 +48,14 @@ pub(super) async fn screen_message(
             }
             None
         }
+        ToAgent::StreamOptions(features) => {
+            // Untrusted: only the first few are looked at, and unknown ones are ignored.
+            screen.palette = features
+                .iter()
+                .take(stream_feature::MAX)
+                .any(|f| f == stream_feature::PALETTE);
+            None
+        }
         ToAgent::StartStream {
             display,
             max_in_flight,
@@ -56,7 +67,10 @@ pub(super) async fn screen_message(
                 screen.desktop.clone(),
                 display,
                 max_in_flight.clamp(1, 8),
-                h264,
+                crate::stream::Encodings {
+                    h264,
+                    palette: screen.palette,
+                },
                 acks_rx,
                 out.clone(),
             ));

@@ -610,6 +610,10 @@ async fn tether_session(
         .open_remote(&creds, &agent_id, Permissions::CONTROL, "benchmark", "")
         .await?;
     let (tx, mut rx) = remote.into_duplex();
+    // As `tether connect` does.
+    tx.send(ToAgent::StreamOptions(vec![
+        tether_protocol::session::stream_feature::PALETTE.to_string(),
+    ]))?;
     tx.send(ToAgent::StartStream {
         display: 0,
         max_in_flight: 2,
