@@ -70,6 +70,8 @@ pub struct Encodings {
     pub h264: bool,
     /// [`Compression::ZstdPalette`] (the viewer announced `stream_feature::PALETTE`).
     pub palette: bool,
+    /// [`Compression::CopyRect`] (`stream_feature::COPY_RECT`).
+    pub copy_rect: bool,
 }
 
 /// The smallest lossless form of rectangle `r` of `pixels` (a `w`-wide frame): zstd of its XOR
@@ -105,6 +107,7 @@ fn lossless_rect(
 struct Coder {
     h264: bool,
     palette: bool,
+    copy_rect: bool,
     last: Option<Vec<u8>>,
     /// Width and height of `last`.
     last_dims: (u32, u32),
@@ -155,6 +158,47 @@ impl Coder {
             }]
         })
         .unwrap_or_default()
+    }
+
+    /// A scroll inside the changed `rects` as a copy of the rows the viewer has, then only the
+    /// pixels the copy does not explain (lossless, against the picture after the copy). `None`
+    /// when the viewer does not take copies, does not hold the last frame exactly, or nothing
+    /// moved.
+    fn scrolled(&self, pixels: &[u8], w: u32, h: u32, rects: &[Rect]) -> Option<Vec<EncodedRect>> {
+        if !self.copy_rect || !self.viewer_exact {
+            return None;
+        }
+        let last = self.last.as_deref().filter(|l| l.len() == pixels.len())?;
+        let (x0, y0) = rects
+            .iter()
+            .fold((u32::MAX, u32::MAX), |(x, y), r| (x.min(r.x), y.min(r.y)));
+        let (x1, y1) = rects
+            .iter()
+            .fold((0, 0), |(x, y), r| (x.max(r.x + r.w), y.max(r.y + r.h)));
+        let area = tighten(
+            last,
+            pixels,
+            w,
+            Rect {
+                x: x0,
+                y: y0,
+                w: x1.checked_sub(x0)?,
+                h: y1.checked_sub(y0)?,
+            },
+        );
+        let copy = tether_protocol::scroll::detect(last, pixels, w, h, area)?;
+        let mut base = last.to_vec();
+        if !tether_protocol::scroll::apply(&mut base, w, h, &copy) {
+            return None;
+        }
+        let mut out = vec![copy.to_rect()];
+        out.extend(
+            changed_rects_within(Some(&base), pixels, w, h, rects)
+                .into_iter()
+                .map(|r| tighten(&base, pixels, w, r))
+                .filter_map(|r| lossless_rect(&base, pixels, w, r, self.palette)),
+        );
+        Some(out)
     }
 
     fn h264(&mut self, pixels: &[u8], w: u32, h: u32) -> Result<Vec<EncodedRect>, H264Error> {
@@ -224,6 +268,9 @@ impl Coder {
             // Still in motion: stay on H.264 until the screen settles.
             self.last_change = now;
             Some(self.h264_or_lossless(&pixels, w, h))
+        } else if let Some(copied) = self.scrolled(&pixels, w, h, &rects) {
+            self.last_change = now;
+            Some(copied)
         } else {
             self.last_change = now;
             let area: u64 = rects.iter().map(|r| u64::from(r.w) * u64::from(r.h)).sum();
@@ -261,6 +308,7 @@ fn capture_thread(
     let mut coder = Coder {
         h264: encodings.h264,
         palette: encodings.palette,
+        copy_rect: encodings.copy_rect,
         last: None,
         last_dims: (0, 0),
         viewer_exact: true,
@@ -405,6 +453,7 @@ mod tests {
         Coder {
             h264,
             palette: false,
+            copy_rect: false,
             last: None,
             last_dims: (0, 0),
             viewer_exact: true,
@@ -440,6 +489,10 @@ mod tests {
                     let px = zstd::bulk::decompress(&r.data, (r.rect.w * r.rect.h * 4) as usize)
                         .unwrap();
                     patch_xor(fb, w, h, r.rect, &px).unwrap();
+                }
+                Compression::CopyRect => {
+                    let c = tether_protocol::scroll::CopyRows::from_rect(r).unwrap();
+                    assert!(tether_protocol::scroll::apply(fb, w, h, &c));
                 }
                 Compression::ZstdPalette => {
                     let bound = tether_protocol::palette::max_encoded_len(r.rect.w, r.rect.h);
@@ -596,6 +649,58 @@ mod tests {
             h: 8,
         }]);
         assert!(c.encode(changed, w, h, &elsewhere, t0).is_none());
+    }
+
+    /// A scroll goes to a viewer that takes copies as one copy and the strip that came into
+    /// view, far fewer bytes than the tiles, and the picture is exact.
+    #[test]
+    fn a_scroll_is_a_copy_and_a_strip_for_viewers_that_take_copies() {
+        let (w, h) = (320, 240);
+        // Distinct "lines" of text, 12 pixels each; `top` is the first line shown.
+        let text = |top: u32| {
+            let mut v = Vec::with_capacity((w * h * 4) as usize);
+            for y in 0..h {
+                let line = top + y / 12;
+                for x in 0..w {
+                    let ink = y % 12 < 9 && (x * 5 + line * 11 + y % 12) % 9 < 3;
+                    let c = if ink { (line * 37 % 200) as u8 } else { 250 };
+                    v.extend_from_slice(&[c, c, c, 0]);
+                }
+            }
+            v
+        };
+        let t0 = Instant::now();
+        let mut dec = openh264::decoder::Decoder::new().unwrap();
+        let mut sizes = Vec::new();
+        for copies in [false, true] {
+            let mut c = coder(false);
+            c.copy_rect = copies;
+            let mut fb = Vec::new();
+            apply(
+                &mut fb,
+                w,
+                h,
+                &c.encode(text(0), w, h, &Damage::Unknown, t0).unwrap(),
+                &mut dec,
+            );
+            let mut bytes = 0;
+            let mut kinds = Vec::new();
+            for top in 1..6 {
+                let r = c.encode(text(top), w, h, &Damage::Unknown, t0).unwrap();
+                bytes += r.iter().map(|x| x.data.len()).sum::<usize>();
+                kinds.extend(r.iter().map(|x| x.compression));
+                apply(&mut fb, w, h, &r, &mut dec);
+                assert_eq!(fb, text(top), "copies {copies}, line {top}");
+            }
+            assert_eq!(kinds.contains(&Compression::CopyRect), copies);
+            sizes.push(bytes);
+        }
+        assert!(
+            sizes[1] * 4 < sizes[0],
+            "copies {} vs tiles {} bytes",
+            sizes[1],
+            sizes[0]
+        );
     }
 
     /// Text-like content: few colours. With a viewer that takes palette rectangles they are

@@ -9,6 +9,7 @@
 //! Rows are compared by hash, then confirmed byte for byte: a copy is only ever proposed for
 //! rows that are exactly equal.
 
+use crate::session::{Compression, EncodedRect};
 use crate::tiles::Rect;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -30,6 +31,30 @@ pub struct CopyRows {
 }
 
 impl CopyRows {
+    /// As a rectangle of a frame update: the destination, of [`Compression::CopyRect`], with
+    /// the source row as data (4 bytes, little-endian). Sent only to viewers that announced
+    /// [`crate::session::stream_feature::COPY_RECT`].
+    pub fn to_rect(&self) -> EncodedRect {
+        EncodedRect {
+            rect: self.dst(),
+            compression: Compression::CopyRect,
+            data: self.src_y.to_le_bytes().to_vec(),
+        }
+    }
+
+    /// From a rectangle of a frame update; `None` unless its data is exactly a source row
+    /// (untrusted: whether the copy fits the frame is [`apply`]'s check).
+    pub fn from_rect(r: &EncodedRect) -> Option<Self> {
+        let src: [u8; 4] = r.data.as_slice().try_into().ok()?;
+        (r.compression == Compression::CopyRect).then_some(CopyRows {
+            x: r.rect.x,
+            w: r.rect.w,
+            src_y: u32::from_le_bytes(src),
+            dst_y: r.rect.y,
+            h: r.rect.h,
+        })
+    }
+
     /// Where the copied rows land.
     pub fn dst(&self) -> Rect {
         Rect {
@@ -167,6 +192,41 @@ pub fn apply(frame: &mut [u8], width: u32, height: u32, c: &CopyRows) -> bool {
         (0..c.h).for_each(&mut copy_row);
     }
     true
+}
+
+#[cfg(test)]
+mod wire_tests {
+    use super::*;
+
+    #[test]
+    fn a_copy_travels_as_a_rectangle_and_bad_ones_are_refused() {
+        let c = CopyRows {
+            x: 3,
+            w: 100,
+            src_y: 40,
+            dst_y: 20,
+            h: 60,
+        };
+        let r = c.to_rect();
+        assert_eq!(r.rect, c.dst());
+        assert_eq!(CopyRows::from_rect(&r), Some(c));
+        let mut long = r.clone();
+        long.data.push(0);
+        assert_eq!(CopyRows::from_rect(&long), None);
+        let mut short = r.clone();
+        short.data.pop();
+        assert_eq!(CopyRows::from_rect(&short), None);
+        let other = EncodedRect {
+            compression: Compression::Zstd,
+            ..r
+        };
+        assert_eq!(CopyRows::from_rect(&other), None);
+        // A copy from beyond the frame is refused by `apply`, and the frame left as it was.
+        let mut frame = vec![7u8; 100 * 100 * 4];
+        let far = CopyRows { src_y: 90, ..c };
+        assert!(!apply(&mut frame, 100, 100, &far));
+        assert!(frame.iter().all(|&b| b == 7));
+    }
 }
 
 #[cfg(test)]

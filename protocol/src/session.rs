@@ -399,6 +399,10 @@ pub enum Compression {
     /// and flat interface areas, lossless. Sent only to viewers that announced
     /// [`stream_feature::PALETTE`].
     ZstdPalette,
+    /// Rows the viewer already has, copied within its picture ([`crate::scroll::CopyRows`]:
+    /// the rectangle is the destination, the data the source row). Sent only to viewers that
+    /// announced [`stream_feature::COPY_RECT`].
+    CopyRect,
 }
 
 /// What a viewer can take beyond the base encodings, announced in [`ToAgent::StreamOptions`]
@@ -407,6 +411,8 @@ pub enum Compression {
 pub mod stream_feature {
     /// [`super::Compression::ZstdPalette`] rectangles.
     pub const PALETTE: &str = "palette";
+    /// [`super::Compression::CopyRect`] rectangles (scrolling).
+    pub const COPY_RECT: &str = "copy-rect";
     /// Most features one announcement carries (more are ignored).
     pub const MAX: usize = 32;
 }

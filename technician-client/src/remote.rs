@@ -469,6 +469,7 @@ pub fn decode_rect(r: &tether_protocol::session::EncodedRect) -> Result<Vec<u8>,
             tether_protocol::palette::decode(&indexed, r.rect.w, r.rect.h).map_err(session_err)
         }
         Compression::H264 => Err(session_err("H.264 frames are decoded by the viewer")),
+        Compression::CopyRect => Err(session_err("copies are applied by the viewer")),
     }
 }
 
@@ -477,7 +478,10 @@ fn decode(img: Image) -> Result<Screenshot, RequestError> {
     let bgrx = match img.compression {
         Compression::None => img.data,
         Compression::Zstd => zstd::bulk::decompress(&img.data, len).map_err(session_err)?,
-        Compression::ZstdXor | Compression::H264 | Compression::ZstdPalette => {
+        Compression::ZstdXor
+        | Compression::H264
+        | Compression::ZstdPalette
+        | Compression::CopyRect => {
             return Err(session_err("a screenshot must be lossless and whole"));
         }
     };

@@ -88,8 +88,10 @@ pub struct Viewer {
 
 /// The stream features this viewer decodes ([`ToAgent::StreamOptions`]).
 fn stream_options() -> ToAgent {
+    use tether_protocol::session::stream_feature;
     ToAgent::StreamOptions(vec![
-        tether_protocol::session::stream_feature::PALETTE.to_string(),
+        stream_feature::PALETTE.to_string(),
+        stream_feature::COPY_RECT.to_string(),
     ])
 }
 

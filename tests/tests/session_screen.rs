@@ -406,11 +406,11 @@ async fn recv5(
         .flatten()
 }
 
-/// The stream as a viewer without H.264 rebuilds it, with or without palette rectangles:
-/// after anti-aliased text scrolled and a window moved, its picture equals the display's own
-/// capture. A viewer that did not announce the palette (an older one) never gets it.
+/// The stream as a viewer without H.264 rebuilds it, with or without palette rectangles and
+/// copies: after anti-aliased text scrolled and a window moved, its picture equals the
+/// display's own capture. A viewer that did not announce them (an older one) never gets them.
 #[test]
-fn streamed_pictures_are_exact_for_viewers_with_and_without_palette() {
+fn streamed_pictures_are_exact_for_viewers_with_and_without_palette_and_copies() {
     use tether_protocol::session::{Compression, ToAgent, ToViewer, stream_feature};
     use tether_protocol::tiles::{patch, patch_xor};
     for palette in [false, true] {
@@ -435,6 +435,7 @@ fn streamed_pictures_are_exact_for_viewers_with_and_without_palette() {
             if palette {
                 tx.send(ToAgent::StreamOptions(vec![
                     stream_feature::PALETTE.to_string(),
+                    stream_feature::COPY_RECT.to_string(),
                 ]))
                 .unwrap();
             }
@@ -459,7 +460,8 @@ fn streamed_pictures_are_exact_for_viewers_with_and_without_palette() {
                     "-e",
                     "sh",
                     "-c",
-                    "for i in $(seq 1 40); do echo \"line $i: the quick brown fox jumps\"; done; \
+                    "for i in $(seq 1 40); do echo \"line $i: the quick brown fox jumps\"; \
+                     sleep 0.05; done; \
                      xdotool search --name tether-scroll windowmove 300 200; \
                      printf '\\033]2;tether-done\\007'; sleep 600",
                 ],
@@ -482,6 +484,11 @@ fn streamed_pictures_are_exact_for_viewers_with_and_without_palette() {
                         }
                         for r in &f.rects {
                             kinds.insert(format!("{:?}", r.compression));
+                            if r.compression == Compression::CopyRect {
+                                let c = tether_protocol::scroll::CopyRows::from_rect(r).unwrap();
+                                assert!(tether_protocol::scroll::apply(&mut fb, w, h, &c));
+                                continue;
+                            }
                             let px = tether_technician::remote::decode_rect(r).unwrap();
                             match r.compression {
                                 Compression::ZstdXor => patch_xor(&mut fb, w, h, r.rect, &px),
@@ -524,11 +531,11 @@ fn streamed_pictures_are_exact_for_viewers_with_and_without_palette() {
             session.close().await;
             kinds
         });
-        eprintln!("palette {palette}: rectangles {kinds:?}");
+        eprintln!("palette and copies {palette}: rectangles {kinds:?}");
         assert_eq!(
-            kinds.contains("ZstdPalette"),
-            palette,
-            "palette rectangles only to a viewer that announced them: {kinds:?}"
+            (kinds.contains("ZstdPalette"), kinds.contains("CopyRect")),
+            (palette, palette),
+            "palette rectangles and copies only to a viewer that announced them: {kinds:?}"
         );
     }
 }

@@ -15,7 +15,7 @@ pub(super) struct Screen {
     stream: Option<(mpsc::UnboundedSender<u64>, tokio::task::JoinHandle<()>)>,
     input: input::Input,
     /// What the viewer said it decodes ([`ToAgent::StreamOptions`]), for its next streams.
-    palette: bool,
+    options: crate::stream::Encodings,
 }
 
 impl Screen {
@@ -24,7 +24,7 @@ impl Screen {
             input: input::Input::spawn(desktop.clone()),
             desktop,
             stream: None,
-            palette: false,
+            options: crate::stream::Encodings::default(),
         }
     }
 
@@ -50,10 +50,9 @@ pub(super) async fn screen_message(
         }
         ToAgent::StreamOptions(features) => {
             // Untrusted: only the first few are looked at, and unknown ones are ignored.
-            screen.palette = features
-                .iter()
-                .take(stream_feature::MAX)
-                .any(|f| f == stream_feature::PALETTE);
+            let has = |name: &str| features.iter().take(stream_feature::MAX).any(|f| f == name);
+            screen.options.palette = has(stream_feature::PALETTE);
+            screen.options.copy_rect = has(stream_feature::COPY_RECT);
             None
         }
         ToAgent::StartStream {
@@ -69,7 +68,7 @@ pub(super) async fn screen_message(
                 max_in_flight.clamp(1, 8),
                 crate::stream::Encodings {
                     h264,
-                    palette: screen.palette,
+                    ..screen.options
                 },
                 acks_rx,
                 out.clone(),

@@ -221,6 +221,17 @@ impl Decoder {
         let mut status = None;
         for r in &f.rects {
             bytes += r.data.len() as u64;
+            if r.compression == Compression::CopyRect {
+                // Rows this picture already has, moved (a scroll): applied in order, before
+                // the pixels that follow it.
+                match tether_protocol::scroll::CopyRows::from_rect(r) {
+                    Some(c) if tether_protocol::scroll::apply(&mut self.fb, w, h, &c) => {
+                        changed.push(c.dst());
+                    }
+                    _ => status = Some("a copy outside the picture".to_string()),
+                }
+                continue;
+            }
             if r.compression == Compression::H264 {
                 match self.decode_h264(&r.data) {
                     Ok(true) => whole = true,

@@ -613,6 +613,7 @@ async fn tether_session(
     // As `tether connect` does.
     tx.send(ToAgent::StreamOptions(vec![
         tether_protocol::session::stream_feature::PALETTE.to_string(),
+        tether_protocol::session::stream_feature::COPY_RECT.to_string(),
     ]))?;
     tx.send(ToAgent::StartStream {
         display: 0,
