@@ -30,6 +30,8 @@ const POLL: Duration = Duration::from_millis(15);
 const MOTION_SHARE: f64 = 0.3;
 /// H.264 target bit rate.
 const H264_BPS: u32 = 4_000_000;
+/// The frame rate the H.264 rate control plans for on a capped link.
+const CAPPED_FPS: f32 = 10.0;
 /// How long the screen must stay still after lossy frames before the lossless refresh.
 const SETTLE: Duration = Duration::from_millis(250);
 
@@ -72,6 +74,8 @@ pub struct Encodings {
     pub palette: bool,
     /// [`Compression::CopyRect`] (`stream_feature::COPY_RECT`).
     pub copy_rect: bool,
+    /// The viewer's bandwidth cap in kilobits per second ([`tether_protocol::pace`]).
+    pub max_kbps: Option<u32>,
 }
 
 /// The smallest lossless form of rectangle `r` of `pixels` (a `w`-wide frame): zstd of its XOR
@@ -106,6 +110,8 @@ fn lossless_rect(
 /// Encoder state kept on the capture thread.
 struct Coder {
     h264: bool,
+    /// The H.264 encoder's target: below the bandwidth cap, if there is one.
+    h264_bps: u32,
     palette: bool,
     copy_rect: bool,
     last: Option<Vec<u8>>,
@@ -207,11 +213,16 @@ impl Coder {
             .as_ref()
             .is_none_or(|(ew, eh, _)| (*ew, *eh) != (w, h))
         {
-            let cfg = EncoderConfig::new()
+            let mut cfg = EncoderConfig::new()
                 .usage_type(UsageType::ScreenContentRealTime)
                 .rate_control_mode(RateControlMode::Bitrate)
-                .bitrate(openh264::encoder::BitRate::from_bps(H264_BPS))
+                .bitrate(openh264::encoder::BitRate::from_bps(self.h264_bps))
                 .skip_frames(false);
+            if self.h264_bps < H264_BPS {
+                // On a capped link the frames come as fast as the link carries them: the rate
+                // control sizes each for that pace, not for 30 per second.
+                cfg = cfg.max_frame_rate(openh264::encoder::FrameRate::from_hz(CAPPED_FPS));
+            }
             let enc = Encoder::with_api_config(openh264::OpenH264API::from_source(), cfg)?;
             self.encoder = Some((w, h, enc));
         }
@@ -275,7 +286,10 @@ impl Coder {
             self.last_change = now;
             let area: u64 = rects.iter().map(|r| u64::from(r.w) * u64::from(r.h)).sum();
             let share = area as f64 / (f64::from(w) * f64::from(h)).max(1.0);
-            if self.h264 && same_size && share > MOTION_SHARE {
+            // On a capped link a whole screen goes as video first (a lossless one could hold
+            // the link for seconds); the lossless refresh follows when the screen settles.
+            let capped = self.h264_bps < H264_BPS;
+            if self.h264 && (same_size || capped) && share > MOTION_SHARE {
                 Some(self.h264_or_lossless(&pixels, w, h))
             } else if !same_size || !self.viewer_exact {
                 Some(self.full_lossless(&pixels, w, h))
@@ -307,6 +321,10 @@ fn capture_thread(
     let mut pointer: Option<Box<dyn Pointer>> = desktop.pointer();
     let mut coder = Coder {
         h264: encodings.h264,
+        // Leave a fifth of a capped link for the lossless updates and the pointer.
+        h264_bps: encodings
+            .max_kbps
+            .map_or(H264_BPS, |k| H264_BPS.min(k.saturating_mul(800))),
         palette: encodings.palette,
         copy_rect: encodings.copy_rect,
         last: None,
@@ -375,7 +393,18 @@ pub async fn run(
         .ok();
     let mut flow = FlowControl::new(u32::from(max_in_flight));
     let mut cursor: Option<(i32, i32)> = None;
+    let mut pacer = encodings
+        .max_kbps
+        .map(|k| tether_protocol::pace::Pacer::new(k, std::time::Instant::now()));
     loop {
+        // Within the bandwidth cap: the next capture waits until the link carried the last.
+        if let Some(p) = pacer.as_mut() {
+            let now = std::time::Instant::now();
+            let ready = p.poll_ready(now);
+            if ready > now {
+                tokio::time::sleep_until(ready.into()).await;
+            }
+        }
         // Take every acknowledgement that arrived.
         loop {
             match acks.try_recv() {
@@ -430,6 +459,11 @@ pub async fn run(
         };
         let seq = flow.on_send();
         debug!(seq, rects = rects.len(), us = grab.encode_us, "frame");
+        if let Some(p) = pacer.as_mut() {
+            // The pixels plus what each update costs on the wire (header, framing, TLS).
+            let bytes = rects.iter().map(|r| r.data.len() + 24).sum::<usize>() + 40;
+            p.handle_sent(std::time::Instant::now(), bytes);
+        }
         let update = FrameUpdate {
             seq,
             display,
@@ -452,6 +486,7 @@ mod tests {
     fn coder(h264: bool) -> Coder {
         Coder {
             h264,
+            h264_bps: H264_BPS,
             palette: false,
             copy_rect: false,
             last: None,

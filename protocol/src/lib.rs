@@ -32,6 +32,7 @@ pub mod inventory;
 pub mod keys;
 pub mod liveness;
 pub mod message;
+pub mod pace;
 pub mod palette;
 pub mod paths;
 pub mod scroll;

@@ -52,6 +52,8 @@ pub struct Viewer {
     title: String,
     displays: Vec<DisplayInfo>,
     display: u32,
+    /// The bandwidth cap of the stream (kilobits per second).
+    max_kbps: Option<u32>,
     permissions: Permissions,
     /// Size of the texture (the remote screen as last uploaded).
     width: u32,
@@ -86,13 +88,34 @@ pub struct Viewer {
     encode_ms: f32,
 }
 
-/// The stream features this viewer decodes ([`ToAgent::StreamOptions`]).
-fn stream_options() -> ToAgent {
+/// The stream features this viewer decodes ([`ToAgent::StreamOptions`]), and the bandwidth
+/// cap asked for.
+fn stream_options(max_kbps: Option<u32>) -> ToAgent {
     use tether_protocol::session::stream_feature;
-    ToAgent::StreamOptions(vec![
+    let mut features = vec![
         stream_feature::PALETTE.to_string(),
         stream_feature::COPY_RECT.to_string(),
-    ])
+    ];
+    features.extend(max_kbps.map(tether_protocol::pace::announce));
+    ToAgent::StreamOptions(features)
+}
+
+/// The toolbar's bandwidth choices (kilobits per second; `None`: no cap).
+const BANDWIDTHS: [(Option<u32>, &str); 5] = [
+    (None, "No limit"),
+    (Some(8_000), "8 Mbit/s"),
+    (Some(2_000), "2 Mbit/s"),
+    (Some(1_000), "1 Mbit/s"),
+    (Some(256), "256 kbit/s"),
+];
+
+/// How a chosen cap reads in the toolbar.
+fn bandwidth_label(k: Option<u32>) -> String {
+    BANDWIDTHS
+        .iter()
+        .find(|(v, _)| *v == k)
+        .map(|(_, l)| (*l).to_string())
+        .unwrap_or_else(|| format!("{} kbit/s", k.unwrap_or(0)))
 }
 
 impl Viewer {
@@ -102,9 +125,10 @@ impl Viewer {
         title: String,
         displays: Vec<DisplayInfo>,
         permissions: Permissions,
+        max_kbps: Option<u32>,
     ) -> Self {
         // What this viewer decodes beyond the base encodings (an older agent skips it).
-        let _ = to_agent.send(stream_options());
+        let _ = to_agent.send(stream_options(max_kbps));
         let _ = to_agent.send(ToAgent::StartStream {
             display: 0,
             max_in_flight: 2,
@@ -137,6 +161,7 @@ impl Viewer {
             filter: egui::TextureOptions::NEAREST,
             uploaded_filter: egui::TextureOptions::NEAREST,
             fit: true,
+            max_kbps,
             cursor: None,
             ended: None,
             wrap_up: None,
@@ -445,6 +470,16 @@ impl Viewer {
         }
     }
 
+    /// Starts the stream again with the current display and options.
+    fn restart_stream(&self) {
+        self.send(stream_options(self.max_kbps));
+        self.send(ToAgent::StartStream {
+            display: self.display,
+            max_in_flight: 2,
+            h264: true,
+        });
+    }
+
     fn toolbar(&mut self, ui: &mut egui::Ui) {
         ui.horizontal(|ui| {
             ui.label(egui::RichText::new(&self.title).strong());
@@ -464,13 +499,22 @@ impl Viewer {
                     });
                 if chosen != self.display {
                     self.display = chosen;
-                    self.send(stream_options());
-                    self.send(ToAgent::StartStream {
-                        display: chosen,
-                        max_in_flight: 2,
-                        h264: true,
-                    });
+                    self.restart_stream();
                 }
+            }
+            let mut cap = self.max_kbps;
+            egui::ComboBox::from_id_salt("bandwidth")
+                .selected_text(bandwidth_label(cap))
+                .show_ui(ui, |ui| {
+                    for (k, label) in BANDWIDTHS {
+                        ui.selectable_value(&mut cap, k, label);
+                    }
+                })
+                .response
+                .on_hover_text("Bandwidth the screen may use: for slow links");
+            if cap != self.max_kbps {
+                self.max_kbps = cap;
+                self.restart_stream();
             }
             ui.checkbox(&mut self.fit, "Fit");
             if self.permissions.control {
@@ -784,6 +828,7 @@ mod tests {
             "test".into(),
             Vec::new(),
             Permissions::VIEW,
+            None,
         );
         (v, from_agent_tx, to_agent_rx)
     }

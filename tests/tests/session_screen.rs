@@ -539,3 +539,107 @@ fn streamed_pictures_are_exact_for_viewers_with_and_without_palette_and_copies()
         );
     }
 }
+
+/// `--max-kbps`: with a screen that changes without pause (a directory listing pouring through
+/// a large terminal, ~400 lines a second), the stream sends far more than 256 kbit/s uncapped,
+/// and within 10 % of it over 10 s once the viewer asks for that cap.
+#[test]
+fn the_bandwidth_cap_holds_within_ten_percent_over_ten_seconds() {
+    use tether_protocol::session::{ToAgent, ToViewer, stream_feature};
+    let d = desk("support");
+    let _pour = d.x.spawn(
+        "xterm",
+        &[
+            "-geometry",
+            "160x50+0+0",
+            "-e",
+            "sh",
+            "-c",
+            "while :; do ls -l /usr/bin; done",
+        ],
+    );
+    let creds = Credentials::load(&d.tech.config()).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let session = tether_technician::relay::Session::open(&creds)
+            .await
+            .unwrap();
+        let remote = session
+            .open_remote(&creds, &d.agent.id, Permissions::VIEW, "", "")
+            .await
+            .unwrap();
+        let (tx, mut rx) = remote.into_duplex();
+        // Pixel bytes received over `secs` (frames acknowledged as they come), after `warm`.
+        async fn measure(
+            tx: &tokio::sync::mpsc::UnboundedSender<ToAgent>,
+            rx: &mut tokio::sync::mpsc::Receiver<ToViewer>,
+            warm: Duration,
+            secs: Duration,
+        ) -> usize {
+            let start = std::time::Instant::now();
+            let mut bytes = 0;
+            while start.elapsed() < warm + secs {
+                // A capped link may hold the next frame back for a few seconds.
+                let next = tokio::time::timeout(Duration::from_secs(30), rx.recv());
+                match next.await.ok().flatten().expect("stream stalled") {
+                    ToViewer::Frame(f) => {
+                        if start.elapsed() >= warm {
+                            let n = f.rects.iter().map(|r| r.data.len()).sum::<usize>();
+                            bytes += n;
+                        }
+                        tx.send(ToAgent::FrameAck { seq: f.seq }).unwrap();
+                    }
+                    _ => continue,
+                }
+            }
+            bytes
+        }
+        let start = |cap: Option<u32>| {
+            let mut features = vec![
+                stream_feature::PALETTE.to_string(),
+                stream_feature::COPY_RECT.to_string(),
+            ];
+            features.extend(cap.map(tether_protocol::pace::announce));
+            tx.send(ToAgent::StreamOptions(features)).unwrap();
+            tx.send(ToAgent::StartStream {
+                display: 0,
+                max_in_flight: 2,
+                h264: true,
+            })
+            .unwrap();
+        };
+        let cap_bytes_per_s = 256_000.0 / 8.0;
+        start(None);
+        let free = measure(&tx, &mut rx, Duration::from_secs(2), Duration::from_secs(3)).await;
+        let free_rate = free as f64 / 3.0;
+        eprintln!("uncapped: {free_rate:.0} B/s");
+        assert!(
+            free_rate > 1.5 * cap_bytes_per_s,
+            "the load is too light to test a cap: {free_rate:.0} B/s"
+        );
+        start(Some(256));
+        let capped = measure(
+            &tx,
+            &mut rx,
+            Duration::from_secs(2),
+            Duration::from_secs(10),
+        )
+        .await;
+        let rate = capped as f64 / 10.0;
+        eprintln!("capped at 256 kbit/s: {rate:.0} B/s over 10 s");
+        assert!(
+            rate <= 1.1 * cap_bytes_per_s,
+            "{rate:.0} B/s exceeds the cap of {cap_bytes_per_s:.0} B/s by more than 10 %"
+        );
+        assert!(
+            rate > 0.25 * cap_bytes_per_s,
+            "the capped stream starved: {rate:.0} B/s"
+        );
+        let _ = tx.send(ToAgent::Bye);
+        session.close().await;
+    });
+}

@@ -29,6 +29,10 @@ pub struct ConnectArgs {
     /// Also ask now for copying files (then `push`/`pull` for the ticket need no prompt).
     #[arg(long)]
     pub files: bool,
+    /// Cap the screen's bandwidth (kilobits per second, 64 to 1000000) for a slow link: the
+    /// agent paces its updates and lowers its video bitrate to fit. The toolbar changes it.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(64..=1_000_000))]
+    pub max_kbps: Option<u32>,
     #[command(flatten)]
     pub why: WhyArgs,
 }
@@ -52,7 +56,18 @@ pub fn run(dir: &std::path::Path, a: ConnectArgs) -> Result<(), CmdError> {
         KeysArg::Physical => KeyMode::Physical,
     };
     let why = a.why.into();
-    connect(dir, &a.device, a.view_only, a.actual_size, keys, also, &why)
+    let view = View {
+        actual_size: a.actual_size,
+        max_kbps: a.max_kbps,
+    };
+    connect(dir, &a.device, a.view_only, view, keys, also, &why)
+}
+
+/// How the viewer shows the screen.
+#[derive(Clone, Copy)]
+struct View {
+    actual_size: bool,
+    max_kbps: Option<u32>,
 }
 
 /// Asks the user at `device` for a session (`view_only`, or control, plus `also`), shows it in a
@@ -61,7 +76,7 @@ fn connect(
     dir: &std::path::Path,
     device: &str,
     view_only: bool,
-    actual_size: bool,
+    view: View,
     keys: KeyMode,
     also: Permissions,
     why: &Why,
@@ -80,7 +95,7 @@ fn connect(
     let notes = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
     let opened = rt.block_on(async {
         tokio::select! {
-            r = open_viewer(&creds, device, permissions, view_only, actual_size, why, &notes) => r.map(Some),
+            r = open_viewer(&creds, device, permissions, view_only, view, why, &notes) => r.map(Some),
             _ = tokio::signal::ctrl_c() => Ok(None),
         }
     });
@@ -136,7 +151,7 @@ async fn open_viewer(
     device: &str,
     permissions: Permissions,
     view_only: bool,
-    actual_size: bool,
+    view: View,
     why: &Why,
     notes: &std::sync::Arc<std::sync::Mutex<Option<String>>>,
 ) -> Result<Opened, RequestError> {
@@ -172,8 +187,8 @@ async fn open_viewer(
     Ok((
         session,
         (
-            crate::viewer::Viewer::new(tx, rx, title.clone(), displays, perms)
-                .fit(!actual_size)
+            crate::viewer::Viewer::new(tx, rx, title.clone(), displays, perms, view.max_kbps)
+                .fit(!view.actual_size)
                 .notes_out(notes.clone()),
             title,
             w,
