@@ -174,6 +174,30 @@ impl Coder {
         if !self.copy_rect || !self.viewer_exact {
             return None;
         }
+        let copy = self.scroll_in(pixels, w, h, rects)?;
+        let last = self.last.as_deref()?;
+        let mut base = last.to_vec();
+        if !tether_protocol::scroll::apply(&mut base, w, h, &copy) {
+            return None;
+        }
+        let mut out = vec![copy.to_rect()];
+        out.extend(
+            changed_rects_within(Some(&base), pixels, w, h, rects)
+                .into_iter()
+                .map(|r| tighten(&base, pixels, w, r))
+                .filter_map(|r| lossless_rect(&base, pixels, w, r, self.palette)),
+        );
+        Some(out)
+    }
+
+    /// A band inside the changed `rects` that moved vertically since the last frame.
+    fn scroll_in(
+        &self,
+        pixels: &[u8],
+        w: u32,
+        h: u32,
+        rects: &[Rect],
+    ) -> Option<tether_protocol::scroll::CopyRows> {
         let last = self.last.as_deref().filter(|l| l.len() == pixels.len())?;
         let (x0, y0) = rects
             .iter()
@@ -192,19 +216,7 @@ impl Coder {
                 h: y1.checked_sub(y0)?,
             },
         );
-        let copy = tether_protocol::scroll::detect(last, pixels, w, h, area)?;
-        let mut base = last.to_vec();
-        if !tether_protocol::scroll::apply(&mut base, w, h, &copy) {
-            return None;
-        }
-        let mut out = vec![copy.to_rect()];
-        out.extend(
-            changed_rects_within(Some(&base), pixels, w, h, rects)
-                .into_iter()
-                .map(|r| tighten(&base, pixels, w, r))
-                .filter_map(|r| lossless_rect(&base, pixels, w, r, self.palette)),
-        );
-        Some(out)
+        tether_protocol::scroll::detect(last, pixels, w, h, area)
     }
 
     fn h264(&mut self, pixels: &[u8], w: u32, h: u32) -> Result<Vec<EncodedRect>, H264Error> {
@@ -276,9 +288,15 @@ impl Coder {
                 Some(self.full_lossless(&pixels, w, h))
             }
         } else if self.h264 && same_size && !self.viewer_exact {
-            // Still in motion: stay on H.264 until the screen settles.
             self.last_change = now;
-            Some(self.h264_or_lossless(&pixels, w, h))
+            if self.copy_rect && self.scroll_in(&pixels, w, h, &rects).is_some() {
+                // A scroll while the viewer's picture is lossy: one exact picture now, and the
+                // rest of the scroll goes as copies instead of video.
+                Some(self.full_lossless(&pixels, w, h))
+            } else {
+                // Still in motion: stay on H.264 until the screen settles.
+                Some(self.h264_or_lossless(&pixels, w, h))
+            }
         } else if let Some(copied) = self.scrolled(&pixels, w, h, &rects) {
             self.last_change = now;
             Some(copied)
@@ -736,6 +754,44 @@ mod tests {
             sizes[1],
             sizes[0]
         );
+    }
+
+    /// A scroll that starts while the viewer holds a lossy (H.264) picture: one exact picture,
+    /// then copies, instead of video for as long as the scroll lasts.
+    #[test]
+    fn a_scroll_during_video_turns_into_copies_after_one_exact_picture() {
+        let (w, h) = (320, 240);
+        let text = |top: u32| {
+            let mut v = Vec::with_capacity((w * h * 4) as usize);
+            for y in 0..h {
+                let line = top + y / 12;
+                for x in 0..w {
+                    let ink = y % 12 < 9 && (x * 5 + line * 11 + y % 12) % 9 < 3;
+                    let c = if ink { (line * 37 % 200) as u8 } else { 250 };
+                    v.extend_from_slice(&[c, c, c, 0]);
+                }
+            }
+            v
+        };
+        let t0 = Instant::now();
+        let mut dec = openh264::decoder::Decoder::new().unwrap();
+        let mut c = coder(true);
+        c.copy_rect = true;
+        let mut fb = Vec::new();
+        let mut step = |c: &mut Coder, px: Vec<u8>| {
+            let r = c.encode(px, w, h, &Damage::Unknown, t0).unwrap();
+            apply(&mut fb, w, h, &r, &mut dec);
+            r.iter().map(|x| x.compression).collect::<Vec<_>>()
+        };
+        step(&mut c, text(0));
+        // Motion: video, and the viewer's picture is lossy from here.
+        assert_eq!(step(&mut c, frame(w, h, 1)), vec![Compression::H264]);
+        assert_eq!(step(&mut c, text(0)), vec![Compression::H264]);
+        // The scroll starts: one exact picture, then copies.
+        assert_eq!(step(&mut c, text(1)), vec![Compression::Zstd]);
+        let kinds = step(&mut c, text(2));
+        assert_eq!(kinds[0], Compression::CopyRect, "{kinds:?}");
+        assert_eq!(fb, text(2));
     }
 
     /// Text-like content: few colours. With a viewer that takes palette rectangles they are
