@@ -353,7 +353,7 @@ fn capture_thread(
     };
     for reply in requests {
         let started = Instant::now();
-        let damage = screen.damage(display);
+        let mut damage = screen.damage(display);
         // A source that says nothing changed is not captured at all (no copy of the screen).
         let skipped = match &damage {
             Damage::Areas(a) if a.is_empty() => coder.unchanged(Instant::now()),
@@ -363,6 +363,11 @@ fn capture_thread(
             Some(_) => None,
             None => Some(screen.capture(display)),
         };
+        if grabbed.is_some()
+            && let Damage::Areas(areas) = &mut damage
+        {
+            areas.extend(screen.late_damage(display));
+        }
         let (cursor, shape) = match pointer.as_mut().and_then(|p| p.poll()) {
             Some((pos, shape)) => (Some(pos), shape.map(cursor_shape)),
             None => (None, None),

@@ -112,6 +112,14 @@ pub trait ScreenSource {
         let _ = display;
         Damage::Unknown
     }
+    /// Areas drawn since [`Self::damage`] was asked, seen right after the capture: compared in
+    /// this frame too (what was drawn before the copy is in it; a change that landed between
+    /// the damage and the capture would otherwise wait a poll), and reported again by the next
+    /// `damage`, so nothing drawn after the copy is lost.
+    fn late_damage(&mut self, display: u32) -> Vec<Rect> {
+        let _ = display;
+        Vec::new()
+    }
 }
 
 /// The pointer's image: premultiplied RGBA, at most 256×256.

@@ -21,6 +21,8 @@ pub struct X11Screen {
     watch: Option<(u32, Option<DamageWatch>)>,
     /// When the whole screen was last compared (damage said nothing, or could not say).
     verified: Option<std::time::Instant>,
+    /// Areas [`ScreenSource::late_damage`] took, reported again by the next `damage`.
+    carry: Vec<Rect>,
 }
 
 /// Whatever the damage says, the screen is compared in full this often: a client
@@ -203,10 +205,14 @@ impl ScreenSource for X11Screen {
         let due = self
             .verified
             .is_none_or(|t| now.duration_since(t) >= VERIFY_EVERY);
+        let carried = std::mem::take(&mut self.carry);
         let damage = match self.watch.as_mut().and_then(|(_, w)| w.as_mut()) {
             Some(w) => match w.take() {
                 Some(_) if due => Damage::Unknown,
-                Some(areas) => Damage::Areas(areas),
+                Some(mut areas) => {
+                    areas.extend(carried);
+                    Damage::Areas(areas)
+                }
                 None => {
                     // The connection broke: compare in full from now on.
                     self.watch = Some((display, None));
@@ -219,6 +225,28 @@ impl ScreenSource for X11Screen {
             self.verified = Some(now);
         }
         damage
+    }
+
+    fn late_damage(&mut self, display: u32) -> Vec<Rect> {
+        let Some((d, Some(w))) = self.watch.as_mut() else {
+            return Vec::new();
+        };
+        if *d != display {
+            return Vec::new();
+        }
+        let late = w.take().unwrap_or_default();
+        self.carry.extend(late.iter().copied());
+        // Bounded: a flood of small areas is the whole screen next time anyway.
+        if self.carry.len() > MAX_RECTS {
+            self.carry.truncate(MAX_RECTS);
+            self.carry.push(Rect {
+                x: 0,
+                y: 0,
+                w: w.size.0,
+                h: w.size.1,
+            });
+        }
+        late
     }
 }
 
