@@ -567,6 +567,21 @@ mod tests {
         }
     }
 
+    /// Distinct "lines" of text, 12 pixels each, `top` the first line shown: scrolling by one
+    /// line moves every row up by exactly 12.
+    fn lines(w: u32, h: u32, top: u32) -> Vec<u8> {
+        let mut v = Vec::with_capacity((w * h * 4) as usize);
+        for y in 0..h {
+            let line = top + y / 12;
+            for x in 0..w {
+                let ink = y % 12 < 9 && (x * 5 + line * 11 + y % 12) % 9 < 3;
+                let c = if ink { (line * 37 % 200) as u8 } else { 250 };
+                v.extend_from_slice(&[c, c, c, 0]);
+            }
+        }
+        v
+    }
+
     fn frame(w: u32, h: u32, seed: u32) -> Vec<u8> {
         // Smooth gradients that move with the seed: video-like, compressible by H.264.
         let mut v = Vec::with_capacity((w * h * 4) as usize);
@@ -714,19 +729,7 @@ mod tests {
     #[test]
     fn a_scroll_is_a_copy_and_a_strip_for_viewers_that_take_copies() {
         let (w, h) = (320, 240);
-        // Distinct "lines" of text, 12 pixels each; `top` is the first line shown.
-        let text = |top: u32| {
-            let mut v = Vec::with_capacity((w * h * 4) as usize);
-            for y in 0..h {
-                let line = top + y / 12;
-                for x in 0..w {
-                    let ink = y % 12 < 9 && (x * 5 + line * 11 + y % 12) % 9 < 3;
-                    let c = if ink { (line * 37 % 200) as u8 } else { 250 };
-                    v.extend_from_slice(&[c, c, c, 0]);
-                }
-            }
-            v
-        };
+        let text = |top| lines(w, h, top);
         let t0 = Instant::now();
         let mut dec = openh264::decoder::Decoder::new().unwrap();
         let mut sizes = Vec::new();
@@ -766,18 +769,7 @@ mod tests {
     #[test]
     fn a_scroll_during_video_turns_into_copies_after_one_exact_picture() {
         let (w, h) = (320, 240);
-        let text = |top: u32| {
-            let mut v = Vec::with_capacity((w * h * 4) as usize);
-            for y in 0..h {
-                let line = top + y / 12;
-                for x in 0..w {
-                    let ink = y % 12 < 9 && (x * 5 + line * 11 + y % 12) % 9 < 3;
-                    let c = if ink { (line * 37 % 200) as u8 } else { 250 };
-                    v.extend_from_slice(&[c, c, c, 0]);
-                }
-            }
-            v
-        };
+        let text = |top| lines(w, h, top);
         let t0 = Instant::now();
         let mut dec = openh264::decoder::Decoder::new().unwrap();
         let mut c = coder(true);

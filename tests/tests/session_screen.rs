@@ -335,22 +335,10 @@ fn clipboard_text_travels_both_ways_only_when_granted() {
 #[test]
 fn pointer_position_and_image_travel_apart_from_pixels() {
     let d = desk("support");
-    let creds = Credentials::load(&d.tech.config()).unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     rt.block_on(async {
         use tether_protocol::session::{ToAgent, ToViewer};
-        let session = tether_technician::relay::Session::open(&creds)
-            .await
-            .unwrap();
-        let remote = session
-            .open_remote(&creds, &d.agent.id, Permissions::VIEW, "", "")
-            .await
-            .unwrap();
-        let (tx, mut rx) = remote.into_duplex();
+        let (session, tx, mut rx) = view_session(&d).await;
         tx.send(ToAgent::StartStream {
             display: 0,
             max_in_flight: 2,
@@ -397,6 +385,35 @@ fn pointer_position_and_image_travel_apart_from_pixels() {
     });
 }
 
+/// A runtime for a test that drives a session itself.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A view-only session to the desk's agent, as the technician: its messages both ways.
+async fn view_session(
+    d: &Desk,
+) -> (
+    tether_technician::relay::Session,
+    tokio::sync::mpsc::UnboundedSender<tether_protocol::session::ToAgent>,
+    tokio::sync::mpsc::Receiver<tether_protocol::session::ToViewer>,
+) {
+    let creds = Credentials::load(&d.tech.config()).unwrap();
+    let session = tether_technician::relay::Session::open(&creds)
+        .await
+        .unwrap();
+    let remote = session
+        .open_remote(&creds, &d.agent.id, Permissions::VIEW, "", "")
+        .await
+        .unwrap();
+    let (tx, rx) = remote.into_duplex();
+    (session, tx, rx)
+}
+
 async fn recv5(
     rx: &mut tokio::sync::mpsc::Receiver<tether_protocol::session::ToViewer>,
 ) -> Option<tether_protocol::session::ToViewer> {
@@ -415,23 +432,11 @@ fn streamed_pictures_are_exact_for_viewers_with_and_without_palette_and_copies()
     use tether_protocol::tiles::{patch, patch_xor};
     for palette in [false, true] {
         let d = desk("support");
-        let creds = Credentials::load(&d.tech.config()).unwrap();
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = runtime();
         let dir = tempfile::tempdir().unwrap();
         let local = dir.path().join("local.png");
         let kinds = rt.block_on(async {
-            let session = tether_technician::relay::Session::open(&creds)
-                .await
-                .unwrap();
-            let remote = session
-                .open_remote(&creds, &d.agent.id, Permissions::VIEW, "", "")
-                .await
-                .unwrap();
-            let (tx, mut rx) = remote.into_duplex();
+            let (session, tx, mut rx) = view_session(&d).await;
             if palette {
                 tx.send(ToAgent::StreamOptions(vec![
                     stream_feature::PALETTE.to_string(),
@@ -558,21 +563,9 @@ fn the_bandwidth_cap_holds_within_ten_percent_over_ten_seconds() {
             "while :; do ls -l /usr/bin; done",
         ],
     );
-    let creds = Credentials::load(&d.tech.config()).unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     rt.block_on(async {
-        let session = tether_technician::relay::Session::open(&creds)
-            .await
-            .unwrap();
-        let remote = session
-            .open_remote(&creds, &d.agent.id, Permissions::VIEW, "", "")
-            .await
-            .unwrap();
-        let (tx, mut rx) = remote.into_duplex();
+        let (session, tx, mut rx) = view_session(&d).await;
         // Pixel bytes received over `secs` (frames acknowledged as they come), after `warm`.
         async fn measure(
             tx: &tokio::sync::mpsc::UnboundedSender<ToAgent>,
