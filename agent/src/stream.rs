@@ -55,7 +55,9 @@ fn cursor_shape(img: PointerImage) -> ToViewer {
     }
 }
 
-type GrabReply = oneshot::Sender<Result<Grab, ScreenError>>;
+/// A request for a grab: with `true`, first wait up to [`POLL`] for the screen to change (the
+/// last grab found nothing new).
+type GrabReply = (bool, oneshot::Sender<Result<Grab, ScreenError>>);
 
 /// Why the H.264 encoder gave no frame.
 #[derive(Debug, thiserror::Error)]
@@ -351,7 +353,12 @@ fn capture_thread(
         last_change: Instant::now(),
         encoder: None,
     };
-    for reply in requests {
+    for (wait, reply) in requests {
+        // Between polls: a source that can tell when something is drawn wakes at once (a key's
+        // echo is grabbed as soon as it is drawn); the others sleep the poll interval.
+        if wait && !screen.wait_damage(display, POLL) {
+            std::thread::sleep(POLL);
+        }
         let started = Instant::now();
         let mut damage = screen.damage(display);
         // A source that says nothing changed is not captured at all (no copy of the screen).
@@ -416,6 +423,8 @@ pub async fn run(
         .ok();
     let mut flow = FlowControl::new(u32::from(max_in_flight));
     let mut cursor: Option<(i32, i32)> = None;
+    // The last grab found nothing to send: the next one waits for a change (up to a poll).
+    let mut idle = false;
     let mut pacer = encodings
         .max_kbps
         .map(|k| tether_protocol::pace::Pacer::new(k, std::time::Instant::now()));
@@ -447,7 +456,7 @@ pub async fn run(
             }
         }
         let (tx, rx) = oneshot::channel();
-        if req_tx.send(tx).is_err() {
+        if req_tx.send((idle, tx)).is_err() {
             return;
         }
         let grab = match rx.await {
@@ -477,9 +486,10 @@ pub async fn run(
             }
         }
         let Some((width, height, rects)) = grab.update else {
-            tokio::time::sleep(POLL).await;
+            idle = true;
             continue;
         };
+        idle = false;
         let seq = flow.on_send();
         debug!(seq, rects = rects.len(), us = grab.encode_us, "frame");
         if let Some(p) = pacer.as_mut() {

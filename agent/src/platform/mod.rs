@@ -120,6 +120,12 @@ pub trait ScreenSource {
         let _ = display;
         Vec::new()
     }
+    /// Blocks until something is drawn on `display` or `timeout` passes; false (at once) when
+    /// the source cannot tell, and the caller sleeps instead.
+    fn wait_damage(&mut self, display: u32, timeout: std::time::Duration) -> bool {
+        let _ = (display, timeout);
+        false
+    }
 }
 
 /// The pointer's image: premultiplied RGBA, at most 256×256.

@@ -78,19 +78,42 @@ impl DamageWatch {
         })
     }
 
-    /// The areas drawn to since the last call (clipped to the screen); `None` when they cannot
-    /// be read (then everything may have changed). Costs no round trip while nothing changed.
-    fn take(&mut self) -> Option<Vec<Rect>> {
+    /// Reads the notifications that arrived; false when the connection broke.
+    fn read_events(&mut self) -> bool {
         loop {
             match self.conn.poll_for_event() {
                 Ok(Some(Event::DamageNotify(_))) => self.pending = true,
                 Ok(Some(_)) => {}
-                Ok(None) => break,
+                Ok(None) => return true,
                 Err(e) => {
                     debug!("X11 damage: {e}");
-                    return None;
+                    return false;
                 }
             }
+        }
+    }
+
+    /// Blocks until a notification is there to collect or `timeout` passes.
+    fn wait(&mut self, timeout: std::time::Duration) {
+        use std::os::fd::AsFd as _;
+        if !self.read_events() || self.pending {
+            return;
+        }
+        let fd = self.conn.stream().as_fd();
+        let mut fds = [rustix::event::PollFd::new(
+            &fd,
+            rustix::event::PollFlags::IN,
+        )];
+        let timeout = rustix::event::Timespec::try_from(timeout).ok();
+        // Readable or not, the caller goes on: `take` reads what came.
+        let _ = rustix::event::poll(&mut fds, timeout.as_ref());
+    }
+
+    /// The areas drawn to since the last call (clipped to the screen); `None` when they cannot
+    /// be read (then everything may have changed). Costs no round trip while nothing changed.
+    fn take(&mut self) -> Option<Vec<Rect>> {
+        if !self.read_events() {
+            return None;
         }
         if !self.pending {
             return Some(Vec::new());
@@ -227,6 +250,16 @@ impl ScreenSource for X11Screen {
         damage
     }
 
+    fn wait_damage(&mut self, display: u32, timeout: std::time::Duration) -> bool {
+        match self.watch.as_mut() {
+            Some((d, Some(w))) if *d == display => {
+                w.wait(timeout);
+                true
+            }
+            _ => false,
+        }
+    }
+
     fn late_damage(&mut self, display: u32) -> Vec<Rect> {
         let Some((d, Some(w))) = self.watch.as_mut() else {
             return Vec::new();
@@ -291,16 +324,16 @@ mod tests {
         }
     }
 
-    /// Polls `watch` until it reports damage (the server's notification is asynchronous).
+    /// Waits for `watch` to report damage (the server's notification is asynchronous).
     fn next_damage(watch: &mut DamageWatch) -> Vec<Rect> {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         loop {
+            watch.wait(deadline.saturating_duration_since(std::time::Instant::now()));
             let areas = watch.take().expect("damage readable");
             if !areas.is_empty() {
                 return areas;
             }
             assert!(std::time::Instant::now() < deadline, "no damage reported");
-            std::thread::yield_now();
         }
     }
 
@@ -310,10 +343,15 @@ mod tests {
         let mut watch = DamageWatch::connect(Some(&x.1), 0).expect("Xvfb has DAMAGE");
         assert_eq!(watch.size, (640, 480));
         let _ = watch.take().expect("first poll");
-        // A still screen: no damage, and no round trip to learn it.
+        // A still screen: no damage, and no round trip to learn it; waiting for a change ends
+        // at the timeout.
         for _ in 0..100 {
             assert_eq!(watch.take(), Some(Vec::new()));
         }
+        let t = std::time::Instant::now();
+        watch.wait(std::time::Duration::from_millis(50));
+        assert!(t.elapsed() >= std::time::Duration::from_millis(45));
+        assert_eq!(watch.take(), Some(Vec::new()));
 
         // Another client fills a rectangle on the root window.
         let (painter, screen) = x11rb::connect(Some(&x.1)).expect("connect");
