@@ -26,6 +26,8 @@ use tracing::{debug, warn};
 
 /// How often the screen is polled for changes when nothing changed.
 const POLL: Duration = Duration::from_millis(15);
+/// How long a grab waits after the source said something is being drawn.
+const COALESCE: Duration = Duration::from_millis(3);
 /// Share of the screen that must change for a frame to go as H.264.
 const MOTION_SHARE: f64 = 0.3;
 /// H.264 target bit rate.
@@ -356,8 +358,15 @@ fn capture_thread(
     for (wait, reply) in requests {
         // Between polls: a source that can tell when something is drawn wakes at once (a key's
         // echo is grabbed as soon as it is drawn); the others sleep the poll interval.
-        if wait && !screen.wait_damage(display, POLL) {
-            std::thread::sleep(POLL);
+        if wait {
+            let asleep = Instant::now();
+            if !screen.wait_damage(display, POLL) {
+                std::thread::sleep(POLL);
+            } else if asleep.elapsed() < POLL {
+                // Woken by a drawing: let the application finish the update it is drawing
+                // (a key's echo and cursor, a scroll step) so it goes as one frame.
+                std::thread::sleep(COALESCE);
+            }
         }
         let started = Instant::now();
         let mut damage = screen.damage(display);
