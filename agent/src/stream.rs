@@ -94,13 +94,25 @@ fn lossless_rect(
 ) -> Option<EncodedRect> {
     let cur = extract(pixels, w, r);
     let xored = zstd::bulk::compress(&xor(&cur, &extract(base, w, r)), 1).ok();
+    smaller_of(r, xored, Compression::ZstdXor, &cur, palette)
+}
+
+/// Rectangle `r` as `plain` (already compressed, of kind `kind`) or, when the viewer takes
+/// palettes and it comes out smaller, as zstd of the palette form of its `pixels`.
+fn smaller_of(
+    r: Rect,
+    plain: Option<Vec<u8>>,
+    kind: Compression,
+    pixels: &[u8],
+    palette: bool,
+) -> Option<EncodedRect> {
     let indexed = palette
-        .then(|| tether_protocol::palette::encode(&cur, r.w, r.h))
+        .then(|| tether_protocol::palette::encode(pixels, r.w, r.h))
         .flatten()
         .and_then(|p| zstd::bulk::compress(&p, 1).ok());
-    match (xored, indexed) {
+    match (plain, indexed) {
         (Some(x), Some(p)) if p.len() < x.len() => Some((p, Compression::ZstdPalette)),
-        (Some(x), _) => Some((x, Compression::ZstdXor)),
+        (Some(x), _) => Some((x, kind)),
         (None, Some(p)) => Some((p, Compression::ZstdPalette)),
         (None, None) => None,
     }
@@ -148,26 +160,10 @@ impl Coder {
         self.viewer_exact = true;
         let r = Rect { x: 0, y: 0, w, h };
         // A screen of text and flat windows often has few enough colours for a palette.
-        let indexed = self
-            .palette
-            .then(|| tether_protocol::palette::encode(pixels, w, h))
-            .flatten()
-            .and_then(|p| zstd::bulk::compress(&p, 1).ok());
         let plain = zstd::bulk::compress(pixels, 1).ok();
-        match (plain, indexed) {
-            (Some(z), Some(p)) if p.len() < z.len() => Some((p, Compression::ZstdPalette)),
-            (Some(z), _) => Some((z, Compression::Zstd)),
-            (None, Some(p)) => Some((p, Compression::ZstdPalette)),
-            (None, None) => None,
-        }
-        .map(|(data, compression)| {
-            vec![EncodedRect {
-                rect: r,
-                compression,
-                data,
-            }]
-        })
-        .unwrap_or_default()
+        smaller_of(r, plain, Compression::Zstd, pixels, self.palette)
+            .into_iter()
+            .collect()
     }
 
     /// A scroll inside the changed `rects` as a copy of the rows the viewer has, then only the
