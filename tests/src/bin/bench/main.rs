@@ -82,6 +82,7 @@ options:
                                                postgres: a private server started by the bench)
   --relays N                                   capacity: N relays on one PostgreSQL database
                                                (a private server), --agents split among them
+  --size WxH                   screen-x11: this resolution only (default 1280x800, 1920x1080)
   --json                       the report as JSON on stdout
 ";
 
@@ -290,6 +291,7 @@ fn main() -> Result<()> {
                 | "--window-seconds"
                 | "--relays"
                 | "--store"
+                | "--size"
         )
     };
     let suites: Vec<&str> = args
@@ -327,7 +329,15 @@ fn main() -> Result<()> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?;
-        for (w, h) in [(1280, 800), (1920, 1080)] {
+        let sizes = match args.iter().position(|a| a == "--size") {
+            Some(i) => {
+                let v = args.get(i + 1).context("--size takes WxH")?;
+                let (w, h) = v.split_once('x').context("--size takes WxH")?;
+                vec![(w.parse()?, h.parse()?)]
+            }
+            None => vec![(1280, 800), (1920, 1080)],
+        };
+        for (w, h) in sizes {
             eprintln!("screen: {w}x{h} on Xvfb, through the relay");
             rt.block_on(screen(&mut report, w, h))?;
         }

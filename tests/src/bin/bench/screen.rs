@@ -161,7 +161,7 @@ const LATENCY_SAMPLES: u32 = 30;
 const TERM_TITLE: &str = "bench-term";
 /// How long a viewer's CPU is measured with the remote screen idle (typing takes about as long).
 const VIEWER_SECS: f64 = 10.0;
-/// The viewer workloads, in order (see [`viewer_cpu`]), with their targets for Tether's viewer.
+/// The viewer workloads, in order (see [`viewer_run`]), with their targets for Tether's viewer.
 const VIEWER_LOADS: [(&str, &str); 2] = [("idle", "<= 2"), ("typing_10cps", "<= 25")];
 /// What is typed into a viewer window: 100 keys, 10 s at 10 keys/s.
 const VIEWER_TYPED: &str = "the quick brown fox jumps over the lazy dog and the quick brown fox jumps over the lazy dog again ok";
@@ -256,19 +256,29 @@ struct OurWorkload {
 struct Ours {
     workloads: Vec<OurWorkload>,
     latency_ms: Vec<f64>,
-    /// The `tether connect` process's CPU for each of [`VIEWER_LOADS`], % of a core.
-    viewer_cpu: Vec<f64>,
+    /// The real viewer window (`tether connect`); none on Wayland.
+    viewer: Option<ViewerRun>,
 }
 
-/// A viewer's CPU (% of one core) for each of [`VIEWER_LOADS`]: its process `pid` with its
-/// window `window` on `display`, showing `remote` at 1:1. First nothing happens for
-/// [`VIEWER_SECS`]; then `xdotool type` types [`VIEWER_TYPED`] into the window at 10 keys/s,
-/// which the viewer forwards to the terminal on the remote display, measured until it is done.
-pub async fn viewer_cpu(pid: u32, display: &str, window: &str, remote: &str) -> Result<Vec<f64>> {
+/// What a real viewer window measured: see [`viewer_run`].
+pub struct ViewerRun {
+    /// Its CPU (% of one core) for each of [`VIEWER_LOADS`].
+    pub cpu: Vec<f64>,
+    /// Glass-to-glass key-to-pixels samples, ms ([`glass::key_to_pixels`]).
+    pub glass_ms: Vec<f64>,
+}
+
+/// A real viewer: its process `pid` with its window `window` on `display`, showing `remote` at
+/// 1:1. First [`LATENCY_SAMPLES`] keys glass to glass (pressed on `display`, watched for there);
+/// then its CPU for each of [`VIEWER_LOADS`]: nothing happens for [`VIEWER_SECS`]; then
+/// `xdotool type` types [`VIEWER_TYPED`] into the window at 10 keys/s, which the viewer forwards
+/// to the terminal on the remote display, measured until it is done.
+pub async fn viewer_run(pid: u32, display: &str, window: &str, remote: &str) -> Result<ViewerRun> {
     let cpu_over =
         |cpu0: f64, t0: Instant| (cpu_seconds(pid) - cpu0) / t0.elapsed().as_secs_f64() * 100.0;
     // The keys go to the viewer on its display, and on to the terminal on the remote one.
-    vnc::xdotool(remote, &["search", "--name", TERM_TITLE, "windowfocus"]).await?;
+    let term = wait_window(remote, TERM_TITLE).await?;
+    vnc::xdotool(remote, &["windowfocus", &term]).await?;
     // A window just made may not be mapped yet (focusing it fails until it is).
     let deadline = Instant::now() + Duration::from_secs(15);
     while let Err(e) = vnc::xdotool(display, &["windowfocus", "--sync", window]).await {
@@ -277,6 +287,11 @@ pub async fn viewer_cpu(pid: u32, display: &str, window: &str, remote: &str) -> 
     }
     // Let the screen and the viewer settle (the agent's lossless refresh, the first draws).
     tokio::time::sleep(Duration::from_secs(2)).await;
+    let (here, there) = (display.to_string(), remote.to_string());
+    let glass_ms = tokio::task::spawn_blocking(move || {
+        glass::key_to_pixels(&here, &there, &term, LATENCY_SAMPLES)
+    })
+    .await??;
     let (cpu0, t0) = (cpu_seconds(pid), Instant::now());
     tokio::time::sleep(Duration::from_secs_f64(VIEWER_SECS)).await;
     let idle = cpu_over(cpu0, t0);
@@ -290,18 +305,21 @@ pub async fn viewer_cpu(pid: u32, display: &str, window: &str, remote: &str) -> 
         t0.elapsed().as_secs_f64()
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
-    Ok(vec![idle, typing])
+    Ok(ViewerRun {
+        cpu: vec![idle, typing],
+        glass_ms,
+    })
 }
 
 /// Tether's own viewer, `tether connect --actual-size` as the technician `tech_dir`, on an Xvfb
-/// of its own with room for the whole `w`×`h` remote screen: its [`viewer_cpu`].
+/// of its own with room for the whole `w`×`h` remote screen: its [`viewer_run`].
 async fn tether_viewer(
     remote: &str,
     w: u32,
     h: u32,
     tech_dir: &Path,
     device: &str,
-) -> Result<Vec<f64>> {
+) -> Result<ViewerRun> {
     use std::os::unix::process::CommandExt;
     let local = xvfb(w + 100, h + 100)?;
     let viewer = Bg(std::process::Command::new(workspace_bin("tether")?)
@@ -316,9 +334,9 @@ async fn tether_viewer(
         .stderr(std::process::Stdio::null())
         .spawn()?);
     let window = wait_window(&local.display, "^Tether: ").await?;
-    let cpu = viewer_cpu(viewer.0.id(), &local.display, &window, remote).await;
+    let run = viewer_run(viewer.0.id(), &local.display, &window, remote).await;
     drop(viewer);
-    cpu
+    run
 }
 
 pub async fn screen(report: &mut Report, w: u32, h: u32) -> Result<()> {
@@ -405,10 +423,13 @@ fn report_screen(
     for (i, (name, target)) in VIEWER_LOADS.iter().enumerate() {
         report.add_peer(
             format!("screen.{res}.viewer_{name}.viewer_cpu"),
-            ours.viewer_cpu.get(i).copied().unwrap_or(f64::NAN),
+            ours.viewer
+                .as_ref()
+                .and_then(|v| v.cpu.get(i).copied())
+                .unwrap_or(f64::NAN),
             "% of a core",
             Some(target),
-            peer_of(&|p| p.viewer_cpu.get(i).copied()),
+            peer_of(&|p| p.viewer.cpu.get(i).copied()),
         );
     }
     // Percentiles of the peer's samples (None without any).
@@ -432,6 +453,20 @@ fn report_screen(
         Some("<= peer"),
         peer_of(&peer_pctl(0.95)),
     );
+    // Glass to glass through each side's real viewer window.
+    let mut glass = ours.viewer.map(|v| v.glass_ms).unwrap_or_default();
+    for (p, target) in [(0.5, "<= 0.8x peer"), (0.95, "<= peer")] {
+        report.add_peer(
+            format!("screen.{res}.key_to_pixels_glass_ms_p{:.0}", p * 100.0),
+            pctl(&mut glass, p),
+            "ms",
+            Some(target),
+            peer_of(&|run: &vnc::PeerRun| {
+                let mut v = run.viewer.glass_ms.clone();
+                (!v.is_empty()).then(|| pctl(&mut v, p))
+            }),
+        );
+    }
 }
 
 /// Drains frames for `secs`, acknowledging them; returns (bytes, frames, encode times ms).
@@ -707,12 +742,12 @@ async fn tether_session(
         while rx.recv().await.is_some() {}
     })
     .await;
-    let viewer_cpu = match (viewer, &desktop) {
+    let viewer = match (viewer, &desktop) {
         (Some((w, h)), Desktop::X11(display)) => {
             eprintln!("  viewer: tether connect on a second Xvfb");
-            tether_viewer(display, w, h, &tech_dir, &agent_id).await
+            Some(tether_viewer(display, w, h, &tech_dir, &agent_id).await?)
         }
-        _ => Ok(vec![]),
+        _ => None,
     };
 
     drop(agent);
@@ -722,10 +757,11 @@ async fn tether_session(
     Ok(Ours {
         workloads,
         latency_ms,
-        viewer_cpu: viewer_cpu?,
+        viewer,
     })
 }
 
+mod glass;
 mod vnc;
 mod wayland;
 pub use wayland::{WAYLAND_SIZE, screen_wayland};

@@ -16,7 +16,8 @@
 //! headers. VNC's bytes have no encryption overhead at all (plain RFB on loopback).
 //!
 //! CPU: x11vnc's `utime + stime` from `/proc/PID/stat` over each workload window, like the agent;
-//! the viewer's (`xtigervncviewer`'s) the same way for the viewer workloads (`viewer_cpu`).
+//! the viewer's (`xtigervncviewer`'s) the same way for the viewer workloads (`viewer_run`), after glass-to-glass key-to-pixels
+//! through it (`glass.rs`).
 //!
 //! Key to pixels: `xdotool key` on the viewer's display, into the focused viewer window, so the
 //! real viewer sends an RFB KeyEvent. The proxy parses the client→server stream's message
@@ -59,8 +60,8 @@ pub struct PeerWorkload {
 pub struct PeerRun {
     pub workloads: Vec<PeerWorkload>,
     pub latency_ms: Vec<f64>,
-    /// The viewer's CPU for each of the viewer workloads, % of a core.
-    pub viewer_cpu: Vec<f64>,
+    /// The real viewer window (`xtigervncviewer`): glass to glass, and its CPU.
+    pub viewer: ViewerRun,
 }
 
 /// Runs the peer on `display` (`w`×`h`, the typing terminal already on it): the workloads for
@@ -136,13 +137,13 @@ pub async fn measure(
         );
     }
     proxy.check().await?;
-    // The viewer's own CPU, idle and typing.
-    let viewer_cpu = viewer_cpu(viewer.0.id(), &viewer_x.display, &window, display).await?;
+    // The viewer: glass to glass, then its own CPU, idle and typing.
+    let seen = viewer_run(viewer.0.id(), &viewer_x.display, &window, display).await?;
     proxy.check().await?;
     Ok(PeerRun {
         workloads,
         latency_ms,
-        viewer_cpu,
+        viewer: seen,
     })
 }
 
