@@ -166,29 +166,79 @@ const VIEWER_LOADS: [(&str, &str); 2] = [("idle", "<= 2"), ("typing_10cps", "<= 
 /// What is typed into a viewer window: 100 keys, 10 s at 10 keys/s.
 const VIEWER_TYPED: &str = "the quick brown fox jumps over the lazy dog and the quick brown fox jumps over the lazy dog again ok";
 
-/// One load on the remote display, run as a shell command there (none: idle).
+/// Title of the terminal with anti-aliased text (DejaVu Sans Mono) that the `typing_aa`
+/// workload types into.
+const AA_TITLE: &str = "bench-aa";
+/// The file the GTK text editor (mousepad) has open; its window's title starts with it.
+const EDITOR_FILE: &str = "bench-editor.txt";
+
+/// One load on the remote display, run as a shell command there (none: idle), with the
+/// targets for Tether's bytes and agent CPU as ratios to the peer's.
 pub struct Workload {
     pub name: &'static str,
     pub cmd: Option<String>,
+    pub bytes_target: Option<&'static str>,
+    pub cpu_target: Option<&'static str>,
 }
 
 /// The workloads, in order, with the animation frames read from `frames` (see
-/// [`animation_frames`]). Both Tether and the peer run exactly these commands.
+/// [`animation_frames`]). Both Tether and the peer run exactly these commands. The bitmap
+/// terminal, the anti-aliased one and the editor are on the screen throughout
+/// ([`desktop_windows`]); the editor comes late because its caret blinks for 10 s after typing.
 fn workloads(frames: &Path) -> Vec<Workload> {
-    let w = |name, cmd: Option<String>| Workload { name, cmd };
+    let w = |name, cmd: Option<String>, bytes_target, cpu_target| Workload {
+        name,
+        cmd,
+        bytes_target,
+        cpu_target,
+    };
+    let typing = |title: &str| {
+        format!(
+            "xdotool search --name {title} windowfocus; xdotool type --delay 100 'the quick brown fox jumps over the lazy dog the quick brown fox'"
+        )
+    };
+    let scrolling = |font: &str, geometry: &str| {
+        format!(
+            "xterm {font} -geometry {geometry} -e sh -c 'i=0; while [ $i -lt 100000 ]; do echo line $i of a long text that scrolls past; i=$((i+1)); sleep 0.033; done'"
+        )
+    };
     vec![
-        w("idle", None),
+        w("idle", None, None, Some("<= 1")),
         w(
             "typing_10cps",
-            Some(format!("xdotool search --name {TERM_TITLE} windowfocus; xdotool type --delay 100 'the quick brown fox jumps over the lazy dog the quick brown fox'")),
+            Some(typing(TERM_TITLE)),
+            Some("<= 1.0x peer"),
+            Some("<= 1.5x peer"),
+        ),
+        w(
+            "typing_aa_10cps",
+            Some(typing(AA_TITLE)),
+            Some("<= 0.5x peer"),
+            Some("<= 1.5x peer"),
         ),
         w(
             "scrolling_30lps",
-            Some("xterm -geometry 100x40+300+100 -e sh -c 'i=0; while [ $i -lt 100000 ]; do echo line $i of a long text that scrolls past; i=$((i+1)); sleep 0.033; done'".into()),
+            Some(scrolling("", "100x40+300+100")),
+            Some("<= 0.5x peer"),
+            None,
+        ),
+        w(
+            "scrolling_aa_30lps",
+            Some(scrolling("-fa 'DejaVu Sans Mono' -fs 11", "80x30+300+100")),
+            Some("<= 0.5x peer"),
+            None,
         ),
         w(
             "window_drag",
             Some("xterm -geometry 60x20+0+0 -T drag-me & sleep 0.5; for i in $(seq 0 4 400); do xdotool search --name drag-me windowmove $i $((i/2)); sleep 0.016; done; wait".into()),
+            Some("<= 0.5x peer"),
+            None,
+        ),
+        w(
+            "editor_typing_10cps",
+            Some(typing(EDITOR_FILE)),
+            Some("<= 0.5x peer"),
+            Some("<= 1.5x peer"),
         ),
         w(
             "animation_fullscreen",
@@ -196,8 +246,41 @@ fn workloads(frames: &Path) -> Vec<Workload> {
                 "animate -geometry +0+0 -delay 3 -loop 0 {d}/a.png {d}/b.png {d}/c.png",
                 d = frames.display()
             )),
+            Some("<= 0.15x peer"),
+            None,
         ),
     ]
+}
+
+/// The windows that stay on the remote `display` for Tether's run and the peer's: the bitmap
+/// terminal ([`TERM_TITLE`], where keys are timed), a terminal with anti-aliased text
+/// ([`AA_TITLE`]) and a GTK text editor (mousepad on [`EDITOR_FILE`]), none covering another;
+/// each terminal copies what is typed into a file in `dir`.
+async fn desktop_windows(display: &str, dir: &Path) -> Result<Vec<Bg>> {
+    crate::agent::ensure_tool("mousepad", "mousepad").map_err(anyhow::Error::msg)?;
+    let term = x_spawn(
+        display,
+        &format!(
+            "xterm -geometry 100x30+20+20 -T {TERM_TITLE} -e sh -c 'cat > {}'",
+            dir.join("typed.txt").display()
+        ),
+    )?;
+    wait_window(display, TERM_TITLE).await?;
+    let aa = x_spawn(
+        display,
+        &format!(
+            "xterm -fa 'DejaVu Sans Mono' -fs 11 -geometry 60x22+660+20 -T {AA_TITLE} -e sh -c 'cat > {}'",
+            dir.join("typed-aa.txt").display()
+        ),
+    )?;
+    wait_window(display, AA_TITLE).await?;
+    let file = dir.join(EDITOR_FILE);
+    std::fs::write(&file, "")?;
+    let editor = x_spawn(display, &format!("mousepad {}", file.display()))?;
+    let id = wait_window(display, &format!("{EDITOR_FILE} - Mousepad")).await?;
+    vnc::xdotool(display, &["windowmove", "--sync", &id, "660", "490"]).await?;
+    vnc::xdotool(display, &["windowsize", "--sync", &id, "600", "300"]).await?;
+    Ok(vec![term, aa, editor])
 }
 
 /// Photo-like full-screen frames for the animation workload, made in `dir` before any measuring.
@@ -344,16 +427,8 @@ pub async fn screen(report: &mut Report, w: u32, h: u32) -> Result<()> {
     let tmp = tempfile::tempdir()?;
     animation_frames(tmp.path(), w, h)?;
     let loads = workloads(tmp.path());
-    // A terminal to type and scroll in, at the top left; it stays for both Tether and the peer.
-    let term_file = tmp.path().join("typed.txt");
-    let _term = x_spawn(
-        &x.display,
-        &format!(
-            "xterm -geometry 100x30+20+20 -T {TERM_TITLE} -e sh -c 'cat > {}'",
-            term_file.display()
-        ),
-    )?;
-    wait_window(&x.display, TERM_TITLE).await?;
+    // The terminals and the editor stay for both Tether and the peer.
+    let _windows = desktop_windows(&x.display, tmp.path()).await?;
 
     let mut start = |i: usize, _: &Tx| -> Result<Box<dyn std::any::Any>> {
         Ok(match &loads[i].cmd {
@@ -402,7 +477,7 @@ fn report_screen(
             format!("screen.{res}.{name}.bytes_per_s"),
             m.bytes_per_s,
             "B/s",
-            Some("<= 0.5x peer"),
+            load.bytes_target,
             peer_of(&|p| p.workloads.get(i).map(|w| w.bytes_per_s)),
         );
         report.add(format!("screen.{res}.{name}.fps"), m.fps, "fps", None);
@@ -410,7 +485,7 @@ fn report_screen(
             format!("screen.{res}.{name}.agent_cpu"),
             m.agent_cpu,
             "% of a core",
-            None,
+            load.cpu_target,
             peer_of(&|p| p.workloads.get(i).map(|w| w.server_cpu)),
         );
         report.add(
@@ -711,6 +786,11 @@ async fn tether_session(
     // Key to pixels: from the moment this technician side sends a key until the first frame with
     // the changed pixels has arrived here and been decoded. Not included: drawing it on a real
     // screen (there is none here), like the peer's number, which ends when its bytes arrive.
+    if let Desktop::X11(display) = desktop {
+        // The keys go to the bitmap terminal (a workload may have focused another window).
+        let term = wait_window(display, TERM_TITLE).await?;
+        vnc::xdotool(display, &["windowfocus", &term]).await?;
+    }
     let mut latency_ms = vec![];
     for i in 0..LATENCY_SAMPLES {
         drain_frames(&mut rx, &tx, 0.1).await;
