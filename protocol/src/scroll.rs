@@ -1,10 +1,12 @@
-//! Scroll detection for streamed screens: "copy these rows from there" instead of resending
-//! pixels the viewer already has (VNC's CopyRect, x11vnc's `-scrollcopyrect`).
+//! Scrolls and moved windows for streamed screens: "copy these rows from there" instead of
+//! resending pixels the viewer already has (VNC's CopyRect, x11vnc's `-scrollcopyrect`, RDP's
+//! screen-to-screen blit).
 //!
 //! The agent finds a vertical shift between the previous and the current frame inside the area
-//! that changed ([`detect`]), applies the same copy to its previous frame ([`apply`]) and then
-//! diffs as usual: only the strip the scroll uncovered (and any other change) is sent as pixels.
-//! The viewer applies the copy to its own picture first, so both stay identical.
+//! that changed ([`detect`]), or checks a window the platform saw move ([`verify_move`]),
+//! applies the same copy to its previous frame ([`apply`]) and then diffs as usual: only the
+//! strip the scroll or the move uncovered (and any other change) is sent as pixels. The viewer
+//! applies the copy to its own picture first, so both stay identical.
 //!
 //! Rows are compared by hash, then confirmed byte for byte: a copy is only ever proposed for
 //! rows that are exactly equal.
@@ -19,12 +21,13 @@ pub const MIN_ROWS: u32 = 16;
 /// Changed rows sampled for shift candidates.
 const SAMPLES: usize = 64;
 
-/// Copy `h` rows of the columns `x .. x + w` from row `src_y` to row `dst_y` (of the same frame,
-/// as it was before the copy).
+/// Copy `h` rows of `w` columns from (`src_x`, `src_y`) to (`x`, `dst_y`) (of the same frame,
+/// as it was before the copy). A scroll has `src_x == x`; a moved window need not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CopyRows {
     pub x: u32,
     pub w: u32,
+    pub src_x: u32,
     pub src_y: u32,
     pub dst_y: u32,
     pub h: u32,
@@ -32,24 +35,42 @@ pub struct CopyRows {
 
 impl CopyRows {
     /// As a rectangle of a frame update: the destination, of [`Compression::CopyRect`], with
-    /// the source row as data (4 bytes, little-endian). Sent only to viewers that announced
+    /// the source row as data (4 bytes, little-endian), and for a copy across the source column
+    /// after it (8 bytes in all). Copies across go only to viewers that announced
+    /// [`crate::session::stream_feature::MOVE_RECT`], the others only to those that announced
     /// [`crate::session::stream_feature::COPY_RECT`].
     pub fn to_rect(&self) -> EncodedRect {
+        let mut data = self.src_y.to_le_bytes().to_vec();
+        if self.src_x != self.x {
+            data.extend_from_slice(&self.src_x.to_le_bytes());
+        }
         EncodedRect {
             rect: self.dst(),
             compression: Compression::CopyRect,
-            data: self.src_y.to_le_bytes().to_vec(),
+            data,
         }
     }
 
-    /// From a rectangle of a frame update; `None` unless its data is exactly a source row
-    /// (untrusted: whether the copy fits the frame is [`apply`]'s check).
+    /// From a rectangle of a frame update; `None` unless its data is exactly a source row, or
+    /// a source row and column (untrusted: whether the copy fits the frame is [`apply`]'s
+    /// check).
     pub fn from_rect(r: &EncodedRect) -> Option<Self> {
-        let src: [u8; 4] = r.data.as_slice().try_into().ok()?;
-        (r.compression == Compression::CopyRect).then_some(CopyRows {
+        if r.compression != Compression::CopyRect {
+            return None;
+        }
+        let word = |i: usize| -> Option<u32> {
+            Some(u32::from_le_bytes(r.data.get(i..i + 4)?.try_into().ok()?))
+        };
+        let src_x = match r.data.len() {
+            4 => r.rect.x,
+            8 => word(4)?,
+            _ => return None,
+        };
+        Some(CopyRows {
             x: r.rect.x,
             w: r.rect.w,
-            src_y: u32::from_le_bytes(src),
+            src_x,
+            src_y: word(0)?,
             dst_y: r.rect.y,
             h: r.rect.h,
         })
@@ -151,6 +172,7 @@ pub fn detect(prev: &[u8], cur: &[u8], width: u32, height: u32, area: Rect) -> O
                         best = Some(CopyRows {
                             x,
                             w,
+                            src_x: x,
                             src_y: area.y + (s - dy) as u32,
                             dst_y: area.y + s as u32,
                             h,
@@ -165,12 +187,81 @@ pub fn detect(prev: &[u8], cur: &[u8], width: u32, height: u32, area: Rect) -> O
     best
 }
 
+/// Columns a moved band must have at least.
+const MIN_COLUMNS: u32 = 16;
+
+/// A window the platform saw move (its top-left `from` at the last frame, `to` now, `size`
+/// big; on-screen or not, in screen coordinates): the largest band of its rows that shows now,
+/// exactly, what showed at the old place, as a copy of at least [`MIN_ROWS`] rows. The hint is
+/// only a hint: rows another window covers, or that the application redrew, are not copied.
+pub fn verify_move(
+    prev: &[u8],
+    cur: &[u8],
+    width: u32,
+    height: u32,
+    from: (i32, i32),
+    to: (i32, i32),
+    size: (u32, u32),
+) -> Option<CopyRows> {
+    let len = width as usize * height as usize * 4;
+    if prev.len() != len || cur.len() != len {
+        return None;
+    }
+    let (dx, dy) = (
+        i64::from(to.0) - i64::from(from.0),
+        i64::from(to.1) - i64::from(from.1),
+    );
+    if (dx, dy) == (0, 0) {
+        return None;
+    }
+    // Where the window is now, on the screen, and whose old place was on the screen too.
+    let span = |at: i32, len: u32, d: i64, screen: u32| {
+        let lo = i64::from(at).max(0).max(d);
+        let hi = (i64::from(at) + i64::from(len))
+            .min(i64::from(screen))
+            .min(i64::from(screen) + d);
+        (lo < hi).then_some((lo as u32, hi as u32))
+    };
+    let (x0, x1) = span(to.0, size.0, dx, width)?;
+    let (y0, y1) = span(to.1, size.1, dy, height)?;
+    let w = x1 - x0;
+    if w < MIN_COLUMNS || y1 - y0 < MIN_ROWS {
+        return None;
+    }
+    let src_x = (i64::from(x0) - dx) as u32;
+    let mut best: Option<CopyRows> = None;
+    let mut run_start = None;
+    for y in y0..=y1 {
+        let same = y < y1
+            && row(cur, width, y, x0, w) == row(prev, width, (i64::from(y) - dy) as u32, src_x, w);
+        match (same, run_start) {
+            (true, None) => run_start = Some(y),
+            (false, Some(s)) => {
+                let h = y - s;
+                if h >= MIN_ROWS && best.is_none_or(|b| h > b.h) {
+                    best = Some(CopyRows {
+                        x: x0,
+                        w,
+                        src_x,
+                        src_y: (i64::from(s) - dy) as u32,
+                        dst_y: s,
+                        h,
+                    });
+                }
+                run_start = None;
+            }
+            _ => {}
+        }
+    }
+    best
+}
+
 /// Applies `c` to `frame` (`width` × `height` BGRX) in place, as the viewer does. False (and
 /// nothing changed) when the copy does not fit the frame: untrusted input.
 pub fn apply(frame: &mut [u8], width: u32, height: u32, c: &CopyRows) -> bool {
     let len = width as usize * height as usize * 4;
     let src = Rect {
-        x: c.x,
+        x: c.src_x,
         y: c.src_y,
         w: c.w,
         h: c.h,
@@ -179,11 +270,12 @@ pub fn apply(frame: &mut [u8], width: u32, height: u32, c: &CopyRows) -> bool {
         return false;
     }
     let stride = width as usize * 4;
-    let (off, n) = (c.x as usize * 4, c.w as usize * 4);
-    // Rows in the order that never reads a row already overwritten.
+    let (from, to, n) = (c.src_x as usize * 4, c.x as usize * 4, c.w as usize * 4);
+    // Rows in the order that never reads a row already overwritten (within a row,
+    // `copy_within` is a memmove).
     let mut copy_row = |i: u32| {
-        let s = (c.src_y + i) as usize * stride + off;
-        let d = (c.dst_y + i) as usize * stride + off;
+        let s = (c.src_y + i) as usize * stride + from;
+        let d = (c.dst_y + i) as usize * stride + to;
         frame.copy_within(s..s + n, d);
     };
     if c.dst_y > c.src_y {
@@ -203,6 +295,7 @@ mod wire_tests {
         let c = CopyRows {
             x: 3,
             w: 100,
+            src_x: 3,
             src_y: 40,
             dst_y: 20,
             h: 60,
@@ -332,6 +425,7 @@ mod tests {
             CopyRows {
                 x: 0,
                 w: 11,
+                src_x: 0,
                 src_y: 0,
                 dst_y: 1,
                 h: 2,
@@ -339,6 +433,7 @@ mod tests {
             CopyRows {
                 x: 0,
                 w: 10,
+                src_x: 0,
                 src_y: 9,
                 dst_y: 0,
                 h: 2,
@@ -346,6 +441,7 @@ mod tests {
             CopyRows {
                 x: u32::MAX,
                 w: 2,
+                src_x: u32::MAX,
                 src_y: 0,
                 dst_y: 0,
                 h: 1,
@@ -353,6 +449,7 @@ mod tests {
             CopyRows {
                 x: 0,
                 w: 1,
+                src_x: 0,
                 src_y: 0,
                 dst_y: u32::MAX,
                 h: 1,
@@ -361,5 +458,111 @@ mod tests {
             assert!(!apply(&mut f, w, h, &c), "{c:?}");
         }
         assert_eq!(f, before);
+    }
+
+    /// A desktop of `w` × `h`: a checkered background, and a "window" of text-like rows of
+    /// `ww` × `wh` at (`x`, `y`), possibly partly off the screen.
+    fn desktop(w: u32, h: u32, win: (i32, i32), ww: u32, wh: u32) -> Vec<u8> {
+        let mut out = Vec::new();
+        let content = page(ww, wh.div_ceil(8), 5);
+        for y in 0..h as i32 {
+            for x in 0..w as i32 {
+                let (wx, wy) = (x - win.0, y - win.1);
+                let c = if (0..ww as i32).contains(&wx) && (0..wh as i32).contains(&wy) {
+                    let i = (wy as usize * ww as usize + wx as usize) * 4;
+                    u32::from_le_bytes(content[i..i + 4].try_into().unwrap())
+                } else if (x / 4 + y / 4) % 2 == 0 {
+                    0x00404850
+                } else {
+                    0x00505860
+                };
+                out.extend_from_slice(&c.to_le_bytes());
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_moved_window_becomes_a_copy_across_and_only_what_it_uncovered_is_pixels() {
+        let (w, h, size) = (300u32, 200u32, (120u32, 80u32));
+        let prev = desktop(w, h, (30, 40), size.0, size.1);
+        let cur = desktop(w, h, (47, 31), size.0, size.1);
+        let c = verify_move(&prev, &cur, w, h, (30, 40), (47, 31), size).expect("a move");
+        assert_eq!((c.src_x, c.src_y, c.x, c.dst_y), (30, 40, 47, 31));
+        assert_eq!((c.w, c.h), size);
+        let mut viewer = prev.clone();
+        assert!(apply(&mut viewer, w, h, &c));
+        // What is left differs only where the window was and is no longer.
+        let mut left = 0;
+        for (i, (a, b)) in viewer.chunks(4).zip(cur.chunks(4)).enumerate() {
+            let (x, y) = (i as u32 % w, i as u32 / w);
+            if a != b {
+                left += 1;
+                assert!(
+                    !(47..167).contains(&x) || !(31..111).contains(&y),
+                    "({x}, {y})"
+                );
+                assert!(
+                    (30..150).contains(&x) && (40..120).contains(&y),
+                    "({x}, {y})"
+                );
+            }
+        }
+        assert!(left > 0);
+        // On the wire it is an 8-byte copy, and back.
+        let wire = c.to_rect();
+        assert_eq!(wire.data.len(), 8);
+        assert_eq!(CopyRows::from_rect(&wire), Some(c));
+        let mut odd = wire.clone();
+        odd.data.push(0);
+        assert_eq!(CopyRows::from_rect(&odd), None);
+    }
+
+    #[test]
+    fn a_move_hint_is_checked_against_the_pixels() {
+        let (w, h, size) = (300u32, 200u32, (120u32, 80u32));
+        let prev = desktop(w, h, (30, 40), size.0, size.1);
+        let cur = desktop(w, h, (60, 60), size.0, size.1);
+        // A lying hint (the window is not where it says) copies nothing.
+        assert_eq!(
+            verify_move(&prev, &cur, w, h, (30, 40), (70, 60), size),
+            None
+        );
+        assert_eq!(
+            verify_move(&prev, &cur, w, h, (30, 40), (30, 40), size),
+            None
+        );
+        // Another window over the top of the new place: only the rows below it are copied.
+        let mut covered = cur.clone();
+        for y in 50..90usize {
+            for x in 0..w as usize {
+                covered[(y * w as usize + x) * 4..][..4].copy_from_slice(&[9, 9, 9, 0]);
+            }
+        }
+        let c = verify_move(&prev, &covered, w, h, (30, 40), (60, 60), size).expect("a band");
+        assert_eq!((c.dst_y, c.h, c.src_y), (90, 50, 70));
+        // Partly off the screen (to the left and below): only the part on it, from where it was.
+        let off = desktop(w, h, (-20, 150), size.0, size.1);
+        let c = verify_move(&prev, &off, w, h, (30, 40), (-20, 150), size).expect("clipped");
+        assert_eq!((c.x, c.w, c.src_x), (0, 100, 50));
+        assert_eq!((c.dst_y, c.h, c.src_y), (150, 50, 40));
+        let mut viewer = prev.clone();
+        assert!(apply(&mut viewer, w, h, &c));
+        // Hostile numbers are no copy, not a panic.
+        for (from, to, sz) in [
+            (
+                (i32::MIN, i32::MIN),
+                (i32::MAX, i32::MAX),
+                (u32::MAX, u32::MAX),
+            ),
+            ((0, 0), (i32::MAX, 0), (u32::MAX, 10)),
+            ((0, 0), (5, 5), (0, 0)),
+        ] {
+            let _ = verify_move(&prev, &cur, w, h, from, to, sz);
+        }
+        assert_eq!(
+            verify_move(&prev, &cur[4..], w, h, (30, 40), (60, 60), size),
+            None
+        );
     }
 }

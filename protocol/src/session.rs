@@ -413,6 +413,9 @@ pub mod stream_feature {
     pub const PALETTE: &str = "palette";
     /// [`super::Compression::CopyRect`] rectangles (scrolling).
     pub const COPY_RECT: &str = "copy-rect";
+    /// [`super::Compression::CopyRect`] rectangles whose source is also across (moved windows:
+    /// 8 bytes of data, [`crate::scroll::CopyRows::to_rect`]).
+    pub const MOVE_RECT: &str = "move-rect";
     /// Most features one announcement carries (more are ignored).
     pub const MAX: usize = 32;
 }

@@ -424,8 +424,9 @@ async fn recv5(
 }
 
 /// The stream as a viewer without H.264 rebuilds it, with or without palette rectangles and
-/// copies: after anti-aliased text scrolled and a window moved, its picture equals the
-/// display's own capture. A viewer that did not announce them (an older one) never gets them.
+/// copies: after anti-aliased text scrolled and its window moved (a copy across), its picture
+/// equals the display's own capture. A viewer that did not announce them (an older one) never
+/// gets them.
 #[test]
 fn streamed_pictures_are_exact_for_viewers_with_and_without_palette_and_copies() {
     use tether_protocol::session::{Compression, ToAgent, ToViewer, stream_feature};
@@ -441,6 +442,7 @@ fn streamed_pictures_are_exact_for_viewers_with_and_without_palette_and_copies()
                 tx.send(ToAgent::StreamOptions(vec![
                     stream_feature::PALETTE.to_string(),
                     stream_feature::COPY_RECT.to_string(),
+                    stream_feature::MOVE_RECT.to_string(),
                 ]))
                 .unwrap();
             }
@@ -492,6 +494,9 @@ fn streamed_pictures_are_exact_for_viewers_with_and_without_palette_and_copies()
                             if r.compression == Compression::CopyRect {
                                 let c = tether_protocol::scroll::CopyRows::from_rect(r).unwrap();
                                 assert!(tether_protocol::scroll::apply(&mut fb, w, h, &c));
+                                if c.src_x != c.x {
+                                    kinds.insert("CopyRect across".to_string());
+                                }
                                 continue;
                             }
                             let px = tether_technician::remote::decode_rect(r).unwrap();
@@ -538,9 +543,14 @@ fn streamed_pictures_are_exact_for_viewers_with_and_without_palette_and_copies()
         });
         eprintln!("palette and copies {palette}: rectangles {kinds:?}");
         assert_eq!(
-            (kinds.contains("ZstdPalette"), kinds.contains("CopyRect")),
-            (palette, palette),
-            "palette rectangles and copies only to a viewer that announced them: {kinds:?}"
+            (
+                kinds.contains("ZstdPalette"),
+                kinds.contains("CopyRect"),
+                kinds.contains("CopyRect across")
+            ),
+            (palette, palette, palette),
+            "palette rectangles, copies and copies across (the moved window) only to a viewer \
+             that announced them: {kinds:?}"
         );
     }
 }

@@ -99,6 +99,16 @@ pub enum Damage {
     Areas(Vec<Rect>),
 }
 
+/// A window the platform saw move since the last capture: its top-left `from` then, `to` now
+/// (screen coordinates; either may be partly off the screen), `size` unchanged. A hint the
+/// encoder checks against the pixels before it copies anything.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WindowMove {
+    pub from: (i32, i32),
+    pub to: (i32, i32),
+    pub size: (u32, u32),
+}
+
 /// Something that can list displays and capture one as BGRX pixels. It may be tied to the
 /// thread that made it (X11's shared-memory capturer is), so it is made where it is used.
 pub trait ScreenSource {
@@ -125,6 +135,12 @@ pub trait ScreenSource {
     fn wait_damage(&mut self, display: u32, timeout: std::time::Duration) -> bool {
         let _ = (display, timeout);
         false
+    }
+    /// Windows that moved on `display` since the last call (asked with [`Self::damage`]), for
+    /// copies instead of pixels; none where the source cannot tell (the default).
+    fn moves(&mut self, display: u32) -> Vec<WindowMove> {
+        let _ = display;
+        Vec::new()
     }
 }
 

@@ -53,6 +53,7 @@ pub(super) async fn screen_message(
             let has = |name: &str| features.iter().take(stream_feature::MAX).any(|f| f == name);
             screen.options.palette = has(stream_feature::PALETTE);
             screen.options.copy_rect = has(stream_feature::COPY_RECT);
+            screen.options.move_rect = has(stream_feature::MOVE_RECT);
             screen.options.max_kbps =
                 tether_protocol::pace::announced(features.iter().take(stream_feature::MAX));
             None

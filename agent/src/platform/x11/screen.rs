@@ -1,7 +1,9 @@
-//! X11 screen capture through scrap (XShm), and what changed through the DAMAGE extension, so a
-//! still screen is never captured.
+//! X11 screen capture through scrap (XShm), what changed through the DAMAGE extension, so a
+//! still screen is never captured, and which top-level windows moved (ConfigureNotify on the
+//! root), so a dragged window goes as a copy.
 
-use crate::platform::{Damage, ScreenError, ScreenSource};
+use crate::platform::{Damage, ScreenError, ScreenSource, WindowMove};
+use std::collections::HashMap;
 use tether_protocol::session::DisplayInfo;
 use tether_protocol::tiles::Rect;
 use tracing::debug;
@@ -34,6 +36,12 @@ const VERIFY_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 /// comparison is cheaper than hundreds of small ones, and the list stays bounded).
 const MAX_RECTS: usize = 256;
 
+/// Top-level windows whose places are followed (more are not: their moves go as pixels).
+const MAX_WINDOWS: usize = 1024;
+
+/// A window's top-left corner and size.
+type Place = ((i32, i32), (u32, u32));
+
 /// The DAMAGE extension on one X screen's root window: the server accumulates the areas drawn
 /// to, tells us once when the accumulated area stops being empty (`NonEmpty` level, so an
 /// animation does not flood the connection), and hands the areas over on request.
@@ -45,6 +53,10 @@ struct DamageWatch {
     size: (u32, u32),
     /// A notification arrived that [`Self::take`] has not collected yet.
     pending: bool,
+    /// Where each top-level window is: top-left and size.
+    windows: HashMap<u32, Place>,
+    /// Windows moved since [`Self::moves`] last took them, from where they were then.
+    moved: HashMap<u32, WindowMove>,
 }
 
 impl DamageWatch {
@@ -68,6 +80,10 @@ impl DamageWatch {
             .ok()?;
         let region = conn.generate_id().ok()?;
         conn.xfixes_create_region(region, &[]).ok()?.check().ok()?;
+        let windows = top_level_windows(&conn, root).unwrap_or_else(|e| {
+            debug!("X11: top-level windows not followed ({e}): moves go as pixels");
+            HashMap::new()
+        });
         Some(Self {
             conn,
             damage,
@@ -75,7 +91,46 @@ impl DamageWatch {
             size,
             // What happened before the watch began is unknown: the first poll collects.
             pending: true,
+            windows,
+            moved: HashMap::new(),
         })
+    }
+
+    /// Follows a top-level window's new place (a ConfigureNotify): the same size elsewhere is
+    /// a move; anything else is only remembered.
+    fn configured(&mut self, window: u32, at: (i32, i32), size: (u32, u32)) {
+        let Some(old) = self.windows.get(&window).copied() else {
+            if self.windows.len() < MAX_WINDOWS {
+                self.windows.insert(window, (at, size));
+            }
+            return;
+        };
+        self.windows.insert(window, (at, size));
+        if old.1 != size {
+            // Resized: redrawn, not moved.
+            self.moved.remove(&window);
+        } else if old.0 != at {
+            self.moved
+                .entry(window)
+                .and_modify(|m| m.to = at)
+                .or_insert(WindowMove {
+                    from: old.0,
+                    to: at,
+                    size,
+                });
+        }
+    }
+
+    /// The windows that moved since the last call (none that came back where they were).
+    fn moves(&mut self) -> Vec<WindowMove> {
+        if !self.read_events() {
+            return Vec::new();
+        }
+        self.moved
+            .drain()
+            .map(|(_, m)| m)
+            .filter(|m| m.from != m.to)
+            .collect()
     }
 
     /// Reads the notifications that arrived; false when the connection broke.
@@ -83,6 +138,22 @@ impl DamageWatch {
         loop {
             match self.conn.poll_for_event() {
                 Ok(Some(Event::DamageNotify(_))) => self.pending = true,
+                Ok(Some(Event::ConfigureNotify(e))) => self.configured(
+                    e.window,
+                    (i32::from(e.x), i32::from(e.y)),
+                    (u32::from(e.width), u32::from(e.height)),
+                ),
+                Ok(Some(Event::CreateNotify(e))) if self.windows.len() < MAX_WINDOWS => {
+                    let geometry = (
+                        (i32::from(e.x), i32::from(e.y)),
+                        (u32::from(e.width), u32::from(e.height)),
+                    );
+                    self.windows.insert(e.window, geometry);
+                }
+                Ok(Some(Event::DestroyNotify(e))) => {
+                    self.windows.remove(&e.window);
+                    self.moved.remove(&e.window);
+                }
                 Ok(Some(_)) => {}
                 Ok(None) => return true,
                 Err(e) => {
@@ -146,6 +217,42 @@ impl DamageWatch {
                 .collect(),
         )
     }
+}
+
+/// The root's children (the top-level windows, or a window manager's frames) with their
+/// places, after asking to hear of their changes (SubstructureNotify on the root, which any
+/// number of clients may select).
+fn top_level_windows(
+    conn: &RustConnection,
+    root: u32,
+) -> Result<HashMap<u32, Place>, Box<dyn std::error::Error>> {
+    use x11rb::protocol::xproto::{ChangeWindowAttributesAux, ConnectionExt as _, EventMask};
+    conn.change_window_attributes(
+        root,
+        &ChangeWindowAttributesAux::new().event_mask(EventMask::SUBSTRUCTURE_NOTIFY),
+    )?
+    .check()?;
+    let children = conn.query_tree(root)?.reply()?.children;
+    // All requests first, then the replies: one round trip, not one per window.
+    let cookies = children
+        .iter()
+        .take(MAX_WINDOWS)
+        .map(|&w| Ok((w, conn.get_geometry(w)?)))
+        .collect::<Result<Vec<_>, x11rb::errors::ConnectionError>>()?;
+    Ok(cookies
+        .into_iter()
+        // A window gone in the meantime is simply not followed.
+        .filter_map(|(w, c)| {
+            let g = c.reply().ok()?;
+            Some((
+                w,
+                (
+                    (i32::from(g.x), i32::from(g.y)),
+                    (u32::from(g.width), u32::from(g.height)),
+                ),
+            ))
+        })
+        .collect())
 }
 
 /// `r` within a screen of `size`; `None` when nothing of it is on the screen.
@@ -257,6 +364,13 @@ impl ScreenSource for X11Screen {
                 true
             }
             _ => false,
+        }
+    }
+
+    fn moves(&mut self, display: u32) -> Vec<WindowMove> {
+        match self.watch.as_mut() {
+            Some((d, Some(w))) if *d == display => w.moves(),
+            _ => Vec::new(),
         }
     }
 
@@ -408,6 +522,87 @@ mod tests {
                 y: 470,
                 w: 10,
                 h: 10
+            }]
+        );
+    }
+
+    /// Waits for `watch` to report moves (ConfigureNotify is asynchronous too).
+    fn next_moves(watch: &mut DamageWatch) -> Vec<WindowMove> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let m = watch.moves();
+            if !m.is_empty() {
+                return m;
+            }
+            assert!(std::time::Instant::now() < deadline, "no move reported");
+            watch.wait(std::time::Duration::from_millis(100));
+        }
+    }
+
+    #[test]
+    fn x11_moves_of_top_level_windows_are_reported_from_where_they_were() {
+        use x11rb::connection::Connection as _;
+        use x11rb::protocol::xproto::{ConfigureWindowAux, CreateWindowAux, WindowClass};
+        let x = Xvfb::start();
+        // A window that exists before the watch starts, and one made after.
+        let (app, screen) = x11rb::connect(Some(&x.1)).expect("connect");
+        let root = app.setup().roots[screen].root;
+        let make = |at: (i16, i16)| {
+            let win = app.generate_id().expect("id");
+            app.create_window(
+                0,
+                win,
+                root,
+                at.0,
+                at.1,
+                200,
+                100,
+                0,
+                WindowClass::INPUT_OUTPUT,
+                0,
+                &CreateWindowAux::new().background_pixel(0x0030_6090),
+            )
+            .expect("create");
+            app.map_window(win).expect("map");
+            app.get_input_focus().expect("sync").reply().expect("sync");
+            win
+        };
+        let early = make((10, 20));
+        let mut watch = DamageWatch::connect(Some(&x.1), 0).expect("Xvfb has DAMAGE");
+        let late = make((300, 300));
+        let _ = watch.take();
+        assert_eq!(watch.moves(), vec![]);
+
+        // Dragged in two steps before anyone asks: one move, from the first place to the last.
+        for (x, y) in [(40, 50), (70, -30)] {
+            app.configure_window(early, &ConfigureWindowAux::new().x(x).y(y))
+                .expect("move");
+        }
+        app.get_input_focus().expect("sync").reply().expect("sync");
+        let m = next_moves(&mut watch);
+        assert_eq!(
+            m,
+            vec![WindowMove {
+                from: (10, 20),
+                to: (70, -30),
+                size: (200, 100)
+            }]
+        );
+        assert_eq!(watch.moves(), vec![], "taken once");
+
+        // The window made after the watch started is followed too; a resize is not a move.
+        app.configure_window(late, &ConfigureWindowAux::new().x(310).y(290))
+            .expect("move");
+        app.configure_window(early, &ConfigureWindowAux::new().width(150))
+            .expect("resize");
+        app.get_input_focus().expect("sync").reply().expect("sync");
+        let m = next_moves(&mut watch);
+        assert_eq!(
+            m,
+            vec![WindowMove {
+                from: (300, 300),
+                to: (310, 290),
+                size: (200, 100)
             }]
         );
     }
