@@ -37,7 +37,7 @@ windows_pkgs=(rustc-web cargo-web rust-web-src rust-web-clippy gcc-mingw-w64-x86
 windows_test_pkgs=(wine64 wine)
 
 # Benchmark peers (optional; the bench installs them itself when run as root).
-bench_pkgs=(socat fusioninventory-agent x11vnc tigervnc-viewer mousepad)
+bench_pkgs=(socat fusioninventory-agent x11vnc tigervnc-viewer mousepad iptables)
 
 pkgs=("${build_pkgs[@]}")
 [ "$what" = test ] && pkgs+=("${test_pkgs[@]}" "${windows_pkgs[@]}" "${windows_test_pkgs[@]}")

@@ -48,11 +48,12 @@ use tether_relay::server::{Relay, ServeOptions};
 use tether_relay::store::{Store, TokenKind};
 
 /// The suites that can be named on the command line (none named: all of them).
-const SUITES: [&str; 7] = [
+const SUITES: [&str; 8] = [
     "inventory",
     "screen",
     "screen-x11",
     "screen-wayland",
+    "screen-link",
     "relay",
     "capacity",
     "agent",
@@ -69,6 +70,9 @@ suites:
   screen          screen sessions: screen-x11, then screen-wayland
   screen-x11      Xvfb at 1280x800 and 1920x1080, beside x11vnc + TigerVNC
   screen-wayland  headless GNOME (mutter) Wayland at 1280x720, through tether-wayland
+  screen-link     1280x800 over emulated links (20 Mbit/s 40 ms 0.5% loss; 1 Mbit/s 80 ms),
+                  beside x11vnc + TigerVNC, then at --max-kbps 256 (root: its own netns;
+                  run on its own, not part of `screen`)
   relay           a tether-relay process: throughput, round trips, CPU
   capacity        simulated agents held by a tether-relay process
   agent           an idle tether-agent: RSS, CPU; inventory time
@@ -324,6 +328,31 @@ fn main() -> Result<()> {
             .build()?;
         rt.block_on(ingest(&mut report, devices, packages))?;
     }
+    if suites.contains(&"screen-link") {
+        anyhow::ensure!(
+            suites.len() == 1,
+            "run screen-link on its own (it runs in a network namespace of its own)"
+        );
+        if !screen::link::inside() {
+            // Installed first: there is no network in the namespace.
+            for (program, package) in [
+                ("x11vnc", "x11vnc"),
+                ("xtigervncviewer", "tigervnc-viewer"),
+                ("mousepad", "mousepad"),
+                ("iptables", "iptables"),
+            ] {
+                agent::ensure_tool(program, package).map_err(anyhow::Error::msg)?;
+            }
+            for bin in ["tether", "tether-agent"] {
+                screen::workspace_bin(bin)?;
+            }
+            std::process::exit(screen::link::reexec()?);
+        }
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(screen::screen_links(&mut report))?;
+    }
     let screen_all = run_all || suites.contains(&"screen");
     if screen_all || suites.contains(&"screen-x11") {
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -339,7 +368,7 @@ fn main() -> Result<()> {
         };
         for (w, h) in sizes {
             eprintln!("screen: {w}x{h} on Xvfb, through the relay");
-            rt.block_on(screen(&mut report, w, h))?;
+            rt.block_on(screen(&mut report, w, h, &screen::Mode::plain(w, h)))?;
         }
     }
     if screen_all || suites.contains(&"screen-wayland") {
@@ -713,15 +742,21 @@ pub async fn bench_relay(
         public_addr: "127.0.0.1:0".into(),
         id: None,
     })?;
+    // In the link suite's namespace the relay also answers on the emulated link's far end.
+    let bind = if screen::link::inside() {
+        "0.0.0.0:0"
+    } else {
+        "127.0.0.1:0"
+    };
     let relay = Relay::start(
         &data,
         ServeOptions {
             store: Some(store_url(&data)),
-            ..ServeOptions::new("127.0.0.1:0".parse()?)
+            ..ServeOptions::new(bind.parse()?)
         },
     )
     .await?;
-    let addr = relay.local_addr()?.to_string();
+    let addr = format!("127.0.0.1:{}", relay.local_addr()?.port());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let relay_task = tokio::spawn(relay.run(async {
         let _ = stop_rx.await;

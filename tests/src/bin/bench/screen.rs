@@ -197,11 +197,7 @@ fn workloads(frames: &Path) -> Vec<Workload> {
             "xdotool search --name {title} windowfocus; xdotool type --delay 100 'the quick brown fox jumps over the lazy dog the quick brown fox'"
         )
     };
-    let scrolling = |font: &str, geometry: &str| {
-        format!(
-            "xterm {font} -geometry {geometry} -e sh -c 'i=0; while [ $i -lt 100000 ]; do echo line $i of a long text that scrolls past; i=$((i+1)); sleep 0.033; done'"
-        )
-    };
+    let scrolling = scrolling_cmd;
     vec![
         w("idle", None, None, Some("<= 1")),
         w(
@@ -250,6 +246,13 @@ fn workloads(frames: &Path) -> Vec<Workload> {
             None,
         ),
     ]
+}
+
+/// A terminal (`xterm` with `font` options, at `geometry`) scrolling 30 lines a second.
+fn scrolling_cmd(font: &str, geometry: &str) -> String {
+    format!(
+        "xterm {font} -geometry {geometry} -e sh -c 'i=0; while [ $i -lt 100000 ]; do echo line $i of a long text that scrolls past; i=$((i+1)); sleep 0.033; done'"
+    )
 }
 
 /// The windows that stay on the remote `display` for Tether's run and the peer's: the bitmap
@@ -353,10 +356,16 @@ pub struct ViewerRun {
 
 /// A real viewer: its process `pid` with its window `window` on `display`, showing `remote` at
 /// 1:1. First [`LATENCY_SAMPLES`] keys glass to glass (pressed on `display`, watched for there);
-/// then its CPU for each of [`VIEWER_LOADS`]: nothing happens for [`VIEWER_SECS`]; then
+/// then, unless the remote screen is `busy` with a workload, its CPU for each of [`VIEWER_LOADS`]: nothing happens for [`VIEWER_SECS`]; then
 /// `xdotool type` types [`VIEWER_TYPED`] into the window at 10 keys/s, which the viewer forwards
 /// to the terminal on the remote display, measured until it is done.
-pub async fn viewer_run(pid: u32, display: &str, window: &str, remote: &str) -> Result<ViewerRun> {
+pub async fn viewer_run(
+    pid: u32,
+    display: &str,
+    window: &str,
+    remote: &str,
+    busy: bool,
+) -> Result<ViewerRun> {
     let cpu_over =
         |cpu0: f64, t0: Instant| (cpu_seconds(pid) - cpu0) / t0.elapsed().as_secs_f64() * 100.0;
     // The keys go to the viewer on its display, and on to the terminal on the remote one.
@@ -372,9 +381,15 @@ pub async fn viewer_run(pid: u32, display: &str, window: &str, remote: &str) -> 
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (here, there) = (display.to_string(), remote.to_string());
     let glass_ms = tokio::task::spawn_blocking(move || {
-        glass::key_to_pixels(&here, &there, &term, LATENCY_SAMPLES)
+        glass::key_to_pixels(&here, &there, &term, LATENCY_SAMPLES, busy)
     })
     .await??;
+    if busy {
+        return Ok(ViewerRun {
+            cpu: vec![],
+            glass_ms,
+        });
+    }
     let (cpu0, t0) = (cpu_seconds(pid), Instant::now());
     tokio::time::sleep(Duration::from_secs_f64(VIEWER_SECS)).await;
     let idle = cpu_over(cpu0, t0);
@@ -398,17 +413,22 @@ pub async fn viewer_run(pid: u32, display: &str, window: &str, remote: &str) -> 
 /// of its own with room for the whole `w`×`h` remote screen: its [`viewer_run`].
 async fn tether_viewer(
     remote: &str,
-    w: u32,
-    h: u32,
+    (w, h): (u32, u32),
     tech_dir: &Path,
     device: &str,
+    opts: &SessionOpts,
 ) -> Result<ViewerRun> {
     use std::os::unix::process::CommandExt;
     let local = xvfb(w + 100, h + 100)?;
+    let cap: Vec<String> = opts
+        .cap_kbps
+        .map(|k| vec!["--max-kbps".to_string(), k.to_string()])
+        .unwrap_or_default();
     let viewer = Bg(std::process::Command::new(workspace_bin("tether")?)
         .arg("--config")
         .arg(tech_dir)
         .args(["connect", device, "--actual-size", "--reason", "benchmark"])
+        .args(&cap)
         .process_group(0)
         .env("DISPLAY", &local.display)
         .env("LIBGL_ALWAYS_SOFTWARE", "1")
@@ -417,16 +437,63 @@ async fn tether_viewer(
         .stderr(std::process::Stdio::null())
         .spawn()?);
     let window = wait_window(&local.display, "^Tether: ").await?;
-    let run = viewer_run(viewer.0.id(), &local.display, &window, remote).await;
+    let busy = opts.viewer_load.is_some();
+    let run = viewer_run(viewer.0.id(), &local.display, &window, remote, busy).await;
     drop(viewer);
     run
 }
 
-pub async fn screen(report: &mut Report, w: u32, h: u32) -> Result<()> {
+/// How one run of the X11 screen suite differs from the plain one.
+pub struct Mode {
+    /// Metric names start `screen.{label}.`; the resolution where it is plain.
+    label: String,
+    /// The workloads' names (None: all of [`workloads`]); a name may also be
+    /// [`CAPPED_SCROLL`], which only capped runs use.
+    only: Option<Vec<&'static str>>,
+    /// Targets of the glass-to-glass p50 and p95 (absolute on emulated links).
+    glass_targets: [String; 2],
+    /// The bandwidth cap Tether's sessions ask for (`--max-kbps`); the peer has none and is
+    /// not run.
+    cap_kbps: Option<u32>,
+    /// Kept running on the remote screen while keys go through the real viewers (their CPU is
+    /// then not measured).
+    viewer_load: Option<&'static str>,
+    /// Target of the headless key-to-pixels p50.
+    key_target: String,
+}
+
+impl Mode {
+    /// The plain run at `w`×`h`.
+    pub fn plain(w: u32, h: u32) -> Self {
+        Self {
+            label: format!("{w}x{h}"),
+            only: None,
+            glass_targets: ["<= 0.8x peer".into(), "<= peer".into()],
+            cap_kbps: None,
+            viewer_load: None,
+            key_target: "<= 20 and <= peer".into(),
+        }
+    }
+}
+
+/// A workload for capped runs: the scrolling terminal beside the timed one, not over it.
+const CAPPED_SCROLL: &str = "scrolling_30lps_beside";
+
+pub async fn screen(report: &mut Report, w: u32, h: u32, mode: &Mode) -> Result<()> {
     let x = xvfb(w, h)?;
     let tmp = tempfile::tempdir()?;
     animation_frames(tmp.path(), w, h)?;
-    let loads = workloads(tmp.path());
+    let mut loads = workloads(tmp.path());
+    loads.push(Workload {
+        name: CAPPED_SCROLL,
+        cmd: Some(scrolling_cmd("", "80x30+660+20")),
+        bytes_target: mode.cap_kbps.map(|_| "<= cap"),
+        cpu_target: None,
+    });
+    match &mode.only {
+        Some(names) => loads.retain(|l| names.contains(&l.name)),
+        None => loads.retain(|l| l.name != CAPPED_SCROLL),
+    }
     // The terminals and the editor stay for both Tether and the peer.
     let _windows = desktop_windows(&x.display, tmp.path()).await?;
 
@@ -436,33 +503,100 @@ pub async fn screen(report: &mut Report, w: u32, h: u32) -> Result<()> {
             None => Box::new(()),
         })
     };
+    let opts = SessionOpts {
+        viewer: Some((w, h)),
+        cap_kbps: mode.cap_kbps,
+        viewer_load: mode
+            .viewer_load
+            .and_then(|n| loads.iter().position(|l| l.name == n)),
+    };
     let ours = tether_session(
         Desktop::X11(&x.display),
         tmp.path(),
         loads.len(),
         &mut start,
-        Some((w, h)),
+        &opts,
     )
     .await?;
-    eprintln!("  peer: {} on the same display", vnc::PEER);
-    let peer = vnc::measure(&x.display, w, h, &loads, WORKLOAD_SECS, LATENCY_SAMPLES)
-        .await
-        .map_err(|e| format!("{e:#}"));
+    let peer = if mode.cap_kbps.is_some() {
+        Err("x11vnc has no bandwidth cap".to_string())
+    } else {
+        eprintln!("  peer: {} on the same display", vnc::PEER);
+        vnc::measure(&x.display, w, h, &loads, WORKLOAD_SECS, LATENCY_SAMPLES)
+            .await
+            .map_err(|e| format!("{e:#}"))
+    };
     if let Err(why) = &peer {
         eprintln!("  peer unavailable: {why}");
     }
-    report_screen(report, &format!("{w}x{h}"), &loads, ours, peer);
+    report_screen(report, mode, &loads, ours, peer);
     Ok(())
+}
+
+/// The `screen-link` suite (in its own network namespace, see `screen/link.rs`): at 1280×800,
+/// each emulated link of [`link::LINKS`] for typing, scrolling and a window drag, Tether beside
+/// the peer; then Tether alone at `--max-kbps 256` on the slower link while a terminal scrolls.
+pub async fn screen_links(report: &mut Report) -> Result<()> {
+    let (w, h) = (1280, 800);
+    link::loopback_up()?;
+    for l in &link::LINKS {
+        eprintln!(
+            "screen: {w}x{h} over an emulated link: {} kbit/s, {} ms round trip, {}% loss",
+            l.kbps,
+            l.rtt_ms,
+            l.loss * 100.0
+        );
+        let emulator = link::Emulator::start(l)?;
+        let ceiling = format!("<= {}", l.rtt_ms + 20);
+        let mode = Mode {
+            label: format!("link_{}.{w}x{h}", l.name),
+            only: Some(vec![
+                "typing_10cps",
+                "typing_aa_10cps",
+                "scrolling_30lps",
+                "window_drag",
+            ]),
+            glass_targets: [ceiling.clone(), "<= peer".into()],
+            cap_kbps: None,
+            viewer_load: None,
+            key_target: ceiling,
+        };
+        let run = screen(report, w, h, &mode).await;
+        let stats = emulator.finish()?;
+        eprintln!(
+            "  link: {} packets, {} lost at random, {} dropped by a full queue",
+            stats.packets, stats.lost, stats.tail_dropped
+        );
+        run?;
+    }
+    let l = &link::LINKS[1];
+    eprintln!(
+        "screen: {w}x{h} at --max-kbps 256 over the {} kbit/s, {} ms link, a terminal scrolling",
+        l.kbps, l.rtt_ms
+    );
+    let emulator = link::Emulator::start(l)?;
+    let mode = Mode {
+        label: format!("cap256_link_{}.{w}x{h}", l.name),
+        only: Some(vec![CAPPED_SCROLL]),
+        glass_targets: ["<= 300".into(), "<= 300".into()],
+        cap_kbps: Some(256),
+        viewer_load: Some(CAPPED_SCROLL),
+        key_target: "<= 300".into(),
+    };
+    let run = screen(report, w, h, &mode).await;
+    emulator.finish()?;
+    run
 }
 
 /// Puts Tether's numbers and the peer's side by side in the report.
 fn report_screen(
     report: &mut Report,
-    res: &str,
+    mode: &Mode,
     loads: &[Workload],
     mut ours: Ours,
     peer: std::result::Result<vnc::PeerRun, String>,
 ) {
+    let res = &mode.label;
     // The peer's value from its run, or why there is none.
     let peer_of = |value: &dyn Fn(&vnc::PeerRun) -> Option<f64>| match &peer {
         Ok(run) => match value(run) {
@@ -495,7 +629,8 @@ fn report_screen(
             Some("<= 5 at 1080p"),
         );
     }
-    for (i, (name, target)) in VIEWER_LOADS.iter().enumerate() {
+    let viewer_cpu = ours.viewer.as_ref().is_some_and(|v| !v.cpu.is_empty());
+    for (i, (name, target)) in VIEWER_LOADS.iter().enumerate().filter(|_| viewer_cpu) {
         report.add_peer(
             format!("screen.{res}.viewer_{name}.viewer_cpu"),
             ours.viewer
@@ -518,7 +653,7 @@ fn report_screen(
         format!("screen.{res}.key_to_pixels_ms_p50"),
         pctl(&mut ours.latency_ms, 0.5),
         "ms",
-        Some("<= 20 and <= peer"),
+        Some(&mode.key_target),
         peer_of(&peer_pctl(0.5)),
     );
     report.add_peer(
@@ -530,7 +665,7 @@ fn report_screen(
     );
     // Glass to glass through each side's real viewer window.
     let mut glass = ours.viewer.map(|v| v.glass_ms).unwrap_or_default();
-    for (p, target) in [(0.5, "<= 0.8x peer"), (0.95, "<= peer")] {
+    for (p, target) in [0.5, 0.95].into_iter().zip(&mode.glass_targets) {
         report.add_peer(
             format!("screen.{res}.key_to_pixels_glass_ms_p{:.0}", p * 100.0),
             pctl(&mut glass, p),
@@ -580,6 +715,16 @@ async fn drain_frames(
     (bytes, frames, enc)
 }
 
+/// What a [`tether_session`] does beside its workloads.
+pub struct SessionOpts {
+    /// The remote screen's size, for the real viewer's window (X11 only; None: no viewer).
+    pub viewer: Option<(u32, u32)>,
+    /// The bandwidth cap the session asks for, as `tether connect --max-kbps` does.
+    pub cap_kbps: Option<u32>,
+    /// The workload kept running while the real viewer is measured (then without its CPU).
+    pub viewer_load: Option<usize>,
+}
+
 /// The technician's channel to the agent in [`tether_session`].
 type Tx = tokio::sync::mpsc::UnboundedSender<ToAgent>;
 
@@ -625,29 +770,38 @@ async fn tether_session(
     tmp: &Path,
     loads: usize,
     start_load: &mut StartLoad<'_>,
-    viewer: Option<(u32, u32)>,
+    opts: &SessionOpts,
 ) -> Result<Ours> {
     let (data, addr, stop_tx, relay_task) = bench_relay(tmp).await?;
+    // The agent reaches the relay across the emulated link, when there is one.
+    let port = addr.rsplit_once(':').map(|(_, p)| p).unwrap_or_default();
+    let agent_addr = format!("{}:{port}", link::far_host());
     let store = Store::open_sqlite(&data.database()).await?;
-    let mk = |kind| {
+    let mk = |kind, addr| {
         tether_relay::tokens::create(
             &store,
             &data,
-            &addr,
+            addr,
             "localhost",
             kind,
             Duration::from_secs(600),
         )
     };
-    let (agent_token, _) = mk(TokenKind::Agent {
-        group: "bench".into(),
-    })
+    let (agent_token, _) = mk(
+        TokenKind::Agent {
+            group: "bench".into(),
+        },
+        &agent_addr,
+    )
     .await?;
-    let (tech_token, _) = mk(TokenKind::Technician {
-        name: "bench".into(),
-        role: tether_protocol::identity::Role::Support,
-        replace: false,
-    })
+    let (tech_token, _) = mk(
+        TokenKind::Technician {
+            name: "bench".into(),
+            role: tether_protocol::identity::Role::Support,
+            replace: false,
+        },
+        &addr,
+    )
     .await?;
     // A technician sees no device until granted groups.
     store
@@ -721,10 +875,13 @@ async fn tether_session(
         .await?;
     let (tx, mut rx) = remote.into_duplex();
     // As `tether connect` does.
-    tx.send(ToAgent::StreamOptions(vec![
+    let mut features = vec![
         tether_protocol::session::stream_feature::PALETTE.to_string(),
         tether_protocol::session::stream_feature::COPY_RECT.to_string(),
-    ]))?;
+        tether_protocol::session::stream_feature::MOVE_RECT.to_string(),
+    ];
+    features.extend(opts.cap_kbps.map(tether_protocol::pace::announce));
+    tx.send(ToAgent::StreamOptions(features))?;
     tx.send(ToAgent::StartStream {
         display: 0,
         max_in_flight: 2,
@@ -792,7 +949,14 @@ async fn tether_session(
         vnc::xdotool(display, &["windowfocus", &term]).await?;
     }
     let mut latency_ms = vec![];
-    for i in 0..LATENCY_SAMPLES {
+    // With the screen kept busy the next frame says nothing about a key: only the real
+    // viewer's glass-to-glass samples are taken then.
+    let samples = if opts.viewer_load.is_some() {
+        0
+    } else {
+        LATENCY_SAMPLES
+    };
+    for i in 0..samples {
         drain_frames(&mut rx, &tx, 0.1).await;
         let c = (b'a' + (i % 26) as u8) as char;
         let t = Instant::now();
@@ -822,10 +986,11 @@ async fn tether_session(
         while rx.recv().await.is_some() {}
     })
     .await;
-    let viewer = match (viewer, &desktop) {
+    let viewer = match (opts.viewer, &desktop) {
         (Some((w, h)), Desktop::X11(display)) => {
             eprintln!("  viewer: tether connect on a second Xvfb");
-            Some(tether_viewer(display, w, h, &tech_dir, &agent_id).await?)
+            let _load = opts.viewer_load.map(|i| start_load(i, &tx)).transpose()?;
+            Some(tether_viewer(display, (w, h), &tech_dir, &agent_id, opts).await?)
         }
         _ => None,
     };
@@ -842,6 +1007,7 @@ async fn tether_session(
 }
 
 mod glass;
+pub mod link;
 mod vnc;
 mod wayland;
 pub use wayland::{WAYLAND_SIZE, screen_wayland};

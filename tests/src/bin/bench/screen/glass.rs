@@ -166,9 +166,15 @@ fn find(
 
 /// Glass-to-glass key-to-pixels samples (ms): `samples` letters pressed on the `local` display,
 /// whose focused viewer window shows the `remote` display at 1:1, the remote window `term`
-/// (an X window id) having the remote keyboard. Keys whose echo never shows are left out
-/// (printed).
-pub fn key_to_pixels(local: &str, remote: &str, term: &str, samples: u32) -> Result<Vec<f64>> {
+/// (an X window id) having the remote keyboard; `busy`: another part of the remote screen keeps
+/// changing. Keys whose echo never shows are left out (printed).
+pub fn key_to_pixels(
+    local: &str,
+    remote: &str,
+    term: &str,
+    samples: u32,
+    busy: bool,
+) -> Result<Vec<f64>> {
     let here = Display::open(local)?;
     let there = Display::open(remote)?;
     let term: xproto::Window = term.parse().context("window id")?;
@@ -225,8 +231,9 @@ pub fn key_to_pixels(local: &str, remote: &str, term: &str, samples: u32) -> Res
     let mut out = vec![];
     let mut lost = 0;
     for i in 0..samples {
-        // Quiet first (bounded: a viewer that never stops drawing is measured anyway).
-        let settle = Instant::now() + Duration::from_secs(5);
+        // Quiet first (bounded: a viewer that never stops drawing is measured anyway; with
+        // the remote screen `busy` it never is).
+        let settle = Instant::now() + Duration::from_millis(if busy { 500 } else { 5000 });
         while Instant::now() < settle {
             match here.event(QUIET)? {
                 Some(Event::DamageNotify(_)) => rearm()?,

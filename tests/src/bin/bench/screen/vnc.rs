@@ -2,8 +2,9 @@
 //! served, watched by a real TigerVNC viewer, running the same workloads for the same time.
 //!
 //! The set-up, per resolution:
-//! * `x11vnc -display :N -localhost -rfbport P -nopw -forever -shared` on the remote display
-//!   (`P` a free port on 127.0.0.1); everything else is x11vnc's default.
+//! * `x11vnc -display :N -listen 127.0.0.1 -rfbport P -nopw -forever -shared` on the remote
+//!   display (`P` a free port; on an emulated link it listens on the link's far end,
+//!   127.0.0.2, see `link.rs`); everything else is x11vnc's default.
 //! * `xtigervncviewer -PreferredEncoding=Tight 127.0.0.1::Q` on a second, larger Xvfb, so its
 //!   window shows the whole remote screen at 1:1 (checked). Tight is TigerVNC's default anyway;
 //!   it is named so the encoding does not depend on the viewer's configuration. Its automatic
@@ -138,7 +139,7 @@ pub async fn measure(
     }
     proxy.check().await?;
     // The viewer: glass to glass, then its own CPU, idle and typing.
-    let seen = viewer_run(viewer.0.id(), &viewer_x.display, &window, display).await?;
+    let seen = viewer_run(viewer.0.id(), &viewer_x.display, &window, display, false).await?;
     proxy.check().await?;
     Ok(PeerRun {
         workloads,
@@ -167,7 +168,7 @@ impl X11vnc {
         use std::os::unix::process::CommandExt;
         let port = free_port()?;
         let mut child = std::process::Command::new("x11vnc")
-            .args(["-display", display, "-localhost", "-rfbport"])
+            .args(["-display", display, "-listen", link::far_host(), "-rfbport"])
             .arg(port.to_string())
             .args(["-nopw", "-forever", "-shared"])
             .process_group(0)
@@ -403,7 +404,7 @@ async fn proxy_one(
     events: tokio::sync::mpsc::UnboundedSender<Wire>,
 ) -> Result<()> {
     let (client, _) = listener.accept().await?;
-    let server = TcpStream::connect(("127.0.0.1", server_port)).await?;
+    let server = TcpStream::connect((link::far_host(), server_port)).await?;
     // The proxy must not hold back small writes (keys, small updates) for coalescing.
     client.set_nodelay(true)?;
     server.set_nodelay(true)?;

@@ -173,7 +173,11 @@ async fn measure() -> Result<Ours> {
         tmp.path(),
         LOADS.len(),
         &mut start,
-        None,
+        &SessionOpts {
+            viewer: None,
+            cap_kbps: None,
+            viewer_load: None,
+        },
     )
     .await?;
 
