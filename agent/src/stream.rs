@@ -28,14 +28,22 @@ use tracing::{debug, warn};
 
 /// How often the screen is polled for changes when nothing changed.
 const POLL: Duration = Duration::from_millis(15);
-/// How long a grab waits after the source said something is being drawn.
-const COALESCE: Duration = Duration::from_millis(3);
+/// After the source said something is being drawn, a grab waits until nothing more was drawn
+/// for this long (a key's echo and its cursor go as one frame)…
+const COALESCE: Duration = Duration::from_millis(2);
+/// …but no longer than this.
+const COALESCE_MAX: Duration = Duration::from_millis(10);
 /// Share of the screen that must change for a frame to go as H.264.
 const MOTION_SHARE: f64 = 0.3;
 /// H.264 target bit rate.
 const H264_BPS: u32 = 4_000_000;
 /// The frame rate the H.264 rate control plans for on a capped link.
 const CAPPED_FPS: f32 = 10.0;
+/// A change this small a share of the screen (or smaller), in at most [`PARTIAL_RECTS`] areas,
+/// is read from the screen alone instead of capturing it whole (a key's echo: a few hundred
+/// pixels, not a million).
+const PARTIAL_SHARE: u64 = 16;
+const PARTIAL_RECTS: usize = 64;
 /// How long the screen must stay still after lossy frames before the lossless refresh.
 const SETTLE: Duration = Duration::from_millis(250);
 
@@ -84,6 +92,61 @@ pub struct Encodings {
     pub move_rect: bool,
     /// The viewer's bandwidth cap in kilobits per second ([`tether_protocol::pace`]).
     pub max_kbps: Option<u32>,
+}
+
+/// What a rectangle costs on the wire beside its data (its place, kind and length).
+const RECT_OVERHEAD: usize = 12;
+/// The changed rectangles are sent as one covering them when that is smaller, if it is at most
+/// this many times their area.
+const COVER_RATIO: u64 = 4;
+
+/// The changed `rects` of `pixels` (tightened to what changed against `base`, what the viewer
+/// holds) in their smallest lossless form: each on its own, or one rectangle covering them
+/// all when that is smaller (a dragged window leaves an L of thin strips: one XOR that is
+/// mostly zeros costs less than eight small ones).
+fn lossless_rects(
+    base: &[u8],
+    pixels: &[u8],
+    w: u32,
+    rects: Vec<Rect>,
+    palette: bool,
+) -> Vec<EncodedRect> {
+    let tight: Vec<Rect> = rects
+        .into_iter()
+        .map(|r| tighten(base, pixels, w, r))
+        .collect();
+    let each: Vec<EncodedRect> = tight
+        .iter()
+        .filter_map(|&r| lossless_rect(base, pixels, w, r, palette))
+        .collect();
+    if each.len() < 2 {
+        return each;
+    }
+    let (x0, y0) = tight
+        .iter()
+        .fold((u32::MAX, u32::MAX), |(x, y), r| (x.min(r.x), y.min(r.y)));
+    let (x1, y1) = tight
+        .iter()
+        .fold((0, 0), |(x, y), r| (x.max(r.x + r.w), y.max(r.y + r.h)));
+    let cover = Rect {
+        x: x0,
+        y: y0,
+        w: x1.saturating_sub(x0),
+        h: y1.saturating_sub(y0),
+    };
+    let area = |r: &Rect| u64::from(r.w) * u64::from(r.h);
+    if area(&cover) > COVER_RATIO * tight.iter().map(area).sum::<u64>() {
+        return each;
+    }
+    let cost = |v: &[EncodedRect]| {
+        v.iter()
+            .map(|r| r.data.len() + RECT_OVERHEAD)
+            .sum::<usize>()
+    };
+    match lossless_rect(base, pixels, w, cover, palette) {
+        Some(one) if cost(std::slice::from_ref(&one)) < cost(&each) => vec![one],
+        _ => each,
+    }
 }
 
 /// The smallest lossless form of rectangle `r` of `pixels` (a `w`-wide frame): zstd of its XOR
@@ -135,11 +198,11 @@ struct Coder {
     palette: bool,
     copy_rect: bool,
     move_rect: bool,
-    /// Windows the platform saw move since the last frame, for the next [`Self::encode`].
+    /// Windows the platform saw move lately, for the next [`Self::encode`].
     moves: Vec<WindowMove>,
-    /// The last frame's moves, tried once more: a move seen just after a capture shows only
-    /// in the next one.
-    retry: Vec<WindowMove>,
+    /// The frame before `last`, reused for the next partial capture, and where `last` may
+    /// differ from it (`None`: anywhere).
+    spare: Option<(Vec<u8>, Option<Vec<Rect>>)>,
     last: Option<Vec<u8>>,
     /// Width and height of `last`.
     last_dims: (u32, u32),
@@ -200,12 +263,13 @@ impl Coder {
             return None;
         }
         let mut out = vec![copy.to_rect()];
-        out.extend(
-            changed_rects_within(Some(&base), pixels, w, h, rects)
-                .into_iter()
-                .map(|r| tighten(&base, pixels, w, r))
-                .filter_map(|r| lossless_rect(&base, pixels, w, r, self.palette)),
-        );
+        out.extend(lossless_rects(
+            &base,
+            pixels,
+            w,
+            changed_rects_within(Some(&base), pixels, w, h, rects),
+            self.palette,
+        ));
         Some(out)
     }
 
@@ -318,9 +382,7 @@ impl Coder {
         now: Instant,
     ) -> Option<Vec<EncodedRect>> {
         let same_size = self.last.as_ref().is_some_and(|l| l.len() == pixels.len());
-        let fresh = std::mem::take(&mut self.moves);
-        let mut moves = std::mem::replace(&mut self.retry, fresh.clone());
-        moves.extend(fresh);
+        let moves = std::mem::take(&mut self.moves);
         let rects = match damage {
             Damage::Areas(areas) if same_size => {
                 changed_rects_within(self.last.as_deref(), &pixels, w, h, areas)
@@ -359,18 +421,40 @@ impl Coder {
                 Some(self.full_lossless(&pixels, w, h))
             } else {
                 let base = self.last.as_deref().unwrap_or(&[]);
-                Some(
-                    rects
-                        .into_iter()
-                        .map(|r| tighten(base, &pixels, w, r))
-                        .filter_map(|r| lossless_rect(base, &pixels, w, r, self.palette))
-                        .collect(),
-                )
+                Some(lossless_rects(base, &pixels, w, rects, self.palette))
             }
         };
-        self.last = Some(pixels);
+        let changed = match damage {
+            Damage::Areas(a) if same_size => Some(a.clone()),
+            _ => None,
+        };
+        self.spare = self.last.replace(pixels).map(|old| (old, changed));
         self.last_dims = (w, h);
         out
+    }
+
+    /// A copy of `last` to capture into: the frame before it brought up to date where the two
+    /// differ (a few small areas while typing), or a whole copy.
+    fn copy_of_last(&mut self) -> Option<Vec<u8>> {
+        let last = self.last.as_deref()?;
+        let w = self.last_dims.0 as usize;
+        match self.spare.take() {
+            Some((mut frame, Some(areas))) if frame.len() == last.len() => {
+                for r in areas {
+                    for y in r.y as usize..(r.y + r.h) as usize {
+                        let start = (y * w + r.x as usize) * 4;
+                        let end = start + r.w as usize * 4;
+                        if let (Some(dst), Some(src)) =
+                            (frame.get_mut(start..end), last.get(start..end))
+                        {
+                            dst.copy_from_slice(src);
+                        }
+                    }
+                }
+                Some(frame)
+            }
+            _ => Some(last.to_vec()),
+        }
     }
 }
 
@@ -393,7 +477,7 @@ fn capture_thread(
         copy_rect: encodings.copy_rect,
         move_rect: encodings.move_rect,
         moves: Vec::new(),
-        retry: Vec::new(),
+        spare: None,
         last: None,
         last_dims: (0, 0),
         viewer_exact: true,
@@ -410,7 +494,7 @@ fn capture_thread(
             } else if asleep.elapsed() < POLL {
                 // Woken by a drawing: let the application finish the update it is drawing
                 // (a key's echo and cursor, a scroll step) so it goes as one frame.
-                std::thread::sleep(COALESCE);
+                screen.settle(display, COALESCE, COALESCE_MAX);
             }
         }
         let started = Instant::now();
@@ -422,14 +506,14 @@ fn capture_thread(
         };
         let grabbed = match skipped {
             Some(_) => None,
-            None => Some(screen.capture(display)),
+            None => Some(grab(screen.as_mut(), &mut coder, display, &damage)),
         };
         if grabbed.is_some() {
             if let Damage::Areas(areas) = &mut damage {
                 areas.extend(screen.late_damage(display));
             }
-            // Asked after the capture, so a move it shows is known (one seen after it shows
-            // next time: the coder tries each move twice).
+            // Asked after the capture, so a move it shows is known (one seen after it is
+            // offered again next time).
             coder.moves = screen.moves(display);
         }
         let (cursor, shape) = match pointer.as_mut().and_then(|p| p.poll()) {
@@ -462,6 +546,30 @@ fn capture_thread(
         });
         let _ = reply.send(result);
     }
+}
+
+/// A capture of `display`: when the `damage` is a small part of the screen, the last frame with
+/// only those areas read again; else the whole screen.
+fn grab(
+    screen: &mut dyn ScreenSource,
+    coder: &mut Coder,
+    display: u32,
+    damage: &Damage,
+) -> Result<(u32, u32, Vec<u8>), ScreenError> {
+    if let Damage::Areas(areas) = damage {
+        let (w, h) = coder.last_dims;
+        let area: u64 = areas.iter().map(|r| u64::from(r.w) * u64::from(r.h)).sum();
+        let small = area.saturating_mul(PARTIAL_SHARE) <= u64::from(w) * u64::from(h);
+        if !areas.is_empty()
+            && areas.len() <= PARTIAL_RECTS
+            && small
+            && let Some(mut frame) = coder.copy_of_last()
+            && screen.capture_areas(display, &mut frame, w, h, areas)?
+        {
+            return Ok((w, h, frame));
+        }
+    }
+    screen.capture(display)
 }
 
 /// Streams `display` until `acks` closes. Frames go to `out`.
@@ -581,7 +689,7 @@ mod tests {
             copy_rect: false,
             move_rect: false,
             moves: Vec::new(),
-            retry: Vec::new(),
+            spare: None,
             last: None,
             last_dims: (0, 0),
             viewer_exact: true,
@@ -834,6 +942,34 @@ mod tests {
         );
     }
 
+    /// The copy a partial capture starts from is the last frame exactly, whether it comes from
+    /// the frame before brought up to date in the damaged areas or from a whole copy.
+    #[test]
+    fn the_copy_to_capture_into_equals_the_last_frame() {
+        let (w, h) = (64, 48);
+        let mut c = coder(false);
+        assert!(c.copy_of_last().is_none());
+        let t0 = Instant::now();
+        let mut px = frame(w, h, 0);
+        c.encode(px.clone(), w, h, &Damage::Unknown, t0);
+        assert_eq!(c.copy_of_last().unwrap(), px);
+        for (i, r) in [
+            (1u8, (3u32, 4u32, 5u32, 6u32)),
+            (2, (40, 30, 20, 10)),
+            (3, (0, 0, 1, 1)),
+        ] {
+            let (x, y, rw, rh) = r;
+            for yy in y..y + rh {
+                for xx in x..x + rw {
+                    px[((yy * w + xx) * 4) as usize] = i;
+                }
+            }
+            let area = Damage::Areas(vec![Rect { x, y, w: rw, h: rh }]);
+            c.encode(px.clone(), w, h, &area, t0);
+            assert_eq!(c.copy_of_last().unwrap(), px, "after change {i}");
+        }
+    }
+
     /// A desktop with a checkered background and a window of text at `at` (120 × 96).
     fn desktop(w: u32, h: u32, at: (i32, i32)) -> Vec<u8> {
         let text = lines(120, 96, 3);
@@ -879,13 +1015,17 @@ mod tests {
                     size: (120, 96),
                 };
                 if late {
-                    // Seen just after a capture that does not show it yet.
+                    // Seen just after a capture that does not show it yet (and offered again).
                     c.moves = vec![hint];
                     let still = c.encode(desktop(w, h, at), w, h, &Damage::Unknown, t0);
                     assert!(still.is_none());
-                } else {
-                    c.moves = vec![hint];
                 }
+                // With a wrong guess beside it, as the platform offers several.
+                let wrong = WindowMove {
+                    from: (at.0 + 3, at.1),
+                    ..hint
+                };
+                c.moves = vec![wrong, hint];
                 let r = c
                     .encode(desktop(w, h, to), w, h, &Damage::Unknown, t0)
                     .unwrap();
@@ -908,8 +1048,9 @@ mod tests {
             }
             sizes.push(bytes);
         }
+        // The strips a move uncovers (a busy checkered background here) still go as pixels.
         assert!(
-            sizes[1] * 3 < sizes[0],
+            sizes[1] * 2 < sizes[0],
             "copies {} vs tiles {}",
             sizes[1],
             sizes[0]

@@ -136,6 +136,28 @@ pub trait ScreenSource {
         let _ = (display, timeout);
         false
     }
+    /// Called when [`Self::wait_damage`] woke for a drawing: waits until nothing more has been
+    /// drawn for `quiet` (at most `max` in all), so an application's update (a key's echo and
+    /// its cursor, a scroll step) is captured whole, as one frame. The default waits `quiet`.
+    fn settle(&mut self, display: u32, quiet: std::time::Duration, max: std::time::Duration) {
+        let _ = (display, max);
+        std::thread::sleep(quiet);
+    }
+    /// Refreshes only `areas` of `frame` (a `width` × `height` capture of `display` from
+    /// before, rows packed) from the screen: for a change small enough that a whole capture
+    /// would cost more. False (and `frame` possibly half refreshed) where the source cannot:
+    /// the caller then captures in full (the default).
+    fn capture_areas(
+        &mut self,
+        display: u32,
+        frame: &mut [u8],
+        width: u32,
+        height: u32,
+        areas: &[Rect],
+    ) -> Result<bool, ScreenError> {
+        let _ = (display, frame, width, height, areas);
+        Ok(false)
+    }
     /// Windows that moved on `display` since the last call (asked with [`Self::damage`]), for
     /// copies instead of pixels; none where the source cannot tell (the default).
     fn moves(&mut self, display: u32) -> Vec<WindowMove> {

@@ -39,24 +39,43 @@ const MAX_RECTS: usize = 256;
 /// Top-level windows whose places are followed (more are not: their moves go as pixels).
 const MAX_WINDOWS: usize = 1024;
 
-/// A window's top-left corner and size.
-type Place = ((i32, i32), (u32, u32));
+/// Places of a window remembered, the newest last.
+const TRAIL: usize = 4;
+/// Most moves offered for one frame (each costs a comparison).
+const MAX_MOVES: usize = 96;
+
+/// Where a top-level window has been lately.
+struct Trail {
+    size: (u32, u32),
+    places: std::collections::VecDeque<(i32, i32)>,
+    /// Calls of [`DamageWatch::moves`] that still report it (it moved lately).
+    fresh: u8,
+}
+
+impl Trail {
+    fn new(at: (i32, i32), size: (u32, u32)) -> Self {
+        Self {
+            size,
+            places: [at].into(),
+            fresh: 0,
+        }
+    }
+}
 
 /// The DAMAGE extension on one X screen's root window: the server accumulates the areas drawn
 /// to, tells us once when the accumulated area stops being empty (`NonEmpty` level, so an
 /// animation does not flood the connection), and hands the areas over on request.
 struct DamageWatch {
     conn: RustConnection,
+    root: u32,
     damage: damage::Damage,
     /// Receives the accumulated damage at each [`Self::take`].
     region: u32,
     size: (u32, u32),
     /// A notification arrived that [`Self::take`] has not collected yet.
     pending: bool,
-    /// Where each top-level window is: top-left and size.
-    windows: HashMap<u32, Place>,
-    /// Windows moved since [`Self::moves`] last took them, from where they were then.
-    moved: HashMap<u32, WindowMove>,
+    /// Where each top-level window has been lately.
+    windows: HashMap<u32, Trail>,
 }
 
 impl DamageWatch {
@@ -86,51 +105,110 @@ impl DamageWatch {
         });
         Some(Self {
             conn,
+            root,
             damage,
             region,
             size,
             // What happened before the watch began is unknown: the first poll collects.
             pending: true,
             windows,
-            moved: HashMap::new(),
         })
     }
 
     /// Follows a top-level window's new place (a ConfigureNotify): the same size elsewhere is
-    /// a move; anything else is only remembered.
+    /// a move; a new size starts its trail again (a resized window is redrawn, not moved).
     fn configured(&mut self, window: u32, at: (i32, i32), size: (u32, u32)) {
-        let Some(old) = self.windows.get(&window).copied() else {
-            if self.windows.len() < MAX_WINDOWS {
-                self.windows.insert(window, (at, size));
+        let room = self.windows.len() < MAX_WINDOWS;
+        match self.windows.get_mut(&window) {
+            Some(t) if t.size == size && t.places.back() != Some(&at) => {
+                if t.places.len() == TRAIL {
+                    t.places.pop_front();
+                }
+                t.places.push_back(at);
+                t.fresh = 2;
             }
-            return;
-        };
-        self.windows.insert(window, (at, size));
-        if old.1 != size {
-            // Resized: redrawn, not moved.
-            self.moved.remove(&window);
-        } else if old.0 != at {
-            self.moved
-                .entry(window)
-                .and_modify(|m| m.to = at)
-                .or_insert(WindowMove {
-                    from: old.0,
-                    to: at,
-                    size,
-                });
+            // Restacked, or configured in place: nothing moved.
+            Some(t) if t.size == size => {}
+            Some(t) => *t = Trail::new(at, size),
+            None if room => {
+                self.windows.insert(window, Trail::new(at, size));
+            }
+            None => {}
         }
     }
 
-    /// The windows that moved since the last call (none that came back where they were).
+    /// Copies `areas` of the screen into `frame` (the screen's size, rows packed, BGRX as XShm
+    /// gives it: the same bytes); false when the server cannot give them so.
+    fn read_areas(&self, frame: &mut [u8], areas: &[Rect]) -> bool {
+        use x11rb::protocol::xproto::{ConnectionExt as _, ImageFormat};
+        let (w, h) = self.size;
+        if frame.len() != w as usize * h as usize * 4 {
+            return false;
+        }
+        // All requests first, then the replies: one round trip.
+        let mut cookies = Vec::with_capacity(areas.len());
+        for r in areas {
+            let fits = r.x.checked_add(r.w).is_some_and(|e| e <= w)
+                && r.y.checked_add(r.h).is_some_and(|e| e <= h)
+                && r.w > 0
+                && r.h > 0
+                && r.w <= u32::from(u16::MAX)
+                && r.h <= u32::from(u16::MAX);
+            if !fits {
+                return false;
+            }
+            let c = self.conn.get_image(
+                ImageFormat::Z_PIXMAP,
+                self.root,
+                r.x as i16,
+                r.y as i16,
+                r.w as u16,
+                r.h as u16,
+                !0,
+            );
+            match c {
+                Ok(c) => cookies.push((*r, c)),
+                Err(_) => return false,
+            }
+        }
+        for (r, c) in cookies {
+            let Ok(img) = c.reply() else { return false };
+            let row = r.w as usize * 4;
+            if img.depth != 24 || img.data.len() != row * r.h as usize {
+                return false;
+            }
+            for (i, src) in img.data.chunks_exact(row).enumerate() {
+                let start = ((r.y as usize + i) * w as usize + r.x as usize) * 4;
+                frame[start..start + row].copy_from_slice(src);
+            }
+        }
+        true
+    }
+
+    /// The windows that moved since the last two calls, as every move between the last few
+    /// places of each: which of them a capture shows depends on when it ran, so the coder
+    /// checks them all against the pixels.
     fn moves(&mut self) -> Vec<WindowMove> {
         if !self.read_events() {
             return Vec::new();
         }
-        self.moved
-            .drain()
-            .map(|(_, m)| m)
-            .filter(|m| m.from != m.to)
-            .collect()
+        let mut out = Vec::new();
+        for t in self.windows.values_mut().filter(|t| t.fresh > 0) {
+            t.fresh -= 1;
+            for &from in &t.places {
+                for &to in t.places.iter().filter(|&&p| p != from) {
+                    out.push(WindowMove {
+                        from,
+                        to,
+                        size: t.size,
+                    });
+                }
+            }
+            if out.len() >= MAX_MOVES {
+                break;
+            }
+        }
+        out
     }
 
     /// Reads the notifications that arrived; false when the connection broke.
@@ -144,15 +222,12 @@ impl DamageWatch {
                     (u32::from(e.width), u32::from(e.height)),
                 ),
                 Ok(Some(Event::CreateNotify(e))) if self.windows.len() < MAX_WINDOWS => {
-                    let geometry = (
-                        (i32::from(e.x), i32::from(e.y)),
-                        (u32::from(e.width), u32::from(e.height)),
-                    );
-                    self.windows.insert(e.window, geometry);
+                    let at = (i32::from(e.x), i32::from(e.y));
+                    let size = (u32::from(e.width), u32::from(e.height));
+                    self.windows.insert(e.window, Trail::new(at, size));
                 }
                 Ok(Some(Event::DestroyNotify(e))) => {
                     self.windows.remove(&e.window);
-                    self.moved.remove(&e.window);
                 }
                 Ok(Some(_)) => {}
                 Ok(None) => return true,
@@ -225,7 +300,7 @@ impl DamageWatch {
 fn top_level_windows(
     conn: &RustConnection,
     root: u32,
-) -> Result<HashMap<u32, Place>, Box<dyn std::error::Error>> {
+) -> Result<HashMap<u32, Trail>, Box<dyn std::error::Error>> {
     use x11rb::protocol::xproto::{ChangeWindowAttributesAux, ConnectionExt as _, EventMask};
     conn.change_window_attributes(
         root,
@@ -244,13 +319,8 @@ fn top_level_windows(
         // A window gone in the meantime is simply not followed.
         .filter_map(|(w, c)| {
             let g = c.reply().ok()?;
-            Some((
-                w,
-                (
-                    (i32::from(g.x), i32::from(g.y)),
-                    (u32::from(g.width), u32::from(g.height)),
-                ),
-            ))
+            let at = (i32::from(g.x), i32::from(g.y));
+            Some((w, Trail::new(at, (u32::from(g.width), u32::from(g.height)))))
         })
         .collect())
 }
@@ -267,6 +337,23 @@ fn clip(r: &x11rb::protocol::xproto::Rectangle, size: (u32, u32)) -> Option<Rect
         w: (x1 - x0) as u32,
         h: (y1 - y0) as u32,
     })
+}
+
+impl X11Screen {
+    /// Keeps `areas` for the next [`ScreenSource::damage`]; bounded (a flood of small areas is
+    /// the whole screen of `size` next time anyway).
+    fn keep(&mut self, areas: &[Rect], size: (u32, u32)) {
+        self.carry.extend(areas.iter().copied());
+        if self.carry.len() > MAX_RECTS {
+            self.carry.truncate(MAX_RECTS);
+            self.carry.push(Rect {
+                x: 0,
+                y: 0,
+                w: size.0,
+                h: size.1,
+            });
+        }
+    }
 }
 
 impl ScreenSource for X11Screen {
@@ -367,6 +454,22 @@ impl ScreenSource for X11Screen {
         }
     }
 
+    fn capture_areas(
+        &mut self,
+        display: u32,
+        frame: &mut [u8],
+        width: u32,
+        height: u32,
+        areas: &[Rect],
+    ) -> Result<bool, ScreenError> {
+        Ok(match self.watch.as_ref() {
+            Some((d, Some(w))) if *d == display && w.size == (width, height) => {
+                w.read_areas(frame, areas)
+            }
+            _ => false,
+        })
+    }
+
     fn moves(&mut self, display: u32) -> Vec<WindowMove> {
         match self.watch.as_mut() {
             Some((d, Some(w))) if *d == display => w.moves(),
@@ -382,18 +485,31 @@ impl ScreenSource for X11Screen {
             return Vec::new();
         }
         let late = w.take().unwrap_or_default();
-        self.carry.extend(late.iter().copied());
-        // Bounded: a flood of small areas is the whole screen next time anyway.
-        if self.carry.len() > MAX_RECTS {
-            self.carry.truncate(MAX_RECTS);
-            self.carry.push(Rect {
-                x: 0,
-                y: 0,
-                w: w.size.0,
-                h: w.size.1,
-            });
-        }
+        let size = w.size;
+        self.keep(&late, size);
         late
+    }
+
+    fn settle(&mut self, display: u32, quiet: std::time::Duration, max: std::time::Duration) {
+        let end = std::time::Instant::now() + max;
+        loop {
+            let Some((d, Some(w))) = self.watch.as_mut().filter(|(d, _)| *d == display) else {
+                std::thread::sleep(quiet);
+                return;
+            };
+            let _ = d;
+            // What was drawn so far is collected (so further drawing notifies again) and
+            // reported by the next `damage`.
+            let Some(drawn) = w.take() else { return };
+            let size = w.size;
+            let left = end.saturating_duration_since(std::time::Instant::now());
+            w.wait(quiet.min(left));
+            let more = w.pending;
+            self.keep(&drawn, size);
+            if !more || left <= quiet {
+                return;
+            }
+        }
     }
 }
 
@@ -526,6 +642,60 @@ mod tests {
         );
     }
 
+    #[test]
+    fn x11_small_areas_are_read_alone_into_the_last_frame() {
+        let x = Xvfb::start();
+        let watch = DamageWatch::connect(Some(&x.1), 0).expect("Xvfb has DAMAGE");
+        let (painter, screen) = x11rb::connect(Some(&x.1)).expect("connect");
+        let root = painter.setup().roots[screen].root;
+        let gc = painter.generate_id().expect("id");
+        painter
+            .create_gc(gc, root, &CreateGCAux::new().foreground(0x00ff_8800))
+            .expect("gc");
+        let drawn = Rectangle {
+            x: 100,
+            y: 50,
+            width: 20,
+            height: 10,
+        };
+        painter
+            .poly_fill_rectangle(root, gc, &[drawn])
+            .expect("fill");
+        painter
+            .get_input_focus()
+            .expect("sync")
+            .reply()
+            .expect("sync");
+        let (w, h) = watch.size;
+        let mut frame = vec![7u8; (w * h * 4) as usize];
+        let area = Rect {
+            x: 95,
+            y: 45,
+            w: 30,
+            h: 20,
+        };
+        assert!(watch.read_areas(&mut frame, &[area]));
+        let px = |x: u32, y: u32| {
+            let i = ((y * w + x) * 4) as usize;
+            frame[i..i + 4].to_vec()
+        };
+        // BGRX, as XShm gives it; around the fill the root's black; outside the area untouched.
+        assert_eq!(px(100, 50), vec![0x00, 0x88, 0xff, 0x00]);
+        assert_eq!(px(119, 59), vec![0x00, 0x88, 0xff, 0x00]);
+        assert_eq!(px(96, 46), vec![0, 0, 0, 0]);
+        assert_eq!(px(94, 45), vec![7; 4]);
+        assert_eq!(px(125, 50), vec![7; 4]);
+        // Areas beyond the screen, or a frame of the wrong size, are refused.
+        let beyond = Rect {
+            x: w - 5,
+            y: 0,
+            w: 10,
+            h: 10,
+        };
+        assert!(!watch.read_areas(&mut frame, &[beyond]));
+        assert!(!watch.read_areas(&mut frame[4..], &[area]));
+    }
+
     /// Waits for `watch` to report moves (ConfigureNotify is asynchronous too).
     fn next_moves(watch: &mut DamageWatch) -> Vec<WindowMove> {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
@@ -573,22 +743,29 @@ mod tests {
         let _ = watch.take();
         assert_eq!(watch.moves(), vec![]);
 
-        // Dragged in two steps before anyone asks: one move, from the first place to the last.
+        // Dragged in two steps before anyone asks: every move between its places is offered
+        // (which one a capture shows depends on when it ran), twice.
         for (x, y) in [(40, 50), (70, -30)] {
             app.configure_window(early, &ConfigureWindowAux::new().x(x).y(y))
                 .expect("move");
         }
         app.get_input_focus().expect("sync").reply().expect("sync");
         let m = next_moves(&mut watch);
-        assert_eq!(
-            m,
-            vec![WindowMove {
-                from: (10, 20),
-                to: (70, -30),
-                size: (200, 100)
-            }]
-        );
-        assert_eq!(watch.moves(), vec![], "taken once");
+        let mv = |from, to| WindowMove {
+            from,
+            to,
+            size: (200, 100),
+        };
+        assert_eq!(m.len(), 6, "{m:?}");
+        for wanted in [
+            mv((10, 20), (70, -30)),
+            mv((40, 50), (70, -30)),
+            mv((10, 20), (40, 50)),
+        ] {
+            assert!(m.contains(&wanted), "{wanted:?} in {m:?}");
+        }
+        assert_eq!(watch.moves().len(), 6, "offered again");
+        assert_eq!(watch.moves(), vec![], "then no more");
 
         // The window made after the watch started is followed too; a resize is not a move.
         app.configure_window(late, &ConfigureWindowAux::new().x(310).y(290))
@@ -597,14 +774,8 @@ mod tests {
             .expect("resize");
         app.get_input_focus().expect("sync").reply().expect("sync");
         let m = next_moves(&mut watch);
-        assert_eq!(
-            m,
-            vec![WindowMove {
-                from: (300, 300),
-                to: (310, 290),
-                size: (200, 100)
-            }]
-        );
+        assert_eq!(m.len(), 2, "{m:?}");
+        assert!(m.contains(&mv((300, 300), (310, 290))));
     }
 
     #[test]

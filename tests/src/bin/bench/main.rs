@@ -88,6 +88,9 @@ options:
                                                (a private server), --agents split among them
   --size WxH                   screen-x11: this resolution only (default 1280x800, 1920x1080)
   --json                       the report as JSON on stdout
+
+environment: BENCH_WORKLOADS=a,b (screen suites: only these workloads), BENCH_DEBUG=1 (each
+  rectangle Tether's sessions send, on stderr)
 ";
 
 struct Metric {

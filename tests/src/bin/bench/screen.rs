@@ -505,6 +505,10 @@ pub async fn screen(report: &mut Report, w: u32, h: u32, mode: &Mode) -> Result<
         Some(names) => loads.retain(|l| names.contains(&l.name)),
         None => loads.retain(|l| l.name != CAPPED_SCROLL && l.name != CAPPED_POUR),
     }
+    // A quick look at a few workloads: BENCH_WORKLOADS=window_drag,typing_10cps.
+    if let Ok(names) = std::env::var("BENCH_WORKLOADS") {
+        loads.retain(|l| names.split(',').any(|n| n == l.name));
+    }
     // The terminals and the editor stay for both Tether and the peer.
     let _windows = desktop_windows(&x.display, tmp.path()).await?;
 
