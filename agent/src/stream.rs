@@ -84,8 +84,8 @@ enum H264Error {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Encodings {
     pub h264: bool,
-    /// [`Compression::ZstdPalette`] (the viewer announced `stream_feature::PALETTE`).
-    pub palette: bool,
+    /// Palette rectangles ([`Palettes`]).
+    pub palette: Palettes,
     /// [`Compression::CopyRect`] (`stream_feature::COPY_RECT`).
     pub copy_rect: bool,
     /// [`Compression::CopyRect`] across, for moved windows (`stream_feature::MOVE_RECT`).
@@ -109,12 +109,19 @@ fn lossless_rects(
     pixels: &[u8],
     w: u32,
     rects: Vec<Rect>,
-    palette: bool,
+    palette: Palettes,
 ) -> Vec<EncodedRect> {
-    let tight: Vec<Rect> = rects
-        .into_iter()
-        .map(|r| tighten(base, pixels, w, r))
-        .collect();
+    let mut tight: Vec<Rect> = Vec::with_capacity(rects.len());
+    for r in rects.into_iter().map(|r| tighten(base, pixels, w, r)) {
+        // A strip cut at each tile row (the edge a window uncovered) goes as one.
+        match tight
+            .iter_mut()
+            .find(|t| t.x == r.x && t.w == r.w && t.y + t.h == r.y)
+        {
+            Some(t) => t.h += r.h,
+            None => tight.push(r),
+        }
+    }
     let each: Vec<EncodedRect> = tight
         .iter()
         .filter_map(|&r| lossless_rect(base, pixels, w, r, palette))
@@ -157,37 +164,54 @@ fn lossless_rect(
     pixels: &[u8],
     w: u32,
     r: Rect,
-    palette: bool,
+    palette: Palettes,
 ) -> Option<EncodedRect> {
     let cur = extract(pixels, w, r);
     let xored = zstd::bulk::compress(&xor(&cur, &extract(base, w, r)), 1).ok();
     smaller_of(r, xored, Compression::ZstdXor, &cur, palette)
 }
 
+/// Which palette forms a viewer takes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Palettes {
+    /// [`Compression::ZstdPalette`] (`stream_feature::PALETTE`).
+    pub zstd: bool,
+    /// [`Compression::Palette`], the form as it is (`stream_feature::RAW_PALETTE`): a solid
+    /// strip or a typed character is a few bytes, less than zstd's own frame.
+    pub raw: bool,
+}
+
 /// Rectangle `r` as `plain` (already compressed, of kind `kind`) or, when the viewer takes
-/// palettes and it comes out smaller, as zstd of the palette form of its `pixels`.
+/// palettes and it comes out smaller, as the palette form of its `pixels`, zstd or as it is.
 fn smaller_of(
     r: Rect,
     plain: Option<Vec<u8>>,
     kind: Compression,
     pixels: &[u8],
-    palette: bool,
+    palette: Palettes,
 ) -> Option<EncodedRect> {
-    let indexed = palette
+    let form = (palette.zstd || palette.raw)
         .then(|| tether_protocol::palette::encode(pixels, r.w, r.h))
+        .flatten();
+    let zstd = form
+        .as_ref()
+        .filter(|_| palette.zstd)
+        .and_then(|p| zstd::bulk::compress(p, 1).ok());
+    let candidates = [
+        plain.map(|d| (d, kind)),
+        zstd.map(|d| (d, Compression::ZstdPalette)),
+        form.filter(|_| palette.raw)
+            .map(|d| (d, Compression::Palette)),
+    ];
+    candidates
+        .into_iter()
         .flatten()
-        .and_then(|p| zstd::bulk::compress(&p, 1).ok());
-    match (plain, indexed) {
-        (Some(x), Some(p)) if p.len() < x.len() => Some((p, Compression::ZstdPalette)),
-        (Some(x), _) => Some((x, kind)),
-        (None, Some(p)) => Some((p, Compression::ZstdPalette)),
-        (None, None) => None,
-    }
-    .map(|(data, compression)| EncodedRect {
-        rect: r,
-        compression,
-        data,
-    })
+        .min_by_key(|(d, _)| d.len())
+        .map(|(data, compression)| EncodedRect {
+            rect: r,
+            compression,
+            data,
+        })
 }
 
 /// Encoder state kept on the capture thread.
@@ -195,7 +219,7 @@ struct Coder {
     h264: bool,
     /// The H.264 encoder's target: below the bandwidth cap, if there is one.
     h264_bps: u32,
-    palette: bool,
+    palette: Palettes,
     copy_rect: bool,
     move_rect: bool,
     /// Windows the platform saw move lately, for the next [`Self::encode`].
@@ -685,7 +709,7 @@ mod tests {
         Coder {
             h264,
             h264_bps: H264_BPS,
-            palette: false,
+            palette: Palettes::default(),
             copy_rect: false,
             move_rect: false,
             moves: Vec::new(),
@@ -734,6 +758,10 @@ mod tests {
                     let bound = tether_protocol::palette::max_encoded_len(r.rect.w, r.rect.h);
                     let p = zstd::bulk::decompress(&r.data, bound).unwrap();
                     let px = tether_protocol::palette::decode(&p, r.rect.w, r.rect.h).unwrap();
+                    patch(fb, w, h, r.rect, &px).unwrap();
+                }
+                Compression::Palette => {
+                    let px = tether_protocol::palette::decode(&r.data, r.rect.w, r.rect.h).unwrap();
                     patch(fb, w, h, r.rect, &px).unwrap();
                 }
                 _ => {
@@ -970,6 +998,63 @@ mod tests {
         }
     }
 
+    /// Typing: each key is one small rectangle of two colours. A viewer that takes the palette
+    /// form as it is gets it where zstd's own frame would cost more, and its picture is exact;
+    /// others never get it.
+    #[test]
+    fn the_smallest_rectangles_go_as_bare_palettes_to_viewers_that_take_them() {
+        let (w, h) = (200, 40);
+        // A white line on which black "characters" appear one at a time, 6 × 13 each.
+        let typed = |n: u32| {
+            let mut v = vec![255u8; (w * h * 4) as usize];
+            for c in 0..n {
+                for y in 10..23 {
+                    for x in c * 6..c * 6 + 5 {
+                        if (x + y * 3 + c) % 4 < 2 {
+                            let i = ((y * w + x) * 4) as usize;
+                            v[i..i + 4].copy_from_slice(&[0, 0, 0, 0]);
+                        }
+                    }
+                }
+            }
+            v
+        };
+        let t0 = Instant::now();
+        let mut dec = openh264::decoder::Decoder::new().unwrap();
+        let mut sizes = Vec::new();
+        for raw in [false, true] {
+            let mut c = coder(false);
+            c.palette = Palettes { zstd: true, raw };
+            let mut fb = Vec::new();
+            apply(
+                &mut fb,
+                w,
+                h,
+                &c.encode(typed(0), w, h, &Damage::Unknown, t0).unwrap(),
+                &mut dec,
+            );
+            let (mut bytes, mut bare) = (0, 0);
+            for n in 1..20 {
+                let r = c.encode(typed(n), w, h, &Damage::Unknown, t0).unwrap();
+                bytes += r.iter().map(|x| x.data.len()).sum::<usize>();
+                bare += r
+                    .iter()
+                    .filter(|x| x.compression == Compression::Palette)
+                    .count();
+                apply(&mut fb, w, h, &r, &mut dec);
+                assert_eq!(fb, typed(n), "raw {raw}, key {n}");
+            }
+            assert_eq!(bare > 0, raw, "{bare} bare palettes");
+            sizes.push(bytes);
+        }
+        assert!(
+            sizes[1] < sizes[0],
+            "bare {} vs zstd {} bytes",
+            sizes[1],
+            sizes[0]
+        );
+    }
+
     /// A desktop with a checkered background and a window of text at `at` (120 × 96).
     fn desktop(w: u32, h: u32, at: (i32, i32)) -> Vec<u8> {
         let text = lines(120, 96, 3);
@@ -1110,7 +1195,10 @@ mod tests {
         let (mut sizes, mut kinds) = (Vec::new(), Vec::new());
         for palette in [false, true] {
             let mut c = coder(false);
-            c.palette = palette;
+            c.palette = Palettes {
+                zstd: palette,
+                raw: false,
+            };
             let mut fb = Vec::new();
             let mut bytes = 0;
             for i in 0..4 {
@@ -1124,6 +1212,7 @@ mod tests {
         }
         assert!(!kinds.contains(&(false, Compression::ZstdPalette)));
         assert!(kinds.contains(&(true, Compression::ZstdPalette)));
+        assert!(!kinds.iter().any(|(_, k)| *k == Compression::Palette));
         assert!(
             sizes[1] < sizes[0],
             "palette {} vs {} bytes",

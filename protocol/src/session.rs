@@ -403,6 +403,10 @@ pub enum Compression {
     /// the rectangle is the destination, the data the source row). Sent only to viewers that
     /// announced [`stream_feature::COPY_RECT`].
     CopyRect,
+    /// The rectangle's [`crate::palette`] form as it is, without zstd: for the smallest ones (a
+    /// solid strip, one typed character), where zstd's own frame costs more than it saves. Sent
+    /// only to viewers that announced [`stream_feature::RAW_PALETTE`].
+    Palette,
 }
 
 /// What a viewer can take beyond the base encodings, announced in [`ToAgent::StreamOptions`]
@@ -416,6 +420,8 @@ pub mod stream_feature {
     /// [`super::Compression::CopyRect`] rectangles whose source is also across (moved windows:
     /// 8 bytes of data, [`crate::scroll::CopyRows::to_rect`]).
     pub const MOVE_RECT: &str = "move-rect";
+    /// [`super::Compression::Palette`] rectangles.
+    pub const RAW_PALETTE: &str = "raw-palette";
     /// Most features one announcement carries (more are ignored).
     pub const MAX: usize = 32;
 }

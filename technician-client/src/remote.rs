@@ -468,6 +468,9 @@ pub fn decode_rect(r: &tether_protocol::session::EncodedRect) -> Result<Vec<u8>,
             let indexed = zstd::bulk::decompress(&r.data, bound).map_err(session_err)?;
             tether_protocol::palette::decode(&indexed, r.rect.w, r.rect.h).map_err(session_err)
         }
+        Compression::Palette => {
+            tether_protocol::palette::decode(&r.data, r.rect.w, r.rect.h).map_err(session_err)
+        }
         Compression::H264 => Err(session_err("H.264 frames are decoded by the viewer")),
         Compression::CopyRect => Err(session_err("copies are applied by the viewer")),
     }
@@ -481,6 +484,7 @@ fn decode(img: Image) -> Result<Screenshot, RequestError> {
         Compression::ZstdXor
         | Compression::H264
         | Compression::ZstdPalette
+        | Compression::Palette
         | Compression::CopyRect => {
             return Err(session_err("a screenshot must be lossless and whole"));
         }

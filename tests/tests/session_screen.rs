@@ -443,6 +443,7 @@ fn streamed_pictures_are_exact_for_viewers_with_and_without_palette_and_copies()
                     stream_feature::PALETTE.to_string(),
                     stream_feature::COPY_RECT.to_string(),
                     stream_feature::MOVE_RECT.to_string(),
+                    stream_feature::RAW_PALETTE.to_string(),
                 ]))
                 .unwrap();
             }

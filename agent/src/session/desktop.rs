@@ -51,7 +51,10 @@ pub(super) async fn screen_message(
         ToAgent::StreamOptions(features) => {
             // Untrusted: only the first few are looked at, and unknown ones are ignored.
             let has = |name: &str| features.iter().take(stream_feature::MAX).any(|f| f == name);
-            screen.options.palette = has(stream_feature::PALETTE);
+            screen.options.palette = crate::stream::Palettes {
+                zstd: has(stream_feature::PALETTE),
+                raw: has(stream_feature::RAW_PALETTE),
+            };
             screen.options.copy_rect = has(stream_feature::COPY_RECT);
             screen.options.move_rect = has(stream_feature::MOVE_RECT);
             screen.options.max_kbps =

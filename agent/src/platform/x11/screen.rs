@@ -219,11 +219,11 @@ impl DamageWatch {
                 Ok(Some(Event::ConfigureNotify(e))) => self.configured(
                     e.window,
                     (i32::from(e.x), i32::from(e.y)),
-                    (u32::from(e.width), u32::from(e.height)),
+                    outer(e.width, e.height, e.border_width),
                 ),
                 Ok(Some(Event::CreateNotify(e))) if self.windows.len() < MAX_WINDOWS => {
                     let at = (i32::from(e.x), i32::from(e.y));
-                    let size = (u32::from(e.width), u32::from(e.height));
+                    let size = outer(e.width, e.height, e.border_width);
                     self.windows.insert(e.window, Trail::new(at, size));
                 }
                 Ok(Some(Event::DestroyNotify(e))) => {
@@ -320,9 +320,16 @@ fn top_level_windows(
         .filter_map(|(w, c)| {
             let g = c.reply().ok()?;
             let at = (i32::from(g.x), i32::from(g.y));
-            Some((w, Trail::new(at, (u32::from(g.width), u32::from(g.height)))))
+            Some((w, Trail::new(at, outer(g.width, g.height, g.border_width))))
         })
         .collect())
+}
+
+/// A window's size with its border: what moves with it (X places the border's corner at the
+/// window's position).
+fn outer(width: u16, height: u16, border: u16) -> (u32, u32) {
+    let b = 2 * u32::from(border);
+    (u32::from(width) + b, u32::from(height) + b)
 }
 
 /// `r` within a screen of `size`; `None` when nothing of it is on the screen.

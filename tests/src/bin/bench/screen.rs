@@ -901,6 +901,7 @@ async fn tether_session(
         tether_protocol::session::stream_feature::PALETTE.to_string(),
         tether_protocol::session::stream_feature::COPY_RECT.to_string(),
         tether_protocol::session::stream_feature::MOVE_RECT.to_string(),
+        tether_protocol::session::stream_feature::RAW_PALETTE.to_string(),
     ];
     features.extend(opts.cap_kbps.map(tether_protocol::pace::announce));
     tx.send(ToAgent::StreamOptions(features))?;
