@@ -68,8 +68,8 @@ fn cursor_shape(img: PointerImage) -> ToViewer {
 }
 
 /// A request for a grab: with `true`, first wait up to [`POLL`] for the screen to change (the
-/// last grab found nothing new).
-type GrabReply = (bool, oneshot::Sender<Result<Grab, ScreenError>>);
+/// last grab found nothing new); then the H.264 bit rate to aim for (below the link's cap).
+type GrabReply = (bool, u32, oneshot::Sender<Result<Grab, ScreenError>>);
 
 /// Why the H.264 encoder gave no frame.
 #[derive(Debug, thiserror::Error)]
@@ -508,7 +508,14 @@ fn capture_thread(
         last_change: Instant::now(),
         encoder: None,
     };
-    for (wait, reply) in requests {
+    for (wait, h264_bps, reply) in requests {
+        if h264_bps.abs_diff(coder.h264_bps) > coder.h264_bps / 10 * 3 {
+            // The link's cap moved well away (a new stream starts with a key frame, so not for
+            // every step): the next video frame starts one at the new rate.
+            debug!(h264_bps, "H.264 rate");
+            coder.h264_bps = h264_bps;
+            coder.encoder = None;
+        }
         // Between polls: a source that can tell when something is drawn wakes at once (a key's
         // echo is grabbed as soon as it is drawn); the others sleep the poll interval.
         if wait {
@@ -614,10 +621,20 @@ pub async fn run(
     let mut cursor: Option<(i32, i32)> = None;
     // The last grab found nothing to send: the next one waits for a change (up to a poll).
     let mut idle = false;
-    let mut pacer = encodings
-        .max_kbps
-        .map(|k| tether_protocol::pace::Pacer::new(k, std::time::Instant::now()));
+    // The cap: the viewer's, or what the link shows it carries, whichever is lower.
+    let mut meter = tether_protocol::pace::LinkMeter::new();
+    let mut cap = encodings.max_kbps;
+    let mut pacer = cap.map(|k| tether_protocol::pace::Pacer::new(k, std::time::Instant::now()));
     loop {
+        let found = match (encodings.max_kbps, meter.cap_kbps()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if found != cap {
+            debug!(?found, "stream cap");
+            cap = found;
+            pacer = cap.map(|k| tether_protocol::pace::Pacer::new(k, std::time::Instant::now()));
+        }
         // Within the bandwidth cap: the next capture waits until the link carried the last.
         if let Some(p) = pacer.as_mut() {
             let now = std::time::Instant::now();
@@ -629,23 +646,32 @@ pub async fn run(
         // Take every acknowledgement that arrived.
         loop {
             match acks.try_recv() {
-                Ok(seq) => flow.on_ack(seq),
+                Ok(seq) => {
+                    flow.on_ack(seq);
+                    meter.handle_ack(seq, std::time::Instant::now());
+                }
                 Err(mpsc::error::TryRecvError::Empty) => break,
                 Err(mpsc::error::TryRecvError::Disconnected) => return,
             }
         }
         if !flow.can_send() {
             // No credit: wait for an acknowledgement rather than queue stale frames.
+            let waiting = std::time::Instant::now();
             match acks.recv().await {
                 Some(seq) => {
+                    let now = std::time::Instant::now();
+                    meter.handle_blocked(waiting, now);
                     flow.on_ack(seq);
+                    meter.handle_ack(seq, now);
                     continue;
                 }
                 None => return,
             }
         }
         let (tx, rx) = oneshot::channel();
-        if req_tx.send((idle, tx)).is_err() {
+        // Leave a fifth of a capped link for the lossless updates and the pointer.
+        let h264_bps = cap.map_or(H264_BPS, |k| H264_BPS.min(k.saturating_mul(800)));
+        if req_tx.send((idle, h264_bps, tx)).is_err() {
             return;
         }
         let grab = match rx.await {
@@ -681,10 +707,12 @@ pub async fn run(
         idle = false;
         let seq = flow.on_send();
         debug!(seq, rects = rects.len(), us = grab.encode_us, "frame");
+        // The pixels plus what each update costs on the wire (header, framing, TLS).
+        let bytes = rects.iter().map(|r| r.data.len() + 24).sum::<usize>() + 40;
+        let now = std::time::Instant::now();
+        meter.handle_sent(seq, bytes, now);
         if let Some(p) = pacer.as_mut() {
-            // The pixels plus what each update costs on the wire (header, framing, TLS).
-            let bytes = rects.iter().map(|r| r.data.len() + 24).sum::<usize>() + 40;
-            p.handle_sent(std::time::Instant::now(), bytes);
+            p.handle_sent(now, bytes);
         }
         let update = FrameUpdate {
             seq,

@@ -6,13 +6,21 @@
 //!   one enrolled certificate per device), and fleet queries over them.
 //!
 //! * `screen` — a session through the relay to an agent on Xvfb at 1280×800 and 1920×1080, for
-//!   idle, typing, scrolling, window dragging and full-screen animation: bytes/s, frames/s, agent
-//!   CPU, encode time, and key-to-pixels latency; then the viewer window's CPU (`tether connect`
-//!   on a second Xvfb) with the remote screen idle and while typing into it. Then the same
+//!   idle, typing and scrolling (a bitmap-font xterm and one with anti-aliased DejaVu Sans Mono),
+//!   window dragging, typing into a GTK editor (mousepad) and full-screen animation: bytes/s,
+//!   frames/s, agent CPU, encode time, and key-to-pixels latency; then the real viewer window
+//!   (`tether connect` on a second Xvfb): key-to-pixels glass to glass (`screen/glass.rs`) and its
+//!   CPU with the remote screen idle and while typing into it. Each beside x11vnc + TigerVNC's
+//!   viewer in the same run. Then the same
 //!   session on a headless GNOME (mutter) Wayland desktop at 1280×720 (the agent through its
 //!   `tether-wayland` helper, ScreenCast + PipeWire): idle, typing (through the session's own
 //!   input, not xdotool) and an animation, with the compositor's CPU beside the agent's, and
 //!   key-to-pixels. `screen-x11` and `screen-wayland` run one half alone.
+//!
+//! * `screen-link` — (root; run on its own) the X11 session at 1280×800 over emulated links in a
+//!   network namespace of its own (`screen/link.rs`: 20 Mbit/s 40 ms 0.5 % loss, 1 Mbit/s 80 ms),
+//!   beside the peer; then Tether at `--max-kbps 256` on the slower link while a terminal
+//!   scrolls, and while one pours text.
 //!
 //! * `relay` — a `tether-relay serve` process: one session's bulk throughput (exec of
 //!   `head -c`, `--bulk-mib N`, default 1024) beside a socat TCP splice, relay CPU per Gbit,

@@ -537,9 +537,17 @@ pub async fn screen(report: &mut Report, w: u32, h: u32, mode: &Mode) -> Result<
         Err("x11vnc has no bandwidth cap".to_string())
     } else {
         eprintln!("  peer: {} on the same display", vnc::PEER);
-        vnc::measure(&x.display, w, h, &loads, WORKLOAD_SECS, LATENCY_SAMPLES)
-            .await
-            .map_err(|e| format!("{e:#}"))
+        let busy = opts.viewer_load;
+        vnc::measure(
+            &x.display,
+            (w, h),
+            &loads,
+            WORKLOAD_SECS,
+            LATENCY_SAMPLES,
+            busy,
+        )
+        .await
+        .map_err(|e| format!("{e:#}"))
     };
     if let Err(why) = &peer {
         eprintln!("  peer unavailable: {why}");
@@ -550,7 +558,9 @@ pub async fn screen(report: &mut Report, w: u32, h: u32, mode: &Mode) -> Result<
 
 /// The `screen-link` suite (in its own network namespace, see `screen/link.rs`): at 1280×800,
 /// each emulated link of [`link::LINKS`] for typing, scrolling and a window drag, Tether beside
-/// the peer; then Tether alone at `--max-kbps 256` on the slower link while a terminal scrolls.
+/// the peer; on the slower link, keys through the real viewers while text pours (no cap asked:
+/// Tether's comes from the acknowledgements), beside the peer; then Tether alone at
+/// `--max-kbps 256` there while a terminal scrolls, and while text pours.
 pub async fn screen_links(report: &mut Report) -> Result<()> {
     let (w, h) = (1280, 800);
     link::loopback_up()?;
@@ -585,6 +595,24 @@ pub async fn screen_links(report: &mut Report) -> Result<()> {
         run?;
     }
     let l = &link::LINKS[1];
+    // Text pouring over the slow link with no cap from anyone: what the link sets (Tether
+    // measures it from the acknowledgements), beside the peer.
+    eprintln!(
+        "screen: {w}x{h} over the {} kbit/s, {} ms link, no cap asked: {CAPPED_POUR}",
+        l.kbps, l.rtt_ms
+    );
+    let emulator = link::Emulator::start(l)?;
+    let mode = Mode {
+        label: format!("link_{}_{CAPPED_POUR}.{w}x{h}", l.name),
+        only: Some(vec![CAPPED_POUR]),
+        glass_targets: [format!("<= {}", l.rtt_ms + 20), "<= peer".into()],
+        cap_kbps: None,
+        viewer_load: Some(CAPPED_POUR),
+        key_target: "<= peer".into(),
+    };
+    let run = screen(report, w, h, &mode).await;
+    emulator.finish()?;
+    run?;
     for load in [CAPPED_SCROLL, CAPPED_POUR] {
         eprintln!(
             "screen: {w}x{h} at --max-kbps 256 over the {} kbit/s, {} ms link: {load}",
@@ -592,7 +620,7 @@ pub async fn screen_links(report: &mut Report) -> Result<()> {
         );
         let emulator = link::Emulator::start(l)?;
         let mode = Mode {
-            label: format!("cap256_link_{}.{w}x{h}", l.name),
+            label: format!("cap256_link_{}_{load}.{w}x{h}", l.name),
             only: Some(vec![load]),
             glass_targets: ["<= 300".into(), "<= 300".into()],
             cap_kbps: Some(256),

@@ -66,15 +66,16 @@ pub struct PeerRun {
 }
 
 /// Runs the peer on `display` (`w`×`h`, the typing terminal already on it): the workloads for
-/// `secs` each, then `samples` key-to-pixels samples. Fails, with the reason, when the peer
-/// cannot be installed or run.
+/// `secs` each, then `samples` key-to-pixels samples, then its viewer (with `viewer_load`, the
+/// index of a workload kept running meanwhile: then no headless samples). Fails, with the
+/// reason, when the peer cannot be installed or run.
 pub async fn measure(
     display: &str,
-    w: u32,
-    h: u32,
+    (w, h): (u32, u32),
     loads: &[Workload],
     secs: f64,
     samples: u32,
+    viewer_load: Option<usize>,
 ) -> Result<PeerRun> {
     install().map_err(anyhow::Error::msg)?;
     let logs = tempfile::tempdir()?;
@@ -123,6 +124,7 @@ pub async fn measure(
     xdotool(display, &["search", "--name", TERM_TITLE, "windowfocus"]).await?;
     xdotool(&viewer_x.display, &["windowfocus", "--sync", &window]).await?;
     let mut latency_ms = vec![];
+    let samples = if viewer_load.is_some() { 0 } else { samples };
     for i in 0..samples {
         proxy.quiet(QUIET).await;
         let key = ((b'a' + (i % 26) as u8) as char).to_string();
@@ -139,7 +141,12 @@ pub async fn measure(
     }
     proxy.check().await?;
     // The viewer: glass to glass, then its own CPU, idle and typing.
-    let seen = viewer_run(viewer.0.id(), &viewer_x.display, &window, display, false).await?;
+    let _load = match viewer_load.and_then(|i| loads[i].cmd.as_deref()) {
+        Some(c) => Some(x_spawn(display, c)?),
+        None => None,
+    };
+    let busy = viewer_load.is_some();
+    let seen = viewer_run(viewer.0.id(), &viewer_x.display, &window, display, busy).await?;
     proxy.check().await?;
     Ok(PeerRun {
         workloads,
