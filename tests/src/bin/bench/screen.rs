@@ -364,7 +364,7 @@ pub async fn viewer_run(
     display: &str,
     window: &str,
     remote: &str,
-    busy: bool,
+    load: Option<&mut dyn FnMut() -> Result<Box<dyn std::any::Any>>>,
 ) -> Result<ViewerRun> {
     let cpu_over =
         |cpu0: f64, t0: Instant| (cpu_seconds(pid) - cpu0) / t0.elapsed().as_secs_f64() * 100.0;
@@ -380,8 +380,16 @@ pub async fn viewer_run(
     // Let the screen and the viewer settle (the agent's lossless refresh, the first draws).
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (here, there) = (display.to_string(), remote.to_string());
+    let area = tokio::task::spawn_blocking(move || glass::locate(&here, &there, &term)).await??;
+    // Found on a still screen; then the workload that keeps it busy, if any.
+    let busy = load.is_some();
+    let _load = load.map(|start| start()).transpose()?;
+    if busy {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let here = display.to_string();
     let glass_ms = tokio::task::spawn_blocking(move || {
-        glass::key_to_pixels(&here, &there, &term, LATENCY_SAMPLES, busy)
+        glass::key_to_pixels(&here, area, LATENCY_SAMPLES, busy)
     })
     .await??;
     if busy {
@@ -417,6 +425,7 @@ async fn tether_viewer(
     tech_dir: &Path,
     device: &str,
     opts: &SessionOpts,
+    load: Option<&mut dyn FnMut() -> Result<Box<dyn std::any::Any>>>,
 ) -> Result<ViewerRun> {
     use std::os::unix::process::CommandExt;
     let local = xvfb(w + 100, h + 100)?;
@@ -437,8 +446,7 @@ async fn tether_viewer(
         .stderr(std::process::Stdio::null())
         .spawn()?);
     let window = wait_window(&local.display, "^Tether: ").await?;
-    let busy = opts.viewer_load.is_some();
-    let run = viewer_run(viewer.0.id(), &local.display, &window, remote, busy).await;
+    let run = viewer_run(viewer.0.id(), &local.display, &window, remote, load).await;
     drop(viewer);
     run
 }
@@ -1040,8 +1048,14 @@ async fn tether_session(
     let viewer = match (opts.viewer, &desktop) {
         (Some((w, h)), Desktop::X11(display)) => {
             eprintln!("  viewer: tether connect on a second Xvfb");
-            let _load = opts.viewer_load.map(|i| start_load(i, &tx)).transpose()?;
-            Some(tether_viewer(display, (w, h), &tech_dir, &agent_id, opts).await?)
+            let mut load = opts.viewer_load.map(|i| {
+                let tx = tx.clone();
+                move || start_load(i, &tx)
+            });
+            let load = load
+                .as_mut()
+                .map(|f| f as &mut dyn FnMut() -> Result<Box<dyn std::any::Any>>);
+            Some(tether_viewer(display, (w, h), &tech_dir, &agent_id, opts, load).await?)
         }
         _ => None,
     };

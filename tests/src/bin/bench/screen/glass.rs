@@ -31,7 +31,7 @@ const LOST: Duration = Duration::from_secs(3);
 
 /// An area of a screen.
 #[derive(Clone, Copy, Debug)]
-struct Area {
+pub struct Area {
     x: i16,
     y: i16,
     w: u16,
@@ -164,17 +164,9 @@ fn find(
     None
 }
 
-/// Glass-to-glass key-to-pixels samples (ms): `samples` letters pressed on the `local` display,
-/// whose focused viewer window shows the `remote` display at 1:1, the remote window `term`
-/// (an X window id) having the remote keyboard; `busy`: another part of the remote screen keeps
-/// changing. Keys whose echo never shows are left out (printed).
-pub fn key_to_pixels(
-    local: &str,
-    remote: &str,
-    term: &str,
-    samples: u32,
-    busy: bool,
-) -> Result<Vec<f64>> {
+/// Where the viewer on `local` shows the remote window `term` (an X window id on `remote`):
+/// found while the remote screen is still and the viewer's picture exact.
+pub fn locate(local: &str, remote: &str, term: &str) -> Result<Area> {
     let here = Display::open(local)?;
     let there = Display::open(remote)?;
     let term: xproto::Window = term.parse().context("window id")?;
@@ -205,13 +197,40 @@ pub fn key_to_pixels(
         32 * 32,
     )
     .context("the viewer does not show the remote screen at 1:1")?;
-    let area = Area {
+    Ok(Area {
         x: ox as i16 + t.x,
         y: oy as i16 + t.y,
         w: t.w.min(corner.w - t.x.max(0) as u16),
         h: t.h.min(corner.h - t.y.max(0) as u16),
-    };
+    })
+}
 
+/// Pixels that changed by more than this in some channel count as drawn (a typed letter changes
+/// dozens by ~255; a lossy picture's noise far less).
+const DRAWN: u32 = 96;
+/// How many such pixels make a change.
+const DRAWN_PIXELS: usize = 8;
+
+/// Whether `after` shows something drawn over `before` (see [`DRAWN`]).
+fn drawn(before: &[u32], after: &[u32]) -> bool {
+    let far = |a: u32, b: u32| {
+        (0..3).any(|i| ((a >> (8 * i)) & 0xff).abs_diff((b >> (8 * i)) & 0xff) > DRAWN)
+    };
+    before.len() != after.len()
+        || before
+            .iter()
+            .zip(after)
+            .filter(|(a, b)| far(**a, **b))
+            .nth(DRAWN_PIXELS - 1)
+            .is_some()
+}
+
+/// Glass-to-glass key-to-pixels samples (ms): `samples` letters pressed on the `local` display,
+/// whose focused viewer window shows the remote terminal at `area` ([`locate`]); `busy`:
+/// another part of the remote screen keeps changing. Keys whose echo never shows are left out
+/// (printed).
+pub fn key_to_pixels(local: &str, area: Area, samples: u32, busy: bool) -> Result<Vec<f64>> {
+    let here = Display::open(local)?;
     here.conn
         .damage_query_version(1, 1)?
         .reply()
@@ -257,7 +276,7 @@ pub fn key_to_pixels(
                 Some(Event::DamageNotify(_)) => {
                     let at = t0.elapsed();
                     rearm()?;
-                    if here.pixels(area)? != before {
+                    if drawn(&before, &here.pixels(area)?) {
                         shown = Some(at);
                     }
                 }

@@ -141,12 +141,13 @@ pub async fn measure(
     }
     proxy.check().await?;
     // The viewer: glass to glass, then its own CPU, idle and typing.
-    let _load = match viewer_load.and_then(|i| loads[i].cmd.as_deref()) {
-        Some(c) => Some(x_spawn(display, c)?),
-        None => None,
-    };
-    let busy = viewer_load.is_some();
-    let seen = viewer_run(viewer.0.id(), &viewer_x.display, &window, display, busy).await?;
+    let mut load = viewer_load
+        .and_then(|i| loads[i].cmd.clone())
+        .map(|c| move || -> Result<Box<dyn std::any::Any>> { Ok(Box::new(x_spawn(display, &c)?)) });
+    let load = load
+        .as_mut()
+        .map(|f| f as &mut dyn FnMut() -> Result<Box<dyn std::any::Any>>);
+    let seen = viewer_run(viewer.0.id(), &viewer_x.display, &window, display, load).await?;
     proxy.check().await?;
     Ok(PeerRun {
         workloads,
