@@ -561,6 +561,43 @@ mod tests {
         }
     }
 
+    /// Another client, drawing on the root window of an X display.
+    struct Painter {
+        conn: x11rb::rust_connection::RustConnection,
+        root: u32,
+        gc: u32,
+    }
+
+    impl Painter {
+        /// Draws in 0xff8800.
+        fn new(display: &str) -> Self {
+            let (conn, screen) = x11rb::connect(Some(display)).expect("connect");
+            let root = conn.setup().roots[screen].root;
+            let gc = conn.generate_id().expect("id");
+            conn.create_gc(gc, root, &CreateGCAux::new().foreground(0x00ff_8800))
+                .expect("gc");
+            Self { conn, root, gc }
+        }
+
+        /// Fills `r` and waits until the server has done it.
+        fn fill(&self, x: i16, y: i16, width: u16, height: u16) {
+            let r = Rectangle {
+                x,
+                y,
+                width,
+                height,
+            };
+            self.conn
+                .poly_fill_rectangle(self.root, self.gc, &[r])
+                .expect("fill");
+            self.conn
+                .get_input_focus()
+                .expect("sync")
+                .reply()
+                .expect("sync");
+        }
+    }
+
     /// Waits for `watch` to report damage (the server's notification is asynchronous).
     fn next_damage(watch: &mut DamageWatch) -> Vec<Rect> {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
@@ -591,26 +628,8 @@ mod tests {
         assert_eq!(watch.take(), Some(Vec::new()));
 
         // Another client fills a rectangle on the root window.
-        let (painter, screen) = x11rb::connect(Some(&x.1)).expect("connect");
-        let root = painter.setup().roots[screen].root;
-        let gc = painter.generate_id().expect("id");
-        painter
-            .create_gc(gc, root, &CreateGCAux::new().foreground(0x00ff_8800))
-            .expect("gc");
-        let drawn = Rectangle {
-            x: 100,
-            y: 50,
-            width: 20,
-            height: 10,
-        };
-        painter
-            .poly_fill_rectangle(root, gc, &[drawn])
-            .expect("fill");
-        painter
-            .get_input_focus()
-            .expect("sync")
-            .reply()
-            .expect("sync");
+        let painter = Painter::new(&x.1);
+        painter.fill(100, 50, 20, 10);
 
         let areas = next_damage(&mut watch);
         assert_eq!(
@@ -626,18 +645,7 @@ mod tests {
         assert_eq!(watch.take(), Some(Vec::new()));
 
         // Drawing partly off screen is clipped to it.
-        let off = Rectangle {
-            x: 630,
-            y: 470,
-            width: 50,
-            height: 50,
-        };
-        painter.poly_fill_rectangle(root, gc, &[off]).expect("fill");
-        painter
-            .get_input_focus()
-            .expect("sync")
-            .reply()
-            .expect("sync");
+        painter.fill(630, 470, 50, 50);
         assert_eq!(
             next_damage(&mut watch),
             vec![Rect {
@@ -653,26 +661,7 @@ mod tests {
     fn x11_small_areas_are_read_alone_into_the_last_frame() {
         let x = Xvfb::start();
         let watch = DamageWatch::connect(Some(&x.1), 0).expect("Xvfb has DAMAGE");
-        let (painter, screen) = x11rb::connect(Some(&x.1)).expect("connect");
-        let root = painter.setup().roots[screen].root;
-        let gc = painter.generate_id().expect("id");
-        painter
-            .create_gc(gc, root, &CreateGCAux::new().foreground(0x00ff_8800))
-            .expect("gc");
-        let drawn = Rectangle {
-            x: 100,
-            y: 50,
-            width: 20,
-            height: 10,
-        };
-        painter
-            .poly_fill_rectangle(root, gc, &[drawn])
-            .expect("fill");
-        painter
-            .get_input_focus()
-            .expect("sync")
-            .reply()
-            .expect("sync");
+        Painter::new(&x.1).fill(100, 50, 20, 10);
         let (w, h) = watch.size;
         let mut frame = vec![7u8; (w * h * 4) as usize];
         let area = Rect {

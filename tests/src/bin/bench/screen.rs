@@ -261,22 +261,22 @@ fn scrolling_cmd(font: &str, geometry: &str) -> String {
 /// each terminal copies what is typed into a file in `dir`.
 async fn desktop_windows(display: &str, dir: &Path) -> Result<Vec<Bg>> {
     crate::agent::ensure_tool("mousepad", "mousepad").map_err(anyhow::Error::msg)?;
-    let term = x_spawn(
-        display,
-        &format!(
-            "xterm -geometry 100x30+20+20 -T {TERM_TITLE} -e sh -c 'cat > {}'",
-            dir.join("typed.txt").display()
-        ),
-    )?;
-    wait_window(display, TERM_TITLE).await?;
-    let aa = x_spawn(
-        display,
-        &format!(
-            "xterm -fa 'DejaVu Sans Mono' -fs 11 -geometry 60x22+660+20 -T {AA_TITLE} -e sh -c 'cat > {}'",
-            dir.join("typed-aa.txt").display()
-        ),
-    )?;
-    wait_window(display, AA_TITLE).await?;
+    let terminal = async |options: &str, title: &str| -> Result<Bg> {
+        let file = dir.join(format!("{title}.txt"));
+        let cmd = format!(
+            "xterm {options} -T {title} -e sh -c 'cat > {}'",
+            file.display()
+        );
+        let term = x_spawn(display, &cmd)?;
+        wait_window(display, title).await?;
+        Ok(term)
+    };
+    let term = terminal("-geometry 100x30+20+20", TERM_TITLE).await?;
+    let aa = terminal(
+        "-fa 'DejaVu Sans Mono' -fs 11 -geometry 60x22+660+20",
+        AA_TITLE,
+    )
+    .await?;
     let file = dir.join(EDITOR_FILE);
     std::fs::write(&file, "")?;
     let editor = x_spawn(display, &format!("mousepad {}", file.display()))?;
@@ -564,6 +564,23 @@ pub async fn screen(report: &mut Report, w: u32, h: u32, mode: &Mode) -> Result<
     Ok(())
 }
 
+/// `mode` at `w`×`h` across the emulated link `l`; what the link did is printed.
+async fn across(
+    report: &mut Report,
+    l: &'static link::Link,
+    (w, h): (u32, u32),
+    mode: &Mode,
+) -> Result<()> {
+    let emulator = link::Emulator::start(l)?;
+    let run = screen(report, w, h, mode).await;
+    let stats = emulator.finish()?;
+    eprintln!(
+        "  link: {} packets, {} lost at random, {} dropped by a full queue",
+        stats.packets, stats.lost, stats.tail_dropped
+    );
+    run
+}
+
 /// The `screen-link` suite (in its own network namespace, see `screen/link.rs`): at 1280×800,
 /// each emulated link of [`link::LINKS`] for typing, scrolling and a window drag, Tether beside
 /// the peer; on the slower link, keys through the real viewers while text pours (no cap asked:
@@ -579,7 +596,6 @@ pub async fn screen_links(report: &mut Report) -> Result<()> {
             l.rtt_ms,
             l.loss * 100.0
         );
-        let emulator = link::Emulator::start(l)?;
         let ceiling = format!("<= {}", l.rtt_ms + 20);
         let mode = Mode {
             label: format!("link_{}.{w}x{h}", l.name),
@@ -594,13 +610,7 @@ pub async fn screen_links(report: &mut Report) -> Result<()> {
             viewer_load: None,
             key_target: ceiling,
         };
-        let run = screen(report, w, h, &mode).await;
-        let stats = emulator.finish()?;
-        eprintln!(
-            "  link: {} packets, {} lost at random, {} dropped by a full queue",
-            stats.packets, stats.lost, stats.tail_dropped
-        );
-        run?;
+        across(report, l, (w, h), &mode).await?;
     }
     let l = &link::LINKS[1];
     // Text pouring over the slow link with no cap from anyone: what the link sets (Tether
@@ -609,7 +619,6 @@ pub async fn screen_links(report: &mut Report) -> Result<()> {
         "screen: {w}x{h} over the {} kbit/s, {} ms link, no cap asked: {CAPPED_POUR}",
         l.kbps, l.rtt_ms
     );
-    let emulator = link::Emulator::start(l)?;
     let mode = Mode {
         label: format!("link_{}_{CAPPED_POUR}.{w}x{h}", l.name),
         only: Some(vec![CAPPED_POUR]),
@@ -618,15 +627,12 @@ pub async fn screen_links(report: &mut Report) -> Result<()> {
         viewer_load: Some(CAPPED_POUR),
         key_target: "<= peer".into(),
     };
-    let run = screen(report, w, h, &mode).await;
-    emulator.finish()?;
-    run?;
+    across(report, l, (w, h), &mode).await?;
     for load in [CAPPED_SCROLL, CAPPED_POUR] {
         eprintln!(
             "screen: {w}x{h} at --max-kbps 256 over the {} kbit/s, {} ms link: {load}",
             l.kbps, l.rtt_ms
         );
-        let emulator = link::Emulator::start(l)?;
         let mode = Mode {
             label: format!("cap256_link_{}_{load}.{w}x{h}", l.name),
             only: Some(vec![load]),
@@ -635,9 +641,7 @@ pub async fn screen_links(report: &mut Report) -> Result<()> {
             viewer_load: Some(load),
             key_target: "<= 300".into(),
         };
-        let run = screen(report, w, h, &mode).await;
-        emulator.finish()?;
-        run?;
+        across(report, l, (w, h), &mode).await?;
     }
     Ok(())
 }
