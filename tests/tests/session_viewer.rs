@@ -70,6 +70,17 @@ fn start_viewer(
 /// The remote screen around the terminal (400×200 from 20,20), as RGB, with both pointers
 /// moved away from it (the viewer draws the remote pointer).
 fn remote_crop(remote: &Xvfb, local: &Xvfb, dir: &std::path::Path) -> (u32, u32, Vec<u8>) {
+    remote_area(remote, local, dir, (20, 20, 400, 200))
+}
+
+/// The area `(x, y, w, h)` of the remote screen, as RGB, with both pointers moved away (the
+/// remote one to 630,390, which the area must leave out).
+fn remote_area(
+    remote: &Xvfb,
+    local: &Xvfb,
+    dir: &std::path::Path,
+    (x0, y0, cw, ch): (u32, u32, u32, u32),
+) -> (u32, u32, Vec<u8>) {
     assert!(
         local
             .run("xdotool", &["mousemove", "999", "699"])
@@ -93,7 +104,6 @@ fn remote_crop(remote: &Xvfb, local: &Xvfb, dir: &std::path::Path) -> (u32, u32,
             .success()
     );
     let (w, _h, px) = read_png_rgb(&src);
-    let (x0, y0, cw, ch) = (20u32, 20u32, 400u32, 200u32);
     let mut crop = Vec::with_capacity((cw * ch * 3) as usize);
     for y in y0..y0 + ch {
         let start = ((y * w + x0) * 3) as usize;
@@ -269,6 +279,55 @@ fn viewer_shows_the_remote_screen_forwards_typing_and_files_notes_at_the_end() {
     let row = &tech.json(&["sessions"])[0];
     assert_eq!(row["notes"], "Replaced toner");
     assert_eq!(row["ended_by"], "user");
+}
+
+/// Anti-aliased text scrolls in a window that is then dragged across the screen: the stream
+/// carries it as palettes, row copies and copies across (what the viewer announces), and the
+/// viewer's window then shows the remote screen exactly.
+#[test]
+fn the_viewer_shows_the_screen_exactly_after_scrolling_and_dragging() {
+    let scene = Scene::start();
+    let (_viewer, _win) = start_viewer(&scene.local, &scene.tech, &scene.agent.id, &[]);
+    wait_shown(
+        &scene.local,
+        scene.dir.path(),
+        &remote_crop(&scene.remote, &scene.local, scene.dir.path()),
+    );
+    let _term = scene.remote.spawn(
+        "xterm",
+        &[
+            "-fa",
+            "DejaVu Sans Mono",
+            "-fs",
+            "10",
+            "-geometry",
+            "40x8+30+150",
+            "-T",
+            "tether-drag",
+            "-e",
+            "sh",
+            "-c",
+            "for i in $(seq 1 30); do echo \"line $i: the quick brown fox\"; sleep 0.03; done; \
+             for x in $(seq 30 8 230); do xdotool search --name tether-drag windowmove $x 120; \
+             sleep 0.02; done; printf '\\033]2;tether-done\\007'; sleep 600",
+        ],
+    );
+    let done = wait_until(Duration::from_secs(60), || {
+        scene
+            .remote
+            .run("xdotool", &["search", "--name", "tether-done"])
+            .status
+            .success()
+    });
+    assert!(done.is_some(), "the terminal never finished");
+    // The whole screen but the corner where the remote pointer is parked.
+    let area = remote_area(
+        &scene.remote,
+        &scene.local,
+        scene.dir.path(),
+        (0, 0, 600, 360),
+    );
+    wait_shown(&scene.local, scene.dir.path(), &area);
 }
 
 /// Where the presenter cannot be used (or `TETHER_VIEWER_DRAW=egui`), egui draws the screen:
