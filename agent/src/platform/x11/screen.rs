@@ -23,14 +23,31 @@ pub struct X11Screen {
     watch: Option<(u32, Option<DamageWatch>)>,
     /// When the whole screen was last compared (damage said nothing, or could not say).
     verified: Option<std::time::Instant>,
+    /// When the damage last said something was drawn.
+    drawn: Option<std::time::Instant>,
     /// Areas [`ScreenSource::late_damage`] took, reported again by the next `damage`.
     carry: Vec<Rect>,
 }
 
-/// Whatever the damage says, the screen is compared in full this often: a client
-/// drawing in a way the server does not account as damage (some direct-rendering paths have)
-/// then shows within this time instead of never.
+/// Whatever the damage says, the screen is compared in full this often while something is being
+/// drawn (within [`BUSY_FOR`]): a client drawing in a way the server does not account as damage
+/// (some direct-rendering paths have) then shows within this time instead of never…
 const VERIFY_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+/// …and on a screen still for longer, only this often: a still screen costs (nearly) nothing.
+const VERIFY_STILL: std::time::Duration = std::time::Duration::from_secs(30);
+const BUSY_FOR: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Whether the whole screen is due for a comparison at `now`, last compared at `verified`,
+/// something last drawn at `drawn`.
+fn verify_due(
+    verified: Option<std::time::Instant>,
+    drawn: Option<std::time::Instant>,
+    now: std::time::Instant,
+) -> bool {
+    let busy = drawn.is_some_and(|t| now.saturating_duration_since(t) < BUSY_FOR);
+    let every = if busy { VERIFY_EVERY } else { VERIFY_STILL };
+    verified.is_none_or(|t| now.saturating_duration_since(t) >= every)
+}
 
 /// More damaged rectangles than this in one poll: the whole screen is compared instead (one
 /// comparison is cheaper than hundreds of small ones, and the list stays bounded).
@@ -426,12 +443,20 @@ impl ScreenSource for X11Screen {
             self.watch = Some((display, w));
         }
         let now = std::time::Instant::now();
-        let due = self
-            .verified
-            .is_none_or(|t| now.duration_since(t) >= VERIFY_EVERY);
+        let due = verify_due(self.verified, self.drawn, now);
         let carried = std::mem::take(&mut self.carry);
         let damage = match self.watch.as_mut().and_then(|(_, w)| w.as_mut()) {
             Some(w) => match w.take() {
+                Some(areas) if !areas.is_empty() || !carried.is_empty() => {
+                    self.drawn = Some(now);
+                    if due {
+                        Damage::Unknown
+                    } else {
+                        let mut areas = areas;
+                        areas.extend(carried);
+                        Damage::Areas(areas)
+                    }
+                }
                 Some(_) if due => Damage::Unknown,
                 Some(mut areas) => {
                     areas.extend(carried);
@@ -772,6 +797,22 @@ mod tests {
         let m = next_moves(&mut watch);
         assert_eq!(m.len(), 2, "{m:?}");
         assert!(m.contains(&mv((300, 300), (310, 290))));
+    }
+
+    #[test]
+    fn a_still_screen_is_compared_in_full_rarely_a_busy_one_every_two_seconds() {
+        let t0 = std::time::Instant::now();
+        let s = |n: u64| t0 + std::time::Duration::from_secs(n);
+        assert!(verify_due(None, None, t0));
+        // Drawn a moment ago: every 2 s.
+        assert!(!verify_due(Some(s(100)), Some(s(99)), s(101)));
+        assert!(verify_due(Some(s(100)), Some(s(99)), s(102)));
+        // Nothing drawn for over 10 s: every 30 s.
+        assert!(!verify_due(Some(s(100)), Some(s(80)), s(102)));
+        assert!(!verify_due(Some(s(100)), None, s(129)));
+        assert!(verify_due(Some(s(100)), None, s(130)));
+        // A clock read earlier than before is not a reason to compare.
+        assert!(!verify_due(Some(s(100)), None, s(50)));
     }
 
     #[test]
