@@ -119,7 +119,13 @@ fn mutter_session_serves_screencast_and_shows_the_test_client() {
     );
     app.wait_text(text, Duration::from_secs(20))
         .unwrap_or_else(|last| panic!("typed {text:?}, the entry shows {last:?}"));
-    assert_eq!(app.wait_click(Duration::from_secs(20)), Some((1, x, y)));
+    // Where mutter puts an absolute pointer position is rounded on its side: one run in many
+    // lands a pixel off (seen: y 501 for 500), so the click counts within a pixel.
+    let click = app.wait_click(Duration::from_secs(20));
+    assert!(
+        click.is_some_and(|(b, cx, cy)| b == 1 && cx.abs_diff(x) <= 1 && cy.abs_diff(y) <= 1),
+        "{click:?}, not button 1 at ({x}, {y})"
+    );
     drop(app);
     teardown(s);
 }
