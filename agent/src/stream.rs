@@ -19,7 +19,8 @@ use openh264::formats::{BgraSliceU8, YUVBuffer};
 use std::sync::Arc;
 use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
-use tether_protocol::session::{Compression, EncodedRect, FrameUpdate, ToViewer};
+use tether_protocol::indexed::Memory;
+use tether_protocol::session::{Compression, Deltas, EncodedRect, FrameUpdate, ToViewer};
 use tether_protocol::tiles::{
     FlowControl, Rect, changed_rects, changed_rects_within, extract, tighten, xor,
 };
@@ -109,7 +110,8 @@ fn lossless_rects(
     pixels: &[u8],
     w: u32,
     rects: Vec<Rect>,
-    palette: Palettes,
+    forms: Palettes,
+    memory: &mut Memory,
 ) -> Vec<EncodedRect> {
     let mut tight: Vec<Rect> = Vec::with_capacity(rects.len());
     for r in rects.into_iter().map(|r| tighten(base, pixels, w, r)) {
@@ -122,11 +124,15 @@ fn lossless_rects(
             None => tight.push(r),
         }
     }
+    // Each choice below may send a palette the next rectangle reuses: the memory follows the
+    // rectangles that are sent, in order.
+    let mut after_each = memory.clone();
     let each: Vec<EncodedRect> = tight
         .iter()
-        .filter_map(|&r| lossless_rect(base, pixels, w, r, palette))
+        .filter_map(|&r| lossless_rect(base, pixels, w, r, forms, &mut after_each))
         .collect();
     if each.len() < 2 {
+        *memory = after_each;
         return each;
     }
     let (x0, y0) = tight
@@ -143,6 +149,7 @@ fn lossless_rects(
     };
     let area = |r: &Rect| u64::from(r.w) * u64::from(r.h);
     if area(&cover) > COVER_RATIO * tight.iter().map(area).sum::<u64>() {
+        *memory = after_each;
         return each;
     }
     let cost = |v: &[EncodedRect]| {
@@ -150,9 +157,16 @@ fn lossless_rects(
             .map(|r| r.data.len() + RECT_OVERHEAD)
             .sum::<usize>()
     };
-    match lossless_rect(base, pixels, w, cover, palette) {
-        Some(one) if cost(std::slice::from_ref(&one)) < cost(&each) => vec![one],
-        _ => each,
+    let mut after_one = memory.clone();
+    match lossless_rect(base, pixels, w, cover, forms, &mut after_one) {
+        Some(one) if cost(std::slice::from_ref(&one)) < cost(&each) => {
+            *memory = after_one;
+            vec![one]
+        }
+        _ => {
+            *memory = after_each;
+            each
+        }
     }
 }
 
@@ -164,14 +178,15 @@ fn lossless_rect(
     pixels: &[u8],
     w: u32,
     r: Rect,
-    palette: Palettes,
+    forms: Palettes,
+    memory: &mut Memory,
 ) -> Option<EncodedRect> {
     let cur = extract(pixels, w, r);
-    let xored = zstd::bulk::compress(&xor(&cur, &extract(base, w, r)), 1).ok();
-    smaller_of(r, xored, Compression::ZstdXor, &cur, palette)
+    let xored = xor(&cur, &extract(base, w, r));
+    smaller_of(r, &xored, true, &cur, forms, memory)
 }
 
-/// Which palette forms a viewer takes.
+/// Which forms beyond zstd and XOR a viewer takes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Palettes {
     /// [`Compression::ZstdPalette`] (`stream_feature::PALETTE`).
@@ -179,39 +194,79 @@ pub struct Palettes {
     /// [`Compression::Palette`], the form as it is (`stream_feature::RAW_PALETTE`): a solid
     /// strip or a typed character is a few bytes, less than zstd's own frame.
     pub raw: bool,
+    /// [`Compression::Indexed`], [`Compression::ZstdIndexed`] and the plane forms
+    /// (`stream_feature::COMPACT`), in place of the two above.
+    pub compact: bool,
 }
 
-/// Rectangle `r` as `plain` (already compressed, of kind `kind`) or, when the viewer takes
-/// palettes and it comes out smaller, as the palette form of its `pixels`, zstd or as it is.
+/// Rectangles up to this many pixels are also tried in the interleaved forms when the viewer
+/// takes planes (larger ones go as planes only: compressing twice costs too much there).
+const BOTH_LAYOUTS: u64 = 64 * 1024;
+/// An indexed form this long or shorter is not worth zstd's frame.
+const RAW_INDEXED: usize = 24;
+
+/// Rectangle `r` in its smallest form: zstd of `data` (the pixels XOR the viewer's when
+/// `xored`, else the `pixels` themselves) or of its planes, or a palette form of `pixels`,
+/// among those the viewer takes. The chosen form's palette, if it has one, goes to `memory`.
 fn smaller_of(
     r: Rect,
-    plain: Option<Vec<u8>>,
-    kind: Compression,
+    data: &[u8],
+    xored: bool,
     pixels: &[u8],
-    palette: Palettes,
+    forms: Palettes,
+    memory: &mut Memory,
 ) -> Option<EncodedRect> {
-    let form = (palette.zstd || palette.raw)
-        .then(|| tether_protocol::palette::encode(pixels, r.w, r.h))
-        .flatten();
-    let zstd = form
-        .as_ref()
-        .filter(|_| palette.zstd)
-        .and_then(|p| zstd::bulk::compress(p, 1).ok());
-    let candidates = [
-        plain.map(|d| (d, kind)),
-        zstd.map(|d| (d, Compression::ZstdPalette)),
-        form.filter(|_| palette.raw)
-            .map(|d| (d, Compression::Palette)),
-    ];
-    candidates
+    let zstd = |d: &[u8]| zstd::bulk::compress(d, 1).ok();
+    let (plain_kind, planes_kind) = if xored {
+        (Compression::ZstdXor, Compression::ZstdXorPlanes)
+    } else {
+        (Compression::Zstd, Compression::ZstdPlanes)
+    };
+    let both = u64::from(r.w) * u64::from(r.h) <= BOTH_LAYOUTS;
+    let plain = (!forms.compact || both)
+        .then(|| zstd(data))
+        .flatten()
+        .map(|d| (d, plain_kind));
+    let planes = forms
+        .compact
+        .then(|| tether_protocol::planes::split(data).ok())
+        .flatten()
+        .and_then(|p| zstd(&p))
+        .map(|d| (d, planes_kind));
+    let mut candidates = vec![plain, planes];
+    let mut indexed = None;
+    if forms.compact {
+        indexed = tether_protocol::indexed::encode(pixels, r.w, r.h, memory);
+        if let Some(raw) = &indexed {
+            if raw.len() > RAW_INDEXED {
+                candidates.push(zstd(raw).map(|d| (d, Compression::ZstdIndexed)));
+            }
+            candidates.push(Some((raw.clone(), Compression::Indexed)));
+        }
+    } else if (forms.zstd || forms.raw)
+        && let Some(form) = tether_protocol::palette::encode(pixels, r.w, r.h)
+    {
+        if forms.zstd {
+            candidates.push(zstd(&form).map(|d| (d, Compression::ZstdPalette)));
+        }
+        if forms.raw {
+            candidates.push(Some((form, Compression::Palette)));
+        }
+    }
+    let (data, compression) = candidates
         .into_iter()
         .flatten()
-        .min_by_key(|(d, _)| d.len())
-        .map(|(data, compression)| EncodedRect {
-            rect: r,
-            compression,
-            data,
-        })
+        .min_by_key(|(d, _)| d.len())?;
+    if matches!(compression, Compression::Indexed | Compression::ZstdIndexed)
+        && let Some(raw) = &indexed
+    {
+        memory.learn(raw);
+    }
+    Some(EncodedRect {
+        rect: r,
+        compression,
+        data,
+    })
 }
 
 /// Encoder state kept on the capture thread.
@@ -220,6 +275,8 @@ struct Coder {
     /// The H.264 encoder's target: below the bandwidth cap, if there is one.
     h264_bps: u32,
     palette: Palettes,
+    /// The last palette sent ([`Compression::Indexed`]), as the viewer holds it.
+    indexed: Memory,
     copy_rect: bool,
     move_rect: bool,
     /// Windows the platform saw move lately, for the next [`Self::encode`].
@@ -257,8 +314,7 @@ impl Coder {
         self.viewer_exact = true;
         let r = Rect { x: 0, y: 0, w, h };
         // A screen of text and flat windows often has few enough colours for a palette.
-        let plain = zstd::bulk::compress(pixels, 1).ok();
-        smaller_of(r, plain, Compression::Zstd, pixels, self.palette)
+        smaller_of(r, pixels, false, pixels, self.palette, &mut self.indexed)
             .into_iter()
             .collect()
     }
@@ -268,7 +324,7 @@ impl Coder {
     /// the copy). `None` when the viewer does not take copies, does not hold the last frame
     /// exactly, or nothing moved.
     fn copied(
-        &self,
+        &mut self,
         pixels: &[u8],
         w: u32,
         h: u32,
@@ -293,6 +349,7 @@ impl Coder {
             w,
             changed_rects_within(Some(&base), pixels, w, h, rects),
             self.palette,
+            &mut self.indexed,
         ));
         Some(out)
     }
@@ -445,7 +502,14 @@ impl Coder {
                 Some(self.full_lossless(&pixels, w, h))
             } else {
                 let base = self.last.as_deref().unwrap_or(&[]);
-                Some(lossless_rects(base, &pixels, w, rects, self.palette))
+                Some(lossless_rects(
+                    base,
+                    &pixels,
+                    w,
+                    rects,
+                    self.palette,
+                    &mut self.indexed,
+                ))
             }
         };
         let changed = match damage {
@@ -498,6 +562,7 @@ fn capture_thread(
             .max_kbps
             .map_or(H264_BPS, |k| H264_BPS.min(k.saturating_mul(800))),
         palette: encodings.palette,
+        indexed: Memory::default(),
         copy_rect: encodings.copy_rect,
         move_rect: encodings.move_rect,
         moves: Vec::new(),
@@ -619,6 +684,7 @@ pub async fn run(
         .ok();
     let mut flow = FlowControl::new(u32::from(max_in_flight));
     let mut cursor: Option<(i32, i32)> = None;
+    let mut deltas = encodings.palette.compact.then(Deltas::default);
     // The last grab found nothing to send: the next one waits for a change (up to a poll).
     let mut idle = false;
     // The cap: the viewer's, or what the link shows it carries, whichever is lower.
@@ -722,7 +788,11 @@ pub async fn run(
             encode_us: grab.encode_us,
             rects,
         };
-        if out.send(ToViewer::Frame(update)).await.is_err() {
+        let msg = match deltas.as_mut() {
+            Some(d) => ToViewer::Delta(d.compact(update)),
+            None => ToViewer::Frame(update),
+        };
+        if out.send(msg).await.is_err() {
             return;
         }
     }
@@ -738,6 +808,7 @@ mod tests {
             h264,
             h264_bps: H264_BPS,
             palette: Palettes::default(),
+            indexed: Memory::default(),
             copy_rect: false,
             move_rect: false,
             moves: Vec::new(),
@@ -750,22 +821,32 @@ mod tests {
         }
     }
 
+    /// What a viewer keeps beside its picture: the H.264 decoder and the last palette.
+    struct Viewer {
+        h264: openh264::decoder::Decoder,
+        memory: Memory,
+    }
+
+    impl Viewer {
+        fn new() -> Self {
+            Viewer {
+                h264: openh264::decoder::Decoder::new().unwrap(),
+                memory: Memory::default(),
+            }
+        }
+    }
+
     /// A viewer's framebuffer, updated the way the viewer does.
-    fn apply(
-        fb: &mut Vec<u8>,
-        w: u32,
-        h: u32,
-        rects: &[EncodedRect],
-        dec: &mut openh264::decoder::Decoder,
-    ) {
+    fn apply(fb: &mut Vec<u8>, w: u32, h: u32, rects: &[EncodedRect], dec: &mut Viewer) {
         if fb.len() != (w * h * 4) as usize {
             *fb = vec![0; (w * h * 4) as usize];
         }
         for r in rects {
+            let len = (r.rect.w * r.rect.h * 4) as usize;
             match r.compression {
                 Compression::H264 => {
                     use openh264::formats::YUVSource;
-                    let yuv = dec.decode(&r.data).unwrap().expect("a picture");
+                    let yuv = dec.h264.decode(&r.data).unwrap().expect("a picture");
                     assert_eq!(yuv.dimensions(), (w as usize, h as usize));
                     let mut rgba = vec![0; (w * h * 4) as usize];
                     yuv.write_rgba8(&mut rgba);
@@ -774,9 +855,18 @@ mod tests {
                     }
                 }
                 Compression::ZstdXor => {
-                    let px = zstd::bulk::decompress(&r.data, (r.rect.w * r.rect.h * 4) as usize)
-                        .unwrap();
+                    let px = zstd::bulk::decompress(&r.data, len).unwrap();
                     patch_xor(fb, w, h, r.rect, &px).unwrap();
+                }
+                Compression::ZstdXorPlanes => {
+                    let p = zstd::bulk::decompress(&r.data, len).unwrap();
+                    let px = tether_protocol::planes::join(&p).unwrap();
+                    patch_xor(fb, w, h, r.rect, &px).unwrap();
+                }
+                Compression::ZstdPlanes => {
+                    let p = zstd::bulk::decompress(&r.data, len).unwrap();
+                    let px = tether_protocol::planes::join(&p).unwrap();
+                    patch(fb, w, h, r.rect, &px).unwrap();
                 }
                 Compression::CopyRect => {
                     let c = tether_protocol::scroll::CopyRows::from_rect(r).unwrap();
@@ -792,9 +882,24 @@ mod tests {
                     let px = tether_protocol::palette::decode(&r.data, r.rect.w, r.rect.h).unwrap();
                     patch(fb, w, h, r.rect, &px).unwrap();
                 }
-                _ => {
-                    let px = zstd::bulk::decompress(&r.data, (r.rect.w * r.rect.h * 4) as usize)
-                        .unwrap();
+                Compression::Indexed | Compression::ZstdIndexed => {
+                    let form = if r.compression == Compression::Indexed {
+                        r.data.clone()
+                    } else {
+                        let bound = tether_protocol::indexed::max_encoded_len(r.rect.w, r.rect.h);
+                        zstd::bulk::decompress(&r.data, bound).unwrap()
+                    };
+                    let px = tether_protocol::indexed::decode(
+                        &form,
+                        r.rect.w,
+                        r.rect.h,
+                        &mut dec.memory,
+                    )
+                    .unwrap();
+                    patch(fb, w, h, r.rect, &px).unwrap();
+                }
+                Compression::Zstd | Compression::None => {
+                    let px = zstd::bulk::decompress(&r.data, len).unwrap();
                     patch(fb, w, h, r.rect, &px).unwrap();
                 }
             }
@@ -836,7 +941,7 @@ mod tests {
     fn motion_goes_h264_then_a_lossless_refresh_restores_exact_pixels() {
         let (w, h) = (320, 192);
         let mut c = coder(true);
-        let mut dec = openh264::decoder::Decoder::new().unwrap();
+        let mut dec = Viewer::new();
         let mut fb = Vec::new();
         let t0 = Instant::now();
         // First frame: lossless and whole.
@@ -908,7 +1013,7 @@ mod tests {
     fn without_h264_everything_stays_lossless() {
         let (w, h) = (128, 128);
         let mut c = coder(false);
-        let mut dec = openh264::decoder::Decoder::new().unwrap();
+        let mut dec = Viewer::new();
         let mut fb = Vec::new();
         let t0 = Instant::now();
         for i in 0..4 {
@@ -965,7 +1070,7 @@ mod tests {
         let (w, h) = (320, 240);
         let text = |top| lines(w, h, top);
         let t0 = Instant::now();
-        let mut dec = openh264::decoder::Decoder::new().unwrap();
+        let mut dec = Viewer::new();
         let mut sizes = Vec::new();
         for copies in [false, true] {
             let mut c = coder(false);
@@ -1048,11 +1153,15 @@ mod tests {
             v
         };
         let t0 = Instant::now();
-        let mut dec = openh264::decoder::Decoder::new().unwrap();
         let mut sizes = Vec::new();
-        for raw in [false, true] {
+        for (raw, compact) in [(false, false), (true, false), (true, true)] {
+            let mut dec = Viewer::new();
             let mut c = coder(false);
-            c.palette = Palettes { zstd: true, raw };
+            c.palette = Palettes {
+                zstd: true,
+                raw,
+                compact,
+            };
             let mut fb = Vec::new();
             apply(
                 &mut fb,
@@ -1061,7 +1170,7 @@ mod tests {
                 &c.encode(typed(0), w, h, &Damage::Unknown, t0).unwrap(),
                 &mut dec,
             );
-            let (mut bytes, mut bare) = (0, 0);
+            let (mut bytes, mut bare, mut indexed) = (0, 0, 0);
             for n in 1..20 {
                 let r = c.encode(typed(n), w, h, &Damage::Unknown, t0).unwrap();
                 bytes += r.iter().map(|x| x.data.len()).sum::<usize>();
@@ -1069,12 +1178,24 @@ mod tests {
                     .iter()
                     .filter(|x| x.compression == Compression::Palette)
                     .count();
+                indexed += r
+                    .iter()
+                    .filter(|x| x.compression == Compression::Indexed)
+                    .count();
                 apply(&mut fb, w, h, &r, &mut dec);
-                assert_eq!(fb, typed(n), "raw {raw}, key {n}");
+                assert_eq!(fb, typed(n), "raw {raw}, compact {compact}, key {n}");
             }
-            assert_eq!(bare > 0, raw, "{bare} bare palettes");
+            assert_eq!(bare > 0, raw && !compact, "{bare} bare palettes");
+            assert_eq!(indexed > 0, compact, "{indexed} indexed");
             sizes.push(bytes);
         }
+        // The packed form names the last palette instead of repeating it: a quarter less.
+        assert!(
+            sizes[2] * 4 < sizes[1] * 3,
+            "indexed {} vs bare {} bytes",
+            sizes[2],
+            sizes[1]
+        );
         assert!(
             sizes[1] < sizes[0],
             "bare {} vs zstd {} bytes",
@@ -1109,7 +1230,7 @@ mod tests {
     fn a_moved_window_is_a_copy_across_for_viewers_that_take_them() {
         let (w, h) = (320, 240);
         let t0 = Instant::now();
-        let mut dec = openh264::decoder::Decoder::new().unwrap();
+        let mut dec = Viewer::new();
         let mut sizes = Vec::new();
         for (moves, late) in [(false, false), (true, false), (true, true)] {
             let mut c = coder(false);
@@ -1177,7 +1298,7 @@ mod tests {
         let (w, h) = (320, 240);
         let text = |top| lines(w, h, top);
         let t0 = Instant::now();
-        let mut dec = openh264::decoder::Decoder::new().unwrap();
+        let mut dec = Viewer::new();
         let mut c = coder(true);
         c.copy_rect = true;
         let mut fb = Vec::new();
@@ -1219,28 +1340,56 @@ mod tests {
             v
         };
         let t0 = Instant::now();
-        let mut dec = openh264::decoder::Decoder::new().unwrap();
         let (mut sizes, mut kinds) = (Vec::new(), Vec::new());
-        for palette in [false, true] {
+        for (palette, compact) in [(false, false), (true, false), (true, true)] {
+            let mut dec = Viewer::new();
             let mut c = coder(false);
             c.palette = Palettes {
                 zstd: palette,
                 raw: false,
+                compact,
             };
             let mut fb = Vec::new();
             let mut bytes = 0;
             for i in 0..4 {
                 let r = c.encode(page(i), w, h, &Damage::Unknown, t0).unwrap();
                 bytes += r.iter().map(|x| x.data.len()).sum::<usize>();
-                kinds.extend(r.iter().map(|x| (palette, x.compression)));
+                kinds.extend(r.iter().map(|x| (palette, compact, x.compression)));
                 apply(&mut fb, w, h, &r, &mut dec);
-                assert_eq!(fb, page(i), "palette {palette}, frame {i}");
+                assert_eq!(
+                    fb,
+                    page(i),
+                    "palette {palette}, compact {compact}, frame {i}"
+                );
             }
             sizes.push(bytes);
         }
-        assert!(!kinds.contains(&(false, Compression::ZstdPalette)));
-        assert!(kinds.contains(&(true, Compression::ZstdPalette)));
-        assert!(!kinds.iter().any(|(_, k)| *k == Compression::Palette));
+        let new = [
+            Compression::Indexed,
+            Compression::ZstdIndexed,
+            Compression::ZstdPlanes,
+            Compression::ZstdXorPlanes,
+        ];
+        assert!(!kinds.contains(&(false, false, Compression::ZstdPalette)));
+        assert!(kinds.contains(&(true, false, Compression::ZstdPalette)));
+        assert!(!kinds.iter().any(|(_, _, k)| *k == Compression::Palette));
+        assert!(
+            kinds
+                .iter()
+                .all(|(_, compact, k)| *compact || !new.contains(k))
+        );
+        assert!(
+            kinds
+                .iter()
+                .any(|(_, compact, k)| *compact && new.contains(k))
+        );
+        assert!(
+            sizes[2] < sizes[1] && sizes[1] < sizes[0],
+            "compact {}, palette {}, neither {} bytes",
+            sizes[2],
+            sizes[1],
+            sizes[0]
+        );
         assert!(
             sizes[1] < sizes[0],
             "palette {} vs {} bytes",

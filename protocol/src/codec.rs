@@ -134,7 +134,14 @@ mod tests {
         }
         let agent_last = to_bytes(&ToAgent::StreamOptions(vec![])).unwrap();
         assert_eq!(index(&agent_last), ToAgent::KNOWN - 1);
-        let viewer_last = to_bytes(&ToViewer::KeepAlive).unwrap();
+        let viewer_last = to_bytes(&ToViewer::Delta(crate::session::FrameDelta {
+            seq: 1,
+            display: 0,
+            size: None,
+            rects: vec![],
+            encode_10us: 0,
+        }))
+        .unwrap();
         assert_eq!(index(&viewer_last), ToViewer::KNOWN - 1);
         assert_eq!(
             from_payload_extensible::<ToAgent>(&agent_last).unwrap(),

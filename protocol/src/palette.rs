@@ -28,6 +28,10 @@ pub enum PaletteError {
     BadIndex(u8, usize),
     #[error("rectangle of {0}×{1} pixels is too large")]
     TooLarge(u32, u32),
+    #[error("rectangle names the last palette before any was sent")]
+    NoPalette,
+    #[error("the first row repeats a row above it")]
+    NoRowAbove,
 }
 
 fn bits_for(n: usize) -> usize {

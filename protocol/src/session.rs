@@ -407,6 +407,16 @@ pub enum Compression {
     /// solid strip, one typed character), where zstd's own frame costs more than it saves. Sent
     /// only to viewers that announced [`stream_feature::RAW_PALETTE`].
     Palette,
+    /// The rectangle's packed palette form ([`crate::indexed`]), which may name the last
+    /// palette sent. Sent only to viewers that announced [`stream_feature::COMPACT`].
+    Indexed,
+    /// zstd of [`Self::Indexed`]'s form.
+    ZstdIndexed,
+    /// zstd of the pixels' [`crate::planes`] (grey turns two planes to zeros).
+    ZstdPlanes,
+    /// zstd of the planes of the pixels XOR the viewer's: [`Self::ZstdXor`] for anti-aliased
+    /// text, whose changes are grey.
+    ZstdXorPlanes,
 }
 
 /// What a viewer can take beyond the base encodings, announced in [`ToAgent::StreamOptions`]
@@ -422,6 +432,10 @@ pub mod stream_feature {
     pub const MOVE_RECT: &str = "move-rect";
     /// [`super::Compression::Palette`] rectangles.
     pub const RAW_PALETTE: &str = "raw-palette";
+    /// [`super::ToViewer::Delta`] frames and [`super::Compression::Indexed`],
+    /// [`super::Compression::ZstdIndexed`], [`super::Compression::ZstdPlanes`] and
+    /// [`super::Compression::ZstdXorPlanes`] rectangles: fewer bytes for each small update.
+    pub const COMPACT: &str = "compact";
     /// Most features one announcement carries (more are ignored).
     pub const MAX: usize = 32;
 }
@@ -680,6 +694,74 @@ pub struct FrameUpdate {
     pub encode_us: u32,
 }
 
+/// [`FrameUpdate`] in fewer bytes, sent instead of it to viewers that announced
+/// [`stream_feature::COMPACT`]: a typed character's update carries 7 bytes fewer (of 25 beside
+/// its pixels). [`Deltas`] turns one into the other on each side.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FrameDelta {
+    /// With `size`, the frame's sequence number; without, how much it grew since the last frame
+    /// (1, as a rule: one byte).
+    pub seq: u64,
+    pub display: u32,
+    /// The screen's width and height, given in a stream's first frame and when they change.
+    pub size: Option<(u32, u32)>,
+    pub rects: Vec<EncodedRect>,
+    /// Time the agent spent on the frame, in units of 10 µs.
+    pub encode_10us: u32,
+}
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum DeltaError {
+    #[error("a compact frame came before any frame gave the screen's size")]
+    NoSize,
+    #[error("a compact frame's sequence number overflows")]
+    SeqOverflow,
+}
+
+/// What [`FrameDelta`]s leave out (the last sequence number and screen size), kept by the agent
+/// to make them and by the viewer to read them. The stream is ordered and lossless, so both
+/// hold the same.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Deltas {
+    last: Option<(u64, u32, u32)>,
+}
+
+impl Deltas {
+    pub fn compact(&mut self, f: FrameUpdate) -> FrameDelta {
+        let (seq, size) = match self.last {
+            Some((s, w, h)) if (w, h) == (f.width, f.height) && f.seq >= s => (f.seq - s, None),
+            _ => (f.seq, Some((f.width, f.height))),
+        };
+        self.last = Some((f.seq, f.width, f.height));
+        FrameDelta {
+            seq,
+            display: f.display,
+            size,
+            rects: f.rects,
+            encode_10us: f.encode_us / 10,
+        }
+    }
+
+    /// The [`FrameUpdate`] `d` stands for. Untrusted: a frame without a size before any gave
+    /// one is an error.
+    pub fn expand(&mut self, d: FrameDelta) -> Result<FrameUpdate, DeltaError> {
+        let (seq, width, height) = match (d.size, self.last) {
+            (Some((w, h)), _) => (d.seq, w, h),
+            (None, Some((s, w, h))) => (s.checked_add(d.seq).ok_or(DeltaError::SeqOverflow)?, w, h),
+            (None, None) => return Err(DeltaError::NoSize),
+        };
+        self.last = Some((seq, width, height));
+        Ok(FrameUpdate {
+            seq,
+            display: d.display,
+            width,
+            height,
+            rects: d.rects,
+            encode_us: d.encode_10us.saturating_mul(10),
+        })
+    }
+}
+
 /// Agent → technician, inside the session TLS.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ToViewer {
@@ -745,6 +827,9 @@ pub enum ToViewer {
     /// hears nothing for [`SILENT_MS`] knows the device is gone (the relay only learns of a
     /// vanished agent when its heartbeats stop, seconds later).
     KeepAlive,
+    /// A [`FrameUpdate`] as a [`FrameDelta`] (viewers that announced
+    /// [`stream_feature::COMPACT`]).
+    Delta(FrameDelta),
 }
 
 impl crate::codec::Extensible for ToAgent {
@@ -752,7 +837,7 @@ impl crate::codec::Extensible for ToAgent {
 }
 
 impl crate::codec::Extensible for ToViewer {
-    const KNOWN: u32 = 17;
+    const KNOWN: u32 = 18;
 }
 
 /// How long an agent stays silent in a session before it sends [`ToViewer::KeepAlive`].
@@ -1098,5 +1183,68 @@ mod tests {
             }),
             Err(Denied::ClipboardTooLong(MAX_CLIPBOARD + 1))
         );
+    }
+
+    #[test]
+    fn compact_frames_stand_for_the_same_updates_in_fewer_bytes() {
+        let frame = |seq, width, encode_us| FrameUpdate {
+            seq,
+            display: 0,
+            width,
+            height: 800,
+            rects: vec![EncodedRect {
+                rect: crate::tiles::Rect {
+                    x: 371,
+                    y: 23,
+                    w: 12,
+                    h: 13,
+                },
+                compression: Compression::Indexed,
+                data: vec![1; 21],
+            }],
+            encode_us,
+        };
+        let (mut agent, mut viewer) = (Deltas::default(), Deltas::default());
+        let mut sizes = vec![];
+        for (seq, width) in [
+            (300, 1280),
+            (301, 1280),
+            (302, 1280),
+            (305, 1280),
+            (306, 1920),
+        ] {
+            let f = frame(seq, width, 93);
+            let d = agent.compact(f.clone());
+            sizes.push(
+                crate::codec::to_bytes(&ToViewer::Delta(d.clone()))
+                    .unwrap()
+                    .len(),
+            );
+            let back = viewer.expand(d).unwrap();
+            assert_eq!(back, FrameUpdate { encode_us: 90, ..f });
+        }
+        let full = crate::codec::to_bytes(&ToViewer::Frame(frame(302, 1280, 93)))
+            .unwrap()
+            .len();
+        // A frame in the same size: a 1-byte step for a 3-byte number and no 6-byte size.
+        assert_eq!(sizes[2] + 7, full, "{sizes:?}");
+        assert!(sizes[0] > sizes[1] && sizes[4] > sizes[3], "{sizes:?}");
+        // A hostile agent: no size to start from, a sequence number that overflows.
+        let mut fresh = Deltas::default();
+        let d = FrameDelta {
+            seq: 1,
+            display: 0,
+            size: None,
+            rects: vec![],
+            encode_10us: 0,
+        };
+        assert_eq!(fresh.expand(d.clone()), Err(DeltaError::NoSize));
+        let start = FrameDelta {
+            seq: u64::MAX,
+            size: Some((8, 8)),
+            ..d.clone()
+        };
+        assert!(fresh.expand(start).is_ok());
+        assert_eq!(fresh.expand(d), Err(DeltaError::SeqOverflow));
     }
 }

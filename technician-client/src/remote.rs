@@ -456,24 +456,61 @@ impl RemoteSession {
 }
 
 /// Decompresses one rectangle of a frame update, refusing sizes that do not match.
-pub fn decode_rect(r: &tether_protocol::session::EncodedRect) -> Result<Vec<u8>, RequestError> {
-    let len = pixels_len(r.rect.w, r.rect.h)?;
-    match r.compression {
-        Compression::None => Ok(r.data.clone()),
-        Compression::Zstd | Compression::ZstdXor => {
-            zstd::bulk::decompress(&r.data, len).map_err(session_err)
+/// Decodes a stream's rectangles into pixels (4 bytes each) to patch into the picture, or to
+/// XOR into it for [`Compression::ZstdXor`] and [`Compression::ZstdXorPlanes`]. It keeps the
+/// last palette sent ([`tether_protocol::indexed`]), so one decoder serves one stream, in order.
+#[derive(Debug, Default)]
+pub struct RectDecoder {
+    palette: tether_protocol::indexed::Memory,
+}
+
+impl RectDecoder {
+    /// The pixels of one rectangle. Untrusted: sizes are bounded before decompressing.
+    pub fn decode(
+        &mut self,
+        r: &tether_protocol::session::EncodedRect,
+    ) -> Result<Vec<u8>, RequestError> {
+        let len = pixels_len(r.rect.w, r.rect.h)?;
+        let px = match r.compression {
+            Compression::None => r.data.clone(),
+            Compression::Zstd | Compression::ZstdXor => {
+                zstd::bulk::decompress(&r.data, len).map_err(session_err)?
+            }
+            Compression::ZstdPlanes | Compression::ZstdXorPlanes => {
+                let planes = zstd::bulk::decompress(&r.data, len).map_err(session_err)?;
+                tether_protocol::planes::join(&planes).map_err(session_err)?
+            }
+            Compression::ZstdPalette => {
+                let bound = tether_protocol::palette::max_encoded_len(r.rect.w, r.rect.h);
+                let indexed = zstd::bulk::decompress(&r.data, bound).map_err(session_err)?;
+                tether_protocol::palette::decode(&indexed, r.rect.w, r.rect.h)
+                    .map_err(session_err)?
+            }
+            Compression::Palette => tether_protocol::palette::decode(&r.data, r.rect.w, r.rect.h)
+                .map_err(session_err)?,
+            Compression::Indexed => {
+                tether_protocol::indexed::decode(&r.data, r.rect.w, r.rect.h, &mut self.palette)
+                    .map_err(session_err)?
+            }
+            Compression::ZstdIndexed => {
+                let bound = tether_protocol::indexed::max_encoded_len(r.rect.w, r.rect.h);
+                let form = zstd::bulk::decompress(&r.data, bound).map_err(session_err)?;
+                tether_protocol::indexed::decode(&form, r.rect.w, r.rect.h, &mut self.palette)
+                    .map_err(session_err)?
+            }
+            Compression::H264 => return Err(session_err("H.264 frames are decoded by the viewer")),
+            Compression::CopyRect => return Err(session_err("copies are applied by the viewer")),
+        };
+        if px.len() != len {
+            return Err(session_err("a rectangle's pixels do not match its size"));
         }
-        Compression::ZstdPalette => {
-            let bound = tether_protocol::palette::max_encoded_len(r.rect.w, r.rect.h);
-            let indexed = zstd::bulk::decompress(&r.data, bound).map_err(session_err)?;
-            tether_protocol::palette::decode(&indexed, r.rect.w, r.rect.h).map_err(session_err)
-        }
-        Compression::Palette => {
-            tether_protocol::palette::decode(&r.data, r.rect.w, r.rect.h).map_err(session_err)
-        }
-        Compression::H264 => Err(session_err("H.264 frames are decoded by the viewer")),
-        Compression::CopyRect => Err(session_err("copies are applied by the viewer")),
+        Ok(px)
     }
+}
+
+/// Whether `c`'s pixels are XORed into the picture rather than written over it.
+pub fn is_xor(c: Compression) -> bool {
+    matches!(c, Compression::ZstdXor | Compression::ZstdXorPlanes)
 }
 
 fn decode(img: Image) -> Result<Screenshot, RequestError> {
@@ -485,6 +522,10 @@ fn decode(img: Image) -> Result<Screenshot, RequestError> {
         | Compression::H264
         | Compression::ZstdPalette
         | Compression::Palette
+        | Compression::Indexed
+        | Compression::ZstdIndexed
+        | Compression::ZstdPlanes
+        | Compression::ZstdXorPlanes
         | Compression::CopyRect => {
             return Err(session_err("a screenshot must be lossless and whole"));
         }

@@ -97,6 +97,7 @@ fn stream_options(max_kbps: Option<u32>) -> ToAgent {
         stream_feature::COPY_RECT.to_string(),
         stream_feature::MOVE_RECT.to_string(),
         stream_feature::RAW_PALETTE.to_string(),
+        stream_feature::COMPACT.to_string(),
     ];
     features.extend(max_kbps.map(tether_protocol::pace::announce));
     ToAgent::StreamOptions(features)

@@ -424,14 +424,14 @@ async fn recv5(
 }
 
 /// The stream as a viewer without H.264 rebuilds it, with or without palette rectangles and
-/// copies: after anti-aliased text scrolled and its window moved (a copy across), its picture
-/// equals the display's own capture. A viewer that did not announce them (an older one) never
-/// gets them.
+/// copies, and with or without compact frames: after anti-aliased text scrolled and its window
+/// moved (a copy across), its picture equals the display's own capture. A viewer that did not
+/// announce a feature (an older one) never gets it.
 #[test]
 fn streamed_pictures_are_exact_for_viewers_with_and_without_palette_and_copies() {
     use tether_protocol::session::{Compression, ToAgent, ToViewer, stream_feature};
     use tether_protocol::tiles::{patch, patch_xor};
-    for palette in [false, true] {
+    for (palette, compact) in [(false, false), (true, false), (true, true)] {
         let d = desk("support");
         let rt = runtime();
         let dir = tempfile::tempdir().unwrap();
@@ -444,6 +444,16 @@ fn streamed_pictures_are_exact_for_viewers_with_and_without_palette_and_copies()
                     stream_feature::COPY_RECT.to_string(),
                     stream_feature::MOVE_RECT.to_string(),
                     stream_feature::RAW_PALETTE.to_string(),
+                ]))
+                .unwrap();
+            }
+            if compact {
+                tx.send(ToAgent::StreamOptions(vec![
+                    stream_feature::PALETTE.to_string(),
+                    stream_feature::COPY_RECT.to_string(),
+                    stream_feature::MOVE_RECT.to_string(),
+                    stream_feature::RAW_PALETTE.to_string(),
+                    stream_feature::COMPACT.to_string(),
                 ]))
                 .unwrap();
             }
@@ -476,15 +486,25 @@ fn streamed_pictures_are_exact_for_viewers_with_and_without_palette_and_copies()
             );
             let (mut fb, mut w, mut h) = (Vec::new(), 0u32, 0u32);
             let mut kinds = std::collections::BTreeSet::new();
+            let mut deltas = tether_protocol::session::Deltas::default();
+            let mut decoder = tether_technician::remote::RectDecoder::default();
             let mut done = false;
             let deadline = std::time::Instant::now() + Duration::from_secs(120);
             loop {
                 assert!(
                     std::time::Instant::now() < deadline,
-                    "the streamed picture never matched the display (palette {palette})"
+                    "the streamed picture never matched the display (palette {palette}, \
+                     compact {compact})"
                 );
                 // Frames until the stream is quiet for a moment, then compare.
-                match tokio::time::timeout(Duration::from_millis(300), rx.recv()).await {
+                let msg = match tokio::time::timeout(Duration::from_millis(300), rx.recv()).await {
+                    Ok(Some(ToViewer::Delta(d))) => {
+                        kinds.insert("Delta".to_string());
+                        Ok(Some(ToViewer::Frame(deltas.expand(d).unwrap())))
+                    }
+                    m => m,
+                };
+                match msg {
                     Ok(Some(ToViewer::Frame(f))) => {
                         if (f.width, f.height) != (w, h) {
                             (w, h) = (f.width, f.height);
@@ -500,10 +520,11 @@ fn streamed_pictures_are_exact_for_viewers_with_and_without_palette_and_copies()
                                 }
                                 continue;
                             }
-                            let px = tether_technician::remote::decode_rect(r).unwrap();
-                            match r.compression {
-                                Compression::ZstdXor => patch_xor(&mut fb, w, h, r.rect, &px),
-                                _ => patch(&mut fb, w, h, r.rect, &px),
+                            let px = decoder.decode(r).unwrap();
+                            if tether_technician::remote::is_xor(r.compression) {
+                                patch_xor(&mut fb, w, h, r.rect, &px)
+                            } else {
+                                patch(&mut fb, w, h, r.rect, &px)
                             }
                             .unwrap();
                         }
@@ -542,16 +563,19 @@ fn streamed_pictures_are_exact_for_viewers_with_and_without_palette_and_copies()
             session.close().await;
             kinds
         });
-        eprintln!("palette and copies {palette}: rectangles {kinds:?}");
+        eprintln!("palette and copies {palette}, compact {compact}: rectangles {kinds:?}");
+        let any = |names: &[&str]| names.iter().any(|n| kinds.contains(*n));
         assert_eq!(
             (
-                kinds.contains("ZstdPalette"),
+                any(&["ZstdPalette", "Indexed", "ZstdIndexed"]),
                 kinds.contains("CopyRect"),
-                kinds.contains("CopyRect across")
+                kinds.contains("CopyRect across"),
+                any(&["Delta"]),
+                any(&["Indexed", "ZstdIndexed", "ZstdPlanes", "ZstdXorPlanes"]),
             ),
-            (palette, palette, palette),
-            "palette rectangles, copies and copies across (the moved window) only to a viewer \
-             that announced them: {kinds:?}"
+            (palette, palette, palette, compact, compact),
+            "palette rectangles, copies and copies across (the moved window), compact frames \
+             and their forms only to a viewer that announced them: {kinds:?}"
         );
     }
 }

@@ -54,6 +54,7 @@ pub(super) async fn screen_message(
             screen.options.palette = crate::stream::Palettes {
                 zstd: has(stream_feature::PALETTE),
                 raw: has(stream_feature::RAW_PALETTE),
+                compact: has(stream_feature::COMPACT),
             };
             screen.options.copy_rect = has(stream_feature::COPY_RECT);
             screen.options.move_rect = has(stream_feature::MOVE_RECT);

@@ -6,11 +6,11 @@
 //! and draws.
 
 use super::present::Presenter;
-use crate::remote::{decode_rect, pixels_len};
+use crate::remote::{RectDecoder, is_xor, pixels_len};
 use eframe::egui::{self, Color32, ColorImage};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use tether_protocol::session::{Compression, FrameUpdate, ToAgent, ToViewer};
+use tether_protocol::session::{Compression, Deltas, FrameUpdate, ToAgent, ToViewer};
 use tether_protocol::text::clean;
 use tether_protocol::tiles::{Rect, patch, patch_xor};
 use tokio::sync::mpsc;
@@ -108,6 +108,10 @@ pub(crate) struct Decoder {
     height: u32,
     /// H.264 decoder, made when the first H.264 frame arrives.
     h264: Option<openh264::decoder::Decoder>,
+    /// The lossless rectangles' decoder (it keeps the last palette).
+    rects: RectDecoder,
+    /// What compact frames leave out ([`ToViewer::Delta`]).
+    deltas: Deltas,
     /// A decoded H.264 picture (RGBA), kept to reuse its allocation.
     rgba: Vec<u8>,
     /// Draws changes straight into the viewer's window, when it can (`present.rs`).
@@ -123,6 +127,8 @@ impl Decoder {
             width: 0,
             height: 0,
             h264: None,
+            rects: RectDecoder::default(),
+            deltas: Deltas::default(),
             rgba: Vec::new(),
             presenter: None,
         }
@@ -167,6 +173,10 @@ impl Decoder {
     pub(crate) fn handle(&mut self, msg: ToViewer) {
         match msg {
             ToViewer::Frame(f) => self.frame(f),
+            ToViewer::Delta(d) => match self.deltas.expand(d) {
+                Ok(f) => self.frame(f),
+                Err(e) => self.event(Event::Ended(e.to_string())),
+            },
             ToViewer::Cursor { x, y } => {
                 lock(&self.shared).cursor = Some((x, y));
                 if let Some(p) = &self.presenter {
@@ -240,13 +250,18 @@ impl Decoder {
                 }
                 continue;
             }
-            let applied = decode_rect(r).map_err(|e| e.to_string()).and_then(|px| {
-                match r.compression {
-                    Compression::ZstdXor => patch_xor(&mut self.fb, w, h, r.rect, &px),
-                    _ => patch(&mut self.fb, w, h, r.rect, &px),
-                }
+            let applied = self
+                .rects
+                .decode(r)
                 .map_err(|e| e.to_string())
-            });
+                .and_then(|px| {
+                    if is_xor(r.compression) {
+                        patch_xor(&mut self.fb, w, h, r.rect, &px)
+                    } else {
+                        patch(&mut self.fb, w, h, r.rect, &px)
+                    }
+                    .map_err(|e| e.to_string())
+                });
             match applied {
                 Ok(()) => changed.push(r.rect),
                 Err(e) => status = Some(e),

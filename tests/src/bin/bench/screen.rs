@@ -741,10 +741,40 @@ fn report_screen(
     }
 }
 
+/// The headless viewer's state: what compact frames leave out and the rectangles' decoder.
+#[derive(Default)]
+struct Headless {
+    deltas: tether_protocol::session::Deltas,
+    rects: tether_technician::remote::RectDecoder,
+}
+
+impl Headless {
+    /// A frame as the viewer reads it, its rectangles decoded (as the real viewer would, and
+    /// so that the palette memory follows the stream); other messages as they are.
+    fn read(&mut self, msg: ToViewer) -> ToViewer {
+        let msg = match msg {
+            ToViewer::Delta(d) => match self.deltas.expand(d) {
+                Ok(f) => ToViewer::Frame(f),
+                Err(e) => ToViewer::Error {
+                    message: e.to_string(),
+                },
+            },
+            m => m,
+        };
+        if let ToViewer::Frame(f) = &msg {
+            for r in &f.rects {
+                let _ = self.rects.decode(r);
+            }
+        }
+        msg
+    }
+}
+
 /// Drains frames for `secs`, acknowledging them; returns (bytes, frames, encode times ms).
 async fn drain_frames(
     rx: &mut tokio::sync::mpsc::Receiver<ToViewer>,
     tx: &tokio::sync::mpsc::UnboundedSender<ToAgent>,
+    viewer: &mut Headless,
     secs: f64,
 ) -> (u64, u64, Vec<f64>) {
     let end = Instant::now() + Duration::from_secs_f64(secs);
@@ -757,7 +787,7 @@ async fn drain_frames(
             .unwrap_or(0)
             + 4
             + 22;
-        if let ToViewer::Frame(f) = msg {
+        if let ToViewer::Frame(f) = viewer.read(msg) {
             if std::env::var_os("BENCH_DEBUG").is_some() {
                 for r in &f.rects {
                     eprintln!(
@@ -936,12 +966,14 @@ async fn tether_session(
         .open_remote(&creds, &agent_id, Permissions::CONTROL, "benchmark", "")
         .await?;
     let (tx, mut rx) = remote.into_duplex();
+    let mut viewer = Headless::default();
     // As `tether connect` does.
     let mut features = vec![
         tether_protocol::session::stream_feature::PALETTE.to_string(),
         tether_protocol::session::stream_feature::COPY_RECT.to_string(),
         tether_protocol::session::stream_feature::MOVE_RECT.to_string(),
         tether_protocol::session::stream_feature::RAW_PALETTE.to_string(),
+        tether_protocol::session::stream_feature::COMPACT.to_string(),
     ];
     features.extend(opts.cap_kbps.map(tether_protocol::pace::announce));
     tx.send(ToAgent::StreamOptions(features))?;
@@ -958,7 +990,7 @@ async fn tether_session(
         ))?;
     }
     // Settle: the first full frame.
-    drain_frames(&mut rx, &tx, 1.0).await;
+    drain_frames(&mut rx, &tx, &mut viewer, 1.0).await;
     // The agent's helpers (on Wayland `tether-wayland`) run once the session has started.
     let agent_pids = with_descendants(agent_pid);
     if agent_pids.len() > 1 {
@@ -986,7 +1018,7 @@ async fn tether_session(
         let secs = WORKLOAD_SECS;
         let agent0 = cpu_snapshot(&agent_pids);
         let compositor0 = cpu_snapshot(&compositor_pids);
-        let (bytes, frames, mut enc) = drain_frames(&mut rx, &tx, secs).await;
+        let (bytes, frames, mut enc) = drain_frames(&mut rx, &tx, &mut viewer, secs).await;
         workloads.push(OurWorkload {
             bytes_per_s: bytes as f64 / secs,
             fps: frames as f64 / secs,
@@ -1000,7 +1032,7 @@ async fn tether_session(
         });
         drop(_load);
         // Let the screen settle before the next workload.
-        drain_frames(&mut rx, &tx, 1.0).await;
+        drain_frames(&mut rx, &tx, &mut viewer, 1.0).await;
     }
 
     // Key to pixels: from the moment this technician side sends a key until the first frame with
@@ -1020,26 +1052,20 @@ async fn tether_session(
         LATENCY_SAMPLES
     };
     for i in 0..samples {
-        drain_frames(&mut rx, &tx, 0.1).await;
+        drain_frames(&mut rx, &tx, &mut viewer, 0.1).await;
         let c = (b'a' + (i % 26) as u8) as char;
         let t = Instant::now();
         tx.send(ToAgent::Input(tether_protocol::session::InputEvent::Text(
             c.to_string(),
         )))?;
         let deadline = Instant::now() + Duration::from_secs(2);
-        loop {
-            match tokio::time::timeout_at(deadline.into(), rx.recv()).await {
-                Ok(Some(ToViewer::Frame(f))) => {
-                    for r in &f.rects {
-                        let _ = tether_technician::remote::decode_rect(r);
-                    }
-                    let _ = tx.send(ToAgent::FrameAck { seq: f.seq });
-                    latency_ms.push(t.elapsed().as_secs_f64() * 1000.0);
-                    break;
-                }
-                Ok(Some(_)) => continue,
-                _ => break,
-            }
+        while let Ok(Some(msg)) = tokio::time::timeout_at(deadline.into(), rx.recv()).await {
+            let ToViewer::Frame(f) = viewer.read(msg) else {
+                continue;
+            };
+            let _ = tx.send(ToAgent::FrameAck { seq: f.seq });
+            latency_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+            break;
         }
     }
 
