@@ -27,8 +27,12 @@ use tether_protocol::tiles::{
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 
-/// How often the screen is polled for changes when nothing changed.
+/// How often the screen is polled for changes when nothing changed…
 const POLL: Duration = Duration::from_millis(15);
+/// …and how often when the source wakes the capture for drawings and for the pointer alike
+/// (then a still screen costs a few wake-ups a second; the lossless refresh after motion
+/// comes at most this late).
+const STILL_POLL: Duration = Duration::from_millis(100);
 /// After the source said something is being drawn, a grab waits until nothing more was drawn
 /// for this long (a key's echo and its cursor go as one frame)…
 const COALESCE: Duration = Duration::from_millis(2);
@@ -585,9 +589,14 @@ fn capture_thread(
         // echo is grabbed as soon as it is drawn); the others sleep the poll interval.
         if wait {
             let asleep = Instant::now();
-            if !screen.wait_damage(display, POLL) {
+            let poll = if screen.wakes_on_pointer(display) {
+                STILL_POLL
+            } else {
+                POLL
+            };
+            if !screen.wait_damage(display, poll) {
                 std::thread::sleep(POLL);
-            } else if asleep.elapsed() < POLL {
+            } else if asleep.elapsed() < poll {
                 // Woken by a drawing: let the application finish the update it is drawing
                 // (a key's echo and cursor, a scroll step) so it goes as one frame.
                 screen.settle(display, COALESCE, COALESCE_MAX);

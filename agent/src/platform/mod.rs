@@ -136,6 +136,12 @@ pub trait ScreenSource {
         let _ = (display, timeout);
         false
     }
+    /// Whether [`Self::wait_damage`] also wakes when the pointer moves or changes its image on
+    /// `display`: then the caller may wait far longer than a poll on a still screen.
+    fn wakes_on_pointer(&mut self, display: u32) -> bool {
+        let _ = display;
+        false
+    }
     /// Called when [`Self::wait_damage`] woke for a drawing: waits until nothing more has been
     /// drawn for `quiet` (at most `max` in all), so an application's update (a key's echo and
     /// its cursor, a scroll step) is captured whole, as one frame. The default waits `quiet`.

@@ -93,6 +93,11 @@ struct DamageWatch {
     pending: bool,
     /// Where each top-level window has been lately.
     windows: HashMap<u32, Trail>,
+    /// The server tells this connection when the pointer moves (XInput 2 raw motion) or
+    /// changes its image (XFixes), so [`Self::wait`] wakes for those too.
+    pointer_events: bool,
+    /// The pointer moved or changed since [`Self::wait`] last looked.
+    pointer: bool,
 }
 
 impl DamageWatch {
@@ -120,6 +125,10 @@ impl DamageWatch {
             debug!("X11: top-level windows not followed ({e}): moves go as pixels");
             HashMap::new()
         });
+        let pointer_events = watch_pointer(&conn, root).unwrap_or_else(|e| {
+            debug!("X11: pointer not watched ({e}): it is polled");
+            false
+        });
         Some(Self {
             conn,
             root,
@@ -129,6 +138,8 @@ impl DamageWatch {
             // What happened before the watch began is unknown: the first poll collects.
             pending: true,
             windows,
+            pointer_events,
+            pointer: false,
         })
     }
 
@@ -246,6 +257,9 @@ impl DamageWatch {
                 Ok(Some(Event::DestroyNotify(e))) => {
                     self.windows.remove(&e.window);
                 }
+                Ok(Some(Event::XinputRawMotion(_) | Event::XfixesCursorNotify(_))) => {
+                    self.pointer = true;
+                }
                 Ok(Some(_)) => {}
                 Ok(None) => return true,
                 Err(e) => {
@@ -256,11 +270,12 @@ impl DamageWatch {
         }
     }
 
-    /// Blocks until a notification is there to collect or `timeout` passes.
-    fn wait(&mut self, timeout: std::time::Duration) {
+    /// Blocks until a notification is there to collect, the pointer moved or changed since the
+    /// last wait, or `timeout` passes; true for the first two (or a broken connection).
+    fn wait(&mut self, timeout: std::time::Duration) -> bool {
         use std::os::fd::AsFd as _;
-        if !self.read_events() || self.pending {
-            return;
+        if !self.read_events() || self.pending || std::mem::take(&mut self.pointer) {
+            return true;
         }
         let fd = self.conn.stream().as_fd();
         let mut fds = [rustix::event::PollFd::new(
@@ -268,8 +283,8 @@ impl DamageWatch {
             rustix::event::PollFlags::IN,
         )];
         let timeout = rustix::event::Timespec::try_from(timeout).ok();
-        // Readable or not, the caller goes on: `take` reads what came.
         let _ = rustix::event::poll(&mut fds, timeout.as_ref());
+        !self.read_events() || self.pending || std::mem::take(&mut self.pointer)
     }
 
     /// The areas drawn to since the last call (clipped to the screen); `None` when they cannot
@@ -309,6 +324,35 @@ impl DamageWatch {
                 .collect(),
         )
     }
+}
+
+/// Asks the server to tell `conn` when the pointer moves (XInput 2 raw motion, from every
+/// device, over any window) and when its image changes (XFixes); false without XInput 2.
+fn watch_pointer(conn: &RustConnection, root: u32) -> Result<bool, x11rb::errors::ReplyError> {
+    use x11rb::connection::RequestConnection as _;
+    use x11rb::protocol::xfixes::CursorNotifyMask;
+    use x11rb::protocol::xinput::{self, ConnectionExt as _, XIEventMask};
+    if conn
+        .extension_information(xinput::X11_EXTENSION_NAME)?
+        .is_none()
+    {
+        return Ok(false);
+    }
+    let v = conn.xinput_xi_query_version(2, 0)?.reply()?;
+    if v.major_version < 2 {
+        return Ok(false);
+    }
+    conn.xinput_xi_select_events(
+        root,
+        &[xinput::EventMask {
+            deviceid: u16::from(xinput::Device::ALL_MASTER),
+            mask: vec![XIEventMask::RAW_MOTION],
+        }],
+    )?
+    .check()?;
+    conn.xfixes_select_cursor_input(root, CursorNotifyMask::DISPLAY_CURSOR)?
+        .check()?;
+    Ok(true)
 }
 
 /// The root's children (the top-level windows, or a window manager's frames) with their
@@ -479,11 +523,15 @@ impl ScreenSource for X11Screen {
     fn wait_damage(&mut self, display: u32, timeout: std::time::Duration) -> bool {
         match self.watch.as_mut() {
             Some((d, Some(w))) if *d == display => {
-                w.wait(timeout);
+                let _ = w.wait(timeout);
                 true
             }
             _ => false,
         }
+    }
+
+    fn wakes_on_pointer(&mut self, display: u32) -> bool {
+        matches!(self.watch.as_ref(), Some((d, Some(w))) if *d == display && w.pointer_events)
     }
 
     fn capture_areas(
@@ -533,9 +581,13 @@ impl ScreenSource for X11Screen {
             // What was drawn so far is collected (so further drawing notifies again) and
             // reported by the next `damage`.
             let Some(drawn) = w.take() else { return };
+            if drawn.is_empty() {
+                // Woken by the pointer: nothing is being drawn.
+                return;
+            }
             let size = w.size;
             let left = end.saturating_duration_since(std::time::Instant::now());
-            w.wait(quiet.min(left));
+            let _ = w.wait(quiet.min(left));
             let more = w.pending;
             self.keep(&drawn, size);
             if !more || left <= quiet {
@@ -624,6 +676,53 @@ mod tests {
     }
 
     /// Waits for `watch` to report damage (the server's notification is asynchronous).
+    /// Waits (30 s at most) until the watch wakes with nothing drawn: for the pointer.
+    fn pointer_seen(watch: &mut DamageWatch) -> bool {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            if watch.wait(deadline.saturating_duration_since(std::time::Instant::now())) {
+                return !watch.pending;
+            }
+        }
+        false
+    }
+
+    /// The pointer wakes a waiting watch, so the capture can sleep long on a still screen:
+    /// moved by another client (XTEST, as `xdotool` and the agent's input do), and given
+    /// another image (a window's cursor defined under it). Nothing drawn meanwhile.
+    #[test]
+    fn x11_the_pointer_moving_or_changing_wakes_the_watch() {
+        use x11rb::protocol::xproto::{ChangeWindowAttributesAux, ConnectionExt as _};
+        use x11rb::protocol::xtest::ConnectionExt as _;
+        let x = Xvfb::start();
+        let mut watch = DamageWatch::connect(Some(&x.1), 0).expect("Xvfb has DAMAGE");
+        assert!(watch.pointer_events, "Xvfb has XInput 2 and XFixes");
+        let _ = watch.take().expect("first poll");
+        assert!(!watch.pointer);
+        let (conn, screen) = x11rb::connect(Some(&x.1)).expect("connect");
+        let root = conn.setup().roots[screen].root;
+        conn.xtest_fake_input(6, 0, 0, root, 200, 100, 0)
+            .expect("motion");
+        conn.flush().expect("flush");
+        assert!(pointer_seen(&mut watch), "no wake for a pointer motion");
+        // The wait that saw it cleared it: the next one sleeps again until the image changes.
+        assert!(!watch.pointer);
+        let font = conn.generate_id().expect("id");
+        conn.open_font(font, b"cursor").expect("font");
+        let cursor = conn.generate_id().expect("id");
+        // XC_xterm (152): the I-beam.
+        conn.create_glyph_cursor(
+            cursor, font, font, 152, 153, 0, 0, 0, 0xffff, 0xffff, 0xffff,
+        )
+        .expect("cursor");
+        conn.change_window_attributes(root, &ChangeWindowAttributesAux::new().cursor(cursor))
+            .expect("define")
+            .check()
+            .expect("defined");
+        assert!(pointer_seen(&mut watch), "no wake for a new pointer image");
+        assert_eq!(watch.take(), Some(Vec::new()), "nothing was drawn");
+    }
+
     fn next_damage(watch: &mut DamageWatch) -> Vec<Rect> {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         loop {
