@@ -56,7 +56,7 @@ use tether_relay::server::{Relay, ServeOptions};
 use tether_relay::store::{Store, TokenKind};
 
 /// The suites that can be named on the command line (none named: all of them).
-const SUITES: [&str; 8] = [
+const SUITES: [&str; 9] = [
     "inventory",
     "screen",
     "screen-x11",
@@ -65,6 +65,7 @@ const SUITES: [&str; 8] = [
     "relay",
     "capacity",
     "agent",
+    "h264",
 ];
 
 const USAGE: &str = "\
@@ -84,6 +85,7 @@ suites:
   relay           a tether-relay process: throughput, round trips, CPU
   capacity        simulated agents held by a tether-relay process
   agent           an idle tether-agent: RSS, CPU; inventory time
+  h264            an H.264 frame at 1920x1080: colour conversion and encoding times
 
 options:
   --devices N --packages N     inventory (default 10000, 1500)
@@ -434,6 +436,10 @@ fn main() -> Result<()> {
             .enable_all()
             .build()?;
         rt.block_on(agent::agent(&mut report, idle_secs as u64))?;
+    }
+    if run_all || suites.contains(&"h264") {
+        eprintln!("h264: an H.264 frame of a moving 1920x1080 picture, step by step");
+        h264::h264(&mut report)?;
     }
     if json_out {
         let arr: Vec<_> = report
@@ -802,6 +808,7 @@ async fn upload(dir: &Path, inv: Inventory) -> Result<u32> {
 
 mod agent;
 mod capacity;
+mod h264;
 mod relay;
 mod screen;
 use screen::screen;
