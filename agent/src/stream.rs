@@ -51,6 +51,11 @@ const PARTIAL_SHARE: u64 = 16;
 const PARTIAL_RECTS: usize = 64;
 /// How long the screen must stay still after lossy frames before the lossless refresh.
 const SETTLE: Duration = Duration::from_millis(250);
+/// Small changes this long after the last large one are sent exactly, with a band of the
+/// screen each ([`Coder::refresh_band`]), even while the screen is not still…
+const REFRESH_AFTER: Duration = Duration::from_millis(100);
+/// …this many rows a band.
+const REFRESH_BAND: u32 = 64;
 
 /// What one capture produced.
 struct Grab {
@@ -295,6 +300,11 @@ struct Coder {
     viewer_exact: bool,
     /// When the screen last changed (for the refresh after motion).
     last_change: Instant,
+    /// When a large part of the screen last changed (what goes as video).
+    last_motion: Instant,
+    /// While small changes follow video: the first row of the next band the viewer gets
+    /// exactly ([`Self::refresh_band`]).
+    refresh_row: u32,
     encoder: Option<(u32, u32, Encoder)>,
 }
 
@@ -316,6 +326,7 @@ impl Coder {
 
     fn full_lossless(&mut self, pixels: &[u8], w: u32, h: u32) -> Vec<EncodedRect> {
         self.viewer_exact = true;
+        self.refresh_row = 0;
         let r = Rect { x: 0, y: 0, w, h };
         // A screen of text and flat windows often has few enough colours for a palette.
         smaller_of(r, pixels, false, pixels, self.palette, &mut self.indexed)
@@ -411,6 +422,41 @@ impl Coder {
         tether_protocol::scroll::detect(last, pixels, w, h, area)
     }
 
+    /// Small changes after video, while the viewer's picture is still lossy: the changed
+    /// `rects` as they are now (not XOR: the viewer's pixels there are not ours) and the next
+    /// band of [`REFRESH_BAND`] rows of the screen, so the picture turns exact band by band
+    /// while something keeps changing (a dragged window, a blinking caret), instead of staying
+    /// on whole-screen video until the screen is still.
+    fn refresh_band(&mut self, pixels: &[u8], w: u32, h: u32, rects: &[Rect]) -> Vec<EncodedRect> {
+        let band = Rect {
+            x: 0,
+            y: self.refresh_row.min(h),
+            w,
+            h: REFRESH_BAND.min(h.saturating_sub(self.refresh_row)),
+        };
+        let mut out = Vec::with_capacity(rects.len() + 1);
+        for &r in rects.iter().chain(std::iter::once(&band)) {
+            if r.w == 0 || r.h == 0 {
+                continue;
+            }
+            let cur = extract(pixels, w, r);
+            out.extend(smaller_of(
+                r,
+                &cur,
+                false,
+                &cur,
+                self.palette,
+                &mut self.indexed,
+            ));
+        }
+        self.refresh_row = band.y + band.h;
+        if self.refresh_row >= h {
+            self.viewer_exact = true;
+            self.refresh_row = 0;
+        }
+        out
+    }
+
     fn h264(&mut self, pixels: &[u8], w: u32, h: u32) -> Result<Vec<EncodedRect>, H264Error> {
         if self
             .encoder
@@ -436,6 +482,7 @@ impl Coder {
         let yuv = YUVBuffer::from_bgra8_source(BgraSliceU8::new(pixels, (w as usize, h as usize)));
         let data = enc.encode(&yuv)?.to_vec();
         self.viewer_exact = false;
+        self.refresh_row = 0;
         Ok(vec![EncodedRect {
             rect: Rect { x: 0, y: 0, w, h },
             compression: Compression::H264,
@@ -466,6 +513,11 @@ impl Coder {
         damage: &Damage,
         now: Instant,
     ) -> Option<Vec<EncodedRect>> {
+        // The share of the screen the changed rectangles cover.
+        let share = |rects: &[Rect]| {
+            let area: u64 = rects.iter().map(|r| u64::from(r.w) * u64::from(r.h)).sum();
+            area as f64 / (f64::from(w) * f64::from(h)).max(1.0)
+        };
         let same_size = self.last.as_ref().is_some_and(|l| l.len() == pixels.len());
         let moves = std::mem::take(&mut self.moves);
         let rects = match damage {
@@ -474,6 +526,9 @@ impl Coder {
             }
             _ => changed_rects(self.last.as_deref().filter(|_| same_size), &pixels, w, h),
         };
+        if share(&rects) > MOTION_SHARE {
+            self.last_motion = now;
+        }
         let out = if rects.is_empty() {
             if self.viewer_exact || now.duration_since(self.last_change) < SETTLE {
                 None
@@ -486,17 +541,18 @@ impl Coder {
                 // A scroll while the viewer's picture is lossy: one exact picture now, and the
                 // rest of the scroll goes as copies instead of video.
                 Some(self.full_lossless(&pixels, w, h))
-            } else {
-                // Still in motion: stay on H.264 until the screen settles.
+            } else if now.saturating_duration_since(self.last_motion) < REFRESH_AFTER {
+                // Still in motion: stay on H.264.
                 Some(self.h264_or_lossless(&pixels, w, h))
+            } else {
+                Some(self.refresh_band(&pixels, w, h, &rects))
             }
         } else if let Some(copied) = self.copied(&pixels, w, h, &rects, &moves) {
             self.last_change = now;
             Some(copied)
         } else {
             self.last_change = now;
-            let area: u64 = rects.iter().map(|r| u64::from(r.w) * u64::from(r.h)).sum();
-            let share = area as f64 / (f64::from(w) * f64::from(h)).max(1.0);
+            let share = share(&rects);
             // On a capped link a whole screen goes as video first (a lossless one could hold
             // the link for seconds); the lossless refresh follows when the screen settles.
             let capped = self.h264_bps < H264_BPS;
@@ -575,6 +631,8 @@ fn capture_thread(
         last_dims: (0, 0),
         viewer_exact: true,
         last_change: Instant::now(),
+        last_motion: Instant::now(),
+        refresh_row: 0,
         encoder: None,
     };
     for (wait, h264_bps, reply) in requests {
@@ -826,6 +884,8 @@ mod tests {
             last_dims: (0, 0),
             viewer_exact: true,
             last_change: Instant::now(),
+            last_motion: Instant::now(),
+            refresh_row: 0,
             encoder: None,
         }
     }
@@ -1016,6 +1076,90 @@ mod tests {
         assert!(r.iter().all(|x| x.compression == Compression::ZstdXor));
         apply(&mut fb, w, h, &r, &mut dec);
         assert_eq!(fb, small);
+    }
+
+    /// After video, a screen that keeps changing a little (a window dragged on, a caret
+    /// blinking) never settles: it turns exact band by band meanwhile, instead of staying on
+    /// whole-screen video.
+    #[test]
+    fn small_changes_after_video_make_the_picture_exact_band_by_band() {
+        let (w, h) = (320, 192);
+        let mut c = coder(true);
+        c.palette = Palettes {
+            zstd: true,
+            raw: true,
+            compact: true,
+        };
+        let mut dec = Viewer::new();
+        let mut fb = Vec::new();
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        apply(
+            &mut fb,
+            w,
+            h,
+            &c.encode(frame(w, h, 0), w, h, &Damage::Unknown, at(0))
+                .unwrap(),
+            &mut dec,
+        );
+        for i in 1..4 {
+            let r = c
+                .encode(
+                    frame(w, h, i),
+                    w,
+                    h,
+                    &Damage::Unknown,
+                    at(u64::from(i) * 30),
+                )
+                .unwrap();
+            assert_eq!(r[0].compression, Compression::H264);
+            apply(&mut fb, w, h, &r, &mut dec);
+        }
+        assert_ne!(fb, frame(w, h, 3), "video is lossy");
+        // A small square moves every 30 ms from here on: the screen is never still.
+        let moving = |step: u32| {
+            let mut px = frame(w, h, 3);
+            for y in 20..36 {
+                for x in step * 4..step * 4 + 16 {
+                    let i = ((y * w + x) * 4) as usize;
+                    px[i..i + 4].copy_from_slice(&[0, 0, 255, 0]);
+                }
+            }
+            px
+        };
+        let mut kinds = Vec::new();
+        let mut exact_at = None;
+        for step in 0..20u32 {
+            let px = moving(step);
+            let r = c
+                .encode(
+                    px.clone(),
+                    w,
+                    h,
+                    &Damage::Unknown,
+                    at(90 + u64::from(step + 1) * 30),
+                )
+                .unwrap();
+            kinds.extend(r.iter().map(|x| x.compression));
+            apply(&mut fb, w, h, &r, &mut dec);
+            if fb == px && exact_at.is_none() {
+                exact_at = Some(step);
+            }
+            if exact_at.is_some() {
+                assert_eq!(fb, px, "exact from step {exact_at:?} on, not at {step}");
+            }
+        }
+        // Within 100 ms of the video, still video; then the bands: 192 rows in 3 of 64.
+        let exact_at = exact_at.expect("the picture never turned exact while the square moved");
+        assert!(
+            exact_at <= 3 + 3,
+            "exact only at step {exact_at}: {kinds:?}"
+        );
+        let video = kinds.iter().filter(|k| **k == Compression::H264).count();
+        assert!(
+            video <= 3,
+            "{video} video frames after the motion: {kinds:?}"
+        );
     }
 
     #[test]

@@ -60,6 +60,38 @@ fn decode_payload(p: &[u8], uploaded: &mut dyn FnMut(&crate::inventory::Inventor
         let _ = crate::history::diff(&inventory, &crate::inventory::Inventory::default());
         uploaded(&inventory);
     }
+    if let Ok(crate::session::ToViewer::Delta(d)) = from_payload(p) {
+        // What a viewer does with a compact frame: expand it, decode its rectangles in order
+        // (small ones here: the decoders' size bounds have tests of their own).
+        let mut memory = crate::indexed::Memory::default();
+        for r in &d.rects {
+            if u64::from(r.rect.w) * u64::from(r.rect.h) <= 4096 {
+                let _ = crate::indexed::decode(&r.data, r.rect.w, r.rect.h, &mut memory);
+                let _ = crate::palette::decode(&r.data, r.rect.w, r.rect.h);
+            }
+            let _ = crate::planes::join(&r.data);
+        }
+        let _ = crate::session::Deltas::default().expand(d);
+    }
+    // The payload itself as rectangles' data, with and without a palette to name.
+    let mut memory = crate::indexed::Memory::default();
+    for _ in 0..2 {
+        let _ = crate::indexed::decode(p, 7, 5, &mut memory);
+        memory.learn(&[
+            crate::indexed::SHARED_FOURTH,
+            2,
+            0,
+            1,
+            2,
+            3,
+            4,
+            5,
+            6,
+            7,
+            8,
+            9,
+        ]);
+    }
     let now = Instant::now();
     for id in [
         None,

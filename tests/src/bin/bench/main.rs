@@ -99,7 +99,8 @@ options:
   --size WxH                   screen-x11: this resolution only (default 1280x800, 1920x1080)
   --json                       the report as JSON on stdout
 
-environment: BENCH_WORKLOADS=a,b (screen suites: only these workloads), BENCH_DEBUG=1 (each
+environment: BENCH_WORKLOADS=a,b (screen suites: only these workloads), BENCH_LINKS=a,b
+  (screen-link: only the runs whose labels contain one of these), BENCH_DEBUG=1 (each
   rectangle Tether's sessions send, on stderr)
 ";
 
