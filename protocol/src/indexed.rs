@@ -73,25 +73,7 @@ pub fn encode(pixels: &[u8], width: u32, height: u32, memory: &Memory) -> Option
     if count == 0 || count > MAX_PIXELS || pixels.len() != count.checked_mul(4)? {
         return None;
     }
-    let mut colours: Vec<u32> = Vec::with_capacity(16);
-    let mut index: Vec<u8> = Vec::with_capacity(count);
-    // Runs of one colour are the common case: remember the last one.
-    let (mut last, mut last_i) = (None::<u32>, 0u8);
-    for px in pixels.chunks_exact(4) {
-        let c = u32::from_le_bytes([px[0], px[1], px[2], px[3]]);
-        if last != Some(c) {
-            last_i = match colours.iter().position(|&k| k == c) {
-                Some(i) => i as u8,
-                None if colours.len() < MAX_COLOURS => {
-                    colours.push(c);
-                    (colours.len() - 1) as u8
-                }
-                None => return None,
-            };
-            last = Some(c);
-        }
-        index.push(last_i);
-    }
+    let (colours, mut index) = crate::palette::index_colours(pixels)?;
     let n = colours.len();
     let shared = colours.iter().all(|c| c >> 24 == colours[0] >> 24);
     let own_len = 2 + if shared { 1 + 3 * n } else { 4 * n } + index_bytes(count, bits_for(n));

@@ -47,15 +47,11 @@ fn row_bytes(width: usize, bits: usize) -> usize {
     (width * bits).div_ceil(8)
 }
 
-/// The palette form of `pixels` (`width` × `height`, 4 bytes a pixel, rows packed), or `None`
-/// when it has more than [`MAX_COLOURS`] colours (or is empty or mis-sized).
-pub fn encode(pixels: &[u8], width: u32, height: u32) -> Option<Vec<u8>> {
-    let (w, h) = (width as usize, height as usize);
-    if w == 0 || h == 0 || pixels.len() != w.checked_mul(h)?.checked_mul(4)? {
-        return None;
-    }
+/// The distinct colours of `pixels` (4 bytes each, as little-endian words) in order of first
+/// appearance and each pixel's index among them; `None` beyond [`MAX_COLOURS`].
+pub(crate) fn index_colours(pixels: &[u8]) -> Option<(Vec<u32>, Vec<u8>)> {
     let mut colours: Vec<u32> = Vec::with_capacity(16);
-    let mut index: Vec<u8> = Vec::with_capacity(w * h);
+    let mut index: Vec<u8> = Vec::with_capacity(pixels.len() / 4);
     // Runs of one colour are the common case: remember the last one.
     let (mut last, mut last_i) = (None::<u32>, 0u8);
     for px in pixels.chunks_exact(4) {
@@ -73,6 +69,17 @@ pub fn encode(pixels: &[u8], width: u32, height: u32) -> Option<Vec<u8>> {
         }
         index.push(last_i);
     }
+    Some((colours, index))
+}
+
+/// The palette form of `pixels` (`width` × `height`, 4 bytes a pixel, rows packed), or `None`
+/// when it has more than [`MAX_COLOURS`] colours (or is empty or mis-sized).
+pub fn encode(pixels: &[u8], width: u32, height: u32) -> Option<Vec<u8>> {
+    let (w, h) = (width as usize, height as usize);
+    if w == 0 || h == 0 || pixels.len() != w.checked_mul(h)?.checked_mul(4)? {
+        return None;
+    }
+    let (colours, index) = index_colours(pixels)?;
     let n = colours.len();
     let bits = bits_for(n);
     let mut out = Vec::with_capacity(1 + 4 * n + if n > 1 { h * row_bytes(w, bits) } else { 0 });
