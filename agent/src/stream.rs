@@ -513,11 +513,6 @@ impl Coder {
         damage: &Damage,
         now: Instant,
     ) -> Option<Vec<EncodedRect>> {
-        // The share of the screen the changed rectangles cover.
-        let share = |rects: &[Rect]| {
-            let area: u64 = rects.iter().map(|r| u64::from(r.w) * u64::from(r.h)).sum();
-            area as f64 / (f64::from(w) * f64::from(h)).max(1.0)
-        };
         let same_size = self.last.as_ref().is_some_and(|l| l.len() == pixels.len());
         let moves = std::mem::take(&mut self.moves);
         let rects = match damage {
@@ -526,7 +521,10 @@ impl Coder {
             }
             _ => changed_rects(self.last.as_deref().filter(|_| same_size), &pixels, w, h),
         };
-        if share(&rects) > MOTION_SHARE {
+        // The share of the screen the changed rectangles cover.
+        let area: u64 = rects.iter().map(|r| u64::from(r.w) * u64::from(r.h)).sum();
+        let share = area as f64 / (f64::from(w) * f64::from(h)).max(1.0);
+        if share > MOTION_SHARE {
             self.last_motion = now;
         }
         let out = if rects.is_empty() {
@@ -552,7 +550,6 @@ impl Coder {
             Some(copied)
         } else {
             self.last_change = now;
-            let share = share(&rects);
             // On a capped link a whole screen goes as video first (a lossless one could hold
             // the link for seconds); the lossless refresh follows when the screen settles.
             let capped = self.h264_bps < H264_BPS;
